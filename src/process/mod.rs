@@ -1,0 +1,299 @@
+//! Erlang processes: pids, mailboxes, links, monitors, exit signals and `trap_exit`.
+//!
+//! A process is an async body run by the executor under `catch_unwind`; its [`Process`]
+//! handle is its `self()`. The rules are Erlang's (`../shared/otp/SPEC.md` §M):
+//!
+//! * links are bidirectional; a dying process sends its exit reason to every link: a
+//!   non-trapping process dies of it unless it is `normal`, a trapping one gets [`Msg::Exit`];
+//! * `exit(Pid, kill)` cannot be trapped and the target dies `killed`;
+//! * monitors are one-way and deliver [`Msg::Down`]; monitoring a dead pid gives `noproc` at once;
+//! * signals between one pair of processes arrive in the order sent;
+//! * sending to a dead pid does nothing; a panic is the process's exit reason.
+//!
+//! ```
+//! use otpsim::{rt, ExitReason, Msg, Node};
+//! rt::block_on(0, async {
+//!     let node = Node::new();
+//!     let root = node.spawn(|p| async move {
+//!         p.trap_exit(true);
+//!         let child = p.spawn_link(|_| async { ExitReason::error("boom") });
+//!         match p.recv().await {
+//!             Msg::Exit { from, reason } => {
+//!                 assert_eq!(from, child);
+//!                 assert_eq!(reason, ExitReason::error("boom"));
+//!             }
+//!             other => panic!("unexpected {other:?}"),
+//!         }
+//!     });
+//!     assert_eq!(node.wait_exit(root).await, Some(ExitReason::Normal));
+//! });
+//! ```
+
+mod message;
+mod node;
+mod reason;
+mod task;
+
+pub use message::{MonitorRef, Msg};
+pub use node::{Halt, Node, NodeConfig};
+pub use reason::{ExitReason, IntoExitReason};
+pub(crate) use task::catch_panic;
+
+use crate::rt::{self, Duration};
+use crate::term::{Pid, Ref};
+use crate::trace::{EventKind, SpawnTie};
+use node::Signal;
+use std::any::Any;
+use std::future::Future;
+use std::task::Poll;
+
+/// `link` to a process that is not alive, from a process that does not trap exits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("noproc: the process is not alive")]
+pub struct Noproc;
+
+/// Why a name could not be registered.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RegisterError {
+    /// The name belongs to another live process.
+    #[error("the name is already registered to {0}")]
+    Taken(Pid),
+    /// The process already has a name.
+    #[error("the process is already registered as {0}")]
+    AlreadyNamed(String),
+    /// The process is not alive.
+    #[error("noproc: the process is not alive")]
+    Noproc,
+}
+
+/// A running process's handle on itself: Erlang's `self()` and the BIFs that act on it.
+///
+/// Only the process's own body holds it; it is not `Clone`, and should not be moved into
+/// other tasks.
+pub struct Process {
+    node: Node,
+    pid: Pid,
+}
+
+impl Process {
+    fn new(node: Node, pid: Pid) -> Process {
+        Process { node, pid }
+    }
+
+    /// This process's pid.
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// The node the process runs on.
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// Spawns an unlinked process.
+    pub fn spawn<F, Fut>(&self, body: F) -> Pid
+    where
+        F: FnOnce(Process) -> Fut + Send + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: IntoExitReason,
+    {
+        self.node.spawn_with(Some(self.pid), SpawnTie::None, body).0
+    }
+
+    /// Spawns a process linked to this one (atomically: the child cannot die unlinked).
+    pub fn spawn_link<F, Fut>(&self, body: F) -> Pid
+    where
+        F: FnOnce(Process) -> Fut + Send + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: IntoExitReason,
+    {
+        self.node.spawn_with(Some(self.pid), SpawnTie::Link, body).0
+    }
+
+    /// Spawns a process monitored by this one.
+    pub fn spawn_monitor<F, Fut>(&self, body: F) -> (Pid, MonitorRef)
+    where
+        F: FnOnce(Process) -> Fut + Send + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: IntoExitReason,
+    {
+        let (pid, mref) = self
+            .node
+            .spawn_with(Some(self.pid), SpawnTie::Monitor, body);
+        (pid, mref.expect("spawn_monitor creates a monitor"))
+    }
+
+    /// Sends `value` to `to`. Sending to a dead pid does nothing; messages from this process
+    /// to one receiver arrive in the order sent.
+    pub fn send<T: Any + Send>(&self, to: Pid, value: T) {
+        self.send_boxed(to, Box::new(value), None);
+    }
+
+    /// Sends through an alias: delivered only while `to` keeps `alias` active.
+    pub(crate) fn send_boxed(&self, to: Pid, payload: Box<dyn Any + Send>, alias: Option<Ref>) {
+        self.node
+            .signal(self.pid, to, Signal::Message { payload, alias });
+    }
+
+    /// Sends the exit signal `reason` to `to` (`exit(Pid, Reason)`): `kill` kills it
+    /// untrappably; `normal` is ignored unless it traps exits (or `to` is this process);
+    /// any other reason kills a non-trapping target and is a message to a trapping one.
+    pub fn exit(&self, to: Pid, reason: ExitReason) {
+        self.node.signal(self.pid, to, Signal::Exit(reason));
+    }
+
+    /// Links this process to `to`. If `to` is not alive: a trapping caller receives
+    /// `{'EXIT', To, noproc}` and gets `Ok`; a non-trapping caller gets `Err(Noproc)`
+    /// (Erlang raises `noproc`).
+    pub fn link(&self, to: Pid) -> Result<(), Noproc> {
+        if self.node.link(self.pid, to).is_ok() {
+            return Ok(());
+        }
+        let trapped = self
+            .node
+            .with_proc(self.pid, |p| {
+                if p.traps_exits() {
+                    p.push_self(Msg::Exit {
+                        from: to,
+                        reason: ExitReason::Noproc,
+                    });
+                    true
+                } else {
+                    false
+                }
+            })
+            .unwrap_or(false);
+        if trapped {
+            Ok(())
+        } else {
+            Err(Noproc)
+        }
+    }
+
+    /// Removes the link to `to`, if any (always succeeds, as in Erlang). An `EXIT` from `to`
+    /// already in the mailbox stays there.
+    pub fn unlink(&self, to: Pid) {
+        self.node.unlink(self.pid, to);
+    }
+
+    /// Monitors `target`: a [`Msg::Down`] with this reference arrives when it exits
+    /// (at once, with `noproc`, if it is not alive).
+    pub fn monitor(&self, target: Pid) -> MonitorRef {
+        self.node.monitor(self.pid, target)
+    }
+
+    /// Removes a monitor. Returns whether it was active; a `DOWN` already delivered stays in
+    /// the mailbox (see [`demonitor_flush`](Self::demonitor_flush)).
+    pub fn demonitor(&self, mref: MonitorRef) -> bool {
+        self.node.demonitor(self.pid, mref, false)
+    }
+
+    /// Removes a monitor and any `DOWN` of it from the mailbox (`demonitor(Ref, [flush])`).
+    pub fn demonitor_flush(&self, mref: MonitorRef) -> bool {
+        self.node.demonitor(self.pid, mref, true)
+    }
+
+    /// Sets `trap_exit` and returns the previous value.
+    pub fn trap_exit(&self, on: bool) -> bool {
+        let previous = self.node.with_proc(self.pid, |p| p.set_trap_exit(on));
+        previous.unwrap_or(false)
+    }
+
+    /// The pids linked to this process, in pid order (`process_info(self(), links)`).
+    pub fn links(&self) -> Vec<Pid> {
+        self.node
+            .with_proc(self.pid, |p| p.links())
+            .unwrap_or_default()
+    }
+
+    /// How many messages wait in the mailbox.
+    pub fn mailbox_len(&self) -> usize {
+        self.node
+            .with_proc(self.pid, |p| p.mailbox_len())
+            .unwrap_or(0)
+    }
+
+    /// Takes the oldest message, waiting for one if the mailbox is empty.
+    pub async fn recv(&self) -> Msg {
+        self.receive(|_| true).await
+    }
+
+    /// Like [`recv`](Self::recv), giving up after `timeout`.
+    pub async fn recv_timeout(&self, timeout: Duration) -> Option<Msg> {
+        self.receive_timeout(|_| true, timeout).await
+    }
+
+    /// Selective receive: takes the oldest message that `accept` accepts, leaving the others
+    /// in the mailbox in their order.
+    pub async fn receive(&self, mut accept: impl FnMut(&Msg) -> bool) -> Msg {
+        std::future::poll_fn(
+            |cx| match self.node.take_message(self.pid, &mut accept, cx.waker()) {
+                Some(msg) => Poll::Ready(msg),
+                None => Poll::Pending,
+            },
+        )
+        .await
+    }
+
+    /// Selective receive with a timeout (`receive ... after T -> ... end`).
+    pub async fn receive_timeout(
+        &self,
+        accept: impl FnMut(&Msg) -> bool,
+        timeout: Duration,
+    ) -> Option<Msg> {
+        let timeout = timeout + self.node.timer_jitter(self.pid, timeout);
+        rt::timeout(timeout, self.receive(accept)).await
+    }
+
+    /// Waits `duration` (plus any jitter the simulator chooses).
+    pub async fn sleep(&self, duration: Duration) {
+        rt::sleep(duration + self.node.timer_jitter(self.pid, duration)).await
+    }
+
+    /// A new unique reference.
+    pub fn make_ref(&self) -> Ref {
+        self.node.make_ref()
+    }
+
+    /// Registers this process under a local `name` (`register(Name, self())`).
+    pub fn register(&self, name: &str) -> Result<(), RegisterError> {
+        self.node.register(name, self.pid)
+    }
+
+    /// Releases a local name, whoever holds it; `false` if it was not registered.
+    pub fn unregister(&self, name: &str) -> bool {
+        self.node.unregister(name)
+    }
+
+    /// The pid registered under `name`.
+    pub fn whereis(&self, name: &str) -> Option<Pid> {
+        self.node.whereis(name)
+    }
+
+    /// Writes a note into the run's trace.
+    pub fn note(&self, text: impl Into<String>) {
+        self.node.record(EventKind::Note {
+            pid: self.pid,
+            text: text.into(),
+        });
+    }
+
+    /// Activates an alias: messages sent to this process through it are delivered.
+    pub(crate) fn alias(&self) -> Ref {
+        let alias = self.make_ref();
+        self.node.with_proc(self.pid, |p| p.add_alias(alias));
+        alias
+    }
+
+    /// Deactivates an alias: later messages through it are dropped.
+    pub(crate) fn unalias(&self, alias: Ref) {
+        self.node.with_proc(self.pid, |p| p.remove_alias(alias));
+    }
+
+    /// Whether an exit is pending for this process (it dies at its next step).
+    pub fn is_exiting(&self) -> bool {
+        self.node
+            .with_proc(self.pid, |p| p.is_dooming())
+            .unwrap_or(true)
+    }
+}

@@ -1,0 +1,866 @@
+//! The node: the process table, signal delivery and the trace of one run.
+//!
+//! All state of a node sits behind one lock, taken briefly by every operation and never held
+//! while user code runs. Signals are delivered synchronously unless the node's [`Choices`]
+//! delay them; delayed signals go through a postman task that keeps Erlang's FIFO order per
+//! sender-receiver pair.
+
+use super::message::{MonitorRef, Msg};
+use super::task::ProcessTask;
+use super::{ExitReason, IntoExitReason, Process};
+use crate::rt::{self, Choices, Duration, Instant, NoFaults};
+use crate::term::{Pid, Ref};
+use crate::trace::{EventKind, SignalOutcome, SpawnTie, Trace};
+use std::any::Any;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Waker;
+use tokio::sync::{oneshot, Notify};
+
+/// Why a node stopped running its processes before they finished.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Halt {
+    /// The run took more process steps than its budget: a livelock. Names the process that
+    /// took the most steps.
+    StepBudget {
+        /// The busiest live process.
+        pid: Pid,
+        /// Its trace name (path or `<0.N>`).
+        name: String,
+        /// How many steps it took.
+        steps: u64,
+        /// The budget for the whole run.
+        budget: u64,
+    },
+    /// The wall-clock watchdog fired.
+    WallClock,
+    /// [`Node::halt`] was called.
+    Requested,
+}
+
+impl std::fmt::Display for Halt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Halt::StepBudget {
+                name,
+                steps,
+                budget,
+                ..
+            } => write!(
+                f,
+                "livelock: the run exceeded its budget of {budget} process steps; \
+                 process {name} took {steps} of them"
+            ),
+            Halt::WallClock => f.write_str("the wall-clock watchdog fired"),
+            Halt::Requested => f.write_str("halted on request"),
+        }
+    }
+}
+
+/// Settings of a [`Node`].
+pub struct NodeConfig {
+    /// Record a [`Trace`] (on in simulations; off by default for production).
+    pub trace: bool,
+    /// Halt with [`Halt::StepBudget`] after this many process steps (polls) in total.
+    pub step_budget: Option<u64>,
+    /// Silence the panic hook for panics inside processes (they become exit reasons anyway).
+    pub quiet_panics: bool,
+    /// Answers to the choice points.
+    pub choices: Box<dyn Choices>,
+}
+
+impl Default for NodeConfig {
+    /// Production settings: no trace, no budget, panics printed, no faults.
+    fn default() -> Self {
+        NodeConfig {
+            trace: false,
+            step_budget: None,
+            quiet_panics: false,
+            choices: Box::new(NoFaults),
+        }
+    }
+}
+
+/// A set of processes that can link, monitor and message each other: one BEAM node.
+///
+/// Cloning a `Node` gives another handle to the same node.
+///
+/// ```
+/// use otpsim::{rt, Node, Msg};
+/// rt::block_on(0, async {
+///     let node = Node::new();
+///     let echo = node.spawn(|mut p| async move {
+///         let msg = p.recv().await;
+///         assert_eq!(msg.downcast_ref::<&str>(), Some(&"hi"));
+///     });
+///     node.send(echo, "hi");
+///     assert_eq!(node.wait_exit(echo).await, Some(otpsim::ExitReason::Normal));
+/// });
+/// ```
+#[derive(Clone)]
+pub struct Node {
+    pub(super) inner: Arc<Inner>,
+}
+
+pub(super) struct Inner {
+    state: Mutex<State>,
+    started: Instant,
+    watchdog: Arc<AtomicBool>,
+    postman: Notify,
+    quiet_panics: bool,
+}
+
+pub(super) struct State {
+    next_pid: u64,
+    next_ref: u64,
+    procs: BTreeMap<Pid, Proc>,
+    names: BTreeMap<String, Pid>,
+    trace: Option<Trace>,
+    choices: Box<dyn Choices>,
+    steps: u64,
+    step_budget: Option<u64>,
+    halted: Option<Halt>,
+    delayed: BTreeMap<(Instant, u64), Delayed>,
+    in_flight: BTreeMap<(Pid, Pid), (Instant, u32)>,
+    delay_seq: u64,
+    postman_running: bool,
+}
+
+pub(super) struct Proc {
+    mailbox: VecDeque<Msg>,
+    waker: Option<Waker>,
+    trap_exit: bool,
+    links: BTreeSet<Pid>,
+    /// Monitors others hold on this process: reference -> watcher.
+    watchers: BTreeMap<MonitorRef, Pid>,
+    /// Monitors this process holds: reference -> target.
+    monitors: BTreeMap<MonitorRef, Pid>,
+    aliases: BTreeSet<Ref>,
+    pending_exit: Option<ExitReason>,
+    name: Option<String>,
+    received: u64,
+    steps: u64,
+    exit_waiters: Vec<oneshot::Sender<Option<ExitReason>>>,
+}
+
+impl Proc {
+    fn new() -> Proc {
+        Proc {
+            mailbox: VecDeque::new(),
+            waker: None,
+            trap_exit: false,
+            links: BTreeSet::new(),
+            watchers: BTreeMap::new(),
+            monitors: BTreeMap::new(),
+            aliases: BTreeSet::new(),
+            pending_exit: None,
+            name: None,
+            received: 0,
+            steps: 0,
+            exit_waiters: Vec::new(),
+        }
+    }
+
+    fn wake(&mut self) {
+        if let Some(w) = &self.waker {
+            w.wake_by_ref();
+        }
+    }
+
+    fn push(&mut self, msg: Msg) {
+        self.mailbox.push_back(msg);
+        self.wake();
+    }
+
+    /// Marks the process to exit at its next step (the first reason wins).
+    fn doom(&mut self, reason: ExitReason) {
+        if self.pending_exit.is_none() {
+            self.pending_exit = Some(reason);
+        }
+        self.wake();
+    }
+}
+
+/// A signal on its way from one process to another.
+pub(super) enum Signal {
+    Message {
+        payload: Box<dyn Any + Send>,
+        alias: Option<Ref>,
+    },
+    /// `exit(Pid, Reason)`.
+    Exit(ExitReason),
+    /// The exit signal of a dying linked process.
+    LinkExit(ExitReason),
+    Down {
+        mref: MonitorRef,
+        reason: ExitReason,
+    },
+}
+
+pub(super) struct Delayed {
+    from: Pid,
+    to: Pid,
+    signal: Signal,
+}
+
+/// Result of one step of a process task, decided under the node lock.
+pub(super) enum Step {
+    /// Poll the process's future.
+    Run,
+    /// The process must exit with this reason (its future is dropped).
+    Exit(ExitReason),
+    /// The node halted: drop the future without any exit processing.
+    Halted,
+}
+
+impl Default for Node {
+    fn default() -> Self {
+        Node::new()
+    }
+}
+
+impl Node {
+    /// A node with production settings ([`NodeConfig::default`]). Must be called inside an
+    /// executor ([`rt::block_on`] or a tokio runtime).
+    pub fn new() -> Node {
+        Node::with_config(NodeConfig::default())
+    }
+
+    /// A node with the given settings.
+    pub fn with_config(config: NodeConfig) -> Node {
+        Node {
+            inner: Arc::new(Inner {
+                state: Mutex::new(State {
+                    next_pid: 1,
+                    next_ref: 1,
+                    procs: BTreeMap::new(),
+                    names: BTreeMap::new(),
+                    trace: config.trace.then(Trace::default),
+                    choices: config.choices,
+                    steps: 0,
+                    step_budget: config.step_budget,
+                    halted: None,
+                    delayed: BTreeMap::new(),
+                    in_flight: BTreeMap::new(),
+                    delay_seq: 0,
+                    postman_running: false,
+                }),
+                started: rt::now(),
+                watchdog: Arc::new(AtomicBool::new(false)),
+                postman: Notify::new(),
+                quiet_panics: config.quiet_panics,
+            }),
+        }
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
+        // A poisoned lock can only come from a bug in this module; the state is still usable.
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(super) fn quiet_panics(&self) -> bool {
+        self.inner.quiet_panics
+    }
+
+    /// The flag a wall-clock watchdog sets to halt the node from another thread.
+    pub fn watchdog_flag(&self) -> Arc<AtomicBool> {
+        self.inner.watchdog.clone()
+    }
+
+    /// Microseconds since the node started, on the executor's clock.
+    pub fn elapsed_us(&self) -> u64 {
+        (rt::now() - self.inner.started).as_micros() as u64
+    }
+
+    /// Spawns a process that is not linked to anything (its parent is the outside world).
+    pub fn spawn<F, Fut>(&self, body: F) -> Pid
+    where
+        F: FnOnce(Process) -> Fut + Send + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: IntoExitReason,
+    {
+        self.spawn_with(None, SpawnTie::None, body).0
+    }
+
+    pub(super) fn spawn_with<F, Fut>(
+        &self,
+        parent: Option<Pid>,
+        tie: SpawnTie,
+        body: F,
+    ) -> (Pid, Option<MonitorRef>)
+    where
+        F: FnOnce(Process) -> Fut + Send + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: IntoExitReason,
+    {
+        let (pid, mref) = {
+            let mut st = self.lock();
+            let pid = Pid(st.next_pid);
+            st.next_pid += 1;
+            st.procs.insert(pid, Proc::new());
+            let mut mref = None;
+            if let Some(parent) = parent {
+                match tie {
+                    SpawnTie::None => {}
+                    SpawnTie::Link => {
+                        st.proc(parent).links.insert(pid);
+                        st.proc(pid).links.insert(parent);
+                    }
+                    SpawnTie::Monitor => {
+                        let r = st.make_ref();
+                        st.proc(parent).monitors.insert(r, pid);
+                        st.proc(pid).watchers.insert(r, parent);
+                        mref = Some(r);
+                    }
+                }
+            }
+            let at = self.elapsed_us();
+            st.record(at, || EventKind::Spawn { pid, parent, tie });
+            (pid, mref)
+        };
+        let process = Process::new(self.clone(), pid);
+        rt::spawn(ProcessTask::new(self.clone(), pid, process, body));
+        (pid, mref)
+    }
+
+    /// Sends `value` to `to` from outside any process. Sending to a dead pid does nothing.
+    pub fn send<T: Any + Send>(&self, to: Pid, value: T) {
+        self.signal(
+            Pid(0),
+            to,
+            Signal::Message {
+                payload: Box::new(value),
+                alias: None,
+            },
+        );
+    }
+
+    /// Sends the exit signal `reason` to `to` from outside any process (`exit(Pid, Reason)`).
+    pub fn exit(&self, to: Pid, reason: ExitReason) {
+        self.signal(Pid(0), to, Signal::Exit(reason));
+    }
+
+    /// Whether `pid` is alive (spawned and not yet exited).
+    pub fn is_alive(&self, pid: Pid) -> bool {
+        self.lock().procs.contains_key(&pid)
+    }
+
+    /// The live processes, in pid order.
+    pub fn processes(&self) -> Vec<Pid> {
+        self.lock().procs.keys().copied().collect()
+    }
+
+    /// The pid registered under `name`.
+    pub fn whereis(&self, name: &str) -> Option<Pid> {
+        self.lock().names.get(name).copied()
+    }
+
+    /// Waits until `pid` exits and returns its reason: `Some(noproc)` if it is not alive now,
+    /// `None` if the node halted first.
+    pub async fn wait_exit(&self, pid: Pid) -> Option<ExitReason> {
+        let rx = {
+            let mut st = self.lock();
+            if st.halted.is_some() {
+                return None;
+            }
+            let Some(p) = st.procs.get_mut(&pid) else {
+                return Some(ExitReason::Noproc);
+            };
+            let (tx, rx) = oneshot::channel();
+            p.exit_waiters.push(tx);
+            rx
+        };
+        rx.await.ok().flatten()
+    }
+
+    /// Stops every process at its next step, without exit processing (used to end a run).
+    pub fn halt(&self) {
+        self.lock().halt(Halt::Requested);
+        self.inner.postman.notify_one();
+    }
+
+    /// Why the node halted, if it did.
+    pub fn halted(&self) -> Option<Halt> {
+        self.lock().halted.clone()
+    }
+
+    /// A copy of the trace so far (empty when tracing is off).
+    pub fn trace(&self) -> Trace {
+        self.lock().trace.clone().unwrap_or_default()
+    }
+
+    /// Records an event (when tracing is on).
+    pub fn record(&self, kind: EventKind) {
+        let at = self.elapsed_us();
+        self.lock().record(at, || kind);
+    }
+
+    /// Names `pid` by its tree path in the trace from now on.
+    pub fn label(&self, pid: Pid, path: impl Into<String>, supervisor: bool) {
+        let path = path.into();
+        self.record(EventKind::Label {
+            pid,
+            path,
+            supervisor,
+        });
+    }
+
+    pub(super) fn make_ref(&self) -> Ref {
+        self.lock().make_ref()
+    }
+
+    /// Decides what the task of `pid` does at this step, and stores its waker.
+    pub(super) fn begin_step(&self, pid: Pid, waker: &Waker) -> Step {
+        let mut st = self.lock();
+        if st.halted.is_none() && self.inner.watchdog.load(Ordering::Relaxed) {
+            st.halt(Halt::WallClock);
+        }
+        if st.halted.is_some() {
+            return Step::Halted;
+        }
+        st.steps += 1;
+        if let Some(budget) = st.step_budget.filter(|b| st.steps > *b) {
+            let (pid, steps) = st
+                .procs
+                .iter()
+                .map(|(p, s)| (*p, s.steps))
+                .max_by_key(|(p, s)| (*s, std::cmp::Reverse(*p)))
+                .unwrap_or((pid, 0));
+            let name = st.name_of(pid);
+            st.halt(Halt::StepBudget {
+                pid,
+                name,
+                steps,
+                budget,
+            });
+            drop(st);
+            self.inner.postman.notify_one();
+            return Step::Halted;
+        }
+        let Some(p) = st.procs.get_mut(&pid) else {
+            return Step::Halted;
+        };
+        p.steps += 1;
+        if let Some(reason) = p.pending_exit.take() {
+            return Step::Exit(reason);
+        }
+        if !p.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            p.waker = Some(waker.clone());
+        }
+        Step::Run
+    }
+
+    /// The exit of `pid` with `reason`: exit signals to its links, `DOWN` to its monitors,
+    /// its name released.
+    pub(super) fn finish(&self, pid: Pid, reason: ExitReason) {
+        let mut st = self.lock();
+        let Some(p) = st.procs.remove(&pid) else {
+            return;
+        };
+        let at = self.elapsed_us();
+        st.record(at, || EventKind::Exit {
+            pid,
+            reason: reason.to_term(),
+        });
+        if let Some(name) = p.name {
+            st.names.remove(&name);
+            st.record(at, || EventKind::Unregister { name, pid });
+        }
+        for (mref, target) in p.monitors {
+            if let Some(t) = st.procs.get_mut(&target) {
+                t.watchers.remove(&mref);
+            }
+        }
+        for to in p.links {
+            st.send(self, pid, to, Signal::LinkExit(reason.clone()));
+        }
+        for (mref, watcher) in p.watchers {
+            let reason = reason.clone();
+            st.send(self, pid, watcher, Signal::Down { mref, reason });
+        }
+        for waiter in p.exit_waiters {
+            let _ = waiter.send(Some(reason.clone()));
+        }
+    }
+
+    /// Sends a signal from `from` (Pid(0): outside) to `to`.
+    pub(super) fn signal(&self, from: Pid, to: Pid, signal: Signal) {
+        self.lock().send(self, from, to, signal);
+    }
+
+    /// Runs `f` on the state of the live process `pid` (`None` if it is not alive).
+    pub(super) fn with_proc<R>(&self, pid: Pid, f: impl FnOnce(&mut Proc) -> R) -> Option<R> {
+        self.lock().procs.get_mut(&pid).map(f)
+    }
+
+    /// Takes the first message of `pid`'s mailbox that `pred` accepts; consults the crash
+    /// choice point for every message taken.
+    pub(super) fn take_message(
+        &self,
+        pid: Pid,
+        pred: &mut dyn FnMut(&Msg) -> bool,
+        waker: &Waker,
+    ) -> Option<Msg> {
+        let mut st = self.lock();
+        let p = st.procs.get_mut(&pid)?;
+        if p.pending_exit.is_some() {
+            return None;
+        }
+        if !p.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            p.waker = Some(waker.clone());
+        }
+        let index = p.mailbox.iter().position(|m| pred(m))?;
+        let msg = p.mailbox.remove(index)?;
+        p.received += 1;
+        let step = p.received;
+        if st.choices.crash_at(pid, step) {
+            let at = self.elapsed_us();
+            st.record(at, || EventKind::Fault {
+                pid,
+                fault: format!("crash at message {step}"),
+            });
+            st.proc(pid).doom(ExitReason::error("injected_crash"));
+            return None;
+        }
+        Some(msg)
+    }
+
+    pub(super) fn timer_jitter(&self, pid: Pid, duration: Duration) -> Duration {
+        self.lock().choices.timer_jitter(pid, duration)
+    }
+
+    /// Creates a link between two processes; `Err(())` if `to` is not alive.
+    pub(super) fn link(&self, from: Pid, to: Pid) -> Result<(), ()> {
+        let mut st = self.lock();
+        if from == to {
+            return Ok(());
+        }
+        if !st.procs.contains_key(&to) {
+            return Err(());
+        }
+        if st.proc(from).links.insert(to) {
+            st.proc(to).links.insert(from);
+            let at = self.elapsed_us();
+            st.record(at, || EventKind::Link { from, to });
+        }
+        Ok(())
+    }
+
+    pub(super) fn unlink(&self, from: Pid, to: Pid) {
+        let mut st = self.lock();
+        let removed = st.procs.get_mut(&from).is_some_and(|p| p.links.remove(&to));
+        if removed {
+            if let Some(t) = st.procs.get_mut(&to) {
+                t.links.remove(&from);
+            }
+            let at = self.elapsed_us();
+            st.record(at, || EventKind::Unlink { from, to });
+        }
+    }
+
+    pub(super) fn monitor(&self, watcher: Pid, target: Pid) -> MonitorRef {
+        let mut st = self.lock();
+        let mref = st.make_ref();
+        let at = self.elapsed_us();
+        st.record(at, || EventKind::Monitor { watcher, target });
+        match st.procs.get_mut(&target) {
+            Some(t) => {
+                t.watchers.insert(mref, watcher);
+                st.proc(watcher).monitors.insert(mref, target);
+            }
+            None => {
+                // Monitoring a dead process yields an immediate DOWN with `noproc`.
+                st.record(at, || EventKind::Down {
+                    watcher,
+                    target,
+                    reason: ExitReason::Noproc.to_term(),
+                });
+                st.proc(watcher).push(Msg::Down {
+                    mref,
+                    pid: target,
+                    reason: ExitReason::Noproc,
+                });
+            }
+        }
+        mref
+    }
+
+    /// Removes a monitor; `true` if it was active. With `flush`, a `DOWN` for it already in
+    /// the mailbox is removed too.
+    pub(super) fn demonitor(&self, watcher: Pid, mref: MonitorRef, flush: bool) -> bool {
+        let mut st = self.lock();
+        let Some(p) = st.procs.get_mut(&watcher) else {
+            return false;
+        };
+        if flush {
+            p.mailbox
+                .retain(|m| !matches!(m, Msg::Down { mref: r, .. } if *r == mref));
+        }
+        let Some(target) = p.monitors.remove(&mref) else {
+            return false;
+        };
+        if let Some(t) = st.procs.get_mut(&target) {
+            t.watchers.remove(&mref);
+        }
+        let at = self.elapsed_us();
+        st.record(at, || EventKind::Demonitor { watcher, target });
+        true
+    }
+
+    pub(super) fn register(&self, name: &str, pid: Pid) -> Result<(), super::RegisterError> {
+        use super::RegisterError;
+        let mut st = self.lock();
+        if let Some(owner) = st.names.get(name) {
+            return Err(RegisterError::Taken(*owner));
+        }
+        let Some(p) = st.procs.get_mut(&pid) else {
+            return Err(RegisterError::Noproc);
+        };
+        if let Some(existing) = &p.name {
+            return Err(RegisterError::AlreadyNamed(existing.clone()));
+        }
+        p.name = Some(name.to_string());
+        st.names.insert(name.to_string(), pid);
+        let at = self.elapsed_us();
+        let name = name.to_string();
+        st.record(at, || EventKind::Register { name, pid });
+        Ok(())
+    }
+
+    pub(super) fn unregister(&self, name: &str) -> bool {
+        let mut st = self.lock();
+        let Some(pid) = st.names.remove(name) else {
+            return false;
+        };
+        if let Some(p) = st.procs.get_mut(&pid) {
+            p.name = None;
+        }
+        let at = self.elapsed_us();
+        let name = name.to_string();
+        st.record(at, || EventKind::Unregister { name, pid });
+        true
+    }
+
+    /// Delivers the due delayed signals; runs as its own task while signals are in flight.
+    async fn postman(self) {
+        loop {
+            let next = {
+                let mut st = self.lock();
+                if st.halted.is_some() {
+                    st.postman_running = false;
+                    return;
+                }
+                let now = rt::now();
+                while let Some(entry) = st.delayed.first_entry() {
+                    if entry.key().0 > now {
+                        break;
+                    }
+                    let d = entry.remove();
+                    let pair = (d.from, d.to);
+                    if let Some(f) = st.in_flight.get_mut(&pair) {
+                        f.1 -= 1;
+                        if f.1 == 0 {
+                            st.in_flight.remove(&pair);
+                        }
+                    }
+                    st.deliver(self.elapsed_us(), d.from, d.to, d.signal);
+                }
+                match st.delayed.first_key_value() {
+                    Some(((at, _), _)) => *at,
+                    None => {
+                        st.postman_running = false;
+                        return;
+                    }
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = rt::sleep_until(next) => {}
+                _ = self.inner.postman.notified() => {}
+            }
+        }
+    }
+}
+
+impl State {
+    fn proc(&mut self, pid: Pid) -> &mut Proc {
+        self.procs
+            .get_mut(&pid)
+            .expect("the calling process is alive while it runs")
+    }
+
+    fn make_ref(&mut self) -> Ref {
+        let r = Ref(self.next_ref);
+        self.next_ref += 1;
+        r
+    }
+
+    fn record(&mut self, at_us: u64, kind: impl FnOnce() -> EventKind) {
+        if let Some(trace) = &mut self.trace {
+            trace.push(at_us, kind());
+        }
+    }
+
+    fn name_of(&self, pid: Pid) -> String {
+        let mut name = pid.to_string();
+        if let Some(trace) = &self.trace {
+            for e in trace.events() {
+                if let EventKind::Label { pid: p, path, .. } = &e.kind {
+                    if *p == pid {
+                        name = path.clone();
+                    }
+                }
+            }
+        }
+        name
+    }
+
+    fn halt(&mut self, why: Halt) {
+        if self.halted.is_some() {
+            return;
+        }
+        self.halted = Some(why);
+        for p in self.procs.values_mut() {
+            p.wake();
+            for w in p.exit_waiters.drain(..) {
+                let _ = w.send(None);
+            }
+        }
+    }
+
+    /// Sends a signal, directly or through the postman when the choice point delays it or an
+    /// earlier signal of the same pair is still in flight.
+    fn send(&mut self, node: &Node, from: Pid, to: Pid, signal: Signal) {
+        let delay = self.choices.delivery_delay(from, to);
+        let pair = (from, to);
+        let at_us = node.elapsed_us();
+        if delay.is_zero() && !self.in_flight.contains_key(&pair) {
+            self.deliver(at_us, from, to, signal);
+            return;
+        }
+        let mut due = rt::now() + delay;
+        let entry = self.in_flight.entry(pair).or_insert((due, 0));
+        due = due.max(entry.0);
+        *entry = (due, entry.1 + 1);
+        self.delay_seq += 1;
+        self.delayed
+            .insert((due, self.delay_seq), Delayed { from, to, signal });
+        if !delay.is_zero() {
+            self.record(at_us, || EventKind::Fault {
+                pid: to,
+                fault: format!("delay from {from} {:.3}ms", delay.as_secs_f64() * 1000.0),
+            });
+        }
+        if !self.postman_running {
+            self.postman_running = true;
+            rt::spawn(node.clone().postman());
+        } else {
+            node.inner.postman.notify_one();
+        }
+    }
+
+    /// A signal arrives at `to`; Erlang's rules decide what it does.
+    fn deliver(&mut self, at: u64, from: Pid, to: Pid, signal: Signal) {
+        let Some(p) = self.procs.get_mut(&to) else {
+            return; // sending to a dead process does nothing
+        };
+        match signal {
+            Signal::Message { payload, alias } => {
+                if alias.is_none_or(|a| p.aliases.contains(&a)) {
+                    p.push(Msg::User(payload));
+                }
+            }
+            Signal::Exit(ExitReason::Kill) => {
+                p.doom(ExitReason::Killed);
+                self.record(at, || EventKind::Signal {
+                    from,
+                    to,
+                    reason: ExitReason::Kill.to_term(),
+                    outcome: SignalOutcome::Killed,
+                });
+            }
+            Signal::Exit(reason) => self.exit_signal(at, from, to, reason),
+            Signal::LinkExit(reason) => {
+                if p.links.remove(&from) {
+                    self.exit_signal(at, from, to, reason);
+                }
+            }
+            Signal::Down { mref, reason } => {
+                if p.monitors.remove(&mref).is_some() {
+                    let term = reason.to_term();
+                    p.push(Msg::Down {
+                        mref,
+                        pid: from,
+                        reason,
+                    });
+                    self.record(at, || EventKind::Down {
+                        watcher: to,
+                        target: from,
+                        reason: term,
+                    });
+                }
+            }
+        }
+    }
+
+    /// A trappable exit signal reaches the live process `to`.
+    fn exit_signal(&mut self, at: u64, from: Pid, to: Pid, reason: ExitReason) {
+        let p = self.proc(to);
+        let term = reason.to_term();
+        let outcome = if p.trap_exit {
+            p.push(Msg::Exit { from, reason });
+            SignalOutcome::Trapped
+        } else if reason.is_normal() && from != to {
+            SignalOutcome::Ignored
+        } else {
+            // Includes exit(self(), normal), which ends the caller with reason normal.
+            p.doom(reason);
+            SignalOutcome::Killed
+        };
+        self.record(at, || EventKind::Signal {
+            from,
+            to,
+            reason: term,
+            outcome,
+        });
+    }
+}
+
+impl Proc {
+    pub(super) fn traps_exits(&self) -> bool {
+        self.trap_exit
+    }
+
+    pub(super) fn set_trap_exit(&mut self, on: bool) -> bool {
+        std::mem::replace(&mut self.trap_exit, on)
+    }
+
+    pub(super) fn add_alias(&mut self, alias: Ref) {
+        self.aliases.insert(alias);
+    }
+
+    pub(super) fn remove_alias(&mut self, alias: Ref) {
+        self.aliases.remove(&alias);
+    }
+
+    pub(super) fn push_self(&mut self, msg: Msg) {
+        self.push(msg);
+    }
+
+    pub(super) fn is_dooming(&self) -> bool {
+        self.pending_exit.is_some()
+    }
+
+    pub(super) fn links(&self) -> Vec<Pid> {
+        self.links.iter().copied().collect()
+    }
+
+    pub(super) fn mailbox_len(&self) -> usize {
+        self.mailbox.len()
+    }
+}

@@ -1,0 +1,95 @@
+//! The executor seam: the only module that touches madsim or tokio.
+//!
+//! Everything a process needs from an executor goes through here: spawning a task, the clock,
+//! timers, and the **choice points** where a simulator may decide (see [`Choices`]). The code is
+//! written once against the `madsim-tokio` API, which is real tokio in a native build
+//! (`cargo test-native`, `cargo run-native`) and madsim under `--cfg madsim` (plain `cargo test`).
+//!
+//! ```
+//! use otpsim::rt;
+//! let elapsed = rt::block_on(7, async {
+//!     let t0 = rt::now();
+//!     rt::sleep(rt::Duration::from_millis(5)).await;
+//!     rt::now() - t0
+//! });
+//! assert!(elapsed >= rt::Duration::from_millis(5));
+//! ```
+
+mod choices;
+
+pub use choices::{Choices, NoFaults, SeededChoices, SeededConfig};
+pub use std::time::Duration;
+pub use tokio::time::Instant;
+
+use std::future::Future;
+
+/// Whether this build runs under the deterministic simulator (`--cfg madsim`).
+pub const SIMULATED: bool = cfg!(madsim);
+
+/// Spawns a detached task on the current executor.
+pub fn spawn<F>(future: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    drop(tokio::spawn(future));
+}
+
+/// The current time of the executor's clock (simulated under madsim).
+pub fn now() -> Instant {
+    Instant::now()
+}
+
+/// Waits for `duration` on the executor's clock.
+pub async fn sleep(duration: Duration) {
+    tokio::time::sleep(duration).await
+}
+
+/// Waits until `deadline` on the executor's clock.
+pub async fn sleep_until(deadline: Instant) {
+    tokio::time::sleep_until(deadline).await
+}
+
+/// Runs `future` for at most `duration`; `None` when the time ran out first.
+pub async fn timeout<F: Future>(duration: Duration, future: F) -> Option<F::Output> {
+    tokio::time::timeout(duration, future).await.ok()
+}
+
+/// Gives other tasks a chance to run.
+pub async fn yield_now() {
+    tokio::task::yield_now().await
+}
+
+/// Runs `future` to completion on a fresh executor and returns its output.
+///
+/// Under madsim this is a fresh simulated world whose scheduling, clock and randomness are all
+/// fixed by `seed`; natively it is a current-thread tokio runtime and `seed` is unused.
+pub fn block_on<F: Future>(seed: u64, future: F) -> F::Output {
+    block_on_limited(seed, None, future)
+}
+
+/// Like [`block_on`], with a limit on simulated time after which the simulator panics
+/// (`time limit exceeded`). Natively the limit is not enforced.
+pub fn block_on_limited<F: Future>(
+    seed: u64,
+    time_limit: Option<Duration>,
+    future: F,
+) -> F::Output {
+    #[cfg(madsim)]
+    {
+        let mut runtime =
+            madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+        if let Some(limit) = time_limit {
+            runtime.set_time_limit(limit);
+        }
+        runtime.block_on(future)
+    }
+    #[cfg(not(madsim))]
+    {
+        let _ = (seed, time_limit);
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a current-thread tokio runtime can always be built")
+            .block_on(future)
+    }
+}

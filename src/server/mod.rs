@@ -1,0 +1,511 @@
+//! GenServer-style servers: typed call, cast and info, `init` with OTP's results, call
+//! timeouts, `handle_continue`, and `terminate`.
+//!
+//! A server is a type implementing [`GenServer`]; its value is the server's state.
+//! [`start_link`] runs `init` synchronously, as `gen_server:start_link` does, and returns a
+//! typed [`ServerRef`].
+//!
+//! ```
+//! use otpsim::{rt, Node, Process, ExitReason};
+//! use otpsim::server::{self, GenServer, Init, CallReply, From};
+//!
+//! struct Counter(u64);
+//!
+//! impl GenServer for Counter {
+//!     type Arg = u64;
+//!     type Call = ();
+//!     type Reply = u64;
+//!     type Cast = u64;
+//!     type Cont = ();
+//!
+//!     async fn init(start: u64, _p: &Process) -> Init<Self> {
+//!         Init::Ok(Counter(start))
+//!     }
+//!     async fn handle_call(&mut self, _: (), _from: From<u64>, _p: &Process) -> CallReply<Self> {
+//!         CallReply::Reply(self.0)
+//!     }
+//!     async fn handle_cast(&mut self, n: u64, _p: &Process) -> server::Next<Self> {
+//!         self.0 += n;
+//!         server::Next::Continue
+//!     }
+//! }
+//!
+//! rt::block_on(0, async {
+//!     let node = Node::new();
+//!     let main = node.spawn(|p| async move {
+//!         let counter = server::start_link::<Counter>(&p, 40).await.unwrap();
+//!         counter.cast(&p, 2);
+//!         assert_eq!(counter.call(&p, ()).await, Ok(42));
+//!     });
+//!     assert_eq!(node.wait_exit(main).await, Some(ExitReason::Normal));
+//! });
+//! ```
+
+use crate::process::{catch_panic, ExitReason, Msg, Process, RegisterError};
+use crate::rt::Duration;
+use crate::term::{Pid, Ref};
+use std::future::Future;
+use std::marker::PhantomData;
+
+/// What `init` decided.
+pub enum Init<S: GenServer> {
+    /// `{ok, State}`: the server runs.
+    Ok(S),
+    /// `{ok, State, {continue, C}}`: the server runs `handle_continue(C)` before any message.
+    Continue(S, S::Cont),
+    /// `ignore`: the start returns [`StartError::Ignore`]; the process exits `normal`.
+    Ignore,
+    /// `{stop, Reason}`: the start fails with this reason, which is also the exit reason.
+    Stop(ExitReason),
+}
+
+/// What a handler decided.
+pub enum Next<S: GenServer> {
+    /// `{noreply, State}`: wait for the next message.
+    Continue,
+    /// `{noreply, State, {continue, C}}`: run `handle_continue(C)` first.
+    ContinueWith(S::Cont),
+    /// `{stop, Reason, State}`: run `terminate` and exit.
+    Stop(ExitReason),
+}
+
+/// What `handle_call` decided.
+pub enum CallReply<S: GenServer> {
+    /// `{reply, Reply, State}`.
+    Reply(S::Reply),
+    /// `{reply, Reply, State, {continue, C}}`.
+    ReplyContinue(S::Reply, S::Cont),
+    /// `{noreply, State}`: the reply is sent later with [`From::reply`].
+    NoReply,
+    /// `{stop, Reason, Reply, State}` / `{stop, Reason, State}`: reply (if given), then
+    /// `terminate` and exit.
+    Stop(ExitReason, Option<S::Reply>),
+}
+
+/// A GenServer: the state of a server process and its callbacks.
+///
+/// Only `init` is required. The defaults follow Elixir's `use GenServer`: an unexpected call
+/// or cast stops the server (`bad_call`, `bad_cast`), other messages are ignored.
+pub trait GenServer: Sized + Send + 'static {
+    /// The argument given to `init`.
+    type Arg: Send + 'static;
+    /// Requests of [`ServerRef::call`].
+    type Call: Send + 'static;
+    /// Replies to calls.
+    type Reply: Send + 'static;
+    /// Requests of [`ServerRef::cast`].
+    type Cast: Send + 'static;
+    /// Continuation values for `handle_continue` (use `()` if unused).
+    type Cont: Send + 'static;
+
+    /// Initialises the state; the caller of [`start_link`] waits for the result.
+    fn init(arg: Self::Arg, p: &Process) -> impl Future<Output = Init<Self>> + Send;
+
+    /// Handles a call; the caller waits for the reply.
+    fn handle_call(
+        &mut self,
+        request: Self::Call,
+        from: From<Self::Reply>,
+        p: &Process,
+    ) -> impl Future<Output = CallReply<Self>> + Send {
+        let _ = (request, from, p);
+        async { CallReply::Stop(ExitReason::error("bad_call"), None) }
+    }
+
+    /// Handles a cast.
+    fn handle_cast(
+        &mut self,
+        request: Self::Cast,
+        p: &Process,
+    ) -> impl Future<Output = Next<Self>> + Send {
+        let _ = (request, p);
+        async { Next::Stop(ExitReason::error("bad_cast")) }
+    }
+
+    /// Handles any other message: user messages of other types, `EXIT` from processes other
+    /// than the parent (when trapping), monitors' `DOWN`.
+    fn handle_info(&mut self, msg: Msg, p: &Process) -> impl Future<Output = Next<Self>> + Send {
+        let _ = (msg, p);
+        async { Next::Continue }
+    }
+
+    /// Continues work asked for by [`Init::Continue`] or a `...Continue` result.
+    fn handle_continue(
+        &mut self,
+        cont: Self::Cont,
+        p: &Process,
+    ) -> impl Future<Output = Next<Self>> + Send {
+        let _ = (cont, p);
+        async { Next::Continue }
+    }
+
+    /// Called before the server exits: after a `Stop` result, a panic in a handler, or an
+    /// exit signal from its parent while trapping exits. Not called when the server is killed
+    /// or dies of a link without trapping.
+    fn terminate(&mut self, reason: &ExitReason, p: &Process) -> impl Future<Output = ()> + Send {
+        let _ = (reason, p);
+        async {}
+    }
+}
+
+/// The caller of a pending call, for a reply sent later ([`CallReply::NoReply`]).
+pub struct From<R> {
+    pid: Pid,
+    tag: Ref,
+    _reply: PhantomData<fn(R)>,
+}
+
+impl<R: Send + 'static> From<R> {
+    /// The calling process.
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// Sends the reply (`gen_server:reply/2`). A reply to a caller that gave up is dropped.
+    pub fn reply(self, p: &Process, reply: R) {
+        let tag = self.tag;
+        p.send_boxed(self.pid, Box::new(Reply { tag, value: reply }), Some(tag));
+    }
+}
+
+/// A typed handle on a server process.
+pub struct ServerRef<S> {
+    pid: Pid,
+    _server: PhantomData<fn() -> S>,
+}
+
+impl<S> Clone for ServerRef<S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<S> Copy for ServerRef<S> {}
+
+impl<S> PartialEq for ServerRef<S> {
+    fn eq(&self, other: &Self) -> bool {
+        self.pid == other.pid
+    }
+}
+
+impl<S> Eq for ServerRef<S> {}
+
+impl<S> std::fmt::Debug for ServerRef<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ServerRef({})", self.pid)
+    }
+}
+
+/// Why a call got no reply. A call never panics the caller.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The server was not alive when called (`noproc`).
+    #[error("noproc: the server is not alive")]
+    Noproc,
+    /// The server exited before replying, with this reason.
+    #[error("the server exited with reason {0}")]
+    Exit(ExitReason),
+    /// No reply within the timeout. A late reply is dropped.
+    #[error("the call timed out")]
+    Timeout,
+}
+
+/// Why a server did not start.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StartError {
+    /// `init` returned [`Init::Ignore`].
+    #[error("ignore")]
+    Ignore,
+    /// `init` stopped or panicked, or the process died before it finished.
+    #[error("the server failed to start: {0}")]
+    Failed(ExitReason),
+    /// The name is registered to this live process.
+    #[error("already started as {0}")]
+    AlreadyStarted(Pid),
+}
+
+impl StartError {
+    /// The exit reason the start stands for, as `{error, Reason}` in OTP
+    /// (`{already_started, Pid}` for a taken name).
+    pub fn reason(&self) -> ExitReason {
+        use crate::term::Term;
+        match self {
+            StartError::Ignore => ExitReason::Normal,
+            StartError::Failed(r) => r.clone(),
+            StartError::AlreadyStarted(pid) => ExitReason::Other(Term::tuple([
+                Term::atom("already_started"),
+                Term::Pid(*pid),
+            ])),
+        }
+    }
+}
+
+/// Erlang's default call timeout: 5 seconds.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl<S: GenServer> ServerRef<S> {
+    /// A handle on `pid`, trusted to run server `S`. Calls to a process that is not an `S`
+    /// get no reply (and time out).
+    pub fn from_pid(pid: Pid) -> ServerRef<S> {
+        ServerRef {
+            pid,
+            _server: PhantomData,
+        }
+    }
+
+    /// The server registered under a local `name`.
+    pub fn whereis(p: &Process, name: &str) -> Option<ServerRef<S>> {
+        p.whereis(name).map(ServerRef::from_pid)
+    }
+
+    /// The server's pid.
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// Calls the server with Erlang's default timeout of 5 s.
+    pub async fn call(&self, p: &Process, request: S::Call) -> Result<S::Reply, CallError> {
+        self.call_timeout(p, request, Some(DEFAULT_CALL_TIMEOUT))
+            .await
+    }
+
+    /// Calls the server, waiting at most `timeout` (`None`: forever). The server is monitored
+    /// for the duration of the call, so its death is reported at once.
+    pub async fn call_timeout(
+        &self,
+        p: &Process,
+        request: S::Call,
+        timeout: Option<Duration>,
+    ) -> Result<S::Reply, CallError> {
+        let mref = p.monitor(self.pid);
+        let tag = p.alias();
+        let from = From {
+            pid: p.pid(),
+            tag,
+            _reply: PhantomData,
+        };
+        p.send(self.pid, CallRequest::<S> { from, request });
+        let accept = |m: &Msg| match m {
+            Msg::Down { mref: r, .. } => *r == mref,
+            m => m
+                .downcast_ref::<Reply<S::Reply>>()
+                .is_some_and(|r| r.tag == tag),
+        };
+        let answer = match timeout {
+            Some(t) => p.receive_timeout(accept, t).await,
+            None => Some(p.receive(accept).await),
+        };
+        p.unalias(tag);
+        match answer {
+            Some(Msg::Down { reason, .. }) => Err(match reason {
+                ExitReason::Noproc => CallError::Noproc,
+                reason => CallError::Exit(reason),
+            }),
+            Some(msg) => {
+                p.demonitor_flush(mref);
+                let reply = msg
+                    .downcast::<Reply<S::Reply>>()
+                    .unwrap_or_else(|_| unreachable!("accepted above"));
+                Ok(reply.value)
+            }
+            None => {
+                p.demonitor_flush(mref);
+                Err(CallError::Timeout)
+            }
+        }
+    }
+
+    /// Sends a cast; casts to a dead server are dropped.
+    pub fn cast(&self, p: &Process, request: S::Cast) {
+        p.send(self.pid, CastRequest::<S>(request));
+    }
+}
+
+struct CallRequest<S: GenServer> {
+    from: From<S::Reply>,
+    request: S::Call,
+}
+
+struct CastRequest<S: GenServer>(S::Cast);
+
+struct Reply<R> {
+    tag: Ref,
+    value: R,
+}
+
+struct StartAck {
+    tag: Ref,
+    result: Result<(), StartError>,
+}
+
+/// How a server is started.
+#[derive(Clone, Debug, Default)]
+pub struct StartOptions {
+    /// Register the server under this local name; a taken name fails the start with
+    /// [`StartError::AlreadyStarted`].
+    pub name: Option<String>,
+    /// Link the server to the caller (`start_link`) or not (`start`).
+    pub link: bool,
+}
+
+/// Starts a server linked to the calling process and waits for its `init`
+/// (`gen_server:start_link/3`). If `init` fails and the caller does not trap exits, the
+/// caller dies of the link, as in Erlang.
+pub async fn start_link<S: GenServer>(
+    p: &Process,
+    arg: S::Arg,
+) -> Result<ServerRef<S>, StartError> {
+    start_with(
+        p,
+        arg,
+        StartOptions {
+            link: true,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// Starts a server with the given options and waits for its `init`.
+pub async fn start_with<S: GenServer>(
+    p: &Process,
+    arg: S::Arg,
+    options: StartOptions,
+) -> Result<ServerRef<S>, StartError> {
+    let tag = p.alias();
+    let parent = p.pid();
+    let name = options.name;
+    let body = move |server: Process| run::<S>(server, arg, parent, tag, name);
+    let pid = if options.link {
+        p.spawn_link(body)
+    } else {
+        p.spawn(body)
+    };
+    let mref = p.monitor(pid);
+    let accept = |m: &Msg| match m {
+        Msg::Down { mref: r, .. } => *r == mref,
+        m => m.downcast_ref::<StartAck>().is_some_and(|a| a.tag == tag),
+    };
+    let answer = p.receive(accept).await;
+    p.unalias(tag);
+    match answer.downcast::<StartAck>() {
+        Ok(ack) => {
+            p.demonitor_flush(mref);
+            ack.result.map(|()| ServerRef::from_pid(pid))
+        }
+        Err(Msg::Down { reason, .. }) => Err(StartError::Failed(reason)),
+        Err(_) => unreachable!("only acks and DOWNs are accepted"),
+    }
+}
+
+/// The body of a server process.
+async fn run<S: GenServer>(
+    p: Process,
+    arg: S::Arg,
+    parent: Pid,
+    tag: Ref,
+    name: Option<String>,
+) -> ExitReason {
+    let ack = |result: Result<(), StartError>| {
+        p.send_boxed(parent, Box::new(StartAck { tag, result }), Some(tag));
+    };
+    if let Some(name) = name {
+        match p.register(&name) {
+            Ok(()) => {}
+            Err(RegisterError::Taken(owner)) => {
+                ack(Err(StartError::AlreadyStarted(owner)));
+                return ExitReason::Normal;
+            }
+            Err(e) => unreachable!("a new process has no name and is alive: {e}"),
+        }
+    }
+    let (mut state, mut cont) = match catch_panic(S::init(arg, &p)).await {
+        Ok(Init::Ok(state)) => (state, None),
+        Ok(Init::Continue(state, c)) => (state, Some(c)),
+        Ok(Init::Ignore) => {
+            ack(Err(StartError::Ignore));
+            return ExitReason::Normal;
+        }
+        Ok(Init::Stop(reason)) => {
+            ack(Err(StartError::Failed(reason.clone())));
+            return reason;
+        }
+        Err(panic) => {
+            let reason = ExitReason::Panic(panic);
+            ack(Err(StartError::Failed(reason.clone())));
+            return reason;
+        }
+    };
+    ack(Ok(()));
+    loop {
+        let next = match cont.take() {
+            Some(c) => catch_panic(state.handle_continue(c, &p)).await,
+            None => handle_message(&mut state, p.recv().await, parent, &p).await,
+        };
+        match next {
+            Ok(Next::Continue) => {}
+            Ok(Next::ContinueWith(c)) => cont = Some(c),
+            Ok(Next::Stop(reason)) => return terminate(&mut state, reason, &p).await,
+            Err(panic) => return terminate(&mut state, ExitReason::Panic(panic), &p).await,
+        }
+    }
+}
+
+/// Dispatches one message to the right callback.
+async fn handle_message<S: GenServer>(
+    state: &mut S,
+    msg: Msg,
+    parent: Pid,
+    p: &Process,
+) -> Result<Next<S>, String> {
+    let msg = match msg.downcast::<CallRequest<S>>() {
+        Ok(CallRequest { from, request }) => {
+            let caller = (from.pid, from.tag);
+            let reply = |value| {
+                From {
+                    pid: caller.0,
+                    tag: caller.1,
+                    _reply: PhantomData,
+                }
+                .reply(p, value)
+            };
+            return Ok(
+                match catch_panic(state.handle_call(request, from, p)).await? {
+                    CallReply::Reply(r) => {
+                        reply(r);
+                        Next::Continue
+                    }
+                    CallReply::ReplyContinue(r, c) => {
+                        reply(r);
+                        Next::ContinueWith(c)
+                    }
+                    CallReply::NoReply => Next::Continue,
+                    CallReply::Stop(reason, r) => {
+                        if let Some(r) = r {
+                            reply(r);
+                        }
+                        Next::Stop(reason)
+                    }
+                },
+            );
+        }
+        Err(msg) => msg,
+    };
+    let msg = match msg.downcast::<CastRequest<S>>() {
+        Ok(CastRequest(request)) => return catch_panic(state.handle_cast(request, p)).await,
+        Err(msg) => msg,
+    };
+    match msg {
+        // A trapping server asked to stop by its parent: terminate with the parent's reason.
+        Msg::Exit { from, reason } if from == parent => Ok(Next::Stop(reason)),
+        msg => catch_panic(state.handle_info(msg, p)).await,
+    }
+}
+
+/// Runs `terminate` and gives the exit reason (a panic in `terminate` replaces it).
+async fn terminate<S: GenServer>(state: &mut S, reason: ExitReason, p: &Process) -> ExitReason {
+    match catch_panic(state.terminate(&reason, p)).await {
+        Ok(()) => reason,
+        Err(panic) => ExitReason::Panic(panic),
+    }
+}

@@ -1,0 +1,206 @@
+//! Erlang-like values: process ids, references and the [`Term`]s that exit reasons and trace
+//! lines are made of.
+//!
+//! Terms print in the canonical form of the OTP oracle (`../shared/otp-oracle/README.md`):
+//! atoms bare (quoted when needed), tuples `{a,b}`, lists `[a,b]`, strings in double quotes,
+//! and pids as `<path>` when a name is known for them.
+//!
+//! ```
+//! use otpsim::term::Term;
+//! let t = Term::tuple([Term::atom("shutdown"), Term::atom("bye")]);
+//! assert_eq!(t.to_string(), "{shutdown,bye}");
+//! assert_eq!(Term::atom("Hello world").to_string(), "'Hello world'");
+//! ```
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A process identifier. Pids come from a per-node counter, so a simulated run hands out the
+/// same pids every time it is replayed.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Pid(pub(crate) u64);
+
+impl Pid {
+    /// The number behind the pid (unique within one node).
+    pub fn id(self) -> u64 {
+        self.0
+    }
+
+    /// The pid with number `id`. Only the node hands out live pids; this is for tests, tools
+    /// and decoded cases.
+    pub fn from_raw(id: u64) -> Pid {
+        Pid(id)
+    }
+}
+
+impl fmt::Debug for Pid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<0.{}>", self.0)
+    }
+}
+
+impl fmt::Display for Pid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<0.{}>", self.0)
+    }
+}
+
+/// A unique reference (`make_ref()`): monitors, call tags and aliases.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Ref(pub(crate) u64);
+
+impl fmt::Debug for Ref {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#Ref<{}>", self.0)
+    }
+}
+
+/// An Erlang-like value, used for exit reasons and for the canonical trace.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Term {
+    /// An atom: `boom`, `shutdown`, `undefined`.
+    Atom(String),
+    /// An integer.
+    Int(i64),
+    /// A string (printed in double quotes, as an Erlang binary or charlist would be).
+    Str(String),
+    /// A tuple `{a,b}`.
+    Tuple(Vec<Term>),
+    /// A list `[a,b]`.
+    List(Vec<Term>),
+    /// A process id; printed as `<path>` when the printer knows a name for it.
+    Pid(Pid),
+}
+
+impl Term {
+    /// An atom.
+    pub fn atom(name: impl Into<String>) -> Term {
+        Term::Atom(name.into())
+    }
+
+    /// A tuple of the given elements.
+    pub fn tuple(items: impl IntoIterator<Item = Term>) -> Term {
+        Term::Tuple(items.into_iter().collect())
+    }
+
+    /// A list of the given elements.
+    pub fn list(items: impl IntoIterator<Item = Term>) -> Term {
+        Term::List(items.into_iter().collect())
+    }
+
+    /// Whether this is the atom `name`.
+    pub fn is_atom(&self, name: &str) -> bool {
+        matches!(self, Term::Atom(a) if a == name)
+    }
+
+    /// Writes the canonical form, naming pids through `names` (a pid without a name prints as
+    /// `<0.N>`).
+    pub fn write_canonical(
+        &self,
+        out: &mut impl fmt::Write,
+        names: &dyn Fn(Pid) -> Option<String>,
+    ) -> fmt::Result {
+        match self {
+            Term::Atom(a) => write_atom(out, a),
+            Term::Int(i) => write!(out, "{i}"),
+            Term::Str(s) => write!(out, "{s:?}"),
+            Term::Pid(p) => match names(*p) {
+                Some(name) => write!(out, "<{name}>"),
+                None => write!(out, "{p}"),
+            },
+            Term::Tuple(items) => write_seq(out, '{', '}', items, names),
+            Term::List(items) => write_seq(out, '[', ']', items, names),
+        }
+    }
+
+    /// The canonical form with pids resolved through `names`.
+    pub fn canonical(&self, names: &dyn Fn(Pid) -> Option<String>) -> String {
+        let mut s = String::new();
+        self.write_canonical(&mut s, names)
+            .expect("writing to a String cannot fail");
+        s
+    }
+}
+
+fn write_seq(
+    out: &mut impl fmt::Write,
+    open: char,
+    close: char,
+    items: &[Term],
+    names: &dyn Fn(Pid) -> Option<String>,
+) -> fmt::Result {
+    out.write_char(open)?;
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.write_char(',')?;
+        }
+        item.write_canonical(out, names)?;
+    }
+    out.write_char(close)
+}
+
+/// Erlang's `io_lib:write_atom/1`: bare when it starts with a lowercase letter and holds only
+/// alphanumerics, `_` and `@`; quoted otherwise.
+fn write_atom(out: &mut impl fmt::Write, a: &str) -> fmt::Result {
+    let bare = a.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && a.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '@');
+    if bare {
+        out.write_str(a)
+    } else {
+        out.write_char('\'')?;
+        for c in a.chars() {
+            match c {
+                '\'' => out.write_str("\\'")?,
+                '\\' => out.write_str("\\\\")?,
+                c => out.write_char(c)?,
+            }
+        }
+        out.write_char('\'')
+    }
+}
+
+impl fmt::Display for Term {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_canonical(f, &|_| None)
+    }
+}
+
+impl From<&str> for Term {
+    /// A string slice becomes an atom, as in the oracle's JSON scenarios.
+    fn from(s: &str) -> Term {
+        Term::atom(s)
+    }
+}
+
+impl From<i64> for Term {
+    fn from(i: i64) -> Term {
+        Term::Int(i)
+    }
+}
+
+impl From<Pid> for Term {
+    fn from(p: Pid) -> Term {
+        Term::Pid(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_forms_match_the_oracle_printer() {
+        let t = Term::list([
+            Term::tuple([Term::atom("specs"), Term::Int(3)]),
+            Term::tuple([Term::atom("c"), Term::Pid(Pid(7)), Term::atom("worker")]),
+        ]);
+        let names = |p: Pid| (p == Pid(7)).then(|| "root/c".to_string());
+        assert_eq!(t.canonical(&names), "[{specs,3},{c,<root/c>,worker}]");
+        assert_eq!(Term::Pid(Pid(9)).to_string(), "<0.9>");
+        assert_eq!(Term::Str("a\"b".into()).to_string(), "\"a\\\"b\"");
+        assert_eq!(Term::atom("EXIT").to_string(), "'EXIT'");
+        assert_eq!(Term::atom("it's").to_string(), "'it\\'s'");
+        assert_eq!(Term::atom("a@b_1").to_string(), "a@b_1");
+    }
+}

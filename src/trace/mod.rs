@@ -1,0 +1,471 @@
+//! The run's event record: events, their canonical text form, a stable hash, and the first
+//! divergence between two runs.
+//!
+//! Every process-level event (spawn, exit, link, monitor, exit signal, `DOWN`, name
+//! registration, injected fault) is recorded by the process core; upper layers (supervisors,
+//! the harness) add [`EventKind::Line`]s in the oracle's text form. Processes are named by their
+//! tree path once one is known ([`EventKind::Label`]), by `<0.N>` before.
+//!
+//! ```
+//! use otpsim::trace::{Trace, EventKind};
+//! use otpsim::term::{Pid, Term};
+//! let mut t = Trace::default();
+//! let p = Pid::from_raw(1);
+//! t.push(0, EventKind::Label { pid: p, path: "root/a".into(), supervisor: false });
+//! t.push(1500, EventKind::Exit { pid: p, reason: Term::atom("boom") });
+//! assert_eq!(t.lines(), ["label <0.1> root/a", "exit root/a reason=boom"]);
+//! assert_eq!(t.timeline()[1], "     1.500ms  exit root/a reason=boom");
+//! ```
+
+use crate::term::{Pid, Term};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// One recorded event, stamped with the simulated time in microseconds since the node started.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Microseconds since the node started.
+    pub at_us: u64,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// How a spawned process is tied to its parent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SpawnTie {
+    /// `spawn`: no tie.
+    None,
+    /// `spawn_link`.
+    Link,
+    /// `spawn_monitor`.
+    Monitor,
+}
+
+/// What an exit signal did when it reached its target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SignalOutcome {
+    /// The target traps exits: the signal became an `EXIT` message.
+    Trapped,
+    /// The target died of it.
+    Killed,
+    /// A `normal` signal to a process that does not trap exits.
+    Ignored,
+}
+
+/// What happened.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventKind {
+    /// A process was created by `parent` (none for a process started from outside).
+    Spawn {
+        /// The new process.
+        pid: Pid,
+        /// Who spawned it.
+        parent: Option<Pid>,
+        /// Link or monitor created atomically with the spawn.
+        tie: SpawnTie,
+    },
+    /// From now on `pid` is named `path` in the trace.
+    Label {
+        /// The process.
+        pid: Pid,
+        /// Its path in the supervision tree, e.g. `root/sub/a`.
+        path: String,
+        /// Whether it is a supervisor (its exit prints as `sup_exit`).
+        supervisor: bool,
+    },
+    /// A process exited.
+    Exit {
+        /// The process.
+        pid: Pid,
+        /// Its exit reason.
+        reason: Term,
+    },
+    /// A link was created.
+    Link {
+        /// The process that called `link`.
+        from: Pid,
+        /// The other end.
+        to: Pid,
+    },
+    /// A link was removed by `unlink`.
+    Unlink {
+        /// The process that called `unlink`.
+        from: Pid,
+        /// The other end.
+        to: Pid,
+    },
+    /// A monitor was created.
+    Monitor {
+        /// The monitoring process.
+        watcher: Pid,
+        /// The monitored process.
+        target: Pid,
+    },
+    /// A monitor was removed with `demonitor`.
+    Demonitor {
+        /// The monitoring process.
+        watcher: Pid,
+        /// The monitored process.
+        target: Pid,
+    },
+    /// An exit signal reached a live process.
+    Signal {
+        /// The sender (for a link, the process that died).
+        from: Pid,
+        /// The target.
+        to: Pid,
+        /// The signal's reason.
+        reason: Term,
+        /// What it did.
+        outcome: SignalOutcome,
+    },
+    /// A monitor's `DOWN` message was delivered.
+    Down {
+        /// The monitoring process.
+        watcher: Pid,
+        /// The process that went down.
+        target: Pid,
+        /// Its exit reason (`noproc` if it was already dead).
+        reason: Term,
+    },
+    /// A local name was registered.
+    Register {
+        /// The name.
+        name: String,
+        /// Its owner.
+        pid: Pid,
+    },
+    /// A local name was released (explicitly or by the owner's death).
+    Unregister {
+        /// The name.
+        name: String,
+        /// Its former owner.
+        pid: Pid,
+    },
+    /// A fault was injected by a simulator.
+    Fault {
+        /// The process it hit.
+        pid: Pid,
+        /// What it was, in the canonical text form (`crash`, `delay <0.3> 2.5ms`).
+        fault: String,
+    },
+    /// A note a process wrote into the trace.
+    Note {
+        /// The writer.
+        pid: Pid,
+        /// The text.
+        text: String,
+    },
+    /// A line in the oracle's text form, written by an upper layer (supervisor, harness).
+    Line(String),
+}
+
+/// A run's events in the order they happened.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trace {
+    events: Vec<Event>,
+}
+
+/// The first place where two traces differ.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Divergence {
+    /// Index of the first differing event.
+    pub index: usize,
+    /// That event in the first trace, as a timeline line (`None`: the trace ended).
+    pub left: Option<String>,
+    /// That event in the second trace.
+    pub right: Option<String>,
+}
+
+impl std::fmt::Display for Divergence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let show = |s: &Option<String>| s.clone().unwrap_or_else(|| "<end of trace>".into());
+        write!(
+            f,
+            "traces diverge at event {}:\n  first run:  {}\n  second run: {}",
+            self.index,
+            show(&self.left),
+            show(&self.right)
+        )
+    }
+}
+
+impl Trace {
+    /// Appends an event.
+    pub fn push(&mut self, at_us: u64, kind: EventKind) {
+        self.events.push(Event { at_us, kind });
+    }
+
+    /// The events.
+    pub fn events(&self) -> &[Event] {
+        &self.events
+    }
+
+    /// Number of events.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Whether nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// The canonical text form, one line per event, without times.
+    pub fn lines(&self) -> Vec<String> {
+        self.render(|_, line| line)
+    }
+
+    /// The canonical text form prefixed with each event's time in milliseconds.
+    pub fn timeline(&self) -> Vec<String> {
+        self.render(|at_us, line| format!("{:>10.3}ms  {line}", at_us as f64 / 1000.0))
+    }
+
+    /// Only the [`EventKind::Line`]s and the exits of labelled processes: the projection that
+    /// is compared with the OTP oracle's trace.
+    pub fn oracle_lines(&self) -> Vec<String> {
+        let mut names = Names::default();
+        let mut out = Vec::new();
+        for e in &self.events {
+            let keep = match &e.kind {
+                EventKind::Line(_) => true,
+                EventKind::Exit { pid, .. } => names.labels.contains_key(pid),
+                _ => false,
+            };
+            let line = names.line(&e.kind);
+            if keep {
+                out.push(line);
+            }
+        }
+        out
+    }
+
+    /// A stable 64-bit hash of the times and canonical lines (FNV-1a; the same on every
+    /// platform and toolchain, so it can be stored in corpus files).
+    pub fn hash(&self) -> u64 {
+        let mut h = Fnv1a::default();
+        let mut names = Names::default();
+        for e in &self.events {
+            h.write(&e.at_us.to_le_bytes());
+            h.write(names.line(&e.kind).as_bytes());
+            h.write(b"\n");
+        }
+        h.0
+    }
+
+    /// The first event at which `self` and `other` differ (time or content), if any.
+    pub fn first_divergence(&self, other: &Trace) -> Option<Divergence> {
+        let (a, b) = (self.timeline(), other.timeline());
+        let index = a
+            .iter()
+            .zip(&b)
+            .position(|(x, y)| x != y)
+            .or_else(|| (a.len() != b.len()).then_some(a.len().min(b.len())))?;
+        Some(Divergence {
+            index,
+            left: a.get(index).cloned(),
+            right: b.get(index).cloned(),
+        })
+    }
+
+    fn render(&self, mut f: impl FnMut(u64, String) -> String) -> Vec<String> {
+        let mut names = Names::default();
+        self.events
+            .iter()
+            .map(|e| f(e.at_us, names.line(&e.kind)))
+            .collect()
+    }
+}
+
+/// The path labels seen so far while rendering.
+#[derive(Default)]
+struct Names {
+    labels: BTreeMap<Pid, (String, bool)>,
+}
+
+impl Names {
+    fn name(&self, pid: Pid) -> String {
+        match self.labels.get(&pid) {
+            Some((path, _)) => path.clone(),
+            None => pid.to_string(),
+        }
+    }
+
+    fn term(&self, t: &Term) -> String {
+        t.canonical(&|p| self.labels.get(&p).map(|(path, _)| path.clone()))
+    }
+
+    fn line(&mut self, kind: &EventKind) -> String {
+        let mut s = String::new();
+        let n = |p: &Pid| self.name(*p);
+        let _ = match kind {
+            EventKind::Spawn { pid, parent, tie } => {
+                let verb = match tie {
+                    SpawnTie::None => "spawn",
+                    SpawnTie::Link => "spawn_link",
+                    SpawnTie::Monitor => "spawn_monitor",
+                };
+                match parent {
+                    Some(parent) => write!(s, "{verb} {} parent={}", n(pid), n(parent)),
+                    None => write!(s, "{verb} {}", n(pid)),
+                }
+            }
+            EventKind::Label {
+                pid,
+                path,
+                supervisor,
+            } => {
+                let line = format!("label {} {path}", n(pid));
+                self.labels.insert(*pid, (path.clone(), *supervisor));
+                return line;
+            }
+            EventKind::Exit { pid, reason } => {
+                let verb = match self.labels.get(pid) {
+                    Some((_, true)) => "sup_exit",
+                    _ => "exit",
+                };
+                write!(s, "{verb} {} reason={}", n(pid), self.term(reason))
+            }
+            EventKind::Link { from, to } => write!(s, "link {} {}", n(from), n(to)),
+            EventKind::Unlink { from, to } => write!(s, "unlink {} {}", n(from), n(to)),
+            EventKind::Monitor { watcher, target } => {
+                write!(s, "monitor {} {}", n(watcher), n(target))
+            }
+            EventKind::Demonitor { watcher, target } => {
+                write!(s, "demonitor {} {}", n(watcher), n(target))
+            }
+            EventKind::Signal {
+                from,
+                to,
+                reason,
+                outcome,
+            } => {
+                let outcome = match outcome {
+                    SignalOutcome::Trapped => "trapped",
+                    SignalOutcome::Killed => "killed",
+                    SignalOutcome::Ignored => "ignored",
+                };
+                write!(
+                    s,
+                    "signal {} -> {} reason={} {outcome}",
+                    n(from),
+                    n(to),
+                    self.term(reason)
+                )
+            }
+            EventKind::Down {
+                watcher,
+                target,
+                reason,
+            } => write!(
+                s,
+                "down {} of {} reason={}",
+                n(watcher),
+                n(target),
+                self.term(reason)
+            ),
+            EventKind::Register { name, pid } => write!(s, "register {name} {}", n(pid)),
+            EventKind::Unregister { name, pid } => write!(s, "unregister {name} {}", n(pid)),
+            EventKind::Fault { pid, fault } => write!(s, "fault {} {fault}", n(pid)),
+            EventKind::Note { pid, text } => write!(s, "note {} {text}", n(pid)),
+            EventKind::Line(line) => s.write_str(line),
+        };
+        s
+    }
+}
+
+/// FNV-1a, 64 bit: tiny, stable across platforms and Rust versions.
+struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv1a {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(reason: &str) -> Trace {
+        let mut t = Trace::default();
+        let (a, b) = (Pid::from_raw(1), Pid::from_raw(2));
+        t.push(
+            0,
+            EventKind::Spawn {
+                pid: b,
+                parent: Some(a),
+                tie: SpawnTie::Link,
+            },
+        );
+        t.push(
+            10,
+            EventKind::Label {
+                pid: a,
+                path: "root".into(),
+                supervisor: true,
+            },
+        );
+        t.push(
+            20,
+            EventKind::Exit {
+                pid: a,
+                reason: Term::atom(reason),
+            },
+        );
+        t
+    }
+
+    #[test]
+    fn lines_name_processes_by_their_latest_label() {
+        assert_eq!(
+            sample("shutdown").lines(),
+            [
+                "spawn_link <0.2> parent=<0.1>",
+                "label <0.1> root",
+                "sup_exit root reason=shutdown"
+            ]
+        );
+        assert_eq!(
+            sample("shutdown").oracle_lines(),
+            ["sup_exit root reason=shutdown"]
+        );
+    }
+
+    #[test]
+    fn hash_is_stable_and_sensitive() {
+        // The value is pinned: corpus files store trace hashes, so it must never drift.
+        assert_eq!(sample("shutdown").hash(), sample("shutdown").hash());
+        assert_ne!(sample("shutdown").hash(), sample("normal").hash());
+        assert_eq!(Trace::default().hash(), 0xcbf2_9ce4_8422_2325);
+    }
+
+    #[test]
+    fn first_divergence_names_the_event() {
+        let d = sample("shutdown")
+            .first_divergence(&sample("normal"))
+            .unwrap();
+        assert_eq!(d.index, 2);
+        assert_eq!(
+            d.left.unwrap().trim(),
+            "0.020ms  sup_exit root reason=shutdown"
+        );
+        let mut longer = sample("shutdown");
+        longer.push(30, EventKind::Line("x".into()));
+        let d = sample("shutdown").first_divergence(&longer).unwrap();
+        assert_eq!((d.index, d.left), (3, None));
+        assert!(sample("normal")
+            .first_divergence(&sample("normal"))
+            .is_none());
+    }
+}
