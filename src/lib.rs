@@ -12,8 +12,14 @@
 pub mod process;
 pub mod rt;
 pub mod server;
+pub mod sim;
 pub mod term;
 pub mod trace;
 
 pub use process::{ExitReason, Msg, Node, NodeConfig, Process};
 pub use term::{Pid, Ref, Term};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -1,1 +1,159 @@
-fn main() {}
+//! The `otpsim` command line.
+
+use clap::{Parser, Subcommand};
+use otpsim::sim::{campaign, graph::GraphCase, Sim};
+use std::io::Write as _;
+use std::process::ExitCode;
+
+/// Erlang/OTP supervision for Rust, and a deterministic simulator that proves a supervision
+/// tree recovers.
+#[derive(Parser)]
+#[command(name = "otpsim", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a campaign of seeded cases on every core, with swarm-selected faults, checking
+    /// every run and replaying a share of them for determinism.
+    Fuzz {
+        /// Number of cases (default: as many as fit in --seconds).
+        #[arg(long)]
+        seeds: Option<u64>,
+        /// Wall-clock budget in seconds (default 60 when --seeds is not given).
+        #[arg(long)]
+        seconds: Option<u64>,
+        /// Worker threads (default: one per core).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// The first seed.
+        #[arg(long, default_value_t = 0)]
+        first_seed: u64,
+        /// Run only shard I of N (e.g. `--shard 0/4`), to split a campaign across machines.
+        #[arg(long, value_parser = parse_shard, default_value = "0/1")]
+        shard: (u64, u64),
+        /// Replay every K-th case to check determinism (0: never).
+        #[arg(long, default_value_t = 100)]
+        replay_every: u64,
+    },
+    /// Run one generated case and print its timeline and verdict.
+    Run {
+        /// The case's seed.
+        #[arg(long)]
+        seed: u64,
+    },
+}
+
+fn parse_shard(s: &str) -> Result<(u64, u64), String> {
+    let (i, n) = s
+        .split_once('/')
+        .ok_or_else(|| format!("expected I/N, e.g. 0/4, got {s:?}"))?;
+    let i: u64 = i
+        .parse()
+        .map_err(|_| format!("shard index {i:?} is not a number"))?;
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("shard count {n:?} is not a number"))?;
+    if n == 0 || i >= n {
+        return Err(format!("shard {i}/{n}: need 0 <= I < N"));
+    }
+    Ok((i, n))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if !otpsim::rt::SIMULATED {
+        eprintln!(
+            "otpsim: this binary was built natively (cargo build-native / run-native), so it \
+             cannot simulate. Build it in the default mode: `cargo run --release -- ...`."
+        );
+        return ExitCode::from(2);
+    }
+    match cli.command {
+        Command::Fuzz {
+            seeds,
+            seconds,
+            threads,
+            first_seed,
+            shard,
+            replay_every,
+        } => fuzz(campaign::Campaign {
+            seeds,
+            time_budget: match (seeds, seconds) {
+                (_, Some(s)) => Some(std::time::Duration::from_secs(s)),
+                (Some(_), None) => None,
+                (None, None) => campaign::Campaign::default().time_budget,
+            },
+            threads: threads.unwrap_or(campaign::Campaign::default().threads),
+            first_seed,
+            shard,
+            determinism_every: replay_every,
+        }),
+        Command::Run { seed } => run_one(seed),
+    }
+}
+
+fn fuzz(c: campaign::Campaign) -> ExitCode {
+    let budget = match (c.seeds, c.time_budget) {
+        (Some(n), Some(t)) => format!("{n} cases or {}s", t.as_secs()),
+        (Some(n), None) => format!("{n} cases"),
+        (None, Some(t)) => format!("{}s", t.as_secs()),
+        (None, None) => "no limit".into(),
+    };
+    eprintln!(
+        "otpsim fuzz: random process graphs, swarm faults, {budget}, {} threads, shard {}/{}",
+        c.threads, c.shard.0, c.shard.1
+    );
+    let report = campaign::run(&c, |p| {
+        let rate = p.cases as f64 / p.elapsed.as_secs_f64().max(1e-9);
+        eprint!(
+            "\r  {:>9} cases  {:>9.0} cases/s  {} failures  {:>5.1}s ",
+            p.cases,
+            rate,
+            p.failures,
+            p.elapsed.as_secs_f64()
+        );
+        let _ = std::io::stderr().flush();
+    });
+    eprintln!();
+    println!(
+        "{} cases in {:.1}s ({:.0} cases/s), {} replayed for determinism, {} failures",
+        report.cases,
+        report.elapsed.as_secs_f64(),
+        report.cases as f64 / report.elapsed.as_secs_f64().max(1e-9),
+        report.replayed,
+        report.failures.len()
+    );
+    for f in &report.failures {
+        println!("FAIL seed {}: {}", f.seed, f.what);
+        println!("  reproduce: cargo run --release -- run --seed {}", f.seed);
+    }
+    if report.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn run_one(seed: u64) -> ExitCode {
+    let case = GraphCase::generate(seed);
+    let report = Sim::new(seed)
+        .with_faults(campaign::swarm_faults(seed))
+        .run(case.root());
+    for line in report.trace.timeline() {
+        println!("{line}");
+    }
+    println!("trace hash {:016x}", report.trace.hash());
+    match report.failure() {
+        None => {
+            println!("verdict: ok");
+            ExitCode::SUCCESS
+        }
+        Some(f) => {
+            println!("verdict: FAILED: {f}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -11,13 +11,13 @@ use super::{ExitReason, IntoExitReason, Process};
 use crate::rt::{self, Choices, Duration, Instant, NoFaults};
 use crate::term::{Pid, Ref};
 use crate::trace::{EventKind, SignalOutcome, SpawnTie, Trace};
+use rt::sync::{oneshot, Notify};
 use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
-use tokio::sync::{oneshot, Notify};
 
 /// Why a node stopped running its processes before they finished.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,6 +69,8 @@ pub struct NodeConfig {
     pub quiet_panics: bool,
     /// Answers to the choice points.
     pub choices: Box<dyn Choices>,
+    /// A flag another thread sets to halt the node with [`Halt::WallClock`].
+    pub watchdog: Option<Arc<AtomicBool>>,
 }
 
 impl Default for NodeConfig {
@@ -79,6 +81,7 @@ impl Default for NodeConfig {
             step_budget: None,
             quiet_panics: false,
             choices: Box::new(NoFaults),
+            watchdog: None,
         }
     }
 }
@@ -248,7 +251,7 @@ impl Node {
                     postman_running: false,
                 }),
                 started: rt::now(),
-                watchdog: Arc::new(AtomicBool::new(false)),
+                watchdog: config.watchdog.unwrap_or_default(),
                 postman: Notify::new(),
                 quiet_panics: config.quiet_panics,
             }),
@@ -265,11 +268,6 @@ impl Node {
 
     pub(super) fn quiet_panics(&self) -> bool {
         self.inner.quiet_panics
-    }
-
-    /// The flag a wall-clock watchdog sets to halt the node from another thread.
-    pub fn watchdog_flag(&self) -> Arc<AtomicBool> {
-        self.inner.watchdog.clone()
     }
 
     /// Microseconds since the node started, on the executor's clock.
@@ -514,7 +512,7 @@ impl Node {
         if !p.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
             p.waker = Some(waker.clone());
         }
-        let index = p.mailbox.iter().position(|m| pred(m))?;
+        let index = p.mailbox.iter().position(pred)?;
         let msg = p.mailbox.remove(index)?;
         p.received += 1;
         let step = p.received;
@@ -678,11 +676,7 @@ impl Node {
                     }
                 }
             };
-            tokio::select! {
-                biased;
-                _ = rt::sleep_until(next) => {}
-                _ = self.inner.postman.notified() => {}
-            }
+            rt::sleep_until_notified(next, &self.inner.postman).await;
         }
     }
 }

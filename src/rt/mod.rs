@@ -23,6 +23,11 @@ pub use tokio::time::Instant;
 
 use std::future::Future;
 
+/// Synchronisation primitives that work natively and inside the simulator.
+pub mod sync {
+    pub use tokio::sync::{oneshot, Notify};
+}
+
 /// Whether this build runs under the deterministic simulator (`--cfg madsim`).
 pub const SIMULATED: bool = cfg!(madsim);
 
@@ -35,6 +40,7 @@ where
 }
 
 /// The current time of the executor's clock (simulated under madsim).
+#[allow(clippy::disallowed_methods)] // the seam itself: simulated under madsim
 pub fn now() -> Instant {
     Instant::now()
 }
@@ -52,6 +58,21 @@ pub async fn sleep_until(deadline: Instant) {
 /// Runs `future` for at most `duration`; `None` when the time ran out first.
 pub async fn timeout<F: Future>(duration: Duration, future: F) -> Option<F::Output> {
     tokio::time::timeout(duration, future).await.ok()
+}
+
+/// Waits until `deadline` or until `notify` is notified, whichever comes first.
+/// (A hand-written, biased select: the timer is polled first, no RNG is drawn.)
+pub async fn sleep_until_notified(deadline: Instant, notify: &sync::Notify) {
+    let mut sleep = std::pin::pin!(sleep_until(deadline));
+    let mut notified = std::pin::pin!(notify.notified());
+    std::future::poll_fn(|cx| {
+        if sleep.as_mut().poll(cx).is_ready() || notified.as_mut().poll(cx).is_ready() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await
 }
 
 /// Gives other tasks a chance to run.

@@ -1,0 +1,35 @@
+//! Helpers shared by the tests.
+
+use otpsim::sim::{RunReport, Sim};
+use otpsim::{ExitReason, Process};
+use std::future::Future;
+
+/// Runs `root` in a simulated run with seed 0 and fails the test, showing the timeline, unless
+/// the root exited `normal` (a failed assertion inside the root is a panic, hence its exit
+/// reason).
+pub fn check<F, Fut>(root: F) -> RunReport
+where
+    F: FnOnce(Process) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let report = Sim::new(0).run(root);
+    assert_normal(&report);
+    report
+}
+
+/// Fails the test unless the run ended with the root exiting `normal`.
+pub fn assert_normal(report: &RunReport) {
+    if report.root_exit != Some(ExitReason::Normal) || report.failure().is_some() {
+        panic!(
+            "root exited with {:?} ({:?})\n{}",
+            report.root_exit,
+            report.failure(),
+            report.trace.timeline().join("\n")
+        );
+    }
+}
+
+/// Whether the trace has a line equal to `line`.
+pub fn has_line(report: &RunReport, line: &str) -> bool {
+    report.trace.lines().iter().any(|l| l == line)
+}

@@ -1,0 +1,9 @@
+//! otpsim's integration tests: one binary, run by plain `cargo test` (simulated) and by
+//! `cargo test-native`. Tests that need simulated time are `#[cfg(madsim)]`: natively they
+//! would sleep on the wall clock.
+
+mod build_mode;
+mod common;
+mod determinism;
+mod process_core;
+mod server;

@@ -1,0 +1,179 @@
+//! Campaigns: many seeded cases on every core, with swarm-selected faults and a sampled
+//! determinism check.
+//!
+//! Today the built-in generator is the random process graph ([`GraphCase`]); supervision
+//! trees and the example systems join it as they are built.
+//!
+//! ```
+//! # #[cfg(madsim)] {
+//! use otpsim::sim::campaign::{Campaign, run};
+//! let report = run(&Campaign { seeds: Some(20), threads: 2, ..Campaign::default() }, |_| {});
+//! assert_eq!(report.cases, 20);
+//! assert!(report.failures.is_empty());
+//! # }
+//! ```
+
+// A campaign is harness code running outside the simulations: it reads the real clock for its
+// time budget and rate, and runs one worker thread per core.
+#![allow(clippy::disallowed_methods)]
+
+use super::graph::GraphCase;
+use super::Sim;
+use crate::rt::{Duration, SeededConfig};
+use rand_chacha::ChaCha8Rng;
+use rand_core::{RngCore, SeedableRng};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct Campaign {
+    /// Stop after this many cases (of this shard).
+    pub seeds: Option<u64>,
+    /// Stop after this much wall-clock time.
+    pub time_budget: Option<std::time::Duration>,
+    /// Worker threads.
+    pub threads: usize,
+    /// The first seed.
+    pub first_seed: u64,
+    /// `(index, count)`: run only the seeds `s` with `s % count == index`.
+    pub shard: (u64, u64),
+    /// Replay every n-th case for the determinism check (every failing case is replayed too).
+    pub determinism_every: u64,
+}
+
+impl Default for Campaign {
+    /// 60 seconds on every core, seeds from 0, every 100th case replayed.
+    fn default() -> Self {
+        Campaign {
+            seeds: None,
+            time_budget: Some(std::time::Duration::from_secs(60)),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            first_seed: 0,
+            shard: (0, 1),
+            determinism_every: 100,
+        }
+    }
+}
+
+/// A failing case.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// Its seed (`otpsim run --seed N` shows its timeline).
+    pub seed: u64,
+    /// What went wrong.
+    pub what: String,
+}
+
+/// Progress so far, reported about four times a second.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    /// Cases finished.
+    pub cases: u64,
+    /// Failures found.
+    pub failures: u64,
+    /// Wall-clock time since the start.
+    pub elapsed: std::time::Duration,
+}
+
+/// The outcome of a campaign.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// Cases run.
+    pub cases: u64,
+    /// Cases replayed for the determinism check.
+    pub replayed: u64,
+    /// Failing cases, by seed.
+    pub failures: Vec<Failure>,
+    /// Wall-clock time taken.
+    pub elapsed: std::time::Duration,
+}
+
+/// The fault families of a case, switched on at random per case (swarm testing): some cases
+/// see only delays, some only crashes, some nothing.
+pub fn swarm_faults(seed: u64) -> SeededConfig {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5357_4152_4d00);
+    let mut on = || rng.next_u64() % 2 == 0;
+    SeededConfig {
+        delay_probability: if on() { 0.3 } else { 0.0 },
+        max_delay: Duration::from_millis(20),
+        crash_probability: if on() { 0.02 } else { 0.0 },
+        max_timer_jitter: if on() {
+            Duration::from_millis(5)
+        } else {
+            Duration::ZERO
+        },
+    }
+}
+
+/// Runs one case of the built-in generator; `Err` describes the failure.
+pub fn run_case(seed: u64, check_determinism: bool) -> Result<(), String> {
+    let case = GraphCase::generate(seed);
+    let sim = Sim::new(seed).with_faults(swarm_faults(seed));
+    let report = if check_determinism {
+        sim.check_determinism(case.root())
+            .map_err(|e| e.to_string())?
+    } else {
+        sim.run(case.root())
+    };
+    match report.failure() {
+        Some(f) if !check_determinism => {
+            // A failure must reproduce; if it does not, that is the more important finding.
+            sim.check_determinism(case.root())
+                .map_err(|e| e.to_string())?;
+            Err(f)
+        }
+        Some(f) => Err(f),
+        None => Ok(()),
+    }
+}
+
+/// Runs a campaign, calling `progress` from time to time.
+pub fn run(campaign: &Campaign, progress: impl Fn(Progress) + Sync) -> Report {
+    let start = Instant::now();
+    let next = AtomicU64::new(0);
+    let done = AtomicU64::new(0);
+    let replayed = AtomicU64::new(0);
+    let failures = Mutex::new(Vec::new());
+    let (shard, shards) = campaign.shard;
+    let last_report = Mutex::new(start);
+    let worker = || loop {
+        let out_of_time = campaign.time_budget.is_some_and(|b| start.elapsed() >= b);
+        let index = next.fetch_add(1, Ordering::Relaxed);
+        if out_of_time || campaign.seeds.is_some_and(|n| index >= n) {
+            return;
+        }
+        let seed = campaign.first_seed + index * shards + shard;
+        let replay = campaign.determinism_every > 0 && index % campaign.determinism_every == 0;
+        if replay {
+            replayed.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Err(what) = run_case(seed, replay) {
+            failures.lock().unwrap().push(Failure { seed, what });
+        }
+        let cases = done.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut last = last_report.lock().unwrap();
+        if last.elapsed() >= std::time::Duration::from_millis(250) {
+            *last = Instant::now();
+            progress(Progress {
+                cases,
+                failures: failures.lock().unwrap().len() as u64,
+                elapsed: start.elapsed(),
+            });
+        }
+    };
+    std::thread::scope(|s| {
+        for _ in 0..campaign.threads.max(1) {
+            s.spawn(worker);
+        }
+    });
+    let mut failures = failures.into_inner().unwrap();
+    failures.sort_by_key(|f| f.seed);
+    Report {
+        cases: done.into_inner(),
+        replayed: replayed.into_inner(),
+        failures,
+        elapsed: start.elapsed(),
+    }
+}

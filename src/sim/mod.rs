@@ -1,0 +1,173 @@
+//! The simulation harness: seeded runs, their reports, and the determinism check.
+//!
+//! A run is a pure function of its case: the root process's body, the seed (which fixes
+//! madsim's scheduling and the [`SeededChoices`] stream) and the fault settings. [`Sim::run`]
+//! executes one; [`Sim::check_determinism`] executes it again on the same thread and on a
+//! fresh thread and names the first event where the traces differ.
+//!
+//! ```
+//! use otpsim::sim::Sim;
+//! use otpsim::ExitReason;
+//! let report = Sim::new(3).run(|p| async move {
+//!     let child = p.spawn_link(|_| async { ExitReason::error("boom") });
+//!     p.trap_exit(true);
+//!     let _ = p.recv().await;
+//!     p.note(format!("child {child} is gone"));
+//! });
+//! assert_eq!(report.failure(), None);
+//! assert!(report.trace.lines().iter().any(|l| l.contains("is gone")));
+//! ```
+
+pub mod campaign;
+pub mod graph;
+mod watchdog;
+
+use crate::process::{ExitReason, Halt, IntoExitReason, Node, NodeConfig, Process};
+use crate::rt::{self, Duration, SeededChoices, SeededConfig};
+use crate::trace::{Divergence, Trace};
+use std::future::Future;
+
+/// Settings of a simulated run.
+#[derive(Clone, Debug)]
+pub struct Sim {
+    /// The seed: madsim's scheduling, and the choice points' stream.
+    pub seed: u64,
+    /// Which disturbances the choice points inject.
+    pub faults: SeededConfig,
+    /// Halt as a livelock after this many process steps.
+    pub step_budget: u64,
+    /// Give up (and report) when the root has not exited after this much simulated time.
+    pub time_limit: Duration,
+    /// Halt from outside the simulation after this much wall-clock time.
+    pub wall_limit: std::time::Duration,
+}
+
+/// What a simulated run produced.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    /// The seed it ran with.
+    pub seed: u64,
+    /// Everything that happened.
+    pub trace: Trace,
+    /// The root process's exit reason (`None` if it did not exit).
+    pub root_exit: Option<ExitReason>,
+    /// Why the node halted early, if it did.
+    pub halt: Option<Halt>,
+    /// Whether the root was still running at the time limit.
+    pub timed_out: bool,
+}
+
+impl RunReport {
+    /// What went wrong with the run itself (livelock, watchdog, time limit), if anything.
+    pub fn failure(&self) -> Option<String> {
+        match (&self.halt, self.timed_out) {
+            (Some(halt), _) => Some(halt.to_string()),
+            (None, true) => Some("the root process did not exit within the time limit".into()),
+            (None, false) => None,
+        }
+    }
+}
+
+/// How a determinism check failed.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("seed {seed}: the {rerun} rerun differs from the first run; {divergence}")]
+pub struct Nondeterminism {
+    /// The seed.
+    pub seed: u64,
+    /// `same-thread` or `fresh-thread`.
+    pub rerun: &'static str,
+    /// Where the traces part.
+    pub divergence: Divergence,
+}
+
+impl Sim {
+    /// A run with seed `seed`, no injected faults, a budget of 10 million steps, 10 minutes of
+    /// simulated time and 60 s of wall-clock time.
+    pub fn new(seed: u64) -> Sim {
+        Sim {
+            seed,
+            faults: SeededConfig::default(),
+            step_budget: 10_000_000,
+            time_limit: Duration::from_secs(600),
+            wall_limit: std::time::Duration::from_secs(60),
+        }
+    }
+
+    /// The same settings with other faults.
+    pub fn with_faults(mut self, faults: SeededConfig) -> Sim {
+        self.faults = faults;
+        self
+    }
+
+    /// The same settings with another step budget.
+    pub fn with_step_budget(mut self, budget: u64) -> Sim {
+        self.step_budget = budget;
+        self
+    }
+
+    /// Runs `root` as the root process of a fresh simulated node until it exits (the rest of
+    /// the node is then halted), or until the node halts or the time limit passes.
+    pub fn run<F, Fut>(&self, root: F) -> RunReport
+    where
+        F: FnOnce(Process) -> Fut + Send + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: IntoExitReason,
+    {
+        let guard = watchdog::arm(self.wall_limit);
+        let config = NodeConfig {
+            trace: true,
+            step_budget: Some(self.step_budget),
+            quiet_panics: true,
+            choices: Box::new(SeededChoices::new(self.seed, self.faults)),
+            watchdog: Some(guard.flag()),
+        };
+        let (seed, time_limit) = (self.seed, self.time_limit);
+        let slack = Duration::from_secs(60);
+        rt::block_on_limited(seed, Some(time_limit + slack), async move {
+            let node = Node::with_config(config);
+            let root_pid = node.spawn(root);
+            let waited = rt::timeout(time_limit, node.wait_exit(root_pid)).await;
+            let trace = node.trace();
+            let halt = node.halted();
+            node.halt();
+            // Let every halted task run once so that nothing is left pending (and leaked).
+            rt::sleep(Duration::from_millis(1)).await;
+            RunReport {
+                seed,
+                trace,
+                timed_out: waited.is_none(),
+                root_exit: waited.flatten(),
+                halt,
+            }
+        })
+    }
+
+    /// Runs the case three times (first, again on this thread, once on a fresh thread) and
+    /// returns the first run's report if all three traces are identical.
+    ///
+    /// Meaningful only in a simulated build: natively the clock is real and runs differ.
+    pub fn check_determinism<F, Fut>(&self, root: F) -> Result<RunReport, Box<Nondeterminism>>
+    where
+        F: FnOnce(Process) -> Fut + Clone + Send + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: IntoExitReason,
+    {
+        let first = self.run(root.clone());
+        let again = self.run(root.clone());
+        let sim = self.clone();
+        #[allow(clippy::disallowed_methods)] // a fresh thread, outside the simulation
+        let fresh = std::thread::spawn(move || sim.run(root))
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        for (rerun, other) in [("same-thread", &again), ("fresh-thread", &fresh)] {
+            if let Some(divergence) = first.trace.first_divergence(&other.trace) {
+                return Err(Box::new(Nondeterminism {
+                    seed: self.seed,
+                    rerun,
+                    divergence,
+                }));
+            }
+        }
+        Ok(first)
+    }
+}
