@@ -460,6 +460,9 @@ impl Node {
         let Some(p) = st.procs.remove(&pid) else {
             return;
         };
+        // An exit signal that arrived during the process's last step (e.g. its own
+        // `exit(self(), kill)`) took effect before the body returned.
+        let reason = p.pending_exit.clone().unwrap_or(reason);
         let at = self.elapsed_us();
         st.record(at, || EventKind::Exit {
             pid,

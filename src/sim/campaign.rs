@@ -145,7 +145,8 @@ pub fn run(campaign: &Campaign, progress: impl Fn(Progress) + Sync) -> Report {
             return;
         }
         let seed = campaign.first_seed + index * shards + shard;
-        let replay = campaign.determinism_every > 0 && index % campaign.determinism_every == 0;
+        let replay =
+            campaign.determinism_every > 0 && index.is_multiple_of(campaign.determinism_every);
         if replay {
             replayed.fetch_add(1, Ordering::Relaxed);
         }
