@@ -13,6 +13,7 @@ pub mod process;
 pub mod rt;
 pub mod server;
 pub mod sim;
+pub mod supervisor;
 pub mod term;
 pub mod trace;
 

@@ -44,6 +44,15 @@ enum Command {
         #[arg(long)]
         seed: u64,
     },
+    /// Run a scenario of the OTP oracle's format and print its canonical trace, to diff
+    /// against the trace real OTP gives (`diff <(otpsim conform s.json) s.trace`).
+    Conform {
+        /// The scenario file (JSON, see ../shared/otp-oracle/README.md).
+        scenario: std::path::PathBuf,
+        /// Compare with this expected trace instead of printing ours; exit 1 on a difference.
+        #[arg(long)]
+        expect: Option<std::path::PathBuf>,
+    },
 }
 
 fn parse_shard(s: &str) -> Result<(u64, u64), String> {
@@ -92,6 +101,45 @@ fn main() -> ExitCode {
             determinism_every: replay_every,
         }),
         Command::Run { seed } => run_one(seed),
+        Command::Conform { scenario, expect } => conform(&scenario, expect.as_deref()),
+    }
+}
+
+fn conform(file: &std::path::Path, expect: Option<&std::path::Path>) -> ExitCode {
+    use otpsim::sim::conform::{self, Scenario};
+    let read = |f: &std::path::Path| {
+        std::fs::read_to_string(f).map_err(|e| eprintln!("otpsim conform: {}: {e}", f.display()))
+    };
+    let Ok(text) = read(file) else {
+        return ExitCode::from(2);
+    };
+    let scenario = match Scenario::parse(&text) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("otpsim conform: {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    let lines = conform::run(&scenario);
+    let Some(expect) = expect else {
+        for line in &lines {
+            println!("{line}");
+        }
+        return ExitCode::SUCCESS;
+    };
+    let Ok(expected) = read(expect) else {
+        return ExitCode::from(2);
+    };
+    let expected: Vec<String> = expected.lines().map(String::from).collect();
+    match conform::compare(&scenario, &expected, &lines) {
+        None => {
+            println!("{}: conforms ({} lines)", file.display(), lines.len());
+            ExitCode::SUCCESS
+        }
+        Some(diff) => {
+            println!("{}: differs from {}: {diff}", file.display(), expect.display());
+            ExitCode::FAILURE
+        }
     }
 }
 

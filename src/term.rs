@@ -108,6 +108,13 @@ impl Term {
                 Some(name) => write!(out, "<{name}>"),
                 None => write!(out, "{p}"),
             },
+            // OTP's internal `#child{}` record (in `start_child` errors) prints as the oracle
+            // prints it: only its id.
+            Term::Tuple(items) if items.len() >= 8 && items[0].is_atom("child") => {
+                out.write_str("#child{id=")?;
+                items[2].write_canonical(out, names)?;
+                out.write_char('}')
+            }
             Term::Tuple(items) => write_seq(out, '{', '}', items, names),
             Term::List(items) => write_seq(out, '[', ']', items, names),
         }

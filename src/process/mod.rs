@@ -235,6 +235,15 @@ impl Process {
         .await
     }
 
+    /// Selective receive that does not wait (`receive ... after 0 -> ... end`): the oldest
+    /// accepted message, if one is already in the mailbox.
+    pub async fn try_receive(&self, mut accept: impl FnMut(&Msg) -> bool) -> Option<Msg> {
+        std::future::poll_fn(|cx| {
+            Poll::Ready(self.node.take_message(self.pid, &mut accept, cx.waker()))
+        })
+        .await
+    }
+
     /// Selective receive with a timeout (`receive ... after T -> ... end`).
     pub async fn receive_timeout(
         &self,
@@ -243,6 +252,18 @@ impl Process {
     ) -> Option<Msg> {
         let timeout = timeout + self.node.timer_jitter(self.pid, timeout);
         rt::timeout(timeout, self.receive(accept)).await
+    }
+
+    /// Selective receive with an optional timeout (`None` waits for ever).
+    pub async fn receive_timeout_opt(
+        &self,
+        accept: impl FnMut(&Msg) -> bool,
+        timeout: Option<Duration>,
+    ) -> Option<Msg> {
+        match timeout {
+            Some(timeout) => self.receive_timeout(accept, timeout).await,
+            None => Some(self.receive(accept).await),
+        }
     }
 
     /// Waits `duration` (plus any jitter the simulator chooses).

@@ -113,6 +113,7 @@ pub(super) struct Inner {
     watchdog: Arc<AtomicBool>,
     postman: Notify,
     quiet_panics: bool,
+    tracing: bool,
 }
 
 pub(super) struct State {
@@ -120,6 +121,8 @@ pub(super) struct State {
     next_ref: u64,
     procs: BTreeMap<Pid, Proc>,
     names: BTreeMap<String, Pid>,
+    /// Tree paths of live labelled processes (only while tracing).
+    paths: BTreeMap<Pid, String>,
     trace: Option<Trace>,
     choices: Box<dyn Choices>,
     steps: u64,
@@ -240,6 +243,7 @@ impl Node {
                     next_ref: 1,
                     procs: BTreeMap::new(),
                     names: BTreeMap::new(),
+                    paths: BTreeMap::new(),
                     trace: config.trace.then(Trace::default),
                     choices: config.choices,
                     steps: 0,
@@ -254,6 +258,7 @@ impl Node {
                 watchdog: config.watchdog.unwrap_or_default(),
                 postman: Notify::new(),
                 quiet_panics: config.quiet_panics,
+                tracing: config.trace,
             }),
         }
     }
@@ -398,14 +403,39 @@ impl Node {
         self.lock().record(at, || kind);
     }
 
-    /// Names `pid` by its tree path in the trace from now on.
+    /// Records the event `kind()` builds, building it only when tracing is on.
+    pub fn record_with(&self, kind: impl FnOnce() -> EventKind) {
+        if self.inner.tracing {
+            self.record(kind());
+        }
+    }
+
+    /// Whether this node records a trace.
+    pub fn tracing(&self) -> bool {
+        self.inner.tracing
+    }
+
+    /// Names `pid` by its tree path in the trace from now on (a no-op when not tracing).
     pub fn label(&self, pid: Pid, path: impl Into<String>, supervisor: bool) {
+        if !self.inner.tracing {
+            return;
+        }
         let path = path.into();
-        self.record(EventKind::Label {
+        let at = self.elapsed_us();
+        let mut st = self.lock();
+        if st.procs.contains_key(&pid) {
+            st.paths.insert(pid, path.clone());
+        }
+        st.record(at, || EventKind::Label {
             pid,
             path,
             supervisor,
         });
+    }
+
+    /// The tree path of a live labelled process (labels are kept only while tracing).
+    pub fn path_of(&self, pid: Pid) -> Option<String> {
+        self.lock().paths.get(&pid).cloned()
     }
 
     pub(super) fn make_ref(&self) -> Ref {
@@ -463,6 +493,7 @@ impl Node {
         // An exit signal that arrived during the process's last step (e.g. its own
         // `exit(self(), kill)`) took effect before the body returned.
         let reason = p.pending_exit.clone().unwrap_or(reason);
+        st.paths.remove(&pid);
         let at = self.elapsed_us();
         st.record(at, || EventKind::Exit {
             pid,

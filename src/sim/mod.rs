@@ -19,6 +19,7 @@
 //! ```
 
 pub mod campaign;
+pub mod conform;
 pub mod graph;
 mod watchdog;
 

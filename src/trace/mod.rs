@@ -157,8 +157,24 @@ pub enum EventKind {
         /// The text.
         text: String,
     },
+    /// A supervisor's error report (OTP's `{supervisor, Context}` log events, SPEC item 106).
+    Report {
+        /// The supervisor.
+        supervisor: Pid,
+        /// `child_terminated`, `start_error`, `shutdown` or `shutdown_error`.
+        context: String,
+        /// The child's pid, if it had one.
+        child_pid: Option<Pid>,
+        /// The child's id (`None` for a `simple_one_for_one` child).
+        child_id: Option<String>,
+        /// The reason.
+        reason: Term,
+    },
     /// A line in the oracle's text form, written by an upper layer (supervisor, harness).
     Line(String),
+    /// A line in the oracle's text form that ends with a term, rendered with the pid names
+    /// known at that point (`result start_child root a -> {ok,<root/a>}`).
+    LineTerm(String, Term),
 }
 
 /// A run's events in the order they happened.
@@ -225,11 +241,14 @@ impl Trace {
     /// Only the [`EventKind::Line`]s and the exits of labelled processes: the projection that
     /// is compared with the OTP oracle's trace.
     pub fn oracle_lines(&self) -> Vec<String> {
-        let mut names = Names::default();
+        let mut names = Names {
+            oracle: true,
+            ..Names::default()
+        };
         let mut out = Vec::new();
         for e in &self.events {
             let keep = match &e.kind {
-                EventKind::Line(_) => true,
+                EventKind::Line(_) | EventKind::LineTerm(..) | EventKind::Report { .. } => true,
                 EventKind::Exit { pid, .. } => names.labels.contains_key(pid),
                 _ => false,
             };
@@ -282,18 +301,24 @@ impl Trace {
 #[derive(Default)]
 struct Names {
     labels: BTreeMap<Pid, (String, bool)>,
+    /// Print unknown pids as the oracle does (`<pid>`) instead of `<0.N>`.
+    oracle: bool,
 }
 
 impl Names {
     fn name(&self, pid: Pid) -> String {
         match self.labels.get(&pid) {
             Some((path, _)) => path.clone(),
+            None if self.oracle => "<pid>".into(),
             None => pid.to_string(),
         }
     }
 
     fn term(&self, t: &Term) -> String {
-        t.canonical(&|p| self.labels.get(&p).map(|(path, _)| path.clone()))
+        t.canonical(&|p| match self.labels.get(&p) {
+            Some((path, _)) => Some(path.clone()),
+            None => self.oracle.then(|| "pid".into()),
+        })
     }
 
     fn line(&mut self, kind: &EventKind) -> String {
@@ -369,7 +394,29 @@ impl Names {
             EventKind::Unregister { name, pid } => write!(s, "unregister {name} {}", n(pid)),
             EventKind::Fault { pid, fault } => write!(s, "fault {} {fault}", n(pid)),
             EventKind::Note { pid, text } => write!(s, "note {} {text}", n(pid)),
+            EventKind::Report {
+                supervisor,
+                context,
+                child_pid,
+                child_id,
+                reason,
+            } => {
+                // The oracle names the offender by its path; a child without a known path
+                // is named by its supervisor's path and its id.
+                let offender = match (child_pid.filter(|p| self.labels.contains_key(p)), child_id) {
+                    (Some(pid), _) => n(&pid),
+                    (None, Some(id)) => format!("{}/{}", n(supervisor), Term::atom(id.clone())),
+                    (None, None) => child_pid.map_or_else(|| "undefined".into(), |p| n(&p)),
+                };
+                write!(
+                    s,
+                    "report {} context={context} offender={offender} reason={}",
+                    n(supervisor),
+                    self.term(reason)
+                )
+            }
             EventKind::Line(line) => s.write_str(line),
+            EventKind::LineTerm(prefix, term) => write!(s, "{prefix}{}", self.term(term)),
         };
         s
     }

@@ -1,0 +1,480 @@
+//! Conformance with real OTP: runs a scenario of the oracle's format
+//! (`../shared/otp-oracle/README.md`) in simulated time and produces the canonical trace the
+//! oracle prints, so that `diff <(otpsim conform s.json) s.trace` checks our supervisor
+//! against Erlang/OTP's.
+//!
+//! The pieces mirror the oracle's: a *driver* process (the root supervisor's parent) runs the
+//! timed script; scenario *workers* log their own start and the stop signal they get from
+//! their supervisor; the node's trace supplies the `exit`/`sup_exit` lines (the oracle's
+//! tracer monitors) and the supervisors' `report` lines (the oracle's logger handler).
+//! `report` lines are modelled: the supervisor records each OTP error report
+//! (`child_terminated`, `start_error`, `shutdown`, `shutdown_error`) where OTP logs it.
+//!
+//! ```
+//! use otpsim::sim::conform::{self, Scenario};
+//! let scenario = Scenario::parse(r#"{
+//!   "tree": {"id": "root", "type": "supervisor", "children": [{"id": "a"}]},
+//!   "script": [{"at": 100, "op": "crash", "path": "root/a"}]
+//! }"#).unwrap();
+//! let lines = conform::run(&scenario);
+//! assert_eq!(lines[..4], ["call start_root", "start root", "start root/a", "result start_root -> {ok,<root>}"]);
+//! assert!(lines.contains(&"restart root/a".to_string()));
+//! ```
+
+mod scenario;
+
+pub use scenario::{
+    Action, ChildFunction, Op, Scenario, ScenarioError, StartAction, StopDelay, Template,
+    TreeNode, WorkerSpec,
+};
+
+use crate::process::{ExitReason, Msg, Process};
+use crate::rt::Duration;
+use crate::server::{StartError, StartOptions};
+use crate::sim::Sim;
+use crate::supervisor::{
+    self, AutoShutdown, ChildError, ChildRef, ChildSpec, Flags, InitError, SpecError, Start,
+    StartResult, Started, SupervisorInit, SupervisorRef, SupervisorSpec,
+};
+use crate::term::{Pid, Ref, Term};
+use crate::trace::EventKind;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// Runs a scenario in a fresh simulation (seed 0, no faults) and returns its canonical trace.
+pub fn run(scenario: &Scenario) -> Vec<String> {
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let (sc, sink) = (Arc::new(scenario.clone()), out.clone());
+    let report = Sim::new(0).run(move |p| async move {
+        let lines = driver(&p, sc).await;
+        *sink.lock().unwrap_or_else(PoisonError::into_inner) = lines;
+    });
+    let mut lines = std::mem::take(&mut *out.lock().unwrap_or_else(PoisonError::into_inner));
+    if let Some(failure) = report.failure() {
+        lines.push(format!("otpsim_error {failure}"));
+    }
+    lines
+}
+
+/// Compares our trace with the oracle's, line by line, except that a maximal run of
+/// `terminate`/`exit` lines of children of a supervisor that stops its children in parallel
+/// is compared as a multiset. Returns a description of the first difference.
+pub fn compare(scenario: &Scenario, expected: &[String], actual: &[String]) -> Option<String> {
+    let (e, a) = (normalise(scenario, expected), normalise(scenario, actual));
+    let index = e
+        .iter()
+        .zip(&a)
+        .position(|(x, y)| x != y)
+        .or_else(|| (e.len() != a.len()).then_some(e.len().min(a.len())))?;
+    let show = |l: &[String]| l.get(index).map_or("(end of trace)".to_string(), |s| s.clone());
+    Some(format!(
+        "line {}: expected `{}`, got `{}`",
+        index + 1,
+        show(&e),
+        show(&a)
+    ))
+}
+
+/// Sorts each run of parallel-shutdown lines so that their order does not matter.
+fn normalise(scenario: &Scenario, lines: &[String]) -> Vec<String> {
+    let parallel = |line: &str| {
+        let rest = line
+            .strip_prefix("terminate ")
+            .or_else(|| line.strip_prefix("exit "))?;
+        let path = rest.split(' ').next()?;
+        let parent = path.rsplit_once('/')?.0;
+        scenario.parallel_shutdown(parent).then(|| parent.to_string())
+    };
+    let mut out: Vec<String> = Vec::with_capacity(lines.len());
+    let mut i = 0;
+    while i < lines.len() {
+        match parallel(&lines[i]) {
+            Some(parent) => {
+                let start = i;
+                while i < lines.len() && parallel(&lines[i]).as_deref() == Some(parent.as_str()) {
+                    i += 1;
+                }
+                let mut run = lines[start..i].to_vec();
+                run.sort();
+                out.extend(run);
+            }
+            None => {
+                out.push(lines[i].clone());
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+// ---- the book: what the oracle's tracer process keeps ------------------------------------------
+
+/// Per-path counters and the latest pid of each path (the oracle tracer's state).
+#[derive(Default)]
+struct BookState {
+    starts: BTreeMap<String, u32>,
+    attempts: BTreeMap<String, usize>,
+    seqs: BTreeMap<String, Vec<StartAction>>,
+    current: BTreeMap<String, Pid>,
+    /// simple_one_for_one children: the worker behaviour of each path.
+    dynamic: BTreeMap<String, WorkerSpec>,
+}
+
+#[derive(Clone, Default)]
+struct Book(Arc<Mutex<BookState>>);
+
+impl Book {
+    fn with<R>(&self, f: impl FnOnce(&mut BookState) -> R) -> R {
+        f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// A process at `path` has started: name it and log `start`/`restart`.
+    fn started(&self, p: &Process, path: &str, supervisor: bool) {
+        p.node().label(p.pid(), path, supervisor);
+        let n = self.with(|b| {
+            b.current.insert(path.into(), p.pid());
+            let n = b.starts.entry(path.into()).or_default();
+            *n += 1;
+            *n
+        });
+        let verb = if n == 1 { "start" } else { "restart" };
+        line(p, format!("{verb} {path}"));
+    }
+
+    /// The start behaviour of this attempt at `path`.
+    fn start_action(&self, path: &str, default: &[StartAction]) -> StartAction {
+        self.with(|b| {
+            let attempt = b.attempts.entry(path.into()).or_default();
+            *attempt += 1;
+            let seq = b.seqs.get(path).map_or(default, Vec::as_slice);
+            seq[(*attempt).min(seq.len()) - 1].clone()
+        })
+    }
+
+    fn current(&self, path: &str) -> Option<Pid> {
+        self.with(|b| b.current.get(path).copied())
+    }
+}
+
+fn line(p: &Process, text: impl Into<String>) {
+    p.node().record(EventKind::Line(text.into()));
+}
+
+fn line_term(p: &Process, prefix: impl Into<String>, term: Term) {
+    p.node().record(EventKind::LineTerm(prefix.into(), term));
+}
+
+// ---- workers and supervisors -------------------------------------------------------------------
+
+/// The message that makes a worker exit by itself.
+struct Crash(Term);
+
+/// A worker's start acknowledgement (`proc_lib:init_ack`).
+struct Ack(Ref);
+
+/// The start function of a worker at `path` (the oracle's `oracle_worker:start_link/2`).
+async fn start_worker(p: &Process, book: Book, path: String, worker: WorkerSpec) -> StartResult {
+    match book.start_action(&path, &worker.start_seq) {
+        StartAction::Ok => {
+            let (parent, tag) = (p.pid(), p.make_ref());
+            let pid = p.spawn_link(move |w| run_worker(w, parent, tag, book, path, worker));
+            p.receive(|m| m.downcast_ref::<Ack>().is_some_and(|a| a.0 == tag))
+                .await;
+            Ok(Started::Pid(pid))
+        }
+        StartAction::Ignore => {
+            line(p, format!("start_ignore {path}"));
+            Ok(Started::Ignore)
+        }
+        StartAction::Error(reason) => {
+            line_term(p, format!("start_error {path} reason="), reason.clone());
+            Err(reason)
+        }
+    }
+}
+
+/// The body of a worker (the oracle's `oracle_worker:init/3` and `loop/3`).
+async fn run_worker(p: Process, parent: Pid, tag: Ref, book: Book, path: String, w: WorkerSpec) -> ExitReason {
+    p.trap_exit(w.trap_exit);
+    book.started(&p, &path, false);
+    p.send(parent, Ack(tag));
+    let crash_at = w
+        .crash_after
+        .map(|ms| p.node().elapsed_us() + ms * 1000);
+    loop {
+        let left = crash_at.map(|at| Duration::from_micros(at.saturating_sub(p.node().elapsed_us())));
+        let Some(msg) = p.receive_timeout_opt(|_| true, left).await else {
+            return ExitReason::from_term(w.crash_reason.clone());
+        };
+        match msg {
+            Msg::Exit { from, reason } if from == parent => {
+                line_term(&p, format!("terminate {path} reason="), reason.to_term());
+                match w.stop_delay {
+                    StopDelay::Infinity => std::future::pending::<()>().await,
+                    StopDelay::Ms(0) => {}
+                    StopDelay::Ms(ms) => p.sleep(Duration::from_millis(ms)).await,
+                }
+                return w.stop_reason.clone().map_or(reason, ExitReason::from_term);
+            }
+            msg => {
+                if let Some(Crash(reason)) = msg.downcast_ref::<Crash>() {
+                    return ExitReason::from_term(reason.clone());
+                }
+            }
+        }
+    }
+}
+
+/// The modules OTP reports for a scenario node.
+fn modules(node: &TreeNode) -> &'static str {
+    if node.supervisor {
+        "oracle_sup"
+    } else {
+        "oracle_worker"
+    }
+}
+
+/// The child spec of a tree node, checked by OTP's rules.
+fn child_spec(book: &Book, node: &Arc<TreeNode>, auto: AutoShutdown) -> Result<ChildSpec, SpecError> {
+    let fields = node.spec_fields.each_ref().map(Option::as_ref);
+    let start = start_for(book, node);
+    ChildSpec::from_terms(node.id.clone(), start, fields, auto).map(|s| s.modules([modules(node)]))
+}
+
+fn start_for(book: &Book, node: &Arc<TreeNode>) -> Start {
+    let (book, node) = (book.clone(), node.clone());
+    if node.supervisor {
+        return Start::new(move |p| {
+            let (book, node) = (book.clone(), node.clone());
+            Box::pin(async move {
+                let started = start_supervisor(p, &book, &node).await;
+                supervisor::start_result(started.map(|s| s.pid()))
+            })
+        });
+    }
+    Start::new(move |p| Box::pin(start_worker(p, book.clone(), node.path.clone(), node.worker.clone())))
+}
+
+async fn start_supervisor(p: &Process, book: &Book, node: &Arc<TreeNode>) -> Result<SupervisorRef, StartError> {
+    let (book, node) = (book.clone(), node.clone());
+    let init = move |sp: &Process| {
+        book.started(sp, &node.path, true);
+        match supervisor_spec(&book, &node) {
+            Ok(spec) => SupervisorInit::Ok(spec),
+            Err(e) => SupervisorInit::Invalid(e),
+        }
+    };
+    supervisor::start_with(p, init, StartOptions { link: true, name: None }).await
+}
+
+/// The oracle's `oracle_sup:init/1`.
+fn supervisor_spec(book: &Book, node: &Arc<TreeNode>) -> Result<SupervisorSpec, InitError> {
+    let [strategy, intensity, period, auto] = node.flags.each_ref().map(Option::as_ref);
+    let flags = Flags::from_terms(strategy, intensity, period, auto).map_err(InitError::SupervisorData)?;
+    let mut spec = SupervisorSpec::new(flags);
+    if let Some(template) = &node.template {
+        let (sup_path, book) = (node.path.clone(), book.clone());
+        let start = Start::with_args(move |p, args| {
+            let (book, sup_path) = (book.clone(), sup_path.clone());
+            Box::pin(async move {
+                // The extra arguments are the child's name (its path below the supervisor).
+                let path = match args.first() {
+                    Some(Term::Str(name)) => format!("{sup_path}/{name}"),
+                    _ => return Err(Term::atom("badarg")),
+                };
+                match book.with(|b| b.dynamic.get(&path).cloned()) {
+                    Some(worker) => start_worker(p, book, path, worker).await,
+                    None => Err(Term::atom("badarg")),
+                }
+            })
+        });
+        let fields = template.node.spec_fields.each_ref().map(Option::as_ref);
+        let template = ChildSpec::from_terms("template", start, fields, flags.auto_shutdown)
+            .map_err(InitError::StartSpec)?
+            .modules(["oracle_worker"]);
+        return Ok(spec.child(template));
+    }
+    let mut ids = BTreeSet::new();
+    for child in &node.children {
+        let child_spec = child_spec(book, child, flags.auto_shutdown).map_err(InitError::StartSpec)?;
+        if !ids.insert(child.id.clone()) {
+            return Err(InitError::StartSpec(SpecError::DuplicateChildName(child.id.clone())));
+        }
+        spec = spec.child(child_spec);
+    }
+    Ok(spec)
+}
+
+// ---- the driver ----------------------------------------------------------------------------------
+
+/// The oracle's driver: starts the root, runs the script, returns the trace.
+async fn driver(p: &Process, sc: Arc<Scenario>) -> Vec<String> {
+    let book = Book::default();
+    p.trap_exit(true);
+    p.node().label(p.pid(), "driver", false);
+    line(p, "call start_root");
+    let result = start_supervisor(p, &book, &sc.tree).await;
+    let term = match &result {
+        Ok(sup) => Term::tuple([Term::atom("ok"), Term::Pid(sup.pid())]),
+        Err(StartError::Ignore) => Term::atom("ignore"),
+        Err(e) => error(e.reason().to_term()),
+    };
+    if result.is_err() {
+        // OTP 25 acknowledges a failed init before the process exits: wait for the exit.
+        let exit = |m: &Msg| matches!(m, Msg::Exit { .. });
+        let _ = p.receive_timeout(exit, Duration::from_secs(1)).await;
+    }
+    line_term(p, "result start_root -> ", term);
+    for op in &sc.script {
+        let now = p.node().elapsed_us();
+        let at = op.at * 1000;
+        if at > now {
+            p.sleep(Duration::from_micros(at - now)).await;
+        }
+        exec(p, &sc, &book, &op.action).await;
+        while p.try_receive(|m| matches!(m, Msg::Exit { .. })).await.is_some() {}
+    }
+    p.sleep(Duration::from_millis(sc.settle_ms)).await;
+    p.node().trace().oracle_lines()
+}
+
+fn error(reason: Term) -> Term {
+    Term::tuple([Term::atom("error"), reason])
+}
+
+/// `ok` or `{error, Reason}`.
+fn done_term(r: Result<(), ChildError>) -> Term {
+    r.map_or_else(|e| error(e.to_term()), |()| Term::atom("ok"))
+}
+
+/// `{ok, Pid}`, `{ok, Pid, Info}`, `{ok, undefined}` or `{error, Reason}`.
+fn started_term(r: Result<Started, ChildError>) -> Term {
+    r.map_or_else(|e| error(e.to_term()), |s| s.to_term())
+}
+
+/// Waits until `pid` is dead (at most 5 s, as the oracle).
+async fn wait_dead(p: &Process, pid: Pid) {
+    let mref = p.monitor(pid);
+    let down = move |m: &Msg| matches!(m, Msg::Down { mref: r, .. } if *r == mref);
+    if p.receive_timeout(down, Duration::from_secs(5)).await.is_none() {
+        p.demonitor_flush(mref);
+    }
+}
+
+/// The result of an API call, logged 10 ms after it returned (as the oracle does).
+async fn result(p: &Process, what: String, term: Term) {
+    p.sleep(Duration::from_millis(10)).await;
+    line_term(p, format!("result {what} -> "), term);
+}
+
+async fn exec(p: &Process, sc: &Scenario, book: &Book, action: &Action) {
+    // A path with no process: the oracle's driver catches the exit and logs it.
+    let whereis = |op: &str, path: &str| {
+        let pid = book.current(path);
+        if pid.is_none() {
+            let reason = Term::tuple([Term::atom("no_process_for_path"), Term::Str(path.into())]);
+            line_term(p, format!("oracle_error {op} "), Term::tuple([Term::atom("exit"), reason]));
+        }
+        pid
+    };
+    match action {
+        Action::Crash { path, reason } => {
+            let Some(pid) = whereis("crash", path) else { return };
+            line_term(p, format!("op crash {path} reason="), reason.clone());
+            p.send(pid, Crash(reason.clone()));
+            wait_dead(p, pid).await;
+        }
+        Action::Kill { path } => {
+            let Some(pid) = whereis("kill", path) else { return };
+            line(p, format!("op kill {path}"));
+            p.exit(pid, ExitReason::Kill);
+            wait_dead(p, pid).await;
+        }
+        Action::ExitSignal { path, reason } => {
+            let Some(pid) = whereis("exit_signal", path) else { return };
+            line_term(p, format!("op exit_signal {path} reason="), reason.clone());
+            let reason = ExitReason::from_term(reason.clone());
+            p.spawn(move |stranger| async move { stranger.exit(pid, reason) });
+            p.sleep(Duration::from_millis(20)).await;
+        }
+        Action::SetStart { path, seq } => {
+            line_term(p, format!("op set_start {path} "), Term::list(seq.iter().map(StartAction::to_term)));
+            book.with(|b| {
+                b.seqs.insert(path.clone(), seq.clone());
+                b.attempts.insert(path.clone(), 0);
+            });
+        }
+        Action::Stop => {
+            let root = &sc.tree.path;
+            match book.current(root).filter(|pid| p.node().is_alive(*pid)) {
+                None => line(p, format!("op stop {root} (not running)")),
+                Some(pid) => {
+                    line(p, format!("op stop {root}"));
+                    p.exit(pid, ExitReason::Shutdown);
+                    wait_dead(p, pid).await;
+                }
+            }
+        }
+        Action::Sleep => {}
+        Action::ChildCall { function, sup, id, by_pid } => {
+            let Some(sup_pid) = whereis(function.name(), sup) else { return };
+            let sup_ref = SupervisorRef::from_pid(sup_pid);
+            let (child, shown) = if *by_pid {
+                let path = format!("{sup}/{id}");
+                let Some(pid) = whereis(function.name(), &path) else { return };
+                (ChildRef::Pid(pid), format!("<{path}>"))
+            } else {
+                (ChildRef::Id(id.clone()), Term::atom(id.clone()).to_string())
+            };
+            let what = format!("{} {sup} {shown}", function.name());
+            line(p, format!("call {what}"));
+            let term = match (function, child) {
+                (ChildFunction::Terminate, child) => done_term(sup_ref.terminate_child(p, child).await),
+                (ChildFunction::Restart, ChildRef::Id(id)) => started_term(sup_ref.restart_child(p, &id).await),
+                (ChildFunction::Delete, ChildRef::Id(id)) => done_term(sup_ref.delete_child(p, &id).await),
+                // restart/delete by pid exist only for simple_one_for_one, which refuses them.
+                (ChildFunction::Restart | ChildFunction::Delete, ChildRef::Pid(_)) => {
+                    error(ChildError::SimpleOneForOne.to_term())
+                }
+            };
+            result(p, what, term).await;
+        }
+        Action::StartChild { sup, child } => {
+            let Some(sup_pid) = whereis("start_child", sup) else { return };
+            line(p, format!("call start_child {sup} {}", child.id));
+            let auto = sc.supervisors[sup.as_str()].flags[3]
+                .as_ref()
+                .and_then(|t| AutoShutdown::parse(t).ok())
+                .unwrap_or(AutoShutdown::Never);
+            let term = match child_spec(book, child, auto) {
+                Ok(spec) => started_term(SupervisorRef::from_pid(sup_pid).start_child(p, spec).await),
+                Err(e) => error(e.to_term()),
+            };
+            result(p, format!("start_child {sup} {}", child.id), term).await;
+        }
+        Action::StartDynamic { sup, name, worker } => {
+            let Some(sup_pid) = whereis("start_child", sup) else { return };
+            line(p, format!("call start_child {sup} {name}"));
+            book.with(|b| b.dynamic.insert(format!("{sup}/{name}"), worker.clone()));
+            let args = vec![Term::Str(name.clone())];
+            let r = SupervisorRef::from_pid(sup_pid).start_child_args(p, args).await;
+            result(p, format!("start_child {sup} {name}"), started_term(r)).await;
+        }
+        Action::WhichChildren { sup } => {
+            let Some(sup_pid) = whereis("which_children", sup) else { return };
+            let term = match SupervisorRef::from_pid(sup_pid).which_children(p).await {
+                Ok(children) => Term::list(children.iter().map(|c| c.to_term())),
+                Err(e) => error(e.to_term()),
+            };
+            result(p, format!("which_children {sup}"), term).await;
+        }
+        Action::CountChildren { sup } => {
+            let Some(sup_pid) = whereis("count_children", sup) else { return };
+            let term = match SupervisorRef::from_pid(sup_pid).count_children(p).await {
+                Ok(counts) => counts.to_term(),
+                Err(e) => error(e.to_term()),
+            };
+            result(p, format!("count_children {sup}"), term).await;
+        }
+    }
+}

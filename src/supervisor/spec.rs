@@ -1,0 +1,664 @@
+//! Supervisor flags and child specifications, with OTP's defaults and validation (SPEC §A).
+//!
+//! Rust's types already rule out most of the malformed specs OTP checks for (a missing id, a
+//! start function that is not an `{M,F,A}`, an unknown restart type, a negative shutdown
+//! time). What the types cannot rule out is checked by [`Flags::check`] and
+//! [`ChildSpec::check`], in OTP's order, and reported as [`FlagsError`] / [`SpecError`].
+//! The parsers [`Strategy::parse`], [`Restart::parse`], [`Shutdown::parse`], … turn loosely
+//! typed values (a configuration file, an oracle scenario) into these types and report
+//! invalid values with OTP's error terms (`{invalid_restart_type,forever}`).
+
+use crate::process::Process;
+use crate::server::{GenServer, StartError};
+use crate::term::{Pid, Term};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// A boxed future borrowing the supervisor process, as returned by start functions.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a successful start function returned (`{ok,Pid}`, `{ok,Pid,Info}`, `ignore`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Started {
+    /// `{ok, Pid}`: the child runs, linked to the supervisor.
+    Pid(Pid),
+    /// `{ok, Pid, Info}`: as `Pid`; the info is handed back by `start_child`/`restart_child`.
+    WithInfo(Pid, Term),
+    /// `ignore`: no process; the supervisor keeps the spec (unless temporary) with no pid.
+    Ignore,
+}
+
+impl Started {
+    /// The child's pid, if one was started.
+    pub fn pid(&self) -> Option<Pid> {
+        match self {
+            Started::Pid(p) | Started::WithInfo(p, _) => Some(*p),
+            Started::Ignore => None,
+        }
+    }
+
+    /// OTP's result term: `{ok,Pid}`, `{ok,Pid,Info}` or `{ok,undefined}`.
+    pub fn to_term(&self) -> Term {
+        let ok = Term::atom("ok");
+        match self {
+            Started::Pid(p) => Term::tuple([ok, Term::Pid(*p)]),
+            Started::WithInfo(p, info) => Term::tuple([ok, Term::Pid(*p), info.clone()]),
+            Started::Ignore => Term::tuple([ok, Term::atom("undefined")]),
+        }
+    }
+}
+
+/// The result of a start function: `Err(Reason)` is OTP's `{error, Reason}`.
+pub type StartResult = Result<Started, Term>;
+
+/// Turns the result of a start (e.g. [`server::start_link`](crate::server::start_link), with
+/// the server mapped to its pid) into a [`StartResult`]: `ignore` stays `ignore`, a failed
+/// init is `{error, Reason}`, a taken name is `{error, {already_started, Pid}}`.
+pub fn start_result(result: Result<Pid, StartError>) -> StartResult {
+    match result {
+        Ok(pid) => Ok(Started::Pid(pid)),
+        Err(StartError::Ignore) => Ok(Started::Ignore),
+        Err(StartError::Failed(reason)) => Err(reason.to_term()),
+        Err(StartError::AlreadyStarted(pid)) => Err(Term::tuple([
+            Term::atom("already_started"),
+            Term::Pid(pid),
+        ])),
+    }
+}
+
+type StartFn = dyn for<'a> Fn(&'a Process, Vec<Term>) -> BoxFuture<'a, StartResult> + Send + Sync;
+
+/// A start function: called inside the supervisor process on every (re)start; it must start
+/// the child linked to the calling process and return its pid.
+///
+/// The second argument holds the extra arguments of a `simple_one_for_one` `start_child`
+/// (empty for every other child).
+#[derive(Clone)]
+pub struct Start(Arc<StartFn>);
+
+impl Start {
+    /// A start function that takes no extra arguments.
+    pub fn new<F>(f: F) -> Start
+    where
+        F: for<'a> Fn(&'a Process) -> BoxFuture<'a, StartResult> + Send + Sync + 'static,
+    {
+        Start(Arc::new(move |p, _extra| f(p)))
+    }
+
+    /// A start function for a `simple_one_for_one` template: it gets the extra arguments of
+    /// each `start_child` call (OTP's `apply(M, F, A ++ ExtraArgs)`).
+    pub fn with_args<F>(f: F) -> Start
+    where
+        F: for<'a> Fn(&'a Process, Vec<Term>) -> BoxFuture<'a, StartResult>
+            + Send
+            + Sync
+            + 'static,
+    {
+        Start(Arc::new(f))
+    }
+
+    /// Runs the start function.
+    pub fn call<'a>(&'a self, p: &'a Process, extra: Vec<Term>) -> BoxFuture<'a, StartResult> {
+        (self.0)(p, extra)
+    }
+}
+
+impl fmt::Debug for Start {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Start(..)")
+    }
+}
+
+macro_rules! atom_enum {
+    ($(#[$meta:meta])* $name:ident, $error:ident { $($(#[$vmeta:meta])* $variant:ident = $atom:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),+
+        }
+
+        impl $name {
+            /// The value named by an atom, or OTP's validation error for any other term.
+            pub fn parse(value: &Term) -> Result<$name, $error> {
+                match value {
+                    $(Term::Atom(a) if a == $atom => Ok($name::$variant),)+
+                    other => Err($error(other.clone())),
+                }
+            }
+
+            /// The atom OTP uses for this value.
+            pub fn as_atom(self) -> &'static str {
+                match self {
+                    $($name::$variant => $atom),+
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_atom())
+            }
+        }
+    };
+}
+
+/// The invalid value of a parsed field (see the `parse` functions); it converts into the
+/// matching [`FlagsError`] or [`SpecError`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invalid(pub Term);
+
+atom_enum!(
+    /// Which children a supervisor restarts when one exits (SPEC §E).
+    Strategy, Invalid {
+        /// Only the exited child.
+        OneForOne = "one_for_one",
+        /// Every child: the others are terminated, then all are started again.
+        OneForAll = "one_for_all",
+        /// The exited child and every child started after it.
+        RestForOne = "rest_for_one",
+        /// Children are instances of one template, added with `start_child` (like one_for_one).
+        SimpleOneForOne = "simple_one_for_one",
+    }
+);
+
+atom_enum!(
+    /// When an exited child is restarted (SPEC §C).
+    Restart, Invalid {
+        /// Always.
+        Permanent = "permanent",
+        /// Only after an abnormal exit (not `normal`, `shutdown` or `{shutdown,_}`).
+        Transient = "transient",
+        /// Never; the spec is dropped when the child exits.
+        Temporary = "temporary",
+    }
+);
+
+atom_enum!(
+    /// Whether the child is a worker or a supervisor (decides the default shutdown).
+    ChildType, Invalid {
+        /// A worker (default shutdown 5000 ms).
+        Worker = "worker",
+        /// A supervisor (default shutdown `infinity`).
+        Supervisor = "supervisor",
+    }
+);
+
+atom_enum!(
+    /// When the exit of significant children stops the supervisor (SPEC §I).
+    AutoShutdown, Invalid {
+        /// Never (the default).
+        Never = "never",
+        /// When any significant child exits by itself and is not restarted.
+        AnySignificant = "any_significant",
+        /// When the last significant child has exited by itself.
+        AllSignificant = "all_significant",
+    }
+);
+
+/// How a child is stopped (SPEC §G).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Shutdown {
+    /// `exit(Child, kill)` at once.
+    BrutalKill,
+    /// `exit(Child, shutdown)`, then `kill` after this many milliseconds.
+    Timeout(u64),
+    /// `exit(Child, shutdown)` and wait as long as it takes.
+    Infinity,
+}
+
+impl Shutdown {
+    /// `brutal_kill`, `infinity` or a non-negative integer; anything else is
+    /// `{invalid_shutdown, Value}`.
+    pub fn parse(value: &Term) -> Result<Shutdown, Invalid> {
+        match value {
+            Term::Atom(a) if a == "brutal_kill" => Ok(Shutdown::BrutalKill),
+            Term::Atom(a) if a == "infinity" => Ok(Shutdown::Infinity),
+            Term::Int(ms) if *ms >= 0 => Ok(Shutdown::Timeout(*ms as u64)),
+            other => Err(Invalid(other.clone())),
+        }
+    }
+
+    /// OTP's term for it.
+    pub fn to_term(self) -> Term {
+        match self {
+            Shutdown::BrutalKill => Term::atom("brutal_kill"),
+            Shutdown::Timeout(ms) => Term::Int(ms as i64),
+            Shutdown::Infinity => Term::atom("infinity"),
+        }
+    }
+}
+
+/// A supervisor's flags (SPEC §A 1-2).
+///
+/// The default is Erlang's: `one_for_one`, at most 1 restart in 5 seconds, no auto-shutdown.
+/// Elixir's `Supervisor.init/2` uses 3 restarts in 5 seconds instead: that is
+/// [`Flags::elixir`], or `Flags::default().intensity(3)`.
+///
+/// ```
+/// use otpsim::supervisor::{Flags, Strategy};
+/// let flags = Flags::new(Strategy::RestForOne).intensity(10).period(1);
+/// assert_eq!((flags.intensity, flags.period), (10, 1));
+/// assert_eq!(Flags::default().intensity, 1);
+/// assert_eq!(Flags::elixir(Strategy::OneForOne).intensity, 3);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flags {
+    /// The restart strategy.
+    pub strategy: Strategy,
+    /// The most restarts allowed within `period` seconds.
+    pub intensity: u64,
+    /// The length of the restart window in whole seconds (must be at least 1).
+    pub period: u64,
+    /// Whether significant children stop the supervisor.
+    pub auto_shutdown: AutoShutdown,
+}
+
+impl Default for Flags {
+    fn default() -> Flags {
+        Flags::new(Strategy::OneForOne)
+    }
+}
+
+impl Flags {
+    /// Erlang's defaults with the given strategy: 1 restart in 5 seconds.
+    pub fn new(strategy: Strategy) -> Flags {
+        Flags {
+            strategy,
+            intensity: 1,
+            period: 5,
+            auto_shutdown: AutoShutdown::Never,
+        }
+    }
+
+    /// Elixir's `Supervisor.init/2` defaults with the given strategy: 3 restarts in 5 seconds.
+    pub fn elixir(strategy: Strategy) -> Flags {
+        Flags::new(strategy).intensity(3)
+    }
+
+    /// Sets the intensity.
+    pub fn intensity(mut self, intensity: u64) -> Flags {
+        self.intensity = intensity;
+        self
+    }
+
+    /// Sets the period (seconds).
+    pub fn period(mut self, period: u64) -> Flags {
+        self.period = period;
+        self
+    }
+
+    /// Sets auto-shutdown.
+    pub fn auto_shutdown(mut self, auto_shutdown: AutoShutdown) -> Flags {
+        self.auto_shutdown = auto_shutdown;
+        self
+    }
+
+    /// Flags from loosely typed values (a configuration file, an oracle scenario), checked in
+    /// OTP's order (`check_flags/1`); a missing value gets OTP's default.
+    ///
+    /// ```
+    /// use otpsim::supervisor::{Flags, FlagsError};
+    /// use otpsim::term::Term;
+    /// let err = Flags::from_terms(None, Some(&Term::atom("infinity")), Some(&Term::Int(0)), None);
+    /// assert_eq!(err, Err(FlagsError::InvalidIntensity(Term::atom("infinity"))));
+    /// assert_eq!(err.unwrap_err().to_term().to_string(), "{invalid_intensity,infinity}");
+    /// ```
+    pub fn from_terms(
+        strategy: Option<&Term>,
+        intensity: Option<&Term>,
+        period: Option<&Term>,
+        auto_shutdown: Option<&Term>,
+    ) -> Result<Flags, FlagsError> {
+        let mut flags = Flags::default();
+        if let Some(t) = strategy {
+            flags.strategy = Strategy::parse(t).map_err(|e| FlagsError::InvalidStrategy(e.0))?;
+        }
+        if let Some(t) = intensity {
+            flags.intensity = match t {
+                Term::Int(i) if *i >= 0 => *i as u64,
+                other => return Err(FlagsError::InvalidIntensity(other.clone())),
+            };
+        }
+        if let Some(t) = period {
+            flags.period = match t {
+                Term::Int(i) if *i > 0 => *i as u64,
+                other => return Err(FlagsError::InvalidPeriod(other.clone())),
+            };
+        }
+        if let Some(t) = auto_shutdown {
+            flags.auto_shutdown =
+                AutoShutdown::parse(t).map_err(|e| FlagsError::InvalidAutoShutdown(e.0))?;
+        }
+        Ok(flags)
+    }
+
+    /// OTP's checks that the types leave open: the period must be positive.
+    pub fn check(&self) -> Result<(), FlagsError> {
+        if self.period == 0 {
+            return Err(FlagsError::InvalidPeriod(Term::Int(0)));
+        }
+        Ok(())
+    }
+}
+
+/// An invalid supervisor flag; `start_link` fails with `{supervisor_data, Error}` (SPEC §A 2).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FlagsError {
+    /// `{invalid_type, X}`: the flags are neither a map nor a 3-tuple.
+    #[error("invalid supervisor flags: {0}")]
+    InvalidType(Term),
+    /// `{invalid_strategy, X}`.
+    #[error("invalid strategy: {0}")]
+    InvalidStrategy(Term),
+    /// `{invalid_intensity, X}`: not an integer >= 0.
+    #[error("invalid intensity: {0}")]
+    InvalidIntensity(Term),
+    /// `{invalid_period, X}`: not an integer > 0.
+    #[error("invalid period: {0}")]
+    InvalidPeriod(Term),
+    /// `{invalid_auto_shutdown, X}`.
+    #[error("invalid auto_shutdown: {0}")]
+    InvalidAutoShutdown(Term),
+}
+
+impl FlagsError {
+    /// OTP's error term, e.g. `{invalid_period,0}`.
+    pub fn to_term(&self) -> Term {
+        let (tag, value) = match self {
+            FlagsError::InvalidType(v) => ("invalid_type", v),
+            FlagsError::InvalidStrategy(v) => ("invalid_strategy", v),
+            FlagsError::InvalidIntensity(v) => ("invalid_intensity", v),
+            FlagsError::InvalidPeriod(v) => ("invalid_period", v),
+            FlagsError::InvalidAutoShutdown(v) => ("invalid_auto_shutdown", v),
+        };
+        Term::tuple([Term::atom(tag), value.clone()])
+    }
+}
+
+/// An invalid child spec (SPEC §A 4-6), in OTP's order of checks.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    /// `missing_id`.
+    #[error("the child spec has no id")]
+    MissingId,
+    /// `missing_start`.
+    #[error("the child spec has no start function")]
+    MissingStart,
+    /// `{invalid_restart_type, R}`.
+    #[error("invalid restart type: {0}")]
+    InvalidRestartType(Term),
+    /// `{invalid_significant, S}`.
+    #[error("invalid significant flag: {0}")]
+    InvalidSignificant(Term),
+    /// `{bad_combination,[{auto_shutdown,never},{significant,true}]}`.
+    #[error("a significant child needs a supervisor with auto_shutdown")]
+    SignificantWithoutAutoShutdown,
+    /// `{bad_combination,[{restart,permanent},{significant,true}]}`.
+    #[error("a permanent child cannot be significant")]
+    SignificantPermanent,
+    /// `{invalid_child_type, T}`.
+    #[error("invalid child type: {0}")]
+    InvalidChildType(Term),
+    /// `{invalid_shutdown, S}`.
+    #[error("invalid shutdown: {0}")]
+    InvalidShutdown(Term),
+    /// `{invalid_child_spec, X}`: not a child spec at all (e.g. `start_child` with extra
+    /// arguments on a supervisor that is not simple_one_for_one).
+    #[error("not a child spec: {0}")]
+    InvalidChildSpec(Term),
+    /// `{duplicate_child_name, Id}`: two children of the init list share an id.
+    #[error("duplicate child id {0}")]
+    DuplicateChildName(String),
+}
+
+impl SpecError {
+    /// OTP's error term.
+    pub fn to_term(&self) -> Term {
+        let tagged = |tag: &str, v: &Term| Term::tuple([Term::atom(tag), v.clone()]);
+        let combination = |a: (&str, &str)| {
+            Term::tuple([
+                Term::atom("bad_combination"),
+                Term::list([
+                    Term::tuple([Term::atom(a.0), Term::atom(a.1)]),
+                    Term::tuple([Term::atom("significant"), Term::atom("true")]),
+                ]),
+            ])
+        };
+        match self {
+            SpecError::MissingId => Term::atom("missing_id"),
+            SpecError::MissingStart => Term::atom("missing_start"),
+            SpecError::InvalidRestartType(v) => tagged("invalid_restart_type", v),
+            SpecError::InvalidSignificant(v) => tagged("invalid_significant", v),
+            SpecError::SignificantWithoutAutoShutdown => combination(("auto_shutdown", "never")),
+            SpecError::SignificantPermanent => combination(("restart", "permanent")),
+            SpecError::InvalidChildType(v) => tagged("invalid_child_type", v),
+            SpecError::InvalidShutdown(v) => tagged("invalid_shutdown", v),
+            SpecError::InvalidChildSpec(v) => tagged("invalid_child_spec", v),
+            SpecError::DuplicateChildName(id) => tagged("duplicate_child_name", &Term::atom(id)),
+        }
+    }
+}
+
+/// How a supervisor's `init` failed before starting any child (SPEC §A 2, 5, 6); the
+/// supervisor's start fails with [`InitError::to_term`] as the reason.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InitError {
+    /// `{supervisor_data, Error}`: invalid flags.
+    #[error("invalid supervisor flags: {0}")]
+    SupervisorData(FlagsError),
+    /// `{start_spec, Error}`: an invalid child spec in the init list.
+    #[error("invalid child spec: {0}")]
+    StartSpec(SpecError),
+    /// `{bad_start_spec, Specs}`: simple_one_for_one needs exactly one spec (the count is
+    /// given; OTP prints the specs themselves).
+    #[error("simple_one_for_one needs exactly one child spec, got {0}")]
+    BadStartSpec(usize),
+}
+
+impl InitError {
+    /// OTP's exit reason.
+    pub fn to_term(&self) -> Term {
+        match self {
+            InitError::SupervisorData(e) => {
+                Term::tuple([Term::atom("supervisor_data"), e.to_term()])
+            }
+            InitError::StartSpec(e) => Term::tuple([Term::atom("start_spec"), e.to_term()]),
+            InitError::BadStartSpec(n) => {
+                Term::tuple([Term::atom("bad_start_spec"), Term::Int(*n as i64)])
+            }
+        }
+    }
+}
+
+/// One child of a supervisor: its id, how to start it, and how to restart and stop it
+/// (SPEC §A 3).
+///
+/// The defaults are OTP's: `permanent`, `worker`, not significant, shutdown 5000 ms for a
+/// worker and `infinity` for a supervisor.
+///
+/// ```
+/// use otpsim::supervisor::{ChildSpec, Restart, Shutdown, Start, Started};
+/// let spec = ChildSpec::worker("cache", Start::new(|p| Box::pin(async move {
+///     let pid = p.spawn_link(|_p| async { /* the child's work */ });
+///     Ok(Started::Pid(pid))
+/// })))
+/// .restart(Restart::Transient);
+/// assert_eq!(spec.shutdown, Shutdown::Timeout(5000));
+/// assert_eq!(spec.restart, Restart::Transient);
+/// ```
+#[derive(Clone, Debug)]
+pub struct ChildSpec {
+    /// The id, unique among the supervisor's children.
+    pub id: String,
+    /// The start function, called again on every restart.
+    pub start: Start,
+    /// When it is restarted.
+    pub restart: Restart,
+    /// How it is stopped.
+    pub shutdown: Shutdown,
+    /// Worker or supervisor.
+    pub child_type: ChildType,
+    /// Whether its exit can stop the supervisor (with `auto_shutdown`).
+    pub significant: bool,
+    /// The modules reported by `which_children` (OTP's `modules`).
+    pub modules: Vec<String>,
+}
+
+impl ChildSpec {
+    /// A worker child.
+    pub fn worker(id: impl Into<String>, start: Start) -> ChildSpec {
+        ChildSpec {
+            id: id.into(),
+            start,
+            restart: Restart::Permanent,
+            shutdown: Shutdown::Timeout(5000),
+            child_type: ChildType::Worker,
+            significant: false,
+            modules: Vec::new(),
+        }
+    }
+
+    /// A supervisor child (shutdown `infinity`).
+    pub fn supervisor(id: impl Into<String>, start: Start) -> ChildSpec {
+        ChildSpec {
+            shutdown: Shutdown::Infinity,
+            child_type: ChildType::Supervisor,
+            ..ChildSpec::worker(id, start)
+        }
+    }
+
+    /// A worker that runs the [`GenServer`] `S`, started with a clone of `arg` each time.
+    pub fn server<S>(id: impl Into<String>, arg: S::Arg) -> ChildSpec
+    where
+        S: GenServer,
+        S::Arg: Clone + Sync,
+    {
+        let start = Start::new(move |p| {
+            let arg = arg.clone();
+            Box::pin(async move {
+                start_result(crate::server::start_link::<S>(p, arg).await.map(|s| s.pid()))
+            })
+        });
+        let module = std::any::type_name::<S>().rsplit("::").next().unwrap_or("server");
+        ChildSpec::worker(id, start).modules([module])
+    }
+
+    /// A child spec from loosely typed values, checked in OTP's order (`check_childspec/2`:
+    /// restart, significant, type, shutdown); a missing value gets OTP's default.
+    ///
+    /// ```
+    /// use otpsim::supervisor::{AutoShutdown, ChildSpec, Start, SpecError, Started};
+    /// use otpsim::term::Term;
+    /// let start = Start::new(|_p| Box::pin(async { Ok(Started::Ignore) }));
+    /// let fields = [Some(Term::atom("permanent")), Some(Term::atom("true")), None, None];
+    /// let err = ChildSpec::from_terms("a", start, fields.each_ref().map(Option::as_ref), AutoShutdown::AnySignificant);
+    /// assert_eq!(err.unwrap_err(), SpecError::SignificantPermanent);
+    /// ```
+    pub fn from_terms(
+        id: impl Into<String>,
+        start: Start,
+        [restart, significant, child_type, shutdown]: [Option<&Term>; 4],
+        auto_shutdown: AutoShutdown,
+    ) -> Result<ChildSpec, SpecError> {
+        let mut spec = ChildSpec::worker(id, start);
+        if let Some(t) = restart {
+            spec.restart = Restart::parse(t).map_err(|e| SpecError::InvalidRestartType(e.0))?;
+        }
+        spec.significant = match significant {
+            None => false,
+            Some(t) if t.is_atom("true") => true,
+            Some(t) if t.is_atom("false") => false,
+            Some(other) => return Err(SpecError::InvalidSignificant(other.clone())),
+        };
+        spec.check(auto_shutdown)?;
+        if let Some(t) = child_type {
+            spec.child_type = ChildType::parse(t).map_err(|e| SpecError::InvalidChildType(e.0))?;
+            if spec.child_type == ChildType::Supervisor {
+                spec.shutdown = Shutdown::Infinity;
+            }
+        }
+        if let Some(t) = shutdown {
+            spec.shutdown = Shutdown::parse(t).map_err(|e| SpecError::InvalidShutdown(e.0))?;
+        }
+        Ok(spec)
+    }
+
+    /// Sets the restart type.
+    pub fn restart(mut self, restart: Restart) -> ChildSpec {
+        self.restart = restart;
+        self
+    }
+
+    /// Sets the shutdown.
+    pub fn shutdown(mut self, shutdown: Shutdown) -> ChildSpec {
+        self.shutdown = shutdown;
+        self
+    }
+
+    /// Marks the child significant.
+    pub fn significant(mut self, significant: bool) -> ChildSpec {
+        self.significant = significant;
+        self
+    }
+
+    /// Sets the modules.
+    pub fn modules<M: Into<String>>(mut self, modules: impl IntoIterator<Item = M>) -> ChildSpec {
+        self.modules = modules.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// OTP's checks that the types leave open, in OTP's order: a significant child needs
+    /// `auto_shutdown` and must not be permanent.
+    pub fn check(&self, auto_shutdown: AutoShutdown) -> Result<(), SpecError> {
+        if self.significant {
+            if auto_shutdown == AutoShutdown::Never {
+                return Err(SpecError::SignificantWithoutAutoShutdown);
+            }
+            if self.restart == Restart::Permanent {
+                return Err(SpecError::SignificantPermanent);
+            }
+        }
+        Ok(())
+    }
+
+    /// The spec as OTP's `#child{}` record term (it appears in `start_child` errors).
+    pub fn record_term(&self) -> Term {
+        Term::tuple([
+            Term::atom("child"),
+            Term::atom("undefined"),
+            Term::atom(self.id.clone()),
+            Term::atom("start"),
+            Term::atom(self.restart.as_atom()),
+            Term::atom(if self.significant { "true" } else { "false" }),
+            self.shutdown.to_term(),
+            Term::atom(self.child_type.as_atom()),
+            self.modules_term(),
+        ])
+    }
+
+    /// The modules as a list of atoms.
+    pub fn modules_term(&self) -> Term {
+        Term::list(self.modules.iter().map(|m| Term::atom(m.clone())))
+    }
+}
+
+/// Checks a list of child specs as OTP's `check_childspecs/2` does: each spec in order, then
+/// its id against the ones before it.
+pub fn check_childspecs(specs: &[ChildSpec], auto_shutdown: AutoShutdown) -> Result<(), SpecError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for spec in specs {
+        spec.check(auto_shutdown)?;
+        if !seen.insert(spec.id.as_str()) {
+            return Err(SpecError::DuplicateChildName(spec.id.clone()));
+        }
+    }
+    Ok(())
+}
+
+impl From<Invalid> for Term {
+    fn from(Invalid(t): Invalid) -> Term {
+        t
+    }
+}
