@@ -4,6 +4,8 @@
 
 mod build_mode;
 mod common;
+mod conformance;
 mod determinism;
 mod process_core;
 mod server;
+mod supervisor;

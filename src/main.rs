@@ -137,7 +137,11 @@ fn conform(file: &std::path::Path, expect: Option<&std::path::Path>) -> ExitCode
             ExitCode::SUCCESS
         }
         Some(diff) => {
-            println!("{}: differs from {}: {diff}", file.display(), expect.display());
+            println!(
+                "{}: differs from {}: {diff}",
+                file.display(),
+                expect.display()
+            );
             ExitCode::FAILURE
         }
     }

@@ -226,12 +226,15 @@ impl Process {
     /// Selective receive: takes the oldest message that `accept` accepts, leaving the others
     /// in the mailbox in their order.
     pub async fn receive(&self, mut accept: impl FnMut(&Msg) -> bool) -> Msg {
-        std::future::poll_fn(
-            |cx| match self.node.take_message(self.pid, &mut accept, cx.waker()) {
+        std::future::poll_fn(|cx| {
+            match self
+                .node
+                .take_message(self.pid, &mut accept, cx.waker(), true)
+            {
                 Some(msg) => Poll::Ready(msg),
                 None => Poll::Pending,
-            },
-        )
+            }
+        })
         .await
     }
 
@@ -239,7 +242,10 @@ impl Process {
     /// accepted message, if one is already in the mailbox.
     pub async fn try_receive(&self, mut accept: impl FnMut(&Msg) -> bool) -> Option<Msg> {
         std::future::poll_fn(|cx| {
-            Poll::Ready(self.node.take_message(self.pid, &mut accept, cx.waker()))
+            Poll::Ready(
+                self.node
+                    .take_message(self.pid, &mut accept, cx.waker(), false),
+            )
         })
         .await
     }
@@ -250,6 +256,10 @@ impl Process {
         accept: impl FnMut(&Msg) -> bool,
         timeout: Duration,
     ) -> Option<Msg> {
+        if timeout.is_zero() {
+            // `after 0`: look at the mailbox without giving other processes a turn.
+            return self.try_receive(accept).await;
+        }
         let timeout = timeout + self.node.timer_jitter(self.pid, timeout);
         rt::timeout(timeout, self.receive(accept)).await
     }
@@ -289,6 +299,13 @@ impl Process {
     /// The pid registered under `name`.
     pub fn whereis(&self, name: &str) -> Option<Pid> {
         self.node.whereis(name)
+    }
+
+    /// The local name this process is registered under, if any.
+    pub fn registered_name(&self) -> Option<String> {
+        self.node
+            .with_proc(self.pid, |p| p.registered_name())
+            .flatten()
     }
 
     /// Writes a note into the run's trace.

@@ -59,6 +59,9 @@ impl std::fmt::Display for Halt {
     }
 }
 
+/// How many messages a process takes with waiting receives before it yields to the others.
+pub(super) const REDUCTIONS: u32 = 64;
+
 /// Settings of a [`Node`].
 pub struct NodeConfig {
     /// Record a [`Trace`] (on in simulations; off by default for production).
@@ -147,11 +150,17 @@ pub(super) struct Proc {
     pending_exit: Option<ExitReason>,
     name: Option<String>,
     received: u64,
+    /// Messages taken by waiting receives during the current step (the reduction count).
+    taken_this_step: u32,
     steps: u64,
     exit_waiters: Vec<oneshot::Sender<Option<ExitReason>>>,
 }
 
 impl Proc {
+    pub(super) fn registered_name(&self) -> Option<String> {
+        self.name.clone()
+    }
+
     fn new() -> Proc {
         Proc {
             mailbox: VecDeque::new(),
@@ -164,6 +173,7 @@ impl Proc {
             pending_exit: None,
             name: None,
             received: 0,
+            taken_this_step: 0,
             steps: 0,
             exit_waiters: Vec::new(),
         }
@@ -474,6 +484,7 @@ impl Node {
             return Step::Halted;
         };
         p.steps += 1;
+        p.taken_this_step = 0;
         if let Some(reason) = p.pending_exit.take() {
             return Step::Exit(reason);
         }
@@ -532,11 +543,16 @@ impl Node {
 
     /// Takes the first message of `pid`'s mailbox that `pred` accepts; consults the crash
     /// choice point for every message taken.
+    ///
+    /// A waiting receive (`may_yield`) that has taken [`REDUCTIONS`] messages in this step
+    /// yields instead, so a process that always has mail cannot starve the others (the BEAM
+    /// preempts on reductions the same way).
     pub(super) fn take_message(
         &self,
         pid: Pid,
         pred: &mut dyn FnMut(&Msg) -> bool,
         waker: &Waker,
+        may_yield: bool,
     ) -> Option<Msg> {
         let mut st = self.lock();
         let p = st.procs.get_mut(&pid)?;
@@ -546,8 +562,13 @@ impl Node {
         if !p.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
             p.waker = Some(waker.clone());
         }
+        if may_yield && p.taken_this_step >= REDUCTIONS {
+            waker.wake_by_ref();
+            return None;
+        }
         let index = p.mailbox.iter().position(pred)?;
         let msg = p.mailbox.remove(index)?;
+        p.taken_this_step += 1;
         p.received += 1;
         let step = p.received;
         if st.choices.crash_at(pid, step) {

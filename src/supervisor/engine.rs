@@ -12,7 +12,7 @@ use crate::process::{catch_panic, ExitReason, Msg, Process};
 use crate::rt::{self, Duration};
 use crate::server::{CallReply, From, GenServer, Init, Next, ServerRef};
 use crate::term::{Pid, Term};
-use crate::trace::EventKind;
+use crate::trace::{EventKind, Offender};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -64,6 +64,13 @@ impl GenServer for Supervisor {
 
     async fn init(init: Arc<InitFn>, p: &Process) -> Init<Self> {
         p.trap_exit(true); // SPEC item 8: before the callback's init
+                           // A supervisor known by name is the root of the paths its children get in the trace.
+        let node = p.node();
+        if node.tracing() && node.path_of(p.pid()).is_none() {
+            if let Some(name) = p.registered_name() {
+                node.label(p.pid(), name, true);
+            }
+        }
         let spec = match init(p) {
             SupervisorInit::Ok(spec) => spec,
             SupervisorInit::Ignore => return Init::Ignore,
@@ -103,13 +110,19 @@ impl GenServer for Supervisor {
             Ok(()) => Init::Ok(sup),
             Err((_, id, reason)) => {
                 sup.terminate_children(sup.children.keys(), p).await;
-                let failed = Term::tuple([Term::atom("failed_to_start_child"), Term::atom(id), reason]);
+                let failed =
+                    Term::tuple([Term::atom("failed_to_start_child"), Term::atom(id), reason]);
                 Init::Stop(ExitReason::ShutdownWith(failed))
             }
         }
     }
 
-    async fn handle_call(&mut self, call: Call, _from: From<Reply>, p: &Process) -> CallReply<Self> {
+    async fn handle_call(
+        &mut self,
+        call: Call,
+        _from: From<Reply>,
+        p: &Process,
+    ) -> CallReply<Self> {
         let reply = match call {
             Call::StartChild(spec) => Reply::Started(self.start_child(spec, p).await),
             Call::StartChildArgs(args) => Reply::Started(self.start_child_args(args, p).await),
@@ -186,8 +199,10 @@ impl Supervisor {
         p.node().record_with(|| EventKind::Report {
             supervisor: p.pid(),
             context: context.into(),
-            child_pid: child.last_pid(),
-            child_id: (!self.simple()).then(|| child.spec.id.clone()),
+            offender: Offender::Child {
+                pid: child.last_pid(),
+                id: (!self.simple()).then(|| child.spec.id.clone()),
+            },
             reason: reason.clone(),
         });
     }
@@ -207,7 +222,11 @@ impl Supervisor {
             Ok(Started::Ignore) => self.children.set(key, Slot::Undefined),
             Ok(started) => {
                 let pid = started.pid().expect("a started child has a pid");
-                let key = if self.simple() { self.children.requeue(key) } else { key };
+                let key = if self.simple() {
+                    self.children.requeue(key)
+                } else {
+                    key
+                };
                 self.children.set(key, Slot::Running(pid));
                 self.label(pid, &spec, p);
             }
@@ -218,11 +237,19 @@ impl Supervisor {
 
     /// Starts the given children in order (OTP's `start_children`); stops at the first error,
     /// which is reported (`start_error`) and returned with the child's key and id.
-    async fn start_children(&mut self, keys: Vec<Key>, p: &Process) -> Result<(), (Key, String, Term)> {
+    async fn start_children(
+        &mut self,
+        keys: Vec<Key>,
+        p: &Process,
+    ) -> Result<(), (Key, String, Term)> {
         for key in keys {
             if let Err(reason) = self.start_at(key, p).await {
                 self.report("start_error", key, &reason, p);
-                let id = self.children.get(key).map(|c| c.spec.id.clone()).unwrap_or_default();
+                let id = self
+                    .children
+                    .get(key)
+                    .map(|c| c.spec.id.clone())
+                    .unwrap_or_default();
                 return Err((key, id, reason));
             }
         }
@@ -341,7 +368,11 @@ impl Supervisor {
         match self.start_children(keys, p).await {
             Ok(()) => None,
             Err((failed, _, _)) => {
-                let slot = if failed == exited { Slot::Restarting(old) } else { Slot::Restarting(None) };
+                let slot = if failed == exited {
+                    Slot::Restarting(old)
+                } else {
+                    Slot::Restarting(None)
+                };
                 self.children.set(failed, slot);
                 Some(failed)
             }
@@ -386,12 +417,12 @@ impl Supervisor {
             return;
         };
         let mut waiting = BTreeMap::new();
-        // Unexpected reasons, each reported once (OTP stacks the children by reason).
-        let mut errors: Vec<Term> = Vec::new();
+        // Unexpected reasons, each reported once with its number of children (OTP stacks
+        // the children by reason).
+        let mut errors: BTreeMap<Term, u64> = BTreeMap::new();
         let mut note = |accepted: bool, reason: ExitReason| {
-            let term = reason.to_term();
-            if !accepted && !errors.contains(&term) {
-                errors.push(term);
+            if !accepted {
+                *errors.entry(reason.to_term()).or_default() += 1;
             }
         };
         for (_, child) in self.children.iter() {
@@ -406,7 +437,10 @@ impl Supervisor {
             match exited {
                 Some(Msg::Exit { reason, .. }) => {
                     wait_down(mref, None, p).await;
-                    note(reason.is_normal() && template.restart != Restart::Permanent, reason);
+                    note(
+                        reason.is_normal() && template.restart != Restart::Permanent,
+                        reason,
+                    );
                 }
                 _ => {
                     waiting.insert(mref, pid);
@@ -427,7 +461,10 @@ impl Supervisor {
         while !waiting.is_empty() {
             let left = deadline.map(|d| d.saturating_duration_since(rt::now()));
             let down = p
-                .receive_timeout_opt(|m| matches!(m, Msg::Down { mref, .. } if waiting.contains_key(mref)), left)
+                .receive_timeout_opt(
+                    |m| matches!(m, Msg::Down { mref, .. } if waiting.contains_key(mref)),
+                    left,
+                )
                 .await;
             match down {
                 Some(Msg::Down { mref, reason, .. }) => {
@@ -443,12 +480,11 @@ impl Supervisor {
                 }
             }
         }
-        for reason in errors {
+        for (reason, count) in errors {
             p.node().record_with(|| EventKind::Report {
                 supervisor: p.pid(),
                 context: "shutdown_error".into(),
-                child_pid: None,
-                child_id: None,
+                offender: Offender::Children(count),
                 reason,
             });
         }
@@ -464,7 +500,8 @@ impl Supervisor {
         if self.simple() {
             return Err(ChildError::SimpleOneForOne);
         }
-        spec.check(self.flags.auto_shutdown).map_err(ChildError::Invalid)?;
+        spec.check(self.flags.auto_shutdown)
+            .map_err(ChildError::Invalid)?;
         if let Some(key) = self.children.key_of_id(&spec.id) {
             return Err(match self.children.get(key).map(|c| c.slot) {
                 Some(Slot::Running(pid)) => ChildError::AlreadyStarted(pid),
@@ -489,9 +526,15 @@ impl Supervisor {
         }
     }
 
-    async fn start_child_args(&mut self, args: Vec<Term>, p: &Process) -> Result<Started, ChildError> {
+    async fn start_child_args(
+        &mut self,
+        args: Vec<Term>,
+        p: &Process,
+    ) -> Result<Started, ChildError> {
         let Some(template) = self.template.clone() else {
-            return Err(ChildError::Invalid(SpecError::InvalidChildSpec(Term::list(args))));
+            return Err(ChildError::Invalid(SpecError::InvalidChildSpec(
+                Term::list(args),
+            )));
         };
         let key = self.children.push(Child {
             spec: template,
@@ -535,10 +578,12 @@ impl Supervisor {
             Some(Slot::Restarting(_)) => return Err(ChildError::Restarting),
             _ => return Err(ChildError::Running),
         }
-        self.start_at(key, p).await.map_err(|reason| ChildError::StartFailed {
-            reason,
-            child: None,
-        })
+        self.start_at(key, p)
+            .await
+            .map_err(|reason| ChildError::StartFailed {
+                reason,
+                child: None,
+            })
     }
 
     fn delete_child(&mut self, id: &str) -> Result<(), ChildError> {
@@ -621,7 +666,10 @@ async fn shutdown(pid: Pid, how: Shutdown, p: &Process) -> ExitReason {
         }
         Shutdown::Timeout(ms) => {
             p.exit(pid, ExitReason::Shutdown);
-            match p.receive_timeout(is_down(mref), Duration::from_millis(ms)).await {
+            match p
+                .receive_timeout(is_down(mref), Duration::from_millis(ms))
+                .await
+            {
                 Some(Msg::Down { reason, .. }) => reason,
                 _ => {
                     p.exit(pid, ExitReason::Kill);
@@ -631,7 +679,10 @@ async fn shutdown(pid: Pid, how: Shutdown, p: &Process) -> ExitReason {
         }
     };
     p.unlink(pid);
-    match p.try_receive(|m| matches!(m, Msg::Exit { from, .. } if *from == pid)).await {
+    match p
+        .try_receive(|m| matches!(m, Msg::Exit { from, .. } if *from == pid))
+        .await
+    {
         Some(Msg::Exit { reason, .. }) => reason,
         _ => reason,
     }

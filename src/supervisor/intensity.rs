@@ -89,7 +89,9 @@ mod tests {
             let mut list = Vec::new();
             let mut now = 0;
             for _ in 0..40 {
-                rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                rng = rng
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 now += (rng >> 60) % 3;
                 assert_eq!(
                     window.add(now),

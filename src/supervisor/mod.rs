@@ -4,7 +4,7 @@
 //! when they exit (within a restart intensity), and stops them in reverse order.
 //!
 //! ```
-//! use otpsim::{rt, Node, ExitReason};
+//! use otpsim::{rt, Node, ExitReason, Msg};
 //! use otpsim::supervisor::{self, ChildSpec, Flags, Strategy, SupervisorSpec, ChildState};
 //! use otpsim::server::{GenServer, Init};
 //! # use otpsim::Process;
@@ -31,8 +31,10 @@
 //!         let children = sup.which_children(&p).await.unwrap();
 //!         assert_eq!(children[0].id.as_deref(), Some("b")); // newest first
 //!         let ChildState::Running(a) = children[1].state else { panic!() };
+//!         let mref = p.monitor(a);
 //!         p.exit(a, ExitReason::Kill);
-//!         // `a` is restarted with a new pid.
+//!         p.receive(|m| matches!(m, Msg::Down { mref: r, .. } if *r == mref)).await;
+//!         // The supervisor got a's EXIT before this call: `a` runs again with a new pid.
 //!         let again = sup.which_children(&p).await.unwrap();
 //!         assert!(matches!(again[1].state, ChildState::Running(pid) if pid != a));
 //!     });
@@ -90,7 +92,9 @@ impl SupervisorSpec {
             id,
             Start::new(move |p| {
                 let spec = spec.clone();
-                Box::pin(async move { start_result(start_link(p, (*spec).clone()).await.map(|s| s.pid())) })
+                Box::pin(async move {
+                    start_result(start_link(p, (*spec).clone()).await.map(|s| s.pid()))
+                })
             }),
         )
         .modules(["supervisor"])
@@ -259,7 +263,15 @@ impl Counts {
 /// Starts a supervisor linked to the calling process and waits until every child has started
 /// (`supervisor:start_link/2`).
 pub async fn start_link(p: &Process, spec: SupervisorSpec) -> Result<SupervisorRef, StartError> {
-    start_with(p, move |_| SupervisorInit::Ok(spec.clone()), StartOptions { link: true, name: None }).await
+    start_with(
+        p,
+        move |_| SupervisorInit::Ok(spec.clone()),
+        StartOptions {
+            link: true,
+            name: None,
+        },
+    )
+    .await
 }
 
 /// Starts a supervisor whose `init` callback is `init` (called in the supervisor process,
@@ -312,7 +324,11 @@ impl SupervisorRef {
 
     /// Starts a child of a simple_one_for_one supervisor from its template with these extra
     /// arguments (SPEC items 36, 61).
-    pub async fn start_child_args(&self, p: &Process, args: Vec<Term>) -> Result<Started, ChildError> {
+    pub async fn start_child_args(
+        &self,
+        p: &Process,
+        args: Vec<Term>,
+    ) -> Result<Started, ChildError> {
         match self.call(p, Call::StartChildArgs(args)).await? {
             Reply::Started(r) => r,
             _ => unreachable!("start_child answers Started"),
@@ -320,7 +336,11 @@ impl SupervisorRef {
     }
 
     /// Stops a child; it keeps its spec unless temporary (SPEC items 53, 61).
-    pub async fn terminate_child(&self, p: &Process, child: impl Into<ChildRef>) -> Result<(), ChildError> {
+    pub async fn terminate_child(
+        &self,
+        p: &Process,
+        child: impl Into<ChildRef>,
+    ) -> Result<(), ChildError> {
         match self.call(p, Call::Terminate(child.into())).await? {
             Reply::Done(r) => r,
             _ => unreachable!("terminate_child answers Done"),
@@ -360,7 +380,11 @@ impl SupervisorRef {
     }
 
     /// A child's spec (SPEC item 59).
-    pub async fn get_childspec(&self, p: &Process, child: impl Into<ChildRef>) -> Result<ChildSpec, ChildError> {
+    pub async fn get_childspec(
+        &self,
+        p: &Process,
+        child: impl Into<ChildRef>,
+    ) -> Result<ChildSpec, ChildError> {
         match self.call(p, Call::GetSpec(child.into())).await? {
             Reply::Spec(r) => r,
             _ => unreachable!("get_childspec answers Spec"),

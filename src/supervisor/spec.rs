@@ -61,10 +61,9 @@ pub fn start_result(result: Result<Pid, StartError>) -> StartResult {
         Ok(pid) => Ok(Started::Pid(pid)),
         Err(StartError::Ignore) => Ok(Started::Ignore),
         Err(StartError::Failed(reason)) => Err(reason.to_term()),
-        Err(StartError::AlreadyStarted(pid)) => Err(Term::tuple([
-            Term::atom("already_started"),
-            Term::Pid(pid),
-        ])),
+        Err(StartError::AlreadyStarted(pid)) => {
+            Err(Term::tuple([Term::atom("already_started"), Term::Pid(pid)]))
+        }
     }
 }
 
@@ -91,10 +90,7 @@ impl Start {
     /// each `start_child` call (OTP's `apply(M, F, A ++ ExtraArgs)`).
     pub fn with_args<F>(f: F) -> Start
     where
-        F: for<'a> Fn(&'a Process, Vec<Term>) -> BoxFuture<'a, StartResult>
-            + Send
-            + Sync
-            + 'static,
+        F: for<'a> Fn(&'a Process, Vec<Term>) -> BoxFuture<'a, StartResult> + Send + Sync + 'static,
     {
         Start(Arc::new(f))
     }
@@ -538,10 +534,17 @@ impl ChildSpec {
         let start = Start::new(move |p| {
             let arg = arg.clone();
             Box::pin(async move {
-                start_result(crate::server::start_link::<S>(p, arg).await.map(|s| s.pid()))
+                start_result(
+                    crate::server::start_link::<S>(p, arg)
+                        .await
+                        .map(|s| s.pid()),
+                )
             })
         });
-        let module = std::any::type_name::<S>().rsplit("::").next().unwrap_or("server");
+        let module = std::any::type_name::<S>()
+            .rsplit("::")
+            .next()
+            .unwrap_or("server");
         ChildSpec::worker(id, start).modules([module])
     }
 

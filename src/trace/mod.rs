@@ -163,10 +163,8 @@ pub enum EventKind {
         supervisor: Pid,
         /// `child_terminated`, `start_error`, `shutdown` or `shutdown_error`.
         context: String,
-        /// The child's pid, if it had one.
-        child_pid: Option<Pid>,
-        /// The child's id (`None` for a `simple_one_for_one` child).
-        child_id: Option<String>,
+        /// The child (or children) it is about.
+        offender: Offender,
         /// The reason.
         reason: Term,
     },
@@ -175,6 +173,20 @@ pub enum EventKind {
     /// A line in the oracle's text form that ends with a term, rendered with the pid names
     /// known at that point (`result start_child root a -> {ok,<root/a>}`).
     LineTerm(String, Term),
+}
+
+/// Whom a supervisor report is about.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Offender {
+    /// One child: its pid if it had one, its id unless it is a dynamic child.
+    Child {
+        /// The child's pid (the last one, for a child whose restart failed).
+        pid: Option<Pid>,
+        /// The child's id.
+        id: Option<String>,
+    },
+    /// This many dynamic children that stopped with the same unexpected reason.
+    Children(u64),
 }
 
 /// A run's events in the order they happened.
@@ -397,16 +409,22 @@ impl Names {
             EventKind::Report {
                 supervisor,
                 context,
-                child_pid,
-                child_id,
+                offender,
                 reason,
             } => {
                 // The oracle names the offender by its path; a child without a known path
                 // is named by its supervisor's path and its id.
-                let offender = match (child_pid.filter(|p| self.labels.contains_key(p)), child_id) {
-                    (Some(pid), _) => n(&pid),
-                    (None, Some(id)) => format!("{}/{}", n(supervisor), Term::atom(id.clone())),
-                    (None, None) => child_pid.map_or_else(|| "undefined".into(), |p| n(&p)),
+                let offender = match offender {
+                    Offender::Children(count) => format!("{count}_children"),
+                    Offender::Child { pid, id } => {
+                        match (pid.filter(|p| self.labels.contains_key(p)), id) {
+                            (Some(pid), _) => n(&pid),
+                            (None, Some(id)) => {
+                                format!("{}/{}", n(supervisor), Term::atom(id.clone()))
+                            }
+                            (None, None) => pid.map_or_else(|| "undefined".into(), |p| n(&p)),
+                        }
+                    }
                 };
                 write!(
                     s,

@@ -24,8 +24,8 @@
 mod scenario;
 
 pub use scenario::{
-    Action, ChildFunction, Op, Scenario, ScenarioError, StartAction, StopDelay, Template,
-    TreeNode, WorkerSpec,
+    Action, ChildFunction, Op, Scenario, ScenarioError, StartAction, StopDelay, Template, TreeNode,
+    WorkerSpec,
 };
 
 use crate::process::{ExitReason, Msg, Process};
@@ -66,7 +66,10 @@ pub fn compare(scenario: &Scenario, expected: &[String], actual: &[String]) -> O
         .zip(&a)
         .position(|(x, y)| x != y)
         .or_else(|| (e.len() != a.len()).then_some(e.len().min(a.len())))?;
-    let show = |l: &[String]| l.get(index).map_or("(end of trace)".to_string(), |s| s.clone());
+    let show = |l: &[String]| {
+        l.get(index)
+            .map_or("(end of trace)".to_string(), |s| s.clone())
+    };
     Some(format!(
         "line {}: expected `{}`, got `{}`",
         index + 1,
@@ -83,7 +86,9 @@ fn normalise(scenario: &Scenario, lines: &[String]) -> Vec<String> {
             .or_else(|| line.strip_prefix("exit "))?;
         let path = rest.split(' ').next()?;
         let parent = path.rsplit_once('/')?.0;
-        scenario.parallel_shutdown(parent).then(|| parent.to_string())
+        scenario
+            .parallel_shutdown(parent)
+            .then(|| parent.to_string())
     };
     let mut out: Vec<String> = Vec::with_capacity(lines.len());
     let mut i = 0;
@@ -194,15 +199,21 @@ async fn start_worker(p: &Process, book: Book, path: String, worker: WorkerSpec)
 }
 
 /// The body of a worker (the oracle's `oracle_worker:init/3` and `loop/3`).
-async fn run_worker(p: Process, parent: Pid, tag: Ref, book: Book, path: String, w: WorkerSpec) -> ExitReason {
+async fn run_worker(
+    p: Process,
+    parent: Pid,
+    tag: Ref,
+    book: Book,
+    path: String,
+    w: WorkerSpec,
+) -> ExitReason {
     p.trap_exit(w.trap_exit);
     book.started(&p, &path, false);
     p.send(parent, Ack(tag));
-    let crash_at = w
-        .crash_after
-        .map(|ms| p.node().elapsed_us() + ms * 1000);
+    let crash_at = w.crash_after.map(|ms| p.node().elapsed_us() + ms * 1000);
     loop {
-        let left = crash_at.map(|at| Duration::from_micros(at.saturating_sub(p.node().elapsed_us())));
+        let left =
+            crash_at.map(|at| Duration::from_micros(at.saturating_sub(p.node().elapsed_us())));
         let Some(msg) = p.receive_timeout_opt(|_| true, left).await else {
             return ExitReason::from_term(w.crash_reason.clone());
         };
@@ -235,7 +246,11 @@ fn modules(node: &TreeNode) -> &'static str {
 }
 
 /// The child spec of a tree node, checked by OTP's rules.
-fn child_spec(book: &Book, node: &Arc<TreeNode>, auto: AutoShutdown) -> Result<ChildSpec, SpecError> {
+fn child_spec(
+    book: &Book,
+    node: &Arc<TreeNode>,
+    auto: AutoShutdown,
+) -> Result<ChildSpec, SpecError> {
     let fields = node.spec_fields.each_ref().map(Option::as_ref);
     let start = start_for(book, node);
     ChildSpec::from_terms(node.id.clone(), start, fields, auto).map(|s| s.modules([modules(node)]))
@@ -252,10 +267,21 @@ fn start_for(book: &Book, node: &Arc<TreeNode>) -> Start {
             })
         });
     }
-    Start::new(move |p| Box::pin(start_worker(p, book.clone(), node.path.clone(), node.worker.clone())))
+    Start::new(move |p| {
+        Box::pin(start_worker(
+            p,
+            book.clone(),
+            node.path.clone(),
+            node.worker.clone(),
+        ))
+    })
 }
 
-async fn start_supervisor(p: &Process, book: &Book, node: &Arc<TreeNode>) -> Result<SupervisorRef, StartError> {
+async fn start_supervisor(
+    p: &Process,
+    book: &Book,
+    node: &Arc<TreeNode>,
+) -> Result<SupervisorRef, StartError> {
     let (book, node) = (book.clone(), node.clone());
     let init = move |sp: &Process| {
         book.started(sp, &node.path, true);
@@ -264,13 +290,22 @@ async fn start_supervisor(p: &Process, book: &Book, node: &Arc<TreeNode>) -> Res
             Err(e) => SupervisorInit::Invalid(e),
         }
     };
-    supervisor::start_with(p, init, StartOptions { link: true, name: None }).await
+    supervisor::start_with(
+        p,
+        init,
+        StartOptions {
+            link: true,
+            name: None,
+        },
+    )
+    .await
 }
 
 /// The oracle's `oracle_sup:init/1`.
 fn supervisor_spec(book: &Book, node: &Arc<TreeNode>) -> Result<SupervisorSpec, InitError> {
     let [strategy, intensity, period, auto] = node.flags.each_ref().map(Option::as_ref);
-    let flags = Flags::from_terms(strategy, intensity, period, auto).map_err(InitError::SupervisorData)?;
+    let flags =
+        Flags::from_terms(strategy, intensity, period, auto).map_err(InitError::SupervisorData)?;
     let mut spec = SupervisorSpec::new(flags);
     if let Some(template) = &node.template {
         let (sup_path, book) = (node.path.clone(), book.clone());
@@ -296,9 +331,12 @@ fn supervisor_spec(book: &Book, node: &Arc<TreeNode>) -> Result<SupervisorSpec, 
     }
     let mut ids = BTreeSet::new();
     for child in &node.children {
-        let child_spec = child_spec(book, child, flags.auto_shutdown).map_err(InitError::StartSpec)?;
+        let child_spec =
+            child_spec(book, child, flags.auto_shutdown).map_err(InitError::StartSpec)?;
         if !ids.insert(child.id.clone()) {
-            return Err(InitError::StartSpec(SpecError::DuplicateChildName(child.id.clone())));
+            return Err(InitError::StartSpec(SpecError::DuplicateChildName(
+                child.id.clone(),
+            )));
         }
         spec = spec.child(child_spec);
     }
@@ -332,7 +370,11 @@ async fn driver(p: &Process, sc: Arc<Scenario>) -> Vec<String> {
             p.sleep(Duration::from_micros(at - now)).await;
         }
         exec(p, &sc, &book, &op.action).await;
-        while p.try_receive(|m| matches!(m, Msg::Exit { .. })).await.is_some() {}
+        while p
+            .try_receive(|m| matches!(m, Msg::Exit { .. }))
+            .await
+            .is_some()
+        {}
     }
     p.sleep(Duration::from_millis(sc.settle_ms)).await;
     p.node().trace().oracle_lines()
@@ -356,7 +398,10 @@ fn started_term(r: Result<Started, ChildError>) -> Term {
 async fn wait_dead(p: &Process, pid: Pid) {
     let mref = p.monitor(pid);
     let down = move |m: &Msg| matches!(m, Msg::Down { mref: r, .. } if *r == mref);
-    if p.receive_timeout(down, Duration::from_secs(5)).await.is_none() {
+    if p.receive_timeout(down, Duration::from_secs(5))
+        .await
+        .is_none()
+    {
         p.demonitor_flush(mref);
     }
 }
@@ -373,32 +418,46 @@ async fn exec(p: &Process, sc: &Scenario, book: &Book, action: &Action) {
         let pid = book.current(path);
         if pid.is_none() {
             let reason = Term::tuple([Term::atom("no_process_for_path"), Term::Str(path.into())]);
-            line_term(p, format!("oracle_error {op} "), Term::tuple([Term::atom("exit"), reason]));
+            line_term(
+                p,
+                format!("oracle_error {op} "),
+                Term::tuple([Term::atom("exit"), reason]),
+            );
         }
         pid
     };
     match action {
         Action::Crash { path, reason } => {
-            let Some(pid) = whereis("crash", path) else { return };
+            let Some(pid) = whereis("crash", path) else {
+                return;
+            };
             line_term(p, format!("op crash {path} reason="), reason.clone());
             p.send(pid, Crash(reason.clone()));
             wait_dead(p, pid).await;
         }
         Action::Kill { path } => {
-            let Some(pid) = whereis("kill", path) else { return };
+            let Some(pid) = whereis("kill", path) else {
+                return;
+            };
             line(p, format!("op kill {path}"));
             p.exit(pid, ExitReason::Kill);
             wait_dead(p, pid).await;
         }
         Action::ExitSignal { path, reason } => {
-            let Some(pid) = whereis("exit_signal", path) else { return };
+            let Some(pid) = whereis("exit_signal", path) else {
+                return;
+            };
             line_term(p, format!("op exit_signal {path} reason="), reason.clone());
             let reason = ExitReason::from_term(reason.clone());
             p.spawn(move |stranger| async move { stranger.exit(pid, reason) });
             p.sleep(Duration::from_millis(20)).await;
         }
         Action::SetStart { path, seq } => {
-            line_term(p, format!("op set_start {path} "), Term::list(seq.iter().map(StartAction::to_term)));
+            line_term(
+                p,
+                format!("op set_start {path} "),
+                Term::list(seq.iter().map(StartAction::to_term)),
+            );
             book.with(|b| {
                 b.seqs.insert(path.clone(), seq.clone());
                 b.attempts.insert(path.clone(), 0);
@@ -416,12 +475,21 @@ async fn exec(p: &Process, sc: &Scenario, book: &Book, action: &Action) {
             }
         }
         Action::Sleep => {}
-        Action::ChildCall { function, sup, id, by_pid } => {
-            let Some(sup_pid) = whereis(function.name(), sup) else { return };
+        Action::ChildCall {
+            function,
+            sup,
+            id,
+            by_pid,
+        } => {
+            let Some(sup_pid) = whereis(function.name(), sup) else {
+                return;
+            };
             let sup_ref = SupervisorRef::from_pid(sup_pid);
             let (child, shown) = if *by_pid {
                 let path = format!("{sup}/{id}");
-                let Some(pid) = whereis(function.name(), &path) else { return };
+                let Some(pid) = whereis(function.name(), &path) else {
+                    return;
+                };
                 (ChildRef::Pid(pid), format!("<{path}>"))
             } else {
                 (ChildRef::Id(id.clone()), Term::atom(id.clone()).to_string())
@@ -429,9 +497,15 @@ async fn exec(p: &Process, sc: &Scenario, book: &Book, action: &Action) {
             let what = format!("{} {sup} {shown}", function.name());
             line(p, format!("call {what}"));
             let term = match (function, child) {
-                (ChildFunction::Terminate, child) => done_term(sup_ref.terminate_child(p, child).await),
-                (ChildFunction::Restart, ChildRef::Id(id)) => started_term(sup_ref.restart_child(p, &id).await),
-                (ChildFunction::Delete, ChildRef::Id(id)) => done_term(sup_ref.delete_child(p, &id).await),
+                (ChildFunction::Terminate, child) => {
+                    done_term(sup_ref.terminate_child(p, child).await)
+                }
+                (ChildFunction::Restart, ChildRef::Id(id)) => {
+                    started_term(sup_ref.restart_child(p, &id).await)
+                }
+                (ChildFunction::Delete, ChildRef::Id(id)) => {
+                    done_term(sup_ref.delete_child(p, &id).await)
+                }
                 // restart/delete by pid exist only for simple_one_for_one, which refuses them.
                 (ChildFunction::Restart | ChildFunction::Delete, ChildRef::Pid(_)) => {
                     error(ChildError::SimpleOneForOne.to_term())
@@ -440,28 +514,38 @@ async fn exec(p: &Process, sc: &Scenario, book: &Book, action: &Action) {
             result(p, what, term).await;
         }
         Action::StartChild { sup, child } => {
-            let Some(sup_pid) = whereis("start_child", sup) else { return };
+            let Some(sup_pid) = whereis("start_child", sup) else {
+                return;
+            };
             line(p, format!("call start_child {sup} {}", child.id));
             let auto = sc.supervisors[sup.as_str()].flags[3]
                 .as_ref()
                 .and_then(|t| AutoShutdown::parse(t).ok())
                 .unwrap_or(AutoShutdown::Never);
             let term = match child_spec(book, child, auto) {
-                Ok(spec) => started_term(SupervisorRef::from_pid(sup_pid).start_child(p, spec).await),
+                Ok(spec) => {
+                    started_term(SupervisorRef::from_pid(sup_pid).start_child(p, spec).await)
+                }
                 Err(e) => error(e.to_term()),
             };
             result(p, format!("start_child {sup} {}", child.id), term).await;
         }
         Action::StartDynamic { sup, name, worker } => {
-            let Some(sup_pid) = whereis("start_child", sup) else { return };
+            let Some(sup_pid) = whereis("start_child", sup) else {
+                return;
+            };
             line(p, format!("call start_child {sup} {name}"));
             book.with(|b| b.dynamic.insert(format!("{sup}/{name}"), worker.clone()));
             let args = vec![Term::Str(name.clone())];
-            let r = SupervisorRef::from_pid(sup_pid).start_child_args(p, args).await;
+            let r = SupervisorRef::from_pid(sup_pid)
+                .start_child_args(p, args)
+                .await;
             result(p, format!("start_child {sup} {name}"), started_term(r)).await;
         }
         Action::WhichChildren { sup } => {
-            let Some(sup_pid) = whereis("which_children", sup) else { return };
+            let Some(sup_pid) = whereis("which_children", sup) else {
+                return;
+            };
             let term = match SupervisorRef::from_pid(sup_pid).which_children(p).await {
                 Ok(children) => Term::list(children.iter().map(|c| c.to_term())),
                 Err(e) => error(e.to_term()),
@@ -469,7 +553,9 @@ async fn exec(p: &Process, sc: &Scenario, book: &Book, action: &Action) {
             result(p, format!("which_children {sup}"), term).await;
         }
         Action::CountChildren { sup } => {
-            let Some(sup_pid) = whereis("count_children", sup) else { return };
+            let Some(sup_pid) = whereis("count_children", sup) else {
+                return;
+            };
             let term = match SupervisorRef::from_pid(sup_pid).count_children(p).await {
                 Ok(counts) => counts.to_term(),
                 Err(e) => error(e.to_term()),

@@ -109,6 +109,15 @@ impl<'a> Obj<'a> {
             .map(|v| json_term(v, &self.field(key)))
             .transpose()
     }
+
+    /// A value the oracle passes to OTP as decoded, without turning strings into atoms
+    /// (`intensity`, `period`, `significant`): a string stays a string.
+    fn raw(&self, key: &str) -> Result<Option<Term>> {
+        match self.get(key) {
+            Some(Value::String(s)) => Ok(Some(Term::Str(s.clone()))),
+            _ => self.term(key),
+        }
+    }
 }
 
 /// A JSON value as the oracle reads reasons and flag values: a string is an atom, an array a
@@ -178,7 +187,9 @@ fn start_seq(obj: &Obj) -> Result<Vec<StartAction>> {
                 .enumerate()
                 .map(|(i, v)| {
                     let at = format!("{at}[{i}]");
-                    let s = v.as_str().ok_or_else(|| invalid(&at, "expected a string"))?;
+                    let s = v
+                        .as_str()
+                        .ok_or_else(|| invalid(&at, "expected a string"))?;
                     StartAction::parse(s, &at)
                 })
                 .collect();
@@ -223,7 +234,10 @@ impl WorkerSpec {
             None => StopDelay::Ms(0),
             Some(Value::String(s)) if s == "infinity" => StopDelay::Infinity,
             Some(v) => StopDelay::Ms(v.as_u64().ok_or_else(|| {
-                invalid(&obj.field("stop_delay"), "expected milliseconds or \"infinity\"")
+                invalid(
+                    &obj.field("stop_delay"),
+                    "expected milliseconds or \"infinity\"",
+                )
             })?),
         };
         Ok(WorkerSpec {
@@ -232,7 +246,9 @@ impl WorkerSpec {
             stop_reason: obj.term("stop_reason")?,
             start_seq: start_seq(obj)?,
             crash_after: obj.uint("crash_after")?,
-            crash_reason: obj.term("crash_reason")?.unwrap_or_else(|| Term::atom("boom")),
+            crash_reason: obj
+                .term("crash_reason")?
+                .unwrap_or_else(|| Term::atom("boom")),
         })
     }
 }
@@ -274,26 +290,36 @@ impl TreeNode {
                 return Err(unsupported(&obj.field("type"), format!("{kind} nodes are")))
             }
             other => {
-                return Err(invalid(&obj.field("type"), format!("unknown node type {other:?}")))
+                return Err(invalid(
+                    &obj.field("type"),
+                    format!("unknown node type {other:?}"),
+                ))
             }
         };
         let restart = obj.str("restart")?.map(Term::atom);
         let shutdown = match obj.get("shutdown") {
             None => None,
-            Some(Value::String(s)) if s == "brutal_kill" || s == "infinity" => Some(Term::atom(s.clone())),
+            Some(Value::String(s)) if s == "brutal_kill" || s == "infinity" => {
+                Some(Term::atom(s.clone()))
+            }
             Some(v) => Some(Term::Int(v.as_i64().ok_or_else(|| {
-                invalid(&obj.field("shutdown"), "expected milliseconds, \"brutal_kill\" or \"infinity\"")
+                invalid(
+                    &obj.field("shutdown"),
+                    "expected milliseconds, \"brutal_kill\" or \"infinity\"",
+                )
             })?)),
         };
-        let significant = obj.term("significant")?;
+        let significant = obj.raw("significant")?;
         let kind = Term::atom(if supervisor { "supervisor" } else { "worker" });
         let flags = [
             obj.str("strategy")?.map(Term::atom),
-            obj.term("intensity")?,
-            obj.term("period")?,
+            obj.raw("intensity")?,
+            obj.raw("period")?,
             obj.str("auto_shutdown")?.map(Term::atom),
         ];
-        let simple = flags[0].as_ref().is_some_and(|s| s.is_atom("simple_one_for_one"));
+        let simple = flags[0]
+            .as_ref()
+            .is_some_and(|s| s.is_atom("simple_one_for_one"));
         let mut children = Vec::new();
         let mut template = None;
         if supervisor && simple {
@@ -313,9 +339,15 @@ impl TreeNode {
         } else if supervisor {
             if let Some(list) = obj.get("children") {
                 let at = obj.field("children");
-                let list = list.as_array().ok_or_else(|| invalid(&at, "expected an array"))?;
+                let list = list
+                    .as_array()
+                    .ok_or_else(|| invalid(&at, "expected an array"))?;
                 for (i, child) in list.iter().enumerate() {
-                    children.push(Arc::new(TreeNode::parse(child, Some(&path), &format!("{at}[{i}]"))?));
+                    children.push(Arc::new(TreeNode::parse(
+                        child,
+                        Some(&path),
+                        &format!("{at}[{i}]"),
+                    )?));
                 }
             }
         }
@@ -477,7 +509,8 @@ impl Scenario {
     /// assert_eq!(err.to_string(), "field `tree.children[0].shutdown`: expected milliseconds, \"brutal_kill\" or \"infinity\"");
     /// ```
     pub fn parse(text: &str) -> Result<Scenario> {
-        let value: Value = serde_json::from_str(text).map_err(|e| ScenarioError::Json(e.to_string()))?;
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| ScenarioError::Json(e.to_string()))?;
         let top = Obj::new(&value, "")?;
         let tree_value = top.get("tree").ok_or_else(|| invalid("tree", "missing"))?;
         let tree = Arc::new(TreeNode::parse(tree_value, None, "tree")?);
@@ -488,7 +521,9 @@ impl Scenario {
         collect_supervisors(&tree, &mut supervisors);
         let mut script = Vec::new();
         if let Some(list) = top.get("script") {
-            let list = list.as_array().ok_or_else(|| invalid("script", "expected an array"))?;
+            let list = list
+                .as_array()
+                .ok_or_else(|| invalid("script", "expected an array"))?;
             for (i, op) in list.iter().enumerate() {
                 script.push(parse_op(op, &format!("script[{i}]"), &supervisors)?);
             }
@@ -530,11 +565,19 @@ fn parse_op(value: &Value, at: &str, sups: &BTreeMap<String, Arc<TreeNode>>) -> 
             .ok_or_else(|| invalid(&obj.field("sup"), format!("no supervisor at path {name:?}")))?;
         Ok((name.to_string(), node.clone()))
     };
-    let reason = |default: &str| -> Result<Term> { Ok(obj.term("reason")?.unwrap_or_else(|| Term::atom(default))) };
+    let reason = |default: &str| -> Result<Term> {
+        Ok(obj.term("reason")?.unwrap_or_else(|| Term::atom(default)))
+    };
     let action = match op {
-        "crash" => Action::Crash { path: path()?, reason: reason("boom")? },
+        "crash" => Action::Crash {
+            path: path()?,
+            reason: reason("boom")?,
+        },
         "kill" => Action::Kill { path: path()? },
-        "exit_signal" => Action::ExitSignal { path: path()?, reason: reason("shutdown")? },
+        "exit_signal" => Action::ExitSignal {
+            path: path()?,
+            reason: reason("shutdown")?,
+        },
         "stop" => Action::Stop,
         "sleep" => Action::Sleep,
         "terminate_child" | "restart_child" | "delete_child" => {
@@ -545,11 +588,18 @@ fn parse_op(value: &Value, at: &str, sups: &BTreeMap<String, Arc<TreeNode>>) -> 
                 _ => ChildFunction::Delete,
             };
             let by_pid = node.is_simple() && obj.bool("id_is_pid")?.unwrap_or(true);
-            Action::ChildCall { function, sup, id: obj.req_str("id")?.into(), by_pid }
+            Action::ChildCall {
+                function,
+                sup,
+                id: obj.req_str("id")?.into(),
+                by_pid,
+            }
         }
         "start_child" => {
             let (sup, node) = sup()?;
-            let child = obj.get("child").ok_or_else(|| invalid(&obj.field("child"), "missing"))?;
+            let child = obj
+                .get("child")
+                .ok_or_else(|| invalid(&obj.field("child"), "missing"))?;
             let field = obj.field("child");
             match &node.template {
                 Some(template) => {
@@ -561,14 +611,30 @@ fn parse_op(value: &Value, at: &str, sups: &BTreeMap<String, Arc<TreeNode>>) -> 
                     let worker = WorkerSpec::parse(&Obj::new(&merged, field)?)?;
                     Action::StartDynamic { sup, name, worker }
                 }
-                None => Action::StartChild { child: Arc::new(TreeNode::parse(child, Some(&sup), &field)?), sup },
+                None => Action::StartChild {
+                    child: Arc::new(TreeNode::parse(child, Some(&sup), &field)?),
+                    sup,
+                },
             }
         }
         "which_children" => Action::WhichChildren { sup: sup()?.0 },
         "count_children" => Action::CountChildren { sup: sup()?.0 },
-        "set_start" => Action::SetStart { path: path()?, seq: start_seq(&obj)? },
-        "register" | "unregister" | "lookup" => return Err(unsupported(&obj.field("op"), format!("the {op} operation is"))),
-        other => return Err(invalid(&obj.field("op"), format!("unknown operation {other:?}"))),
+        "set_start" => Action::SetStart {
+            path: path()?,
+            seq: start_seq(&obj)?,
+        },
+        "register" | "unregister" | "lookup" => {
+            return Err(unsupported(
+                &obj.field("op"),
+                format!("the {op} operation is"),
+            ))
+        }
+        other => {
+            return Err(invalid(
+                &obj.field("op"),
+                format!("unknown operation {other:?}"),
+            ))
+        }
     };
     Ok(Op {
         at: obj.uint("at")?.unwrap_or(0),

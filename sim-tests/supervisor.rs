@@ -1,0 +1,434 @@
+//! The supervisor through its Rust API: the SPEC §A-§I items that the oracle's scenario
+//! format cannot express (init callbacks, start results, racing exits, the API's waiting),
+//! each test named after its item. The rest is shown, against real OTP, by the conformance
+//! scenarios (`conformance.rs`).
+
+use crate::common::check;
+use otpsim::server::{StartError, StartOptions};
+use otpsim::supervisor::{
+    self, check_childspecs, AutoShutdown, ChildError, ChildSpec, ChildState, Counts, Flags,
+    Restart, SpecError, Start, Started, Strategy, SupervisorInit, SupervisorRef, SupervisorSpec,
+};
+use otpsim::term::Term;
+use otpsim::{ExitReason, Msg, Pid, Process};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+/// A process body that waits for ever (it ends by an exit signal).
+async fn wait_forever(_p: Process) {
+    std::future::pending::<()>().await
+}
+
+/// A worker that waits for ever (it does not trap exits).
+fn idle(id: &str) -> ChildSpec {
+    ChildSpec::worker(
+        id,
+        Start::new(|p| {
+            Box::pin(async move {
+                let pid = p.spawn_link(wait_forever);
+                Ok(Started::Pid(pid))
+            })
+        }),
+    )
+}
+
+/// A worker whose start fails from the `ok_first`-th attempt on (counting from 1).
+fn failing_after(id: &str, ok_first: u32, attempts: Arc<AtomicU32>) -> ChildSpec {
+    ChildSpec::worker(
+        id,
+        Start::new(move |p| {
+            let attempts = attempts.clone();
+            Box::pin(async move {
+                if attempts.fetch_add(1, Ordering::SeqCst) + 1 >= ok_first {
+                    return Err(Term::atom("no_db"));
+                }
+                let pid = p.spawn_link(wait_forever);
+                Ok(Started::Pid(pid))
+            })
+        }),
+    )
+}
+
+async fn pid_of(sup: SupervisorRef, p: &Process, id: &str) -> Pid {
+    let children = sup.which_children(p).await.expect("supervisor alive");
+    match children
+        .iter()
+        .find(|c| c.id.as_deref() == Some(id))
+        .map(|c| c.state)
+    {
+        Some(ChildState::Running(pid)) => pid,
+        other => panic!("{id} is not running: {other:?}"),
+    }
+}
+
+#[test]
+fn a6_simple_one_for_one_needs_exactly_one_spec() {
+    check(|p| async move {
+        p.trap_exit(true);
+        let spec = SupervisorSpec::new(Flags::new(Strategy::SimpleOneForOne))
+            .child(idle("a"))
+            .child(idle("b"));
+        let err = supervisor::start_link(&p, spec).await.unwrap_err();
+        assert_eq!(err.reason().to_string(), "{bad_start_spec,2}");
+    });
+}
+
+#[test]
+fn a7_init_ignore_invalid_and_panic() {
+    check(|p| async move {
+        p.trap_exit(true);
+        let opts = StartOptions {
+            link: true,
+            name: None,
+        };
+        let r = supervisor::start_with(&p, |_| SupervisorInit::Ignore, opts.clone()).await;
+        assert_eq!(r.unwrap_err(), StartError::Ignore);
+        let r = supervisor::start_with(&p, |_| panic!("no config"), opts.clone()).await;
+        assert!(
+            matches!(r.unwrap_err(), StartError::Failed(ExitReason::Panic(m)) if m == "no config")
+        );
+        let spec = SupervisorSpec::new(Flags::default().period(0));
+        let r = supervisor::start_link(&p, spec).await;
+        assert_eq!(
+            r.unwrap_err().reason().to_string(),
+            "{supervisor_data,{invalid_period,0}}"
+        );
+    });
+}
+
+#[test]
+fn a8_trap_exit_is_set_before_init() {
+    check(|p| async move {
+        let opts = StartOptions {
+            link: true,
+            name: None,
+        };
+        let init = |sp: &Process| {
+            // trap_exit returns the previous setting: the supervisor already traps.
+            assert!(sp.trap_exit(true));
+            SupervisorInit::Ok(SupervisorSpec::default())
+        };
+        supervisor::start_with(&p, init, opts)
+            .await
+            .expect("started");
+    });
+}
+
+#[test]
+fn a4_a5_childspec_checks_in_otps_order() {
+    let start = || Start::new(|_p| Box::pin(async { Ok(Started::Ignore) }));
+    let sig = ChildSpec::worker("a", start())
+        .restart(Restart::Transient)
+        .significant(true);
+    assert_eq!(
+        sig.check(AutoShutdown::Never),
+        Err(SpecError::SignificantWithoutAutoShutdown)
+    );
+    assert_eq!(sig.check(AutoShutdown::AnySignificant), Ok(()));
+    let perm = ChildSpec::worker("a", start()).significant(true);
+    assert_eq!(
+        perm.check(AutoShutdown::AllSignificant),
+        Err(SpecError::SignificantPermanent)
+    );
+    let dup = [
+        ChildSpec::worker("x", start()),
+        ChildSpec::worker("x", start()),
+        sig,
+    ];
+    assert_eq!(
+        check_childspecs(&dup, AutoShutdown::Never),
+        Err(SpecError::DuplicateChildName("x".into()))
+    );
+    assert_eq!(
+        SpecError::SignificantPermanent.to_term().to_string(),
+        "{bad_combination,[{restart,permanent},{significant,true}]}"
+    );
+}
+
+#[test]
+fn b10_start_results_with_info_and_panicking_start_functions() {
+    check(|p| async move {
+        let sup = supervisor::start_link(&p, SupervisorSpec::default())
+            .await
+            .unwrap();
+        let info = ChildSpec::worker(
+            "info",
+            Start::new(|p| {
+                Box::pin(async move {
+                    let pid = p.spawn_link(|w| async move {
+                        w.recv().await;
+                    });
+                    Ok(Started::WithInfo(pid, Term::atom("extra")))
+                })
+            }),
+        );
+        let started = sup.start_child(&p, info).await.unwrap();
+        assert!(matches!(&started, Started::WithInfo(_, t) if t.is_atom("extra")));
+        let boom = ChildSpec::worker(
+            "boom",
+            Start::new(|_p| Box::pin(async { panic!("bad start") })),
+        );
+        let err = sup.start_child(&p, boom).await.unwrap_err();
+        assert_eq!(
+            err.to_term().to_string(),
+            "{{panic,\"bad start\"},#child{id=boom}}"
+        );
+        // Nothing was stored for the failed child.
+        assert_eq!(sup.count_children(&p).await.unwrap().specs, 1);
+    });
+}
+
+/// Kills `pid` and waits until it is dead.
+async fn kill(p: &Process, pid: Pid) {
+    let mref = p.monitor(pid);
+    p.exit(pid, ExitReason::Kill);
+    p.receive(|m| matches!(m, Msg::Down { mref: r, .. } if *r == mref))
+        .await;
+}
+
+/// Lets the test go on.
+struct Go;
+
+/// A child whose first start tells `notify` and blocks its supervisor until the supervisor
+/// gets [`Go`].
+fn gate(id: &str, notify: Pid) -> ChildSpec {
+    let first = Arc::new(AtomicU32::new(0));
+    ChildSpec::worker(
+        id,
+        Start::new(move |p| {
+            let first = first.fetch_add(1, Ordering::SeqCst) == 0;
+            Box::pin(async move {
+                if first {
+                    p.send(notify, Go);
+                    p.receive(|m| m.is::<Go>()).await;
+                }
+                Ok(Started::Pid(p.spawn_link(wait_forever)))
+            })
+        }),
+    )
+}
+
+/// A sibling that crashed just before a one_for_all group restart has its pending `EXIT`
+/// consumed by the terminate step: it is restarted with the group, once, and the group
+/// restart is a single restart (intensity 1 is enough).
+#[test]
+fn e34_a_sibling_that_crashed_just_before_the_group_restart_restarts_with_it() {
+    let report = check(|p| async move {
+        let spec = SupervisorSpec::new(Flags::new(Strategy::OneForAll).intensity(1))
+            .child(idle("a"))
+            .child(idle("b"));
+        let sup = supervisor::start_link(&p, spec).await.unwrap();
+        p.node().label(sup.pid(), "root", true);
+        let (a, b) = (pid_of(sup, &p, "a").await, pid_of(sup, &p, "b").await);
+        // Keep the supervisor busy while both die: two EXITs wait in its mailbox.
+        let me = p.pid();
+        p.spawn(move |q| async move {
+            let _ = sup.start_child(&q, gate("gate", me)).await;
+        });
+        p.receive(|m| m.is::<Go>()).await;
+        kill(&p, a).await;
+        kill(&p, b).await;
+        p.send(sup.pid(), Go);
+        let (a2, b2) = (pid_of(sup, &p, "a").await, pid_of(sup, &p, "b").await);
+        assert!(a2 != a && b2 != b);
+        assert!(p.node().is_alive(sup.pid()), "one group restart, not two");
+    });
+    let reports: Vec<String> = report
+        .trace
+        .oracle_lines()
+        .into_iter()
+        .filter(|l| l.starts_with("report"))
+        .collect();
+    assert_eq!(
+        reports,
+        [
+            "report root context=child_terminated offender=root/a reason=killed",
+            // b's reason, taken from its pending EXIT, is not an accepted shutdown reason.
+            "report root context=shutdown_error offender=root/b reason=killed",
+        ]
+    );
+}
+
+/// While a child's restart is being retried: which_children shows `restarting`,
+/// count_children counts it as a spec but not active, restart/delete say `restarting`,
+/// start_child with its id says `already_present`, terminate_child drops the retry.
+#[test]
+fn f40_f43_the_api_on_a_restarting_child_and_stopping_the_loop() {
+    check(|p| async move {
+        let attempts = Arc::new(AtomicU32::new(0));
+        let spec = SupervisorSpec::new(Flags::default().intensity(1_000_000))
+            .child(idle("a"))
+            .child(failing_after("b", 2, attempts.clone()));
+        let sup = supervisor::start_link(&p, spec).await.unwrap();
+        let b = pid_of(sup, &p, "b").await;
+        kill(&p, b).await;
+        // The supervisor retries through its mailbox; the call gets in between retries.
+        let children = sup.which_children(&p).await.unwrap();
+        assert_eq!(children[0].state, ChildState::Restarting);
+        let counts = sup.count_children(&p).await.unwrap();
+        assert_eq!(
+            counts,
+            Counts {
+                specs: 2,
+                active: 1,
+                supervisors: 0,
+                workers: 2
+            }
+        );
+        assert_eq!(
+            sup.restart_child(&p, "b").await,
+            Err(ChildError::Restarting)
+        );
+        assert_eq!(sup.delete_child(&p, "b").await, Err(ChildError::Restarting));
+        assert_eq!(
+            sup.start_child(&p, idle("b")).await,
+            Err(ChildError::AlreadyPresent)
+        );
+        // F43: the retries go through the mailbox, so this call gets in and ends the loop.
+        assert_eq!(sup.terminate_child(&p, "b").await, Ok(()));
+        let before = attempts.load(Ordering::SeqCst);
+        assert_eq!(
+            sup.which_children(&p).await.unwrap()[0].state,
+            ChildState::Undefined
+        );
+        assert_eq!(
+            attempts.load(Ordering::SeqCst),
+            before,
+            "no retry after terminate_child"
+        );
+        assert!(
+            before < 1000,
+            "the loop was stopped early ({before} attempts)"
+        );
+        assert_eq!(sup.delete_child(&p, "b").await, Ok(()));
+    });
+}
+
+/// A child that unlinked itself cannot hang its supervisor: shutdown waits on a monitor.
+#[test]
+fn g50_a_child_that_unlinked_itself_is_still_shut_down() {
+    check(|p| async move {
+        let sup_spec = SupervisorSpec::default().child(ChildSpec::worker(
+            "loner",
+            Start::new(|p| {
+                Box::pin(async move {
+                    let parent = p.pid();
+                    let pid = p.spawn_link(move |w| async move {
+                        w.unlink(parent);
+                        wait_forever(w).await
+                    });
+                    Ok(Started::Pid(pid))
+                })
+            }),
+        ));
+        let sup = supervisor::start_link(&p, sup_spec).await.unwrap();
+        let loner = pid_of(sup, &p, "loner").await;
+        assert_eq!(sup.terminate_child(&p, "loner").await, Ok(()));
+        assert!(!p.node().is_alive(loner));
+    });
+}
+
+#[test]
+fn h59_get_childspec() {
+    check(|p| async move {
+        let spec = SupervisorSpec::default().child(idle("a").restart(Restart::Transient));
+        let sup = supervisor::start_link(&p, spec).await.unwrap();
+        let a = sup.get_childspec(&p, "a").await.unwrap();
+        assert_eq!((a.id.as_str(), a.restart), ("a", Restart::Transient));
+        assert_eq!(
+            sup.get_childspec(&p, "zz").await.unwrap_err(),
+            ChildError::NotFound
+        );
+    });
+}
+
+/// API calls wait while the supervisor is busy (here: stopping a slow child), and calling a
+/// dead supervisor is an error, not a hang.
+#[cfg(madsim)]
+#[test]
+fn h60_calls_wait_while_the_supervisor_is_busy_and_fail_when_it_is_dead() {
+    use otpsim::rt::Duration;
+    check(|p| async move {
+        let slow = ChildSpec::worker(
+            "slow",
+            Start::new(|p| {
+                Box::pin(async move {
+                    let pid = p.spawn_link(|w| async move {
+                        w.trap_exit(true);
+                        let _ = w.receive(|m| matches!(m, Msg::Exit { .. })).await;
+                        w.sleep(Duration::from_millis(300)).await;
+                        ExitReason::Shutdown
+                    });
+                    Ok(Started::Pid(pid))
+                })
+            }),
+        );
+        let sup = supervisor::start_link(&p, SupervisorSpec::default().child(slow))
+            .await
+            .unwrap();
+        let (_, caller) = p.spawn_monitor(move |q| async move {
+            sup.terminate_child(&q, "slow").await.unwrap();
+        });
+        p.sleep(Duration::from_millis(10)).await;
+        let t0 = p.node().elapsed_us();
+        sup.count_children(&p).await.unwrap();
+        let waited = p.node().elapsed_us() - t0;
+        assert!(waited >= 290_000, "count_children waited only {waited} µs");
+        let down = p
+            .receive(|m| matches!(m, Msg::Down { mref, .. } if *mref == caller))
+            .await;
+        assert!(matches!(
+            down,
+            Msg::Down {
+                reason: ExitReason::Normal,
+                ..
+            }
+        ));
+        p.unlink(sup.pid());
+        kill(&p, sup.pid()).await;
+        let err = sup.which_children(&p).await.unwrap_err();
+        assert_eq!(
+            err,
+            ChildError::Supervisor(otpsim::server::CallError::Noproc)
+        );
+    });
+}
+
+/// A restarted child keeps its position; a nested supervisor given as a spec is started
+/// again from the same spec (SPEC items 28, 29, 37).
+#[test]
+fn e29_e37_restarts_keep_positions_and_nested_specs_restart() {
+    let report = check(|p| async move {
+        let inner = SupervisorSpec::default().child(idle("x"));
+        let spec = SupervisorSpec::new(Flags::default().intensity(5))
+            .child(idle("a"))
+            .child(inner.into_child("sub"))
+            .child(idle("c"));
+        // A named supervisor is the root of its children's paths in the trace.
+        let named = StartOptions {
+            link: true,
+            name: Some("root".into()),
+        };
+        let sup = supervisor::start_with(&p, move |_| SupervisorInit::Ok(spec.clone()), named)
+            .await
+            .unwrap();
+        let sub = pid_of(sup, &p, "sub").await;
+        p.exit(sub, ExitReason::Kill);
+        let ids: Vec<_> = sup
+            .which_children(&p)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.id.unwrap())
+            .collect();
+        assert_eq!(ids, ["c", "sub", "a"]);
+        let sub2 = SupervisorRef::from_pid(pid_of(sup, &p, "sub").await);
+        assert_ne!(sub2.pid(), sub);
+        assert_eq!(sub2.count_children(&p).await.unwrap().active, 1);
+    });
+    let lines = report.trace.oracle_lines();
+    assert!(
+        lines.contains(&"sup_exit root/sub reason=killed".to_string()),
+        "children are named by path once their supervisor is: {lines:?}"
+    );
+}
