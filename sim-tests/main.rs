@@ -8,4 +8,6 @@ mod conformance;
 mod determinism;
 mod process_core;
 mod server;
+#[cfg(madsim)]
+mod supervision_model;
 mod supervisor;
