@@ -3,7 +3,8 @@
 //! Erlang/OTP supervision for Rust, and a deterministic simulation harness that proves a
 //! supervision tree recovers.
 //!
-//! The layers point down: `sim` → `server` → [`process`] → [`trace`] / [`rt`] / [`term`].
+//! The layers point down: `sim` → [`supervisor`] → `server` → [`process`] → [`trace`] / [`rt`] /
+//! [`term`].
 //! The same code runs natively on tokio and, built with `--cfg madsim` (plain `cargo test`),
 //! inside the madsim simulator, where a seed fixes every choice.
 

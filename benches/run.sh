@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs the runtime benchmarks natively in release mode and prints one tab-separated line per
+# measurement: RESULT<TAB>otpsim<TAB><workload><TAB><metric><TAB><value>.
+#
+#   benches/run.sh            # every workload, RUNS times each (default 5), each a fresh process
+#   benches/run.sh b1         # only b1
+#   RUNS=1 OTPSIM_BENCH_DIVIDE=100 benches/run.sh   # a quick smoke run
+#
+# A summary with the median of each metric follows on stderr.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+unset RUSTFLAGS CARGO_ENCODED_RUSTFLAGS RUSTDOCFLAGS
+runs="${RUNS:-5}"
+workloads=("$@")
+[ ${#workloads[@]} -eq 0 ] && workloads=(b1)
+
+cargo bench-native --bench runtime --no-run -q 2>/dev/null || cargo bench-native --bench runtime --no-run
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+for w in "${workloads[@]}"; do
+  for _ in $(seq "$runs"); do
+    cargo bench-native -q --bench runtime -- "$w" | tee -a "$out"
+  done
+done
+echo "median of $runs runs ($(nproc) cores, $(date -u +%Y-%m-%d)):" >&2
+cut -f3,4 "$out" | sort -u | while IFS=$'\t' read -r w metric; do
+  values=$(awk -F'\t' -v w="$w" -v m="$metric" '$3 == w && $4 == m { print $5 }' "$out" | sort -g)
+  n=$(echo "$values" | wc -l)
+  median=$(echo "$values" | awk -v n="$n" '{ v[NR] = $1 } END { if (n % 2) print v[(n + 1) / 2]; else printf "%.1f\n", (v[n / 2] + v[n / 2 + 1]) / 2 }')
+  printf '  %s\t%s\t%s\n' "$w" "$metric" "$median" >&2
+done
