@@ -63,6 +63,25 @@ fn every_scenario_reproduces_the_trace_of_real_otp() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
+/// The traces are causal, not an accident of scheduling: other seeds give the same trace.
+#[cfg(madsim)]
+#[test]
+fn conformance_does_not_depend_on_the_scheduling_seed() {
+    let mut failures = Vec::new();
+    for file in scenarios() {
+        let scenario = load(&file);
+        let first = conform::run(&scenario);
+        for seed in [1, 7, 42, 1234] {
+            let other = conform::run_seeded(&scenario, seed);
+            if let Some(diff) = conform::compare(&scenario, &first, &other) {
+                let name = file.file_name().unwrap_or_default().to_string_lossy();
+                failures.push(format!("{name} seed {seed}: {diff}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// The multiset comparison is not a licence to reorder anything else.
 #[test]
 fn compare_is_strict_outside_parallel_shutdown_runs() {

@@ -149,6 +149,11 @@ fn m98_kill_cannot_be_trapped_and_links_see_killed() {
         });
         assert_eq!(recv_user::<&str>(&p).await, "trapping");
         p.exit(victim, ExitReason::Kill);
+        // It never runs again, so it is dead the moment the signal arrives (the BEAM's
+        // is_process_alive after exit/2 from the same sender says the same), and its link
+        // signal is already in the mailbox.
+        assert!(!p.node().is_alive(victim));
+        assert_eq!(p.mailbox_len(), 1);
         match p.recv().await {
             Msg::Exit { from, reason } => {
                 assert_eq!(from, victim);

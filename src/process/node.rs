@@ -59,6 +59,11 @@ impl std::fmt::Display for Halt {
     }
 }
 
+thread_local! {
+    /// The node and pid of the process being polled on this thread (0, 0: none).
+    static RUNNING: std::cell::Cell<(usize, u64)> = const { std::cell::Cell::new((0, 0)) };
+}
+
 /// How many messages a process takes with waiting receives before it yields to the others.
 pub(super) const REDUCTIONS: u32 = 64;
 
@@ -135,6 +140,9 @@ pub(super) struct State {
     in_flight: BTreeMap<(Pid, Pid), (Instant, u32)>,
     delay_seq: u64,
     postman_running: bool,
+    /// Processes an exit signal has just doomed, to be finished at once (see `drain`).
+    dying: VecDeque<Pid>,
+    draining: bool,
 }
 
 pub(super) struct Proc {
@@ -263,6 +271,8 @@ impl Node {
                     in_flight: BTreeMap::new(),
                     delay_seq: 0,
                     postman_running: false,
+                    dying: VecDeque::new(),
+                    draining: false,
                 }),
                 started: rt::now(),
                 watchdog: config.watchdog.unwrap_or_default(),
@@ -420,6 +430,23 @@ impl Node {
         }
     }
 
+    fn id(&self) -> usize {
+        Arc::as_ptr(&self.inner) as usize
+    }
+
+    /// Whether `pid` is the process being polled on this thread.
+    pub(super) fn is_running_here(&self, pid: Pid) -> bool {
+        RUNNING.with(|r| r.get() == (self.id(), pid.0))
+    }
+
+    /// Runs `f` (one step of `pid`) with `pid` marked as running on this thread.
+    pub(super) fn run_as<R>(&self, pid: Pid, f: impl FnOnce() -> R) -> R {
+        let previous = RUNNING.with(|r| r.replace((self.id(), pid.0)));
+        let out = f();
+        RUNNING.with(|r| r.set(previous));
+        out
+    }
+
     /// Whether this node records a trace.
     pub fn tracing(&self) -> bool {
         self.inner.tracing
@@ -498,37 +525,8 @@ impl Node {
     /// its name released.
     pub(super) fn finish(&self, pid: Pid, reason: ExitReason) {
         let mut st = self.lock();
-        let Some(p) = st.procs.remove(&pid) else {
-            return;
-        };
-        // An exit signal that arrived during the process's last step (e.g. its own
-        // `exit(self(), kill)`) took effect before the body returned.
-        let reason = p.pending_exit.clone().unwrap_or(reason);
-        st.paths.remove(&pid);
-        let at = self.elapsed_us();
-        st.record(at, || EventKind::Exit {
-            pid,
-            reason: reason.to_term(),
-        });
-        if let Some(name) = p.name {
-            st.names.remove(&name);
-            st.record(at, || EventKind::Unregister { name, pid });
-        }
-        for (mref, target) in p.monitors {
-            if let Some(t) = st.procs.get_mut(&target) {
-                t.watchers.remove(&mref);
-            }
-        }
-        for to in p.links {
-            st.send(self, pid, to, Signal::LinkExit(reason.clone()));
-        }
-        for (mref, watcher) in p.watchers {
-            let reason = reason.clone();
-            st.send(self, pid, watcher, Signal::Down { mref, reason });
-        }
-        for waiter in p.exit_waiters {
-            let _ = waiter.send(Some(reason.clone()));
-        }
+        st.finish(self, pid, reason);
+        st.drain(self);
     }
 
     /// Sends a signal from `from` (Pid(0): outside) to `to`.
@@ -722,6 +720,7 @@ impl Node {
                         }
                     }
                     st.deliver(self.elapsed_us(), d.from, d.to, d.signal);
+                    st.drain(&self);
                 }
                 match st.delayed.first_key_value() {
                     Some(((at, _), _)) => *at,
@@ -782,6 +781,65 @@ impl State {
         }
     }
 
+    /// The exit of `pid`: exit signals to its links, `DOWN` to its monitors, its name
+    /// released; a pending exit's reason wins over `reason`.
+    fn finish(&mut self, node: &Node, pid: Pid, reason: ExitReason) {
+        let Some(mut p) = self.procs.remove(&pid) else {
+            return;
+        };
+        let p_waker = p.waker.take();
+        // An exit signal that arrived during the process's last step (e.g. its own
+        // `exit(self(), kill)`) took effect before the body returned.
+        let reason = p.pending_exit.clone().unwrap_or(reason);
+        self.paths.remove(&pid);
+        let at = node.elapsed_us();
+        self.record(at, || EventKind::Exit {
+            pid,
+            reason: reason.to_term(),
+        });
+        if let Some(name) = p.name {
+            self.names.remove(&name);
+            self.record(at, || EventKind::Unregister { name, pid });
+        }
+        for (mref, target) in p.monitors {
+            if let Some(t) = self.procs.get_mut(&target) {
+                t.watchers.remove(&mref);
+            }
+        }
+        for to in p.links {
+            self.send(node, pid, to, Signal::LinkExit(reason.clone()));
+        }
+        for (mref, watcher) in p.watchers {
+            let reason = reason.clone();
+            self.send(node, pid, watcher, Signal::Down { mref, reason });
+        }
+        for waiter in p.exit_waiters {
+            let _ = waiter.send(Some(reason.clone()));
+        }
+        // A process finished by another's signal is not running: wake its task so that it
+        // drops its body.
+        if let Some(waker) = p_waker {
+            waker.wake();
+        }
+    }
+
+    /// Finishes the processes that exit signals have doomed, at once: they never run again,
+    /// so they are dead (as `is_process_alive` sees it on the BEAM) the moment the signal
+    /// arrives. The process that is running on this thread is left to exit at its next step.
+    /// A queue, not recursion, so that long chains of links cannot overflow the stack.
+    fn drain(&mut self, node: &Node) {
+        if self.draining {
+            return;
+        }
+        self.draining = true;
+        while let Some(pid) = self.dying.pop_front() {
+            if !node.is_running_here(pid) {
+                self.finish(node, pid, ExitReason::Killed);
+            }
+        }
+        self.draining = false;
+    }
+
     /// Sends a signal, directly or through the postman when the choice point delays it or an
     /// earlier signal of the same pair is still in flight.
     fn send(&mut self, node: &Node, from: Pid, to: Pid, signal: Signal) {
@@ -790,6 +848,7 @@ impl State {
         let at_us = node.elapsed_us();
         if delay.is_zero() && !self.in_flight.contains_key(&pair) {
             self.deliver(at_us, from, to, signal);
+            self.drain(node);
             return;
         }
         let mut due = rt::now() + delay;
@@ -826,6 +885,7 @@ impl State {
             }
             Signal::Exit(ExitReason::Kill) => {
                 p.doom(ExitReason::Killed);
+                self.dying.push_back(to);
                 self.record(at, || EventKind::Signal {
                     from,
                     to,
@@ -869,6 +929,7 @@ impl State {
         } else {
             // Includes exit(self(), normal), which ends the caller with reason normal.
             p.doom(reason);
+            self.dying.push_back(to);
             SignalOutcome::Killed
         };
         self.record(at, || EventKind::Signal {

@@ -66,14 +66,17 @@ impl Future for ProcessTask {
         }
         let quiet = self.node.quiet_panics();
         let this = &mut *self;
-        let outcome = in_process(quiet, || {
-            catch_unwind(AssertUnwindSafe(|| {
-                if let Some(start) = this.start.take() {
-                    this.body = Some(start());
-                }
-                let body = this.body.as_mut().expect("a running process has a body");
-                body.as_mut().poll(cx)
-            }))
+        let (node, pid) = (this.node.clone(), this.pid);
+        let outcome = node.run_as(pid, || {
+            in_process(quiet, || {
+                catch_unwind(AssertUnwindSafe(|| {
+                    if let Some(start) = this.start.take() {
+                        this.body = Some(start());
+                    }
+                    let body = this.body.as_mut().expect("a running process has a body");
+                    body.as_mut().poll(cx)
+                }))
+            })
         });
         match outcome {
             Ok(Poll::Pending) => Poll::Pending,

@@ -43,9 +43,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 /// Runs a scenario in a fresh simulation (seed 0, no faults) and returns its canonical trace.
 pub fn run(scenario: &Scenario) -> Vec<String> {
+    run_seeded(scenario, 0)
+}
+
+/// [`run`] with another seed for madsim's scheduling. The trace must not depend on it: OTP's
+/// order is causal, and so is ours.
+pub fn run_seeded(scenario: &Scenario, seed: u64) -> Vec<String> {
     let out = Arc::new(Mutex::new(Vec::new()));
     let (sc, sink) = (Arc::new(scenario.clone()), out.clone());
-    let report = Sim::new(0).run(move |p| async move {
+    let report = Sim::new(seed).run(move |p| async move {
         let lines = driver(&p, sc).await;
         *sink.lock().unwrap_or_else(PoisonError::into_inner) = lines;
     });
