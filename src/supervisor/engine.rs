@@ -3,13 +3,13 @@
 
 use super::children::{Child, Children, Key, Slot};
 use super::intensity::RestartWindow;
+use super::shutdown::{shutdown, shutdown_accepted, stop_in_parallel};
 use super::spec::{
-    check_childspecs, AutoShutdown, ChildSpec, ChildType, Flags, InitError, Restart, Shutdown,
-    SpecError, StartResult, Started, Strategy,
+    check_childspecs, AutoShutdown, ChildSpec, ChildType, Flags, InitError, Restart, SpecError,
+    StartResult, Started, Strategy,
 };
 use super::{ChildError, ChildInfo, ChildRef, ChildState, Counts, SupervisorInit};
 use crate::process::{catch_panic, ExitReason, Msg, Process};
-use crate::rt::{self, Duration};
 use crate::server::{CallReply, From, GenServer, Init, Next, ServerRef};
 use crate::term::{Pid, Term};
 use crate::trace::{EventKind, Offender};
@@ -411,74 +411,20 @@ impl Supervisor {
         }
     }
 
-    /// simple_one_for_one: all children at once (SPEC item 52).
+    /// simple_one_for_one: all children at once, one timer (SPEC item 52); unexpected
+    /// reasons are reported once each, with their number of children.
     async fn terminate_dynamic_children(&mut self, p: &Process) {
         let Some(template) = self.template.clone() else {
             return;
         };
-        let mut waiting = BTreeMap::new();
-        // Unexpected reasons, each reported once with its number of children (OTP stacks
-        // the children by reason).
-        let mut errors: BTreeMap<Term, u64> = BTreeMap::new();
-        let mut note = |accepted: bool, reason: ExitReason| {
-            if !accepted {
-                *errors.entry(reason.to_term()).or_default() += 1;
-            }
-        };
-        for (_, child) in self.children.iter() {
-            let Slot::Running(pid) = child.slot else {
-                continue;
-            };
-            let mref = p.monitor(pid);
-            p.unlink(pid);
-            let exited = p
-                .try_receive(|m| matches!(m, Msg::Exit { from, .. } if *from == pid))
-                .await;
-            match exited {
-                Some(Msg::Exit { reason, .. }) => {
-                    wait_down(mref, None, p).await;
-                    note(
-                        reason.is_normal() && template.restart != Restart::Permanent,
-                        reason,
-                    );
-                }
-                _ => {
-                    waiting.insert(mref, pid);
-                }
-            }
-        }
-        let signal = match template.shutdown {
-            Shutdown::BrutalKill => ExitReason::Kill,
-            _ => ExitReason::Shutdown,
-        };
-        for pid in waiting.values() {
-            p.exit(*pid, signal.clone());
-        }
-        let mut deadline = match template.shutdown {
-            Shutdown::Timeout(ms) => Some(rt::now() + Duration::from_millis(ms)),
+        let running = self.children.iter().filter_map(|(_, c)| match c.slot {
+            Slot::Running(pid) => Some((pid, template.shutdown, template.restart)),
             _ => None,
-        };
-        while !waiting.is_empty() {
-            let left = deadline.map(|d| d.saturating_duration_since(rt::now()));
-            let down = p
-                .receive_timeout_opt(
-                    |m| matches!(m, Msg::Down { mref, .. } if waiting.contains_key(mref)),
-                    left,
-                )
-                .await;
-            match down {
-                Some(Msg::Down { mref, reason, .. }) => {
-                    waiting.remove(&mref);
-                    let accepted = shutdown_accepted(&reason, template.shutdown, template.restart);
-                    note(accepted, reason);
-                }
-                _ => {
-                    for pid in waiting.values() {
-                        p.exit(*pid, ExitReason::Kill);
-                    }
-                    deadline = None;
-                }
-            }
+        });
+        let accepted = |reason: &ExitReason, how, restart| shutdown_accepted(reason, how, restart);
+        let mut errors: BTreeMap<Term, u64> = BTreeMap::new();
+        for (_, reason) in stop_in_parallel(running.collect(), accepted, p).await {
+            *errors.entry(reason.to_term()).or_default() += 1;
         }
         for (reason, count) in errors {
             p.node().record_with(|| EventKind::Report {
@@ -488,8 +434,7 @@ impl Supervisor {
                 reason,
             });
         }
-        let keys = self.children.keys();
-        for key in keys {
+        for key in self.children.keys() {
             self.children.remove(key);
         }
     }
@@ -648,65 +593,5 @@ impl Supervisor {
         key.and_then(|k| self.children.get(k))
             .map(|c| (*c.spec).clone())
             .ok_or(ChildError::NotFound)
-    }
-}
-
-/// OTP's `shutdown/1` (SPEC §G 44-46, 50): monitor, signal, wait for `DOWN` (killing after
-/// the timeout), then unlink and take a pending `EXIT`, whose reason wins.
-async fn shutdown(pid: Pid, how: Shutdown, p: &Process) -> ExitReason {
-    let mref = p.monitor(pid);
-    let reason = match how {
-        Shutdown::BrutalKill => {
-            p.exit(pid, ExitReason::Kill);
-            wait_down(mref, None, p).await
-        }
-        Shutdown::Infinity => {
-            p.exit(pid, ExitReason::Shutdown);
-            wait_down(mref, None, p).await
-        }
-        Shutdown::Timeout(ms) => {
-            p.exit(pid, ExitReason::Shutdown);
-            match p
-                .receive_timeout(is_down(mref), Duration::from_millis(ms))
-                .await
-            {
-                Some(Msg::Down { reason, .. }) => reason,
-                _ => {
-                    p.exit(pid, ExitReason::Kill);
-                    wait_down(mref, None, p).await
-                }
-            }
-        }
-    };
-    p.unlink(pid);
-    match p
-        .try_receive(|m| matches!(m, Msg::Exit { from, .. } if *from == pid))
-        .await
-    {
-        Some(Msg::Exit { reason, .. }) => reason,
-        _ => reason,
-    }
-}
-
-fn is_down(mref: crate::term::Ref) -> impl FnMut(&Msg) -> bool {
-    move |m| matches!(m, Msg::Down { mref: r, .. } if *r == mref)
-}
-
-/// Waits for the `DOWN` of `mref` (at most `timeout`), returning its reason.
-async fn wait_down(mref: crate::term::Ref, timeout: Option<Duration>, p: &Process) -> ExitReason {
-    match p.receive_timeout_opt(is_down(mref), timeout).await {
-        Some(Msg::Down { reason, .. }) => reason,
-        _ => ExitReason::Killed,
-    }
-}
-
-/// SPEC item 47: which exit reasons a shutdown accepts without a `shutdown_error` report.
-fn shutdown_accepted(reason: &ExitReason, how: Shutdown, restart: Restart) -> bool {
-    let lenient = restart != Restart::Permanent;
-    match reason {
-        ExitReason::Killed => how == Shutdown::BrutalKill,
-        ExitReason::Shutdown => how != Shutdown::BrutalKill || lenient,
-        ExitReason::ShutdownWith(_) | ExitReason::Normal => lenient,
-        _ => false,
     }
 }

@@ -45,6 +45,7 @@
 mod children;
 mod engine;
 mod intensity;
+mod shutdown;
 mod spec;
 
 pub use intensity::RestartWindow;
