@@ -43,6 +43,7 @@
 //! ```
 
 mod children;
+pub mod dynamic;
 mod engine;
 mod intensity;
 mod shutdown;

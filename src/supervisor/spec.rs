@@ -357,6 +357,9 @@ pub enum FlagsError {
     /// `{invalid_auto_shutdown, X}`.
     #[error("invalid auto_shutdown: {0}")]
     InvalidAutoShutdown(Term),
+    /// `{invalid_max_children, X}` (DynamicSupervisor).
+    #[error("invalid max_children: {0}")]
+    InvalidMaxChildren(Term),
 }
 
 impl FlagsError {
@@ -368,6 +371,7 @@ impl FlagsError {
             FlagsError::InvalidIntensity(v) => ("invalid_intensity", v),
             FlagsError::InvalidPeriod(v) => ("invalid_period", v),
             FlagsError::InvalidAutoShutdown(v) => ("invalid_auto_shutdown", v),
+            FlagsError::InvalidMaxChildren(v) => ("invalid_max_children", v),
         };
         Term::tuple([Term::atom(tag), value.clone()])
     }

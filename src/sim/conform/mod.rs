@@ -32,6 +32,7 @@ use crate::process::{ExitReason, Msg, Process};
 use crate::rt::Duration;
 use crate::server::{StartError, StartOptions};
 use crate::sim::Sim;
+use crate::supervisor::dynamic::{self, DynamicInit, DynamicOptions, DynamicSupervisorRef};
 use crate::supervisor::{
     self, AutoShutdown, ChildError, ChildRef, ChildSpec, Flags, InitError, SpecError, Start,
     StartResult, Started, SupervisorInit, SupervisorRef, SupervisorSpec,
@@ -244,10 +245,10 @@ async fn run_worker(
 
 /// The modules OTP reports for a scenario node.
 fn modules(node: &TreeNode) -> &'static str {
-    if node.supervisor {
-        "oracle_sup"
-    } else {
-        "oracle_worker"
+    match (node.supervisor, node.dynamic) {
+        (_, true) => "oracle_dsup",
+        (true, false) => "oracle_sup",
+        (false, _) => "oracle_worker",
     }
 }
 
@@ -268,8 +269,7 @@ fn start_for(book: &Book, node: &Arc<TreeNode>) -> Start {
         return Start::new(move |p| {
             let (book, node) = (book.clone(), node.clone());
             Box::pin(async move {
-                let started = start_supervisor(p, &book, &node).await;
-                supervisor::start_result(started.map(|s| s.pid()))
+                supervisor::start_result(start_any_supervisor(p, &book, &node).await)
             })
         });
     }
@@ -281,6 +281,45 @@ fn start_for(book: &Book, node: &Arc<TreeNode>) -> Start {
             node.worker.clone(),
         ))
     })
+}
+
+/// Starts the (static or dynamic) supervisor of `node`.
+async fn start_any_supervisor(
+    p: &Process,
+    book: &Book,
+    node: &Arc<TreeNode>,
+) -> Result<Pid, StartError> {
+    if node.dynamic {
+        start_dynamic(p, book, node).await.map(|s| s.pid())
+    } else {
+        start_supervisor(p, book, node).await.map(|s| s.pid())
+    }
+}
+
+/// The oracle's `oracle_dsup:start_link/2` and `init/1`.
+async fn start_dynamic(
+    p: &Process,
+    book: &Book,
+    node: &Arc<TreeNode>,
+) -> Result<DynamicSupervisorRef, StartError> {
+    let (book, node) = (book.clone(), node.clone());
+    let init = move |sp: &Process| {
+        book.started(sp, &node.path, true);
+        let [_, intensity, period, _] = node.flags.each_ref().map(Option::as_ref);
+        match DynamicOptions::from_terms(node.max_children.as_ref(), intensity, period) {
+            Ok(options) => DynamicInit::Ok(options),
+            Err(e) => DynamicInit::Invalid(InitError::SupervisorData(e)),
+        }
+    };
+    dynamic::start_with(
+        p,
+        init,
+        StartOptions {
+            link: true,
+            name: None,
+        },
+    )
+    .await
 }
 
 async fn start_supervisor(
@@ -357,9 +396,9 @@ async fn driver(p: &Process, sc: Arc<Scenario>) -> Vec<String> {
     p.trap_exit(true);
     p.node().label(p.pid(), "driver", false);
     line(p, "call start_root");
-    let result = start_supervisor(p, &book, &sc.tree).await;
+    let result = start_any_supervisor(p, &book, &sc.tree).await;
     let term = match &result {
-        Ok(sup) => Term::tuple([Term::atom("ok"), Term::Pid(sup.pid())]),
+        Ok(sup) => Term::tuple([Term::atom("ok"), Term::Pid(*sup)]),
         Err(StartError::Ignore) => Term::atom("ignore"),
         Err(e) => error(e.reason().to_term()),
     };
@@ -398,6 +437,29 @@ fn done_term(r: Result<(), ChildError>) -> Term {
 /// `{ok, Pid}`, `{ok, Pid, Info}`, `{ok, undefined}` or `{error, Reason}`.
 fn started_term(r: Result<Started, ChildError>) -> Term {
     r.map_or_else(|e| error(e.to_term()), |s| s.to_term())
+}
+
+/// `DynamicSupervisor.start_child/2` with the spec of a scenario node; Elixir checks the spec
+/// in the caller (SPEC item 69) and returns `:ignore` bare (item 72).
+async fn start_dynamic_child(p: &Process, book: &Book, sup: Pid, child: &Arc<TreeNode>) -> Term {
+    if let Some(significant) = child.spec_fields[1]
+        .as_ref()
+        .filter(|t| !t.is_atom("false"))
+    {
+        return error(SpecError::InvalidSignificant(significant.clone()).to_term());
+    }
+    let spec = match child_spec(book, child, AutoShutdown::Never) {
+        Ok(spec) => spec,
+        Err(e) => return error(e.to_term()),
+    };
+    match DynamicSupervisorRef::from_pid(sup)
+        .start_child(p, spec)
+        .await
+    {
+        Ok(Started::Ignore) => Term::atom("ignore"),
+        Ok(started) => started.to_term(),
+        Err(e) => error(e.to_term()),
+    }
 }
 
 /// Waits until `pid` is dead (at most 5 s, as the oracle).
@@ -502,7 +564,15 @@ async fn exec(p: &Process, sc: &Scenario, book: &Book, action: &Action) {
             };
             let what = format!("{} {sup} {shown}", function.name());
             line(p, format!("call {what}"));
+            let dynamic = sc.supervisors[sup.as_str()].dynamic;
             let term = match (function, child) {
+                (ChildFunction::Terminate, ChildRef::Pid(pid)) if dynamic => {
+                    let r = DynamicSupervisorRef::from_pid(sup_pid)
+                        .terminate_child(p, pid)
+                        .await;
+                    r.map_or_else(|e| error(e.to_term()), |()| Term::atom("ok"))
+                }
+                (_, ChildRef::Id(_)) if dynamic => error(Term::atom("not_found")),
                 (ChildFunction::Terminate, child) => {
                     done_term(sup_ref.terminate_child(p, child).await)
                 }
@@ -524,15 +594,20 @@ async fn exec(p: &Process, sc: &Scenario, book: &Book, action: &Action) {
                 return;
             };
             line(p, format!("call start_child {sup} {}", child.id));
-            let auto = sc.supervisors[sup.as_str()].flags[3]
-                .as_ref()
-                .and_then(|t| AutoShutdown::parse(t).ok())
-                .unwrap_or(AutoShutdown::Never);
-            let term = match child_spec(book, child, auto) {
-                Ok(spec) => {
-                    started_term(SupervisorRef::from_pid(sup_pid).start_child(p, spec).await)
+            let node = &sc.supervisors[sup.as_str()];
+            let term = if node.dynamic {
+                start_dynamic_child(p, book, sup_pid, child).await
+            } else {
+                let auto = node.flags[3]
+                    .as_ref()
+                    .and_then(|t| AutoShutdown::parse(t).ok())
+                    .unwrap_or(AutoShutdown::Never);
+                match child_spec(book, child, auto) {
+                    Ok(spec) => {
+                        started_term(SupervisorRef::from_pid(sup_pid).start_child(p, spec).await)
+                    }
+                    Err(e) => error(e.to_term()),
                 }
-                Err(e) => error(e.to_term()),
             };
             result(p, format!("start_child {sup} {}", child.id), term).await;
         }

@@ -260,8 +260,12 @@ pub struct TreeNode {
     pub id: String,
     /// Its path (`root/sub/a`).
     pub path: String,
-    /// Whether it is a supervisor.
+    /// Whether it is a supervisor (static or dynamic).
     pub supervisor: bool,
+    /// Whether it is a dynamic supervisor (Elixir's `DynamicSupervisor`).
+    pub dynamic: bool,
+    /// A dynamic supervisor's `max_children` (`"infinity"` or an integer).
+    pub max_children: Option<Term>,
     /// The child spec fields, as terms (checked by OTP's rules when the spec is built):
     /// restart, significant, type, shutdown.
     pub spec_fields: [Option<Term>; 4],
@@ -283,12 +287,12 @@ impl TreeNode {
             Some(parent) => format!("{parent}/{id}"),
             None => id.clone(),
         };
-        let supervisor = match obj.str("type")?.unwrap_or("worker") {
+        let node_type = obj.str("type")?.unwrap_or("worker");
+        let dynamic = node_type == "dynamic_supervisor";
+        let supervisor = match node_type {
             "worker" => false,
-            "supervisor" => true,
-            kind @ ("dynamic_supervisor" | "registry") => {
-                return Err(unsupported(&obj.field("type"), format!("{kind} nodes are")))
-            }
+            "supervisor" | "dynamic_supervisor" => true,
+            "registry" => return Err(unsupported(&obj.field("type"), "registry nodes are")),
             other => {
                 return Err(invalid(
                     &obj.field("type"),
@@ -336,6 +340,14 @@ impl TreeNode {
                 node: Arc::new(node),
                 json,
             });
+        } else if dynamic {
+            if obj.get("children").is_some() {
+                let at = obj.field("children");
+                return Err(invalid(
+                    &at,
+                    "a dynamic_supervisor starts empty; add children with start_child",
+                ));
+            }
         } else if supervisor {
             if let Some(list) = obj.get("children") {
                 let at = obj.field("children");
@@ -355,6 +367,11 @@ impl TreeNode {
             id,
             path,
             supervisor,
+            dynamic,
+            max_children: obj.raw("max_children")?.map(|t| match t {
+                Term::Str(s) if s == "infinity" => Term::atom("infinity"),
+                t => t,
+            }),
             spec_fields: [restart, significant, Some(kind), shutdown],
             flags,
             children,
@@ -366,6 +383,11 @@ impl TreeNode {
     /// Whether it is a simple_one_for_one supervisor.
     pub fn is_simple(&self) -> bool {
         self.template.is_some()
+    }
+
+    /// Whether its children are keyed by pid (simple_one_for_one or dynamic).
+    pub fn by_pid(&self) -> bool {
+        self.is_simple() || self.dynamic
     }
 }
 
@@ -541,7 +563,7 @@ impl Scenario {
     /// Whether the supervisor at `path` stops its children in parallel (their shutdown lines
     /// have no defined order).
     pub fn parallel_shutdown(&self, path: &str) -> bool {
-        self.supervisors.get(path).is_some_and(|s| s.is_simple())
+        self.supervisors.get(path).is_some_and(|s| s.by_pid())
     }
 }
 
@@ -587,7 +609,11 @@ fn parse_op(value: &Value, at: &str, sups: &BTreeMap<String, Arc<TreeNode>>) -> 
                 "restart_child" => ChildFunction::Restart,
                 _ => ChildFunction::Delete,
             };
-            let by_pid = node.is_simple() && obj.bool("id_is_pid")?.unwrap_or(true);
+            if node.dynamic && function != ChildFunction::Terminate {
+                let what = format!("{op} does not exist for a dynamic_supervisor");
+                return Err(invalid(&obj.field("op"), what));
+            }
+            let by_pid = node.by_pid() && obj.bool("id_is_pid")?.unwrap_or(true);
             Action::ChildCall {
                 function,
                 sup,
