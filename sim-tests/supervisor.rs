@@ -5,6 +5,7 @@
 
 use crate::common::check;
 use otpsim::server::{StartError, StartOptions};
+use otpsim::supervisor::dynamic::{self, DynamicError, DynamicOptions};
 use otpsim::supervisor::{
     self, check_childspecs, AutoShutdown, ChildError, ChildSpec, ChildState, Counts, Flags,
     Restart, SpecError, Start, Started, Strategy, SupervisorInit, SupervisorRef, SupervisorSpec,
@@ -431,4 +432,74 @@ fn e29_e37_restarts_keep_positions_and_nested_specs_restart() {
         lines.contains(&"sup_exit root/sub reason=killed".to_string()),
         "children are named by path once their supervisor is: {lines:?}"
     );
+}
+
+/// A start function that records its extra arguments and starts an idle worker.
+fn recording(seen: Arc<std::sync::Mutex<Vec<Vec<Term>>>>) -> ChildSpec {
+    ChildSpec::worker(
+        "w",
+        Start::with_args(move |p, args| {
+            seen.lock().unwrap().push(args);
+            Box::pin(async move { Ok(Started::Pid(p.spawn_link(wait_forever))) })
+        }),
+    )
+}
+
+/// DynamicSupervisor's `extra_arguments` reach the start function, on restarts too.
+#[test]
+fn j71_extra_arguments_are_passed_on_every_start() {
+    check(|p| async move {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let options = DynamicOptions {
+            extra_arguments: vec![Term::atom("pool")],
+            ..DynamicOptions::default()
+        };
+        let sup = dynamic::start_link(&p, options).await.unwrap();
+        let pid = sup
+            .start_child(&p, recording(seen.clone()))
+            .await
+            .unwrap()
+            .pid()
+            .unwrap();
+        kill(&p, pid).await;
+        assert_eq!(sup.count_children(&p).await.unwrap().active, 1);
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(
+            seen,
+            vec![vec![Term::atom("pool")], vec![Term::atom("pool")]]
+        );
+    });
+}
+
+/// A child whose restart keeps failing still holds its slot: `max_children` counts it.
+#[test]
+fn j70_a_restarting_child_counts_toward_max_children() {
+    check(|p| async move {
+        let attempts = Arc::new(AtomicU32::new(0));
+        let options = DynamicOptions::default()
+            .max_children(1)
+            .max_restarts(1_000_000);
+        let sup = dynamic::start_link(&p, options).await.unwrap();
+        let first = sup
+            .start_child(&p, failing_after("a", 2, attempts))
+            .await
+            .unwrap();
+        kill(&p, first.pid().unwrap()).await;
+        let children = sup.which_children(&p).await.unwrap();
+        assert_eq!(children[0].state, ChildState::Restarting);
+        assert_eq!(
+            sup.count_children(&p).await.unwrap(),
+            Counts {
+                specs: 1,
+                active: 0,
+                supervisors: 0,
+                workers: 1
+            }
+        );
+        let err = sup.start_child(&p, idle("b")).await.unwrap_err();
+        assert_eq!(err, DynamicError::MaxChildren);
+        // The restarting child is known by its old pid.
+        assert_eq!(sup.terminate_child(&p, first.pid().unwrap()).await, Ok(()));
+        assert!(sup.start_child(&p, idle("b")).await.is_ok());
+    });
 }

@@ -440,15 +440,17 @@ fn started_term(r: Result<Started, ChildError>) -> Term {
 }
 
 /// `DynamicSupervisor.start_child/2` with the spec of a scenario node; Elixir checks the spec
-/// in the caller (SPEC item 69) and returns `:ignore` bare (item 72).
+/// in the caller (SPEC item 69) and returns `:ignore` bare (item 72). Elixir 1.14 accepts a
+/// significant child (and ignores the flag).
 async fn start_dynamic_child(p: &Process, book: &Book, sup: Pid, child: &Arc<TreeNode>) -> Term {
-    if let Some(significant) = child.spec_fields[1]
+    let mut child = (**child).clone();
+    if child.spec_fields[1]
         .as_ref()
-        .filter(|t| !t.is_atom("false"))
+        .is_some_and(|t| t.is_atom("true"))
     {
-        return error(SpecError::InvalidSignificant(significant.clone()).to_term());
+        child.spec_fields[1] = None;
     }
-    let spec = match child_spec(book, child, AutoShutdown::Never) {
+    let spec = match child_spec(book, &Arc::new(child), AutoShutdown::Never) {
         Ok(spec) => spec,
         Err(e) => return error(e.to_term()),
     };
@@ -627,20 +629,32 @@ async fn exec(p: &Process, sc: &Scenario, book: &Book, action: &Action) {
             let Some(sup_pid) = whereis("which_children", sup) else {
                 return;
             };
-            let term = match SupervisorRef::from_pid(sup_pid).which_children(p).await {
-                Ok(children) => Term::list(children.iter().map(|c| c.to_term())),
-                Err(e) => error(e.to_term()),
+            let children = if sc.supervisors[sup.as_str()].dynamic {
+                let r = DynamicSupervisorRef::from_pid(sup_pid)
+                    .which_children(p)
+                    .await;
+                r.map_err(|e| e.to_term())
+            } else {
+                let r = SupervisorRef::from_pid(sup_pid).which_children(p).await;
+                r.map_err(|e| e.to_term())
             };
+            let term = children.map_or_else(error, |c| Term::list(c.iter().map(|c| c.to_term())));
             result(p, format!("which_children {sup}"), term).await;
         }
         Action::CountChildren { sup } => {
             let Some(sup_pid) = whereis("count_children", sup) else {
                 return;
             };
-            let term = match SupervisorRef::from_pid(sup_pid).count_children(p).await {
-                Ok(counts) => counts.to_term(),
-                Err(e) => error(e.to_term()),
+            let counts = if sc.supervisors[sup.as_str()].dynamic {
+                let r = DynamicSupervisorRef::from_pid(sup_pid)
+                    .count_children(p)
+                    .await;
+                r.map_err(|e| e.to_term())
+            } else {
+                let r = SupervisorRef::from_pid(sup_pid).count_children(p).await;
+                r.map_err(|e| e.to_term())
             };
+            let term = counts.map_or_else(error, |c| c.to_term());
             result(p, format!("count_children {sup}"), term).await;
         }
     }
