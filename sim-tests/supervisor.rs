@@ -503,3 +503,115 @@ fn j70_a_restarting_child_counts_toward_max_children() {
         assert!(sup.start_child(&p, idle("b")).await.is_ok());
     });
 }
+
+/// Task.Supervisor: `async` results come back tagged; `async_nolink` crashes come back as
+/// values; `max_children` refuses; tasks are temporary (SPEC items 80, 81).
+#[test]
+fn k80_k81_async_tasks_reply_or_fail_as_values() {
+    use otpsim::rt::Duration;
+    use otpsim::supervisor::task::{self, TaskError, TaskOptions};
+    check(|p| async move {
+        let options = TaskOptions {
+            supervisor: DynamicOptions::default().max_children(2),
+        };
+        let sup = task::start_link(&p, options).await.unwrap();
+        let t = sup.async_(&p, |_t| async { "done" }).await.unwrap();
+        let tpid = t.pid();
+        assert_eq!(t.await_(&p, Duration::from_secs(1)).await, Ok("done"));
+        // The task exited normally and, being temporary, is gone.
+        assert!(!p.node().is_alive(tpid));
+        assert_eq!(sup.children(&p).await.unwrap(), Vec::<Pid>::new());
+        let crash = sup
+            .async_nolink(&p, |_t| async { ExitReason::error("never") })
+            .await
+            .unwrap();
+        assert_eq!(
+            crash.await_(&p, Duration::from_secs(1)).await,
+            Ok(ExitReason::error("never"))
+        );
+        let boom = sup
+            .async_nolink(&p, |_t| async { panic!("boom") })
+            .await
+            .unwrap();
+        let r: Result<(), TaskError> = boom.await_(&p, Duration::from_secs(1)).await;
+        assert!(
+            matches!(r, Err(TaskError::Exit(ExitReason::Panic(ref m))) if m == "boom"),
+            "{r:?}"
+        );
+        // Two slow tasks fill max_children.
+        let slow = |t: Process| async move {
+            std::future::pending::<()>().await;
+            drop(t)
+        };
+        let a = sup.async_nolink(&p, slow).await.unwrap();
+        let _b = sup.async_nolink(&p, slow).await.unwrap();
+        assert_eq!(
+            sup.async_nolink(&p, slow).await.err(),
+            Some(DynamicError::MaxChildren)
+        );
+        assert_eq!(a.shutdown(&p).await, None);
+    });
+}
+
+/// A crash of an `async` task reaches its caller through the link.
+#[test]
+fn k81_an_async_task_is_linked_to_its_caller() {
+    use otpsim::supervisor::task::{self, TaskOptions};
+    check(|p| async move {
+        let sup = task::start_link(&p, TaskOptions::default()).await.unwrap();
+        p.trap_exit(true);
+        let t = sup
+            .async_(&p, |_t| async { panic!("linked") })
+            .await
+            .unwrap();
+        let exit = p.receive(|m| matches!(m, Msg::Exit { .. })).await;
+        assert!(
+            matches!(exit, Msg::Exit { from, reason: ExitReason::Panic(_) } if from == t.pid())
+        );
+    });
+}
+
+/// `start_child` tasks are linked only to the supervisor; a transient task that crashes is
+/// run again, and terminate_child stops it (SPEC items 82, 84).
+#[test]
+fn k82_k84_start_child_tasks_restart_by_type_and_can_be_terminated() {
+    use otpsim::supervisor::task::{self, TaskOptions};
+    use otpsim::supervisor::Shutdown;
+    check(|p| async move {
+        let sup = task::start_link(&p, TaskOptions::default()).await.unwrap();
+        let runs = Arc::new(AtomicU32::new(0));
+        let counter = runs.clone();
+        let pid = sup
+            .start_child(
+                &p,
+                Restart::Transient,
+                Shutdown::BrutalKill,
+                move |t: Process| {
+                    let n = counter.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        if n == 0 {
+                            panic!("first run fails");
+                        }
+                        std::future::pending::<()>().await;
+                        drop(t);
+                    }
+                },
+            )
+            .await
+            .unwrap();
+        assert!(!p.links().contains(&pid), "only the supervisor is linked");
+        let children = sup.children(&p).await.unwrap();
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            2,
+            "the crashed transient task ran again"
+        );
+        assert_eq!(children.len(), 1);
+        assert_eq!(sup.terminate_child(&p, children[0]).await, Ok(()));
+        assert_eq!(
+            sup.terminate_child(&p, children[0]).await,
+            Err(DynamicError::NotFound)
+        );
+        assert!(sup.children(&p).await.unwrap().is_empty());
+    });
+}

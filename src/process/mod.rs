@@ -80,6 +80,12 @@ impl Process {
         Process { node, pid }
     }
 
+    /// A second handle for the same process, for code that runs inside the same body (e.g. a
+    /// wrapper that hands one handle to user code and keeps one for itself).
+    pub(crate) fn handle_in_body(&self) -> Process {
+        Process::new(self.node.clone(), self.pid)
+    }
+
     /// This process's pid.
     pub fn pid(&self) -> Pid {
         self.pid

@@ -48,6 +48,7 @@ mod engine;
 mod intensity;
 mod shutdown;
 mod spec;
+pub mod task;
 
 pub use intensity::RestartWindow;
 pub use spec::{
