@@ -7,6 +7,7 @@ mod common;
 mod conformance;
 mod determinism;
 mod process_core;
+mod registry;
 mod server;
 #[cfg(madsim)]
 mod supervision_model;

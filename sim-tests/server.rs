@@ -306,10 +306,7 @@ fn a_deferred_reply_arrives_through_from() {
 #[test]
 fn a_name_is_registered_before_init_and_a_second_start_reports_the_owner() {
     check(|p| async move {
-        let opts = StartOptions {
-            name: Some("probe".into()),
-            link: true,
-        };
+        let opts = StartOptions::linked().named("probe");
         let s = server::start_with::<Probe>(&p, (p.pid(), InitMode::Ok), opts.clone())
             .await
             .unwrap();

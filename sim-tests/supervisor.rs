@@ -78,10 +78,7 @@ fn a6_simple_one_for_one_needs_exactly_one_spec() {
 fn a7_init_ignore_invalid_and_panic() {
     check(|p| async move {
         p.trap_exit(true);
-        let opts = StartOptions {
-            link: true,
-            name: None,
-        };
+        let opts = StartOptions::linked();
         let r = supervisor::start_with(&p, |_| SupervisorInit::Ignore, opts.clone()).await;
         assert_eq!(r.unwrap_err(), StartError::Ignore);
         let r = supervisor::start_with(&p, |_| panic!("no config"), opts.clone()).await;
@@ -100,10 +97,7 @@ fn a7_init_ignore_invalid_and_panic() {
 #[test]
 fn a8_trap_exit_is_set_before_init() {
     check(|p| async move {
-        let opts = StartOptions {
-            link: true,
-            name: None,
-        };
+        let opts = StartOptions::linked();
         let init = |sp: &Process| {
             // trap_exit returns the previous setting: the supervisor already traps.
             assert!(sp.trap_exit(true));
@@ -406,10 +400,7 @@ fn e29_e37_restarts_keep_positions_and_nested_specs_restart() {
             .child(inner.into_child("sub"))
             .child(idle("c"));
         // A named supervisor is the root of its children's paths in the trace.
-        let named = StartOptions {
-            link: true,
-            name: Some("root".into()),
-        };
+        let named = StartOptions::linked().named("root");
         let sup = supervisor::start_with(&p, move |_| SupervisorInit::Ok(spec.clone()), named)
             .await
             .unwrap();
@@ -614,4 +605,46 @@ fn k82_k84_start_child_tasks_restart_by_type_and_can_be_terminated() {
         );
         assert!(sup.children(&p).await.unwrap().is_empty());
     });
+}
+
+/// If the owner of an `async_nolink` task dies before the task gets its job, the task exits
+/// `{shutdown, Reason}` without running it (SPEC item 83).
+#[test]
+fn k83_a_task_whose_owner_died_before_its_job_exits_shutdown() {
+    use otpsim::supervisor::task::{self, TaskOptions};
+    let report = check(|p| async move {
+        let sup = task::start_link(&p, TaskOptions::default()).await.unwrap();
+        let dsup = dynamic::DynamicSupervisorRef::from_pid(sup.pid());
+        let me = p.pid();
+        // Block the supervisor in a start function until it gets Go.
+        p.spawn(move |h| async move {
+            let _ = dsup.start_child(&h, gate("gate", me)).await;
+        });
+        p.receive(|m| m.is::<Go>()).await;
+        let owner = p.spawn(move |o| async move {
+            o.send(me, "calling");
+            let _ = sup
+                .async_nolink(&o, |_t| async { unreachable!("the job never runs") })
+                .await;
+        });
+        p.receive(|m| m.downcast_ref::<&str>() == Some(&"calling"))
+            .await;
+        kill(&p, owner).await;
+        p.send(sup.pid(), Go);
+        // Wait until the task is gone (only the gate child is left).
+        for _ in 0..100 {
+            if sup.children(&p).await.unwrap().len() == 1 {
+                break;
+            }
+        }
+        assert_eq!(sup.children(&p).await.unwrap().len(), 1);
+    });
+    assert!(
+        report
+            .trace
+            .lines()
+            .iter()
+            .any(|l| l.ends_with("reason={shutdown,noproc}")),
+        "the task exited {{shutdown,noproc}}"
+    );
 }

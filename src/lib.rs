@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod process;
+pub mod registry;
 pub mod rt;
 pub mod server;
 pub mod sim;

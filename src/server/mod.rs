@@ -344,8 +344,61 @@ pub struct StartOptions {
     /// Register the server under this local name; a taken name fails the start with
     /// [`StartError::AlreadyStarted`].
     pub name: Option<String>,
+    /// Register the server under a name kept by a registry (OTP's `{via, Module, Name}`);
+    /// a name held by a live process fails the start with [`StartError::AlreadyStarted`].
+    pub via: Option<Via>,
     /// Link the server to the caller (`start_link`) or not (`start`).
     pub link: bool,
+}
+
+impl StartOptions {
+    /// Linked to the caller, no name.
+    pub fn linked() -> StartOptions {
+        StartOptions {
+            link: true,
+            ..StartOptions::default()
+        }
+    }
+
+    /// Registered under a local name.
+    pub fn named(mut self, name: impl Into<String>) -> StartOptions {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Registered under a name kept by a registry.
+    pub fn via(mut self, via: Via) -> StartOptions {
+        self.via = Some(via);
+        self
+    }
+}
+
+/// A name kept by a registry (OTP's `{via, Module, Name}`), e.g.
+/// [`Registry::via`](crate::registry::Registry::via).
+pub trait ViaName: Send + Sync + 'static {
+    /// Registers the calling process under the name, or says which live process holds it.
+    fn register_name(&self, p: &Process) -> Result<(), Pid>;
+    /// The live process registered under the name.
+    fn whereis_name(&self) -> Option<Pid>;
+    /// The name, for messages.
+    fn describe(&self) -> String;
+}
+
+/// A shareable [`ViaName`].
+#[derive(Clone)]
+pub struct Via(pub std::sync::Arc<dyn ViaName>);
+
+impl std::fmt::Debug for Via {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Via({})", self.0.describe())
+    }
+}
+
+impl Via {
+    /// The live process registered under the name.
+    pub fn whereis(&self) -> Option<Pid> {
+        self.0.whereis_name()
+    }
 }
 
 /// Starts a server linked to the calling process and waits for its `init`
@@ -374,8 +427,8 @@ pub async fn start_with<S: GenServer>(
 ) -> Result<ServerRef<S>, StartError> {
     let tag = p.alias();
     let parent = p.pid();
-    let name = options.name;
-    let body = move |server: Process| run::<S>(server, arg, parent, tag, name);
+    let (name, via) = (options.name, options.via);
+    let body = move |server: Process| run::<S>(server, arg, parent, tag, name, via);
     let pid = if options.link {
         p.spawn_link(body)
     } else {
@@ -405,6 +458,7 @@ async fn run<S: GenServer>(
     parent: Pid,
     tag: Ref,
     name: Option<String>,
+    via: Option<Via>,
 ) -> ExitReason {
     let ack = |result: Result<(), StartError>| {
         p.send_boxed(parent, Box::new(StartAck { tag, result }), Some(tag));
@@ -417,6 +471,12 @@ async fn run<S: GenServer>(
                 return ExitReason::Normal;
             }
             Err(e) => unreachable!("a new process has no name and is alive: {e}"),
+        }
+    }
+    if let Some(via) = via {
+        if let Err(owner) = via.0.register_name(&p) {
+            ack(Err(StartError::AlreadyStarted(owner)));
+            return ExitReason::Normal;
         }
     }
     let (mut state, mut cont) = match catch_panic(S::init(arg, &p)).await {

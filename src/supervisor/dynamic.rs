@@ -452,10 +452,7 @@ pub async fn start_link(
     start_with(
         p,
         move |_| DynamicInit::Ok(options.clone()),
-        StartOptions {
-            link: true,
-            name: None,
-        },
+        StartOptions::linked(),
     )
     .await
 }

@@ -269,10 +269,7 @@ pub async fn start_link(p: &Process, spec: SupervisorSpec) -> Result<SupervisorR
     start_with(
         p,
         move |_| SupervisorInit::Ok(spec.clone()),
-        StartOptions {
-            link: true,
-            name: None,
-        },
+        StartOptions::linked(),
     )
     .await
 }

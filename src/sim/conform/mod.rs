@@ -29,6 +29,7 @@ pub use scenario::{
 };
 
 use crate::process::{ExitReason, Msg, Process};
+use crate::registry::{Registry, RegistryOptions};
 use crate::rt::Duration;
 use crate::server::{StartError, StartOptions};
 use crate::sim::Sim;
@@ -130,6 +131,8 @@ struct BookState {
     current: BTreeMap<String, Pid>,
     /// simple_one_for_one children: the worker behaviour of each path.
     dynamic: BTreeMap<String, WorkerSpec>,
+    /// The registries by name (the latest incarnation).
+    registries: BTreeMap<String, Registry<Term, Term>>,
 }
 
 #[derive(Clone, Default)]
@@ -142,9 +145,14 @@ impl Book {
 
     /// A process at `path` has started: name it and log `start`/`restart`.
     fn started(&self, p: &Process, path: &str, supervisor: bool) {
-        p.node().label(p.pid(), path, supervisor);
+        self.started_as(p, p.pid(), path, supervisor);
+    }
+
+    /// Like `started`, for a process `p` started (a registry, logged by its parent).
+    fn started_as(&self, p: &Process, pid: Pid, path: &str, supervisor: bool) {
+        p.node().label(pid, path, supervisor);
         let n = self.with(|b| {
-            b.current.insert(path.into(), p.pid());
+            b.current.insert(path.into(), pid);
             let n = b.starts.entry(path.into()).or_default();
             *n += 1;
             *n
@@ -161,6 +169,10 @@ impl Book {
             let seq = b.seqs.get(path).map_or(default, Vec::as_slice);
             seq[(*attempt).min(seq.len()) - 1].clone()
         })
+    }
+
+    fn registry(&self, name: &str) -> Option<Registry<Term, Term>> {
+        self.with(|b| b.registries.get(name).cloned())
     }
 
     fn current(&self, path: &str) -> Option<Pid> {
@@ -183,6 +195,24 @@ struct Crash(Term);
 
 /// A worker's start acknowledgement (`proc_lib:init_ack`).
 struct Ack(Ref);
+
+/// Work the driver asks a worker to do in its own process (the oracle's `{do, From, Ref,
+/// Fun}`), answered with [`Done`].
+struct Do(Box<dyn FnOnce(&Process) -> Term + Send>, Pid, Ref);
+
+/// The answer to a [`Do`].
+struct Done(Ref, Term);
+
+/// `Registry.register/3` from the calling process, as the term Elixir returns.
+fn register_term(p: &Process, reg: Option<Registry<Term, Term>>, key: &Term, value: &Term) -> Term {
+    match reg {
+        Some(reg) => match reg.register(p, key.clone(), value.clone()) {
+            Ok(owner) => Term::tuple([Term::atom("ok"), Term::Pid(owner)]),
+            Err(e) => error(e.to_term()),
+        },
+        None => error(Term::atom("unknown_registry")),
+    }
+}
 
 /// The start function of a worker at `path` (the oracle's `oracle_worker:start_link/2`).
 async fn start_worker(p: &Process, book: Book, path: String, worker: WorkerSpec) -> StartResult {
@@ -216,6 +246,11 @@ async fn run_worker(
 ) -> ExitReason {
     p.trap_exit(w.trap_exit);
     book.started(&p, &path, false);
+    for r in &w.register {
+        let term = register_term(&p, book.registry(&r.registry), &r.key, &r.value);
+        let prefix = format!("result register {path} {} {} -> ", r.registry, r.key);
+        line_term(&p, prefix, term);
+    }
     p.send(parent, Ack(tag));
     let crash_at = w.crash_after.map(|ms| p.node().elapsed_us() + ms * 1000);
     loop {
@@ -238,6 +273,10 @@ async fn run_worker(
                 if let Some(Crash(reason)) = msg.downcast_ref::<Crash>() {
                     return ExitReason::from_term(reason.clone());
                 }
+                if let Ok(Do(work, from, tag)) = msg.downcast::<Do>() {
+                    let answer = work(&p);
+                    p.send(from, Done(tag, answer));
+                }
             }
         }
     }
@@ -245,6 +284,9 @@ async fn run_worker(
 
 /// The modules OTP reports for a scenario node.
 fn modules(node: &TreeNode) -> &'static str {
+    if node.registry.is_some() {
+        return "oracle";
+    }
     match (node.supervisor, node.dynamic) {
         (_, true) => "oracle_dsup",
         (true, false) => "oracle_sup",
@@ -265,6 +307,21 @@ fn child_spec(
 
 fn start_for(book: &Book, node: &Arc<TreeNode>) -> Start {
     let (book, node) = (book.clone(), node.clone());
+    if let Some(reg) = node.registry.clone() {
+        return Start::new(move |p| {
+            let (book, node, reg) = (book.clone(), node.clone(), reg.clone());
+            Box::pin(async move {
+                let options = RegistryOptions::new(reg.keys).partitions(reg.partitions);
+                let registry = Registry::<Term, Term>::start_link(p, options).await;
+                let pid = registry.as_ref().map(|r| r.pid()).map_err(|e| e.clone());
+                if let Ok(registry) = registry {
+                    book.with(|b| b.registries.insert(reg.name.clone(), registry.clone()));
+                    book.started_as(p, registry.pid(), &node.path, true);
+                }
+                supervisor::start_result(pid)
+            })
+        });
+    }
     if node.supervisor {
         return Start::new(move |p| {
             let (book, node) = (book.clone(), node.clone());
@@ -311,15 +368,7 @@ async fn start_dynamic(
             Err(e) => DynamicInit::Invalid(InitError::SupervisorData(e)),
         }
     };
-    dynamic::start_with(
-        p,
-        init,
-        StartOptions {
-            link: true,
-            name: None,
-        },
-    )
-    .await
+    dynamic::start_with(p, init, StartOptions::linked()).await
 }
 
 async fn start_supervisor(
@@ -335,15 +384,7 @@ async fn start_supervisor(
             Err(e) => SupervisorInit::Invalid(e),
         }
     };
-    supervisor::start_with(
-        p,
-        init,
-        StartOptions {
-            link: true,
-            name: None,
-        },
-    )
-    .await
+    supervisor::start_with(p, init, StartOptions::linked()).await
 }
 
 /// The oracle's `oracle_sup:init/1`.
@@ -464,6 +505,20 @@ async fn start_dynamic_child(p: &Process, book: &Book, sup: Pid, child: &Arc<Tre
     }
 }
 
+/// Has the worker `pid` run `work` in its own process and waits for the answer (5 s, then
+/// `timeout`, as the oracle).
+async fn ask(p: &Process, pid: Pid, work: Box<dyn FnOnce(&Process) -> Term + Send>) -> Term {
+    let tag = p.make_ref();
+    p.send(pid, Do(work, p.pid(), tag));
+    let accept = |m: &Msg| m.downcast_ref::<Done>().is_some_and(|d| d.0 == tag);
+    match p.receive_timeout(accept, Duration::from_secs(5)).await {
+        Some(msg) => msg
+            .downcast::<Done>()
+            .map_or(Term::atom("timeout"), |d| d.1),
+        None => Term::atom("timeout"),
+    }
+}
+
 /// Waits until `pid` is dead (at most 5 s, as the oracle).
 async fn wait_dead(p: &Process, pid: Pid) {
     let mref = p.monitor(pid);
@@ -545,6 +600,51 @@ async fn exec(p: &Process, sc: &Scenario, book: &Book, action: &Action) {
             }
         }
         Action::Sleep => {}
+        Action::Register {
+            path,
+            registry,
+            key,
+            value,
+        } => {
+            let Some(pid) = whereis("register", path) else {
+                return;
+            };
+            let (reg, key2, value) = (book.registry(registry), key.clone(), value.clone());
+            let work = move |w: &Process| register_term(w, reg, &key2, &value);
+            let term = ask(p, pid, Box::new(work)).await;
+            result(p, format!("register {path} {registry} {key}"), term).await;
+        }
+        Action::Unregister {
+            path,
+            registry,
+            key,
+        } => {
+            let Some(pid) = whereis("unregister", path) else {
+                return;
+            };
+            let (reg, key2) = (book.registry(registry), key.clone());
+            let work = move |w: &Process| {
+                if let Some(reg) = reg {
+                    reg.unregister(w, &key2);
+                }
+                Term::atom("ok")
+            };
+            let term = ask(p, pid, Box::new(work)).await;
+            result(p, format!("unregister {path} {registry} {key}"), term).await;
+        }
+        Action::Lookup { registry, key } => {
+            let mut entries = book
+                .registry(registry)
+                .map(|r| r.lookup(key))
+                .unwrap_or_default();
+            entries.sort();
+            let term = Term::list(
+                entries
+                    .into_iter()
+                    .map(|(pid, v)| Term::tuple([Term::Pid(pid), v])),
+            );
+            result(p, format!("lookup {registry} {key}"), term).await;
+        }
         Action::ChildCall {
             function,
             sup,

@@ -1,6 +1,7 @@
 //! The oracle's scenario format (`otp-oracle/README.md`), parsed into types. Every error names
 //! the field it is about (`tree.children[1].shutdown`).
 
+use crate::registry::Keys;
 use crate::term::Term;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -36,13 +37,6 @@ fn invalid(field: &str, message: impl Into<String>) -> ScenarioError {
     ScenarioError::Invalid {
         field: field.into(),
         message: message.into(),
-    }
-}
-
-fn unsupported(field: &str, what: impl Into<String>) -> ScenarioError {
-    ScenarioError::Unsupported {
-        field: field.into(),
-        what: what.into(),
     }
 }
 
@@ -223,12 +217,51 @@ pub struct WorkerSpec {
     pub crash_after: Option<u64>,
     /// ... with this reason.
     pub crash_reason: Term,
+    /// Registrations the worker makes while it starts.
+    pub register: Vec<Registration>,
+}
+
+/// A registration in a registry: `{"registry", "key", "value"}` (a string key stays a
+/// string, as the oracle passes it to Elixir; the value is read like a reason).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Registration {
+    /// The registry's name.
+    pub registry: String,
+    /// The key.
+    pub key: Term,
+    /// The value (`nil` by default).
+    pub value: Term,
+}
+
+/// A registry node: `Registry.start_link(keys:, name:, partitions:)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegistryNode {
+    /// Unique or duplicate keys.
+    pub keys: Keys,
+    /// Its name (the node's id by default).
+    pub name: String,
+    /// Its number of partitions.
+    pub partitions: usize,
 }
 
 impl WorkerSpec {
     fn parse(obj: &Obj) -> Result<WorkerSpec> {
-        if obj.get("register").is_some() {
-            return Err(unsupported(&obj.field("register"), "registry registration"));
+        let mut register = Vec::new();
+        if let Some(list) = obj.get("register") {
+            let at = obj.field("register");
+            let list = list
+                .as_array()
+                .ok_or_else(|| invalid(&at, "expected an array"))?;
+            for (i, r) in list.iter().enumerate() {
+                let r = Obj::new(r, format!("{at}[{i}]"))?;
+                register.push(Registration {
+                    registry: r.req_str("registry")?.into(),
+                    key: r
+                        .raw("key")?
+                        .ok_or_else(|| invalid(&r.field("key"), "missing"))?,
+                    value: r.term("value")?.unwrap_or_else(|| Term::atom("nil")),
+                });
+            }
         }
         let stop_delay = match obj.get("stop_delay") {
             None => StopDelay::Ms(0),
@@ -249,6 +282,7 @@ impl WorkerSpec {
             crash_reason: obj
                 .term("crash_reason")?
                 .unwrap_or_else(|| Term::atom("boom")),
+            register,
         })
     }
 }
@@ -264,6 +298,8 @@ pub struct TreeNode {
     pub supervisor: bool,
     /// Whether it is a dynamic supervisor (Elixir's `DynamicSupervisor`).
     pub dynamic: bool,
+    /// A registry node's settings.
+    pub registry: Option<RegistryNode>,
     /// A dynamic supervisor's `max_children` (`"infinity"` or an integer).
     pub max_children: Option<Term>,
     /// The child spec fields, as terms (checked by OTP's rules when the spec is built):
@@ -289,10 +325,26 @@ impl TreeNode {
         };
         let node_type = obj.str("type")?.unwrap_or("worker");
         let dynamic = node_type == "dynamic_supervisor";
+        let registry = match node_type {
+            "registry" => Some(RegistryNode {
+                keys: match obj.str("keys")?.unwrap_or("unique") {
+                    "unique" => Keys::Unique,
+                    "duplicate" => Keys::Duplicate,
+                    other => {
+                        return Err(invalid(
+                            &obj.field("keys"),
+                            format!("unknown keys {other:?}"),
+                        ))
+                    }
+                },
+                name: obj.str("name")?.unwrap_or(&id).to_string(),
+                partitions: obj.uint("partitions")?.unwrap_or(1).max(1) as usize,
+            }),
+            _ => None,
+        };
         let supervisor = match node_type {
             "worker" => false,
-            "supervisor" | "dynamic_supervisor" => true,
-            "registry" => return Err(unsupported(&obj.field("type"), "registry nodes are")),
+            "supervisor" | "dynamic_supervisor" | "registry" => true,
             other => {
                 return Err(invalid(
                     &obj.field("type"),
@@ -368,6 +420,7 @@ impl TreeNode {
             path,
             supervisor,
             dynamic,
+            registry,
             max_children: obj.raw("max_children")?.map(|t| match t {
                 Term::Str(s) if s == "infinity" => Term::atom("infinity"),
                 t => t,
@@ -469,8 +522,50 @@ pub enum Action {
         /// Its new start behaviour per attempt.
         seq: Vec<StartAction>,
     },
+    /// The worker at `path` registers itself in `registry`.
+    Register {
+        /// The worker.
+        path: String,
+        /// The registry's name.
+        registry: String,
+        /// The key.
+        key: Term,
+        /// The value.
+        value: Term,
+    },
+    /// The worker at `path` unregisters `key`.
+    Unregister {
+        /// The worker.
+        path: String,
+        /// The registry's name.
+        registry: String,
+        /// The key.
+        key: Term,
+    },
+    /// `Registry.lookup/2` from the driver.
+    Lookup {
+        /// The registry's name.
+        registry: String,
+        /// The key.
+        key: Term,
+    },
     /// Nothing (a time marker).
     Sleep,
+}
+
+/// A registry named in an operation must be a registry node of the tree.
+fn check_registry(name: &str, at: &str, sups: &BTreeMap<String, Arc<TreeNode>>) -> Result<()> {
+    let known = sups
+        .values()
+        .any(|n| n.registry.as_ref().is_some_and(|r| r.name == name));
+    if known {
+        Ok(())
+    } else {
+        Err(invalid(
+            at,
+            format!("no registry named {name:?} in the tree"),
+        ))
+    }
 }
 
 /// The API functions that take a child reference.
@@ -649,11 +744,36 @@ fn parse_op(value: &Value, at: &str, sups: &BTreeMap<String, Arc<TreeNode>>) -> 
             path: path()?,
             seq: start_seq(&obj)?,
         },
-        "register" | "unregister" | "lookup" => {
-            return Err(unsupported(
-                &obj.field("op"),
-                format!("the {op} operation is"),
-            ))
+        "register" | "unregister" => {
+            let registry = obj.req_str("registry")?.to_string();
+            check_registry(&registry, &obj.field("registry"), sups)?;
+            let key = obj
+                .raw("key")?
+                .ok_or_else(|| invalid(&obj.field("key"), "missing"))?;
+            let path = path()?;
+            if op == "register" {
+                let value = obj.term("value")?.unwrap_or_else(|| Term::atom("nil"));
+                Action::Register {
+                    path,
+                    registry,
+                    key,
+                    value,
+                }
+            } else {
+                Action::Unregister {
+                    path,
+                    registry,
+                    key,
+                }
+            }
+        }
+        "lookup" => {
+            let registry = obj.req_str("registry")?.to_string();
+            check_registry(&registry, &obj.field("registry"), sups)?;
+            let key = obj
+                .raw("key")?
+                .ok_or_else(|| invalid(&obj.field("key"), "missing"))?;
+            Action::Lookup { registry, key }
         }
         other => {
             return Err(invalid(

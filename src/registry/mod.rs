@@ -1,0 +1,581 @@
+//! A process registry with the semantics of Elixir's `Registry` (SPEC §L): unique or
+//! duplicate keys of any ordered type, values, partitions, listeners, metadata, and `via`
+//! names for servers and supervisors.
+//!
+//! As in Elixir, the table is read and written by the calling process (Elixir's ETS tables)
+//! and a *partition* process per partition owns the cleanup: every registered process is
+//! linked to a partition, which traps exits and removes the dead process's entries. Cleanup
+//! is therefore asynchronous: between a death and its cleanup `lookup` may still return the
+//! dead pid (SPEC item 90), while a unique `register` and `via` lookups treat a dead owner
+//! as absent.
+//!
+//! ```
+//! use otpsim::{rt, Node, ExitReason};
+//! use otpsim::registry::{Keys, Registry, RegistryOptions};
+//!
+//! rt::block_on(0, async {
+//!     let node = Node::new();
+//!     let main = node.spawn(|p| async move {
+//!         let reg: Registry<String, u32> = Registry::start_link(&p, RegistryOptions::new(Keys::Unique)).await.unwrap();
+//!         reg.register(&p, "alice".to_string(), 7).unwrap();
+//!         assert_eq!(reg.lookup(&"alice".to_string()), vec![(p.pid(), 7)]);
+//!         let err = reg.register(&p, "alice".to_string(), 8).unwrap_err();
+//!         assert_eq!(err.to_string(), format!("already registered by {}", p.pid()));
+//!         reg.unregister(&p, &"alice".to_string());
+//!         assert_eq!(reg.count(), 0);
+//!     });
+//!     assert_eq!(node.wait_exit(main).await, Some(ExitReason::Normal));
+//! });
+//! ```
+
+use crate::process::{ExitReason, Msg, Node, Process};
+use crate::server::{StartError, Via, ViaName};
+use crate::supervisor::{self, ChildSpec, Flags, Start, Started, Strategy, SupervisorSpec};
+use crate::term::{Pid, Term};
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+/// Whether a key maps to one process or to many.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keys {
+    /// At most one entry per key.
+    Unique,
+    /// Any number of entries per key, from any processes.
+    Duplicate,
+}
+
+/// The options of `Registry.start_link/1` (SPEC item 85).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegistryOptions {
+    /// Unique or duplicate keys.
+    pub keys: Keys,
+    /// The number of partitions (at least 1).
+    pub partitions: usize,
+    /// Processes told of every explicit register and unregister.
+    pub listeners: Vec<Pid>,
+    /// A local name for the registry's supervisor.
+    pub name: Option<String>,
+}
+
+impl RegistryOptions {
+    /// One partition, no listeners, no name.
+    pub fn new(keys: Keys) -> RegistryOptions {
+        RegistryOptions {
+            keys,
+            partitions: 1,
+            listeners: Vec::new(),
+            name: None,
+        }
+    }
+
+    /// Sets the number of partitions.
+    pub fn partitions(mut self, n: usize) -> RegistryOptions {
+        self.partitions = n.max(1);
+        self
+    }
+
+    /// Adds a listener.
+    pub fn listener(mut self, pid: Pid) -> RegistryOptions {
+        self.listeners.push(pid);
+        self
+    }
+
+    /// Names the registry's supervisor.
+    pub fn named(mut self, name: impl Into<String>) -> RegistryOptions {
+        self.name = Some(name.into());
+        self
+    }
+}
+
+/// A unique key is held by a live process (SPEC item 87).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("already registered by {0}")]
+pub struct AlreadyRegistered(pub Pid);
+
+impl AlreadyRegistered {
+    /// Elixir's `{:already_registered, pid}`.
+    pub fn to_term(&self) -> Term {
+        Term::tuple([Term::atom("already_registered"), Term::Pid(self.0)])
+    }
+}
+
+/// What listeners receive (SPEC item 91): only explicit registrations, never deaths.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RegistryEvent<K, V> {
+    /// `{:register, registry, key, pid, value}`.
+    Register {
+        /// The key.
+        key: K,
+        /// The process.
+        pid: Pid,
+        /// Its value.
+        value: V,
+    },
+    /// `{:unregister, registry, key, pid}`.
+    Unregister {
+        /// The key.
+        key: K,
+        /// The process.
+        pid: Pid,
+    },
+}
+
+/// One partition's share of the table.
+struct Part<K, V> {
+    /// The partition process (it changes when the partition restarts).
+    pid: Option<Pid>,
+    /// Entries whose key hashes here (unique) or whose owner hashes here (duplicate).
+    entries: BTreeMap<K, Vec<(Pid, V)>>,
+    /// Owners hashing here: the keys they hold (with the partition of each key).
+    owners: BTreeMap<Pid, Vec<(usize, K)>>,
+}
+
+struct Table<K, V> {
+    parts: Vec<Part<K, V>>,
+    meta: BTreeMap<String, Term>,
+}
+
+struct Shared<K, V> {
+    keys: Keys,
+    node: Node,
+    listeners: Vec<Pid>,
+    table: Mutex<Table<K, V>>,
+}
+
+/// A running registry. Cloning gives another handle to the same registry.
+pub struct Registry<K, V> {
+    shared: Arc<Shared<K, V>>,
+    pid: Pid,
+}
+
+impl<K, V> Clone for Registry<K, V> {
+    fn clone(&self) -> Self {
+        Registry {
+            shared: self.shared.clone(),
+            pid: self.pid,
+        }
+    }
+}
+
+impl<K, V> std::fmt::Debug for Registry<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Registry({})", self.pid)
+    }
+}
+
+/// A deterministic partition for a value (the same on every run and platform).
+fn slot<T: Hash>(value: &T, n: usize) -> usize {
+    // SipHash with fixed keys: deterministic, unlike a RandomState.
+    #[allow(deprecated)]
+    let mut h = std::hash::SipHasher::new();
+    value.hash(&mut h);
+    (h.finish() % n as u64) as usize
+}
+
+impl<K, V> Registry<K, V>
+where
+    K: Ord + Hash + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// Starts the registry: a supervisor (one_for_all for unique keys, one_for_one for
+    /// duplicate ones) of partition processes, linked to the caller (SPEC item 85).
+    pub async fn start_link(
+        p: &Process,
+        options: RegistryOptions,
+    ) -> Result<Registry<K, V>, StartError> {
+        let n = options.partitions.max(1);
+        let shared = Arc::new(Shared {
+            keys: options.keys,
+            node: p.node().clone(),
+            listeners: options.listeners.clone(),
+            table: Mutex::new(Table {
+                parts: (0..n)
+                    .map(|_| Part {
+                        pid: None,
+                        entries: BTreeMap::new(),
+                        owners: BTreeMap::new(),
+                    })
+                    .collect(),
+                meta: BTreeMap::new(),
+            }),
+        });
+        let strategy = match options.keys {
+            Keys::Unique => Strategy::OneForAll,
+            Keys::Duplicate => Strategy::OneForOne,
+        };
+        let mut spec = SupervisorSpec::new(Flags::elixir(strategy));
+        for i in 0..n {
+            let part = shared.clone();
+            let start = Start::new(move |sp| {
+                let part = part.clone();
+                Box::pin(async move {
+                    let shared = part.clone();
+                    let pid = sp.spawn_link(move |pp| partition(pp, shared, i));
+                    // Set up before the start returns, so that nobody registers through a
+                    // partition that is not ready (OTP's init_ack).
+                    reset_partition(&part, i, pid);
+                    Ok(Started::Pid(pid))
+                })
+            });
+            spec = spec.child(
+                ChildSpec::worker(format!("partition_{i}"), start).modules(["Registry.Partition"]),
+            );
+        }
+        let mut start = crate::server::StartOptions::linked();
+        start.name = options.name;
+        let sup = supervisor::start_with(
+            p,
+            move |_| supervisor::SupervisorInit::Ok(spec.clone()),
+            start,
+        )
+        .await?;
+        Ok(Registry {
+            shared,
+            pid: sup.pid(),
+        })
+    }
+
+    /// The registry's supervisor.
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    fn table(&self) -> MutexGuard<'_, Table<K, V>> {
+        self.shared
+            .table
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn key_part(&self, key: &K, owner: Pid, n: usize) -> usize {
+        match self.shared.keys {
+            Keys::Unique => slot(key, n),
+            Keys::Duplicate => slot(&owner, n),
+        }
+    }
+
+    fn notify(&self, p: &Process, event: RegistryEvent<K, V>) {
+        for l in &self.shared.listeners {
+            p.send(*l, event.clone());
+        }
+    }
+
+    /// Registers the calling process under `key` with `value` and links it to its partition;
+    /// returns the partition's pid (SPEC items 86-88). A unique key held by a dead process
+    /// that is not cleaned up yet is taken over.
+    pub fn register(&self, p: &Process, key: K, value: V) -> Result<Pid, AlreadyRegistered> {
+        let me = p.pid();
+        let partition = {
+            let mut t = self.table();
+            let n = t.parts.len();
+            let kp = self.key_part(&key, me, n);
+            let op = slot(&me, n);
+            if self.shared.keys == Keys::Unique {
+                if let Some(&(owner, _)) = t.parts[kp].entries.get(&key).and_then(|e| e.first()) {
+                    if self.shared.node.is_alive(owner) {
+                        return Err(AlreadyRegistered(owner));
+                    }
+                    remove_owner_key(&mut t, owner, &key);
+                }
+            }
+            t.parts[kp]
+                .entries
+                .entry(key.clone())
+                .or_default()
+                .push((me, value.clone()));
+            t.parts[op]
+                .owners
+                .entry(me)
+                .or_default()
+                .push((kp, key.clone()));
+            t.parts[op].pid
+        };
+        if let Some(partition) = partition {
+            let _ = p.link(partition);
+        }
+        self.notify(
+            p,
+            RegistryEvent::Register {
+                key,
+                pid: me,
+                value,
+            },
+        );
+        Ok(partition.unwrap_or(self.pid))
+    }
+
+    /// Removes all the caller's entries for `key`; unlinks from the partition once the caller
+    /// holds nothing there (SPEC item 89). Always succeeds.
+    pub fn unregister(&self, p: &Process, key: &K) {
+        let me = p.pid();
+        let (removed, unlink) = {
+            let mut t = self.table();
+            let removed = remove_owner_key(&mut t, me, key);
+            let op = slot(&me, t.parts.len());
+            let unlink = match t.parts[op].owners.get(&me) {
+                Some(keys) if !keys.is_empty() => None,
+                _ => t.parts[op].pid,
+            };
+            (removed, unlink)
+        };
+        if let Some(partition) = unlink {
+            p.unlink(partition);
+        }
+        if removed {
+            self.notify(
+                p,
+                RegistryEvent::Unregister {
+                    key: key.clone(),
+                    pid: me,
+                },
+            );
+        }
+    }
+
+    /// The entries of `key`, dead owners not cleaned up yet included (SPEC items 90, 92).
+    pub fn lookup(&self, key: &K) -> Vec<(Pid, V)> {
+        let t = self.table();
+        let n = t.parts.len();
+        match self.shared.keys {
+            Keys::Unique => t.parts[slot(key, n)]
+                .entries
+                .get(key)
+                .cloned()
+                .unwrap_or_default(),
+            Keys::Duplicate => t
+                .parts
+                .iter()
+                .flat_map(|part| part.entries.get(key).cloned().unwrap_or_default())
+                .collect(),
+        }
+    }
+
+    /// The entries of `key` whose value `pred` accepts (`match/3`).
+    pub fn match_values(&self, key: &K, mut pred: impl FnMut(&V) -> bool) -> Vec<(Pid, V)> {
+        self.lookup(key)
+            .into_iter()
+            .filter(|(_, v)| pred(v))
+            .collect()
+    }
+
+    /// The keys `pid` holds.
+    pub fn keys(&self, pid: Pid) -> Vec<K> {
+        let t = self.table();
+        let op = slot(&pid, t.parts.len());
+        t.parts[op]
+            .owners
+            .get(&pid)
+            .map(|keys| keys.iter().map(|(_, k)| k.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The values `pid` registered under `key`.
+    pub fn values(&self, key: &K, pid: Pid) -> Vec<V> {
+        self.lookup(key)
+            .into_iter()
+            .filter(|(p, _)| *p == pid)
+            .map(|(_, v)| v)
+            .collect()
+    }
+
+    /// The number of entries (SPEC item 95).
+    pub fn count(&self) -> usize {
+        self.table()
+            .parts
+            .iter()
+            .flat_map(|p| p.entries.values())
+            .map(Vec::len)
+            .sum()
+    }
+
+    /// Calls `f` with the entries of `key`, once per partition that has some, never with an
+    /// empty list (SPEC item 94).
+    pub fn dispatch(&self, key: &K, mut f: impl FnMut(&[(Pid, V)])) {
+        let groups: Vec<Vec<(Pid, V)>> = {
+            let t = self.table();
+            t.parts
+                .iter()
+                .filter_map(|part| part.entries.get(key).cloned())
+                .collect()
+        };
+        for group in groups.iter().filter(|g| !g.is_empty()) {
+            f(group);
+        }
+    }
+
+    /// Replaces the value of the caller's own unique `key`: `Some((new, old))`, or `None` if
+    /// the caller does not hold it or the keys are duplicate (SPEC item 95).
+    pub fn update_value(&self, p: &Process, key: &K, f: impl FnOnce(&V) -> V) -> Option<(V, V)> {
+        if self.shared.keys != Keys::Unique {
+            return None;
+        }
+        let mut t = self.table();
+        let kp = slot(key, t.parts.len());
+        let entry = t.parts[kp].entries.get_mut(key)?.first_mut()?;
+        if entry.0 != p.pid() {
+            return None;
+        }
+        let new = f(&entry.1);
+        let old = std::mem::replace(&mut entry.1, new.clone());
+        Some((new, old))
+    }
+
+    /// Registry-wide metadata (SPEC item 95).
+    pub fn meta(&self, key: &str) -> Option<Term> {
+        self.table().meta.get(key).cloned()
+    }
+
+    /// Sets metadata.
+    pub fn put_meta(&self, key: &str, value: Term) {
+        self.table().meta.insert(key.into(), value);
+    }
+
+    /// Removes metadata.
+    pub fn delete_meta(&self, key: &str) {
+        self.table().meta.remove(key);
+    }
+
+    /// The live process registered under a unique `key` (`whereis_name`, used by `via`: a
+    /// dead owner counts as absent, SPEC item 90).
+    pub fn whereis_name(&self, key: &K) -> Option<Pid> {
+        let owner = self.lookup(key).first().map(|(pid, _)| *pid)?;
+        self.shared.node.is_alive(owner).then_some(owner)
+    }
+
+    /// `{:via, Registry, {registry, key}}` with a default value: the name for
+    /// [`StartOptions::via`](crate::server::StartOptions::via) (SPEC item 93). Only for
+    /// unique registries.
+    pub fn via(&self, key: K) -> Via
+    where
+        K: std::fmt::Debug,
+        V: Default,
+    {
+        self.via_with(key, V::default())
+    }
+
+    /// `{:via, Registry, {registry, key, value}}`.
+    pub fn via_with(&self, key: K, value: V) -> Via
+    where
+        K: std::fmt::Debug,
+    {
+        Via(Arc::new(ViaKey {
+            registry: self.clone(),
+            key,
+            value,
+        }))
+    }
+}
+
+/// Removes `owner`'s entries for `key` from the table; whether there were any.
+fn remove_owner_key<K: Ord + Hash + Clone, V>(t: &mut Table<K, V>, owner: Pid, key: &K) -> bool {
+    let op = slot(&owner, t.parts.len());
+    let Some(keys) = t.parts[op].owners.get_mut(&owner) else {
+        return false;
+    };
+    let mut parts: Vec<usize> = keys
+        .iter()
+        .filter(|(_, k)| k == key)
+        .map(|(kp, _)| *kp)
+        .collect();
+    keys.retain(|(_, k)| k != key);
+    if keys.is_empty() {
+        t.parts[op].owners.remove(&owner);
+    }
+    parts.dedup();
+    let mut removed = false;
+    for kp in parts {
+        if let Some(entries) = t.parts[kp].entries.get_mut(key) {
+            let before = entries.len();
+            entries.retain(|(p, _)| *p != owner);
+            removed |= entries.len() != before;
+            if entries.is_empty() {
+                t.parts[kp].entries.remove(key);
+            }
+        }
+    }
+    removed
+}
+
+/// A partition process: traps exits and removes the entries of registered processes that
+/// die (SPEC item 90). A new incarnation starts with an empty share of the table, as Elixir's
+/// partition starts with a new ETS table (see `reset_partition`).
+async fn partition<K, V>(p: Process, shared: Arc<Shared<K, V>>, index: usize) -> ExitReason
+where
+    K: Ord + Hash + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    p.trap_exit(true);
+    let parent = p.links().first().copied();
+    loop {
+        match p.recv().await {
+            Msg::Exit { from, reason } if Some(from) == parent => return reason,
+            Msg::Exit { from, .. } => {
+                let mut t = shared.table.lock().unwrap_or_else(PoisonError::into_inner);
+                let keys = t.parts[index].owners.remove(&from).unwrap_or_default();
+                for (kp, key) in keys {
+                    if let Some(entries) = t.parts[kp].entries.get_mut(&key) {
+                        entries.retain(|(pid, _)| *pid != from);
+                        if entries.is_empty() {
+                            t.parts[kp].entries.remove(&key);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A (re)started partition: a new, empty share of the table, and its new pid.
+fn reset_partition<K: Ord, V>(shared: &Shared<K, V>, index: usize, pid: Pid) {
+    let mut t = shared.table.lock().unwrap_or_else(PoisonError::into_inner);
+    let owners = std::mem::take(&mut t.parts[index].owners);
+    for (owner, keys) in owners {
+        for (_, key) in keys {
+            remove_owner_key_anywhere(&mut t, owner, &key);
+        }
+    }
+    t.parts[index].entries.clear();
+    t.parts[index].pid = Some(pid);
+}
+
+/// Removes `owner`'s entries for `key` wherever they are (the owner map is already gone).
+fn remove_owner_key_anywhere<K: Ord, V>(t: &mut Table<K, V>, owner: Pid, key: &K) {
+    for part in &mut t.parts {
+        if let Some(entries) = part.entries.get_mut(key) {
+            entries.retain(|(p, _)| *p != owner);
+            if entries.is_empty() {
+                part.entries.remove(key);
+            }
+        }
+    }
+}
+
+/// A `via` name in a registry.
+struct ViaKey<K, V> {
+    registry: Registry<K, V>,
+    key: K,
+    value: V,
+}
+
+impl<K, V> ViaName for ViaKey<K, V>
+where
+    K: Ord + Hash + Clone + Send + Sync + std::fmt::Debug + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    fn register_name(&self, p: &Process) -> Result<(), Pid> {
+        self.registry
+            .register(p, self.key.clone(), self.value.clone())
+            .map(|_| ())
+            .map_err(|AlreadyRegistered(owner)| owner)
+    }
+
+    fn whereis_name(&self) -> Option<Pid> {
+        self.registry.whereis_name(&self.key)
+    }
+
+    fn describe(&self) -> String {
+        format!("{{via, {:?}, {:?}}}", self.registry, self.key)
+    }
+}
