@@ -31,7 +31,7 @@ fn load(file: &Path) -> Scenario {
 #[test]
 fn the_suite_holds_every_scenario_with_its_otp_trace() {
     let files = scenarios();
-    assert!(files.len() >= 55, "only {} scenarios", files.len());
+    assert!(files.len() >= 64, "only {} scenarios", files.len());
     for f in &files {
         assert!(
             f.with_extension("trace").exists(),
