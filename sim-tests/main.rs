@@ -8,6 +8,8 @@ mod conformance;
 mod determinism;
 mod process_core;
 mod registry;
+#[cfg(madsim)]
+mod registry_model;
 mod server;
 #[cfg(madsim)]
 mod supervision_model;
