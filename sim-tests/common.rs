@@ -29,6 +29,23 @@ pub fn assert_normal(report: &RunReport) {
     }
 }
 
+/// A proptest runner with a fixed seed (the same cases on every run) and `PROPTEST_CASES`
+/// (default `cases`) cases; failures are shrunk and reported by the test, not persisted.
+#[cfg(madsim)]
+pub fn seeded_runner(cases: u32) -> proptest::test_runner::TestRunner {
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(cases);
+    let config = Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha))
+}
+
 /// Whether the trace has a line equal to `line`.
 pub fn has_line(report: &RunReport, line: &str) -> bool {
     report.trace.lines().iter().any(|l| l == line)

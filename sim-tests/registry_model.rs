@@ -14,7 +14,6 @@ use otpsim::sim::Sim;
 use otpsim::supervisor::{self, ChildSpec, Flags, Restart, Start, SupervisorSpec};
 use otpsim::{ExitReason, Pid, Process};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
 type Reg = Registry<String, u32>;
 
@@ -242,17 +241,7 @@ async fn check(p: &Process, case: Case) -> Result<(), String> {
 
 #[test]
 fn registry_stays_consistent_under_crashes_kills_and_delays() {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(128);
-    let config = Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    };
-    let mut runner =
-        TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha));
+    let mut runner = crate::common::seeded_runner(128);
     let result = runner.run(&case(), |case| run(case).map_err(TestCaseError::fail));
     if let Err(e) = result {
         panic!("{e}");

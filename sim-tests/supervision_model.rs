@@ -11,7 +11,6 @@
 
 use otpsim::sim::conform::{self, Scenario};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use serde_json::{json, Value};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -418,17 +417,7 @@ fn observed(scenario: &Scenario) -> Vec<String> {
 
 #[test]
 fn restarts_follow_the_model_of_spec_c_to_e() {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
-    let config = Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    };
-    let mut runner =
-        TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha));
+    let mut runner = crate::common::seeded_runner(256);
     let result = runner.run(&(sup_strategy(2), crashes()), |(tree, crashes)| {
         let (scenario, ops) = scenario(&tree, &crashes);
         let expected = model(&tree, &ops);

@@ -211,12 +211,7 @@ impl GenServer for Dynamic {
 
     async fn init(init: Arc<InitFn>, p: &Process) -> Init<Self> {
         p.trap_exit(true);
-        let node = p.node();
-        if node.tracing() && node.path_of(p.pid()).is_none() {
-            if let Some(name) = p.registered_name() {
-                node.label(p.pid(), name, true);
-            }
-        }
+        super::label_by_name(p);
         let options = match init(p) {
             DynamicInit::Ok(options) => options,
             DynamicInit::Ignore => return Init::Ignore,

@@ -64,13 +64,7 @@ impl GenServer for Supervisor {
 
     async fn init(init: Arc<InitFn>, p: &Process) -> Init<Self> {
         p.trap_exit(true); // SPEC item 8: before the callback's init
-                           // A supervisor known by name is the root of the paths its children get in the trace.
-        let node = p.node();
-        if node.tracing() && node.path_of(p.pid()).is_none() {
-            if let Some(name) = p.registered_name() {
-                node.label(p.pid(), name, true);
-            }
-        }
+        super::label_by_name(p);
         let spec = match init(p) {
             SupervisorInit::Ok(spec) => spec,
             SupervisorInit::Ignore => return Init::Ignore,

@@ -263,6 +263,17 @@ impl Counts {
     }
 }
 
+/// A supervisor known by a local name and not yet named in the trace takes its name as its
+/// tree path, the root of its children's paths.
+fn label_by_name(p: &Process) {
+    let node = p.node();
+    if node.tracing() && node.path_of(p.pid()).is_none() {
+        if let Some(name) = p.registered_name() {
+            node.label(p.pid(), name, true);
+        }
+    }
+}
+
 /// Starts a supervisor linked to the calling process and waits until every child has started
 /// (`supervisor:start_link/2`).
 pub async fn start_link(p: &Process, spec: SupervisorSpec) -> Result<SupervisorRef, StartError> {
