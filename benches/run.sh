@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 unset RUSTFLAGS CARGO_ENCODED_RUSTFLAGS RUSTDOCFLAGS
 runs="${RUNS:-5}"
 workloads=("$@")
-[ ${#workloads[@]} -eq 0 ] && workloads=(b1)
+[ ${#workloads[@]} -eq 0 ] && workloads=(b1 b2 b3 b4 b5)
 
 cargo bench-native --bench runtime --no-run -q 2>/dev/null || cargo bench-native --bench runtime --no-run
 out=$(mktemp)

@@ -7,9 +7,11 @@
 //! These measure wall-clock time on purpose; nothing here runs in `cargo test`.
 #![allow(clippy::disallowed_methods)] // Instant::now: a benchmark measures real time
 
-use otpsim::server::{GenServer, Init, Next};
+use otpsim::registry::{Keys, Registry, RegistryOptions};
+use otpsim::server::{self, CallReply, From, GenServer, Init, Next, StartOptions};
+use otpsim::supervisor::dynamic::{self, DynamicOptions};
 use otpsim::supervisor::{self, ChildSpec, Flags, Strategy, SupervisorSpec};
-use otpsim::{rt, ExitReason, Node, Pid, Process};
+use otpsim::{rt, ExitReason, Msg, Node, Pid, Process};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -107,12 +109,168 @@ fn b1() {
     });
 }
 
+/// An idle server (the children of b2, b3 and b5; the server of b4 answers calls).
+struct Idle;
+
+impl GenServer for Idle {
+    type Arg = ();
+    type Call = ();
+    type Reply = ();
+    type Cast = ();
+    type Cont = ();
+
+    async fn init(_: (), _p: &Process) -> Init<Self> {
+        Init::Ok(Idle)
+    }
+
+    async fn handle_call(&mut self, _: (), _from: From<()>, _p: &Process) -> CallReply<Self> {
+        CallReply::Reply(())
+    }
+}
+
+/// Resident memory in bytes (Linux `/proc/self/statm`).
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// Runs `body` as a process on a fresh node and waits for it.
+fn in_process<F, Fut>(body: F)
+where
+    F: FnOnce(Process) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    rt::block_on(0, async move {
+        let node = Node::new();
+        let main = node.spawn(body);
+        node.wait_exit(main).await;
+    });
+}
+
+/// Waits until `pid` is dead.
+async fn wait_dead(p: &Process, pid: Pid) {
+    let mref = p.monitor(pid);
+    p.receive(|m| matches!(m, Msg::Down { mref: r, .. } if *r == mref))
+        .await;
+}
+
+/// b2: 100,000 `start_child` of an idle GenServer on a DynamicSupervisor, then its shutdown.
+fn b2() {
+    let n = 100_000 / divide();
+    in_process(move |p| async move {
+        let sup = dynamic::start_link(&p, DynamicOptions::default())
+            .await
+            .expect("starts");
+        let spec = ChildSpec::server::<Idle>("idle", ());
+        let before = resident_bytes();
+        let t0 = Instant::now();
+        for _ in 0..n {
+            sup.start_child(&p, spec.clone())
+                .await
+                .expect("child starts");
+        }
+        let spawn = t0.elapsed().as_secs_f64();
+        let after = resident_bytes();
+        p.trap_exit(true);
+        let t1 = Instant::now();
+        p.exit(sup.pid(), ExitReason::Shutdown);
+        wait_dead(&p, sup.pid()).await;
+        let shutdown = t1.elapsed().as_secs_f64();
+        result("b2", "spawns_per_s", n as f64 / spawn);
+        result(
+            "b2",
+            "bytes_per_child",
+            after.saturating_sub(before) as f64 / n as f64,
+        );
+        result("b2", "shutdown_ms", shutdown * 1000.0);
+    });
+}
+
+/// b3: 100,000 GenServers under unique via names, then 1,000,000 lookups of the names.
+fn b3() {
+    let (n, lookups) = (100_000 / divide(), 1_000_000 / divide());
+    in_process(move |p| async move {
+        let reg: Registry<u64, ()> = Registry::start_link(&p, RegistryOptions::new(Keys::Unique))
+            .await
+            .expect("starts");
+        let t0 = Instant::now();
+        for i in 0..n {
+            let opts = StartOptions::linked().via(reg.via(i));
+            server::start_with::<Idle>(&p, (), opts)
+                .await
+                .expect("server starts");
+        }
+        let registering = t0.elapsed().as_secs_f64();
+        let t1 = Instant::now();
+        let mut found = 0u64;
+        for i in 0..lookups {
+            found += u64::from(reg.whereis_name(&(i % n)).is_some());
+        }
+        let looking = t1.elapsed().as_secs_f64();
+        assert_eq!(found, lookups);
+        result("b3", "registrations_per_s", n as f64 / registering);
+        result("b3", "lookups_per_s", lookups as f64 / looking);
+    });
+}
+
+/// b4: 1,000,000 sequential calls to one GenServer from a process.
+fn b4() {
+    let n = 1_000_000 / divide();
+    in_process(move |p| async move {
+        let server = server::start_link::<Idle>(&p, ()).await.expect("starts");
+        let t0 = Instant::now();
+        for _ in 0..n {
+            server.call(&p, ()).await.expect("reply");
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        result("b4", "calls_per_s", n as f64 / secs);
+        result("b4", "rtt_us", secs * 1e6 / n as f64);
+    });
+}
+
+/// b5: root -> 10 -> 100 -> 1,000 leaf supervisors -> 10 idle workers each.
+fn b5() {
+    let leaf_workers = 10;
+    let leaf = (0..leaf_workers).fold(SupervisorSpec::new(Flags::default()), |s, i| {
+        s.child(ChildSpec::server::<Idle>(format!("w{i}"), ()))
+    });
+    let level = |child: SupervisorSpec| {
+        (0..10).fold(SupervisorSpec::new(Flags::default()), |s, i| {
+            s.child(child.clone().into_child(format!("s{i}")))
+        })
+    };
+    let root = level(level(level(leaf)));
+    in_process(move |p| async move {
+        p.trap_exit(true);
+        let t0 = Instant::now();
+        let sup = supervisor::start_link(&p, root)
+            .await
+            .expect("the tree starts");
+        let start = t0.elapsed().as_secs_f64();
+        let t1 = Instant::now();
+        p.exit(sup.pid(), ExitReason::Shutdown);
+        wait_dead(&p, sup.pid()).await;
+        let stop = t1.elapsed().as_secs_f64();
+        assert!(
+            p.node().processes().len() <= 1,
+            "every worker has terminated"
+        );
+        result("b5", "start_ms", start * 1000.0);
+        result("b5", "stop_ms", stop * 1000.0);
+    });
+}
+
 fn main() {
     if rt::SIMULATED {
         eprintln!("benchmarks run natively: use benches/run.sh or `cargo bench-native`");
         std::process::exit(2);
     }
-    let all = ["b1"];
+    let all = ["b1", "b2", "b3", "b4", "b5"];
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
@@ -125,6 +283,10 @@ fn main() {
     for workload in chosen {
         match workload {
             "b1" => b1(),
+            "b2" => b2(),
+            "b3" => b3(),
+            "b4" => b4(),
+            "b5" => b5(),
             other => {
                 eprintln!("unknown workload {other:?}; known: {all:?}");
                 std::process::exit(2);
