@@ -439,7 +439,14 @@ where
     /// The live process registered under a unique `key` (`whereis_name`, used by `via`: a
     /// dead owner counts as absent, SPEC item 90).
     pub fn whereis_name(&self, key: &K) -> Option<Pid> {
-        let owner = self.lookup(key).first().map(|(pid, _)| *pid)?;
+        let owner = {
+            let t = self.table();
+            let n = t.parts.len();
+            match self.shared.keys {
+                Keys::Unique => t.parts[slot(key, n)].entries.get(key)?.first()?.0,
+                Keys::Duplicate => t.parts.iter().find_map(|p| p.entries.get(key)?.first())?.0,
+            }
+        };
         self.shared.node.is_alive(owner).then_some(owner)
     }
 
