@@ -2,7 +2,8 @@
 # Runs the runtime benchmarks natively in release mode and prints one tab-separated line per
 # measurement: RESULT<TAB>otpsim<TAB><workload><TAB><metric><TAB><value>.
 #
-#   benches/run.sh            # every workload, RUNS times each (default 5), each a fresh process
+#   benches/run.sh            # b1-b5, RUNS times each (default 5), each a fresh process
+#   benches/run.sh sim        # the simulator's throughput (a release build of the simulation)
 #   benches/run.sh b1         # only b1
 #   RUNS=1 OTPSIM_BENCH_DIVIDE=100 benches/run.sh   # a quick smoke run
 #
@@ -14,12 +15,16 @@ runs="${RUNS:-5}"
 workloads=("$@")
 [ ${#workloads[@]} -eq 0 ] && workloads=(b1 b2 b3 b4 b5)
 
-cargo bench-native --bench runtime --no-run -q 2>/dev/null || cargo bench-native --bench runtime --no-run
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 for w in "${workloads[@]}"; do
   for _ in $(seq "$runs"); do
-    cargo bench-native -q --bench runtime -- "$w" | tee -a "$out"
+    if [ "$w" = sim ]; then
+      # The simulator's own throughput: a release build of the simulation (madsim).
+      cargo bench -q --bench simulator | tee -a "$out"
+    else
+      cargo bench-native -q --bench runtime -- "$w" | tee -a "$out"
+    fi
   done
 done
 echo "median of $runs runs ($(nproc) cores, $(date -u +%Y-%m-%d)):" >&2

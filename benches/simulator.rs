@@ -1,0 +1,119 @@
+//! The simulator's throughput, measured in a release build of the simulation (plain `cargo
+//! bench --bench simulator`, which `benches/run.sh sim` runs): simulated cases per second on
+//! one core, for a small process graph and for a 50-process supervision tree hit by 100
+//! faults. Prints `RESULT<TAB>otpsim<TAB>sim<TAB><metric><TAB><value>` lines.
+#![allow(clippy::disallowed_methods)] // Instant::now: a benchmark measures real time
+
+use otpsim::rt::Duration;
+use otpsim::sim::graph::GraphCase;
+use otpsim::sim::Sim;
+use otpsim::supervisor::{
+    self, ChildSpec, ChildState, Flags, Start, Started, SupervisorRef, SupervisorSpec,
+};
+use otpsim::{ExitReason, Process};
+use std::time::Instant;
+
+fn seconds() -> f64 {
+    let divide: f64 = std::env::var("OTPSIM_BENCH_DIVIDE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|d: &f64| *d > 0.0)
+        .unwrap_or(1.0);
+    3.0 / divide
+}
+
+fn result(metric: &str, value: f64) {
+    println!("RESULT\totpsim\tsim\t{metric}\t{value:.1}");
+}
+
+/// Runs `case(seed)` for seeds 0, 1, ... for the time budget; cases per second.
+fn rate(mut case: impl FnMut(u64)) -> f64 {
+    let budget = seconds();
+    let t0 = Instant::now();
+    let mut n = 0;
+    while t0.elapsed().as_secs_f64() < budget {
+        case(n);
+        n += 1;
+    }
+    n as f64 / t0.elapsed().as_secs_f64()
+}
+
+/// A worker that waits for ever (it ends by an exit signal).
+fn worker(id: String) -> ChildSpec {
+    ChildSpec::worker(
+        id,
+        Start::new(|p| {
+            Box::pin(async move {
+                Ok(Started::Pid(
+                    p.spawn_link(|_w| std::future::pending::<()>()),
+                ))
+            })
+        }),
+    )
+}
+
+/// Root supervisor -> 7 supervisors -> 6 workers each (50 processes); 100 kills of random
+/// workers over one simulated second; then the root is stopped.
+async fn large_tree(p: Process, seed: u64) {
+    let sub = (0..6).fold(
+        SupervisorSpec::new(Flags::default().intensity(1000)),
+        |s, i| s.child(worker(format!("w{i}"))),
+    );
+    let root = (0..7).fold(
+        SupervisorSpec::new(Flags::default().intensity(1000)),
+        |s, i| s.child(sub.clone().into_child(format!("s{i}"))),
+    );
+    let sup = supervisor::start_link(&p, root)
+        .await
+        .expect("the tree starts");
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    for _ in 0..100 {
+        p.sleep(Duration::from_millis(next(20))).await;
+        let subs = sup.which_children(&p).await.unwrap_or_default();
+        let Some(ChildState::Running(s)) = subs.get(next(7) as usize).map(|c| c.state) else {
+            continue;
+        };
+        let workers = SupervisorRef::from_pid(s)
+            .which_children(&p)
+            .await
+            .unwrap_or_default();
+        if let Some(ChildState::Running(w)) = workers.get(next(6) as usize).map(|c| c.state) {
+            p.exit(w, ExitReason::Kill);
+        }
+    }
+    p.trap_exit(true);
+    p.exit(sup.pid(), ExitReason::Shutdown);
+    let _ = p.receive(|m| matches!(m, otpsim::Msg::Exit { .. })).await;
+}
+
+fn main() {
+    if !otpsim::rt::SIMULATED {
+        eprintln!(
+            "the simulator benchmark needs the simulated build: `cargo bench --bench simulator`"
+        );
+        std::process::exit(2);
+    }
+    // Small: graph cases with exactly 5 processes.
+    let small: Vec<GraphCase> = (0..)
+        .map(GraphCase::generate)
+        .filter(|c| c.vertices.len() == 5)
+        .take(64)
+        .collect();
+    let small_rate = rate(|n| {
+        let case = &small[n as usize % small.len()];
+        let report = Sim::new(n).run(case.root());
+        assert!(report.failure().is_none());
+    });
+    result("small_cases_per_s_per_core", small_rate);
+    let large_rate = rate(|n| {
+        let report = Sim::new(n).run(move |p| large_tree(p, n));
+        assert!(report.failure().is_none(), "{:?}", report.failure());
+    });
+    result("large_cases_per_s", large_rate);
+}
