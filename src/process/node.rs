@@ -300,6 +300,16 @@ impl Node {
         (rt::now() - self.inner.started).as_micros() as u64
     }
 
+    /// The time stamp of a trace event: the clock is read only when tracing (reading it is
+    /// a system call natively, and most of a production node's signals are never recorded).
+    fn stamp(&self) -> u64 {
+        if self.inner.tracing {
+            self.elapsed_us()
+        } else {
+            0
+        }
+    }
+
     /// Spawns a process that is not linked to anything (its parent is the outside world).
     pub fn spawn<F, Fut>(&self, body: F) -> Pid
     where
@@ -342,7 +352,7 @@ impl Node {
                     }
                 }
             }
-            let at = self.elapsed_us();
+            let at = self.stamp();
             st.record(at, || EventKind::Spawn { pid, parent, tie });
             (pid, mref)
         };
@@ -419,7 +429,7 @@ impl Node {
 
     /// Records an event (when tracing is on).
     pub fn record(&self, kind: EventKind) {
-        let at = self.elapsed_us();
+        let at = self.stamp();
         self.lock().record(at, || kind);
     }
 
@@ -458,7 +468,7 @@ impl Node {
             return;
         }
         let path = path.into();
-        let at = self.elapsed_us();
+        let at = self.stamp();
         let mut st = self.lock();
         if st.procs.contains_key(&pid) {
             st.paths.insert(pid, path.clone());
@@ -570,7 +580,7 @@ impl Node {
         p.received += 1;
         let step = p.received;
         if st.choices.crash_at(pid, step) {
-            let at = self.elapsed_us();
+            let at = self.stamp();
             st.record(at, || EventKind::Fault {
                 pid,
                 fault: format!("crash at message {step}"),
@@ -596,7 +606,7 @@ impl Node {
         }
         if st.proc(from).links.insert(to) {
             st.proc(to).links.insert(from);
-            let at = self.elapsed_us();
+            let at = self.stamp();
             st.record(at, || EventKind::Link { from, to });
         }
         Ok(())
@@ -609,7 +619,7 @@ impl Node {
             if let Some(t) = st.procs.get_mut(&to) {
                 t.links.remove(&from);
             }
-            let at = self.elapsed_us();
+            let at = self.stamp();
             st.record(at, || EventKind::Unlink { from, to });
         }
     }
@@ -617,7 +627,7 @@ impl Node {
     pub(super) fn monitor(&self, watcher: Pid, target: Pid) -> MonitorRef {
         let mut st = self.lock();
         let mref = st.make_ref();
-        let at = self.elapsed_us();
+        let at = self.stamp();
         st.record(at, || EventKind::Monitor { watcher, target });
         match st.procs.get_mut(&target) {
             Some(t) => {
@@ -658,7 +668,7 @@ impl Node {
         if let Some(t) = st.procs.get_mut(&target) {
             t.watchers.remove(&mref);
         }
-        let at = self.elapsed_us();
+        let at = self.stamp();
         st.record(at, || EventKind::Demonitor { watcher, target });
         true
     }
@@ -677,7 +687,7 @@ impl Node {
         }
         p.name = Some(name.to_string());
         st.names.insert(name.to_string(), pid);
-        let at = self.elapsed_us();
+        let at = self.stamp();
         let name = name.to_string();
         st.record(at, || EventKind::Register { name, pid });
         Ok(())
@@ -691,7 +701,7 @@ impl Node {
         if let Some(p) = st.procs.get_mut(&pid) {
             p.name = None;
         }
-        let at = self.elapsed_us();
+        let at = self.stamp();
         let name = name.to_string();
         st.record(at, || EventKind::Unregister { name, pid });
         true
@@ -719,7 +729,7 @@ impl Node {
                             st.in_flight.remove(&pair);
                         }
                     }
-                    st.deliver(self.elapsed_us(), d.from, d.to, d.signal);
+                    st.deliver(self.stamp(), d.from, d.to, d.signal);
                     st.drain(&self);
                 }
                 match st.delayed.first_key_value() {
@@ -792,7 +802,7 @@ impl State {
         // `exit(self(), kill)`) took effect before the body returned.
         let reason = p.pending_exit.clone().unwrap_or(reason);
         self.paths.remove(&pid);
-        let at = node.elapsed_us();
+        let at = node.stamp();
         self.record(at, || EventKind::Exit {
             pid,
             reason: reason.to_term(),
@@ -845,7 +855,7 @@ impl State {
     fn send(&mut self, node: &Node, from: Pid, to: Pid, signal: Signal) {
         let delay = self.choices.delivery_delay(from, to);
         let pair = (from, to);
-        let at_us = node.elapsed_us();
+        let at_us = node.stamp();
         if delay.is_zero() && !self.in_flight.contains_key(&pair) {
             self.deliver(at_us, from, to, signal);
             self.drain(node);
