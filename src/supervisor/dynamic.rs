@@ -28,12 +28,12 @@ use super::spec::{
     Started,
 };
 use super::{start_result, ChildInfo, ChildState, Counts};
-use crate::process::{catch_panic, ExitReason, Msg, Process};
+use crate::process::{ExitReason, Msg, Process};
 use crate::server::{
     self, CallError, CallReply, From, GenServer, Init, Next, ServerRef, StartError, StartOptions,
 };
 use crate::term::{Pid, Term};
-use crate::trace::{EventKind, Offender};
+use crate::trace::Offender;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -266,22 +266,17 @@ impl GenServer for Dynamic {
 
 impl Dynamic {
     fn report(&self, context: &str, pid: Pid, reason: &Term, p: &Process) {
-        p.node().record_with(|| EventKind::Report {
-            supervisor: p.pid(),
-            context: context.into(),
-            offender: Offender::Child {
-                pid: Some(pid),
-                id: None,
-            },
-            reason: reason.clone(),
-        });
+        let offender = || Offender::Child {
+            pid: Some(pid),
+            id: None,
+        };
+        super::report(p, context, offender, reason);
     }
 
     async fn call_start(&self, spec: &ChildSpec, p: &Process) -> StartResult {
-        match catch_panic(spec.start.call(p, self.options.extra_arguments.clone())).await {
-            Ok(result) => result,
-            Err(panic) => Err(ExitReason::Panic(panic).to_term()),
-        }
+        spec.start
+            .run(p, self.options.extra_arguments.clone())
+            .await
     }
 
     async fn start_child(&mut self, spec: ChildSpec, p: &Process) -> Result<Started, DynamicError> {
@@ -359,8 +354,7 @@ impl Dynamic {
 
     /// Restarts the child known as `old` (SPEC items 74-75).
     async fn restart(&mut self, old: Pid, p: &Process) -> Next<Self> {
-        let now = p.node().elapsed_us() / 1_000_000;
-        if !self.window.add(now) {
+        if !self.window.add(super::whole_seconds(p)) {
             self.report(
                 "shutdown",
                 old,

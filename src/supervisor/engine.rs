@@ -9,10 +9,10 @@ use super::spec::{
     StartResult, Started, Strategy,
 };
 use super::{ChildError, ChildInfo, ChildRef, ChildState, Counts, SupervisorInit};
-use crate::process::{catch_panic, ExitReason, Msg, Process};
+use crate::process::{ExitReason, Msg, Process};
 use crate::server::{CallReply, From, GenServer, Init, Next, ServerRef};
 use crate::term::{Pid, Term};
-use crate::trace::{EventKind, Offender};
+use crate::trace::Offender;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -166,14 +166,6 @@ impl Supervisor {
 
     // ---- starting -------------------------------------------------------------------------
 
-    /// Calls a start function inside this process; a panic becomes `{error, {panic, Msg}}`.
-    async fn call_start(spec: &ChildSpec, args: &[Term], p: &Process) -> StartResult {
-        match catch_panic(spec.start.call(p, args.to_vec())).await {
-            Ok(result) => result,
-            Err(panic) => Err(ExitReason::Panic(panic).to_term()),
-        }
-    }
-
     /// Names a new child `<supervisor path>/<id>` in the trace, if this supervisor has a path.
     fn label(&self, pid: Pid, spec: &ChildSpec, p: &Process) {
         let node = p.node();
@@ -190,15 +182,11 @@ impl Supervisor {
         let Some(child) = self.children.get(key) else {
             return;
         };
-        p.node().record_with(|| EventKind::Report {
-            supervisor: p.pid(),
-            context: context.into(),
-            offender: Offender::Child {
-                pid: child.last_pid(),
-                id: (!self.simple()).then(|| child.spec.id.clone()),
-            },
-            reason: reason.clone(),
-        });
+        let offender = || Offender::Child {
+            pid: child.last_pid(),
+            id: (!self.simple()).then(|| child.spec.id.clone()),
+        };
+        super::report(p, context, offender, reason);
     }
 
     /// Starts the child at `key` and records the outcome in its slot; an `ignore` of a
@@ -208,7 +196,7 @@ impl Supervisor {
             return Ok(Started::Ignore);
         };
         let spec = child.spec.clone();
-        let result = Self::call_start(&spec, &child.args, p).await;
+        let result = spec.start.run(p, child.args.clone()).await;
         match &result {
             Ok(Started::Ignore) if spec.restart == Restart::Temporary || self.simple() => {
                 self.children.remove(key);
@@ -313,8 +301,7 @@ impl Supervisor {
 
     /// OTP's `restart/2`: count the restart (SPEC §D), then restart by strategy (SPEC §E-F).
     async fn restart(&mut self, key: Key, p: &Process) -> Next<Self> {
-        let now = p.node().elapsed_us() / 1_000_000;
-        if !self.window.add(now) {
+        if !self.window.add(super::whole_seconds(p)) {
             let reason = Term::atom("reached_max_restart_intensity");
             self.report("shutdown", key, &reason, p);
             self.forget(key);
@@ -421,12 +408,7 @@ impl Supervisor {
             *errors.entry(reason.to_term()).or_default() += 1;
         }
         for (reason, count) in errors {
-            p.node().record_with(|| EventKind::Report {
-                supervisor: p.pid(),
-                context: "shutdown_error".into(),
-                offender: Offender::Children(count),
-                reason,
-            });
+            super::report(p, "shutdown_error", || Offender::Children(count), &reason);
         }
         for key in self.children.keys() {
             self.children.remove(key);

@@ -60,6 +60,7 @@ pub use spec::{
 use crate::process::Process;
 use crate::server::{self, CallError, ServerRef, StartError, StartOptions};
 use crate::term::{Pid, Term};
+use crate::trace::{EventKind, Offender};
 use engine::{Call, Reply, Supervisor};
 use std::sync::Arc;
 
@@ -261,6 +262,23 @@ impl Counts {
             pair("workers", self.workers),
         ])
     }
+}
+
+/// Records a supervisor report (OTP's `{supervisor, Context}` error reports, SPEC item 106)
+/// from the supervisor `p`, building it only when tracing.
+fn report(p: &Process, context: &str, offender: impl FnOnce() -> Offender, reason: &Term) {
+    p.node().record_with(|| EventKind::Report {
+        supervisor: p.pid(),
+        context: context.into(),
+        offender: offender(),
+        reason: reason.clone(),
+    });
+}
+
+/// The current time in whole seconds, as OTP's `erlang:monotonic_time(second)` stamps
+/// restarts (SPEC items 21-23).
+fn whole_seconds(p: &Process) -> u64 {
+    p.node().elapsed_us() / 1_000_000
 }
 
 /// A supervisor known by a local name and not yet named in the trace takes its name as its

@@ -8,7 +8,7 @@
 //! typed values (a configuration file, an oracle scenario) into these types and report
 //! invalid values with OTP's error terms (`{invalid_restart_type,forever}`).
 
-use crate::process::Process;
+use crate::process::{catch_panic, ExitReason, Process};
 use crate::server::{GenServer, StartError};
 use crate::term::{Pid, Term};
 use std::fmt;
@@ -95,9 +95,14 @@ impl Start {
         Start(Arc::new(f))
     }
 
-    /// Runs the start function.
-    pub fn call<'a>(&'a self, p: &'a Process, extra: Vec<Term>) -> BoxFuture<'a, StartResult> {
-        (self.0)(p, extra)
+    /// Runs the start function in the calling (supervisor) process; a panic in it becomes
+    /// `{error, {panic, Message}}`, as OTP's `catch apply(M, F, A)` turns an exception into
+    /// an error (SPEC item 10).
+    pub async fn run(&self, p: &Process, extra: Vec<Term>) -> StartResult {
+        match catch_panic((self.0)(p, extra)).await {
+            Ok(result) => result,
+            Err(panic) => Err(ExitReason::Panic(panic).to_term()),
+        }
     }
 }
 
@@ -342,9 +347,6 @@ impl Flags {
 /// An invalid supervisor flag; `start_link` fails with `{supervisor_data, Error}` (SPEC §A 2).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FlagsError {
-    /// `{invalid_type, X}`: the flags are neither a map nor a 3-tuple.
-    #[error("invalid supervisor flags: {0}")]
-    InvalidType(Term),
     /// `{invalid_strategy, X}`.
     #[error("invalid strategy: {0}")]
     InvalidStrategy(Term),
@@ -366,7 +368,6 @@ impl FlagsError {
     /// OTP's error term, e.g. `{invalid_period,0}`.
     pub fn to_term(&self) -> Term {
         let (tag, value) = match self {
-            FlagsError::InvalidType(v) => ("invalid_type", v),
             FlagsError::InvalidStrategy(v) => ("invalid_strategy", v),
             FlagsError::InvalidIntensity(v) => ("invalid_intensity", v),
             FlagsError::InvalidPeriod(v) => ("invalid_period", v),
@@ -380,12 +381,6 @@ impl FlagsError {
 /// An invalid child spec (SPEC §A 4-6), in OTP's order of checks.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
-    /// `missing_id`.
-    #[error("the child spec has no id")]
-    MissingId,
-    /// `missing_start`.
-    #[error("the child spec has no start function")]
-    MissingStart,
     /// `{invalid_restart_type, R}`.
     #[error("invalid restart type: {0}")]
     InvalidRestartType(Term),
@@ -427,8 +422,6 @@ impl SpecError {
             ])
         };
         match self {
-            SpecError::MissingId => Term::atom("missing_id"),
-            SpecError::MissingStart => Term::atom("missing_start"),
             SpecError::InvalidRestartType(v) => tagged("invalid_restart_type", v),
             SpecError::InvalidSignificant(v) => tagged("invalid_significant", v),
             SpecError::SignificantWithoutAutoShutdown => combination(("auto_shutdown", "never")),
@@ -662,10 +655,4 @@ pub fn check_childspecs(specs: &[ChildSpec], auto_shutdown: AutoShutdown) -> Res
         }
     }
     Ok(())
-}
-
-impl From<Invalid> for Term {
-    fn from(Invalid(t): Invalid) -> Term {
-        t
-    }
 }
