@@ -46,6 +46,19 @@ pub fn seeded_runner(cases: u32) -> proptest::test_runner::TestRunner {
     TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha))
 }
 
+/// A process body that waits for ever (it ends by an exit signal).
+pub async fn wait_forever(_p: Process) {
+    std::future::pending::<()>().await
+}
+
+/// Kills `pid` from `p` and waits until it is dead.
+pub async fn kill(p: &Process, pid: otpsim::Pid) {
+    let mref = p.monitor(pid);
+    p.exit(pid, ExitReason::Kill);
+    p.receive(|m| matches!(m, otpsim::Msg::Down { mref: r, .. } if *r == mref))
+        .await;
+}
+
 /// Whether the trace has a line equal to `line`.
 pub fn has_line(report: &RunReport, line: &str) -> bool {
     report.trace.lines().iter().any(|l| l == line)

@@ -2,16 +2,12 @@
 //! (listeners, via names, dispatch, metadata, the window between a death and its cleanup),
 //! each test named after its item.
 
-use crate::common::check;
+use crate::common::{check, kill, wait_forever};
 use otpsim::registry::{Keys, Registry, RegistryEvent, RegistryOptions};
 use otpsim::server::{self, GenServer, Init, ServerRef, StartError, StartOptions};
 use otpsim::supervisor::{self, ChildSpec, Flags, Start, Strategy, SupervisorSpec};
 use otpsim::term::Term;
-use otpsim::{ExitReason, Msg, Pid, Process};
-
-async fn wait_forever(_p: Process) {
-    std::future::pending::<()>().await
-}
+use otpsim::{ExitReason, Pid, Process};
 
 /// Spawns a process that registers `key` and then waits; returns its pid once registered.
 async fn registered(p: &Process, reg: &Registry<String, i64>, key: &str, value: i64) -> Pid {
@@ -24,13 +20,6 @@ async fn registered(p: &Process, reg: &Registry<String, i64>, key: &str, value: 
     p.receive(|m| m.downcast_ref::<&str>() == Some(&"registered"))
         .await;
     pid
-}
-
-async fn kill(p: &Process, pid: Pid) {
-    let mref = p.monitor(pid);
-    p.exit(pid, ExitReason::Kill);
-    p.receive(|m| matches!(m, Msg::Down { mref: r, .. } if *r == mref))
-        .await;
 }
 
 /// Listeners hear explicit registrations and unregistrations, never deaths.

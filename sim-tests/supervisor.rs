@@ -3,7 +3,7 @@
 //! each test named after its item. The rest is shown, against real OTP, by the conformance
 //! scenarios (`conformance.rs`).
 
-use crate::common::check;
+use crate::common::{check, kill, wait_forever};
 use otpsim::server::{StartError, StartOptions};
 use otpsim::supervisor::dynamic::{self, DynamicError, DynamicOptions};
 use otpsim::supervisor::{
@@ -14,11 +14,6 @@ use otpsim::term::Term;
 use otpsim::{ExitReason, Msg, Pid, Process};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-
-/// A process body that waits for ever (it ends by an exit signal).
-async fn wait_forever(_p: Process) {
-    std::future::pending::<()>().await
-}
 
 /// A worker that waits for ever (it does not trap exits).
 fn idle(id: &str) -> ChildSpec {
@@ -171,14 +166,6 @@ fn b10_start_results_with_info_and_panicking_start_functions() {
         // Nothing was stored for the failed child.
         assert_eq!(sup.count_children(&p).await.unwrap().specs, 1);
     });
-}
-
-/// Kills `pid` and waits until it is dead.
-async fn kill(p: &Process, pid: Pid) {
-    let mref = p.monitor(pid);
-    p.exit(pid, ExitReason::Kill);
-    p.receive(|m| matches!(m, Msg::Down { mref: r, .. } if *r == mref))
-        .await;
 }
 
 /// Lets the test go on.

@@ -35,8 +35,8 @@ use crate::server::{StartError, StartOptions};
 use crate::sim::Sim;
 use crate::supervisor::dynamic::{self, DynamicInit, DynamicOptions, DynamicSupervisorRef};
 use crate::supervisor::{
-    self, AutoShutdown, ChildError, ChildRef, ChildSpec, Flags, InitError, SpecError, Start,
-    StartResult, Started, SupervisorInit, SupervisorRef, SupervisorSpec,
+    self, AutoShutdown, ChildError, ChildInfo, ChildRef, ChildSpec, Counts, Flags, InitError,
+    SpecError, Start, StartResult, Started, SupervisorInit, SupervisorRef, SupervisorSpec,
 };
 use crate::term::{Pid, Ref, Term};
 use crate::trace::EventKind;
@@ -505,6 +505,38 @@ async fn start_dynamic_child(p: &Process, book: &Book, sup: Pid, child: &Arc<Tre
     }
 }
 
+/// A static or dynamic supervisor of the scenario, for the calls both answer.
+enum AnySup {
+    Static(SupervisorRef),
+    Dynamic(DynamicSupervisorRef),
+}
+
+/// The supervisor at `path` (running as `pid`), by the kind the tree gives it.
+fn any_sup(sc: &Scenario, path: &str, pid: Option<Pid>) -> Option<AnySup> {
+    let pid = pid?;
+    Some(if sc.supervisors[path].dynamic {
+        AnySup::Dynamic(DynamicSupervisorRef::from_pid(pid))
+    } else {
+        AnySup::Static(SupervisorRef::from_pid(pid))
+    })
+}
+
+impl AnySup {
+    async fn which_children(&self, p: &Process) -> Result<Vec<ChildInfo>, Term> {
+        match self {
+            AnySup::Static(s) => s.which_children(p).await.map_err(|e| e.to_term()),
+            AnySup::Dynamic(d) => d.which_children(p).await.map_err(|e| e.to_term()),
+        }
+    }
+
+    async fn count_children(&self, p: &Process) -> Result<Counts, Term> {
+        match self {
+            AnySup::Static(s) => s.count_children(p).await.map_err(|e| e.to_term()),
+            AnySup::Dynamic(d) => d.count_children(p).await.map_err(|e| e.to_term()),
+        }
+    }
+}
+
 /// Has the worker `pid` run `work` in its own process and waits for the answer (5 s, then
 /// `timeout`, as the oracle).
 async fn ask(p: &Process, pid: Pid, work: Box<dyn FnOnce(&Process) -> Term + Send>) -> Term {
@@ -726,35 +758,21 @@ async fn exec(p: &Process, sc: &Scenario, book: &Book, action: &Action) {
             result(p, format!("start_child {sup} {name}"), started_term(r)).await;
         }
         Action::WhichChildren { sup } => {
-            let Some(sup_pid) = whereis("which_children", sup) else {
+            let Some(sup_ref) = any_sup(sc, sup, whereis("which_children", sup)) else {
                 return;
             };
-            let children = if sc.supervisors[sup.as_str()].dynamic {
-                let r = DynamicSupervisorRef::from_pid(sup_pid)
-                    .which_children(p)
-                    .await;
-                r.map_err(|e| e.to_term())
-            } else {
-                let r = SupervisorRef::from_pid(sup_pid).which_children(p).await;
-                r.map_err(|e| e.to_term())
-            };
+            let children = sup_ref.which_children(p).await;
             let term = children.map_or_else(error, |c| Term::list(c.iter().map(|c| c.to_term())));
             result(p, format!("which_children {sup}"), term).await;
         }
         Action::CountChildren { sup } => {
-            let Some(sup_pid) = whereis("count_children", sup) else {
+            let Some(sup_ref) = any_sup(sc, sup, whereis("count_children", sup)) else {
                 return;
             };
-            let counts = if sc.supervisors[sup.as_str()].dynamic {
-                let r = DynamicSupervisorRef::from_pid(sup_pid)
-                    .count_children(p)
-                    .await;
-                r.map_err(|e| e.to_term())
-            } else {
-                let r = SupervisorRef::from_pid(sup_pid).count_children(p).await;
-                r.map_err(|e| e.to_term())
-            };
-            let term = counts.map_or_else(error, |c| c.to_term());
+            let term = sup_ref
+                .count_children(p)
+                .await
+                .map_or_else(error, |c| c.to_term());
             result(p, format!("count_children {sup}"), term).await;
         }
     }
