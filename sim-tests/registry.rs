@@ -200,3 +200,26 @@ fn l94_l95_dispatch_meta_update_value_count_keys_values() {
         assert_eq!(uniq.lookup(&"theirs".to_string()), vec![(other, 5)]);
     });
 }
+
+/// Supervisors and dynamic supervisors start under via names too; a second start under the
+/// same name reports the owner (SPEC item 93).
+#[test]
+fn l93_supervisors_and_dynamic_supervisors_under_via_names() {
+    use otpsim::supervisor::dynamic::{self, DynamicInit, DynamicOptions};
+    use otpsim::supervisor::SupervisorInit;
+    check(|p| async move {
+        let reg: Registry<String, ()> =
+            Registry::start_link(&p, RegistryOptions::new(Keys::Unique))
+                .await
+                .unwrap();
+        let opts = |key: &str| StartOptions::linked().via(reg.via(key.to_string()));
+        let init = |_: &Process| SupervisorInit::Ok(SupervisorSpec::default());
+        let sup = supervisor::start_with(&p, init, opts("top")).await.unwrap();
+        assert_eq!(reg.whereis_name(&"top".to_string()), Some(sup.pid()));
+        let again = supervisor::start_with(&p, init, opts("top")).await;
+        assert_eq!(again.unwrap_err(), StartError::AlreadyStarted(sup.pid()));
+        let dinit = |_: &Process| DynamicInit::Ok(DynamicOptions::default());
+        let dsup = dynamic::start_with(&p, dinit, opts("pool")).await.unwrap();
+        assert_eq!(reg.whereis_name(&"pool".to_string()), Some(dsup.pid()));
+    });
+}
