@@ -161,3 +161,26 @@ fn every_spec_item_of_a_to_l_is_covered() {
         "SPEC items without a scenario or test: {missing:?}"
     );
 }
+
+/// The harness's invariants (`sim::invariants`) hold on every behaviour real OTP shows: a
+/// checker that flagged one of these traces would be wrong, not the supervisor.
+#[cfg(madsim)]
+#[test]
+fn the_invariant_checker_accepts_every_trace_of_real_otp() {
+    use otpsim::sim::invariants::{check, CheckOptions};
+    use otpsim::sim::Sim;
+    let options = CheckOptions {
+        exact_timing: true,
+        at_rest: true,
+        root: None,
+    };
+    let mut failures = Vec::new();
+    for file in scenarios() {
+        let (_, report) = conform::run_sim(&load(&file), &Sim::new(0));
+        if let Err(v) = check(&report.trace, &options) {
+            let name = file.file_name().unwrap_or_default().to_string_lossy();
+            failures.push(format!("{name}: {v}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -32,6 +32,7 @@ use crate::process::{ExitReason, Msg, Node, Process};
 use crate::server::{StartError, Via, ViaName};
 use crate::supervisor::{self, ChildSpec, Flags, Start, Started, Strategy, SupervisorSpec};
 use crate::term::{Pid, Term};
+use crate::trace::EventKind;
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -134,6 +135,8 @@ struct Part<K, V> {
 struct Table<K, V> {
     parts: Vec<Part<K, V>>,
     meta: BTreeMap<String, Term>,
+    /// The registry's supervisor, which names the registry in the trace (known once started).
+    registry: Option<Pid>,
 }
 
 struct Shared<K, V> {
@@ -141,6 +144,21 @@ struct Shared<K, V> {
     node: Node,
     listeners: Vec<Pid>,
     table: Mutex<Table<K, V>>,
+}
+
+impl<K: std::fmt::Debug, V> Shared<K, V> {
+    /// Records that `pid`'s entry under `key` appeared or went away (when tracing).
+    fn record(&self, t: &Table<K, V>, key: &K, pid: Pid, added: bool) {
+        if let Some(registry) = t.registry {
+            self.node.record_with(|| EventKind::RegistryEntry {
+                registry,
+                unique: self.keys == Keys::Unique,
+                key: format!("{key:?}"),
+                pid,
+                added,
+            });
+        }
+    }
 }
 
 /// A running registry. Cloning gives another handle to the same registry.
@@ -175,7 +193,7 @@ fn slot<T: Hash>(value: &T, n: usize) -> usize {
 
 impl<K, V> Registry<K, V>
 where
-    K: Ord + Hash + Clone + Send + Sync + 'static,
+    K: Ord + Hash + Clone + std::fmt::Debug + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
     /// Starts the registry: a supervisor (one_for_all for unique keys, one_for_one for
@@ -198,6 +216,7 @@ where
                     })
                     .collect(),
                 meta: BTreeMap::new(),
+                registry: None,
             }),
         });
         let strategy = match options.keys {
@@ -230,6 +249,11 @@ where
             start,
         )
         .await?;
+        shared
+            .table
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .registry = Some(sup.pid());
         Ok(Registry {
             shared,
             pid: sup.pid(),
@@ -277,8 +301,10 @@ where
                         return Err(AlreadyRegistered(owner));
                     }
                     remove_owner_key(&mut t, owner, &key);
+                    self.shared.record(&t, &key, owner, false);
                 }
             }
+            self.shared.record(&t, &key, me, true);
             t.parts[kp]
                 .entries
                 .entry(key.clone())
@@ -312,6 +338,9 @@ where
         let (removed, unlink) = {
             let mut t = self.table();
             let removed = remove_owner_key(&mut t, me, key);
+            if removed {
+                self.shared.record(&t, key, me, false);
+            }
             let op = slot(&me, t.parts.len());
             let unlink = match t.parts[op].owners.get(&me) {
                 Some(keys) if !keys.is_empty() => None,
@@ -509,7 +538,7 @@ fn remove_owner_key<K: Ord + Hash + Clone, V>(t: &mut Table<K, V>, owner: Pid, k
 /// partition starts with a new ETS table (see `reset_partition`).
 async fn partition<K, V>(p: Process, shared: Arc<Shared<K, V>>, index: usize) -> ExitReason
 where
-    K: Ord + Hash + Clone + Send + Sync + 'static,
+    K: Ord + Hash + Clone + std::fmt::Debug + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
     p.trap_exit(true);
@@ -527,6 +556,7 @@ where
                             t.parts[kp].entries.remove(&key);
                         }
                     }
+                    shared.record(&t, &key, from, false);
                 }
             }
             _ => {}
@@ -535,12 +565,13 @@ where
 }
 
 /// A (re)started partition: a new, empty share of the table, and its new pid.
-fn reset_partition<K: Ord, V>(shared: &Shared<K, V>, index: usize, pid: Pid) {
+fn reset_partition<K: Ord + std::fmt::Debug, V>(shared: &Shared<K, V>, index: usize, pid: Pid) {
     let mut t = shared.table.lock().unwrap_or_else(PoisonError::into_inner);
     let owners = std::mem::take(&mut t.parts[index].owners);
     for (owner, keys) in owners {
         for (_, key) in keys {
             remove_owner_key_anywhere(&mut t, owner, &key);
+            shared.record(&t, &key, owner, false);
         }
     }
     t.parts[index].entries.clear();

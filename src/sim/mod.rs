@@ -21,6 +21,7 @@
 pub mod campaign;
 pub mod conform;
 pub mod graph;
+pub mod invariants;
 mod watchdog;
 
 use crate::process::{ExitReason, Halt, IntoExitReason, Node, NodeConfig, Process};

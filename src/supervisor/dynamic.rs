@@ -33,7 +33,7 @@ use crate::server::{
     self, CallError, CallReply, From, GenServer, Init, Next, ServerRef, StartError, StartOptions,
 };
 use crate::term::{Pid, Term};
-use crate::trace::Offender;
+use crate::trace::{Offender, SupEvent};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -222,6 +222,11 @@ impl GenServer for Dynamic {
             return Init::Stop(ExitReason::from_term(e.to_term()));
         }
         let window = RestartWindow::new(options.max_restarts, options.max_seconds);
+        super::record(p, || SupEvent::Init {
+            strategy: "dynamic".into(),
+            intensity: options.max_restarts,
+            period: options.max_seconds,
+        });
         Init::Ok(Dynamic {
             options,
             children: BTreeMap::new(),
@@ -246,7 +251,13 @@ impl GenServer for Dynamic {
     async fn handle_info(&mut self, msg: Msg, p: &Process) -> Next<Self> {
         match msg {
             Msg::Exit { from, reason } => match self.children.get(&from) {
-                Some(child) if !child.restarting => self.child_exited(from, reason, p).await,
+                Some(child) if !child.restarting => {
+                    super::record(p, || SupEvent::Exited {
+                        pid: from,
+                        reason: reason.to_term(),
+                    });
+                    self.child_exited(from, reason, p).await
+                }
                 _ => Next::Continue,
             },
             msg => match msg.downcast::<GenRestart>() {
@@ -259,6 +270,7 @@ impl GenServer for Dynamic {
     }
 
     async fn terminate(&mut self, _reason: &ExitReason, p: &Process) {
+        super::record(p, || SupEvent::Stopping);
         let all: Vec<Pid> = self.children.keys().copied().collect();
         self.stop(all, p).await;
     }
@@ -296,6 +308,7 @@ impl Dynamic {
             .await
             .map_err(DynamicError::StartFailed)?;
         if let Some(pid) = started.pid() {
+            super::record(p, || super::started_event(pid, &spec, 0));
             self.children.insert(
                 pid,
                 Child {
@@ -354,6 +367,14 @@ impl Dynamic {
 
     /// Restarts the child known as `old` (SPEC items 74-75).
     async fn restart(&mut self, old: Pid, p: &Process) -> Next<Self> {
+        super::record(p, || SupEvent::Restart {
+            pid: Some(old),
+            id: self
+                .children
+                .get(&old)
+                .map(|c| c.spec.id.clone())
+                .unwrap_or_default(),
+        });
         if !self.window.add(super::whole_seconds(p)) {
             self.report(
                 "shutdown",
@@ -371,6 +392,7 @@ impl Dynamic {
             Ok(started) => {
                 self.children.remove(&old);
                 if let Some(pid) = started.pid() {
+                    super::record(p, || super::started_event(pid, &spec, 0));
                     self.children.insert(
                         pid,
                         Child {

@@ -12,7 +12,7 @@ use super::{ChildError, ChildInfo, ChildRef, ChildState, Counts, SupervisorInit}
 use crate::process::{ExitReason, Msg, Process};
 use crate::server::{CallReply, From, GenServer, Init, Next, ServerRef};
 use crate::term::{Pid, Term};
-use crate::trace::Offender;
+use crate::trace::{Offender, SupEvent};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -77,6 +77,11 @@ impl GenServer for Supervisor {
         if let Err(e) = check_childspecs(&spec.children, flags.auto_shutdown) {
             return stop(&InitError::StartSpec(e));
         }
+        super::record(p, || SupEvent::Init {
+            strategy: flags.strategy.as_atom().into(),
+            intensity: flags.intensity,
+            period: flags.period,
+        });
         let dynamic = flags.strategy == Strategy::SimpleOneForOne;
         let mut sup = Supervisor {
             flags,
@@ -143,7 +148,13 @@ impl GenServer for Supervisor {
         match msg {
             // SPEC item 19: an EXIT from anything but a current child is ignored.
             Msg::Exit { from, reason } => match self.children.key_of_running(from) {
-                Some(key) => self.do_restart(key, reason, p).await,
+                Some(key) => {
+                    super::record(p, || SupEvent::Exited {
+                        pid: from,
+                        reason: reason.to_term(),
+                    });
+                    self.do_restart(key, reason, p).await
+                }
                 None => Next::Continue,
             },
             _ => Next::Continue,
@@ -151,6 +162,7 @@ impl GenServer for Supervisor {
     }
 
     async fn terminate(&mut self, _reason: &ExitReason, p: &Process) {
+        super::record(p, || SupEvent::Stopping);
         if self.template.is_some() {
             self.terminate_dynamic_children(p).await;
         } else {
@@ -211,6 +223,7 @@ impl Supervisor {
                 };
                 self.children.set(key, Slot::Running(pid));
                 self.label(pid, &spec, p);
+                super::record(p, || super::started_event(pid, &spec, key));
             }
             Err(_) => {}
         }
@@ -301,6 +314,12 @@ impl Supervisor {
 
     /// OTP's `restart/2`: count the restart (SPEC §D), then restart by strategy (SPEC §E-F).
     async fn restart(&mut self, key: Key, p: &Process) -> Next<Self> {
+        if let Some(child) = self.children.get(key) {
+            super::record(p, || SupEvent::Restart {
+                pid: child.last_pid(),
+                id: child.spec.id.clone(),
+            });
+        }
         if !self.window.add(super::whole_seconds(p)) {
             let reason = Term::atom("reached_max_restart_intensity");
             self.report("shutdown", key, &reason, p);

@@ -60,7 +60,7 @@ pub use spec::{
 use crate::process::Process;
 use crate::server::{self, CallError, ServerRef, StartError, StartOptions};
 use crate::term::{Pid, Term};
-use crate::trace::{EventKind, Offender};
+use crate::trace::{EventKind, Offender, SupEvent};
 use engine::{Call, Reply, Supervisor};
 use std::sync::Arc;
 
@@ -273,6 +273,29 @@ fn report(p: &Process, context: &str, offender: impl FnOnce() -> Offender, reaso
         offender: offender(),
         reason: reason.clone(),
     });
+}
+
+/// Records a supervisor's bookkeeping event (when tracing).
+fn record(p: &Process, what: impl FnOnce() -> SupEvent) {
+    p.node().record_with(|| EventKind::Supervision {
+        sup: p.pid(),
+        what: what(),
+    });
+}
+
+/// The `Started` event of a child `pid` started from `spec`, `order`-th in start order.
+fn started_event(pid: Pid, spec: &ChildSpec, order: u64) -> SupEvent {
+    SupEvent::Started {
+        pid,
+        id: spec.id.clone(),
+        restart: spec.restart.as_atom().into(),
+        shutdown: match spec.shutdown {
+            Shutdown::BrutalKill => "brutal_kill".into(),
+            Shutdown::Infinity => "infinity".into(),
+            Shutdown::Timeout(ms) => ms.to_string(),
+        },
+        order,
+    }
 }
 
 /// The current time in whole seconds, as OTP's `erlang:monotonic_time(second)` stamps

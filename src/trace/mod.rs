@@ -168,11 +168,78 @@ pub enum EventKind {
         /// The reason.
         reason: Term,
     },
+    /// A supervisor's bookkeeping, recorded for the harness's invariant checks (not part of
+    /// the oracle's projection).
+    Supervision {
+        /// The supervisor.
+        sup: Pid,
+        /// What it did.
+        what: SupEvent,
+    },
+    /// A registry entry appeared or went away (for the registry consistency invariant).
+    RegistryEntry {
+        /// The registry (its first partition's pid names it).
+        registry: Pid,
+        /// Whether the registry has unique keys.
+        unique: bool,
+        /// The key, in its `Debug` form.
+        key: String,
+        /// The owner of the entry.
+        pid: Pid,
+        /// Registered (`true`) or removed (`false`).
+        added: bool,
+    },
     /// A line in the oracle's text form, written by an upper layer (supervisor, harness).
     Line(String),
     /// A line in the oracle's text form that ends with a term, rendered with the pid names
     /// known at that point (`result start_child root a -> {ok,<root/a>}`).
     LineTerm(String, Term),
+}
+
+/// A supervisor's bookkeeping, as the harness's invariants need it: its flags, its children's
+/// specs, and the moments OTP's rules apply (an exit taken, a restart counted).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SupEvent {
+    /// The supervisor initialised: `strategy` is OTP's atom, or `dynamic` for a
+    /// DynamicSupervisor.
+    Init {
+        /// `one_for_one`, `one_for_all`, `rest_for_one`, `simple_one_for_one` or `dynamic`.
+        strategy: String,
+        /// Restarts allowed in a period.
+        intensity: u64,
+        /// The period, in seconds.
+        period: u64,
+    },
+    /// A child process started (first start or restart).
+    Started {
+        /// The child.
+        pid: Pid,
+        /// Its id (a dynamic child's template id).
+        id: String,
+        /// `permanent`, `transient` or `temporary`.
+        restart: String,
+        /// `brutal_kill`, `infinity` or the timeout in milliseconds.
+        shutdown: String,
+        /// Its place in the supervisor's start order (larger: later); 0 for dynamic children.
+        order: u64,
+    },
+    /// The supervisor took a child's `EXIT` (OTP's `restart_child/3`).
+    Exited {
+        /// The child.
+        pid: Pid,
+        /// Its exit reason.
+        reason: Term,
+    },
+    /// The supervisor counted a restart of the child last known as `pid` in its window
+    /// (OTP's `add_restart`): after an exit, or when retrying a failed restart.
+    Restart {
+        /// The child's last pid.
+        pid: Option<Pid>,
+        /// Its id.
+        id: String,
+    },
+    /// The supervisor is terminating, about to stop its children.
+    Stopping,
 }
 
 /// Whom a supervisor report is about.
@@ -433,6 +500,53 @@ impl Names {
                     self.term(reason)
                 )
             }
+            EventKind::Supervision { sup, what } => {
+                let _ = write!(s, "sup {} ", n(sup));
+                match what {
+                    SupEvent::Init {
+                        strategy,
+                        intensity,
+                        period,
+                    } => write!(s, "init {strategy} intensity={intensity} period={period}"),
+                    SupEvent::Started {
+                        pid,
+                        id,
+                        restart,
+                        shutdown,
+                        order,
+                    } => write!(
+                        s,
+                        "started {} id={id} restart={restart} shutdown={shutdown} order={order}",
+                        n(pid)
+                    ),
+                    SupEvent::Exited { pid, reason } => {
+                        write!(s, "exited {} reason={}", n(pid), self.term(reason))
+                    }
+                    SupEvent::Restart { pid, id } => match pid {
+                        Some(pid) => write!(s, "restart {} id={id}", n(pid)),
+                        None => write!(s, "restart id={id}"),
+                    },
+                    SupEvent::Stopping => write!(s, "stopping"),
+                }
+            }
+            EventKind::RegistryEntry {
+                registry,
+                unique,
+                key,
+                pid,
+                added,
+            } => write!(
+                s,
+                "registry {} {} key={key} {}",
+                n(registry),
+                if *added { "register" } else { "unregister" },
+                n(pid)
+            )
+            .and(if *unique {
+                Ok(())
+            } else {
+                s.write_str(" duplicate")
+            }),
             EventKind::Line(line) => s.write_str(line),
             EventKind::LineTerm(prefix, term) => write!(s, "{prefix}{}", self.term(term)),
         };

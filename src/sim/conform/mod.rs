@@ -51,9 +51,15 @@ pub fn run(scenario: &Scenario) -> Vec<String> {
 /// [`run`] with another seed for madsim's scheduling. The trace must not depend on it: OTP's
 /// order is causal, and so is ours.
 pub fn run_seeded(scenario: &Scenario, seed: u64) -> Vec<String> {
+    run_sim(scenario, &Sim::new(seed)).0
+}
+
+/// Runs a scenario with the given simulation settings (seed, faults); returns its canonical
+/// trace and the run's report, whose full trace the harness's invariants read.
+pub fn run_sim(scenario: &Scenario, sim: &Sim) -> (Vec<String>, super::RunReport) {
     let out = Arc::new(Mutex::new(Vec::new()));
     let (sc, sink) = (Arc::new(scenario.clone()), out.clone());
-    let report = Sim::new(seed).run(move |p| async move {
+    let report = sim.run(move |p| async move {
         let lines = driver(&p, sc).await;
         *sink.lock().unwrap_or_else(PoisonError::into_inner) = lines;
     });
@@ -61,7 +67,7 @@ pub fn run_seeded(scenario: &Scenario, seed: u64) -> Vec<String> {
     if let Some(failure) = report.failure() {
         lines.push(format!("otpsim_error {failure}"));
     }
-    lines
+    (lines, report)
 }
 
 /// Compares our trace with the oracle's, line by line, except that a maximal run of

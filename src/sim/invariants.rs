@@ -1,0 +1,731 @@
+//! The invariants every simulated run is checked against, read from its trace.
+//!
+//! The supervisors record their bookkeeping ([`SupEvent`]): their flags, each child's spec,
+//! the moment they take a child's exit and the moment they count a restart. The checker
+//! replays OTP's rules over those records and the runtime's own events (spawns, exits, exit
+//! signals) and reports the first place they disagree:
+//!
+//! * **restart types** (SPEC §C): a child's exit is followed by a restart exactly when its
+//!   restart type and exit reason call for one;
+//! * **restart intensity** (SPEC §D): with OTP's list of whole-second stamps (not the
+//!   supervisor's own bucketed window), the supervisor gives up exactly at the restart that
+//!   exceeds its intensity, and never restarts anything afterwards;
+//! * **restart order** (SPEC §E): a one_for_all / rest_for_one group is terminated in reverse
+//!   start order and started again in start order, and nothing of it starts before all of it
+//!   is down;
+//! * **shutdown** (SPEC §G): children exit before their supervisor, in reverse start order;
+//!   `brutal_kill` children get `kill` at once, timeout children `kill` exactly at the timeout
+//!   (checked when the run has no message delays, which shift signal arrivals);
+//! * **no orphans**: no process outlives an ancestor of the supervision tree;
+//! * **registry**: a unique key never has two live holders; at the end no key names a dead
+//!   process of a live registry;
+//! * **liveness** (at the end of a run, after the faults stopped): no supervisor is still in
+//!   the middle of restarting a child.
+//!
+//! ```
+//! use otpsim::sim::invariants::check;
+//! use otpsim::sim::Sim;
+//! use otpsim::supervisor::{self, ChildSpec, Flags, Start, Started, Strategy, SupervisorSpec};
+//!
+//! let report = Sim::new(1).run(|p| async move {
+//!     let worker = ChildSpec::worker("w", Start::new(|p| {
+//!         let pid = p.spawn_link(|q| async move { q.recv().await; });
+//!         Box::pin(async move { Ok(Started::Pid(pid)) })
+//!     }));
+//!     let sup = supervisor::start_link(&p, SupervisorSpec::new(Flags::new(Strategy::OneForOne)).child(worker))
+//!         .await
+//!         .unwrap();
+//!     let supervisor::ChildState::Running(child) = sup.which_children(&p).await.unwrap()[0].state else {
+//!         panic!("not running")
+//!     };
+//!     p.exit(child, otpsim::ExitReason::Kill);
+//!     otpsim::rt::sleep(otpsim::rt::Duration::from_millis(10)).await;
+//! });
+//! assert_eq!(check(&report.trace, &Default::default()), Ok(()));
+//! ```
+
+use crate::term::{Pid, Term};
+use crate::trace::{EventKind, SignalOutcome, SupEvent, Trace};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The invariants, by name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Invariant {
+    /// A process outlived an ancestor, or a supervisor exited before its child.
+    NoOrphans,
+    /// A child was (not) restarted against its restart type.
+    RestartType,
+    /// A supervisor gave up too early or too late.
+    RestartIntensity,
+    /// A group restart terminated or started children out of order.
+    RestartOrder,
+    /// A supervisor stopped its children out of order or at the wrong moment.
+    Shutdown,
+    /// A registry entry is inconsistent with the processes' lives.
+    Registry,
+    /// The tree did not converge after the faults stopped.
+    Liveness,
+    /// Two runs of the same case differ.
+    Determinism,
+    /// The run itself failed: a livelock, the watchdog, a panic of the harness.
+    Run,
+    /// An invariant of the application under test.
+    App(String),
+}
+
+impl std::fmt::Display for Invariant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Invariant::App(name) => write!(f, "app:{name}"),
+            other => {
+                let json = serde_json::to_value(other).map_err(|_| std::fmt::Error)?;
+                f.write_str(json.as_str().unwrap_or("?"))
+            }
+        }
+    }
+}
+
+/// A broken invariant: which, about what, why, and the events that show it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Violation {
+    /// The invariant.
+    pub invariant: Invariant,
+    /// The supervisor, process or key it is about (its tree path where it has one).
+    pub subject: String,
+    /// What went wrong.
+    pub message: String,
+    /// The events that show it, as timeline lines.
+    pub evidence: Vec<String>,
+}
+
+impl Violation {
+    /// A violation without evidence.
+    pub fn new(
+        invariant: Invariant,
+        subject: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Violation {
+            invariant,
+            subject: subject.into(),
+            message: message.into(),
+            evidence: Vec::new(),
+        }
+    }
+
+    /// An application invariant's violation.
+    pub fn app(name: &str, message: impl Into<String>) -> Self {
+        Violation::new(Invariant::App(name.into()), name, message)
+    }
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} violated at {}: {}",
+            self.invariant, self.subject, self.message
+        )?;
+        for line in &self.evidence {
+            write!(f, "\n    {line}")?;
+        }
+        Ok(())
+    }
+}
+
+/// How to check a trace.
+#[derive(Clone, Debug, Default)]
+pub struct CheckOptions {
+    /// Check shutdown timeouts to the microsecond (only meaningful without message delays).
+    pub exact_timing: bool,
+    /// The run is over (faults stopped, the tree had time to settle): check the end state
+    /// too (liveness, orphans, registry cleanup).
+    pub at_rest: bool,
+    /// The root of the tree under test, for the orphan check.
+    pub root: Option<Pid>,
+}
+
+/// Checks `trace`; the first violation found, with up to a few events that show it.
+pub fn check(trace: &Trace, options: &CheckOptions) -> Result<(), Violation> {
+    let mut c = Checker::new(trace, options);
+    c.run().map_err(|(mut v, indices)| {
+        let timeline = trace.timeline();
+        v.evidence = indices
+            .into_iter()
+            .filter_map(|i| timeline.get(i).cloned())
+            .collect();
+        v
+    })
+}
+
+type Found = (Violation, Vec<usize>);
+
+#[derive(Debug)]
+struct ChildRec {
+    pid: Pid,
+    restart: String,
+    shutdown: String,
+    order: u64,
+    alive: bool,
+    /// When the supervisor's `shutdown` signal reached it (µs, event index).
+    asked: Option<(u64, usize)>,
+}
+
+#[derive(Debug, PartialEq)]
+enum Expect {
+    Nothing,
+    /// The child's exit calls for a restart: the next record must count it.
+    Restart(Pid, usize),
+    /// The child's exit must not be followed by a restart.
+    NoRestart(Pid, usize),
+    /// The restart counted at this event exceeded the intensity: the supervisor must give up.
+    GiveUp(usize),
+}
+
+#[derive(Debug)]
+struct Group {
+    members: BTreeSet<Pid>,
+    last_exited: Option<u64>,
+    last_started: Option<u64>,
+    at: usize,
+}
+
+#[derive(Debug)]
+struct Sup {
+    strategy: String,
+    intensity: u64,
+    period: u64,
+    stamps: Vec<u64>,
+    children: Vec<ChildRec>,
+    expect: Expect,
+    group: Option<Group>,
+    stopping: Option<(Option<u64>, usize)>,
+    /// Children whose restart is under way: (last pid, id).
+    restarting: BTreeSet<(Option<Pid>, String)>,
+    alive: bool,
+}
+
+impl Sup {
+    fn is_static(&self) -> bool {
+        matches!(
+            self.strategy.as_str(),
+            "one_for_one" | "one_for_all" | "rest_for_one"
+        )
+    }
+
+    fn position(&self, pid: Pid) -> Option<usize> {
+        self.children.iter().position(|c| c.pid == pid)
+    }
+
+    fn order_of(&self, pid: Pid) -> Option<u64> {
+        self.position(pid).map(|k| self.children[k].order)
+    }
+}
+
+struct Checker<'a> {
+    trace: &'a Trace,
+    options: &'a CheckOptions,
+    names: BTreeMap<Pid, String>,
+    parents: BTreeMap<Pid, Option<Pid>>,
+    alive: BTreeSet<Pid>,
+    sups: BTreeMap<Pid, Sup>,
+    child_of: BTreeMap<Pid, Pid>,
+    /// (registry, key) -> holders, with the event that registered each.
+    entries: BTreeMap<(Pid, String), Vec<(Pid, usize)>>,
+    registry_unique: BTreeMap<Pid, bool>,
+}
+
+fn restart_called_for(restart: &str, reason: &Term) -> bool {
+    let normal = reason.is_atom("normal")
+        || reason.is_atom("shutdown")
+        || matches!(reason, Term::Tuple(items) if items.len() == 2 && items[0].is_atom("shutdown"));
+    match restart {
+        "permanent" => true,
+        "transient" => !normal,
+        _ => false,
+    }
+}
+
+/// OTP's `add_restart/3` (SPEC item 21): keep the stamps `>= now - period`, add `now`.
+fn add_restart(stamps: &mut Vec<u64>, now: u64, period: u64) {
+    let threshold = now as i64 - period as i64;
+    stamps.retain(|&t| t as i64 >= threshold);
+    stamps.push(now);
+}
+
+impl<'a> Checker<'a> {
+    fn new(trace: &'a Trace, options: &'a CheckOptions) -> Self {
+        Checker {
+            trace,
+            options,
+            names: BTreeMap::new(),
+            parents: BTreeMap::new(),
+            alive: BTreeSet::new(),
+            sups: BTreeMap::new(),
+            child_of: BTreeMap::new(),
+            entries: BTreeMap::new(),
+            registry_unique: BTreeMap::new(),
+        }
+    }
+
+    fn name(&self, pid: Pid) -> String {
+        self.names
+            .get(&pid)
+            .cloned()
+            .unwrap_or_else(|| pid.to_string())
+    }
+
+    fn fail(
+        &self,
+        invariant: Invariant,
+        subject: Pid,
+        message: String,
+        events: Vec<usize>,
+    ) -> Result<(), Found> {
+        Err((
+            Violation::new(invariant, self.name(subject), message),
+            events,
+        ))
+    }
+
+    fn run(&mut self) -> Result<(), Found> {
+        let events = self.trace.events();
+        for (i, e) in events.iter().enumerate() {
+            self.event(i, e.at_us, &e.kind)?;
+        }
+        for (&sup, s) in &self.sups {
+            if let (true, Expect::Restart(pid, at)) = (s.alive, &s.expect) {
+                return self.fail(
+                    Invariant::RestartType,
+                    sup,
+                    format!("{} exited and was never restarted", self.name(*pid)),
+                    vec![*at],
+                );
+            }
+        }
+        if self.options.at_rest {
+            self.at_rest()?;
+        }
+        Ok(())
+    }
+
+    fn event(&mut self, i: usize, at: u64, kind: &EventKind) -> Result<(), Found> {
+        match kind {
+            EventKind::Spawn { pid, parent, .. } => {
+                self.parents.insert(*pid, *parent);
+                self.alive.insert(*pid);
+            }
+            EventKind::Label { pid, path, .. } => {
+                self.names.insert(*pid, path.clone());
+            }
+            EventKind::Exit { pid, reason } => self.exit(i, *pid, reason)?,
+            EventKind::Signal {
+                from,
+                to,
+                reason,
+                outcome,
+            } if *outcome != SignalOutcome::Ignored => self.signal(i, at, *from, *to, reason)?,
+            EventKind::Supervision { sup, what } => self.supervision(i, at, *sup, what)?,
+            EventKind::Report {
+                supervisor,
+                context,
+                reason,
+                ..
+            } if context == "shutdown" && reason.is_atom("reached_max_restart_intensity") => {
+                if let Some(s) = self.sups.get(supervisor) {
+                    if !matches!(s.expect, Expect::GiveUp(_)) {
+                        return self.fail(
+                            Invariant::RestartIntensity,
+                            *supervisor,
+                            format!(
+                                "gave up with {} restart(s) in its {} s window; OTP allows {}",
+                                s.stamps.len(),
+                                s.period,
+                                s.intensity
+                            ),
+                            vec![i],
+                        );
+                    }
+                }
+            }
+            EventKind::RegistryEntry {
+                registry,
+                unique,
+                key,
+                pid,
+                added,
+            } => {
+                self.registry_unique.insert(*registry, *unique);
+                let holders = self.entries.entry((*registry, key.clone())).or_default();
+                if *added {
+                    if *unique {
+                        if let Some(&(other, at)) = holders
+                            .iter()
+                            .find(|(h, _)| self.alive.contains(h) && h != pid)
+                        {
+                            let message = format!(
+                                "unique key {key} registered by {} while {} holds it and is alive",
+                                self.name(*pid),
+                                self.name(other)
+                            );
+                            return self.fail(Invariant::Registry, *registry, message, vec![at, i]);
+                        }
+                    }
+                    holders.push((*pid, i));
+                } else {
+                    holders.retain(|(h, _)| h != pid);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn exit(&mut self, i: usize, pid: Pid, reason: &Term) -> Result<(), Found> {
+        self.alive.remove(&pid);
+        if let Some(sup) = self.child_of.get(&pid).copied() {
+            self.child_exit(i, sup, pid, reason)?;
+        }
+        if let Some(s) = self.sups.get_mut(&pid) {
+            s.alive = false;
+            // A killed supervisor cannot stop its children: they die of its link signal.
+            let killed = reason.is_atom("killed");
+            if let Some(c) = s.children.iter().find(|c| c.alive && !killed) {
+                let message = format!("exited before its child {}", c.pid);
+                let child = c.pid;
+                return self
+                    .fail(Invariant::NoOrphans, pid, message, vec![i])
+                    .map_err(|(mut v, ev)| {
+                        v.message = format!("exited before its child {}", self.name(child));
+                        (v, ev)
+                    });
+            }
+            if let Expect::Restart(child, at) = s.expect {
+                let message = format!("exited without restarting {}", self.name(child));
+                return self.fail(Invariant::RestartType, pid, message, vec![at, i]);
+            }
+            if let Expect::GiveUp(at) = s.expect {
+                if !reason.is_atom("shutdown") {
+                    let message = format!("gave up with reason {reason}, not shutdown");
+                    return self.fail(Invariant::RestartIntensity, pid, message, vec![at, i]);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn child_exit(&mut self, i: usize, sup: Pid, pid: Pid, _reason: &Term) -> Result<(), Found> {
+        let Some(s) = self.sups.get_mut(&sup) else {
+            return Ok(());
+        };
+        let Some(pos) = s.position(pid) else {
+            return Ok(());
+        };
+        s.children[pos].alive = false;
+        // Only the exits the supervisor caused (it signalled the child) follow its order; a
+        // child may also die by itself meanwhile (SPEC item 34).
+        if s.children[pos].asked.is_none() {
+            return Ok(());
+        }
+        let order = s.children[pos].order;
+        let is_static = s.is_static();
+        let mut out_of_order = None;
+        if let Some(g) = s.group.as_mut().filter(|g| g.members.contains(&pid)) {
+            if g.last_exited.is_some_and(|last| order > last) {
+                out_of_order = Some(("group restart terminated", g.at));
+            }
+            g.last_exited = Some(order);
+        }
+        if let Some((last, at)) = s.stopping.as_mut().filter(|_| is_static) {
+            if last.is_some_and(|l| order > l) {
+                out_of_order = Some(("shutdown terminated", *at));
+            }
+            *last = Some(order);
+        }
+        if let Some((what, at)) = out_of_order {
+            let message = format!(
+                "{what} {} after a child started before it (not in reverse start order)",
+                self.name(pid)
+            );
+            let invariant = if what.starts_with("group") {
+                Invariant::RestartOrder
+            } else {
+                Invariant::Shutdown
+            };
+            return self.fail(invariant, sup, message, vec![at, i]);
+        }
+        Ok(())
+    }
+
+    fn signal(
+        &mut self,
+        i: usize,
+        at: u64,
+        from: Pid,
+        to: Pid,
+        reason: &Term,
+    ) -> Result<(), Found> {
+        if self.child_of.get(&to) != Some(&from) {
+            return Ok(());
+        }
+        let exact = self.options.exact_timing;
+        let Some(s) = self.sups.get_mut(&from) else {
+            return Ok(());
+        };
+        let Some(pos) = s.position(to) else {
+            return Ok(());
+        };
+        let c = &mut s.children[pos];
+        let problem = match (reason, c.shutdown.as_str()) {
+            (r, "brutal_kill") if r.is_atom("shutdown") => {
+                Some(("a brutal_kill child was sent shutdown".to_string(), i))
+            }
+            (r, "infinity") if r.is_atom("kill") => {
+                Some(("an infinity child was killed".to_string(), i))
+            }
+            (r, ms) if r.is_atom("kill") && ms != "brutal_kill" => {
+                match (c.asked, ms.parse::<u64>()) {
+                    (None, _) => Some(("killed without a shutdown signal first".to_string(), i)),
+                    (Some((t0, j)), Ok(ms)) if exact && at - t0 != ms * 1000 => Some((
+                        format!(
+                            "killed {} µs after its shutdown signal; its shutdown is {ms} ms",
+                            at - t0
+                        ),
+                        j,
+                    )),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        if c.asked.is_none() && (reason.is_atom("shutdown") || reason.is_atom("kill")) {
+            c.asked = Some((at, i));
+        }
+        if let Some((message, j)) = problem {
+            let message = format!("{}: {message}", self.name(to));
+            return self.fail(Invariant::Shutdown, from, message, vec![j, i]);
+        }
+        Ok(())
+    }
+
+    fn supervision(&mut self, i: usize, at: u64, sup: Pid, what: &SupEvent) -> Result<(), Found> {
+        if let SupEvent::Init {
+            strategy,
+            intensity,
+            period,
+        } = what
+        {
+            self.sups.insert(
+                sup,
+                Sup {
+                    strategy: strategy.clone(),
+                    intensity: *intensity,
+                    period: *period,
+                    stamps: Vec::new(),
+                    children: Vec::new(),
+                    expect: Expect::Nothing,
+                    group: None,
+                    stopping: None,
+                    restarting: BTreeSet::new(),
+                    alive: true,
+                },
+            );
+            return Ok(());
+        }
+        let alive_now = |pid: &Pid| self.alive.contains(pid);
+        let names = &self.names;
+        let name = |pid: Pid| names.get(&pid).cloned().unwrap_or_else(|| pid.to_string());
+        let Some(s) = self.sups.get_mut(&sup) else {
+            return Ok(());
+        };
+        let fail = |invariant, message: String, events| {
+            Err((Violation::new(invariant, name(sup), message), events))
+        };
+        // An exit that calls for a restart must be counted at once.
+        if let Expect::Restart(child, j) = s.expect {
+            if !matches!(what, SupEvent::Restart { pid: Some(p), .. } if *p == child) {
+                let message = format!("{} exited and was not restarted", name(child));
+                return fail(Invariant::RestartType, message, vec![j, i]);
+            }
+        }
+        match what {
+            SupEvent::Init { .. } => unreachable!("handled above"),
+            SupEvent::Started {
+                pid,
+                id,
+                restart,
+                shutdown,
+                order,
+            } => {
+                if let Expect::GiveUp(j) = s.expect {
+                    let message = format!(
+                        "started {id} after exceeding its intensity ({} in {} s)",
+                        s.intensity, s.period
+                    );
+                    return fail(Invariant::RestartIntensity, message, vec![j, i]);
+                }
+                let rec = ChildRec {
+                    pid: *pid,
+                    restart: restart.clone(),
+                    shutdown: shutdown.clone(),
+                    order: *order,
+                    alive: alive_now(pid),
+                    asked: None,
+                };
+                let existing = s
+                    .is_static()
+                    .then(|| s.children.iter().position(|c| c.order == *order))
+                    .flatten();
+                match existing {
+                    Some(pos) => {
+                        self.child_of.remove(&s.children[pos].pid);
+                        s.children[pos] = rec;
+                    }
+                    None => s.children.push(rec),
+                }
+                self.child_of.insert(*pid, sup);
+                if let Some(done) = s.restarting.iter().find(|(_, i)| i == id).cloned() {
+                    s.restarting.remove(&done);
+                }
+                if let Some(g) = s.group.as_mut() {
+                    if let Some(&m) = g.members.iter().find(|m| alive_now(m)) {
+                        let message = format!(
+                            "started {id} while {} of the group being restarted is still alive",
+                            name(m)
+                        );
+                        return fail(Invariant::RestartOrder, message, vec![g.at, i]);
+                    }
+                    if g.last_started.is_some_and(|last| *order < last) {
+                        let message = format!("restarted {id} after a child that comes after it");
+                        return fail(Invariant::RestartOrder, message, vec![g.at, i]);
+                    }
+                    g.last_started = Some(*order);
+                }
+                s.expect = Expect::Nothing;
+            }
+            SupEvent::Exited { pid, reason } => {
+                s.group = None;
+                let Some(pos) = s.position(*pid) else {
+                    s.expect = Expect::Nothing;
+                    return Ok(());
+                };
+                let c = &mut s.children[pos];
+                c.alive = false;
+                s.expect = if restart_called_for(&c.restart, reason) {
+                    Expect::Restart(*pid, i)
+                } else {
+                    Expect::NoRestart(*pid, i)
+                };
+            }
+            SupEvent::Restart { pid, id } => {
+                if let (Expect::NoRestart(child, j), Some(p)) = (&s.expect, pid) {
+                    if child == p {
+                        let restart = s.position(*p).map(|k| s.children[k].restart.clone());
+                        let message = format!(
+                            "restarted {} ({}) after an exit that does not call for it",
+                            name(*p),
+                            restart.unwrap_or_default()
+                        );
+                        return fail(Invariant::RestartType, message, vec![*j, i]);
+                    }
+                }
+                add_restart(&mut s.stamps, at / 1_000_000, s.period);
+                s.restarting.insert((*pid, id.clone()));
+                if s.stamps.len() as u64 > s.intensity {
+                    s.expect = Expect::GiveUp(i);
+                    return Ok(());
+                }
+                s.expect = Expect::Nothing;
+                let from = match s.strategy.as_str() {
+                    "rest_for_one" => pid.and_then(|p| s.order_of(p)),
+                    _ => Some(0),
+                };
+                let members: BTreeSet<Pid> = s
+                    .children
+                    .iter()
+                    .filter(|c| c.alive && from.is_some_and(|f| c.order >= f))
+                    .map(|c| c.pid)
+                    .collect();
+                s.group = (s.strategy == "one_for_all" || s.strategy == "rest_for_one").then_some(
+                    Group {
+                        members,
+                        last_exited: None,
+                        last_started: None,
+                        at: i,
+                    },
+                );
+            }
+            SupEvent::Stopping => {
+                s.group = None;
+                s.stopping = Some((None, i));
+                if !matches!(s.expect, Expect::GiveUp(_)) {
+                    s.expect = Expect::Nothing;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// End-state checks: nothing restarting, no orphans, no stale registry entries.
+    fn at_rest(&self) -> Result<(), Found> {
+        for (&sup, s) in &self.sups {
+            if let Some((_, id)) = s.restarting.iter().next().filter(|_| s.alive) {
+                let message = format!("still restarting {id} after the faults stopped");
+                return self.fail(Invariant::Liveness, sup, message, vec![]);
+            }
+        }
+        if let Some(root) = self.options.root {
+            for &pid in &self.alive {
+                let mut chain = vec![pid];
+                let mut at = pid;
+                let mut rooted = at == root;
+                while let Some(Some(parent)) = self.parents.get(&at) {
+                    chain.push(*parent);
+                    if *parent == root {
+                        rooted = true;
+                        break;
+                    }
+                    at = *parent;
+                }
+                if !rooted {
+                    continue;
+                }
+                if let Some(dead) = chain.iter().find(|p| !self.alive.contains(p)) {
+                    let message = format!(
+                        "{} is alive but its ancestor {} is not",
+                        self.name(pid),
+                        self.name(*dead)
+                    );
+                    return self.fail(Invariant::NoOrphans, pid, message, vec![]);
+                }
+            }
+        }
+        for ((registry, key), holders) in &self.entries {
+            if !self.alive.contains(registry) {
+                continue;
+            }
+            if let Some(&(dead, at)) = holders.iter().find(|(h, _)| !self.alive.contains(h)) {
+                let message = format!("key {key} still names {} after it died", self.name(dead));
+                return self.fail(Invariant::Registry, *registry, message, vec![at]);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::add_restart;
+
+    /// SPEC items 21-23: OTP keeps the stamps at or after `now - period`.
+    #[test]
+    fn d21_add_restart_keeps_stamps_within_the_period() {
+        let mut stamps = Vec::new();
+        for now in [0, 1, 4, 6, 6] {
+            add_restart(&mut stamps, now, 5);
+        }
+        assert_eq!(stamps, vec![1, 4, 6, 6]);
+    }
+}
