@@ -6,6 +6,7 @@ mod build_mode;
 mod common;
 mod conformance;
 mod determinism;
+mod harness;
 mod process_core;
 mod registry;
 #[cfg(madsim)]

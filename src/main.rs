@@ -37,6 +37,17 @@ enum Command {
         /// Replay every K-th case to check determinism (0: never).
         #[arg(long, default_value_t = 100)]
         replay_every: u64,
+        /// Fuzz only this target (repeatable): `graph` (random process graphs) or `tree`
+        /// (generated supervision trees). Default: all of them.
+        #[arg(long = "target")]
+        targets: Vec<String>,
+        /// Fault families the tree cases draw from (repeatable): crash, kill, signal, storm,
+        /// delay. Default: all; each case switches on a random subset of them.
+        #[arg(long = "family", value_parser = parse_family)]
+        families: Vec<otpsim::sim::harness::Family>,
+        /// Where minimised failures are written.
+        #[arg(long, default_value = "corpus")]
+        corpus: std::path::PathBuf,
     },
     /// Run one generated case and print its timeline and verdict.
     Run {
@@ -46,6 +57,12 @@ enum Command {
     },
     /// Run a scenario of the OTP oracle's format and print its canonical trace, to diff
     /// against the trace real OTP gives (`diff <(otpsim conform s.json) s.trace`).
+    /// Re-runs a saved case (a `corpus/` file) and prints its timeline and verdict: exit 0 if
+    /// it does what the file expects, 1 if not, 2 if the file is malformed.
+    Replay {
+        /// The corpus file.
+        file: std::path::PathBuf,
+    },
     Conform {
         /// The scenario file (JSON, see ../shared/otp-oracle/README.md).
         scenario: std::path::PathBuf,
@@ -53,6 +70,11 @@ enum Command {
         #[arg(long)]
         expect: Option<std::path::PathBuf>,
     },
+}
+
+fn parse_family(s: &str) -> Result<otpsim::sim::harness::Family, String> {
+    otpsim::sim::harness::Family::parse(s)
+        .ok_or_else(|| format!("unknown fault family {s:?} (crash, kill, signal, storm, delay)"))
 }
 
 fn parse_shard(s: &str) -> Result<(u64, u64), String> {
@@ -88,6 +110,9 @@ fn main() -> ExitCode {
             first_seed,
             shard,
             replay_every,
+            targets,
+            families,
+            corpus,
         } => fuzz(campaign::Campaign {
             seeds,
             time_budget: match (seeds, seconds) {
@@ -99,9 +124,72 @@ fn main() -> ExitCode {
             first_seed,
             shard,
             determinism_every: replay_every,
+            targets,
+            families: if families.is_empty() {
+                otpsim::sim::harness::Family::ALL.to_vec()
+            } else {
+                families
+            },
+            corpus: Some(corpus),
         }),
         Command::Run { seed } => run_one(seed),
+        Command::Replay { file } => replay(&file),
         Command::Conform { scenario, expect } => conform(&scenario, expect.as_deref()),
+    }
+}
+
+fn replay(file: &std::path::Path) -> ExitCode {
+    use otpsim::sim::{corpus, harness};
+    let saved = match corpus::load(file) {
+        Ok(saved) => saved,
+        Err(e) => {
+            eprintln!("otpsim replay: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    println!(
+        "{}: target {}, {}",
+        file.display(),
+        saved.target,
+        saved.description
+    );
+    let targets = otpsim::sim::targets();
+    let Some(target) = targets.iter().find(|t| t.name() == saved.target) else {
+        let known: Vec<String> = targets.iter().map(|t| t.name()).collect();
+        eprintln!(
+            "otpsim replay: {}: field `target`: unknown target `{}` (known: {})",
+            file.display(),
+            saved.target,
+            known.join(", ")
+        );
+        return ExitCode::from(2);
+    };
+    let report = match target.replay(&saved.case) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("otpsim replay: {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    for line in report.trace.timeline() {
+        println!("{line}");
+    }
+    match &report.violation {
+        Some(v) => println!("verdict: {v}"),
+        None => println!(
+            "verdict: every invariant holds (trace hash {:016x})",
+            report.trace.hash()
+        ),
+    }
+    match harness::replay_file(&saved, &targets) {
+        Ok(_) => {
+            println!("as the corpus file expects");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("NOT as the corpus file expects: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -155,8 +243,15 @@ fn fuzz(c: campaign::Campaign) -> ExitCode {
         (None, None) => "no limit".into(),
     };
     eprintln!(
-        "otpsim fuzz: random process graphs, swarm faults, {budget}, {} threads, shard {}/{}",
-        c.threads, c.shard.0, c.shard.1
+        "otpsim fuzz: targets {}, swarm faults, {budget}, {} threads, shard {}/{}",
+        if c.targets.is_empty() {
+            campaign::target_names().join(" + ")
+        } else {
+            c.targets.join(" + ")
+        },
+        c.threads,
+        c.shard.0,
+        c.shard.1
     );
     let report = campaign::run(&c, |p| {
         let rate = p.cases as f64 / p.elapsed.as_secs_f64().max(1e-9);
@@ -170,6 +265,13 @@ fn fuzz(c: campaign::Campaign) -> ExitCode {
         let _ = std::io::stderr().flush();
     });
     eprintln!();
+    let report = match report {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("otpsim fuzz: {e}");
+            return ExitCode::from(2);
+        }
+    };
     println!(
         "{} cases in {:.1}s ({:.0} cases/s), {} replayed for determinism, {} failures",
         report.cases,
@@ -180,7 +282,9 @@ fn fuzz(c: campaign::Campaign) -> ExitCode {
     );
     for f in &report.failures {
         println!("FAIL seed {}: {}", f.seed, f.what);
-        println!("  reproduce: cargo run --release -- run --seed {}", f.seed);
+        if !f.what.starts_with("target ") {
+            println!("  reproduce: cargo run --release -- run --seed {}", f.seed);
+        }
     }
     if report.failures.is_empty() {
         ExitCode::SUCCESS

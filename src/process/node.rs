@@ -157,6 +157,8 @@ pub(super) struct Proc {
     aliases: BTreeSet<Ref>,
     pending_exit: Option<ExitReason>,
     name: Option<String>,
+    /// The process that spawned it (`None`: the outside world).
+    parent: Option<Pid>,
     received: u64,
     /// Messages taken by waiting receives during the current step (the reduction count).
     taken_this_step: u32,
@@ -169,8 +171,9 @@ impl Proc {
         self.name.clone()
     }
 
-    fn new() -> Proc {
+    fn new(parent: Option<Pid>) -> Proc {
         Proc {
+            parent,
             mailbox: VecDeque::new(),
             waker: None,
             trap_exit: false,
@@ -335,7 +338,7 @@ impl Node {
             let mut st = self.lock();
             let pid = Pid(st.next_pid);
             st.next_pid += 1;
-            st.procs.insert(pid, Proc::new());
+            st.procs.insert(pid, Proc::new(parent));
             let mut mref = None;
             if let Some(parent) = parent {
                 match tie {
@@ -386,6 +389,55 @@ impl Node {
     /// The live processes, in pid order.
     pub fn processes(&self) -> Vec<Pid> {
         self.lock().procs.keys().copied().collect()
+    }
+
+    /// The live processes that descend from `root` through a chain of live parents (the
+    /// processes it spawned, those they spawned, ...), `root` excluded, in pid order.
+    pub fn descendants(&self, root: Pid) -> Vec<Pid> {
+        let st = self.lock();
+        let mut inside = BTreeSet::from([root]);
+        // A parent's pid is smaller than its child's, so one pass in pid order suffices.
+        for (&pid, p) in st.procs.range(root..) {
+            if p.parent.is_some_and(|parent| inside.contains(&parent)) {
+                inside.insert(pid);
+            }
+        }
+        inside.remove(&root);
+        inside
+            .into_iter()
+            .filter(|p| st.procs.contains_key(p))
+            .collect()
+    }
+
+    /// The process that spawned `pid`, while `pid` is alive.
+    pub fn parent_of(&self, pid: Pid) -> Option<Pid> {
+        self.lock().procs.get(&pid).and_then(|p| p.parent)
+    }
+
+    /// The live process labelled `path` (labels are kept only while tracing).
+    pub fn find_path(&self, path: &str) -> Option<Pid> {
+        let st = self.lock();
+        st.paths
+            .iter()
+            .find(|(_, p)| *p == path)
+            .map(|(pid, _)| *pid)
+    }
+
+    /// Makes `pid` exit with `reason` at once, as if it had crashed by itself, and records the
+    /// injected fault (`fault` is its description). Does nothing to a dead process.
+    pub fn inject_exit(&self, pid: Pid, reason: ExitReason, fault: impl Into<String>) {
+        let at = self.stamp();
+        let mut st = self.lock();
+        let Some(p) = st.procs.get_mut(&pid) else {
+            return;
+        };
+        p.doom(reason);
+        let fault = fault.into();
+        st.record(at, || EventKind::Fault { pid, fault });
+        if !self.is_running_here(pid) {
+            st.dying.push_back(pid);
+            st.drain(self);
+        }
     }
 
     /// The pid registered under `name`.

@@ -1,13 +1,14 @@
 //! Campaigns: many seeded cases on every core, with swarm-selected faults and a sampled
 //! determinism check.
 //!
-//! Today the built-in generator is the random process graph ([`GraphCase`]); supervision
-//! trees and the example systems join it as they are built.
+//! The targets are the random process graph ([`GraphCase`], by seed) and the harness's
+//! built-in targets ([`super::targets`]: generated supervision trees), whose failures are
+//! shrunk and saved in `corpus/`.
 //!
 //! ```
 //! # #[cfg(madsim)] {
 //! use otpsim::sim::campaign::{Campaign, run};
-//! let report = run(&Campaign { seeds: Some(20), threads: 2, ..Campaign::default() }, |_| {});
+//! let report = run(&Campaign { seeds: Some(20), threads: 2, ..Campaign::default() }, |_| {}).unwrap();
 //! assert_eq!(report.cases, 20);
 //! assert!(report.failures.is_empty());
 //! # }
@@ -18,12 +19,13 @@
 #![allow(clippy::disallowed_methods)]
 
 use super::graph::GraphCase;
+use super::harness::{AnyTarget, Family};
 use super::Sim;
 use crate::rt::{Duration, SeededConfig};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// What to run.
@@ -41,6 +43,13 @@ pub struct Campaign {
     pub shard: (u64, u64),
     /// Replay every n-th case for the determinism check (every failing case is replayed too).
     pub determinism_every: u64,
+    /// The targets to fuzz, by name (`graph`, or a [built-in target](super::targets));
+    /// cases go round-robin over them by seed. Empty: all of them.
+    pub targets: Vec<String>,
+    /// The fault families of the harness targets.
+    pub families: Vec<Family>,
+    /// Where minimised failures of harness targets are saved (`None`: not saved).
+    pub corpus: Option<std::path::PathBuf>,
 }
 
 impl Default for Campaign {
@@ -53,6 +62,9 @@ impl Default for Campaign {
             first_seed: 0,
             shard: (0, 1),
             determinism_every: 100,
+            targets: Vec::new(),
+            families: Family::ALL.to_vec(),
+            corpus: Some("corpus".into()),
         }
     }
 }
@@ -129,8 +141,46 @@ pub fn run_case(seed: u64, check_determinism: bool) -> Result<(), String> {
     }
 }
 
-/// Runs a campaign, calling `progress` from time to time.
-pub fn run(campaign: &Campaign, progress: impl Fn(Progress) + Sync) -> Report {
+/// The names `--target` accepts: `graph` and the built-in harness targets.
+pub fn target_names() -> Vec<String> {
+    let mut names = vec!["graph".to_string()];
+    names.extend(super::targets().iter().map(|t| t.name()));
+    names
+}
+
+/// Runs a campaign, calling `progress` from time to time. Unknown target names are an error.
+pub fn run(campaign: &Campaign, progress: impl Fn(Progress) + Sync) -> Result<Report, String> {
+    let known = target_names();
+    if let Some(bad) = campaign.targets.iter().find(|t| !known.contains(t)) {
+        return Err(format!(
+            "unknown target `{bad}` (known: {})",
+            known.join(", ")
+        ));
+    }
+    let names = if campaign.targets.is_empty() {
+        known
+    } else {
+        campaign.targets.clone()
+    };
+    let harness: Vec<Arc<dyn AnyTarget>> = super::targets();
+    let run_one = |seed: u64, replay: bool| -> Result<(), String> {
+        let name = &names[(seed % names.len() as u64) as usize];
+        match harness.iter().find(|t| t.name() == *name) {
+            None => run_case(seed, replay),
+            Some(target) => {
+                match target.fuzz_seed(seed, &campaign.families, replay, campaign.corpus.clone()) {
+                    None => Ok(()),
+                    Some(f) => Err(format!(
+                        "target {name}: {}{}",
+                        f.violation,
+                        f.saved
+                            .map(|p| format!("\n  saved: {} (otpsim replay {0})", p.display()))
+                            .unwrap_or_default()
+                    )),
+                }
+            }
+        }
+    };
     let start = Instant::now();
     let next = AtomicU64::new(0);
     let done = AtomicU64::new(0);
@@ -150,7 +200,7 @@ pub fn run(campaign: &Campaign, progress: impl Fn(Progress) + Sync) -> Report {
         if replay {
             replayed.fetch_add(1, Ordering::Relaxed);
         }
-        if let Err(what) = run_case(seed, replay) {
+        if let Err(what) = run_one(seed, replay) {
             failures.lock().unwrap().push(Failure { seed, what });
         }
         let cases = done.fetch_add(1, Ordering::Relaxed) + 1;
@@ -171,10 +221,10 @@ pub fn run(campaign: &Campaign, progress: impl Fn(Progress) + Sync) -> Report {
     });
     let mut failures = failures.into_inner().unwrap();
     failures.sort_by_key(|f| f.seed);
-    Report {
+    Ok(Report {
         cases: done.into_inner(),
         replayed: replayed.into_inner(),
         failures,
         elapsed: start.elapsed(),
-    }
+    })
 }

@@ -1,0 +1,162 @@
+//! The corpus: saved cases (regressions and found failures), replayed by `cargo test`.
+//!
+//! A corpus file is JSON in our own format, versioned by `schema`:
+//!
+//! ```json
+//! {
+//!   "schema": 1,
+//!   "target": "tree",
+//!   "description": "restart_intensity violated at root/sub: ...",
+//!   "expect": { "violates": "restart_intensity" },
+//!   "case": { "setup": ..., "steps": [...], "seed": 0 }
+//! }
+//! ```
+//!
+//! `expect` is either `{"violates": INVARIANT}` (the case must still break it: a known bug
+//! kept as a reproducer) or `{"passes": {"trace_hash": "0123abcd..."}}` (a fixed bug or an
+//! interesting case: it must pass and produce exactly this trace).
+
+use super::invariants::{Invariant, Violation};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The schema version this build writes and reads.
+pub const SCHEMA: u32 = 1;
+
+/// One saved case.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorpusFile {
+    /// The format's version ([`SCHEMA`]).
+    pub schema: u32,
+    /// The target the case belongs to.
+    pub target: String,
+    /// One line saying what the case shows.
+    pub description: String,
+    /// The outcome a replay must reproduce.
+    pub expect: Expect,
+    /// The case, in the target's own serde form.
+    pub case: serde_json::Value,
+}
+
+/// What a corpus case must do when replayed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Expect {
+    /// Break this invariant.
+    Violates(Invariant),
+    /// Pass, with exactly this trace.
+    Passes {
+        /// [`Trace::hash`](crate::trace::Trace::hash), in hex.
+        trace_hash: String,
+    },
+}
+
+/// Why a corpus file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CorpusError {
+    /// It cannot be read.
+    #[error("{file}: {source}")]
+    Io {
+        /// The file.
+        file: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// It is not a corpus file of this schema.
+    #[error("{file}: {message}")]
+    Invalid {
+        /// The file.
+        file: PathBuf,
+        /// What is wrong, naming the field.
+        message: String,
+    },
+    /// No target of that name is known.
+    #[error("{file}: unknown target `{target}` (known: {known})")]
+    UnknownTarget {
+        /// The file.
+        file: PathBuf,
+        /// The target it names.
+        target: String,
+        /// The targets there are.
+        known: String,
+    },
+}
+
+impl CorpusFile {
+    /// A found failure.
+    pub fn failure(target: &str, case: serde_json::Value, violation: &Violation) -> CorpusFile {
+        let mut description = format!("{}: {}", violation.subject, violation.message);
+        description.truncate(200);
+        CorpusFile {
+            schema: SCHEMA,
+            target: target.into(),
+            description,
+            expect: Expect::Violates(violation.invariant.clone()),
+            case,
+        }
+    }
+
+    /// The file's name: the target and a hash of the case, so saving twice is idempotent.
+    pub fn file_name(&self) -> String {
+        let text = serde_json::to_string(&self.case).unwrap_or_default();
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in text.bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("{}-{h:016x}.json", self.target)
+    }
+
+    /// Parses a corpus file; errors name the field (`expect.violates`, `schema`).
+    pub fn parse(file: &Path, text: &str) -> Result<CorpusFile, CorpusError> {
+        let invalid = |message: String| CorpusError::Invalid {
+            file: file.to_path_buf(),
+            message,
+        };
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| invalid(format!("not valid JSON: {e}")))?;
+        match value.get("schema").map(serde_json::Value::as_u64) {
+            Some(Some(v)) if v == u64::from(SCHEMA) => {}
+            Some(Some(v)) => {
+                return Err(invalid(format!(
+                    "field `schema`: version {v}, this build reads version {SCHEMA}"
+                )))
+            }
+            Some(None) => return Err(invalid("field `schema`: expected an integer".into())),
+            None => return Err(invalid("field `schema`: missing".into())),
+        }
+        serde_json::from_value(value).map_err(|e| invalid(format!("{e}")))
+    }
+}
+
+/// Reads one corpus file.
+pub fn load(file: &Path) -> Result<CorpusFile, CorpusError> {
+    let text = std::fs::read_to_string(file).map_err(|source| CorpusError::Io {
+        file: file.to_path_buf(),
+        source,
+    })?;
+    CorpusFile::parse(file, &text)
+}
+
+/// Every `*.json` file of `dir`, sorted (none if `dir` does not exist).
+pub fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "json"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+/// Writes `file` into `dir` (created if needed); returns its path.
+pub fn save(dir: &Path, file: &CorpusFile) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(file.file_name());
+    let text = serde_json::to_string_pretty(file).map_err(std::io::Error::other)?;
+    std::fs::write(&path, text + "\n")?;
+    Ok(path)
+}

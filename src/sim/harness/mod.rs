@@ -1,0 +1,673 @@
+//! The harness: point it at a supervision tree, and it breaks the tree on purpose under a
+//! seed, checks the invariants on every run, and shrinks any failure to a minimal case.
+//!
+//! A [`Target`] is the system under test: how to start it, the workload operations it
+//! understands, and the application invariants it promises on top of the harness's own
+//! ([`invariants`](super::invariants)). A [`Case`] is data: the target's setup, a list of
+//! [steps](Step) (workload operations, [faults](Fault) and pauses) and a seed for the
+//! simulator's background scheduling and message delays. [`run_case`] runs one case;
+//! [`Harness`] generates cases with proptest, shrinks the first failure, saves it in `corpus/`
+//! and panics with what to do next, which is how a user's `cargo test` runs it:
+//!
+//! ```
+//! # #[cfg(madsim)] {
+//! use otpsim::sim::harness::{Harness, Target};
+//! use otpsim::sim::invariants::Violation;
+//! use otpsim::sim::harness::proptest::prelude::*;
+//! use otpsim::supervisor::{self, BoxFuture, ChildSpec, Flags, Start, Started, SupervisorSpec};
+//! use otpsim::{ExitReason, Pid, Process};
+//!
+//! /// Two idle workers under a one_for_one supervisor; no workload of its own.
+//! struct Pair;
+//!
+//! fn idle(id: &str) -> ChildSpec {
+//!     ChildSpec::worker(id, Start::new(|p| {
+//!         let pid = p.spawn_link(|q| async move { q.recv().await; ExitReason::Normal });
+//!         Box::pin(async move { Ok(Started::Pid(pid)) })
+//!     }))
+//! }
+//!
+//! impl Target for Pair {
+//!     type Setup = ();
+//!     type Op = ();
+//!     type State = ();
+//!     fn name(&self) -> String { "pair".into() }
+//!     fn setups(&self) -> BoxedStrategy<()> { Just(()).boxed() }
+//!     fn ops(&self, _: &()) -> BoxedStrategy<()> { Just(()).boxed() }
+//!     fn start<'a>(&'a self, _: &'a (), p: &'a Process) -> BoxFuture<'a, Result<(Pid, ()), String>> {
+//!         Box::pin(async move {
+//!             let flags = Flags::elixir(supervisor::Strategy::OneForOne);
+//!             let spec = SupervisorSpec::new(flags).child(idle("a")).child(idle("b"));
+//!             let sup = supervisor::start_link(p, spec).await.map_err(|e| e.to_string())?;
+//!             Ok((sup.pid(), ()))
+//!         })
+//!     }
+//!     fn apply<'a>(&'a self, _: &'a mut (), _: &'a (), _: &'a Process) -> BoxFuture<'a, Result<(), Violation>> {
+//!         Box::pin(async { Ok(()) })
+//!     }
+//! }
+//!
+//! let report = Harness::new(Pair).cases(50).corpus(None).run();
+//! assert_eq!(report.failure, None);
+//! # }
+//! ```
+//!
+//! `otpsim::sim::harness::proptest` is the proptest this crate uses, for the strategies of
+//! a target without a dependency of its own. The environment variable `OTPSIM_CASES` overrides the number of cases and
+//! `OTPSIM_SEED` the generator's seed (`random` picks one and prints it).
+
+mod case;
+
+pub use proptest;
+
+pub use case::{case_strategy, Case, CrashReason, Delays, Family, Fault, Step};
+
+use super::corpus::{self, CorpusFile};
+use super::invariants::{self, CheckOptions, Invariant, Violation};
+use super::Sim;
+use crate::process::{ExitReason, Msg, Process};
+use crate::rt::{Duration, SeededConfig};
+use crate::supervisor::BoxFuture;
+use crate::term::Pid;
+use crate::trace::{EventKind, SupEvent, Trace};
+use proptest::strategy::BoxedStrategy;
+use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
+use serde::{de::DeserializeOwned, Serialize};
+use std::fmt::Debug;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// A system the harness can break: how to start it, its workload, its own invariants.
+///
+/// The futures are boxed (`Box::pin(async move { ... })`) so that the harness can run them
+/// inside its simulated processes.
+pub trait Target: Send + Sync + 'static {
+    /// What varies between cases besides the workload (a generated tree, a pool size; `()`
+    /// for a fixed system).
+    type Setup: Clone + Debug + Serialize + DeserializeOwned + Send + Sync + 'static;
+    /// One workload operation.
+    type Op: Clone + Debug + Serialize + DeserializeOwned + Send + Sync + 'static;
+    /// What the workload needs between operations (handles, a model of the expected state).
+    type State: Send + 'static;
+
+    /// The name cases and corpus files know the target by.
+    fn name(&self) -> String;
+
+    /// Generates setups.
+    fn setups(&self) -> BoxedStrategy<Self::Setup>;
+
+    /// Generates workload operations for a setup.
+    fn ops(&self, setup: &Self::Setup) -> BoxedStrategy<Self::Op>;
+
+    /// Starts the system from the harness's driver process; returns the root of the tree
+    /// (faults hit it and what descends from it) and the workload's state.
+    fn start<'a>(
+        &'a self,
+        setup: &'a Self::Setup,
+        p: &'a Process,
+    ) -> BoxFuture<'a, Result<(Pid, Self::State), String>>;
+
+    /// Runs one workload operation from the driver; an `Err` is an application invariant
+    /// the operation found broken.
+    fn apply<'a>(
+        &'a self,
+        state: &'a mut Self::State,
+        op: &'a Self::Op,
+        p: &'a Process,
+    ) -> BoxFuture<'a, Result<(), Violation>>;
+
+    /// The application's invariants at rest, after the faults stopped and the tree had
+    /// [`settle`](Target::settle) time to recover. The default checks nothing.
+    fn check<'a>(
+        &'a self,
+        state: &'a mut Self::State,
+        p: &'a Process,
+    ) -> BoxFuture<'a, Result<(), Violation>> {
+        let _ = (state, p);
+        Box::pin(async { Ok(()) })
+    }
+
+    /// How long the tree gets to recover after the last step (simulated time; default 30 s,
+    /// enough for any restart window of up to 10 s to drain twice).
+    fn settle(&self, setup: &Self::Setup) -> Duration {
+        let _ = setup;
+        Duration::from_secs(30)
+    }
+}
+
+/// The outcome of one case.
+#[derive(Clone, Debug)]
+pub struct CaseReport {
+    /// The first broken invariant, if any.
+    pub violation: Option<Violation>,
+    /// The run's trace.
+    pub trace: Trace,
+}
+
+/// Runs one case and checks every invariant: the run itself (livelock, time limit), the
+/// harness's trace invariants, and the target's application invariants.
+pub fn run_case<T: Target>(target: &Arc<T>, case: &Case<T::Setup, T::Op>) -> CaseReport {
+    let outcome: Arc<Mutex<(Option<Pid>, Option<Violation>)>> = Arc::default();
+    let (t, c, sink) = (target.clone(), case.clone(), outcome.clone());
+    let sim = Sim::new(case.seed).with_faults(case.sim_faults());
+    let report = sim.run(move |p| async move {
+        let result = drive(&*t, &c, &p).await;
+        *sink.lock().unwrap_or_else(PoisonError::into_inner) = result;
+    });
+    let (root, app) = std::mem::take(&mut *outcome.lock().unwrap_or_else(PoisonError::into_inner));
+    let run_failure = report
+        .failure()
+        .map(|f| Violation::new(Invariant::Run, "run", f));
+    let options = CheckOptions {
+        exact_timing: case.delays.is_none(),
+        at_rest: run_failure.is_none(),
+        root,
+    };
+    let violation = run_failure
+        .or_else(|| invariants::check(&report.trace, &options).err())
+        .or(app);
+    CaseReport {
+        violation,
+        trace: report.trace,
+    }
+}
+
+/// Runs a case twice and compares the traces; the first divergence is a violation.
+pub fn check_determinism<T: Target>(target: &Arc<T>, case: &Case<T::Setup, T::Op>) -> CaseReport {
+    let first = run_case(target, case);
+    let (t, c) = (target.clone(), case.clone());
+    #[allow(clippy::disallowed_methods)] // a fresh thread, outside the simulation
+    let again = std::thread::spawn(move || run_case(&t, &c))
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    match first.trace.first_divergence(&again.trace) {
+        Some(d) => CaseReport {
+            violation: Some(Violation::new(
+                Invariant::Determinism,
+                "run",
+                format!("a rerun on a fresh thread differs: {d}"),
+            )),
+            trace: first.trace,
+        },
+        None => first,
+    }
+}
+
+/// The driver process: starts the target, runs the steps, lets the tree settle, checks the
+/// application. Returns the root and the application's violation, if any.
+async fn drive<T: Target>(
+    target: &T,
+    case: &Case<T::Setup, T::Op>,
+    p: &Process,
+) -> (Option<Pid>, Option<Violation>) {
+    p.trap_exit(true);
+    p.node().label(p.pid(), "harness", false);
+    let (root, mut state) = match target.start(&case.setup, p).await {
+        Ok(started) => started,
+        Err(e) => {
+            let v = Violation::new(Invariant::App("start".into()), "start", e);
+            return (None, Some(v));
+        }
+    };
+    if p.node().path_of(root).is_none() {
+        p.node().label(root, "root", true);
+    }
+    for step in &case.steps {
+        let result = match step {
+            Step::Op(op) => target.apply(&mut state, op, p).await,
+            Step::Fault(fault) => {
+                inject(fault, root, p).await;
+                Ok(())
+            }
+            Step::Wait(ms) => {
+                p.sleep(Duration::from_millis(u64::from(*ms))).await;
+                Ok(())
+            }
+        };
+        // The root's exit signal (it is linked to the driver) is not the workload's business.
+        while p
+            .try_receive(|m| matches!(m, Msg::Exit { .. }))
+            .await
+            .is_some()
+        {}
+        if let Err(v) = result {
+            return (Some(root), Some(v));
+        }
+    }
+    p.sleep(target.settle(&case.setup)).await;
+    let verdict = target.check(&mut state, p).await.err();
+    // The run ends here: the tree must not see its parent's exit (the node halts next).
+    p.unlink(root);
+    (Some(root), verdict)
+}
+
+/// Injects one fault into the tree under `root`.
+async fn inject(fault: &Fault, root: Pid, p: &Process) {
+    let node = p.node();
+    let pick_from = |victim: u16, candidates: Vec<Pid>| {
+        (!candidates.is_empty()).then(|| candidates[usize::from(victim) % candidates.len()])
+    };
+    let pick = |victim: u16| pick_from(victim, node.descendants(root));
+    // A supervisor does not crash by itself (OTP's supervisor has no bug to crash of); what
+    // reaches a supervisor from outside are exit signals, which the other faults send.
+    let pick_worker = |victim: u16| {
+        let supervisors = supervisors(&node.trace());
+        let workers = node.descendants(root);
+        pick_from(
+            victim,
+            workers
+                .into_iter()
+                .filter(|p| !supervisors.contains(p))
+                .collect(),
+        )
+    };
+    match *fault {
+        Fault::Crash { victim, reason } => {
+            if let Some(pid) = pick_worker(victim) {
+                let reason = reason.exit_reason();
+                node.inject_exit(pid, reason.clone(), format!("crash {reason}"));
+            }
+        }
+        Fault::Kill { victim } => {
+            if let Some(pid) = pick(victim) {
+                node.record(EventKind::Fault {
+                    pid,
+                    fault: "kill".into(),
+                });
+                p.exit(pid, ExitReason::Kill);
+            }
+        }
+        Fault::Signal { victim, reason } => {
+            if let Some(pid) = pick(victim) {
+                let reason = reason.exit_reason();
+                node.record(EventKind::Fault {
+                    pid,
+                    fault: format!("exit signal {reason} from a stranger"),
+                });
+                let stranger = node.spawn(move |q| async move { q.exit(pid, reason) });
+                let _ = node.wait_exit(stranger).await;
+            }
+        }
+        Fault::Storm { victim, over } => {
+            let Some(pid) = pick_worker(victim) else {
+                return;
+            };
+            storm(pid, over, p).await;
+        }
+    }
+}
+
+/// The supervisors (static and dynamic) a trace has seen start.
+fn supervisors(trace: &Trace) -> std::collections::BTreeSet<Pid> {
+    trace
+        .events()
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Supervision {
+                sup,
+                what: SupEvent::Init { .. },
+            } => Some(*sup),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Crashes `victim` (and each of its replacements) as many times as its supervisor's
+/// intensity allows (`over`: once more), spread over one period.
+async fn storm(victim: Pid, over: bool, p: &Process) {
+    let node = p.node();
+    let sup = node.parent_of(victim);
+    let flags = sup.and_then(|sup| {
+        node.trace()
+            .events()
+            .iter()
+            .rev()
+            .find_map(|e| match &e.kind {
+                EventKind::Supervision {
+                    sup: s,
+                    what:
+                        SupEvent::Init {
+                            intensity, period, ..
+                        },
+                } if Some(*s) == Some(sup) => Some((*intensity, *period)),
+                _ => None,
+            })
+    });
+    let (intensity, period) = flags.unwrap_or((3, 5));
+    let crashes = (intensity + u64::from(over)).clamp(1, 50);
+    let gap = Duration::from_millis(period * 1000 / (crashes + 1));
+    let path = node.path_of(victim);
+    let supervisors = supervisors(&node.trace());
+    let mut current = Some(victim);
+    for n in 0..crashes {
+        if let Some(pid) = current {
+            node.inject_exit(
+                pid,
+                ExitReason::error("storm"),
+                format!("storm crash {}/{crashes}", n + 1),
+            );
+        }
+        p.sleep(gap).await;
+        // The victim's replacement: the same tree path, or the newest child of its supervisor.
+        current = match (&path, sup) {
+            (Some(path), _) => node.find_path(path),
+            (None, Some(sup)) => node
+                .descendants(sup)
+                .into_iter()
+                .rev()
+                .find(|pid| node.parent_of(*pid) == Some(sup) && !supervisors.contains(pid)),
+            (None, None) => None,
+        };
+    }
+}
+
+/// How a harness campaign ended.
+#[derive(Clone, Debug)]
+pub struct HarnessReport {
+    /// Cases run (not counting shrinking).
+    pub cases: u64,
+    /// The minimal failing case, if one was found, with its violation.
+    pub failure: Option<Failure>,
+}
+
+/// A minimised failing case.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Failure {
+    /// What it broke.
+    pub violation: Violation,
+    /// The minimal case, as JSON.
+    pub case: serde_json::Value,
+    /// Where it was saved, if it was.
+    pub saved: Option<PathBuf>,
+    /// The generator seed that found it.
+    pub seed: u64,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{}", self.violation)?;
+        writeln!(f, "minimal case (generator seed {}):", self.seed)?;
+        writeln!(
+            f,
+            "{}",
+            serde_json::to_string_pretty(&self.case).unwrap_or_default()
+        )?;
+        if let Some(path) = &self.saved {
+            writeln!(
+                f,
+                "saved as {} (see its timeline: cargo run -- replay {0})",
+                path.display()
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs generated cases of a target inside `cargo test`: the builder of a campaign.
+pub struct Harness<T: Target> {
+    target: Arc<T>,
+    cases: u32,
+    seed: u64,
+    max_steps: usize,
+    families: Vec<Family>,
+    corpus: Option<PathBuf>,
+    determinism_every: u32,
+}
+
+impl<T: Target> Harness<T> {
+    /// A campaign of 256 cases with every fault family, generator seed 0, saving failures
+    /// in `corpus/` (or whatever `OTPSIM_CASES` / `OTPSIM_SEED` say).
+    pub fn new(target: T) -> Harness<T> {
+        let mut harness = Harness::of(Arc::new(target));
+        harness.cases = env_cases().unwrap_or(256);
+        harness.seed = env_seed().unwrap_or(0);
+        harness
+    }
+
+    /// A campaign of one case generated from `seed`, ignoring the environment (what a CLI
+    /// campaign runs per seed).
+    fn of(target: Arc<T>) -> Harness<T> {
+        Harness {
+            target,
+            cases: 1,
+            seed: 0,
+            max_steps: 12,
+            families: Family::ALL.to_vec(),
+            corpus: Some(PathBuf::from("corpus")),
+            determinism_every: 50,
+        }
+    }
+
+    /// Runs `n` cases (unless `OTPSIM_CASES` says otherwise).
+    pub fn cases(mut self, n: u32) -> Self {
+        self.cases = env_cases().unwrap_or(n);
+        self
+    }
+
+    /// Seeds the case generator (unless `OTPSIM_SEED` says otherwise).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = env_seed().unwrap_or(seed);
+        self
+    }
+
+    /// At most this many steps per case.
+    pub fn max_steps(mut self, n: usize) -> Self {
+        self.max_steps = n;
+        self
+    }
+
+    /// Only these fault families (swarm testing picks a subset of them per case).
+    pub fn families(mut self, families: &[Family]) -> Self {
+        self.families = families.to_vec();
+        self
+    }
+
+    /// Where to save a minimised failure (`None`: do not save).
+    pub fn corpus(mut self, dir: Option<PathBuf>) -> Self {
+        self.corpus = dir;
+        self
+    }
+
+    /// Replays every n-th case on a fresh thread to check determinism (0: never; failing
+    /// cases are always checked).
+    pub fn determinism_every(mut self, n: u32) -> Self {
+        self.determinism_every = n;
+        self
+    }
+
+    /// Runs the campaign; stops at the first failure, shrunk to a minimal case and saved.
+    pub fn run(&self) -> HarnessReport {
+        let strategy = case_strategy(&self.target, self.max_steps, &self.families);
+        let config = Config {
+            cases: self.cases,
+            failure_persistence: None,
+            max_shrink_iters: 4096,
+            max_global_rejects: 0,
+            ..Config::default()
+        };
+        let mut seed_bytes = [0u8; 32];
+        seed_bytes[..8].copy_from_slice(&self.seed.to_le_bytes());
+        let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes);
+        let mut runner = TestRunner::new_with_rng(config, rng);
+        let counter = std::sync::atomic::AtomicU64::new(0);
+        let every = u64::from(self.determinism_every);
+        let result = runner.run(&strategy, |case| {
+            let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let report = if every > 0 && n.is_multiple_of(every) {
+                check_determinism(&self.target, &case)
+            } else {
+                run_case(&self.target, &case)
+            };
+            match report.violation {
+                Some(v) => Err(TestCaseError::fail(
+                    serde_json::to_string(&v).unwrap_or_default(),
+                )),
+                None => Ok(()),
+            }
+        });
+        let cases = u64::from(self.cases).min(counter.into_inner());
+        let failure = match result {
+            Ok(()) => None,
+            Err(TestError::Abort(why)) => Some(Failure {
+                violation: Violation::new(Invariant::Run, "harness", why.to_string()),
+                case: serde_json::Value::Null,
+                saved: None,
+                seed: self.seed,
+            }),
+            Err(TestError::Fail(_, mut case)) => {
+                // Seed 0 when the failure does not depend on the background scheduling.
+                let plain = Case {
+                    seed: 0,
+                    ..case.clone()
+                };
+                if run_case(&self.target, &plain).violation.is_some() {
+                    case = plain;
+                }
+                // The minimal case: confirm it (and its determinism) once more.
+                let report = check_determinism(&self.target, &case);
+                let violation = report.violation.unwrap_or_else(|| {
+                    Violation::new(
+                        Invariant::Run,
+                        "harness",
+                        "the minimal case passed when rerun",
+                    )
+                });
+                let json = serde_json::to_value(&case).unwrap_or_default();
+                let saved = self.corpus.as_ref().and_then(|dir| {
+                    let file = CorpusFile::failure(&self.target.name(), json.clone(), &violation);
+                    corpus::save(dir, &file).ok()
+                });
+                Some(Failure {
+                    violation,
+                    case: json,
+                    saved,
+                    seed: self.seed,
+                })
+            }
+        };
+        HarnessReport { cases, failure }
+    }
+
+    /// [`run`](Harness::run), panicking with the minimal failing case, its violation and
+    /// the corpus file when one is found: the form for a `#[test]`.
+    pub fn check(&self) {
+        if let Some(failure) = self.run().failure {
+            panic!(
+                "otpsim harness, target {}: {failure}\nrerun with OTPSIM_SEED={}",
+                self.target.name(),
+                failure.seed
+            );
+        }
+    }
+}
+
+fn env_cases() -> Option<u32> {
+    std::env::var("OTPSIM_CASES").ok()?.parse().ok()
+}
+
+fn env_seed() -> Option<u64> {
+    let value = std::env::var("OTPSIM_SEED").ok()?;
+    if value == "random" {
+        #[allow(clippy::disallowed_methods)] // harness code, outside any simulation
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
+        eprintln!("otpsim harness: OTPSIM_SEED=random picked {seed}");
+        return Some(seed);
+    }
+    value.parse().ok()
+}
+
+impl<S, O> Case<S, O> {
+    /// The simulator's fault settings for this case's delays.
+    pub fn sim_faults(&self) -> SeededConfig {
+        match self.delays {
+            None => SeededConfig::default(),
+            Some(d) => SeededConfig {
+                delay_probability: f64::from(d.percent.min(100)) / 100.0,
+                max_delay: Duration::from_millis(u64::from(d.max_ms)),
+                ..SeededConfig::default()
+            },
+        }
+    }
+}
+
+/// A target with its types erased, for the CLI and the corpus: every [`Target`] is one.
+pub trait AnyTarget: Send + Sync {
+    /// The target's name.
+    fn name(&self) -> String;
+
+    /// Generates the case of `seed`, runs it (checking determinism if `determinism`), and on a
+    /// failure shrinks it and saves it in `corpus` (if given).
+    fn fuzz_seed(
+        &self,
+        seed: u64,
+        families: &[Family],
+        determinism: bool,
+        corpus: Option<PathBuf>,
+    ) -> Option<Failure>;
+
+    /// Runs a case given as JSON (a corpus file's `case`); `Err` if it does not parse.
+    fn replay(&self, case: &serde_json::Value) -> Result<CaseReport, String>;
+}
+
+impl<T: Target> AnyTarget for Arc<T> {
+    fn name(&self) -> String {
+        Target::name(&**self)
+    }
+
+    fn fuzz_seed(
+        &self,
+        seed: u64,
+        families: &[Family],
+        determinism: bool,
+        corpus: Option<PathBuf>,
+    ) -> Option<Failure> {
+        let mut harness = Harness::of(self.clone()).families(families).corpus(corpus);
+        harness.seed = seed;
+        harness.determinism_every = u32::from(determinism);
+        harness.run().failure
+    }
+
+    fn replay(&self, case: &serde_json::Value) -> Result<CaseReport, String> {
+        let case: Case<T::Setup, T::Op> =
+            serde_json::from_value(case.clone()).map_err(|e| format!("field `case`: {e}"))?;
+        Ok(check_determinism(self, &case))
+    }
+}
+
+/// Replays a corpus file against the target it names and checks its expected outcome;
+/// `Err` says what differs.
+pub fn replay_file(
+    file: &CorpusFile,
+    targets: &[Arc<dyn AnyTarget>],
+) -> Result<CaseReport, String> {
+    let target = targets
+        .iter()
+        .find(|t| t.name() == file.target)
+        .ok_or_else(|| {
+            let known: Vec<String> = targets.iter().map(|t| t.name()).collect();
+            format!(
+                "unknown target `{}` (known: {})",
+                file.target,
+                known.join(", ")
+            )
+        })?;
+    let report = target.replay(&file.case)?;
+    match (&file.expect, &report.violation) {
+        (corpus::Expect::Violates(invariant), Some(v)) if v.invariant == *invariant => Ok(report),
+        (corpus::Expect::Violates(invariant), other) => Err(format!(
+            "expected a violation of {invariant}, got {}",
+            other.as_ref().map_or("none".to_string(), |v| v.to_string())
+        )),
+        (corpus::Expect::Passes { trace_hash }, None) => {
+            let actual = format!("{:016x}", report.trace.hash());
+            if actual == *trace_hash {
+                Ok(report)
+            } else {
+                Err(format!("expected trace hash {trace_hash}, got {actual}"))
+            }
+        }
+        (corpus::Expect::Passes { .. }, Some(v)) => Err(format!("expected to pass, got {v}")),
+    }
+}

@@ -1,0 +1,501 @@
+//! The built-in target `tree`: generated supervision trees.
+//!
+//! A [`TreeSpec`] mixes every strategy, restart type and shutdown spec, intensities and
+//! periods, nested supervisors (up to depth 4, fan-out 6), dynamic supervisors whose children
+//! the workload starts and stops, slow and hung shutdowns, start functions that fail or
+//! return `ignore` on a restart, and a unique-key registry in which workers register their
+//! tree path. The harness's invariants are the whole check.
+
+use super::harness::Target;
+use super::invariants::Violation;
+use crate::process::{ExitReason, Process};
+use crate::registry::{Keys, Registry, RegistryOptions};
+use crate::rt::Duration;
+use crate::supervisor::dynamic::{self, DynamicOptions, DynamicSupervisorRef};
+use crate::supervisor::{
+    self, BoxFuture, ChildSpec, Flags, Restart, Shutdown, Start, Started, Strategy as SupStrategy,
+    SupervisorSpec,
+};
+use crate::term::{Pid, Term};
+use proptest::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// A supervisor of the generated tree.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TreeSpec {
+    /// `one_for_one`, `one_for_all`, `rest_for_one`, or `dynamic` (a DynamicSupervisor whose
+    /// children the workload starts).
+    pub strategy: String,
+    /// Restarts allowed per period.
+    pub intensity: u8,
+    /// The period in seconds (at least 1).
+    pub period: u8,
+    /// Its static children.
+    pub children: Vec<NodeSpec>,
+}
+
+/// A child of a supervisor.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeSpec {
+    /// `permanent`, `transient` or `temporary`.
+    pub restart: String,
+    /// `brutal_kill`, `infinity`, or a timeout in milliseconds.
+    pub shutdown: String,
+    /// A worker, or a nested supervisor.
+    pub kind: Kind,
+}
+
+/// What a child is.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A worker.
+    Worker(WorkerSpec),
+    /// A nested supervisor.
+    Supervisor(TreeSpec),
+}
+
+/// How a worker behaves.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorkerSpec {
+    /// It traps exits (so a shutdown reaches it as a message and it stops when it likes).
+    pub trap_exit: bool,
+    /// How long it takes to stop after a shutdown (ms; `None`: it never stops by itself).
+    pub stop_ms: Option<u16>,
+    /// What its start function does on attempts 1, 2, ... (the last one repeats):
+    /// `ok`, `error` (a crash in init) or `ignore`.
+    pub starts: Vec<String>,
+    /// It registers its tree path in the tree's registry.
+    pub register: bool,
+}
+
+/// The setup of a `tree` case: the root supervisor, and whether a registry is part of it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TreeSetup {
+    /// The root.
+    pub root: TreeSpec,
+    /// A unique-key registry is started first under the root; workers with `register` put
+    /// their path in it.
+    pub registry: bool,
+}
+
+/// A workload operation on a `tree`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TreeOp {
+    /// `start_child` of a worker on the `sup`-th dynamic supervisor (modulo their number).
+    StartChild {
+        /// Which dynamic supervisor.
+        sup: u8,
+        /// The child's restart type.
+        restart: String,
+        /// The worker.
+        worker: WorkerSpec,
+    },
+    /// `terminate_child` of the `child`-th child of the `sup`-th dynamic supervisor.
+    TerminateChild {
+        /// Which dynamic supervisor.
+        sup: u8,
+        /// Which of its children.
+        child: u8,
+    },
+}
+
+/// The `tree` target.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Tree;
+
+/// What a running tree shares with its workers and the workload.
+#[derive(Clone, Default)]
+pub struct TreeState {
+    shared: Arc<Mutex<Shared>>,
+}
+
+#[derive(Default)]
+struct Shared {
+    attempts: BTreeMap<String, usize>,
+    registry: Option<Registry<String, ()>>,
+    dynamic: Vec<Pid>,
+}
+
+impl TreeState {
+    fn with<R>(&self, f: impl FnOnce(&mut Shared) -> R) -> R {
+        f(&mut self.shared.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+fn restart_of(name: &str) -> Restart {
+    match name {
+        "transient" => Restart::Transient,
+        "temporary" => Restart::Temporary,
+        _ => Restart::Permanent,
+    }
+}
+
+fn shutdown_of(name: &str) -> Shutdown {
+    match name {
+        "brutal_kill" => Shutdown::BrutalKill,
+        "infinity" => Shutdown::Infinity,
+        ms => Shutdown::Timeout(ms.parse().unwrap_or(5000)),
+    }
+}
+
+fn strategy_of(name: &str) -> SupStrategy {
+    match name {
+        "one_for_all" => SupStrategy::OneForAll,
+        "rest_for_one" => SupStrategy::RestForOne,
+        _ => SupStrategy::OneForOne,
+    }
+}
+
+/// The worker's process body: waits; on an exit signal (when trapping) takes `stop_ms` to
+/// stop, or never stops after a `shutdown`.
+async fn worker(p: Process, spec: WorkerSpec, path: String, state: TreeState) -> ExitReason {
+    p.trap_exit(spec.trap_exit);
+    if spec.register {
+        let registry = state.with(|s| s.registry.clone());
+        if let Some(registry) = registry {
+            if let Err(e) = registry.register(&p, path, ()) {
+                return ExitReason::error(Term::tuple([
+                    Term::atom("already_registered"),
+                    Term::Pid(e.0),
+                ]));
+            }
+        }
+    }
+    loop {
+        if let crate::Msg::Exit { reason, .. } = p.recv().await {
+            match spec.stop_ms {
+                Some(ms) => {
+                    p.sleep(Duration::from_millis(u64::from(ms))).await;
+                    return reason;
+                }
+                // A hung graceful shutdown; any other exit signal (a parent killed) still
+                // ends it, or it would be an orphan by construction (a real hung
+                // `terminate/2` is one, and the harness says so).
+                None if reason == ExitReason::Shutdown => loop {
+                    if let crate::Msg::Exit { reason, .. } = p.recv().await {
+                        if reason != ExitReason::Shutdown {
+                            return reason;
+                        }
+                    }
+                },
+                None => return reason,
+            }
+        }
+    }
+}
+
+fn worker_start(spec: WorkerSpec, path: String, state: TreeState) -> Start {
+    Start::new(move |p| {
+        let attempt = state.with(|s| {
+            let n = s.attempts.entry(path.clone()).or_insert(0);
+            *n += 1;
+            *n
+        });
+        let action = spec
+            .starts
+            .get(attempt - 1)
+            .or(spec.starts.last())
+            .map_or("ok", String::as_str);
+        let started = match action {
+            "error" => Err(Term::atom("start_failed")),
+            "ignore" => Ok(Started::Ignore),
+            _ => {
+                let (spec, path, state) = (spec.clone(), path.clone(), state.clone());
+                Ok(Started::Pid(
+                    p.spawn_link(move |q| worker(q, spec, path, state)),
+                ))
+            }
+        };
+        Box::pin(async move { started })
+    })
+}
+
+fn child_spec(node: &NodeSpec, path: String, id: String, state: &TreeState) -> ChildSpec {
+    let spec = match &node.kind {
+        Kind::Worker(w) => ChildSpec::worker(id, worker_start(w.clone(), path, state.clone())),
+        Kind::Supervisor(tree) => {
+            let (tree, state) = (tree.clone(), state.clone());
+            let start = Start::new(move |p| {
+                let (tree, state, path) = (tree.clone(), state.clone(), path.clone());
+                Box::pin(async move { start_sup(p, &tree, &path, &state).await })
+            });
+            ChildSpec::supervisor(id, start)
+        }
+    };
+    spec.restart(restart_of(&node.restart))
+        .shutdown(shutdown_of(&node.shutdown))
+}
+
+fn start_sup<'a>(
+    p: &'a Process,
+    tree: &'a TreeSpec,
+    path: &'a str,
+    state: &'a TreeState,
+) -> BoxFuture<'a, supervisor::StartResult> {
+    Box::pin(async move {
+        let period = u64::from(tree.period.max(1));
+        if tree.strategy == "dynamic" {
+            let options = DynamicOptions::default()
+                .max_restarts(u64::from(tree.intensity))
+                .max_seconds(period);
+            let sup = dynamic::start_link(p, options).await;
+            return match sup {
+                Ok(sup) => {
+                    state.with(|s| s.dynamic.push(sup.pid()));
+                    Ok(Started::Pid(sup.pid()))
+                }
+                Err(e) => Err(e.reason().to_term()),
+            };
+        }
+        supervisor::start_link(p, static_spec(tree, path, state, None))
+            .await
+            .map(|sup| Started::Pid(sup.pid()))
+            .map_err(|e| e.reason().to_term())
+    })
+}
+
+/// The spec of a static supervisor, with `first` (the registry) before its children.
+fn static_spec(
+    tree: &TreeSpec,
+    path: &str,
+    state: &TreeState,
+    first: Option<ChildSpec>,
+) -> SupervisorSpec {
+    let flags = Flags::new(strategy_of(&tree.strategy))
+        .intensity(u64::from(tree.intensity))
+        .period(u64::from(tree.period.max(1)));
+    let spec = first
+        .into_iter()
+        .fold(SupervisorSpec::new(flags), SupervisorSpec::child);
+    tree.children
+        .iter()
+        .enumerate()
+        .fold(spec, |spec, (i, child)| {
+            let id = format!("c{i}");
+            spec.child(child_spec(child, format!("{path}/{id}"), id, state))
+        })
+}
+
+/// The registry as a child: started first, so that registering workers find it.
+fn registry_child(state: &TreeState) -> ChildSpec {
+    let state = state.clone();
+    ChildSpec::supervisor(
+        "registry",
+        Start::new(move |p| {
+            let state = state.clone();
+            Box::pin(async move {
+                let registry =
+                    Registry::<String, ()>::start_link(p, RegistryOptions::new(Keys::Unique))
+                        .await
+                        .map_err(|e| e.reason().to_term())?;
+                let pid = registry.pid();
+                state.with(|s| s.registry = Some(registry));
+                Ok(Started::Pid(pid))
+            })
+        }),
+    )
+}
+
+fn worker_strategy() -> impl Strategy<Value = WorkerSpec> {
+    let start = prop_oneof![8 => Just("ok"), 1 => Just("error"), 1 => Just("ignore")];
+    (
+        any::<bool>(),
+        prop_oneof![6 => (0u16..300).prop_map(Some), 1 => Just(None)],
+        prop::collection::vec(start.prop_map(String::from), 0..3),
+        prop::bool::weighted(0.3),
+    )
+        .prop_map(|(trap_exit, stop_ms, mut starts, register)| {
+            // The first start succeeds, so the tree comes up; the next attempts may fail,
+            // and then starts succeed again: a start that fails forever makes a tree that
+            // never converges, by design rather than by fault.
+            starts.insert(0, "ok".into());
+            starts.push("ok".into());
+            WorkerSpec {
+                trap_exit,
+                stop_ms,
+                starts,
+                register,
+            }
+        })
+}
+
+fn restart_strategy() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => Just("permanent"),
+        1 => Just("transient"),
+        1 => Just("temporary")
+    ]
+    .prop_map(String::from)
+}
+
+fn tree_strategy(depth: u32) -> BoxedStrategy<TreeSpec> {
+    let leaf = (restart_strategy(), worker_strategy()).prop_map(|(restart, w)| NodeSpec {
+        restart,
+        // A worker that never stops by itself must have a timeout, or the tree hangs by
+        // design (OTP's documentation says the same of `infinity` for workers).
+        shutdown: if w.stop_ms.is_none() {
+            "1000".into()
+        } else {
+            "500".into()
+        },
+        kind: Kind::Worker(w),
+    });
+    let shutdown = prop_oneof![Just("brutal_kill"), Just("100"), Just("500")];
+    let leaf = (leaf, shutdown).prop_map(|(mut node, shutdown)| {
+        if matches!(&node.kind, Kind::Worker(w) if w.stop_ms.is_some()) {
+            node.shutdown = shutdown.into();
+        }
+        node
+    });
+    let child: BoxedStrategy<NodeSpec> = if depth == 0 {
+        leaf.boxed()
+    } else {
+        prop_oneof![
+            4 => leaf,
+            1 => (restart_strategy(), tree_strategy(depth - 1)).prop_map(|(restart, t)| NodeSpec {
+                restart,
+                shutdown: "infinity".into(),
+                kind: Kind::Supervisor(t),
+            }),
+        ]
+        .boxed()
+    };
+    let strategy = prop_oneof![
+        3 => Just("one_for_one"),
+        2 => Just("one_for_all"),
+        2 => Just("rest_for_one"),
+        1 => Just("dynamic"),
+    ];
+    (
+        strategy,
+        0u8..5,
+        1u8..6,
+        prop::collection::vec(child, 1..=6),
+    )
+        .prop_map(|(strategy, intensity, period, children)| TreeSpec {
+            children: if strategy == "dynamic" {
+                Vec::new()
+            } else {
+                children
+            },
+            strategy: strategy.into(),
+            intensity,
+            period,
+        })
+        .boxed()
+}
+
+impl Target for Tree {
+    type Setup = TreeSetup;
+    type Op = TreeOp;
+    type State = TreeState;
+
+    fn name(&self) -> String {
+        "tree".into()
+    }
+
+    fn setups(&self) -> BoxedStrategy<TreeSetup> {
+        (tree_strategy(3), prop::bool::weighted(0.3))
+            .prop_map(|(mut root, registry)| {
+                if root.strategy == "dynamic" {
+                    root.strategy = "one_for_one".into();
+                }
+                TreeSetup { root, registry }
+            })
+            .boxed()
+    }
+
+    fn ops(&self, _setup: &TreeSetup) -> BoxedStrategy<TreeOp> {
+        prop_oneof![
+            // A DynamicSupervisor unlinks its children before it stops them (Elixir does the
+            // same), so a child hung in its shutdown outlives a supervisor killed meanwhile: a
+            // real leak, but one of the worker's making. Dynamic children always stop.
+            2 => (any::<u8>(), restart_strategy(), worker_strategy()).prop_map(|(sup, restart, mut worker)| {
+                worker.stop_ms = worker.stop_ms.or(Some(0));
+                TreeOp::StartChild { sup, restart, worker }
+            }),
+            1 => (any::<u8>(), any::<u8>()).prop_map(|(sup, child)| TreeOp::TerminateChild { sup, child }),
+        ]
+        .boxed()
+    }
+
+    fn start<'a>(
+        &'a self,
+        setup: &'a TreeSetup,
+        p: &'a Process,
+    ) -> BoxFuture<'a, Result<(Pid, TreeState), String>> {
+        Box::pin(async move {
+            let state = TreeState::default();
+            let registry = setup.registry.then(|| registry_child(&state));
+            let spec = static_spec(&setup.root, "root", &state, registry);
+            // Named, so that the trace names every process by its tree path from the start.
+            let options = crate::server::StartOptions::linked().named("root");
+            let sup = supervisor::start_with(
+                p,
+                move |_| supervisor::SupervisorInit::Ok(spec.clone()),
+                options,
+            )
+            .await
+            .map_err(|e| format!("the root did not start: {e}"))?;
+            Ok((sup.pid(), state))
+        })
+    }
+    fn apply<'a>(
+        &'a self,
+        state: &'a mut TreeState,
+        op: &'a TreeOp,
+        p: &'a Process,
+    ) -> BoxFuture<'a, Result<(), Violation>> {
+        Box::pin(async move {
+            let live: Vec<Pid> = state.with(|s| {
+                s.dynamic.retain(|pid| p.node().is_alive(*pid));
+                s.dynamic.clone()
+            });
+            if live.is_empty() {
+                return Ok(());
+            }
+            match op {
+                TreeOp::StartChild {
+                    sup,
+                    restart,
+                    worker,
+                } => {
+                    let sup = live[usize::from(*sup) % live.len()];
+                    let path = format!("dyn{}", sup);
+                    let spec =
+                        ChildSpec::worker("w", worker_start(worker.clone(), path, state.clone()))
+                            .restart(restart_of(restart))
+                            .shutdown(Shutdown::Timeout(if worker.stop_ms.is_some() {
+                                500
+                            } else {
+                                1000
+                            }));
+                    let _ = DynamicSupervisorRef::from_pid(sup)
+                        .start_child(p, spec)
+                        .await;
+                }
+                TreeOp::TerminateChild { sup, child } => {
+                    let sup = DynamicSupervisorRef::from_pid(live[usize::from(*sup) % live.len()]);
+                    if let Ok(children) = sup.which_children(p).await {
+                        let pids: Vec<Pid> = children
+                            .iter()
+                            .filter_map(|c| match c.state {
+                                supervisor::ChildState::Running(pid) => Some(pid),
+                                _ => None,
+                            })
+                            .collect();
+                        if !pids.is_empty() {
+                            let pid = pids[usize::from(*child) % pids.len()];
+                            let _ = sup.terminate_child(p, pid).await;
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+}
