@@ -239,7 +239,6 @@ struct Checker<'a> {
     child_of: BTreeMap<Pid, Pid>,
     /// (registry, key) -> holders, with the event that registered each.
     entries: BTreeMap<(Pid, String), Vec<(Pid, usize)>>,
-    registry_unique: BTreeMap<Pid, bool>,
     /// Processes an injected fault hit.
     faulted: BTreeSet<Pid>,
 }
@@ -273,7 +272,6 @@ impl<'a> Checker<'a> {
             sups: BTreeMap::new(),
             child_of: BTreeMap::new(),
             entries: BTreeMap::new(),
-            registry_unique: BTreeMap::new(),
             faulted: BTreeSet::new(),
         }
     }
@@ -379,7 +377,6 @@ impl<'a> Checker<'a> {
                 pid,
                 added,
             } => {
-                self.registry_unique.insert(*registry, *unique);
                 let holders = self.entries.entry((*registry, key.clone())).or_default();
                 if *added {
                     if *unique {

@@ -444,6 +444,7 @@ impl Target for Tree {
             Ok((sup.pid(), state))
         })
     }
+
     fn apply<'a>(
         &'a self,
         state: &'a mut TreeState,
