@@ -18,7 +18,7 @@ use proptest::prelude::*;
 /// invariant (SPEC §C-§G, §J, §L as `sim::invariants` reads them).
 #[test]
 fn generated_trees_keep_every_invariant() {
-    let report = Harness::new(Tree).cases(300).corpus(None).run();
+    let report = Harness::new(Tree).cases(10_000).corpus(None).run();
     if let Some(f) = report.failure {
         panic!("{f}");
     }
@@ -27,8 +27,13 @@ fn generated_trees_keep_every_invariant() {
 /// A KV store's bucket registry (issue 5, planted bug (a) and its fix): buckets are started
 /// by the registry under a dynamic supervisor; the registry monitors them. The buggy variant
 /// links to them instead, so one bucket's crash takes the registry (and every name) down.
+///
+/// Planted bug (b): buckets are `permanent` under the dynamic supervisor, so a crashed bucket
+/// comes back as a process the registry never hears of (a leak).
+#[derive(Clone, Copy, Default)]
 struct Kv {
     links_buckets: bool,
+    permanent_buckets: bool,
 }
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -52,7 +57,7 @@ async fn idle(q: Process) -> ExitReason {
     }
 }
 
-async fn registry(p: Process, buckets: DynamicSupervisorRef, links: bool) -> ExitReason {
+async fn registry(p: Process, buckets: DynamicSupervisorRef, kv: Kv) -> ExitReason {
     let mut names: std::collections::BTreeMap<u8, Pid> = Default::default();
     loop {
         match p.recv().await {
@@ -67,9 +72,13 @@ async fn registry(p: Process, buckets: DynamicSupervisorRef, links: bool) -> Exi
                                 Box::pin(async move { Ok(Started::Pid(pid)) })
                             }),
                         )
-                        .restart(supervisor::Restart::Temporary);
+                        .restart(if kv.permanent_buckets {
+                            supervisor::Restart::Permanent
+                        } else {
+                            supervisor::Restart::Temporary
+                        });
                         if let Ok(Started::Pid(bucket)) = buckets.start_child(&p, spec).await {
-                            if links {
+                            if kv.links_buckets {
                                 let _ = p.link(bucket);
                             } else {
                                 p.monitor(bucket);
@@ -92,10 +101,10 @@ impl Target for Kv {
     type State = KvState;
 
     fn name(&self) -> String {
-        if self.links_buckets {
-            "kv-linked"
-        } else {
-            "kv"
+        match (self.links_buckets, self.permanent_buckets) {
+            (true, _) => "kv-linked",
+            (false, true) => "kv-permanent-buckets",
+            (false, false) => "kv",
         }
         .into()
     }
@@ -113,7 +122,7 @@ impl Target for Kv {
         _: &'a (),
         p: &'a Process,
     ) -> BoxFuture<'a, Result<(Pid, KvState), String>> {
-        let links = self.links_buckets;
+        let kv = *self;
         Box::pin(async move {
             let dsup = ChildSpec::supervisor(
                 "buckets",
@@ -138,7 +147,7 @@ impl Target for Kv {
                             q.node().whereis("buckets").expect("buckets"),
                         );
                         q.register("kv_registry").expect("free name");
-                        registry(q, buckets, links).await
+                        registry(q, buckets, kv).await
                     });
                     Box::pin(async move { Ok(Started::Pid(pid)) })
                 }),
@@ -211,6 +220,24 @@ impl Target for Kv {
                 }
             }
             let now = p.node().whereis("kv_registry");
+            // No bucket is alive that the registry does not know.
+            if let (Some(reg), Some(dsup)) = (now, p.node().whereis("buckets")) {
+                p.send(reg, Count(p.pid()));
+                let known = p
+                    .receive_timeout(
+                        |m| m.downcast_ref::<usize>().is_some(),
+                        otpsim::rt::Duration::from_secs(1),
+                    )
+                    .await
+                    .and_then(|m| m.downcast_ref::<usize>().copied());
+                let live = p.node().descendants(dsup).len();
+                if known.is_some_and(|known| known != live) {
+                    return Err(Violation::app(
+                        "no_unknown_buckets",
+                        format!("{live} bucket(s) alive, the registry knows {known:?}"),
+                    ));
+                }
+            }
             if only_buckets_hit && state.registry != Pid::from_raw(0) && now != Some(state.registry)
             {
                 return Err(Violation::app(
@@ -223,18 +250,10 @@ impl Target for Kv {
     }
 }
 
+/// The correct design passes 10,000 cases with every fault family.
 #[test]
 fn a_kv_registry_that_monitors_its_buckets_passes() {
-    let report = Harness::new(Kv {
-        links_buckets: false,
-    })
-    .families(&[
-        otpsim::sim::harness::Family::Crash,
-        otpsim::sim::harness::Family::Delay,
-    ])
-    .cases(300)
-    .corpus(None)
-    .run();
+    let report = Harness::new(Kv::default()).cases(10_000).corpus(None).run();
     assert_eq!(report.failure.map(|f| f.to_string()), None);
 }
 
@@ -245,6 +264,7 @@ fn a_kv_registry_linked_to_its_buckets_is_found_and_shrunk() {
     let _ = std::fs::remove_dir_all(&dir);
     let report = Harness::new(Kv {
         links_buckets: true,
+        ..Kv::default()
     })
     .families(&[
         otpsim::sim::harness::Family::Crash,
@@ -268,6 +288,7 @@ fn a_kv_registry_linked_to_its_buckets_is_found_and_shrunk() {
     let targets: Vec<std::sync::Arc<dyn otpsim::sim::harness::AnyTarget>> =
         vec![std::sync::Arc::new(std::sync::Arc::new(Kv {
             links_buckets: true,
+            ..Kv::default()
         }))];
     otpsim::sim::harness::replay_file(&file, &targets).expect("the saved case reproduces");
 }
@@ -279,11 +300,14 @@ fn every_corpus_file_replays_as_recorded() {
     use otpsim::sim::harness::AnyTarget;
     use std::sync::Arc;
     let mut targets = otpsim::sim::targets();
-    targets.push(Arc::new(Arc::new(Kv {
-        links_buckets: false,
-    })) as Arc<dyn AnyTarget>);
+    targets.push(Arc::new(Arc::new(Kv::default())) as Arc<dyn AnyTarget>);
     targets.push(Arc::new(Arc::new(Kv {
         links_buckets: true,
+        ..Kv::default()
+    })));
+    targets.push(Arc::new(Arc::new(Kv {
+        permanent_buckets: true,
+        ..Kv::default()
     })));
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
     let files = otpsim::sim::corpus::files(&dir);
@@ -318,4 +342,31 @@ fn a_malformed_corpus_file_is_named_with_its_field() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("field `schema`"), "{e}");
+}
+
+/// Planted bug (b): found, and shrunk to at most 3 operations and faults.
+#[test]
+fn permanent_buckets_nobody_tracks_are_found_and_shrunk() {
+    let report = Harness::new(Kv {
+        permanent_buckets: true,
+        ..Kv::default()
+    })
+    .families(&[
+        otpsim::sim::harness::Family::Crash,
+        otpsim::sim::harness::Family::Kill,
+    ])
+    .cases(2000)
+    .corpus(None)
+    .run();
+    let failure = report.failure.expect("the planted bug is found");
+    assert_eq!(
+        failure.violation.invariant,
+        Invariant::App("no_unknown_buckets".into()),
+        "{failure}"
+    );
+    let steps = failure.case["steps"].as_array().expect("steps");
+    assert!(
+        steps.iter().filter(|s| s.get("wait").is_none()).count() <= 3,
+        "not shrunk: {failure}"
+    );
 }
