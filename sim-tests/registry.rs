@@ -223,3 +223,31 @@ fn l93_supervisors_and_dynamic_supervisors_under_via_names() {
         assert_eq!(reg.whereis_name(&"pool".to_string()), Some(dsup.pid()));
     });
 }
+
+/// SPEC items 85, 90: a partition traps exits before `start_link` returns (Elixir's
+/// init_ack), so a process that registers and dies at once is cleaned up instead of taking
+/// the partition down with it (found by the harness: the new owner's entry was lost when the
+/// partition restarted). Every scheduling seed must agree.
+#[cfg(madsim)]
+#[test]
+fn l85_l90_a_partition_traps_exits_before_the_registry_starts() {
+    for seed in 0..32 {
+        let report = otpsim::sim::Sim::new(seed).run(|p| async move {
+            let reg: Registry<String, i64> =
+                Registry::start_link(&p, RegistryOptions::new(Keys::Unique))
+                    .await
+                    .unwrap();
+            let r = reg.clone();
+            let doomed = p.spawn(move |q| async move {
+                r.register(&q, "k".into(), 1).unwrap();
+                ExitReason::error("at_once")
+            });
+            let _ = p.node().wait_exit(doomed).await;
+            let me = registered(&p, &reg, "k", 2).await;
+            p.sleep(otpsim::rt::Duration::from_millis(10)).await;
+            assert_eq!(reg.whereis_name(&"k".to_string()), Some(me));
+            assert_eq!(reg.lookup(&"k".to_string()), vec![(me, 2)]);
+        });
+        crate::common::assert_normal(&report);
+    }
+}

@@ -31,7 +31,7 @@
 use crate::process::{ExitReason, Msg, Node, Process};
 use crate::server::{StartError, Via, ViaName};
 use crate::supervisor::{self, ChildSpec, Flags, Start, Started, Strategy, SupervisorSpec};
-use crate::term::{Pid, Term};
+use crate::term::{Pid, Ref, Term};
 use crate::trace::EventKind;
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
@@ -230,9 +230,15 @@ where
                 let part = part.clone();
                 Box::pin(async move {
                     let shared = part.clone();
-                    let pid = sp.spawn_link(move |pp| partition(pp, shared, i));
+                    let (parent, ready) = (sp.pid(), sp.make_ref());
+                    let pid = sp.spawn_link(move |pp| partition(pp, shared, i, (parent, ready)));
+                    // The partition traps exits before the start returns (OTP's init_ack):
+                    // otherwise a registered process dying at once would kill it.
+                    let is_ready =
+                        |m: &Msg| m.downcast_ref::<Ready>().is_some_and(|r| r.0 == ready);
+                    sp.receive(is_ready).await;
                     // Set up before the start returns, so that nobody registers through a
-                    // partition that is not ready (OTP's init_ack).
+                    // partition that is not ready.
                     reset_partition(&part, i, pid);
                     Ok(Started::Pid(pid))
                 })
@@ -536,12 +542,18 @@ fn remove_owner_key<K: Ord + Hash + Clone, V>(t: &mut Table<K, V>, owner: Pid, k
 /// A partition process: traps exits and removes the entries of registered processes that
 /// die (SPEC item 90). A new incarnation starts with an empty share of the table, as Elixir's
 /// partition starts with a new ETS table (see `reset_partition`).
-async fn partition<K, V>(p: Process, shared: Arc<Shared<K, V>>, index: usize) -> ExitReason
+async fn partition<K, V>(
+    p: Process,
+    shared: Arc<Shared<K, V>>,
+    index: usize,
+    (starter, ready): (Pid, Ref),
+) -> ExitReason
 where
     K: Ord + Hash + Clone + std::fmt::Debug + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
     p.trap_exit(true);
+    p.send(starter, Ready(ready));
     let parent = p.links().first().copied();
     loop {
         match p.recv().await {
@@ -563,6 +575,9 @@ where
         }
     }
 }
+
+/// A partition's acknowledgement that it traps exits.
+struct Ready(Ref);
 
 /// A (re)started partition: a new, empty share of the table, and its new pid.
 fn reset_partition<K: Ord + std::fmt::Debug, V>(shared: &Shared<K, V>, index: usize, pid: Pid) {
