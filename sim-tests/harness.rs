@@ -370,3 +370,149 @@ fn permanent_buckets_nobody_tracks_are_found_and_shrunk() {
         "not shrunk: {failure}"
     );
 }
+
+/// A server that registers a unique name in its init (issue 5, planted bug (e) and its fix).
+/// The buggy variant checks `lookup` before registering: right after a crash the registry may
+/// still list the dead owner (its partition has not processed the `EXIT` yet), so the
+/// restart refuses to start, every retry counts, and the supervisor gives up on one crash.
+/// The fixed variant calls `register`, which takes over a dead owner's key (SPEC item 90).
+#[derive(Clone, Copy)]
+struct Named {
+    check_then_register: bool,
+}
+
+impl Target for Named {
+    type Setup = ();
+    type Op = ();
+    type State = otpsim::registry::Registry<String, ()>;
+
+    fn name(&self) -> String {
+        if self.check_then_register {
+            "named-racy"
+        } else {
+            "named"
+        }
+        .into()
+    }
+
+    fn setups(&self) -> BoxedStrategy<()> {
+        Just(()).boxed()
+    }
+
+    fn ops(&self, _: &()) -> BoxedStrategy<()> {
+        Just(()).boxed()
+    }
+
+    fn start<'a>(
+        &'a self,
+        _: &'a (),
+        p: &'a Process,
+    ) -> BoxFuture<'a, Result<(Pid, Self::State), String>> {
+        let racy = self.check_then_register;
+        Box::pin(async move {
+            use otpsim::registry::{Keys, Registry, RegistryOptions};
+            let registry =
+                Registry::<String, ()>::start_link(p, RegistryOptions::new(Keys::Unique))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            let reg = registry.clone();
+            let server = ChildSpec::worker(
+                "server",
+                Start::new(move |p| {
+                    let reg = reg.clone();
+                    Box::pin(async move {
+                        if racy && !reg.lookup(&"server".to_string()).is_empty() {
+                            return Err(otpsim::Term::atom("already_registered"));
+                        }
+                        let pid = p.spawn_link(move |q| async move {
+                            match reg.register(&q, "server".to_string(), ()) {
+                                Ok(_) => idle(q).await,
+                                Err(_) => ExitReason::error("already_registered"),
+                            }
+                        });
+                        Ok(Started::Pid(pid))
+                    })
+                }),
+            );
+            let spec = SupervisorSpec::new(Flags::elixir(SupStrategy::OneForOne)).child(server);
+            let sup = supervisor::start_link(p, spec)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok((sup.pid(), registry))
+        })
+    }
+
+    fn apply<'a>(
+        &'a self,
+        _: &'a mut Self::State,
+        _: &'a (),
+        _: &'a Process,
+    ) -> BoxFuture<'a, Result<(), Violation>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// App invariant: after fewer faults than the intensity allows, the name resolves.
+    fn check<'a>(
+        &'a self,
+        registry: &'a mut Self::State,
+        p: &'a Process,
+    ) -> BoxFuture<'a, Result<(), Violation>> {
+        Box::pin(async move {
+            let faults = p
+                .node()
+                .trace()
+                .events()
+                .iter()
+                .filter(|e| matches!(e.kind, EventKind::Fault { .. }))
+                .count();
+            if faults < 3 && registry.whereis_name(&"server".to_string()).is_none() {
+                return Err(Violation::app(
+                    "name_survives_a_crash",
+                    format!("after {faults} fault(s) the name `server` resolves to nothing"),
+                ));
+            }
+            Ok(())
+        })
+    }
+}
+
+#[test]
+fn a_server_that_registers_in_init_survives_crashes() {
+    let report = Harness::new(Named {
+        check_then_register: false,
+    })
+    .families(&[
+        otpsim::sim::harness::Family::Crash,
+        otpsim::sim::harness::Family::Delay,
+    ])
+    .cases(2000)
+    .corpus(None)
+    .run();
+    assert_eq!(report.failure.map(|f| f.to_string()), None);
+}
+
+/// Planted bug (e): found, and shrunk to at most 3 operations and faults.
+#[test]
+fn a_restart_racing_the_old_owners_cleanup_is_found_and_shrunk() {
+    let report = Harness::new(Named {
+        check_then_register: true,
+    })
+    .families(&[
+        otpsim::sim::harness::Family::Crash,
+        otpsim::sim::harness::Family::Delay,
+    ])
+    .cases(2000)
+    .corpus(None)
+    .run();
+    let failure = report.failure.expect("the planted bug is found");
+    assert_eq!(
+        failure.violation.invariant,
+        Invariant::App("name_survives_a_crash".into()),
+        "{failure}"
+    );
+    let steps = failure.case["steps"].as_array().expect("steps");
+    assert!(
+        steps.iter().filter(|s| s.get("wait").is_none()).count() <= 3,
+        "not shrunk: {failure}"
+    );
+}

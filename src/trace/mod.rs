@@ -297,6 +297,13 @@ impl Trace {
         &self.events
     }
 
+    /// The first `n` events.
+    pub fn prefix(&self, n: usize) -> Trace {
+        Trace {
+            events: self.events[..n.min(self.events.len())].to_vec(),
+        }
+    }
+
     /// Number of events.
     pub fn len(&self) -> usize {
         self.events.len()
