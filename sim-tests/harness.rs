@@ -30,10 +30,15 @@ fn generated_trees_keep_every_invariant() {
 ///
 /// Planted bug (b): buckets are `permanent` under the dynamic supervisor, so a crashed bucket
 /// comes back as a process the registry never hears of (a leak).
+///
+/// Planted bug (c): the registry is started before the bucket supervisor it calls (under
+/// rest_for_one), so when the bucket supervisor restarts, the registry keeps calling the dead
+/// one: it is not restarted with it, since it comes first.
 #[derive(Clone, Copy, Default)]
 struct Kv {
     links_buckets: bool,
     permanent_buckets: bool,
+    registry_first: bool,
 }
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -49,6 +54,7 @@ struct KvState {
 }
 
 struct Create(u8, Pid);
+struct Created(bool);
 struct Count(Pid);
 
 async fn idle(q: Process) -> ExitReason {
@@ -57,14 +63,23 @@ async fn idle(q: Process) -> ExitReason {
     }
 }
 
-async fn registry(p: Process, buckets: DynamicSupervisorRef, kv: Kv) -> ExitReason {
+/// The bucket registry: looks the bucket supervisor up on first use and keeps it.
+async fn registry(p: Process, kv: Kv) -> ExitReason {
     let mut names: std::collections::BTreeMap<u8, Pid> = Default::default();
+    let mut buckets: Option<DynamicSupervisorRef> = None;
     loop {
         match p.recv().await {
             Msg::Down { pid, .. } => names.retain(|_, b| *b != pid),
             msg => {
                 if let Some(Create(n, from)) = msg.downcast_ref::<Create>() {
-                    if !names.contains_key(n) {
+                    if buckets.is_none() {
+                        buckets = p
+                            .node()
+                            .whereis("buckets")
+                            .map(DynamicSupervisorRef::from_pid);
+                    }
+                    let mut ok = names.contains_key(n);
+                    if let (false, Some(buckets)) = (ok, &buckets) {
                         let spec = ChildSpec::worker(
                             "bucket",
                             Start::new(|p| {
@@ -84,9 +99,10 @@ async fn registry(p: Process, buckets: DynamicSupervisorRef, kv: Kv) -> ExitReas
                                 p.monitor(bucket);
                             }
                             names.insert(*n, bucket);
+                            ok = true;
                         }
                     }
-                    p.send(*from, ());
+                    p.send(*from, Created(ok));
                 } else if let Some(Count(from)) = msg.downcast_ref::<Count>() {
                     p.send(*from, names.len());
                 }
@@ -101,10 +117,20 @@ impl Target for Kv {
     type State = KvState;
 
     fn name(&self) -> String {
-        match (self.links_buckets, self.permanent_buckets) {
-            (true, _) => "kv-linked",
-            (false, true) => "kv-permanent-buckets",
-            (false, false) => "kv",
+        match *self {
+            Kv {
+                links_buckets: true,
+                ..
+            } => "kv-linked",
+            Kv {
+                permanent_buckets: true,
+                ..
+            } => "kv-permanent-buckets",
+            Kv {
+                registry_first: true,
+                ..
+            } => "kv-registry-first",
+            _ => "kv",
         }
         .into()
     }
@@ -143,18 +169,21 @@ impl Target for Kv {
                 "registry",
                 Start::new(move |p| {
                     let pid = p.spawn_link(move |q| async move {
-                        let buckets = DynamicSupervisorRef::from_pid(
-                            q.node().whereis("buckets").expect("buckets"),
-                        );
                         q.register("kv_registry").expect("free name");
-                        registry(q, buckets, kv).await
+                        registry(q, kv).await
                     });
                     Box::pin(async move { Ok(Started::Pid(pid)) })
                 }),
             );
-            let spec = SupervisorSpec::new(Flags::elixir(SupStrategy::OneForAll))
-                .child(dsup)
-                .child(reg);
+            let spec = if kv.registry_first {
+                SupervisorSpec::new(Flags::elixir(SupStrategy::RestForOne))
+                    .child(reg)
+                    .child(dsup)
+            } else {
+                SupervisorSpec::new(Flags::elixir(SupStrategy::OneForAll))
+                    .child(dsup)
+                    .child(reg)
+            };
             let sup = supervisor::start_link(p, spec)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -184,7 +213,9 @@ impl Target for Kv {
             }
             let _ = p
                 .receive_timeout(
-                    |m| m.downcast_ref::<()>().is_some() || m.downcast_ref::<usize>().is_some(),
+                    |m| {
+                        m.downcast_ref::<Created>().is_some() || m.downcast_ref::<usize>().is_some()
+                    },
                     otpsim::rt::Duration::from_secs(1),
                 )
                 .await;
@@ -220,6 +251,22 @@ impl Target for Kv {
                 }
             }
             let now = p.node().whereis("kv_registry");
+            // At rest, creating a new bucket works.
+            if let Some(reg) = now {
+                p.send(reg, Create(200, p.pid()));
+                let reply = p
+                    .receive_timeout(
+                        |m| m.downcast_ref::<Created>().is_some(),
+                        otpsim::rt::Duration::from_secs(1),
+                    )
+                    .await;
+                if !reply.is_some_and(|m| m.downcast_ref::<Created>().is_some_and(|c| c.0)) {
+                    return Err(Violation::app(
+                        "create_works_at_rest",
+                        "the registry could not create a bucket after the tree settled",
+                    ));
+                }
+            }
             // No bucket is alive that the registry does not know.
             if let (Some(reg), Some(dsup)) = (now, p.node().whereis("buckets")) {
                 p.send(reg, Count(p.pid()));
@@ -307,6 +354,10 @@ fn every_corpus_file_replays_as_recorded() {
     })));
     targets.push(Arc::new(Arc::new(Kv {
         permanent_buckets: true,
+        ..Kv::default()
+    })));
+    targets.push(Arc::new(Arc::new(Kv {
+        registry_first: true,
         ..Kv::default()
     })));
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
@@ -508,6 +559,29 @@ fn a_restart_racing_the_old_owners_cleanup_is_found_and_shrunk() {
     assert_eq!(
         failure.violation.invariant,
         Invariant::App("name_survives_a_crash".into()),
+        "{failure}"
+    );
+    let steps = failure.case["steps"].as_array().expect("steps");
+    assert!(
+        steps.iter().filter(|s| s.get("wait").is_none()).count() <= 3,
+        "not shrunk: {failure}"
+    );
+}
+
+/// Planted bug (c): found, and shrunk to at most 3 operations and faults.
+#[test]
+fn a_registry_started_before_the_supervisor_it_calls_is_found_and_shrunk() {
+    let report = Harness::new(Kv {
+        registry_first: true,
+        ..Kv::default()
+    })
+    .cases(2000)
+    .corpus(None)
+    .run();
+    let failure = report.failure.expect("the planted bug is found");
+    assert_eq!(
+        failure.violation.invariant,
+        Invariant::App("create_works_at_rest".into()),
         "{failure}"
     );
     let steps = failure.case["steps"].as_array().expect("steps");
