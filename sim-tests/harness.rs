@@ -57,6 +57,31 @@ struct Create(u8, Pid);
 struct Created(bool);
 struct Count(Pid);
 
+/// Whether every fault of the run so far hit a child of the process labelled `label` (a
+/// process the application is meant to survive losing).
+fn only_children_of_hit(p: &Process, label: &str) -> bool {
+    let trace = p.node().trace();
+    let mut parents = std::collections::BTreeMap::new();
+    let mut sups = std::collections::BTreeSet::new();
+    let mut only = true;
+    for e in trace.events() {
+        match &e.kind {
+            EventKind::Spawn { pid, parent, .. } => {
+                parents.insert(*pid, *parent);
+            }
+            EventKind::Label { pid, path, .. } if path == label => {
+                sups.insert(*pid);
+            }
+            EventKind::Fault { pid, .. } => {
+                let parent = parents.get(pid).copied().flatten();
+                only &= parent.is_some_and(|p| sups.contains(&p));
+            }
+            _ => {}
+        }
+    }
+    only
+}
+
 async fn idle(q: Process) -> ExitReason {
     loop {
         q.recv().await;
@@ -231,25 +256,7 @@ impl Target for Kv {
         p: &'a Process,
     ) -> BoxFuture<'a, Result<(), Violation>> {
         Box::pin(async move {
-            let trace = p.node().trace();
-            let mut parents = std::collections::BTreeMap::new();
-            let mut dsups = std::collections::BTreeSet::new();
-            let mut only_buckets_hit = true;
-            for e in trace.events() {
-                match &e.kind {
-                    EventKind::Spawn { pid, parent, .. } => {
-                        parents.insert(*pid, *parent);
-                    }
-                    EventKind::Label { pid, path, .. } if path == "buckets" => {
-                        dsups.insert(*pid);
-                    }
-                    EventKind::Fault { pid, .. } => {
-                        let parent = parents.get(pid).copied().flatten();
-                        only_buckets_hit &= parent.is_some_and(|p| dsups.contains(&p));
-                    }
-                    _ => {}
-                }
-            }
+            let only_buckets_hit = only_children_of_hit(p, "buckets");
             let now = p.node().whereis("kv_registry");
             // At rest, creating a new bucket works.
             if let Some(reg) = now {
