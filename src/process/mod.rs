@@ -282,6 +282,47 @@ impl Process {
         }
     }
 
+    /// Waits for a just-spawned process to acknowledge its start: the oldest message `ack`
+    /// accepts, or `Err(reason)` if `pid` exits first (`proc_lib:start_link`'s wait for
+    /// `init_ack`). A start function that waits only for the ack would hang for ever on a
+    /// child killed before it answers.
+    ///
+    /// ```
+    /// use otpsim::{rt, ExitReason, Msg, Node};
+    /// rt::block_on(0, async {
+    ///     let node = Node::new();
+    ///     node.spawn(|p| async move {
+    ///         p.trap_exit(true);
+    ///         let parent = p.pid();
+    ///         let good = p.spawn_link(move |q| async move { q.send(parent, "ready"); q.recv().await; });
+    ///         assert!(p.await_start(good, |m: &Msg| m.is::<&str>()).await.is_ok());
+    ///         let bad = p.spawn_link(|_| async { ExitReason::error("init") });
+    ///         let died = p.await_start(bad, |m: &Msg| m.is::<&str>()).await.unwrap_err();
+    ///         assert_eq!(died, ExitReason::error("init"));
+    ///     });
+    /// });
+    /// ```
+    pub async fn await_start(
+        &self,
+        pid: Pid,
+        mut ack: impl FnMut(&Msg) -> bool,
+    ) -> Result<Msg, ExitReason> {
+        let mref = self.monitor(pid);
+        let answer = self
+            .receive(|m| match m {
+                Msg::Down { mref: r, .. } => *r == mref,
+                m => ack(m),
+            })
+            .await;
+        match answer {
+            Msg::Down { reason, .. } => Err(reason),
+            answer => {
+                self.demonitor_flush(mref);
+                Ok(answer)
+            }
+        }
+    }
+
     /// Waits `duration` (plus any jitter the simulator chooses).
     pub async fn sleep(&self, duration: Duration) {
         rt::sleep(duration + self.node.timer_jitter(self.pid, duration)).await

@@ -234,9 +234,12 @@ where
                     let pid = sp.spawn_link(move |pp| partition(pp, shared, i, (parent, ready)));
                     // The partition traps exits before the start returns (OTP's init_ack):
                     // otherwise a registered process dying at once would kill it.
+                    // A partition killed before it acks fails the start, as in OTP.
                     let is_ready =
                         |m: &Msg| m.downcast_ref::<Ready>().is_some_and(|r| r.0 == ready);
-                    sp.receive(is_ready).await;
+                    sp.await_start(pid, is_ready)
+                        .await
+                        .map_err(|reason| reason.to_term())?;
                     // Set up before the start returns, so that nobody registers through a
                     // partition that is not ready.
                     reset_partition(&part, i, pid);

@@ -434,20 +434,16 @@ pub async fn start_with<S: GenServer>(
     } else {
         p.spawn(body)
     };
-    let mref = p.monitor(pid);
-    let accept = |m: &Msg| match m {
-        Msg::Down { mref: r, .. } => *r == mref,
-        m => m.downcast_ref::<StartAck>().is_some_and(|a| a.tag == tag),
-    };
-    let answer = p.receive(accept).await;
+    let answer = p
+        .await_start(pid, |m| {
+            m.downcast_ref::<StartAck>().is_some_and(|a| a.tag == tag)
+        })
+        .await;
     p.unalias(tag);
-    match answer.downcast::<StartAck>() {
-        Ok(ack) => {
-            p.demonitor_flush(mref);
-            ack.result.map(|()| ServerRef::from_pid(pid))
-        }
-        Err(Msg::Down { reason, .. }) => Err(StartError::Failed(reason)),
-        Err(_) => unreachable!("only acks and DOWNs are accepted"),
+    match answer.map(Msg::downcast::<StartAck>) {
+        Ok(Ok(ack)) => ack.result.map(|()| ServerRef::from_pid(pid)),
+        Ok(Err(_)) => unreachable!("only acks are accepted"),
+        Err(reason) => Err(StartError::Failed(reason)),
     }
 }
 

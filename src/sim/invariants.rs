@@ -169,6 +169,7 @@ const SLACK_US: u64 = 1000;
 #[derive(Debug)]
 struct ChildRec {
     pid: Pid,
+    id: String,
     restart: String,
     shutdown: String,
     order: u64,
@@ -596,6 +597,7 @@ impl<'a> Checker<'a> {
                 }
                 let rec = ChildRec {
                     pid: *pid,
+                    id: id.clone(),
                     restart: restart.clone(),
                     shutdown: shutdown.clone(),
                     order: *order,
@@ -679,20 +681,28 @@ impl<'a> Checker<'a> {
                     "rest_for_one" => pid.and_then(|p| s.order_of(p)),
                     _ => Some(0),
                 };
+                let in_group = |c: &ChildRec| from.is_some_and(|f| c.order >= f);
                 let members: BTreeSet<Pid> = s
                     .children
                     .iter()
-                    .filter(|c| c.alive && from.is_some_and(|f| c.order >= f))
+                    .filter(|c| c.alive && in_group(c))
                     .map(|c| c.pid)
                     .collect();
-                s.group = (s.strategy == "one_for_all" || s.strategy == "rest_for_one").then_some(
-                    Group {
-                        members,
-                        last_exited: None,
-                        last_started: None,
-                        at: i,
-                    },
-                );
+                let grouped = s.strategy == "one_for_all" || s.strategy == "rest_for_one";
+                if grouped {
+                    // A group restart starts every child of the group afresh (OTP's
+                    // `terminate_children` sets their pids to `undefined`), so it supersedes
+                    // a retry still due for one of them: OTP drops that `try_again_restart`.
+                    for c in s.children.iter().filter(|c| in_group(c)) {
+                        s.restarting.remove(&c.id);
+                    }
+                }
+                s.group = grouped.then_some(Group {
+                    members,
+                    last_exited: None,
+                    last_started: None,
+                    at: i,
+                });
             }
             SupEvent::Stopping => {
                 s.group = None;
