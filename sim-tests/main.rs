@@ -7,6 +7,8 @@ mod common;
 mod conformance;
 mod determinism;
 mod harness;
+#[cfg(madsim)]
+mod invariants;
 mod process_core;
 mod registry;
 #[cfg(madsim)]

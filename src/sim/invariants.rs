@@ -210,6 +210,8 @@ struct Sup {
     /// Children whose last restart attempt failed, so a retry is due (by id; dynamic
     /// children by their last pid).
     restarting: BTreeSet<String>,
+    /// It has counted a restart (so its `init` is over).
+    has_restarted: bool,
     alive: bool,
 }
 
@@ -366,7 +368,9 @@ impl<'a> Checker<'a> {
                 offender: Offender::Child { pid, id },
                 ..
             } if context == "start_error" => {
-                if let Some(s) = self.sups.get_mut(supervisor) {
+                // OTP reports `start_error` from `init` (the supervisor then fails to start)
+                // and from restarts; only the latter leave a retry due.
+                if let Some(s) = self.sups.get_mut(supervisor).filter(|s| s.has_restarted) {
                     let key = id.clone().or_else(|| pid.map(|p| p.to_string()));
                     s.restarting.insert(key.unwrap_or_default());
                 }
@@ -558,6 +562,7 @@ impl<'a> Checker<'a> {
                     group: None,
                     stopping: None,
                     restarting: BTreeSet::new(),
+                    has_restarted: false,
                     alive: true,
                 },
             );
@@ -671,6 +676,7 @@ impl<'a> Checker<'a> {
                     pid.map(|p| p.to_string()).unwrap_or_default()
                 };
                 s.restarting.remove(&key);
+                s.has_restarted = true;
                 add_restart(&mut s.stamps, at / 1_000_000, s.period);
                 if s.stamps.len() as u64 > s.intensity {
                     s.expect = Expect::GiveUp(i);
