@@ -131,6 +131,9 @@ pub(super) struct State {
     names: BTreeMap<String, Pid>,
     /// Tree paths of live labelled processes (only while tracing).
     paths: BTreeMap<Pid, String>,
+    /// Children named relative to a live parent that has no path yet: parent -> (child, id,
+    /// is a supervisor). They are labelled when the parent is.
+    pending_labels: BTreeMap<Pid, Vec<(Pid, String, bool)>>,
     trace: Option<Trace>,
     choices: Box<dyn Choices>,
     steps: u64,
@@ -265,6 +268,7 @@ impl Node {
                     procs: BTreeMap::new(),
                     names: BTreeMap::new(),
                     paths: BTreeMap::new(),
+                    pending_labels: BTreeMap::new(),
                     trace: config.trace.then(Trace::default),
                     choices: config.choices,
                     steps: 0,
@@ -514,22 +518,50 @@ impl Node {
         self.inner.tracing
     }
 
-    /// Names `pid` by its tree path in the trace from now on (a no-op when not tracing).
+    /// Names `pid` by its tree path in the trace from now on (a no-op when not tracing), and
+    /// the children [named relative to it](Node::label_child) before it had a path.
     pub fn label(&self, pid: Pid, path: impl Into<String>, supervisor: bool) {
         if !self.inner.tracing {
             return;
         }
-        let path = path.into();
         let at = self.stamp();
         let mut st = self.lock();
-        if st.procs.contains_key(&pid) {
-            st.paths.insert(pid, path.clone());
+        let mut queue = VecDeque::from([(pid, path.into(), supervisor)]);
+        while let Some((pid, path, supervisor)) = queue.pop_front() {
+            if st.procs.contains_key(&pid) {
+                st.paths.insert(pid, path.clone());
+            }
+            for (child, id, sup) in st.pending_labels.remove(&pid).unwrap_or_default() {
+                if st.procs.contains_key(&child) && !st.paths.contains_key(&child) {
+                    queue.push_back((child, format!("{path}/{id}"), sup));
+                }
+            }
+            st.record(at, || EventKind::Label {
+                pid,
+                path,
+                supervisor,
+            });
         }
-        st.record(at, || EventKind::Label {
-            pid,
-            path,
-            supervisor,
-        });
+    }
+
+    /// Names `child` `<parent's path>/<id>` in the trace: now if `parent` has a path, or as
+    /// soon as it gets one (a nested supervisor learns its own path only when its parent
+    /// records its start, after it started its children).
+    pub fn label_child(&self, parent: Pid, child: Pid, id: &str, supervisor: bool) {
+        if !self.inner.tracing {
+            return;
+        }
+        let path = self.path_of(parent);
+        match path {
+            Some(path) => self.label(child, format!("{path}/{id}"), supervisor),
+            None => {
+                let mut st = self.lock();
+                if st.procs.contains_key(&parent) {
+                    let pending = st.pending_labels.entry(parent).or_default();
+                    pending.push((child, id.to_string(), supervisor));
+                }
+            }
+        }
     }
 
     /// The tree path of a live labelled process (labels are kept only while tracing).
@@ -854,6 +886,7 @@ impl State {
         // `exit(self(), kill)`) took effect before the body returned.
         let reason = p.pending_exit.clone().unwrap_or(reason);
         self.paths.remove(&pid);
+        self.pending_labels.remove(&pid);
         let at = node.stamp();
         self.record(at, || EventKind::Exit {
             pid,

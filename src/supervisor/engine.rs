@@ -178,16 +178,15 @@ impl Supervisor {
 
     // ---- starting -------------------------------------------------------------------------
 
-    /// Names a new child `<supervisor path>/<id>` in the trace, if this supervisor has a path.
+    /// Names a new child `<supervisor path>/<id>` in the trace (once this supervisor has a
+    /// path).
     fn label(&self, pid: Pid, spec: &ChildSpec, p: &Process) {
         let node = p.node();
         if !node.tracing() || self.simple() || node.path_of(pid).is_some() {
             return;
         }
-        if let Some(path) = node.path_of(p.pid()) {
-            let supervisor = spec.child_type == ChildType::Supervisor;
-            node.label(pid, format!("{path}/{}", spec.id), supervisor);
-        }
+        let supervisor = spec.child_type == ChildType::Supervisor;
+        node.label_child(p.pid(), pid, &spec.id, supervisor);
     }
 
     fn report(&self, context: &'static str, key: Key, reason: &Term, p: &Process) {

@@ -327,12 +327,22 @@ impl Trace {
     /// Only the [`EventKind::Line`]s and the exits of labelled processes: the projection that
     /// is compared with the OTP oracle's trace.
     pub fn oracle_lines(&self) -> Vec<String> {
+        self.oracle_lines_known(|_| true)
+    }
+
+    /// Like [`oracle_lines`](Trace::oracle_lines), knowing only the paths `known` accepts:
+    /// the oracle names the processes of its scenario's tree and prints every other pid (a
+    /// registry's partitions, say) as `<pid>`.
+    pub fn oracle_lines_known(&self, known: impl Fn(&str) -> bool) -> Vec<String> {
         let mut names = Names {
             oracle: true,
             ..Names::default()
         };
         let mut out = Vec::new();
         for e in &self.events {
+            if matches!(&e.kind, EventKind::Label { path, .. } if !known(path)) {
+                continue;
+            }
             let keep = match &e.kind {
                 EventKind::Line(_) | EventKind::LineTerm(..) | EventKind::Report { .. } => true,
                 EventKind::Exit { pid, .. } => names.labels.contains_key(pid),
