@@ -164,7 +164,7 @@ impl Target for Kv {
         Just(()).boxed()
     }
 
-    fn ops(&self, _: &()) -> BoxedStrategy<KvOp> {
+    fn ops(&self) -> BoxedStrategy<KvOp> {
         prop_oneof![(0u8..4).prop_map(KvOp::Create), Just(KvOp::Count)].boxed()
     }
 
@@ -347,42 +347,105 @@ fn a_kv_registry_linked_to_its_buckets_is_found_and_shrunk() {
     otpsim::sim::harness::replay_file(&file, &targets).expect("the saved case reproduces");
 }
 
-/// Every file in `corpus/` parses and still does what it says (breaks its invariant, or
-/// passes with its trace hash); a file that no longer parses fails naming the file and field.
+/// Every file in `corpus/` parses, names a known target and still does what it says (breaks
+/// its invariant, or passes, with its trace hash if it pins one); a file that no longer
+/// parses fails naming the file and field. `OTPSIM_UPDATE=1` rewrites the expectations.
 #[test]
 fn every_corpus_file_replays_as_recorded() {
-    use otpsim::sim::harness::AnyTarget;
+    use otpsim::sim::harness::{replay_corpus, update_requested, AnyTarget};
     use std::sync::Arc;
     let mut targets = otpsim::sim::targets();
-    targets.push(Arc::new(Arc::new(Kv::default())) as Arc<dyn AnyTarget>);
-    targets.push(Arc::new(Arc::new(Kv {
-        links_buckets: true,
-        ..Kv::default()
-    })));
-    targets.push(Arc::new(Arc::new(Kv {
-        permanent_buckets: true,
-        ..Kv::default()
-    })));
-    targets.push(Arc::new(Arc::new(Kv {
-        registry_first: true,
-        ..Kv::default()
-    })));
+    for kv in [
+        Kv::default(),
+        Kv {
+            links_buckets: true,
+            ..Kv::default()
+        },
+        Kv {
+            permanent_buckets: true,
+            ..Kv::default()
+        },
+        Kv {
+            registry_first: true,
+            ..Kv::default()
+        },
+    ] {
+        targets.push(Arc::new(Arc::new(kv)) as Arc<dyn AnyTarget>);
+    }
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
-    let files = otpsim::sim::corpus::files(&dir);
     assert!(
-        files.len() >= 2,
+        otpsim::sim::corpus::files(&dir).len() >= 2,
         "the corpus holds its golden and regression cases"
     );
-    let mut failures = Vec::new();
-    for path in files {
-        let outcome = otpsim::sim::corpus::load(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|file| otpsim::sim::harness::replay_file(&file, &targets).map(|_| ()));
-        if let Err(e) = outcome {
-            failures.push(format!("{}: {e}", path.display()));
-        }
+    let problems = replay_corpus(&dir, &targets, true, update_requested());
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// A user's saved failure is replayed by their harness test before any new case: it keeps
+/// failing while the bug is there, and once the bug is fixed the test says so (and
+/// `OTPSIM_UPDATE=1` would keep the case as a regression).
+#[test]
+fn a_harness_replays_its_targets_saved_cases_first() {
+    let dir = std::env::temp_dir().join("otpsim-harness-replays-first");
+    let _ = std::fs::remove_dir_all(&dir);
+    let buggy = Kv {
+        links_buckets: true,
+        ..Kv::default()
+    };
+    let found = Harness::new(buggy)
+        .families(&[otpsim::sim::harness::Family::Crash])
+        .cases(2000)
+        .corpus(Some(dir.clone()))
+        .run();
+    let saved = found.failure.expect("the planted bug is found").saved;
+    let saved = saved.expect("saved in the corpus");
+    // Still buggy: the saved case replays as recorded, no regression.
+    let again = Harness::new(buggy).cases(0).corpus(Some(dir.clone())).run();
+    assert_eq!(again.regressions, Vec::<String>::new());
+    // "Fixed": point the saved case at the correct design (same name, same case).
+    let mut file = otpsim::sim::corpus::load(&saved).unwrap();
+    file.target = Kv::default().name();
+    otpsim::sim::corpus::write(&saved, &file).unwrap();
+    let fixed = Harness::new(Kv::default())
+        .cases(0)
+        .corpus(Some(dir.clone()))
+        .run();
+    assert_eq!(fixed.regressions.len(), 1, "{:?}", fixed.regressions);
+    assert!(
+        fixed.regressions[0]
+            .contains("expected a violation of app:registry_survives_bucket_crashes, got none"),
+        "{:?}",
+        fixed.regressions
+    );
+}
+
+/// The golden cases (one per strategy, a dynamic supervisor, a registry: `corpus/tree-golden-*`)
+/// keep their canonical traces, as insta snapshots in `sim-tests/snapshots/`: a change to
+/// the runtime that changes one shows up as a reviewable diff (`cargo insta review`, or
+/// `INSTA_UPDATE=always`), and `OTPSIM_UPDATE=1` then re-pins the files' trace hashes.
+#[test]
+fn golden_cases_keep_their_traces() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
+    let targets = otpsim::sim::targets();
+    let mut goldens = 0;
+    for path in otpsim::sim::corpus::files(&dir) {
+        let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+        let Some(name) = stem.strip_prefix("tree-golden-") else {
+            continue;
+        };
+        let file = otpsim::sim::corpus::load(&path).expect("a valid corpus file");
+        let tree = targets.iter().find(|t| t.name() == file.target).unwrap();
+        let report = tree.replay(&file.case).expect("the case parses");
+        assert_eq!(report.violation, None, "{}", path.display());
+        insta::with_settings!({ description => file.description.clone(), omit_expression => true }, {
+            insta::assert_snapshot!(format!("golden_{name}"), report.trace.timeline().join("\n"));
+        });
+        goldens += 1;
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(
+        goldens >= 5,
+        "one golden case per strategy, a dynamic one, a registry one"
+    );
 }
 
 /// A malformed corpus file gets an error naming the file and the field.
@@ -457,7 +520,7 @@ impl Target for Named {
         Just(()).boxed()
     }
 
-    fn ops(&self, _: &()) -> BoxedStrategy<()> {
+    fn ops(&self) -> BoxedStrategy<()> {
         Just(()).boxed()
     }
 

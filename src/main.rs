@@ -62,6 +62,10 @@ enum Command {
     Replay {
         /// The corpus file.
         file: std::path::PathBuf,
+        /// If the case no longer does what the file records (a fixed bug, a changed
+        /// trace), rewrite the file to expect what it does now.
+        #[arg(long)]
+        update: bool,
     },
     Conform {
         /// The scenario file (JSON, see ../shared/otp-oracle/README.md).
@@ -133,13 +137,13 @@ fn main() -> ExitCode {
             corpus: Some(corpus),
         }),
         Command::Run { seed } => run_one(seed),
-        Command::Replay { file } => replay(&file),
+        Command::Replay { file, update } => replay(&file, update),
         Command::Conform { scenario, expect } => conform(&scenario, expect.as_deref()),
     }
 }
 
-fn replay(file: &std::path::Path) -> ExitCode {
-    use otpsim::sim::{corpus, harness};
+fn replay(file: &std::path::Path, update: bool) -> ExitCode {
+    use otpsim::sim::corpus;
     let saved = match corpus::load(file) {
         Ok(saved) => saved,
         Err(e) => {
@@ -174,21 +178,32 @@ fn replay(file: &std::path::Path) -> ExitCode {
     for line in report.trace.timeline() {
         println!("{line}");
     }
+    let hash = report.trace.hash();
     match &report.violation {
         Some(v) => println!("verdict: {v}"),
-        None => println!(
-            "verdict: every invariant holds (trace hash {:016x})",
-            report.trace.hash()
-        ),
+        None => println!("verdict: every invariant holds (trace hash {hash:016x})"),
     }
-    match harness::replay_file(&saved, &targets) {
-        Ok(_) => {
+    let differs = match saved.expect.check(report.violation.as_ref(), hash) {
+        Ok(()) => {
             println!("as the corpus file expects");
+            return ExitCode::SUCCESS;
+        }
+        Err(differs) => differs,
+    };
+    if !update {
+        println!("NOT as the corpus file expects: {differs} (--update rewrites the file)");
+        return ExitCode::FAILURE;
+    }
+    let expect = saved.expect.renewed(report.violation.as_ref(), hash);
+    let updated = corpus::CorpusFile { expect, ..saved };
+    match corpus::write(file, &updated) {
+        Ok(()) => {
+            println!("updated {}: {differs}", file.display());
             ExitCode::SUCCESS
         }
         Err(e) => {
-            println!("NOT as the corpus file expects: {e}");
-            ExitCode::FAILURE
+            eprintln!("otpsim replay: {}: {e}", file.display());
+            ExitCode::from(2)
         }
     }
 }

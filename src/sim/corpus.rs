@@ -13,8 +13,26 @@
 //! ```
 //!
 //! `expect` is either `{"violates": INVARIANT}` (the case must still break it: a known bug
-//! kept as a reproducer) or `{"passes": {"trace_hash": "0123abcd..."}}` (a fixed bug or an
-//! interesting case: it must pass and produce exactly this trace).
+//! kept as a reproducer), `{"passes": {}}` (a fixed bug kept as a regression: it must pass)
+//! or `{"passes": {"trace_hash": "0123abcd..."}}` (a golden case: it must pass and produce
+//! exactly this trace).
+//!
+//! When a file no longer does what it records (the bug is fixed, or the runtime's trace
+//! legitimately changed), `OTPSIM_UPDATE=1 cargo test` or `otpsim replay --update FILE`
+//! rewrites its expectation to what it does now; review the change like any other.
+//!
+//! ```
+//! use otpsim::sim::corpus::Expect;
+//! use otpsim::sim::invariants::{Invariant, Violation};
+//! let fixed = Expect::Violates(Invariant::Liveness);
+//! assert!(fixed.check(None, 0xabc).is_err()); // the bug is gone
+//! assert_eq!(Expect::of(None, 0xabc, false), Expect::Passes { trace_hash: None });
+//! let golden = Expect::of(None, 0xabc, true);
+//! assert!(golden.check(None, 0xabc).is_ok());
+//! assert!(golden.check(None, 0xdef).is_err());
+//! let v = Violation::new(Invariant::Liveness, "root", "still restarting");
+//! assert!(fixed.check(Some(&v), 0).is_ok());
+//! ```
 
 use super::invariants::{Invariant, Violation};
 use serde::{Deserialize, Serialize};
@@ -45,11 +63,64 @@ pub struct CorpusFile {
 pub enum Expect {
     /// Break this invariant.
     Violates(Invariant),
-    /// Pass, with exactly this trace.
+    /// Pass (with exactly this trace, if a hash is given).
     Passes {
         /// [`Trace::hash`](crate::trace::Trace::hash), in hex.
-        trace_hash: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        trace_hash: Option<String>,
     },
+}
+
+impl Expect {
+    /// What a run did, as an expectation: the invariant it broke, or passing (pinned to its
+    /// trace hash if `pin`).
+    pub fn of(violation: Option<&Violation>, trace_hash: u64, pin: bool) -> Expect {
+        match violation {
+            Some(v) => Expect::Violates(v.invariant.clone()),
+            None => Expect::Passes {
+                trace_hash: pin.then(|| format!("{trace_hash:016x}")),
+            },
+        }
+    }
+
+    /// What to expect from now on of a case that broke `violation` (or nothing) with this
+    /// trace hash: pinned to the hash if this expectation pins one.
+    pub fn renewed(&self, violation: Option<&Violation>, trace_hash: u64) -> Expect {
+        let pinned = matches!(
+            self,
+            Expect::Passes {
+                trace_hash: Some(_)
+            }
+        );
+        Expect::of(violation, trace_hash, pinned)
+    }
+
+    /// Whether a run that broke `violation` (or nothing) with this trace hash did what this
+    /// expectation says; `Err` says how it differs.
+    pub fn check(&self, violation: Option<&Violation>, trace_hash: u64) -> Result<(), String> {
+        match (self, violation) {
+            (Expect::Violates(invariant), Some(v)) if v.invariant == *invariant => Ok(()),
+            (Expect::Violates(invariant), other) => Err(format!(
+                "expected a violation of {invariant}, got {}",
+                other.map_or("none".to_string(), |v| v.to_string())
+            )),
+            (Expect::Passes { trace_hash: None }, None) => Ok(()),
+            (
+                Expect::Passes {
+                    trace_hash: Some(hash),
+                },
+                None,
+            ) => {
+                let actual = format!("{trace_hash:016x}");
+                if actual == *hash {
+                    Ok(())
+                } else {
+                    Err(format!("expected trace hash {hash}, got {actual}"))
+                }
+            }
+            (Expect::Passes { .. }, Some(v)) => Err(format!("expected to pass, got {v}")),
+        }
+    }
 }
 
 /// Why a corpus file cannot be used.
@@ -152,11 +223,17 @@ pub fn files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// Writes `file` into `dir` (created if needed); returns its path.
+/// Writes `file` into `dir` (created if needed) under its [own name](CorpusFile::file_name);
+/// returns its path.
 pub fn save(dir: &Path, file: &CorpusFile) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join(file.file_name());
-    let text = serde_json::to_string_pretty(file).map_err(std::io::Error::other)?;
-    std::fs::write(&path, text + "\n")?;
+    write(&path, file)?;
     Ok(path)
+}
+
+/// Writes `file` at `path` (pretty JSON).
+pub fn write(path: &Path, file: &CorpusFile) -> std::io::Result<()> {
+    let text = serde_json::to_string_pretty(file).map_err(std::io::Error::other)?;
+    std::fs::write(path, text + "\n")
 }

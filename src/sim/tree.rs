@@ -409,7 +409,7 @@ impl Target for Tree {
             .boxed()
     }
 
-    fn ops(&self, _setup: &TreeSetup) -> BoxedStrategy<TreeOp> {
+    fn ops(&self) -> BoxedStrategy<TreeOp> {
         prop_oneof![
             // A DynamicSupervisor unlinks its children before it stops them (Elixir does the
             // same), so a child hung in its shutdown outlives a supervisor killed meanwhile: a

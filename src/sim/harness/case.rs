@@ -183,51 +183,53 @@ pub fn fault_strategy(families: &[Family]) -> Option<BoxedStrategy<Fault>> {
 
 /// Cases of `target` with up to `max_steps` steps. Each case switches on a random subset of
 /// `families` (swarm testing): some cases see only delays, some only kills, some nothing.
-/// Shrinking removes steps, simplifies faults and operations, turns delays off and takes the
-/// seed towards 0.
+///
+/// The setup and the steps are independent parts of a tuple, so shrinking simplifies each
+/// while keeping the other: it drops children from a generated tree with the same faults,
+/// then removes steps, simplifies faults and operations, turns delays off and takes the seed
+/// towards 0.
 pub fn case_strategy<T: Target>(
     target: &Arc<T>,
     max_steps: usize,
     families: &[Family],
 ) -> BoxedStrategy<Case<T::Setup, T::Op>> {
-    let target = target.clone();
+    let op = target.ops();
     let on = proptest::sample::subsequence(families.to_vec(), 0..=families.len());
-    (target.setups(), on)
-        .prop_flat_map(move |(setup, on)| {
-            let op = target.ops(&setup);
-            let step = match fault_strategy(&on) {
-                Some(fault) => prop_oneof![
-                    4 => op.prop_map(Step::Op),
-                    3 => fault.prop_map(Step::Fault),
-                    2 => (0u32..3000).prop_map(Step::Wait),
-                ]
-                .boxed(),
-                None => prop_oneof![
-                    4 => op.prop_map(Step::Op),
-                    2 => (0u32..3000).prop_map(Step::Wait),
-                ]
-                .boxed(),
-            };
-            let delays = if on.contains(&Family::Delay) {
-                proptest::option::of(
-                    (1u8..=50, 1u16..=50).prop_map(|(percent, max_ms)| Delays { percent, max_ms }),
-                )
-                .boxed()
-            } else {
-                Just(None).boxed()
-            };
-            (
-                Just(setup),
-                proptest::collection::vec(step, 0..=max_steps),
-                any::<u64>(),
-                delays,
+    let body = on.prop_flat_map(move |on| {
+        let op = op.clone();
+        let step = match fault_strategy(&on) {
+            Some(fault) => prop_oneof![
+                4 => op.prop_map(Step::Op),
+                3 => fault.prop_map(Step::Fault),
+                2 => (0u32..3000).prop_map(Step::Wait),
+            ]
+            .boxed(),
+            None => prop_oneof![
+                4 => op.prop_map(Step::Op),
+                2 => (0u32..3000).prop_map(Step::Wait),
+            ]
+            .boxed(),
+        };
+        let delays = if on.contains(&Family::Delay) {
+            proptest::option::of(
+                (1u8..=50, 1u16..=50).prop_map(|(percent, max_ms)| Delays { percent, max_ms }),
             )
-                .prop_map(|(setup, steps, seed, delays)| Case {
-                    setup,
-                    steps,
-                    seed,
-                    delays,
-                })
+            .boxed()
+        } else {
+            Just(None).boxed()
+        };
+        (
+            proptest::collection::vec(step, 0..=max_steps),
+            any::<u64>(),
+            delays,
+        )
+    });
+    (target.setups(), body)
+        .prop_map(|(setup, (steps, seed, delays))| Case {
+            setup,
+            steps,
+            seed,
+            delays,
         })
         .boxed()
 }

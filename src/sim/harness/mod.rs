@@ -33,7 +33,7 @@
 //!     type State = ();
 //!     fn name(&self) -> String { "pair".into() }
 //!     fn setups(&self) -> BoxedStrategy<()> { Just(()).boxed() }
-//!     fn ops(&self, _: &()) -> BoxedStrategy<()> { Just(()).boxed() }
+//!     fn ops(&self) -> BoxedStrategy<()> { Just(()).boxed() }
 //!     fn start<'a>(&'a self, _: &'a (), p: &'a Process) -> BoxFuture<'a, Result<(Pid, ()), String>> {
 //!         Box::pin(async move {
 //!             let flags = Flags::elixir(supervisor::Strategy::OneForOne);
@@ -96,8 +96,10 @@ pub trait Target: Send + Sync + 'static {
     /// Generates setups.
     fn setups(&self) -> BoxedStrategy<Self::Setup>;
 
-    /// Generates workload operations for a setup.
-    fn ops(&self, setup: &Self::Setup) -> BoxedStrategy<Self::Op>;
+    /// Generates workload operations. They do not depend on the setup, so that a failing
+    /// case shrinks its setup and its steps independently; an operation that refers to a
+    /// part of the system picks it by index modulo what is there, as faults pick victims.
+    fn ops(&self) -> BoxedStrategy<Self::Op>;
 
     /// Starts the system from the harness's driver process; returns the root of the tree
     /// (faults hit it and what descends from it) and the workload's state.
@@ -376,6 +378,9 @@ pub struct HarnessReport {
     pub cases: u64,
     /// The minimal failing case, if one was found, with its violation.
     pub failure: Option<Failure>,
+    /// The target's corpus files that no longer do what they record (see
+    /// [`replay_corpus`]), one line each.
+    pub regressions: Vec<String>,
 }
 
 /// A minimised failing case.
@@ -419,16 +424,19 @@ pub struct Harness<T: Target> {
     max_steps: usize,
     families: Vec<Family>,
     corpus: Option<PathBuf>,
+    replay_corpus: bool,
     determinism_every: u32,
 }
 
 impl<T: Target> Harness<T> {
-    /// A campaign of 256 cases with every fault family, generator seed 0, saving failures
-    /// in `corpus/` (or whatever `OTPSIM_CASES` / `OTPSIM_SEED` say).
+    /// A campaign of 256 cases with every fault family, generator seed 0, replaying the
+    /// target's files in `corpus/` first and saving failures there (or whatever
+    /// `OTPSIM_CASES` / `OTPSIM_SEED` / `OTPSIM_UPDATE` say).
     pub fn new(target: T) -> Harness<T> {
         let mut harness = Harness::of(Arc::new(target));
         harness.cases = env_cases().unwrap_or(256);
         harness.seed = env_seed().unwrap_or(0);
+        harness.replay_corpus = true;
         harness
     }
 
@@ -442,6 +450,7 @@ impl<T: Target> Harness<T> {
             max_steps: 12,
             families: Family::ALL.to_vec(),
             corpus: Some(PathBuf::from("corpus")),
+            replay_corpus: false,
             determinism_every: 50,
         }
     }
@@ -470,7 +479,8 @@ impl<T: Target> Harness<T> {
         self
     }
 
-    /// Where to save a minimised failure (`None`: do not save).
+    /// Where the target's saved cases are replayed from and a minimised failure is saved
+    /// (`None`: neither).
     pub fn corpus(mut self, dir: Option<PathBuf>) -> Self {
         self.corpus = dir;
         self
@@ -483,8 +493,16 @@ impl<T: Target> Harness<T> {
         self
     }
 
-    /// Runs the campaign; stops at the first failure, shrunk to a minimal case and saved.
+    /// Replays the target's corpus files, then runs the campaign; stops at the first
+    /// failure, shrunk to a minimal case and saved.
     pub fn run(&self) -> HarnessReport {
+        let regressions = match (&self.corpus, self.replay_corpus) {
+            (Some(dir), true) => {
+                let target: Arc<dyn AnyTarget> = Arc::new(self.target.clone());
+                replay_corpus(dir, &[target], false, update_requested())
+            }
+            _ => Vec::new(),
+        };
         let strategy = case_strategy(&self.target, self.max_steps, &self.families);
         let config = Config {
             cases: self.cases,
@@ -553,13 +571,26 @@ impl<T: Target> Harness<T> {
                 })
             }
         };
-        HarnessReport { cases, failure }
+        HarnessReport {
+            cases,
+            failure,
+            regressions,
+        }
     }
 
     /// [`run`](Harness::run), panicking with the minimal failing case, its violation and
     /// the corpus file when one is found: the form for a `#[test]`.
     pub fn check(&self) {
-        if let Some(failure) = self.run().failure {
+        let report = self.run();
+        if !report.regressions.is_empty() {
+            panic!(
+                "otpsim harness, target {}: saved cases no longer do what they record:\n{}\n\
+                 (a fixed bug? `OTPSIM_UPDATE=1 cargo test` keeps them as regressions)",
+                self.target.name(),
+                report.regressions.join("\n")
+            );
+        }
+        if let Some(failure) = report.failure {
             panic!(
                 "otpsim harness, target {}: {failure}\nrerun with OTPSIM_SEED={}",
                 self.target.name(),
@@ -650,32 +681,77 @@ pub fn replay_file(
     file: &CorpusFile,
     targets: &[Arc<dyn AnyTarget>],
 ) -> Result<CaseReport, String> {
+    let report = replay_unchecked(file, targets)?;
+    file.expect
+        .check(report.violation.as_ref(), report.trace.hash())?;
+    Ok(report)
+}
+
+fn replay_unchecked(
+    file: &CorpusFile,
+    targets: &[Arc<dyn AnyTarget>],
+) -> Result<CaseReport, String> {
     let target = targets
         .iter()
         .find(|t| t.name() == file.target)
         .ok_or_else(|| {
             let known: Vec<String> = targets.iter().map(|t| t.name()).collect();
             format!(
-                "unknown target `{}` (known: {})",
+                "field `target`: unknown target `{}` (known: {})",
                 file.target,
                 known.join(", ")
             )
         })?;
-    let report = target.replay(&file.case)?;
-    match (&file.expect, &report.violation) {
-        (corpus::Expect::Violates(invariant), Some(v)) if v.invariant == *invariant => Ok(report),
-        (corpus::Expect::Violates(invariant), other) => Err(format!(
-            "expected a violation of {invariant}, got {}",
-            other.as_ref().map_or("none".to_string(), |v| v.to_string())
-        )),
-        (corpus::Expect::Passes { trace_hash }, None) => {
-            let actual = format!("{:016x}", report.trace.hash());
-            if actual == *trace_hash {
-                Ok(report)
-            } else {
-                Err(format!("expected trace hash {trace_hash}, got {actual}"))
+    target.replay(&file.case)
+}
+
+/// Replays the corpus files of `dir` whose target is one of `targets` (every file, if
+/// `all_targets`: then an unknown target is a problem too). Returns the problems, one line
+/// each naming the file: a file that does not parse, or that no longer does what it records.
+///
+/// With `update`, a file that no longer does what it records is rewritten to expect what it
+/// does now (a golden file keeps a pinned trace hash) and reported on stderr instead.
+pub fn replay_corpus(
+    dir: &std::path::Path,
+    targets: &[Arc<dyn AnyTarget>],
+    all_targets: bool,
+    update: bool,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for path in corpus::files(dir) {
+        let file = match corpus::load(&path) {
+            Ok(file) => file,
+            Err(e) => {
+                problems.push(e.to_string());
+                continue;
             }
+        };
+        if !all_targets && !targets.iter().any(|t| t.name() == file.target) {
+            continue;
         }
-        (corpus::Expect::Passes { .. }, Some(v)) => Err(format!("expected to pass, got {v}")),
+        let outcome = replay_unchecked(&file, targets).and_then(|report| {
+            let hash = report.trace.hash();
+            let violation = report.violation.as_ref();
+            match file.expect.check(violation, hash) {
+                Ok(()) => Ok(()),
+                Err(differs) if update => {
+                    let expect = file.expect.renewed(violation, hash);
+                    let updated = CorpusFile { expect, ..file };
+                    corpus::write(&path, &updated).map_err(|e| e.to_string())?;
+                    eprintln!("otpsim: updated {} ({differs})", path.display());
+                    Ok(())
+                }
+                Err(differs) => Err(differs),
+            }
+        });
+        if let Err(e) = outcome {
+            problems.push(format!("{}: {e}", path.display()));
+        }
     }
+    problems
+}
+
+/// Whether `OTPSIM_UPDATE` asks corpus replays to rewrite expectations.
+pub fn update_requested() -> bool {
+    std::env::var("OTPSIM_UPDATE").is_ok_and(|v| !v.is_empty() && v != "0")
 }
