@@ -159,6 +159,27 @@ pub enum DynamicError {
 }
 
 impl DynamicError {
+    /// The live process that already holds the child's name, if that is why it did not
+    /// start (`{:error, {:already_started, pid}}`): what a find-or-start cache uses.
+    ///
+    /// ```
+    /// use otpsim::supervisor::dynamic::DynamicError;
+    /// use otpsim::{Pid, Term};
+    /// let owner = Pid::from_raw(7);
+    /// let e = DynamicError::StartFailed(Term::tuple([Term::atom("already_started"), Term::Pid(owner)]));
+    /// assert_eq!(e.already_started(), Some(owner));
+    /// assert_eq!(DynamicError::MaxChildren.already_started(), None);
+    /// ```
+    pub fn already_started(&self) -> Option<Pid> {
+        match self {
+            DynamicError::StartFailed(Term::Tuple(items)) => match items.as_slice() {
+                [tag, Term::Pid(pid)] if tag.is_atom("already_started") => Some(*pid),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// The `reason` of Elixir's `{:error, reason}`.
     pub fn to_term(&self) -> Term {
         match self {

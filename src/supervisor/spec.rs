@@ -528,11 +528,61 @@ impl ChildSpec {
         S: GenServer,
         S::Arg: Clone + Sync,
     {
+        ChildSpec::server_with::<S>(id, arg, crate::server::StartOptions::linked())
+    }
+
+    /// A worker that runs the [`GenServer`] `S` started with `options` (a local or `via`
+    /// name: a restarted child takes the name again, SPEC item 93). The server is always
+    /// linked to its supervisor, whatever `options.link` says.
+    ///
+    /// ```
+    /// # #[cfg(madsim)] {
+    /// use otpsim::registry::{Keys, Registry, RegistryOptions};
+    /// use otpsim::server::{GenServer, Init, StartOptions};
+    /// use otpsim::supervisor::{self, ChildSpec, Flags, Strategy, SupervisorSpec};
+    /// use otpsim::{sim::Sim, Process};
+    ///
+    /// struct Worker;
+    /// impl GenServer for Worker {
+    ///     type Arg = ();
+    ///     type Call = ();
+    ///     type Reply = ();
+    ///     type Cast = ();
+    ///     type Cont = ();
+    ///     async fn init(_: (), _p: &Process) -> Init<Self> {
+    ///         Init::Ok(Worker)
+    ///     }
+    /// }
+    ///
+    /// let report = Sim::new(0).run(|p| async move {
+    ///     let reg = Registry::<String, ()>::start_link(&p, RegistryOptions::new(Keys::Unique)).await.unwrap();
+    ///     let named = StartOptions::default().via(reg.via("worker".to_string()));
+    ///     let spec = SupervisorSpec::new(Flags::new(Strategy::OneForOne))
+    ///         .child(ChildSpec::server_with::<Worker>("worker", (), named));
+    ///     supervisor::start_link(&p, spec).await.unwrap();
+    ///     assert!(reg.whereis_name(&"worker".to_string()).is_some());
+    /// });
+    /// assert_eq!(report.failure(), None);
+    /// # }
+    /// ```
+    pub fn server_with<S>(
+        id: impl Into<String>,
+        arg: S::Arg,
+        options: crate::server::StartOptions,
+    ) -> ChildSpec
+    where
+        S: GenServer,
+        S::Arg: Clone + Sync,
+    {
+        let options = crate::server::StartOptions {
+            link: true,
+            ..options
+        };
         let start = Start::new(move |p| {
-            let arg = arg.clone();
+            let (arg, options) = (arg.clone(), options.clone());
             Box::pin(async move {
                 start_result(
-                    crate::server::start_link::<S>(p, arg)
+                    crate::server::start_with::<S>(p, arg, options)
                         .await
                         .map(|s| s.pid()),
                 )

@@ -149,21 +149,21 @@ pub struct CaseReport {
 /// Runs one case and checks every invariant: the run itself (livelock, time limit), the
 /// harness's trace invariants, and the target's application invariants.
 pub fn run_case<T: Target>(target: &Arc<T>, case: &Case<T::Setup, T::Op>) -> CaseReport {
-    let outcome: Arc<Mutex<(Option<Pid>, Option<Violation>)>> = Arc::default();
+    let outcome: Arc<Mutex<Driven>> = Arc::default();
     let (t, c, sink) = (target.clone(), case.clone(), outcome.clone());
     let sim = Sim::new(case.seed).with_faults(case.sim_faults());
     let report = sim.run(move |p| async move {
         let result = drive(&*t, &c, &p).await;
         *sink.lock().unwrap_or_else(PoisonError::into_inner) = result;
     });
-    let (root, app) = std::mem::take(&mut *outcome.lock().unwrap_or_else(PoisonError::into_inner));
+    let driven = std::mem::take(&mut *outcome.lock().unwrap_or_else(PoisonError::into_inner));
     let run_failure = report
         .failure()
         .map(|f| Violation::new(Invariant::Run, "run", f));
     let options = CheckOptions {
         exact_timing: case.delays.is_none(),
-        at_rest: run_failure.is_none(),
-        root,
+        at_rest: run_failure.is_none() && driven.settled,
+        root: driven.root,
     };
     // The run ends with the driver (the first process): what the halting node does after
     // that (processes linked to the driver reacting to its exit) is not part of the case.
@@ -175,7 +175,7 @@ pub fn run_case<T: Target>(target: &Arc<T>, case: &Case<T::Setup, T::Op>) -> Cas
         .unwrap_or(report.trace.len());
     let violation = run_failure
         .or_else(|| invariants::check(&report.trace.prefix(end), &options).err())
-        .or(app);
+        .or(driven.violation);
     CaseReport {
         violation,
         trace: report.trace,
@@ -203,20 +203,31 @@ pub fn check_determinism<T: Target>(target: &Arc<T>, case: &Case<T::Setup, T::Op
     }
 }
 
+/// What the driver process saw.
+#[derive(Default)]
+struct Driven {
+    /// The root of the tree, once started.
+    root: Option<Pid>,
+    /// The application invariant found broken, if any.
+    violation: Option<Violation>,
+    /// The run went through every step and let the tree settle (a violation found by an
+    /// operation ends it before), so the end state means something.
+    settled: bool,
+}
+
 /// The driver process: starts the target, runs the steps, lets the tree settle, checks the
-/// application. Returns the root and the application's violation, if any.
-async fn drive<T: Target>(
-    target: &T,
-    case: &Case<T::Setup, T::Op>,
-    p: &Process,
-) -> (Option<Pid>, Option<Violation>) {
+/// application.
+async fn drive<T: Target>(target: &T, case: &Case<T::Setup, T::Op>, p: &Process) -> Driven {
     p.trap_exit(true);
     p.node().label(p.pid(), "harness", false);
     let (root, mut state) = match target.start(&case.setup, p).await {
         Ok(started) => started,
         Err(e) => {
             let v = Violation::new(Invariant::App("start".into()), "start", e);
-            return (None, Some(v));
+            return Driven {
+                violation: Some(v),
+                ..Driven::default()
+            };
         }
     };
     if p.node().path_of(root).is_none() {
@@ -241,14 +252,22 @@ async fn drive<T: Target>(
             .is_some()
         {}
         if let Err(v) = result {
-            return (Some(root), Some(v));
+            return Driven {
+                root: Some(root),
+                violation: Some(v),
+                settled: false,
+            };
         }
     }
     p.sleep(target.settle(&case.setup)).await;
     let verdict = target.check(&mut state, p).await.err();
     // The run ends here: the tree must not see its parent's exit (the node halts next).
     p.unlink(root);
-    (Some(root), verdict)
+    Driven {
+        root: Some(root),
+        violation: verdict,
+        settled: true,
+    }
 }
 
 /// Injects one fault into the tree under `root`.
