@@ -903,14 +903,3 @@ fn a_cache_that_trusts_its_lookup_is_found_and_shrunk() {
         "not shrunk: {failure}"
     );
 }
-#[test]
-fn scratch_dump() {
-    let case: otpsim::sim::harness::Case<(), (u8, u32)> = serde_json::from_str(r#"{"seed":0,"setup":null,"steps":[{"op":[1,0]},{"op":[0,0]},{"fault":{"kill":{"victim":32886}}},{"op":[1,0]}]}"#).unwrap();
-    let r = otpsim::sim::harness::run_case(
-        &std::sync::Arc::new(Cache {
-            trusts_lookup: false,
-        }),
-        &case,
-    );
-    eprintln!("{}\n{:?}", r.trace.timeline().join("\n"), r.violation);
-}

@@ -66,3 +66,55 @@ fn b9_a_child_failing_in_init_leaves_no_retry_due() {
     );
     assert_eq!(check_trace(&report.trace, &at_rest()), Ok(()));
 }
+
+/// A worker that starts once and fails every later start.
+fn starts_once(id: &str) -> ChildSpec {
+    let started = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    ChildSpec::worker(
+        id,
+        Start::new(move |p| {
+            let again = started.swap(true, std::sync::atomic::Ordering::SeqCst);
+            let pid = (!again).then(|| p.spawn_link(crate::common::wait_forever));
+            Box::pin(async move { pid.map(Started::Pid).ok_or(Term::atom("start_failed")) })
+        }),
+    )
+}
+
+/// `terminate_child` on a child whose failed restart is being retried drops the retry
+/// (SPEC item 40, and item 76's DynamicSupervisor alike): the trace says so, and the
+/// checker finds nothing left to restart.
+#[test]
+fn f40_j76_terminate_child_drops_a_pending_retry() {
+    use otpsim::supervisor::dynamic::{self, DynamicOptions};
+    let report = check(|p| async move {
+        // A static supervisor retrying `b` through its mailbox, for ever (a huge intensity).
+        let spec =
+            supervisor::SupervisorSpec::new(Flags::new(Strategy::OneForOne).intensity(1 << 40))
+                .child(starts_once("b"));
+        let sup = supervisor::start_link(&p, spec).await.unwrap();
+        let children = sup.which_children(&p).await.unwrap();
+        let supervisor::ChildState::Running(b) = children[0].state else {
+            panic!("b is not running")
+        };
+        crate::common::kill(&p, b).await;
+        assert_eq!(sup.terminate_child(&p, "b").await, Ok(()));
+        // The same with a DynamicSupervisor.
+        let dsup = dynamic::start_link(&p, DynamicOptions::default().max_restarts(1 << 40))
+            .await
+            .unwrap();
+        let Ok(Started::Pid(w)) = dsup.start_child(&p, starts_once("w")).await else {
+            panic!("w did not start")
+        };
+        crate::common::kill(&p, w).await;
+        assert_eq!(dsup.terminate_child(&p, w).await, Ok(()));
+        p.sleep(Duration::from_millis(10)).await;
+    });
+    let dropped = report
+        .trace
+        .lines()
+        .iter()
+        .filter(|l| l.contains("retry dropped"))
+        .count();
+    assert_eq!(dropped, 2, "{}", report.trace.timeline().join("\n"));
+    assert_eq!(check_trace(&report.trace, &at_rest()), Ok(()));
+}

@@ -710,6 +710,14 @@ impl<'a> Checker<'a> {
                     at: i,
                 });
             }
+            SupEvent::RetryDropped { pid, id } => {
+                let key = if s.is_static() {
+                    id.clone()
+                } else {
+                    pid.map(|p| p.to_string()).unwrap_or_default()
+                };
+                s.restarting.remove(&key);
+            }
             SupEvent::Stopping => {
                 s.group = None;
                 s.stopping = Some((None, i));

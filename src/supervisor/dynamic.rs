@@ -354,7 +354,10 @@ impl Dynamic {
         let mut running = Vec::new();
         for pid in pids {
             if let Some(child) = self.children.remove(&pid) {
-                if !child.restarting {
+                if child.restarting {
+                    let id = child.spec.id.clone();
+                    super::record(p, || SupEvent::RetryDropped { pid: Some(pid), id });
+                } else {
                     running.push((pid, child.spec.shutdown, child.spec.restart));
                 }
             }

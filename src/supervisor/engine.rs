@@ -502,6 +502,11 @@ impl Supervisor {
             (ChildRef::Id(id), false) => self.children.key_of_id(id).ok_or(ChildError::NotFound)?,
             (ChildRef::Pid(_), false) => return Err(ChildError::NotFound),
         };
+        if let Some(Slot::Restarting(old)) = self.children.get(key).map(|c| c.slot) {
+            let id = self.children.get(key).map(|c| c.spec.id.clone());
+            let id = id.unwrap_or_default();
+            super::record(p, || SupEvent::RetryDropped { pid: old, id });
+        }
         self.do_terminate(key, p).await;
         self.forget(key);
         Ok(())

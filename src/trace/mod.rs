@@ -238,6 +238,14 @@ pub enum SupEvent {
         /// Its id.
         id: String,
     },
+    /// `terminate_child` removed a child whose failed restart was being retried: the retry
+    /// is dropped (SPEC item 40; Elixir's `DynamicSupervisor` the same).
+    RetryDropped {
+        /// The child's last pid.
+        pid: Option<Pid>,
+        /// Its id.
+        id: String,
+    },
     /// The supervisor is terminating, about to stop its children.
     Stopping,
 }
@@ -542,6 +550,10 @@ impl Names {
                     SupEvent::Restart { pid, id } => match pid {
                         Some(pid) => write!(s, "restart {} id={id}", n(pid)),
                         None => write!(s, "restart id={id}"),
+                    },
+                    SupEvent::RetryDropped { pid, id } => match pid {
+                        Some(pid) => write!(s, "retry dropped {} id={id}", n(pid)),
+                        None => write!(s, "retry dropped id={id}"),
                     },
                     SupEvent::Stopping => write!(s, "stopping"),
                 }
