@@ -903,3 +903,75 @@ fn a_cache_that_trusts_its_lookup_is_found_and_shrunk() {
         "not shrunk: {failure}"
     );
 }
+
+/// The tree generator produces every kind of node and every workload operation the issue
+/// lists (workers, nested and dynamic supervisors, servers, task supervisors; start and
+/// terminate child, calls and casts, tasks, lookups), and registries: a strategy that lost
+/// one would leave it untested.
+#[test]
+fn the_tree_generator_covers_every_kind_and_operation() {
+    use otpsim::sim::harness::{case_strategy, Family, Step};
+    use otpsim::sim::tree::{Kind, TreeOp, TreeSpec};
+    use proptest::strategy::ValueTree;
+    fn kinds(tree: &TreeSpec, seen: &mut std::collections::BTreeSet<String>) {
+        seen.insert(format!("strategy:{}", tree.strategy));
+        for child in &tree.children {
+            match &child.kind {
+                Kind::Worker(_) => seen.insert("worker".into()),
+                Kind::Server(_) => seen.insert("server".into()),
+                Kind::Tasks => seen.insert("tasks".into()),
+                Kind::Supervisor(t) => {
+                    kinds(t, seen);
+                    seen.insert("supervisor".into())
+                }
+            };
+        }
+    }
+    let strategy = case_strategy(&std::sync::Arc::new(Tree), 12, &Family::ALL);
+    let mut runner = crate::common::seeded_runner(1);
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..500 {
+        let case = strategy.new_tree(&mut runner).unwrap().current();
+        kinds(&case.setup.root, &mut seen);
+        if case.setup.registry {
+            seen.insert("registry".into());
+        }
+        for step in &case.steps {
+            if let Step::Op(op) = step {
+                seen.insert(
+                    match op {
+                        TreeOp::StartChild { .. } => "start_child",
+                        TreeOp::TerminateChild { .. } => "terminate_child",
+                        TreeOp::Call { cast: false, .. } => "call",
+                        TreeOp::Call { cast: true, .. } => "cast",
+                        TreeOp::Async { .. } => "async",
+                        TreeOp::Lookup { .. } => "lookup",
+                    }
+                    .into(),
+                );
+            }
+        }
+    }
+    let expected = [
+        "async",
+        "call",
+        "cast",
+        "lookup",
+        "registry",
+        "server",
+        "start_child",
+        "strategy:dynamic",
+        "strategy:one_for_all",
+        "strategy:one_for_one",
+        "strategy:rest_for_one",
+        "supervisor",
+        "tasks",
+        "terminate_child",
+        "worker",
+    ];
+    let missing: Vec<&str> = expected
+        .into_iter()
+        .filter(|k| !seen.contains(*k))
+        .collect();
+    assert!(missing.is_empty(), "never generated: {missing:?}");
+}

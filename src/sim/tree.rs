@@ -2,9 +2,11 @@
 //!
 //! A [`TreeSpec`] mixes every strategy, restart type and shutdown spec, intensities and
 //! periods, nested supervisors (up to depth 4, fan-out 6), dynamic supervisors whose children
-//! the workload starts and stops, slow and hung shutdowns, start functions that fail or
-//! return `ignore` on a restart, and a unique-key registry in which workers register their
-//! tree path. The harness's invariants are the whole check.
+//! the workload starts and stops, task supervisors the workload runs tasks on, GenServers it
+//! calls and casts to, slow and hung shutdowns, start functions that fail or return `ignore`
+//! on a restart, and a unique-key registry in which workers register their tree path and
+//! servers take it as a `via` name. The harness's invariants are the check, with one of the
+//! tree's own: `whereis_name` never names a dead process (SPEC item 90).
 
 use super::harness::Target;
 use super::invariants::Violation;
@@ -55,6 +57,18 @@ pub enum Kind {
     Worker(WorkerSpec),
     /// A nested supervisor.
     Supervisor(TreeSpec),
+    /// A GenServer that answers calls and casts; under its tree path as a `via` name when
+    /// the tree has a registry.
+    Server(ServerSpec),
+    /// A TaskSupervisor the workload runs tasks on.
+    Tasks,
+}
+
+/// How a server behaves.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServerSpec {
+    /// How long its `terminate` takes (ms; it traps exits, so a shutdown runs it).
+    pub stop_ms: u16,
 }
 
 /// How a worker behaves.
@@ -101,6 +115,31 @@ pub enum TreeOp {
         /// Which of its children.
         child: u8,
     },
+    /// A call (or a cast) to the `server`-th server of the tree (in path order), found by
+    /// its via name when the tree has a registry.
+    Call {
+        /// Which server.
+        server: u8,
+        /// Cast instead of call.
+        cast: bool,
+    },
+    /// A task on the `sup`-th task supervisor: it takes `ms`, then returns or panics; the
+    /// driver awaits it, linked to it (`async`) or not (`async_nolink`).
+    Async {
+        /// Which task supervisor.
+        sup: u8,
+        /// How long the task takes.
+        ms: u16,
+        /// It panics instead of returning.
+        crash: bool,
+        /// Linked to the driver.
+        link: bool,
+    },
+    /// Looks the `key`-th registered path up: `whereis_name` names a live process or none.
+    Lookup {
+        /// Which path (in path order).
+        key: u8,
+    },
 }
 
 /// The `tree` target.
@@ -118,6 +157,11 @@ struct Shared {
     attempts: BTreeMap<String, usize>,
     registry: Option<Registry<String, ()>>,
     dynamic: Vec<Pid>,
+    tasks: Vec<Pid>,
+    /// Each server's latest pid, by path.
+    servers: BTreeMap<String, Pid>,
+    /// The paths that register in the registry (workers with `register`, and servers).
+    registered: Vec<String>,
 }
 
 impl TreeState {
@@ -214,9 +258,89 @@ fn worker_start(spec: WorkerSpec, path: String, state: TreeState) -> Start {
     })
 }
 
+/// A server of the tree: counts what it is sent; takes `stop_ms` to terminate.
+struct TreeServer {
+    stop_ms: u16,
+    sum: u64,
+}
+
+impl crate::server::GenServer for TreeServer {
+    type Arg = (u16, String, TreeState);
+    type Call = u32;
+    type Reply = u64;
+    type Cast = u32;
+    type Cont = ();
+
+    async fn init((stop_ms, path, state): Self::Arg, p: &Process) -> crate::server::Init<Self> {
+        p.trap_exit(true);
+        state.with(|s| s.servers.insert(path, p.pid()));
+        crate::server::Init::Ok(TreeServer { stop_ms, sum: 0 })
+    }
+
+    async fn handle_call(
+        &mut self,
+        n: u32,
+        _from: crate::server::From<u64>,
+        _p: &Process,
+    ) -> crate::server::CallReply<Self> {
+        self.sum += u64::from(n);
+        crate::server::CallReply::Reply(self.sum)
+    }
+
+    async fn handle_cast(&mut self, n: u32, _p: &Process) -> crate::server::Next<Self> {
+        self.sum += u64::from(n);
+        crate::server::Next::Continue
+    }
+
+    async fn terminate(&mut self, _reason: &ExitReason, p: &Process) {
+        p.sleep(Duration::from_millis(u64::from(self.stop_ms)))
+            .await;
+    }
+}
+
+/// A server's start: under its path as a via name if the tree has a registry (looked up at
+/// each start: a restarted registry is a new one).
+fn server_start(spec: ServerSpec, path: String, state: TreeState) -> Start {
+    Start::new(move |p| {
+        let (path, state) = (path.clone(), state.clone());
+        let registry = state.with(|s| s.registry.clone());
+        let options = crate::server::StartOptions {
+            via: registry.map(|r| r.via(path.clone())),
+            ..crate::server::StartOptions::linked()
+        };
+        let arg = (spec.stop_ms, path, state);
+        Box::pin(async move {
+            let started = crate::server::start_with::<TreeServer>(p, arg, options).await;
+            supervisor::start_result(started.map(|s| s.pid()))
+        })
+    })
+}
+
+fn tasks_start(intensity: u8, period: u8, state: TreeState) -> Start {
+    Start::new(move |p| {
+        let state = state.clone();
+        Box::pin(async move {
+            let options = crate::supervisor::task::TaskOptions {
+                supervisor: DynamicOptions::default()
+                    .max_restarts(u64::from(intensity))
+                    .max_seconds(u64::from(period.max(1))),
+            };
+            let sup = crate::supervisor::task::start_link(p, options)
+                .await
+                .map_err(|e| e.reason().to_term())?;
+            state.with(|s| s.tasks.push(sup.pid()));
+            Ok(Started::Pid(sup.pid()))
+        })
+    })
+}
+
 fn child_spec(node: &NodeSpec, path: String, id: String, state: &TreeState) -> ChildSpec {
     let spec = match &node.kind {
         Kind::Worker(w) => ChildSpec::worker(id, worker_start(w.clone(), path, state.clone())),
+        Kind::Server(server) => {
+            ChildSpec::worker(id, server_start(server.clone(), path, state.clone()))
+        }
+        Kind::Tasks => ChildSpec::supervisor(id, tasks_start(3, 5, state.clone())),
         Kind::Supervisor(tree) => {
             let (tree, state) = (tree.clone(), state.clone());
             let start = Start::new(move |p| {
@@ -344,13 +468,25 @@ fn tree_strategy(depth: u32) -> BoxedStrategy<TreeSpec> {
         },
         kind: Kind::Worker(w),
     });
-    let shutdown = prop_oneof![Just("brutal_kill"), Just("100"), Just("500")];
-    let leaf = (leaf, shutdown).prop_map(|(mut node, shutdown)| {
+    let shutdown = || prop_oneof![Just("brutal_kill"), Just("100"), Just("500")];
+    let worker = (leaf, shutdown()).prop_map(|(mut node, shutdown)| {
         if matches!(&node.kind, Kind::Worker(w) if w.stop_ms.is_some()) {
             node.shutdown = shutdown.into();
         }
         node
     });
+    let server =
+        (restart_strategy(), 0u16..300, shutdown()).prop_map(|(restart, stop_ms, s)| NodeSpec {
+            restart,
+            shutdown: s.into(),
+            kind: Kind::Server(ServerSpec { stop_ms }),
+        });
+    let tasks = restart_strategy().prop_map(|restart| NodeSpec {
+        restart,
+        shutdown: "infinity".into(),
+        kind: Kind::Tasks,
+    });
+    let leaf = prop_oneof![6 => worker, 2 => server, 1 => tasks];
     let child: BoxedStrategy<NodeSpec> = if depth == 0 {
         leaf.boxed()
     } else {
@@ -411,6 +547,10 @@ impl Target for Tree {
 
     fn ops(&self) -> BoxedStrategy<TreeOp> {
         prop_oneof![
+            2 => (any::<u8>(), any::<bool>()).prop_map(|(server, cast)| TreeOp::Call { server, cast }),
+            1 => (any::<u8>(), 0u16..500, prop::bool::weighted(0.3), any::<bool>())
+                .prop_map(|(sup, ms, crash, link)| TreeOp::Async { sup, ms, crash, link }),
+            1 => any::<u8>().prop_map(|key| TreeOp::Lookup { key }),
             // A DynamicSupervisor unlinks its children before it stops them (Elixir does the
             // same), so a child hung in its shutdown outlives a supervisor killed meanwhile: a
             // real leak, but one of the worker's making. Dynamic children always stop.
@@ -430,6 +570,9 @@ impl Target for Tree {
     ) -> BoxFuture<'a, Result<(Pid, TreeState), String>> {
         Box::pin(async move {
             let state = TreeState::default();
+            let mut registered = Vec::new();
+            registering_paths(&setup.root, "root", &mut registered);
+            state.with(|s| s.registered = registered);
             let registry = setup.registry.then(|| registry_child(&state));
             let spec = static_spec(&setup.root, "root", &state, registry);
             // Named, so that the trace names every process by its tree path from the start.
@@ -452,6 +595,17 @@ impl Target for Tree {
         p: &'a Process,
     ) -> BoxFuture<'a, Result<(), Violation>> {
         Box::pin(async move {
+            match op {
+                TreeOp::Call { server, cast } => return call(state, *server, *cast, p).await,
+                TreeOp::Async {
+                    sup,
+                    ms,
+                    crash,
+                    link,
+                } => return run_task(state, *sup, *ms, *crash, *link, p).await,
+                TreeOp::Lookup { key } => return lookup(state, *key, p),
+                TreeOp::StartChild { .. } | TreeOp::TerminateChild { .. } => {}
+            }
             let live: Vec<Pid> = state.with(|s| {
                 s.dynamic.retain(|pid| p.node().is_alive(*pid));
                 s.dynamic.clone()
@@ -495,8 +649,101 @@ impl Target for Tree {
                         }
                     }
                 }
+                TreeOp::Call { .. } | TreeOp::Async { .. } | TreeOp::Lookup { .. } => {}
             }
             Ok(())
         })
+    }
+}
+
+/// The paths under `tree` that register in the registry: workers with `register`, servers.
+fn registering_paths(tree: &TreeSpec, path: &str, out: &mut Vec<String>) {
+    for (i, child) in tree.children.iter().enumerate() {
+        let path = format!("{path}/c{i}");
+        match &child.kind {
+            Kind::Worker(w) if w.register => out.push(path),
+            Kind::Server(_) => out.push(path),
+            Kind::Supervisor(t) => registering_paths(t, &path, out),
+            Kind::Worker(_) | Kind::Tasks => {}
+        }
+    }
+}
+
+/// A call or cast to a server, by via name when there is a registry. Any answer will do:
+/// servers die, stop slowly and are restarted under the workload's feet.
+async fn call(state: &TreeState, server: u8, cast: bool, p: &Process) -> Result<(), Violation> {
+    let (paths, registry) = state.with(|s| {
+        let paths: Vec<String> = s.servers.keys().cloned().collect();
+        (paths, s.registry.clone())
+    });
+    let Some(path) = paths.get(usize::from(server) % paths.len().max(1)) else {
+        return Ok(());
+    };
+    let pid = match &registry {
+        Some(registry) => registry.whereis_name(path),
+        None => state.with(|s| s.servers.get(path).copied()),
+    };
+    let Some(pid) = pid else {
+        return Ok(());
+    };
+    let server = crate::server::ServerRef::<TreeServer>::from_pid(pid);
+    if cast {
+        server.cast(p, 1);
+    } else {
+        let _ = server
+            .call_timeout(p, 1, Some(Duration::from_secs(1)))
+            .await;
+    }
+    Ok(())
+}
+
+/// A task on a task supervisor, awaited for a little longer than it takes.
+async fn run_task(
+    state: &TreeState,
+    sup: u8,
+    ms: u16,
+    crash: bool,
+    link: bool,
+    p: &Process,
+) -> Result<(), Violation> {
+    let live: Vec<Pid> = state.with(|s| {
+        s.tasks.retain(|pid| p.node().is_alive(*pid));
+        s.tasks.clone()
+    });
+    let Some(&sup) = live.get(usize::from(sup) % live.len().max(1)) else {
+        return Ok(());
+    };
+    let sup = crate::supervisor::task::TaskSupervisorRef::from_pid(sup);
+    let job = move |t: Process| async move {
+        t.sleep(Duration::from_millis(u64::from(ms))).await;
+        assert!(!crash, "the task crashes");
+        ms
+    };
+    let task = if link {
+        sup.async_(p, job).await
+    } else {
+        sup.async_nolink(p, job).await
+    };
+    if let Ok(task) = task {
+        let _ = task
+            .await_(p, Duration::from_millis(u64::from(ms) + 1000))
+            .await;
+    }
+    Ok(())
+}
+
+/// `whereis_name` of a registered path names a live process or nothing (SPEC item 90).
+fn lookup(state: &TreeState, key: u8, p: &Process) -> Result<(), Violation> {
+    let (paths, registry) = state.with(|s| (s.registered.clone(), s.registry.clone()));
+    let (Some(path), Some(registry)) = (paths.get(usize::from(key) % paths.len().max(1)), registry)
+    else {
+        return Ok(());
+    };
+    match registry.whereis_name(path) {
+        Some(pid) if !p.node().is_alive(pid) => Err(Violation::app(
+            "whereis_name_is_live",
+            format!("whereis_name({path:?}) names {pid}, which is dead"),
+        )),
+        _ => Ok(()),
     }
 }

@@ -130,6 +130,13 @@ type Job =
     Box<dyn FnOnce(Process) -> std::pin::Pin<Box<dyn Future<Output = ExitReason> + Send>> + Send>;
 
 impl TaskSupervisorRef {
+    /// A handle on `pid`, trusted to be a task supervisor.
+    pub fn from_pid(pid: Pid) -> TaskSupervisorRef {
+        TaskSupervisorRef {
+            sup: DynamicSupervisorRef::from_pid(pid),
+        }
+    }
+
     /// Its pid.
     pub fn pid(&self) -> Pid {
         self.sup.pid()
