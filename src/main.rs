@@ -2,7 +2,6 @@
 
 use clap::{Parser, Subcommand};
 use otpsim::sim::{campaign, graph::GraphCase, Sim};
-use std::io::Write as _;
 use std::process::ExitCode;
 
 /// Erlang/OTP supervision for Rust, and a deterministic simulator that proves a supervision
@@ -268,18 +267,19 @@ fn fuzz(c: campaign::Campaign) -> ExitCode {
         c.shard.0,
         c.shard.1
     );
+    let bar = progress_bar(&c);
     let report = campaign::run(&c, |p| {
         let rate = p.cases as f64 / p.elapsed.as_secs_f64().max(1e-9);
-        eprint!(
-            "\r  {:>9} cases  {:>9.0} cases/s  {} failures  {:>5.1}s ",
-            p.cases,
-            rate,
-            p.failures,
-            p.elapsed.as_secs_f64()
-        );
-        let _ = std::io::stderr().flush();
+        bar.set_position(match c.seeds {
+            Some(_) => p.cases,
+            None => p.elapsed.as_millis() as u64,
+        });
+        bar.set_message(format!(
+            "{} cases, {rate:.0} cases/s, {} failures",
+            p.cases, p.failures
+        ));
     });
-    eprintln!();
+    bar.finish_and_clear();
     let report = match report {
         Ok(report) => report,
         Err(e) => {
@@ -306,6 +306,22 @@ fn fuzz(c: campaign::Campaign) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// A bar over the campaign's cases (or its time budget), with the rate and the failures
+/// found so far; drawn only when stderr is a terminal.
+fn progress_bar(c: &campaign::Campaign) -> indicatif::ProgressBar {
+    use indicatif::{ProgressBar, ProgressStyle};
+    let (len, unit) = match (c.seeds, c.time_budget) {
+        (Some(n), _) => (n, "{pos}/{len} cases"),
+        (None, Some(t)) => (t.as_millis() as u64, "{elapsed}"),
+        (None, None) => (0, "{elapsed}"),
+    };
+    let template = format!("  [{{bar:32}}] {unit}  {{msg}}");
+    let style = ProgressStyle::with_template(&template)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    ProgressBar::new(len).with_style(style)
 }
 
 fn run_one(seed: u64) -> ExitCode {
