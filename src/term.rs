@@ -13,6 +13,7 @@
 //! ```
 
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::fmt;
 
 /// A process identifier. Pids come from a per-node counter, so a simulated run hands out the
@@ -58,8 +59,9 @@ impl fmt::Debug for Ref {
 /// An Erlang-like value, used for exit reasons and for the canonical trace.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Term {
-    /// An atom: `boom`, `shutdown`, `undefined`.
-    Atom(String),
+    /// An atom: `boom`, `shutdown`, `undefined`. Atoms written in the code are borrowed, so
+    /// making and cloning them costs nothing (a trace holds thousands of `normal`s).
+    Atom(Cow<'static, str>),
     /// An integer.
     Int(i64),
     /// A string (printed in double quotes, as an Erlang binary or charlist would be).
@@ -74,7 +76,7 @@ pub enum Term {
 
 impl Term {
     /// An atom.
-    pub fn atom(name: impl Into<String>) -> Term {
+    pub fn atom(name: impl Into<Cow<'static, str>>) -> Term {
         Term::Atom(name.into())
     }
 
@@ -173,9 +175,16 @@ impl fmt::Display for Term {
     }
 }
 
-impl From<&str> for Term {
-    /// A string slice becomes an atom, as in the oracle's JSON scenarios.
-    fn from(s: &str) -> Term {
+impl From<&'static str> for Term {
+    /// A string literal becomes an atom, as in the oracle's JSON scenarios.
+    fn from(s: &'static str) -> Term {
+        Term::atom(s)
+    }
+}
+
+impl From<String> for Term {
+    /// A string becomes an atom.
+    fn from(s: String) -> Term {
         Term::atom(s)
     }
 }

@@ -39,7 +39,7 @@ pub use node::{Halt, Node, NodeConfig};
 pub use reason::{ExitReason, IntoExitReason};
 pub(crate) use task::catch_panic;
 
-use crate::rt::{self, Duration};
+use crate::rt::Duration;
 use crate::term::{Pid, Ref};
 use crate::trace::{EventKind, SpawnTie};
 use node::Signal;
@@ -267,7 +267,10 @@ impl Process {
             return self.try_receive(accept).await;
         }
         let timeout = timeout + self.node.timer_jitter(self.pid, timeout);
-        rt::timeout(timeout, self.receive(accept)).await
+        self.node
+            .clock()
+            .timeout(timeout, self.receive(accept))
+            .await
     }
 
     /// Selective receive with an optional timeout (`None` waits for ever).
@@ -323,9 +326,16 @@ impl Process {
         }
     }
 
+    /// The current time on the node's clock (simulated under madsim): Erlang's
+    /// `erlang:monotonic_time()`, for deadlines.
+    pub fn now(&self) -> crate::rt::Instant {
+        self.node.clock().now()
+    }
+
     /// Waits `duration` (plus any jitter the simulator chooses).
     pub async fn sleep(&self, duration: Duration) {
-        rt::sleep(duration + self.node.timer_jitter(self.pid, duration)).await
+        let jitter = self.node.timer_jitter(self.pid, duration);
+        self.node.clock().sleep(duration + jitter).await
     }
 
     /// A new unique reference.

@@ -117,11 +117,14 @@ pub struct Node {
 
 pub(super) struct Inner {
     state: Mutex<State>,
+    clock: rt::Clock,
     started: Instant,
     watchdog: Arc<AtomicBool>,
     postman: Notify,
     quiet_panics: bool,
     tracing: bool,
+    /// The choices may jitter timers (otherwise they are not asked).
+    jitters: bool,
 }
 
 pub(super) struct State {
@@ -260,6 +263,7 @@ impl Node {
 
     /// A node with the given settings.
     pub fn with_config(config: NodeConfig) -> Node {
+        let jitters = config.choices.may_jitter();
         Node {
             inner: Arc::new(Inner {
                 state: Mutex::new(State {
@@ -281,11 +285,13 @@ impl Node {
                     dying: VecDeque::new(),
                     draining: false,
                 }),
-                started: rt::now(),
+                clock: rt::Clock::current(),
+                started: rt::Clock::current().now(),
                 watchdog: config.watchdog.unwrap_or_default(),
                 postman: Notify::new(),
                 quiet_panics: config.quiet_panics,
                 tracing: config.trace,
+                jitters,
             }),
         }
     }
@@ -304,7 +310,7 @@ impl Node {
 
     /// Microseconds since the node started, on the executor's clock.
     pub fn elapsed_us(&self) -> u64 {
-        (rt::now() - self.inner.started).as_micros() as u64
+        (self.inner.clock.now() - self.inner.started).as_micros() as u64
     }
 
     /// The time stamp of a trace event: the clock is read only when tracing (reading it is
@@ -481,6 +487,12 @@ impl Node {
     /// A copy of the trace so far (empty when tracing is off).
     pub fn trace(&self) -> Trace {
         self.lock().trace.clone().unwrap_or_default()
+    }
+
+    /// Takes the trace out of the node, ending it: later events are not recorded (what a
+    /// finished run does instead of copying its trace).
+    pub fn take_trace(&self) -> Trace {
+        self.lock().trace.take().unwrap_or_default()
     }
 
     /// Records an event (when tracing is on).
@@ -676,7 +688,15 @@ impl Node {
     }
 
     pub(super) fn timer_jitter(&self, pid: Pid, duration: Duration) -> Duration {
+        if !self.inner.jitters {
+            return Duration::ZERO;
+        }
         self.lock().choices.timer_jitter(pid, duration)
+    }
+
+    /// The executor's clock, as this node reads it.
+    pub(super) fn clock(&self) -> &rt::Clock {
+        &self.inner.clock
     }
 
     /// Creates a link between two processes; `Err(())` if `to` is not alive.
@@ -800,7 +820,7 @@ impl Node {
                     st.postman_running = false;
                     return;
                 }
-                let now = rt::now();
+                let now = self.inner.clock.now();
                 while let Some(entry) = st.delayed.first_entry() {
                     if entry.key().0 > now {
                         break;
@@ -946,7 +966,7 @@ impl State {
             self.drain(node);
             return;
         }
-        let mut due = rt::now() + delay;
+        let mut due = node.inner.clock.now() + delay;
         let entry = self.in_flight.entry(pair).or_insert((due, 0));
         due = due.max(entry.0);
         *entry = (due, entry.1 + 1);

@@ -48,7 +48,7 @@ impl ExitReason {
     /// The reason a term stands for; Erlang's special atoms and tuples become their variants.
     pub fn from_term(term: Term) -> ExitReason {
         match term {
-            Term::Atom(a) => match a.as_str() {
+            Term::Atom(a) => match &*a {
                 "normal" => ExitReason::Normal,
                 "shutdown" => ExitReason::Shutdown,
                 "kill" => ExitReason::Kill,

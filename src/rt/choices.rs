@@ -33,13 +33,23 @@ pub trait Choices: Send + 'static {
         let _ = (pid, duration);
         Duration::ZERO
     }
+
+    /// Whether [`timer_jitter`](Choices::timer_jitter) can ever answer more than zero (if
+    /// not, the runtime does not ask: timers are on the hot path).
+    fn may_jitter(&self) -> bool {
+        true
+    }
 }
 
 /// The production answer to every choice: deliver now, never crash, no jitter.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoFaults;
 
-impl Choices for NoFaults {}
+impl Choices for NoFaults {
+    fn may_jitter(&self) -> bool {
+        false
+    }
+}
 
 /// How often [`SeededChoices`] decides to disturb a run.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -121,5 +131,9 @@ impl Choices for SeededChoices {
 
     fn timer_jitter(&mut self, _pid: Pid, _duration: Duration) -> Duration {
         self.up_to(self.config.max_timer_jitter)
+    }
+
+    fn may_jitter(&self) -> bool {
+        !self.config.max_timer_jitter.is_zero()
     }
 }

@@ -45,6 +45,75 @@ pub fn now() -> Instant {
     Instant::now()
 }
 
+/// A handle on the current executor's clock, for code that reads it often: under madsim,
+/// [`now`] goes through the interposed libc `clock_gettime` and a thread-local lookup on
+/// every call, while a `Clock` holds the simulator's time source itself.
+///
+/// ```
+/// use otpsim::rt;
+/// rt::block_on(1, async {
+///     let clock = rt::Clock::current();
+///     let t0 = clock.now();
+///     rt::sleep(rt::Duration::from_millis(3)).await;
+///     assert!(clock.now() - t0 >= rt::Duration::from_millis(3));
+/// });
+/// ```
+#[derive(Clone)]
+pub struct Clock {
+    #[cfg(madsim)]
+    handle: madsim::time::TimeHandle,
+}
+
+impl Clock {
+    /// The clock of the executor this is called from (inside [`block_on`] or a runtime).
+    pub fn current() -> Clock {
+        Clock {
+            #[cfg(madsim)]
+            handle: madsim::time::TimeHandle::current(),
+        }
+    }
+
+    /// The current time.
+    pub fn now(&self) -> Instant {
+        #[cfg(madsim)]
+        {
+            self.handle.now_instant()
+        }
+        #[cfg(not(madsim))]
+        {
+            now()
+        }
+    }
+
+    /// Waits for `duration` (like [`sleep`]).
+    pub async fn sleep(&self, duration: Duration) {
+        #[cfg(madsim)]
+        {
+            self.handle.sleep(duration).await
+        }
+        #[cfg(not(madsim))]
+        {
+            sleep(duration).await
+        }
+    }
+
+    /// Runs `future` for at most `duration`, polling it before the timer (like [`timeout`]).
+    pub async fn timeout<F: Future>(&self, duration: Duration, future: F) -> Option<F::Output> {
+        let mut future = std::pin::pin!(future);
+        let mut timer = std::pin::pin!(self.sleep(duration));
+        std::future::poll_fn(|cx| {
+            if let std::task::Poll::Ready(out) = future.as_mut().poll(cx) {
+                std::task::Poll::Ready(Some(out))
+            } else if timer.as_mut().poll(cx).is_ready() {
+                std::task::Poll::Ready(None)
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
 /// Waits for `duration` on the executor's clock.
 pub async fn sleep(duration: Duration) {
     tokio::time::sleep(duration).await

@@ -218,10 +218,10 @@ async fn vertex(
         w.monitor(target);
     }
     let life = Duration::from_millis(lifetime_ms.unwrap_or(10_000));
-    let deadline = crate::rt::now() + life;
+    let deadline = w.now() + life;
     let mut handled = 0u32;
     loop {
-        let left = deadline.saturating_duration_since(crate::rt::now());
+        let left = deadline.saturating_duration_since(w.now());
         let Some(msg) = w.recv_timeout(left).await else {
             break;
         };

@@ -138,7 +138,7 @@ impl Sim {
             let node = Node::with_config(config);
             let root_pid = node.spawn(root);
             let waited = rt::timeout(time_limit, node.wait_exit(root_pid)).await;
-            let trace = node.trace();
+            let trace = node.take_trace();
             let halt = node.halted();
             node.halt();
             // Let every halted task run once so that nothing is left pending (and leaked).

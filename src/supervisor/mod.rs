@@ -254,7 +254,7 @@ pub struct Counts {
 impl Counts {
     /// OTP's `[{specs,S},{active,A},{supervisors,Su},{workers,W}]`.
     pub fn to_term(&self) -> Term {
-        let pair = |k: &str, v: usize| Term::tuple([Term::atom(k), Term::Int(v as i64)]);
+        let pair = |k: &'static str, v: usize| Term::tuple([Term::atom(k), Term::Int(v as i64)]);
         Term::list([
             pair("specs", self.specs),
             pair("active", self.active),

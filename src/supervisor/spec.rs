@@ -411,8 +411,8 @@ pub enum SpecError {
 impl SpecError {
     /// OTP's error term.
     pub fn to_term(&self) -> Term {
-        let tagged = |tag: &str, v: &Term| Term::tuple([Term::atom(tag), v.clone()]);
-        let combination = |a: (&str, &str)| {
+        let tagged = |tag: &'static str, v: &Term| Term::tuple([Term::atom(tag), v.clone()]);
+        let combination = |a: (&'static str, &'static str)| {
             Term::tuple([
                 Term::atom("bad_combination"),
                 Term::list([
@@ -429,7 +429,9 @@ impl SpecError {
             SpecError::InvalidChildType(v) => tagged("invalid_child_type", v),
             SpecError::InvalidShutdown(v) => tagged("invalid_shutdown", v),
             SpecError::InvalidChildSpec(v) => tagged("invalid_child_spec", v),
-            SpecError::DuplicateChildName(id) => tagged("duplicate_child_name", &Term::atom(id)),
+            SpecError::DuplicateChildName(id) => {
+                tagged("duplicate_child_name", &Term::atom(id.clone()))
+            }
         }
     }
 }

@@ -605,7 +605,7 @@ impl Fnv1a {
 mod tests {
     use super::*;
 
-    fn sample(reason: &str) -> Trace {
+    fn sample(reason: &'static str) -> Trace {
         let mut t = Trace::default();
         let (a, b) = (Pid::from_raw(1), Pid::from_raw(2));
         t.push(

@@ -152,7 +152,7 @@ impl StartAction {
             "ignore" => Ok(StartAction::Ignore),
             "error" => Ok(StartAction::Error(Term::atom("start_failed"))),
             _ => match s.strip_prefix("error:") {
-                Some(reason) => Ok(StartAction::Error(Term::atom(reason))),
+                Some(reason) => Ok(StartAction::Error(Term::atom(reason.to_string()))),
                 None => Err(invalid(at, format!("unknown start behaviour {s:?}"))),
             },
         }
@@ -352,7 +352,7 @@ impl TreeNode {
                 ))
             }
         };
-        let restart = obj.str("restart")?.map(Term::atom);
+        let restart = obj.str("restart")?.map(|r| Term::atom(r.to_string()));
         let shutdown = match obj.get("shutdown") {
             None => None,
             Some(Value::String(s)) if s == "brutal_kill" || s == "infinity" => {
@@ -368,10 +368,10 @@ impl TreeNode {
         let significant = obj.raw("significant")?;
         let kind = Term::atom(if supervisor { "supervisor" } else { "worker" });
         let flags = [
-            obj.str("strategy")?.map(Term::atom),
+            obj.str("strategy")?.map(|s| Term::atom(s.to_string())),
             obj.raw("intensity")?,
             obj.raw("period")?,
-            obj.str("auto_shutdown")?.map(Term::atom),
+            obj.str("auto_shutdown")?.map(|s| Term::atom(s.to_string())),
         ];
         let simple = flags[0]
             .as_ref()
@@ -682,7 +682,7 @@ fn parse_op(value: &Value, at: &str, sups: &BTreeMap<String, Arc<TreeNode>>) -> 
             .ok_or_else(|| invalid(&obj.field("sup"), format!("no supervisor at path {name:?}")))?;
         Ok((name.to_string(), node.clone()))
     };
-    let reason = |default: &str| -> Result<Term> {
+    let reason = |default: &'static str| -> Result<Term> {
         Ok(obj.term("reason")?.unwrap_or_else(|| Term::atom(default)))
     };
     let action = match op {
