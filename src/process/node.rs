@@ -489,6 +489,16 @@ impl Node {
         self.lock().trace.clone().unwrap_or_default()
     }
 
+    /// Runs `f` on the trace so far, without copying it (the node is locked meanwhile: `f`
+    /// must not use the node).
+    pub fn with_trace<R>(&self, f: impl FnOnce(&Trace) -> R) -> R {
+        let st = self.lock();
+        match &st.trace {
+            Some(trace) => f(trace),
+            None => f(&Trace::default()),
+        }
+    }
+
     /// Takes the trace out of the node, ending it: later events are not recorded (what a
     /// finished run does instead of copying its trace).
     pub fn take_trace(&self) -> Trace {

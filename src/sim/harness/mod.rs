@@ -280,7 +280,7 @@ async fn inject(fault: &Fault, root: Pid, p: &Process) {
     // A supervisor does not crash by itself (OTP's supervisor has no bug to crash of); what
     // reaches a supervisor from outside are exit signals, which the other faults send.
     let pick_worker = |victim: u16| {
-        let supervisors = supervisors(&node.trace());
+        let supervisors = node.with_trace(supervisors);
         let workers = node.descendants(root);
         pick_from(
             victim,
@@ -347,26 +347,24 @@ async fn storm(victim: Pid, over: bool, p: &Process) {
     let node = p.node();
     let sup = node.parent_of(victim);
     let flags = sup.and_then(|sup| {
-        node.trace()
-            .events()
-            .iter()
-            .rev()
-            .find_map(|e| match &e.kind {
+        node.with_trace(|trace| {
+            trace.events().iter().rev().find_map(|e| match &e.kind {
                 EventKind::Supervision {
                     sup: s,
                     what:
                         SupEvent::Init {
                             intensity, period, ..
                         },
-                } if Some(*s) == Some(sup) => Some((*intensity, *period)),
+                } if *s == sup => Some((*intensity, *period)),
                 _ => None,
             })
+        })
     });
     let (intensity, period) = flags.unwrap_or((3, 5));
     let crashes = (intensity + u64::from(over)).clamp(1, 50);
     let gap = Duration::from_millis(period * 1000 / (crashes + 1));
     let path = node.path_of(victim);
-    let supervisors = supervisors(&node.trace());
+    let supervisors = node.with_trace(supervisors);
     let mut current = Some(victim);
     for n in 0..crashes {
         if let Some(pid) = current {
