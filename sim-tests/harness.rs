@@ -57,31 +57,6 @@ struct Create(u8, Pid);
 struct Created(bool);
 struct Count(Pid);
 
-/// Whether every fault of the run so far hit a child of the process labelled `label` (a
-/// process the application is meant to survive losing).
-fn only_children_of_hit(p: &Process, label: &str) -> bool {
-    let trace = p.node().trace();
-    let mut parents = std::collections::BTreeMap::new();
-    let mut sups = std::collections::BTreeSet::new();
-    let mut only = true;
-    for e in trace.events() {
-        match &e.kind {
-            EventKind::Spawn { pid, parent, .. } => {
-                parents.insert(*pid, *parent);
-            }
-            EventKind::Label { pid, path, .. } if path == label => {
-                sups.insert(*pid);
-            }
-            EventKind::Fault { pid, .. } => {
-                let parent = parents.get(pid).copied().flatten();
-                only &= parent.is_some_and(|p| sups.contains(&p));
-            }
-            _ => {}
-        }
-    }
-    only
-}
-
 async fn idle(q: Process) -> ExitReason {
     loop {
         q.recv().await;
@@ -256,7 +231,7 @@ impl Target for Kv {
         p: &'a Process,
     ) -> BoxFuture<'a, Result<(), Violation>> {
         Box::pin(async move {
-            let only_buckets_hit = only_children_of_hit(p, "buckets");
+            let only_buckets_hit = otpsim::sim::harness::only_children_hit(p, "buckets");
             let now = p.node().whereis("kv_registry");
             // At rest, creating a new bucket works.
             if let Some(reg) = now {
@@ -354,7 +329,7 @@ fn a_kv_registry_linked_to_its_buckets_is_found_and_shrunk() {
 fn every_corpus_file_replays_as_recorded() {
     use otpsim::sim::harness::{replay_corpus, update_requested, AnyTarget};
     use std::sync::Arc;
-    let mut targets = otpsim::sim::targets();
+    let mut targets = otpsim::targets();
     for kv in [
         Kv::default(),
         Kv {
@@ -426,7 +401,7 @@ fn a_harness_replays_its_targets_saved_cases_first() {
 #[test]
 fn golden_cases_keep_their_traces() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
-    let targets = otpsim::sim::targets();
+    let targets = otpsim::targets();
     let mut goldens = 0;
     for path in otpsim::sim::corpus::files(&dir) {
         let stem = path.file_stem().unwrap_or_default().to_string_lossy();
@@ -859,7 +834,7 @@ impl Target for Cache {
                 .receive_timeout(|m| m.is::<Stored>(), otpsim::rt::Duration::from_secs(10))
                 .await
                 .and_then(|m| m.downcast::<Stored>().ok());
-            if !reply.is_some_and(|s| s.0) && only_children_of_hit(p, "stores") {
+            if !reply.is_some_and(|s| s.0) && otpsim::sim::harness::only_children_hit(p, "stores") {
                 return Err(Violation::app(
                     "puts_reach_a_live_store",
                     format!("store{name} did not take a value; only stores were hit"),

@@ -17,3 +17,5 @@ mod server;
 #[cfg(madsim)]
 mod supervision_model;
 mod supervisor;
+#[cfg(madsim)]
+mod systems;

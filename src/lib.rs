@@ -3,8 +3,8 @@
 //! Erlang/OTP supervision for Rust, and a deterministic simulation harness that proves a
 //! supervision tree recovers.
 //!
-//! The layers point down: `sim` → [`supervisor`] → `server` → [`process`] → [`trace`] / [`rt`] /
-//! [`term`].
+//! The layers point down: [`systems`] → `sim` → [`supervisor`] → `server` → [`process`] →
+//! [`trace`] / [`rt`] / [`term`].
 //! The same code runs natively on tokio and, built with `--cfg madsim` (plain `cargo test`),
 //! inside the madsim simulator, where a seed fixes every choice.
 
@@ -16,10 +16,21 @@ pub mod rt;
 pub mod server;
 pub mod sim;
 pub mod supervisor;
+pub mod systems;
 pub mod term;
 pub mod trace;
 
 pub use process::{ExitReason, Msg, Node, NodeConfig, Process};
+
+/// Every built-in target of `otpsim fuzz` and `otpsim replay`: the generated supervision trees
+/// (`tree`) and the [example systems](systems).
+pub fn targets() -> Vec<std::sync::Arc<dyn sim::harness::AnyTarget>> {
+    use std::sync::Arc;
+    vec![
+        Arc::new(Arc::new(sim::tree::Tree)),
+        Arc::new(Arc::new(systems::kv::KvTarget)),
+    ]
+}
 pub use term::{Pid, Ref, Term};
 
 /// The README's examples, compiled and run as doctests.

@@ -156,7 +156,7 @@ fn replay(file: &std::path::Path, update: bool) -> ExitCode {
         saved.target,
         saved.description
     );
-    let targets = otpsim::sim::targets();
+    let targets = otpsim::targets();
     let Some(target) = targets.iter().find(|t| t.name() == saved.target) else {
         let known: Vec<String> = targets.iter().map(|t| t.name()).collect();
         eprintln!(
@@ -250,6 +250,7 @@ fn conform(file: &std::path::Path, expect: Option<&std::path::Path>) -> ExitCode
 }
 
 fn fuzz(c: campaign::Campaign) -> ExitCode {
+    let targets = otpsim::targets();
     let budget = match (c.seeds, c.time_budget) {
         (Some(n), Some(t)) => format!("{n} cases or {}s", t.as_secs()),
         (Some(n), None) => format!("{n} cases"),
@@ -259,7 +260,7 @@ fn fuzz(c: campaign::Campaign) -> ExitCode {
     eprintln!(
         "otpsim fuzz: targets {}, swarm faults, {budget}, {} threads, shard {}/{}",
         if c.targets.is_empty() {
-            campaign::target_names().join(" + ")
+            campaign::target_names(&targets).join(" + ")
         } else {
             c.targets.join(" + ")
         },
@@ -268,7 +269,7 @@ fn fuzz(c: campaign::Campaign) -> ExitCode {
         c.shard.1
     );
     let bar = progress_bar(&c);
-    let report = campaign::run(&c, |p| {
+    let report = campaign::run(&c, &targets, |p| {
         let rate = p.cases as f64 / p.elapsed.as_secs_f64().max(1e-9);
         bar.set_position(match c.seeds {
             Some(_) => p.cases,

@@ -986,7 +986,11 @@ impl State {
         if !delay.is_zero() {
             self.record(at_us, || EventKind::Fault {
                 pid: to,
-                fault: format!("delay from {from} {:.3}ms", delay.as_secs_f64() * 1000.0),
+                fault: format!(
+                    "{}{from} {:.3}ms",
+                    crate::trace::DELAY_FAULT,
+                    delay.as_secs_f64() * 1000.0
+                ),
             });
         }
         if !self.postman_running {

@@ -1,14 +1,15 @@
 //! Campaigns: many seeded cases on every core, with swarm-selected faults and a sampled
 //! determinism check.
 //!
-//! The targets are the random process graph ([`GraphCase`], by seed) and the harness's
-//! built-in targets ([`super::targets`]: generated supervision trees), whose failures are
-//! shrunk and saved in `corpus/`.
+//! The targets are the random process graph ([`GraphCase`], by seed) and harness targets
+//! (such as [`otpsim::targets`](crate::targets): generated supervision trees and the example
+//! systems), whose failures are shrunk and saved in `corpus/`.
 //!
 //! ```
 //! # #[cfg(madsim)] {
 //! use otpsim::sim::campaign::{Campaign, run};
-//! let report = run(&Campaign { seeds: Some(20), threads: 2, ..Campaign::default() }, |_| {}).unwrap();
+//! let c = Campaign { seeds: Some(20), threads: 2, ..Campaign::default() };
+//! let report = run(&c, &otpsim::targets(), |_| {}).unwrap();
 //! assert_eq!(report.cases, 20);
 //! assert!(report.failures.is_empty());
 //! # }
@@ -43,8 +44,8 @@ pub struct Campaign {
     pub shard: (u64, u64),
     /// Replay every n-th case for the determinism check (every failing case is replayed too).
     pub determinism_every: u64,
-    /// The targets to fuzz, by name (`graph`, or a [built-in target](super::targets));
-    /// cases go round-robin over them by seed. Empty: all of them.
+    /// The targets to fuzz, by name (`graph`, or one of the harness targets given to
+    /// [`run`]); cases go round-robin over them by seed. Empty: all of them.
     pub targets: Vec<String>,
     /// The fault families of the harness targets.
     pub families: Vec<Family>,
@@ -141,16 +142,21 @@ pub fn run_case(seed: u64, check_determinism: bool) -> Result<(), String> {
     }
 }
 
-/// The names `--target` accepts: `graph` and the built-in harness targets.
-pub fn target_names() -> Vec<String> {
+/// The names a campaign over `targets` accepts: `graph` and the targets' own.
+pub fn target_names(targets: &[Arc<dyn AnyTarget>]) -> Vec<String> {
     let mut names = vec!["graph".to_string()];
-    names.extend(super::targets().iter().map(|t| t.name()));
+    names.extend(targets.iter().map(|t| t.name()));
     names
 }
 
-/// Runs a campaign, calling `progress` from time to time. Unknown target names are an error.
-pub fn run(campaign: &Campaign, progress: impl Fn(Progress) + Sync) -> Result<Report, String> {
-    let known = target_names();
+/// Runs a campaign over the random process graph and `harness` targets, calling `progress`
+/// from time to time. Unknown target names are an error.
+pub fn run(
+    campaign: &Campaign,
+    harness: &[Arc<dyn AnyTarget>],
+    progress: impl Fn(Progress) + Sync,
+) -> Result<Report, String> {
+    let known = target_names(harness);
     if let Some(bad) = campaign.targets.iter().find(|t| !known.contains(t)) {
         return Err(format!(
             "unknown target `{bad}` (known: {})",
@@ -162,7 +168,6 @@ pub fn run(campaign: &Campaign, progress: impl Fn(Progress) + Sync) -> Result<Re
     } else {
         campaign.targets.clone()
     };
-    let harness: Vec<Arc<dyn AnyTarget>> = super::targets();
     let run_one = |seed: u64, replay: bool| -> Result<(), String> {
         let name = &names[(seed % names.len() as u64) as usize];
         match harness.iter().find(|t| t.name() == *name) {

@@ -32,12 +32,6 @@ use crate::rt::{self, Duration, SeededChoices, SeededConfig};
 use crate::trace::{Divergence, Trace};
 use std::future::Future;
 
-/// The built-in targets of `otpsim fuzz --target` and `otpsim replay`: generated
-/// supervision trees (`tree`).
-pub fn targets() -> Vec<std::sync::Arc<dyn harness::AnyTarget>> {
-    vec![std::sync::Arc::new(std::sync::Arc::new(tree::Tree))]
-}
-
 /// Settings of a simulated run.
 #[derive(Clone, Debug)]
 pub struct Sim {

@@ -113,13 +113,24 @@ impl DynamicOptions {
 
     /// A dynamic supervisor with these options as the child `id` of another supervisor.
     pub fn into_child(self, id: impl Into<String>) -> ChildSpec {
+        self.into_child_with(id, StartOptions::linked())
+    }
+
+    /// Like [`into_child`](Self::into_child), started with `start` (a local or via name;
+    /// it is always linked to its supervisor).
+    pub fn into_child_with(self, id: impl Into<String>, start: StartOptions) -> ChildSpec {
         let options = Arc::new(self);
+        let start = StartOptions {
+            link: true,
+            ..start
+        };
         ChildSpec::supervisor(
             id,
             Start::new(move |p| {
-                let options = options.clone();
+                let (options, start) = (options.clone(), start.clone());
                 Box::pin(async move {
-                    start_result(start_link(p, (*options).clone()).await.map(|s| s.pid()))
+                    let init = move |_: &Process| DynamicInit::Ok((*options).clone());
+                    start_result(start_with(p, init, start).await.map(|s| s.pid()))
                 })
             }),
         )

@@ -91,13 +91,24 @@ impl SupervisorSpec {
     /// This supervisor as the child `id` of another supervisor (type supervisor, shutdown
     /// `infinity`); every restart starts it from this spec again.
     pub fn into_child(self, id: impl Into<String>) -> ChildSpec {
+        self.into_child_with(id, StartOptions::linked())
+    }
+
+    /// Like [`into_child`](Self::into_child), started with `start` (a local or via name;
+    /// it is always linked to its supervisor).
+    pub fn into_child_with(self, id: impl Into<String>, start: StartOptions) -> ChildSpec {
         let spec = Arc::new(self);
+        let start = StartOptions {
+            link: true,
+            ..start
+        };
         ChildSpec::supervisor(
             id,
             Start::new(move |p| {
-                let spec = spec.clone();
+                let (spec, start) = (spec.clone(), start.clone());
                 Box::pin(async move {
-                    start_result(start_link(p, (*spec).clone()).await.map(|s| s.pid()))
+                    let init = move |_: &Process| SupervisorInit::Ok((*spec).clone());
+                    start_result(start_with(p, init, start).await.map(|s| s.pid()))
                 })
             }),
         )

@@ -264,6 +264,9 @@ pub enum Offender {
     Children(u64),
 }
 
+/// How the description of an injected message delay starts (`delay from <0.3> 1.500ms`).
+pub const DELAY_FAULT: &str = "delay from ";
+
 /// A run's events in the order they happened.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Trace {

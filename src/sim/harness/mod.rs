@@ -326,6 +326,76 @@ async fn inject(fault: &Fault, root: Pid, p: &Process) {
     }
 }
 
+/// The faults injected so far in the run `p` belongs to, in order: the process each hit and
+/// what it was (message delays included), for application invariants that depend on them.
+pub fn injected_faults(p: &Process) -> Vec<(Pid, String)> {
+    p.node().with_trace(|trace| {
+        trace
+            .events()
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Fault { pid, fault } => Some((*pid, fault.clone())),
+                _ => None,
+            })
+            .collect()
+    })
+}
+
+/// Whether a message has been delayed so far in the run `p` belongs to: until then, signals
+/// arrive in the order they were sent, whoever sent them.
+pub fn delays_injected(p: &Process) -> bool {
+    p.node().with_trace(|trace| {
+        trace.events().iter().any(|e| {
+            matches!(&e.kind, EventKind::Fault { fault, .. } if fault.starts_with(crate::trace::DELAY_FAULT))
+        })
+    })
+}
+
+/// Whether every fault injected so far in the run `p` belongs to (message delays aside,
+/// which kill nothing) hit a child of the process labelled `path`, in any of its
+/// incarnations: for invariants of the form "losing these processes costs nothing else".
+///
+/// ```
+/// # #[cfg(madsim)] {
+/// use otpsim::sim::harness::only_children_hit;
+/// let report = otpsim::sim::Sim::new(0).run(|p| async move {
+///     p.node().label(p.pid(), "pool", true);
+///     let worker = p.spawn(|q| async move { q.recv().await; });
+///     assert!(only_children_hit(&p, "pool")); // nothing hit yet
+///     p.node().inject_exit(worker, otpsim::ExitReason::Kill, "kill");
+///     assert!(only_children_hit(&p, "pool"));
+///     p.node().inject_exit(p.spawn(|q| async move { q.recv().await; }), otpsim::ExitReason::Kill, "kill");
+///     assert!(only_children_hit(&p, "pool")); // also a child of the labelled process
+/// });
+/// assert_eq!(report.failure(), None);
+/// # }
+/// ```
+pub fn only_children_hit(p: &Process, path: &str) -> bool {
+    p.node().with_trace(|trace| {
+        let mut parents = std::collections::BTreeMap::new();
+        let mut labelled = std::collections::BTreeSet::new();
+        for e in trace.events() {
+            match &e.kind {
+                EventKind::Spawn { pid, parent, .. } => {
+                    parents.insert(*pid, *parent);
+                }
+                EventKind::Label { pid, path: p, .. } if p == path => {
+                    labelled.insert(*pid);
+                }
+                EventKind::Fault { fault, .. } if fault.starts_with(crate::trace::DELAY_FAULT) => {}
+                EventKind::Fault { pid, .. } => {
+                    let parent = parents.get(pid).copied().flatten();
+                    if !parent.is_some_and(|parent| labelled.contains(&parent)) {
+                        return false;
+                    }
+                }
+                _ => {}
+            }
+        }
+        true
+    })
+}
+
 /// The supervisors (static and dynamic) a trace has seen start.
 fn supervisors(trace: &Trace) -> std::collections::BTreeSet<Pid> {
     trace

@@ -1,0 +1,10 @@
+//! The systems our users start from: classic supervision designs, each runnable natively
+//! (`cargo run-native --example NAME`) and, as a harness [`Target`](crate::sim::harness::Target)
+//! with its own application invariants, fuzzed in simulation (`otpsim fuzz --target NAME`).
+//!
+//! Each module's documentation draws its tree and explains the choices that make it
+//! recover, and the flaw of the obvious alternative where there is one.
+//!
+//! * [`kv`]: a key-value store whose registry monitors buckets under a DynamicSupervisor.
+
+pub mod kv;
