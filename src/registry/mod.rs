@@ -139,20 +139,41 @@ struct Table<K, V> {
     registry: Option<Pid>,
 }
 
+impl<K, V> Table<K, V> {
+    /// The empty table of a new incarnation (Elixir's ETS tables die with the registry).
+    fn new(partitions: usize) -> Table<K, V> {
+        Table {
+            parts: (0..partitions)
+                .map(|_| Part {
+                    pid: None,
+                    entries: BTreeMap::new(),
+                    owners: BTreeMap::new(),
+                })
+                .collect(),
+            meta: BTreeMap::new(),
+            registry: None,
+        }
+    }
+}
+
 struct Shared<K, V> {
-    keys: Keys,
-    node: Node,
-    listeners: Vec<Pid>,
+    options: RegistryOptions,
+    /// The node the registry runs on, known once it is started.
+    node: std::sync::OnceLock<Node>,
     table: Mutex<Table<K, V>>,
 }
 
 impl<K: std::fmt::Debug, V> Shared<K, V> {
+    fn is_alive(&self, pid: Pid) -> bool {
+        self.node.get().is_some_and(|node| node.is_alive(pid))
+    }
+
     /// Records that `pid`'s entry under `key` appeared or went away (when tracing).
     fn record(&self, t: &Table<K, V>, key: &K, pid: Pid, added: bool) {
-        if let Some(registry) = t.registry {
-            self.node.record_with(|| EventKind::RegistryEntry {
+        if let (Some(registry), Some(node)) = (t.registry, self.node.get()) {
+            node.record_with(|| EventKind::RegistryEntry {
                 registry,
-                unique: self.keys == Keys::Unique,
+                unique: self.options.keys == Keys::Unique,
                 key: format!("{key:?}"),
                 pid,
                 added,
@@ -161,24 +182,33 @@ impl<K: std::fmt::Debug, V> Shared<K, V> {
     }
 }
 
-/// A running registry. Cloning gives another handle to the same registry.
+/// A registry. Cloning gives another handle to the same registry; every handle reaches the
+/// incarnation that runs now, so a registry a supervisor restarts (see
+/// [`child_spec`](Registry::child_spec)) is the same `Registry` to everyone holding it, as
+/// Elixir's registry name is.
 pub struct Registry<K, V> {
     shared: Arc<Shared<K, V>>,
-    pid: Pid,
 }
 
 impl<K, V> Clone for Registry<K, V> {
     fn clone(&self) -> Self {
         Registry {
             shared: self.shared.clone(),
-            pid: self.pid,
         }
     }
 }
 
 impl<K, V> std::fmt::Debug for Registry<K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Registry({})", self.pid)
+        let t = self
+            .shared
+            .table
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match t.registry {
+            Some(pid) => write!(f, "Registry({pid})"),
+            None => f.write_str("Registry(not started)"),
+        }
     }
 }
 
@@ -196,36 +226,46 @@ where
     K: Ord + Hash + Clone + std::fmt::Debug + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
+    /// A registry that is not started yet: start it with [`start`](Registry::start), or
+    /// give [`child_spec`](Registry::child_spec) to a supervisor.
+    pub fn new(options: RegistryOptions) -> Registry<K, V> {
+        let options = RegistryOptions {
+            partitions: options.partitions.max(1),
+            ..options
+        };
+        Registry {
+            shared: Arc::new(Shared {
+                table: Mutex::new(Table::new(options.partitions)),
+                options,
+                node: std::sync::OnceLock::new(),
+            }),
+        }
+    }
+
     /// Starts the registry: a supervisor (one_for_all for unique keys, one_for_one for
     /// duplicate ones) of partition processes, linked to the caller (SPEC item 85).
     pub async fn start_link(
         p: &Process,
         options: RegistryOptions,
     ) -> Result<Registry<K, V>, StartError> {
-        let n = options.partitions.max(1);
-        let shared = Arc::new(Shared {
-            keys: options.keys,
-            node: p.node().clone(),
-            listeners: options.listeners.clone(),
-            table: Mutex::new(Table {
-                parts: (0..n)
-                    .map(|_| Part {
-                        pid: None,
-                        entries: BTreeMap::new(),
-                        owners: BTreeMap::new(),
-                    })
-                    .collect(),
-                meta: BTreeMap::new(),
-                registry: None,
-            }),
-        });
+        let registry = Registry::new(options);
+        registry.start(p).await?;
+        Ok(registry)
+    }
+
+    /// Starts an incarnation of this registry, linked to the caller, with an empty table;
+    /// returns its supervisor.
+    pub async fn start(&self, p: &Process) -> Result<Pid, StartError> {
+        let _ = self.shared.node.set(p.node().clone());
+        let options = &self.shared.options;
+        *self.table() = Table::new(options.partitions);
         let strategy = match options.keys {
             Keys::Unique => Strategy::OneForAll,
             Keys::Duplicate => Strategy::OneForOne,
         };
         let mut spec = SupervisorSpec::new(Flags::elixir(strategy));
-        for i in 0..n {
-            let part = shared.clone();
+        for i in 0..options.partitions {
+            let part = self.shared.clone();
             let start = Start::new(move |sp| {
                 let part = part.clone();
                 Box::pin(async move {
@@ -251,27 +291,54 @@ where
             );
         }
         let mut start = crate::server::StartOptions::linked();
-        start.name = options.name;
+        start.name = options.name.clone();
         let sup = supervisor::start_with(
             p,
             move |_| supervisor::SupervisorInit::Ok(spec.clone()),
             start,
         )
         .await?;
-        shared
-            .table
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .registry = Some(sup.pid());
-        Ok(Registry {
-            shared,
-            pid: sup.pid(),
-        })
+        self.table().registry = Some(sup.pid());
+        Ok(sup.pid())
     }
 
-    /// The registry's supervisor.
-    pub fn pid(&self) -> Pid {
-        self.pid
+    /// The registry as the child `id` of a supervisor, which starts it and, when it dies,
+    /// starts it again: empty, and reached by the same `Registry` handles.
+    ///
+    /// ```
+    /// # #[cfg(madsim)] {
+    /// use otpsim::registry::{Keys, Registry, RegistryOptions};
+    /// use otpsim::supervisor::{self, Flags, Strategy, SupervisorSpec};
+    /// let report = otpsim::sim::Sim::new(0).run(|p| async move {
+    ///     let names: Registry<String, ()> = Registry::new(RegistryOptions::new(Keys::Unique));
+    ///     let spec = SupervisorSpec::new(Flags::new(Strategy::OneForOne)).child(names.child_spec("names"));
+    ///     supervisor::start_link(&p, spec).await.unwrap();
+    ///     names.register(&p, "me".to_string(), ()).unwrap();
+    ///     let first = names.pid().unwrap();
+    ///     p.trap_exit(true); // our registration links us to a partition, which dies too
+    ///     p.exit(first, otpsim::ExitReason::Kill);
+    ///     p.sleep(otpsim::rt::Duration::from_millis(1)).await;
+    ///     assert_ne!(names.pid(), Some(first)); // restarted ...
+    ///     assert_eq!(names.whereis_name(&"me".to_string()), None); // ... empty
+    /// });
+    /// assert_eq!(report.failure(), None);
+    /// # }
+    /// ```
+    pub fn child_spec(&self, id: impl Into<String>) -> ChildSpec {
+        let registry = self.clone();
+        ChildSpec::supervisor(
+            id,
+            Start::new(move |p| {
+                let registry = registry.clone();
+                Box::pin(async move { supervisor::start_result(registry.start(p).await) })
+            }),
+        )
+        .modules(["Registry"])
+    }
+
+    /// The running incarnation's supervisor (`None` before the first start).
+    pub fn pid(&self) -> Option<Pid> {
+        self.table().registry
     }
 
     fn table(&self) -> MutexGuard<'_, Table<K, V>> {
@@ -282,14 +349,14 @@ where
     }
 
     fn key_part(&self, key: &K, owner: Pid, n: usize) -> usize {
-        match self.shared.keys {
+        match self.shared.options.keys {
             Keys::Unique => slot(key, n),
             Keys::Duplicate => slot(&owner, n),
         }
     }
 
     fn notify(&self, p: &Process, event: RegistryEvent<K, V>) {
-        for l in &self.shared.listeners {
+        for l in &self.shared.options.listeners {
             p.send(*l, event.clone());
         }
     }
@@ -304,9 +371,9 @@ where
             let n = t.parts.len();
             let kp = self.key_part(&key, me, n);
             let op = slot(&me, n);
-            if self.shared.keys == Keys::Unique {
+            if self.shared.options.keys == Keys::Unique {
                 if let Some(&(owner, _)) = t.parts[kp].entries.get(&key).and_then(|e| e.first()) {
-                    if self.shared.node.is_alive(owner) {
+                    if self.shared.is_alive(owner) {
                         return Err(AlreadyRegistered(owner));
                     }
                     remove_owner_key(&mut t, owner, &key);
@@ -337,7 +404,7 @@ where
                 value,
             },
         );
-        Ok(partition.unwrap_or(self.pid))
+        Ok(partition.unwrap_or(me))
     }
 
     /// Removes all the caller's entries for `key`; unlinks from the partition once the caller
@@ -375,7 +442,7 @@ where
     pub fn lookup(&self, key: &K) -> Vec<(Pid, V)> {
         let t = self.table();
         let n = t.parts.len();
-        match self.shared.keys {
+        match self.shared.options.keys {
             Keys::Unique => t.parts[slot(key, n)]
                 .entries
                 .get(key)
@@ -445,7 +512,7 @@ where
     /// Replaces the value of the caller's own unique `key`: `Some((new, old))`, or `None` if
     /// the caller does not hold it or the keys are duplicate (SPEC item 95).
     pub fn update_value(&self, p: &Process, key: &K, f: impl FnOnce(&V) -> V) -> Option<(V, V)> {
-        if self.shared.keys != Keys::Unique {
+        if self.shared.options.keys != Keys::Unique {
             return None;
         }
         let mut t = self.table();
@@ -480,12 +547,12 @@ where
         let owner = {
             let t = self.table();
             let n = t.parts.len();
-            match self.shared.keys {
+            match self.shared.options.keys {
                 Keys::Unique => t.parts[slot(key, n)].entries.get(key)?.first()?.0,
                 Keys::Duplicate => t.parts.iter().find_map(|p| p.entries.get(key)?.first())?.0,
             }
         };
-        self.shared.node.is_alive(owner).then_some(owner)
+        self.shared.is_alive(owner).then_some(owner)
     }
 
     /// `{:via, Registry, {registry, key}}` with a default value: the name for

@@ -406,22 +406,9 @@ fn static_spec(
 
 /// The registry as a child: started first, so that registering workers find it.
 fn registry_child(state: &TreeState) -> ChildSpec {
-    let state = state.clone();
-    ChildSpec::supervisor(
-        "registry",
-        Start::new(move |p| {
-            let state = state.clone();
-            Box::pin(async move {
-                let registry =
-                    Registry::<String, ()>::start_link(p, RegistryOptions::new(Keys::Unique))
-                        .await
-                        .map_err(|e| e.reason().to_term())?;
-                let pid = registry.pid();
-                state.with(|s| s.registry = Some(registry));
-                Ok(Started::Pid(pid))
-            })
-        }),
-    )
+    let registry = Registry::<String, ()>::new(RegistryOptions::new(Keys::Unique));
+    state.with(|s| s.registry = Some(registry.clone()));
+    registry.child_spec("registry")
 }
 
 fn worker_strategy() -> impl Strategy<Value = WorkerSpec> {

@@ -318,11 +318,11 @@ fn start_for(book: &Book, node: &Arc<TreeNode>) -> Start {
             let (book, node, reg) = (book.clone(), node.clone(), reg.clone());
             Box::pin(async move {
                 let options = RegistryOptions::new(reg.keys).partitions(reg.partitions);
-                let registry = Registry::<Term, Term>::start_link(p, options).await;
-                let pid = registry.as_ref().map(|r| r.pid()).map_err(|e| e.clone());
-                if let Ok(registry) = registry {
+                let registry = Registry::<Term, Term>::new(options);
+                let pid = registry.start(p).await;
+                if let Ok(pid) = pid {
                     book.with(|b| b.registries.insert(reg.name.clone(), registry.clone()));
-                    book.started_as(p, registry.pid(), &node.path, true);
+                    book.started_as(p, pid, &node.path, true);
                 }
                 supervisor::start_result(pid)
             })
