@@ -251,3 +251,29 @@ fn l85_l90_a_partition_traps_exits_before_the_registry_starts() {
         crate::common::assert_normal(&report);
     }
 }
+
+/// A registration while its partition is down fails, as in Elixir (whose `Process.link/1` to
+/// the partition raises `noproc`, and whose table died with it): an entry made then would
+/// vanish when the partition comes back, leaving the caller running without its name. Once
+/// the partition is back, registering works, in an empty table (SPEC items 85, 86, 90).
+#[test]
+fn l86_no_registration_while_the_partition_is_down() {
+    use otpsim::registry::RegisterError;
+    check(|p| async move {
+        let reg: Registry<String, i64> =
+            Registry::start_link(&p, RegistryOptions::new(Keys::Unique))
+                .await
+                .unwrap();
+        p.trap_exit(true);
+        let partition = reg.register(&p, "a".into(), 1).unwrap();
+        p.exit(partition, ExitReason::Kill);
+        // Nobody ran since: the partition is dead and not restarted yet.
+        assert_eq!(
+            reg.register(&p, "b".into(), 2),
+            Err(RegisterError::NotRunning)
+        );
+        p.sleep(otpsim::rt::Duration::from_millis(1)).await;
+        assert!(reg.register(&p, "b".into(), 2).is_ok());
+        assert_eq!(reg.whereis_name(&"a".to_string()), None);
+    });
+}

@@ -29,7 +29,7 @@
 //! ```
 
 use crate::process::{ExitReason, Msg, Node, Process};
-use crate::server::{StartError, Via, ViaName};
+use crate::server::{StartError, Via, ViaError, ViaName};
 use crate::supervisor::{self, ChildSpec, Flags, Start, Started, Strategy, SupervisorSpec};
 use crate::term::{Pid, Ref, Term};
 use crate::trace::EventKind;
@@ -89,15 +89,29 @@ impl RegistryOptions {
     }
 }
 
-/// A unique key is held by a live process (SPEC item 87).
+/// Why [`Registry::register`] did not register.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("already registered by {0}")]
-pub struct AlreadyRegistered(pub Pid);
+pub enum RegisterError {
+    /// A unique key is held by a live process (SPEC item 87).
+    #[error("already registered by {0}")]
+    AlreadyRegistered(Pid),
+    /// The partition that would own the entry is not running: the registry is restarting,
+    /// or stopped. Elixir raises here (its `Process.link/1` to the partition finds it dead,
+    /// and the partition's table died with it); an entry made now would vanish when the
+    /// partition comes back, leaving the caller running without its name.
+    #[error("the registry is not running")]
+    NotRunning,
+}
 
-impl AlreadyRegistered {
-    /// Elixir's `{:already_registered, pid}`.
+impl RegisterError {
+    /// Elixir's `{:already_registered, pid}`, or `noproc`.
     pub fn to_term(&self) -> Term {
-        Term::tuple([Term::atom("already_registered"), Term::Pid(self.0)])
+        match self {
+            RegisterError::AlreadyRegistered(pid) => {
+                Term::tuple([Term::atom("already_registered"), Term::Pid(*pid)])
+            }
+            RegisterError::NotRunning => Term::atom("noproc"),
+        }
     }
 }
 
@@ -364,21 +378,32 @@ where
     /// Registers the calling process under `key` with `value` and links it to its partition;
     /// returns the partition's pid (SPEC items 86-88). A unique key held by a dead process
     /// that is not cleaned up yet is taken over.
-    pub fn register(&self, p: &Process, key: K, value: V) -> Result<Pid, AlreadyRegistered> {
+    pub fn register(&self, p: &Process, key: K, value: V) -> Result<Pid, RegisterError> {
         let me = p.pid();
         let partition = {
             let mut t = self.table();
             let n = t.parts.len();
             let kp = self.key_part(&key, me, n);
             let op = slot(&me, n);
+            let mut dead_owner = None;
             if self.shared.options.keys == Keys::Unique {
                 if let Some(&(owner, _)) = t.parts[kp].entries.get(&key).and_then(|e| e.first()) {
                     if self.shared.is_alive(owner) {
-                        return Err(AlreadyRegistered(owner));
+                        return Err(RegisterError::AlreadyRegistered(owner));
                     }
-                    remove_owner_key(&mut t, owner, &key);
-                    self.shared.record(&t, &key, owner, false);
+                    dead_owner = Some(owner);
                 }
+            }
+            // Linked to a live partition before the entry is made, as Elixir does: the
+            // partition cleans up after the caller's death, and dies with the table.
+            let partition = t.parts[op]
+                .pid
+                .filter(|pid| self.shared.is_alive(*pid))
+                .ok_or(RegisterError::NotRunning)?;
+            p.link(partition).map_err(|_| RegisterError::NotRunning)?;
+            if let Some(owner) = dead_owner {
+                remove_owner_key(&mut t, owner, &key);
+                self.shared.record(&t, &key, owner, false);
             }
             self.shared.record(&t, &key, me, true);
             t.parts[kp]
@@ -391,11 +416,8 @@ where
                 .entry(me)
                 .or_default()
                 .push((kp, key.clone()));
-            t.parts[op].pid
+            partition
         };
-        if let Some(partition) = partition {
-            let _ = p.link(partition);
-        }
         self.notify(
             p,
             RegistryEvent::Register {
@@ -404,7 +426,7 @@ where
                 value,
             },
         );
-        Ok(partition.unwrap_or(me))
+        Ok(partition)
     }
 
     /// Removes all the caller's entries for `key`; unlinks from the partition once the caller
@@ -623,6 +645,10 @@ where
     V: Clone + Send + Sync + 'static,
 {
     p.trap_exit(true);
+    p.node().record_with(|| EventKind::Library {
+        pid: p.pid(),
+        what: "Registry.Partition".into(),
+    });
     p.send(starter, Ready(ready));
     let parent = p.links().first().copied();
     loop {
@@ -687,11 +713,15 @@ where
     K: Ord + Hash + Clone + Send + Sync + std::fmt::Debug + 'static,
     V: Clone + Send + Sync + 'static,
 {
-    fn register_name(&self, p: &Process) -> Result<(), Pid> {
-        self.registry
+    fn register_name(&self, p: &Process) -> Result<(), ViaError> {
+        match self
+            .registry
             .register(p, self.key.clone(), self.value.clone())
-            .map(|_| ())
-            .map_err(|AlreadyRegistered(owner)| owner)
+        {
+            Ok(_) => Ok(()),
+            Err(RegisterError::AlreadyRegistered(owner)) => Err(ViaError::Taken(owner)),
+            Err(RegisterError::NotRunning) => Err(ViaError::Failed(ExitReason::Noproc)),
+        }
     }
 
     fn whereis_name(&self) -> Option<Pid> {

@@ -376,12 +376,22 @@ impl StartOptions {
 /// A name kept by a registry (OTP's `{via, Module, Name}`), e.g.
 /// [`Registry::via`](crate::registry::Registry::via).
 pub trait ViaName: Send + Sync + 'static {
-    /// Registers the calling process under the name, or says which live process holds it.
-    fn register_name(&self, p: &Process) -> Result<(), Pid>;
+    /// Registers the calling process under the name, or says why not.
+    fn register_name(&self, p: &Process) -> Result<(), ViaError>;
     /// The live process registered under the name.
     fn whereis_name(&self) -> Option<Pid>;
     /// The name, for messages.
     fn describe(&self) -> String;
+}
+
+/// Why a [`ViaName`] could not register a process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ViaError {
+    /// A live process holds the name: the start answers [`StartError::AlreadyStarted`].
+    Taken(Pid),
+    /// The registry could not register it (it is not running): the start fails with this
+    /// reason, as a crash in `register_name` would.
+    Failed(ExitReason),
 }
 
 /// A shareable [`ViaName`].
@@ -470,9 +480,16 @@ async fn run<S: GenServer>(
         }
     }
     if let Some(via) = via {
-        if let Err(owner) = via.0.register_name(&p) {
-            ack(Err(StartError::AlreadyStarted(owner)));
-            return ExitReason::Normal;
+        match via.0.register_name(&p) {
+            Ok(()) => {}
+            Err(ViaError::Taken(owner)) => {
+                ack(Err(StartError::AlreadyStarted(owner)));
+                return ExitReason::Normal;
+            }
+            Err(ViaError::Failed(reason)) => {
+                ack(Err(StartError::Failed(reason.clone())));
+                return reason;
+            }
         }
     }
     let (mut state, mut cont) = match catch_panic(S::init(arg, &p)).await {

@@ -202,10 +202,7 @@ async fn worker(p: Process, spec: WorkerSpec, path: String, state: TreeState) ->
         let registry = state.with(|s| s.registry.clone());
         if let Some(registry) = registry {
             if let Err(e) = registry.register(&p, path, ()) {
-                return ExitReason::error(Term::tuple([
-                    Term::atom("already_registered"),
-                    Term::Pid(e.0),
-                ]));
+                return ExitReason::error(e.to_term());
             }
         }
     }
