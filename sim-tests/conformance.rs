@@ -172,7 +172,7 @@ fn the_invariant_checker_accepts_every_trace_of_real_otp() {
     let options = CheckOptions {
         exact_timing: true,
         at_rest: true,
-        root: None,
+        ..CheckOptions::default()
     };
     let mut failures = Vec::new();
     for file in scenarios() {

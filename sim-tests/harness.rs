@@ -950,3 +950,74 @@ fn the_tree_generator_covers_every_kind_and_operation() {
         .collect();
     assert!(missing.is_empty(), "never generated: {missing:?}");
 }
+
+/// A target whose at-rest check itself calls the system: here it registers a process that
+/// dies at once, so the run ends with that death's registry cleanup still pending. The
+/// harness judges the end state when the tree came to rest, before the check's own activity.
+#[derive(Clone, Copy)]
+struct BusyCheck;
+
+impl Target for BusyCheck {
+    type Setup = ();
+    type Op = ();
+    type State = otpsim::registry::Registry<String, ()>;
+
+    fn name(&self) -> String {
+        "busy-check".into()
+    }
+
+    fn setups(&self) -> BoxedStrategy<()> {
+        Just(()).boxed()
+    }
+
+    fn ops(&self) -> BoxedStrategy<()> {
+        Just(()).boxed()
+    }
+
+    fn start<'a>(
+        &'a self,
+        _: &'a (),
+        p: &'a Process,
+    ) -> BoxFuture<'a, Result<(Pid, Self::State), String>> {
+        Box::pin(async move {
+            use otpsim::registry::{Keys, Registry, RegistryOptions};
+            let names = Registry::new(RegistryOptions::new(Keys::Unique));
+            let spec = SupervisorSpec::new(Flags::elixir(SupStrategy::OneForOne))
+                .child(names.child_spec("names"));
+            let sup = supervisor::start_link(p, spec)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok((sup.pid(), names))
+        })
+    }
+
+    fn apply<'a>(
+        &'a self,
+        _: &'a mut Self::State,
+        _: &'a (),
+        _: &'a Process,
+    ) -> BoxFuture<'a, Result<(), Violation>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn check<'a>(
+        &'a self,
+        names: &'a mut Self::State,
+        p: &'a Process,
+    ) -> BoxFuture<'a, Result<(), Violation>> {
+        Box::pin(async move {
+            let names = names.clone();
+            let brief = p.spawn(move |q| async move {
+                let _ = names.register(&q, "brief".to_string(), ());
+            });
+            let _ = p.node().wait_exit(brief).await;
+            Ok(())
+        })
+    }
+}
+
+#[test]
+fn the_end_state_is_judged_before_the_applications_own_check() {
+    let report = Harness::new(BusyCheck).cases(100).corpus(None).run();
+    assert_eq!(report.failure.map(|f| f.to_string()), None);
+}

@@ -29,6 +29,7 @@ pub fn targets() -> Vec<std::sync::Arc<dyn sim::harness::AnyTarget>> {
     vec![
         Arc::new(Arc::new(sim::tree::Tree)),
         Arc::new(Arc::new(systems::kv::KvTarget)),
+        Arc::new(Arc::new(systems::todo::TodoTarget)),
     ]
 }
 pub use term::{Pid, Ref, Term};

@@ -143,6 +143,10 @@ pub struct CheckOptions {
     /// The run is over (faults stopped, the tree had time to settle): check the end state
     /// too (liveness, orphans, registry cleanup).
     pub at_rest: bool,
+    /// The run came to rest after this many events, and what follows is activity of its own
+    /// checks (an application's at-rest check that calls the system): the end state is
+    /// checked there. `None`: at the end of the trace.
+    pub rest_at: Option<usize>,
     /// The root of the tree under test, for the orphan check.
     pub root: Option<Pid>,
 }
@@ -301,7 +305,15 @@ impl<'a> Checker<'a> {
 
     fn run(&mut self) -> Result<(), Found> {
         let events = self.trace.events();
+        let rest_at = self
+            .options
+            .rest_at
+            .unwrap_or(events.len())
+            .min(events.len());
         for (i, e) in events.iter().enumerate() {
+            if i == rest_at && self.options.at_rest {
+                self.at_rest()?;
+            }
             self.event(i, e.at_us, &e.kind)?;
         }
         for (&sup, s) in &self.sups {
@@ -314,7 +326,7 @@ impl<'a> Checker<'a> {
                 );
             }
         }
-        if self.options.at_rest {
+        if self.options.at_rest && rest_at == events.len() {
             self.at_rest()?;
         }
         Ok(())

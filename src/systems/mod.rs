@@ -6,5 +6,8 @@
 //! recover, and the flaw of the obvious alternative where there is one.
 //!
 //! * [`kv`]: a key-value store whose registry monitors buckets under a DynamicSupervisor.
+//! * [`todo`]: a to-do service: a database pool under via names, to-do servers started on
+//!   demand by a find-or-start cache, every change stored before it is acknowledged.
 
 pub mod kv;
+pub mod todo;

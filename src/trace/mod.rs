@@ -150,6 +150,15 @@ pub enum EventKind {
         /// What it was, in the canonical text form (`crash`, `delay <0.3> 2.5ms`).
         fault: String,
     },
+    /// The process runs library code (an OTP or Elixir process such as `Registry.Partition`)
+    /// that does not fail by itself: a simulator injects no crash of its own code into it,
+    /// only what reaches it from outside (kills, exit signals).
+    Library {
+        /// The process.
+        pid: Pid,
+        /// What it is.
+        what: String,
+    },
     /// A note a process wrote into the trace.
     Note {
         /// The writer.
@@ -500,6 +509,7 @@ impl Names {
             EventKind::Register { name, pid } => write!(s, "register {name} {}", n(pid)),
             EventKind::Unregister { name, pid } => write!(s, "unregister {name} {}", n(pid)),
             EventKind::Fault { pid, fault } => write!(s, "fault {} {fault}", n(pid)),
+            EventKind::Library { pid, what } => write!(s, "library {} {what}", n(pid)),
             EventKind::Note { pid, text } => write!(s, "note {} {text}", n(pid)),
             EventKind::Report {
                 supervisor,

@@ -162,7 +162,8 @@ pub fn run_case<T: Target>(target: &Arc<T>, case: &Case<T::Setup, T::Op>) -> Cas
         .map(|f| Violation::new(Invariant::Run, "run", f));
     let options = CheckOptions {
         exact_timing: case.delays.is_none(),
-        at_rest: run_failure.is_none() && driven.settled,
+        at_rest: run_failure.is_none() && driven.settled.is_some(),
+        rest_at: driven.settled,
         root: driven.root,
     };
     // The run ends with the driver (the first process): what the halting node does after
@@ -211,8 +212,9 @@ struct Driven {
     /// The application invariant found broken, if any.
     violation: Option<Violation>,
     /// The run went through every step and let the tree settle (a violation found by an
-    /// operation ends it before), so the end state means something.
-    settled: bool,
+    /// operation ends it before): the trace's length at that moment, when the end state is
+    /// judged (the application's own check runs after it).
+    settled: Option<usize>,
 }
 
 /// The driver process: starts the target, runs the steps, lets the tree settle, checks the
@@ -255,18 +257,19 @@ async fn drive<T: Target>(target: &T, case: &Case<T::Setup, T::Op>, p: &Process)
             return Driven {
                 root: Some(root),
                 violation: Some(v),
-                settled: false,
+                settled: None,
             };
         }
     }
     p.sleep(target.settle(&case.setup)).await;
+    let settled = p.node().with_trace(Trace::len);
     let verdict = target.check(&mut state, p).await.err();
     // The run ends here: the tree must not see its parent's exit (the node halts next).
     p.unlink(root);
     Driven {
         root: Some(root),
         violation: verdict,
-        settled: true,
+        settled: Some(settled),
     }
 }
 
@@ -277,16 +280,17 @@ async fn inject(fault: &Fault, root: Pid, p: &Process) {
         (!candidates.is_empty()).then(|| candidates[usize::from(victim) % candidates.len()])
     };
     let pick = |victim: u16| pick_from(victim, node.descendants(root));
-    // A supervisor does not crash by itself (OTP's supervisor has no bug to crash of); what
-    // reaches a supervisor from outside are exit signals, which the other faults send.
+    // A supervisor does not crash by itself (OTP's supervisor has no bug to crash of), nor
+    // does a library process (a registry partition); what reaches them from outside are
+    // kills and exit signals, which the other faults send.
     let pick_worker = |victim: u16| {
-        let supervisors = node.with_trace(supervisors);
+        let library = node.with_trace(library_processes);
         let workers = node.descendants(root);
         pick_from(
             victim,
             workers
                 .into_iter()
-                .filter(|p| !supervisors.contains(p))
+                .filter(|p| !library.contains(p))
                 .collect(),
         )
     };
@@ -396,8 +400,9 @@ pub fn only_children_hit(p: &Process, path: &str) -> bool {
     })
 }
 
-/// The supervisors (static and dynamic) a trace has seen start.
-fn supervisors(trace: &Trace) -> std::collections::BTreeSet<Pid> {
+/// The processes of library code a trace has seen start: supervisors (static and dynamic)
+/// and the processes that say they are [library code](EventKind::Library).
+fn library_processes(trace: &Trace) -> std::collections::BTreeSet<Pid> {
     trace
         .events()
         .iter()
@@ -406,6 +411,7 @@ fn supervisors(trace: &Trace) -> std::collections::BTreeSet<Pid> {
                 sup,
                 what: SupEvent::Init { .. },
             } => Some(*sup),
+            EventKind::Library { pid, .. } => Some(*pid),
             _ => None,
         })
         .collect()
@@ -434,7 +440,7 @@ async fn storm(victim: Pid, over: bool, p: &Process) {
     let crashes = (intensity + u64::from(over)).clamp(1, 50);
     let gap = Duration::from_millis(period * 1000 / (crashes + 1));
     let path = node.path_of(victim);
-    let supervisors = node.with_trace(supervisors);
+    let library = node.with_trace(library_processes);
     let mut current = Some(victim);
     for n in 0..crashes {
         if let Some(pid) = current {
@@ -452,7 +458,7 @@ async fn storm(victim: Pid, over: bool, p: &Process) {
                 .descendants(sup)
                 .into_iter()
                 .rev()
-                .find(|pid| node.parent_of(*pid) == Some(sup) && !supervisors.contains(pid)),
+                .find(|pid| node.parent_of(*pid) == Some(sup) && !library.contains(pid)),
             (None, None) => None,
         };
     }

@@ -1,0 +1,191 @@
+//! todo under the harness: clients get servers, add and read entries, while the faults
+//! crash and kill to-do servers, database workers, the registry and the supervisors.
+
+use super::{Entry, MemoryStorage, Todo, CACHE};
+use crate::process::Process;
+use crate::sim::harness::Target;
+use crate::sim::invariants::Violation;
+use crate::supervisor::BoxFuture;
+use crate::term::Pid;
+use proptest::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The `todo` target.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TodoTarget;
+
+const LISTS: [&str; 3] = ["bob", "alice", "carol"];
+
+fn list(n: u8) -> &'static str {
+    LISTS[usize::from(n) % LISTS.len()]
+}
+
+/// One workload operation on list `n` (of three), day `d` (of three).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TodoOp {
+    /// Get the list's server from the cache.
+    Server(u8),
+    /// Add a new entry due on a day.
+    Add(u8, u8),
+    /// Read the entries of a day.
+    Entries(u8, u8),
+}
+
+/// The service, and what the workload was told: the entries acknowledged (must never be
+/// lost) and those attempted (the only ones that may appear), per list and day.
+pub struct TodoModel {
+    todo: Todo,
+    acked: BTreeMap<(&'static str, u32), BTreeSet<String>>,
+    attempted: BTreeMap<(&'static str, u32), BTreeSet<String>>,
+    next: u32,
+}
+
+impl TodoModel {
+    /// The entries read for a list and day hold every acknowledged one and nothing that was
+    /// never added.
+    fn check_read(&self, name: &'static str, date: u32, read: &[Entry]) -> Result<(), Violation> {
+        let read: BTreeSet<String> = read.iter().map(|e| e.title.clone()).collect();
+        let empty = BTreeSet::new();
+        let acked = self.acked.get(&(name, date)).unwrap_or(&empty);
+        if let Some(lost) = acked.difference(&read).next() {
+            return Err(Violation::app(
+                "acknowledged_entries_survive",
+                format!("{name}'s entry {lost:?} (day {date}) was acknowledged, and is gone"),
+            ));
+        }
+        let attempted = self.attempted.get(&(name, date)).unwrap_or(&empty);
+        if let Some(stray) = read.difference(attempted).next() {
+            return Err(Violation::app(
+                "acknowledged_entries_survive",
+                format!("{name} holds {stray:?} (day {date}), which nobody added"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// At most one live server per list name.
+    async fn check_servers(&self, p: &Process) -> Result<(), Violation> {
+        let Ok(servers) = self.todo.servers(p).await else {
+            return Ok(());
+        };
+        let mut seen: BTreeMap<&str, Pid> = BTreeMap::new();
+        for (name, pid) in &servers {
+            if let Some(other) = seen.insert(name, *pid) {
+                return Err(Violation::app(
+                    "one_server_per_list",
+                    format!("{other} and {pid} both serve {name}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Target for TodoTarget {
+    type Setup = ();
+    type Op = TodoOp;
+    type State = TodoModel;
+
+    fn name(&self) -> String {
+        "todo".into()
+    }
+
+    fn setups(&self) -> BoxedStrategy<()> {
+        Just(()).boxed()
+    }
+
+    fn ops(&self) -> BoxedStrategy<TodoOp> {
+        prop_oneof![
+            1 => any::<u8>().prop_map(TodoOp::Server),
+            3 => (any::<u8>(), 0u8..3).prop_map(|(n, d)| TodoOp::Add(n, d)),
+            2 => (any::<u8>(), 0u8..3).prop_map(|(n, d)| TodoOp::Entries(n, d)),
+        ]
+        .boxed()
+    }
+
+    fn start<'a>(
+        &'a self,
+        _: &'a (),
+        p: &'a Process,
+    ) -> BoxFuture<'a, Result<(Pid, TodoModel), String>> {
+        Box::pin(async move {
+            let todo = Todo::new(MemoryStorage::new());
+            let sup = todo.start_link(p).await.map_err(|e| e.to_string())?;
+            let model = TodoModel {
+                todo,
+                acked: BTreeMap::new(),
+                attempted: BTreeMap::new(),
+                next: 0,
+            };
+            Ok((sup.pid(), model))
+        })
+    }
+
+    fn apply<'a>(
+        &'a self,
+        model: &'a mut TodoModel,
+        op: &'a TodoOp,
+        p: &'a Process,
+    ) -> BoxFuture<'a, Result<(), Violation>> {
+        Box::pin(async move {
+            match *op {
+                TodoOp::Server(n) => {
+                    let _ = model.todo.server_process(p, list(n)).await;
+                    model.check_servers(p).await?;
+                }
+                TodoOp::Add(n, d) => {
+                    let Ok(server) = model.todo.server_process(p, list(n)).await else {
+                        return Ok(());
+                    };
+                    model.next += 1;
+                    let entry = Entry::new(u32::from(d), format!("e{}", model.next));
+                    let key = (list(n), entry.date);
+                    model
+                        .attempted
+                        .entry(key)
+                        .or_default()
+                        .insert(entry.title.clone());
+                    let title = entry.title.clone();
+                    if model.todo.add_entry(p, server, entry).await.is_ok() {
+                        model.acked.entry(key).or_default().insert(title);
+                    }
+                }
+                TodoOp::Entries(n, d) => {
+                    let Ok(server) = model.todo.server_process(p, list(n)).await else {
+                        return Ok(());
+                    };
+                    if let Ok(read) = model.todo.entries(p, server, u32::from(d)).await {
+                        model.check_read(list(n), u32::from(d), &read)?;
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// At rest: every list still holds every acknowledged entry, and one server at most
+    /// serves each list.
+    fn check<'a>(
+        &'a self,
+        model: &'a mut TodoModel,
+        p: &'a Process,
+    ) -> BoxFuture<'a, Result<(), Violation>> {
+        Box::pin(async move {
+            if p.whereis(CACHE).is_none() {
+                return Ok(()); // the service gave up: the harness's liveness has its say
+            }
+            let days: Vec<(&'static str, u32)> = model.acked.keys().copied().collect();
+            for (name, date) in days {
+                let Ok(server) = model.todo.server_process(p, name).await else {
+                    continue;
+                };
+                if let Ok(read) = model.todo.entries(p, server, date).await {
+                    model.check_read(name, date, &read)?;
+                }
+            }
+            model.check_servers(p).await
+        })
+    }
+}
