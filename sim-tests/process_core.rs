@@ -505,6 +505,28 @@ mod simulated {
         });
     }
 
+    /// `erlang:send_after/3` and `cancel_timer/1`: the message arrives after exactly the
+    /// delay; a pending timer does not hold back the owner's later messages to the same
+    /// process; a timer cancelled in time never fires, one that fired cannot be cancelled.
+    #[test]
+    fn send_after_fires_at_its_time_and_cancel_timer_stops_it() {
+        check(|p| async move {
+            let t0 = p.now();
+            let me = p.pid();
+            let late = p.send_after(Duration::from_millis(100), me, "timer");
+            let cancelled = p.send_after(Duration::from_millis(50), me, "cancelled");
+            p.send(me, "direct");
+            let first = p.recv().await;
+            assert_eq!(first.downcast_ref::<&str>(), Some(&"direct"));
+            assert!(p.cancel_timer(cancelled));
+            let second = p.recv().await;
+            assert_eq!(second.downcast_ref::<&str>(), Some(&"timer"));
+            assert_eq!((p.now() - t0).as_micros(), 100_000);
+            assert!(!p.cancel_timer(late), "a fired timer cannot be cancelled");
+            assert!(p.recv_timeout(Duration::from_millis(100)).await.is_none());
+        });
+    }
+
     #[test]
     fn injected_crashes_are_exit_reasons_and_trace_events() {
         let faults = SeededConfig {

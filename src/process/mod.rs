@@ -35,6 +35,9 @@ mod reason;
 mod task;
 
 pub use message::{MonitorRef, Msg};
+
+/// A timer of [`Process::send_after`].
+pub type TimerRef = Ref;
 pub use node::{Halt, Node, NodeConfig};
 pub use reason::{ExitReason, IntoExitReason};
 pub(crate) use task::catch_panic;
@@ -330,6 +333,36 @@ impl Process {
     /// `erlang:monotonic_time()`, for deadlines.
     pub fn now(&self) -> crate::rt::Instant {
         self.node.clock().now()
+    }
+
+    /// Sends `value` to `to` after `delay` (plus any jitter the simulator chooses), as
+    /// `erlang:send_after/3` does; the reference [cancels](Process::cancel_timer) it. The
+    /// message comes from this process; a timer does not hold back the process's later
+    /// messages to `to`, and its message to a dead process is dropped like any other.
+    ///
+    /// ```
+    /// use otpsim::{rt, Msg, Node};
+    /// rt::block_on(0, async {
+    ///     let node = Node::new();
+    ///     node.spawn(|p| async move {
+    ///         let t0 = p.now();
+    ///         p.send_after(rt::Duration::from_millis(30), p.pid(), "late");
+    ///         let cancelled = p.send_after(rt::Duration::from_millis(10), p.pid(), "never");
+    ///         assert!(p.cancel_timer(cancelled));
+    ///         let msg = p.recv().await;
+    ///         assert_eq!(msg.downcast_ref::<&str>(), Some(&"late"));
+    ///         assert!(p.now() - t0 >= rt::Duration::from_millis(30));
+    ///     });
+    /// });
+    /// ```
+    pub fn send_after<T: Any + Send>(&self, delay: Duration, to: Pid, value: T) -> TimerRef {
+        self.node.send_after(self.pid, to, delay, Box::new(value))
+    }
+
+    /// Cancels a timer of [`send_after`](Process::send_after); whether it had not fired yet
+    /// (`erlang:cancel_timer/1`).
+    pub fn cancel_timer(&self, timer: TimerRef) -> bool {
+        self.node.cancel_timer(timer)
     }
 
     /// Waits `duration` (plus any jitter the simulator chooses).

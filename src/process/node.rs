@@ -143,6 +143,8 @@ pub(super) struct State {
     step_budget: Option<u64>,
     halted: Option<Halt>,
     delayed: BTreeMap<(Instant, u64), Delayed>,
+    /// Pending timers: where their message waits in `delayed`.
+    timers: BTreeMap<Ref, (Instant, u64)>,
     in_flight: BTreeMap<(Pid, Pid), (Instant, u32)>,
     delay_seq: u64,
     postman_running: bool,
@@ -236,6 +238,8 @@ pub(super) struct Delayed {
     from: Pid,
     to: Pid,
     signal: Signal,
+    /// A timer's message ([`Process::send_after`]): outside the FIFO bookkeeping of its pair.
+    timer: Option<Ref>,
 }
 
 /// Result of one step of a process task, decided under the node lock.
@@ -279,6 +283,7 @@ impl Node {
                     step_budget: config.step_budget,
                     halted: None,
                     delayed: BTreeMap::new(),
+                    timers: BTreeMap::new(),
                     in_flight: BTreeMap::new(),
                     delay_seq: 0,
                     postman_running: false,
@@ -704,6 +709,49 @@ impl Node {
         self.lock().choices.timer_jitter(pid, duration)
     }
 
+    /// Sends `payload` from `from` to `to` after `delay` (a timer: see
+    /// [`Process::send_after`]).
+    pub(super) fn send_after(
+        &self,
+        from: Pid,
+        to: Pid,
+        delay: Duration,
+        payload: Box<dyn Any + Send>,
+    ) -> Ref {
+        let delay = delay + self.timer_jitter(from, delay);
+        let mut st = self.lock();
+        let timer = st.make_ref();
+        let due = self.inner.clock.now() + delay;
+        st.delay_seq += 1;
+        let key = (due, st.delay_seq);
+        let signal = Signal::Message {
+            payload,
+            alias: None,
+        };
+        let timer_ref = Some(timer);
+        st.delayed.insert(
+            key,
+            Delayed {
+                from,
+                to,
+                signal,
+                timer: timer_ref,
+            },
+        );
+        st.timers.insert(timer, key);
+        st.wake_postman(self);
+        timer
+    }
+
+    /// Cancels a timer; whether its message had not been sent yet.
+    pub(super) fn cancel_timer(&self, timer: Ref) -> bool {
+        let mut st = self.lock();
+        match st.timers.remove(&timer) {
+            Some(key) => st.delayed.remove(&key).is_some(),
+            None => false,
+        }
+    }
+
     /// The executor's clock, as this node reads it.
     pub(super) fn clock(&self) -> &rt::Clock {
         &self.inner.clock
@@ -837,7 +885,9 @@ impl Node {
                     }
                     let d = entry.remove();
                     let pair = (d.from, d.to);
-                    if let Some(f) = st.in_flight.get_mut(&pair) {
+                    if let Some(timer) = d.timer {
+                        st.timers.remove(&timer);
+                    } else if let Some(f) = st.in_flight.get_mut(&pair) {
                         f.1 -= 1;
                         if f.1 == 0 {
                             st.in_flight.remove(&pair);
@@ -981,8 +1031,15 @@ impl State {
         due = due.max(entry.0);
         *entry = (due, entry.1 + 1);
         self.delay_seq += 1;
-        self.delayed
-            .insert((due, self.delay_seq), Delayed { from, to, signal });
+        self.delayed.insert(
+            (due, self.delay_seq),
+            Delayed {
+                from,
+                to,
+                signal,
+                timer: None,
+            },
+        );
         if !delay.is_zero() {
             self.record(at_us, || EventKind::Fault {
                 pid: to,
@@ -993,6 +1050,11 @@ impl State {
                 ),
             });
         }
+        self.wake_postman(node);
+    }
+
+    /// Starts the postman, or tells it that the delayed signals changed.
+    fn wake_postman(&mut self, node: &Node) {
         if !self.postman_running {
             self.postman_running = true;
             rt::spawn(node.clone().postman());
