@@ -57,3 +57,14 @@ fn todo_keeps_its_invariants_under_faults() {
         .corpus(None)
         .check();
 }
+
+/// connections: no two live connections share a client id; at rest every wanted connection
+/// and the sensor's are connected through exactly one session; the telemetry holds the
+/// sensor's live connection.
+#[test]
+fn connections_keep_their_invariants_under_faults() {
+    Harness::new(otpsim::systems::connections::ConnectionsTarget)
+        .cases(2000)
+        .corpus(None)
+        .check();
+}

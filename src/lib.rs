@@ -30,6 +30,7 @@ pub fn targets() -> Vec<std::sync::Arc<dyn sim::harness::AnyTarget>> {
         Arc::new(Arc::new(sim::tree::Tree)),
         Arc::new(Arc::new(systems::kv::KvTarget)),
         Arc::new(Arc::new(systems::todo::TodoTarget)),
+        Arc::new(Arc::new(systems::connections::ConnectionsTarget)),
     ]
 }
 pub use term::{Pid, Ref, Term};

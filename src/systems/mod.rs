@@ -6,8 +6,11 @@
 //! recover, and the flaw of the obvious alternative where there is one.
 //!
 //! * [`kv`]: a key-value store whose registry monitors buckets under a DynamicSupervisor.
+//! * [`connections`]: a network connection that reconnects with backoff, supervised three
+//!   ways: linked to its owner, with its dependents, and on demand.
 //! * [`todo`]: a to-do service: a database pool under via names, to-do servers started on
 //!   demand by a find-or-start cache, every change stored before it is acknowledged.
 
+pub mod connections;
 pub mod kv;
 pub mod todo;

@@ -355,6 +355,73 @@ pub fn delays_injected(p: &Process) -> bool {
     })
 }
 
+/// How many faults injected so far in the run `p` belongs to (message delays aside) hit a
+/// process at tree path `path` or below it, in any incarnation: what a subtree had to take.
+/// A process is known by the path it is given at any time (a restarted supervisor's children
+/// are named once it is), or, never named, by its nearest named ancestor's.
+pub fn faults_within(p: &Process, path: &str) -> usize {
+    let below = format!("{path}/");
+    p.node().with_trace(|trace| {
+        let mut labels = std::collections::BTreeMap::new();
+        let mut parents = std::collections::BTreeMap::new();
+        for e in trace.events() {
+            match &e.kind {
+                EventKind::Spawn { pid, parent, .. } => {
+                    parents.insert(*pid, *parent);
+                }
+                EventKind::Label { pid, path: p, .. } => {
+                    labels.insert(*pid, p.clone());
+                }
+                _ => {}
+            }
+        }
+        let within = |pid: Pid| {
+            let mut at = Some(pid);
+            while let Some(q) = at.filter(|q| !labels.contains_key(q)) {
+                at = parents.get(&q).copied().flatten();
+            }
+            let label = at.and_then(|q| labels.get(&q));
+            label.is_some_and(|l| l == path || l.starts_with(&below))
+        };
+        trace
+            .events()
+            .iter()
+            .filter(|e| match &e.kind {
+                EventKind::Fault { fault, .. } if fault.starts_with(crate::trace::DELAY_FAULT) => {
+                    false
+                }
+                EventKind::Fault { pid, .. } => within(*pid),
+                _ => false,
+            })
+            .count()
+    })
+}
+
+/// Whether the supervisor at tree path `path` (any incarnation) gave up so far in the run
+/// `p` belongs to: exceeded its restart intensity and shut down.
+pub fn gave_up(p: &Process, path: &str) -> bool {
+    p.node().with_trace(|trace| {
+        let mut labels = std::collections::BTreeMap::new();
+        trace.events().iter().any(|e| match &e.kind {
+            EventKind::Label { pid, path: p, .. } => {
+                labels.insert(*pid, p.clone());
+                false
+            }
+            EventKind::Report {
+                supervisor,
+                context,
+                reason,
+                ..
+            } => {
+                context == "shutdown"
+                    && reason.is_atom("reached_max_restart_intensity")
+                    && labels.get(supervisor).is_some_and(|l| l == path)
+            }
+            _ => false,
+        })
+    })
+}
+
 /// Whether every fault injected so far in the run `p` belongs to (message delays aside,
 /// which kill nothing) hit a child of the process labelled `path`, in any of its
 /// incarnations: for invariants of the form "losing these processes costs nothing else".
