@@ -68,3 +68,12 @@ fn connections_keep_their_invariants_under_faults() {
         .corpus(None)
         .check();
 }
+
+/// pipeline: every item fed is delivered to the sink once, in order, transformed.
+#[test]
+fn pipeline_delivers_each_item_once_under_faults() {
+    Harness::new(otpsim::systems::pipeline::PipelineTarget)
+        .cases(2000)
+        .corpus(None)
+        .check();
+}

@@ -31,6 +31,7 @@ pub fn targets() -> Vec<std::sync::Arc<dyn sim::harness::AnyTarget>> {
         Arc::new(Arc::new(systems::kv::KvTarget)),
         Arc::new(Arc::new(systems::todo::TodoTarget)),
         Arc::new(Arc::new(systems::connections::ConnectionsTarget)),
+        Arc::new(Arc::new(systems::pipeline::PipelineTarget)),
     ]
 }
 pub use term::{Pid, Ref, Term};
