@@ -147,6 +147,9 @@ struct Part<K, V> {
 }
 
 struct Table<K, V> {
+    /// Which incarnation of the registry the table belongs to: the partitions of an older
+    /// one (still shutting down while the new one starts) must not touch it.
+    generation: u64,
     parts: Vec<Part<K, V>>,
     meta: BTreeMap<String, Term>,
     /// The registry's supervisor, which names the registry in the trace (known once started).
@@ -155,8 +158,9 @@ struct Table<K, V> {
 
 impl<K, V> Table<K, V> {
     /// The empty table of a new incarnation (Elixir's ETS tables die with the registry).
-    fn new(partitions: usize) -> Table<K, V> {
+    fn new(partitions: usize, generation: u64) -> Table<K, V> {
         Table {
+            generation,
             parts: (0..partitions)
                 .map(|_| Part {
                     pid: None,
@@ -249,7 +253,7 @@ where
         };
         Registry {
             shared: Arc::new(Shared {
-                table: Mutex::new(Table::new(options.partitions)),
+                table: Mutex::new(Table::new(options.partitions, 0)),
                 options,
                 node: std::sync::OnceLock::new(),
             }),
@@ -272,7 +276,11 @@ where
     pub async fn start(&self, p: &Process) -> Result<Pid, StartError> {
         let _ = self.shared.node.set(p.node().clone());
         let options = &self.shared.options;
-        *self.table() = Table::new(options.partitions);
+        let generation = {
+            let mut t = self.table();
+            *t = Table::new(options.partitions, t.generation + 1);
+            t.generation
+        };
         let strategy = match options.keys {
             Keys::Unique => Strategy::OneForAll,
             Keys::Duplicate => Strategy::OneForOne,
@@ -285,7 +293,8 @@ where
                 Box::pin(async move {
                     let shared = part.clone();
                     let (parent, ready) = (sp.pid(), sp.make_ref());
-                    let pid = sp.spawn_link(move |pp| partition(pp, shared, i, (parent, ready)));
+                    let ack = (parent, ready);
+                    let pid = sp.spawn_link(move |pp| partition(pp, shared, i, generation, ack));
                     // The partition traps exits before the start returns (OTP's init_ack):
                     // otherwise a registered process dying at once would kill it.
                     // A partition killed before it acks fails the start, as in OTP.
@@ -296,7 +305,7 @@ where
                         .map_err(|reason| reason.to_term())?;
                     // Set up before the start returns, so that nobody registers through a
                     // partition that is not ready.
-                    reset_partition(&part, i, pid);
+                    reset_partition(&part, i, pid, generation);
                     Ok(Started::Pid(pid))
                 })
             });
@@ -312,7 +321,10 @@ where
             start,
         )
         .await?;
-        self.table().registry = Some(sup.pid());
+        let mut t = self.table();
+        if t.generation == generation {
+            t.registry = Some(sup.pid());
+        }
         Ok(sup.pid())
     }
 
@@ -638,6 +650,7 @@ async fn partition<K, V>(
     p: Process,
     shared: Arc<Shared<K, V>>,
     index: usize,
+    generation: u64,
     (starter, ready): (Pid, Ref),
 ) -> ExitReason
 where
@@ -656,6 +669,9 @@ where
             Msg::Exit { from, reason } if Some(from) == parent => return reason,
             Msg::Exit { from, .. } => {
                 let mut t = shared.table.lock().unwrap_or_else(PoisonError::into_inner);
+                if t.generation != generation {
+                    continue; // an incarnation's leftover: the table is a newer one's
+                }
                 let keys = t.parts[index].owners.remove(&from).unwrap_or_default();
                 for (kp, key) in keys {
                     if let Some(entries) = t.parts[kp].entries.get_mut(&key) {
@@ -675,9 +691,18 @@ where
 /// A partition's acknowledgement that it traps exits.
 struct Ready(Ref);
 
-/// A (re)started partition: a new, empty share of the table, and its new pid.
-fn reset_partition<K: Ord + std::fmt::Debug, V>(shared: &Shared<K, V>, index: usize, pid: Pid) {
+/// A (re)started partition of incarnation `generation`: a new, empty share of its table, and
+/// its new pid (nothing, if a newer incarnation has the table by now).
+fn reset_partition<K: Ord + std::fmt::Debug, V>(
+    shared: &Shared<K, V>,
+    index: usize,
+    pid: Pid,
+    generation: u64,
+) {
     let mut t = shared.table.lock().unwrap_or_else(PoisonError::into_inner);
+    if t.generation != generation {
+        return;
+    }
     let owners = std::mem::take(&mut t.parts[index].owners);
     for (owner, keys) in owners {
         for (_, key) in keys {
