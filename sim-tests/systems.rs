@@ -77,3 +77,13 @@ fn pipeline_delivers_each_item_once_under_faults() {
         .corpus(None)
         .check();
 }
+
+/// tickets: a ticket never goes backwards and a restarted worker has its last state; open
+/// tickets stay in the queue; notifications follow the store.
+#[test]
+fn tickets_keep_their_invariants_under_faults() {
+    Harness::new(otpsim::systems::tickets::TicketsTarget)
+        .cases(2000)
+        .corpus(None)
+        .check();
+}

@@ -32,6 +32,7 @@ pub fn targets() -> Vec<std::sync::Arc<dyn sim::harness::AnyTarget>> {
         Arc::new(Arc::new(systems::todo::TodoTarget)),
         Arc::new(Arc::new(systems::connections::ConnectionsTarget)),
         Arc::new(Arc::new(systems::pipeline::PipelineTarget)),
+        Arc::new(Arc::new(systems::tickets::TicketsTarget)),
     ]
 }
 pub use term::{Pid, Ref, Term};

@@ -38,6 +38,20 @@ pub struct TaskOptions {
     pub supervisor: DynamicOptions,
 }
 
+impl TaskOptions {
+    /// A task supervisor with these options as the child `id` of another supervisor,
+    /// started with `start` (a local or via name); [`TaskSupervisorRef::from_pid`] reaches it.
+    pub fn into_child_with(
+        self,
+        id: impl Into<String>,
+        start: crate::server::StartOptions,
+    ) -> ChildSpec {
+        self.supervisor
+            .into_child_with(id, start)
+            .modules(["Task.Supervisor"])
+    }
+}
+
 /// Starts a task supervisor linked to the caller.
 pub async fn start_link(
     p: &Process,

@@ -9,10 +9,13 @@
 //! * [`connections`]: a network connection that reconnects with backoff, supervised three
 //!   ways: linked to its owner, with its dependents, and on demand.
 //! * [`pipeline`]: source, transformer and sink under rest_for_one, each item delivered once.
+//! * [`tickets`]: a support desk (tickets restarted with their last state, a queue rebuilt
+//!   from the store, notifications under a TaskSupervisor) and a chat room over a registry.
 //! * [`todo`]: a to-do service: a database pool under via names, to-do servers started on
 //!   demand by a find-or-start cache, every change stored before it is acknowledged.
 
 pub mod connections;
 pub mod kv;
 pub mod pipeline;
+pub mod tickets;
 pub mod todo;
