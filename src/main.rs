@@ -36,12 +36,13 @@ enum Command {
         /// Replay every K-th case to check determinism (0: never).
         #[arg(long, default_value_t = 100)]
         replay_every: u64,
-        /// Fuzz only this target (repeatable): `graph` (random process graphs) or `tree`
-        /// (generated supervision trees). Default: all of them.
+        /// Fuzz only this target (repeatable): `graph` (random process graphs), `tree`
+        /// (generated supervision trees), or an example system: `kv`, `todo`,
+        /// `connections`, `pipeline`, `tickets`. Default: all of them, in turn.
         #[arg(long = "target")]
         targets: Vec<String>,
-        /// Fault families the tree cases draw from (repeatable): crash, kill, signal, storm,
-        /// delay. Default: all; each case switches on a random subset of them.
+        /// Fault families the harness targets draw from (repeatable): crash, kill, signal,
+        /// storm, delay. Default: all; each case switches on a random subset of them.
         #[arg(long = "family", value_parser = parse_family)]
         families: Vec<otpsim::sim::harness::Family>,
         /// Where minimised failures are written.
