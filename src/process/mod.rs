@@ -406,6 +406,21 @@ impl Process {
         });
     }
 
+    /// A call's first step, under one lock: monitors `to`, activates an alias, and sends `to`
+    /// the request `make` builds with the alias. [`request_done`](Self::request_done) ends it.
+    pub(crate) fn request(
+        &self,
+        to: Pid,
+        make: impl FnOnce(Ref) -> Box<dyn Any + Send>,
+    ) -> (MonitorRef, Ref) {
+        self.node.request(self.pid, to, make)
+    }
+
+    /// A call's last step: the alias deactivated, the monitor removed with any `DOWN` of it.
+    pub(crate) fn request_done(&self, mref: MonitorRef, alias: Ref) {
+        self.node.request_done(self.pid, mref, alias)
+    }
+
     /// Activates an alias: messages sent to this process through it are delivered.
     pub(crate) fn alias(&self) -> Ref {
         let alias = self.make_ref();

@@ -130,7 +130,7 @@ pub(super) struct Inner {
 pub(super) struct State {
     next_pid: u64,
     next_ref: u64,
-    procs: BTreeMap<Pid, Proc>,
+    procs: ProcTable,
     names: BTreeMap<String, Pid>,
     /// Tree paths of live labelled processes (only while tracing).
     paths: BTreeMap<Pid, String>,
@@ -218,6 +218,12 @@ impl Proc {
     }
 }
 
+/// The process table. A hash map with a fixed hasher: O(1) on every signal, and the same
+/// layout on every replay; what needs an order (pid order) sorts, so its iteration order
+/// never reaches a trace.
+#[allow(clippy::disallowed_types)] // a fixed hasher: deterministic, and never iterated into a trace
+type ProcTable = rustc_hash::FxHashMap<Pid, Proc>;
+
 /// A signal on its way from one process to another.
 pub(super) enum Signal {
     Message {
@@ -273,7 +279,7 @@ impl Node {
                 state: Mutex::new(State {
                     next_pid: 1,
                     next_ref: 1,
-                    procs: BTreeMap::new(),
+                    procs: ProcTable::default(),
                     names: BTreeMap::new(),
                     paths: BTreeMap::new(),
                     pending_labels: BTreeMap::new(),
@@ -403,25 +409,32 @@ impl Node {
 
     /// The live processes, in pid order.
     pub fn processes(&self) -> Vec<Pid> {
-        self.lock().procs.keys().copied().collect()
+        let mut pids: Vec<Pid> = self.lock().procs.keys().copied().collect();
+        pids.sort_unstable();
+        pids
     }
 
     /// The live processes that descend from `root` through a chain of live parents (the
     /// processes it spawned, those they spawned, ...), `root` excluded, in pid order.
     pub fn descendants(&self, root: Pid) -> Vec<Pid> {
-        let st = self.lock();
-        let mut inside = BTreeSet::from([root]);
+        let mut later: Vec<(Pid, Option<Pid>)> = {
+            let st = self.lock();
+            let procs = st.procs.iter();
+            procs
+                .filter(|(pid, _)| **pid > root)
+                .map(|(pid, p)| (*pid, p.parent))
+                .collect()
+        };
         // A parent's pid is smaller than its child's, so one pass in pid order suffices.
-        for (&pid, p) in st.procs.range(root..) {
-            if p.parent.is_some_and(|parent| inside.contains(&parent)) {
+        later.sort_unstable();
+        let mut inside = BTreeSet::from([root]);
+        for (pid, parent) in later {
+            if parent.is_some_and(|parent| inside.contains(&parent)) {
                 inside.insert(pid);
             }
         }
         inside.remove(&root);
-        inside
-            .into_iter()
-            .filter(|p| st.procs.contains_key(p))
-            .collect()
+        inside.into_iter().collect()
     }
 
     /// The process that spawned `pid`, while `pid` is alive.
@@ -787,52 +800,48 @@ impl Node {
     }
 
     pub(super) fn monitor(&self, watcher: Pid, target: Pid) -> MonitorRef {
+        self.lock().monitor(self, watcher, target)
+    }
+
+    /// A request in one step (a call's bookkeeping under one lock): `from` monitors `to`,
+    /// activates an alias, and sends `to` the message `make` builds with the alias.
+    pub(super) fn request(
+        &self,
+        from: Pid,
+        to: Pid,
+        make: impl FnOnce(Ref) -> Box<dyn Any + Send>,
+    ) -> (MonitorRef, Ref) {
         let mut st = self.lock();
-        let mref = st.make_ref();
-        let at = self.stamp();
-        st.record(at, || EventKind::Monitor { watcher, target });
-        match st.procs.get_mut(&target) {
-            Some(t) => {
-                t.watchers.insert(mref, watcher);
-                st.proc(watcher).monitors.insert(mref, target);
-            }
-            None => {
-                // Monitoring a dead process yields an immediate DOWN with `noproc`.
-                st.record(at, || EventKind::Down {
-                    watcher,
-                    target,
-                    reason: ExitReason::Noproc.to_term(),
-                });
-                st.proc(watcher).push(Msg::Down {
-                    mref,
-                    pid: target,
-                    reason: ExitReason::Noproc,
-                });
-            }
+        let mref = st.monitor(self, from, to);
+        let alias = st.make_ref();
+        st.proc(from).add_alias(alias);
+        let payload = make(alias);
+        st.send(
+            self,
+            from,
+            to,
+            Signal::Message {
+                payload,
+                alias: None,
+            },
+        );
+        (mref, alias)
+    }
+
+    /// The end of a [`request`](Node::request): the alias deactivated, the monitor removed
+    /// with any `DOWN` of it.
+    pub(super) fn request_done(&self, from: Pid, mref: MonitorRef, alias: Ref) {
+        let mut st = self.lock();
+        if let Some(p) = st.procs.get_mut(&from) {
+            p.remove_alias(alias);
         }
-        mref
+        st.demonitor(self, from, mref, true);
     }
 
     /// Removes a monitor; `true` if it was active. With `flush`, a `DOWN` for it already in
     /// the mailbox is removed too.
     pub(super) fn demonitor(&self, watcher: Pid, mref: MonitorRef, flush: bool) -> bool {
-        let mut st = self.lock();
-        let Some(p) = st.procs.get_mut(&watcher) else {
-            return false;
-        };
-        if flush {
-            p.mailbox
-                .retain(|m| !matches!(m, Msg::Down { mref: r, .. } if *r == mref));
-        }
-        let Some(target) = p.monitors.remove(&mref) else {
-            return false;
-        };
-        if let Some(t) = st.procs.get_mut(&target) {
-            t.watchers.remove(&mref);
-        }
-        let at = self.stamp();
-        st.record(at, || EventKind::Demonitor { watcher, target });
-        true
+        self.lock().demonitor(self, watcher, mref, flush)
     }
 
     pub(super) fn register(&self, name: &str, pid: Pid) -> Result<(), super::RegisterError> {
@@ -910,6 +919,53 @@ impl Node {
 }
 
 impl State {
+    fn monitor(&mut self, node: &Node, watcher: Pid, target: Pid) -> MonitorRef {
+        let mref = self.make_ref();
+        let at = node.stamp();
+        self.record(at, || EventKind::Monitor { watcher, target });
+        match self.procs.get_mut(&target) {
+            Some(t) => {
+                t.watchers.insert(mref, watcher);
+                self.proc(watcher).monitors.insert(mref, target);
+            }
+            None => {
+                // Monitoring a dead process yields an immediate DOWN with `noproc`.
+                self.record(at, || EventKind::Down {
+                    watcher,
+                    target,
+                    reason: ExitReason::Noproc.to_term(),
+                });
+                self.proc(watcher).push(Msg::Down {
+                    mref,
+                    pid: target,
+                    reason: ExitReason::Noproc,
+                });
+            }
+        }
+        mref
+    }
+
+    /// Removes a monitor; `true` if it was active. With `flush`, a `DOWN` for it already in
+    /// the mailbox is removed too.
+    fn demonitor(&mut self, node: &Node, watcher: Pid, mref: MonitorRef, flush: bool) -> bool {
+        let Some(p) = self.procs.get_mut(&watcher) else {
+            return false;
+        };
+        if flush {
+            p.mailbox
+                .retain(|m| !matches!(m, Msg::Down { mref: r, .. } if *r == mref));
+        }
+        let Some(target) = p.monitors.remove(&mref) else {
+            return false;
+        };
+        if let Some(t) = self.procs.get_mut(&target) {
+            t.watchers.remove(&mref);
+        }
+        let at = node.stamp();
+        self.record(at, || EventKind::Demonitor { watcher, target });
+        true
+    }
+
     fn proc(&mut self, pid: Pid) -> &mut Proc {
         self.procs
             .get_mut(&pid)

@@ -64,16 +64,16 @@ impl Future for ProcessTask {
             Step::Exit(reason) => return self.exit(reason),
             Step::Run => {}
         }
-        let quiet = self.node.quiet_panics();
         let this = &mut *self;
-        let (node, pid) = (this.node.clone(), this.pid);
-        let outcome = node.run_as(pid, || {
+        let (node, start, body) = (&this.node, &mut this.start, &mut this.body);
+        let quiet = node.quiet_panics();
+        let outcome = node.run_as(this.pid, || {
             in_process(quiet, || {
                 catch_unwind(AssertUnwindSafe(|| {
-                    if let Some(start) = this.start.take() {
-                        this.body = Some(start());
+                    if let Some(start) = start.take() {
+                        *body = Some(start());
                     }
-                    let body = this.body.as_mut().expect("a running process has a body");
+                    let body = body.as_mut().expect("a running process has a body");
                     body.as_mut().poll(cx)
                 }))
             })

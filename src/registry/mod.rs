@@ -141,7 +141,7 @@ struct Part<K, V> {
     /// The partition process (it changes when the partition restarts).
     pid: Option<Pid>,
     /// Entries whose key hashes here (unique) or whose owner hashes here (duplicate).
-    entries: BTreeMap<K, Vec<(Pid, V)>>,
+    entries: Entries<K, V>,
     /// Owners hashing here: the keys they hold (with the partition of each key).
     owners: BTreeMap<Pid, Vec<(usize, K)>>,
 }
@@ -164,7 +164,7 @@ impl<K, V> Table<K, V> {
             parts: (0..partitions)
                 .map(|_| Part {
                     pid: None,
-                    entries: BTreeMap::new(),
+                    entries: Entries::default(),
                     owners: BTreeMap::new(),
                 })
                 .collect(),
@@ -232,12 +232,20 @@ impl<K, V> std::fmt::Debug for Registry<K, V> {
 
 /// A deterministic partition for a value (the same on every run and platform).
 fn slot<T: Hash>(value: &T, n: usize) -> usize {
+    if n == 1 {
+        return 0;
+    }
     // SipHash with fixed keys: deterministic, unlike a RandomState.
     #[allow(deprecated)]
     let mut h = std::hash::SipHasher::new();
     value.hash(&mut h);
     (h.finish() % n as u64) as usize
 }
+
+/// A partition's entries by key. A hash map with a fixed hasher: O(1) lookups, the same
+/// layout on every replay; it is only iterated to count, so its order reaches nothing.
+#[allow(clippy::disallowed_types)] // a fixed hasher: deterministic, and never iterated in order
+type Entries<K, V> = rustc_hash::FxHashMap<K, Vec<(Pid, V)>>;
 
 impl<K, V> Registry<K, V>
 where
@@ -693,7 +701,7 @@ struct Ready(Ref);
 
 /// A (re)started partition of incarnation `generation`: a new, empty share of its table, and
 /// its new pid (nothing, if a newer incarnation has the table by now).
-fn reset_partition<K: Ord + std::fmt::Debug, V>(
+fn reset_partition<K: Ord + Hash + std::fmt::Debug, V>(
     shared: &Shared<K, V>,
     index: usize,
     pid: Pid,
@@ -715,7 +723,7 @@ fn reset_partition<K: Ord + std::fmt::Debug, V>(
 }
 
 /// Removes `owner`'s entries for `key` wherever they are (the owner map is already gone).
-fn remove_owner_key_anywhere<K: Ord, V>(t: &mut Table<K, V>, owner: Pid, key: &K) {
+fn remove_owner_key_anywhere<K: Ord + Hash, V>(t: &mut Table<K, V>, owner: Pid, key: &K) {
     for part in &mut t.parts {
         if let Some(entries) = part.entries.get_mut(key) {
             entries.retain(|(p, _)| *p != owner);

@@ -277,14 +277,15 @@ impl<S: GenServer> ServerRef<S> {
         request: S::Call,
         timeout: Option<Duration>,
     ) -> Result<S::Reply, CallError> {
-        let mref = p.monitor(self.pid);
-        let tag = p.alias();
-        let from = From {
-            pid: p.pid(),
-            tag,
-            _reply: PhantomData,
-        };
-        p.send(self.pid, CallRequest::<S> { from, request });
+        let caller = p.pid();
+        let (mref, tag) = p.request(self.pid, |tag| {
+            let from = From {
+                pid: caller,
+                tag,
+                _reply: PhantomData,
+            };
+            Box::new(CallRequest::<S> { from, request })
+        });
         let accept = |m: &Msg| match m {
             Msg::Down { mref: r, .. } => *r == mref,
             m => m
@@ -295,23 +296,19 @@ impl<S: GenServer> ServerRef<S> {
             Some(t) => p.receive_timeout(accept, t).await,
             None => Some(p.receive(accept).await),
         };
-        p.unalias(tag);
+        p.request_done(mref, tag);
         match answer {
             Some(Msg::Down { reason, .. }) => Err(match reason {
                 ExitReason::Noproc => CallError::Noproc,
                 reason => CallError::Exit(reason),
             }),
             Some(msg) => {
-                p.demonitor_flush(mref);
                 let reply = msg
                     .downcast::<Reply<S::Reply>>()
                     .unwrap_or_else(|_| unreachable!("accepted above"));
                 Ok(reply.value)
             }
-            None => {
-                p.demonitor_flush(mref);
-                Err(CallError::Timeout)
-            }
+            None => Err(CallError::Timeout),
         }
     }
 
