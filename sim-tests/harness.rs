@@ -57,6 +57,25 @@ struct Create(u8, Pid);
 struct Created(bool);
 struct Count(Pid);
 
+/// The campaign of a planted bug found it, as a violation of the application invariant
+/// `invariant`, and shrank it to at most 3 operations and faults (waits aside); the minimal
+/// case.
+fn found_and_shrunk(
+    report: otpsim::sim::harness::HarnessReport,
+    invariant: &str,
+) -> otpsim::sim::harness::Failure {
+    let failure = report.failure.expect("the planted bug is found");
+    assert_eq!(
+        failure.violation.invariant,
+        Invariant::App(invariant.into()),
+        "{failure}"
+    );
+    let steps = failure.case["steps"].as_array().expect("steps");
+    let ops_and_faults = steps.iter().filter(|s| s.get("wait").is_none()).count();
+    assert!(ops_and_faults <= 3, "not shrunk: {failure}");
+    failure
+}
+
 async fn idle(q: Process) -> ExitReason {
     loop {
         q.recv().await;
@@ -282,8 +301,10 @@ impl Target for Kv {
 /// The correct design passes 10,000 cases with every fault family.
 #[test]
 fn a_kv_registry_that_monitors_its_buckets_passes() {
-    let report = Harness::new(Kv::default()).cases(10_000).corpus(None).run();
-    assert_eq!(report.failure.map(|f| f.to_string()), None);
+    Harness::new(Kv::default())
+        .cases(10_000)
+        .corpus(None)
+        .check();
 }
 
 /// Planted bug (a): found, and shrunk to at most 3 operations and faults.
@@ -302,15 +323,7 @@ fn a_kv_registry_linked_to_its_buckets_is_found_and_shrunk() {
     .cases(2000)
     .corpus(Some(dir.clone()))
     .run();
-    let failure = report.failure.expect("the planted bug is found");
-    assert_eq!(
-        failure.violation.invariant,
-        Invariant::App("registry_survives_bucket_crashes".into()),
-        "{failure}"
-    );
-    let steps = failure.case["steps"].as_array().expect("steps");
-    let ops_and_faults = steps.iter().filter(|s| s.get("wait").is_none()).count();
-    assert!(ops_and_faults <= 3, "not shrunk: {failure}");
+    let failure = found_and_shrunk(report, "registry_survives_bucket_crashes");
     assert_eq!(failure.case["seed"], 0, "{failure}");
     let saved = failure.saved.expect("saved in the corpus");
     let file = otpsim::sim::corpus::load(&saved).expect("a valid corpus file");
@@ -454,17 +467,7 @@ fn permanent_buckets_nobody_tracks_are_found_and_shrunk() {
     .cases(2000)
     .corpus(None)
     .run();
-    let failure = report.failure.expect("the planted bug is found");
-    assert_eq!(
-        failure.violation.invariant,
-        Invariant::App("no_unknown_buckets".into()),
-        "{failure}"
-    );
-    let steps = failure.case["steps"].as_array().expect("steps");
-    assert!(
-        steps.iter().filter(|s| s.get("wait").is_none()).count() <= 3,
-        "not shrunk: {failure}"
-    );
+    found_and_shrunk(report, "no_unknown_buckets");
 }
 
 /// A server that registers a unique name in its init (issue 5, planted bug (e) and its fix).
@@ -538,15 +541,6 @@ impl Target for Named {
         })
     }
 
-    fn apply<'a>(
-        &'a self,
-        _: &'a mut Self::State,
-        _: &'a (),
-        _: &'a Process,
-    ) -> BoxFuture<'a, Result<(), Violation>> {
-        Box::pin(async { Ok(()) })
-    }
-
     /// App invariant: after fewer faults than the intensity allows, the name resolves.
     fn check<'a>(
         &'a self,
@@ -575,13 +569,12 @@ impl Target for Named {
 /// The fixed design passes 10,000 cases with every fault family.
 #[test]
 fn a_server_that_registers_in_init_survives_crashes() {
-    let report = Harness::new(Named {
+    Harness::new(Named {
         check_then_register: false,
     })
     .cases(10_000)
     .corpus(None)
-    .run();
-    assert_eq!(report.failure.map(|f| f.to_string()), None);
+    .check();
 }
 
 /// Planted bug (e): found, and shrunk to at most 3 operations and faults.
@@ -597,17 +590,7 @@ fn a_restart_racing_the_old_owners_cleanup_is_found_and_shrunk() {
     .cases(2000)
     .corpus(None)
     .run();
-    let failure = report.failure.expect("the planted bug is found");
-    assert_eq!(
-        failure.violation.invariant,
-        Invariant::App("name_survives_a_crash".into()),
-        "{failure}"
-    );
-    let steps = failure.case["steps"].as_array().expect("steps");
-    assert!(
-        steps.iter().filter(|s| s.get("wait").is_none()).count() <= 3,
-        "not shrunk: {failure}"
-    );
+    found_and_shrunk(report, "name_survives_a_crash");
 }
 
 /// Planted bug (c): found, and shrunk to at most 3 operations and faults.
@@ -620,17 +603,7 @@ fn a_registry_started_before_the_supervisor_it_calls_is_found_and_shrunk() {
     .cases(2000)
     .corpus(None)
     .run();
-    let failure = report.failure.expect("the planted bug is found");
-    assert_eq!(
-        failure.violation.invariant,
-        Invariant::App("create_works_at_rest".into()),
-        "{failure}"
-    );
-    let steps = failure.case["steps"].as_array().expect("steps");
-    assert!(
-        steps.iter().filter(|s| s.get("wait").is_none()).count() <= 3,
-        "not shrunk: {failure}"
-    );
+    found_and_shrunk(report, "create_works_at_rest");
 }
 
 /// A find-or-start cache (issue 5, planted bug (d) and its fix): one `Store` server per
@@ -848,13 +821,12 @@ impl Target for Cache {
 /// The fixed cache passes 10,000 cases with every fault family.
 #[test]
 fn a_cache_that_finds_or_starts_again_after_a_death_passes() {
-    let report = Harness::new(Cache {
+    Harness::new(Cache {
         trusts_lookup: false,
     })
     .cases(10_000)
     .corpus(None)
-    .run();
-    assert_eq!(report.failure.map(|f| f.to_string()), None);
+    .check();
 }
 
 /// Planted bug (d): found, and shrunk to at most 3 operations and faults.
@@ -866,17 +838,7 @@ fn a_cache_that_trusts_its_lookup_is_found_and_shrunk() {
     .cases(2000)
     .corpus(None)
     .run();
-    let failure = report.failure.expect("the planted bug is found");
-    assert_eq!(
-        failure.violation.invariant,
-        Invariant::App("puts_reach_a_live_store".into()),
-        "{failure}"
-    );
-    let steps = failure.case["steps"].as_array().expect("steps");
-    assert!(
-        steps.iter().filter(|s| s.get("wait").is_none()).count() <= 3,
-        "not shrunk: {failure}"
-    );
+    found_and_shrunk(report, "puts_reach_a_live_store");
 }
 
 /// The tree generator produces every kind of node and every workload operation the issue
@@ -991,15 +953,6 @@ impl Target for BusyCheck {
         })
     }
 
-    fn apply<'a>(
-        &'a self,
-        _: &'a mut Self::State,
-        _: &'a (),
-        _: &'a Process,
-    ) -> BoxFuture<'a, Result<(), Violation>> {
-        Box::pin(async { Ok(()) })
-    }
-
     fn check<'a>(
         &'a self,
         names: &'a mut Self::State,
@@ -1018,6 +971,5 @@ impl Target for BusyCheck {
 
 #[test]
 fn the_end_state_is_judged_before_the_applications_own_check() {
-    let report = Harness::new(BusyCheck).cases(100).corpus(None).run();
-    assert_eq!(report.failure.map(|f| f.to_string()), None);
+    Harness::new(BusyCheck).cases(100).corpus(None).check();
 }

@@ -42,9 +42,6 @@
 //!             Ok((sup.pid(), ()))
 //!         })
 //!     }
-//!     fn apply<'a>(&'a self, _: &'a mut (), _: &'a (), _: &'a Process) -> BoxFuture<'a, Result<(), Violation>> {
-//!         Box::pin(async { Ok(()) })
-//!     }
 //! }
 //!
 //! let report = Harness::new(Pair).cases(50).corpus(None).run();
@@ -110,13 +107,17 @@ pub trait Target: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(Pid, Self::State), String>>;
 
     /// Runs one workload operation from the driver; an `Err` is an application invariant
-    /// the operation found broken.
+    /// the operation found broken. The default does nothing (a target whose workload is the
+    /// faults alone).
     fn apply<'a>(
         &'a self,
         state: &'a mut Self::State,
         op: &'a Self::Op,
         p: &'a Process,
-    ) -> BoxFuture<'a, Result<(), Violation>>;
+    ) -> BoxFuture<'a, Result<(), Violation>> {
+        let _ = (state, op, p);
+        Box::pin(async { Ok(()) })
+    }
 
     /// The application's invariants at rest, after the faults stopped and the tree had
     /// [`settle`](Target::settle) time to recover. The default checks nothing.
