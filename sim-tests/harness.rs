@@ -973,3 +973,64 @@ impl Target for BusyCheck {
 fn the_end_state_is_judged_before_the_applications_own_check() {
     Harness::new(BusyCheck).cases(100).corpus(None).check();
 }
+
+/// A fault keeps hitting the same process when other parts of the tree go: what lets a
+/// failing tree shrink (faults pick by rendezvous hashing over tree paths, and generated
+/// children keep their ids when a sibling is removed).
+#[test]
+fn a_fault_hits_the_same_process_when_the_rest_of_the_tree_shrinks() {
+    use otpsim::sim::harness::{run_case, Case, Fault, Step};
+    use otpsim::sim::tree::{Kind, NodeSpec, TreeSetup, TreeSpec, WorkerSpec};
+    let worker = |id: u16| NodeSpec {
+        id: Some(id),
+        restart: "permanent".into(),
+        shutdown: "500".into(),
+        kind: Kind::Worker(WorkerSpec {
+            trap_exit: false,
+            stop_ms: Some(0),
+            starts: vec!["ok".into()],
+            register: false,
+        }),
+    };
+    let case = |ids: &[u16], victim: u16| Case {
+        setup: TreeSetup {
+            root: TreeSpec {
+                strategy: "one_for_one".into(),
+                intensity: 3,
+                period: 5,
+                children: ids.iter().map(|&id| worker(id)).collect(),
+            },
+            registry: false,
+        },
+        steps: vec![Step::Fault(Fault::Kill { victim })],
+        seed: 0,
+        delays: None,
+    };
+    let hit = |ids: &[u16], victim: u16| {
+        let report = run_case(&std::sync::Arc::new(Tree), &case(ids, victim));
+        let lines = report.trace.lines();
+        let fault = lines.iter().find(|l| l.starts_with("fault ")).cloned();
+        fault.expect("the fault hit something")
+    };
+    let all = [11, 22, 33, 44, 55];
+    for victim in 0..20 {
+        let before = hit(&all, victim);
+        // Remove every child but the one hit: the same child is hit.
+        let kept: Vec<u16> = all
+            .iter()
+            .copied()
+            .filter(|id| before.contains(&format!("root/c{id} ")))
+            .collect();
+        assert_eq!(kept.len(), 1, "{before}");
+        assert_eq!(hit(&kept, victim), before, "victim {victim}");
+        // And removing any other single child changes nothing either.
+        for gone in all.iter().filter(|id| **id != kept[0]) {
+            let rest: Vec<u16> = all.iter().copied().filter(|id| id != gone).collect();
+            assert_eq!(
+                hit(&rest, victim),
+                before,
+                "victim {victim} without c{gone}"
+            );
+        }
+    }
+}

@@ -38,9 +38,32 @@ pub struct TreeSpec {
     pub children: Vec<NodeSpec>,
 }
 
+impl TreeSpec {
+    /// Its children's ids, in order: `c<id>`, or `c<position>` for a child without one (a
+    /// repeated id gets its position too: ids are unique among siblings).
+    pub fn child_ids(&self) -> Vec<String> {
+        let mut seen = std::collections::BTreeSet::new();
+        let ids = self.children.iter().enumerate().map(|(i, child)| {
+            let id = format!("c{}", child.id.map_or(i, usize::from));
+            let id = if seen.contains(&id) {
+                format!("{id}_{i}")
+            } else {
+                id
+            };
+            seen.insert(id.clone());
+            id
+        });
+        ids.collect()
+    }
+}
+
 /// A child of a supervisor.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NodeSpec {
+    /// Its child id is `c<id>` (generated once, so that it does not change when shrinking
+    /// removes a sibling); `None`: `c<its position>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u16>,
     /// `permanent`, `transient` or `temporary`.
     pub restart: String,
     /// `brutal_kill`, `infinity`, or a timeout in milliseconds.
@@ -394,9 +417,8 @@ fn static_spec(
         .fold(SupervisorSpec::new(flags), SupervisorSpec::child);
     tree.children
         .iter()
-        .enumerate()
-        .fold(spec, |spec, (i, child)| {
-            let id = format!("c{i}");
+        .zip(tree.child_ids())
+        .fold(spec, |spec, (child, id)| {
             spec.child(child_spec(child, format!("{path}/{id}"), id, state))
         })
 }
@@ -442,6 +464,7 @@ fn restart_strategy() -> impl Strategy<Value = String> {
 
 fn tree_strategy(depth: u32) -> BoxedStrategy<TreeSpec> {
     let leaf = (restart_strategy(), worker_strategy()).prop_map(|(restart, w)| NodeSpec {
+        id: None,
         restart,
         // A worker that never stops by itself must have a timeout, or the tree hangs by
         // design (OTP's documentation says the same of `infinity` for workers).
@@ -461,11 +484,13 @@ fn tree_strategy(depth: u32) -> BoxedStrategy<TreeSpec> {
     });
     let server =
         (restart_strategy(), 0u16..300, shutdown()).prop_map(|(restart, stop_ms, s)| NodeSpec {
+            id: None,
             restart,
             shutdown: s.into(),
             kind: Kind::Server(ServerSpec { stop_ms }),
         });
     let tasks = restart_strategy().prop_map(|restart| NodeSpec {
+        id: None,
         restart,
         shutdown: "infinity".into(),
         kind: Kind::Tasks,
@@ -477,6 +502,7 @@ fn tree_strategy(depth: u32) -> BoxedStrategy<TreeSpec> {
         prop_oneof![
             4 => leaf,
             1 => (restart_strategy(), tree_strategy(depth - 1)).prop_map(|(restart, t)| NodeSpec {
+                id: None,
                 restart,
                 shutdown: "infinity".into(),
                 kind: Kind::Supervisor(t),
@@ -494,13 +520,19 @@ fn tree_strategy(depth: u32) -> BoxedStrategy<TreeSpec> {
         strategy,
         0u8..5,
         1u8..6,
-        prop::collection::vec(child, 1..=6),
+        prop::collection::vec((child, any::<u16>().no_shrink()), 1..=6),
     )
         .prop_map(|(strategy, intensity, period, children)| TreeSpec {
             children: if strategy == "dynamic" {
                 Vec::new()
             } else {
                 children
+                    .into_iter()
+                    .map(|(child, id)| NodeSpec {
+                        id: Some(id),
+                        ..child
+                    })
+                    .collect()
             },
             strategy: strategy.into(),
             intensity,
@@ -642,8 +674,8 @@ impl Target for Tree {
 
 /// The paths under `tree` that register in the registry: workers with `register`, servers.
 fn registering_paths(tree: &TreeSpec, path: &str, out: &mut Vec<String>) {
-    for (i, child) in tree.children.iter().enumerate() {
-        let path = format!("{path}/c{i}");
+    for (child, id) in tree.children.iter().zip(tree.child_ids()) {
+        let path = format!("{path}/{id}");
         match &child.kind {
             Kind::Worker(w) if w.register => out.push(path),
             Kind::Server(_) => out.push(path),

@@ -33,8 +33,10 @@ pub enum Step<O> {
     Wait(u32),
 }
 
-/// A fault. `victim` picks a live process of the tree (not the root) by index, modulo
-/// their number, in pid order; a tree with no such process makes the fault a no-op.
+/// A fault. `victim` picks a live process of the tree (not the root) by rendezvous hashing
+/// over their tree paths: the same number keeps picking the same process when the rest of the
+/// tree changes (which is what lets a case shrink). A tree with no such process makes the
+/// fault a no-op.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Fault {

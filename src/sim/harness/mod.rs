@@ -277,9 +277,7 @@ async fn drive<T: Target>(target: &T, case: &Case<T::Setup, T::Op>, p: &Process)
 /// Injects one fault into the tree under `root`.
 async fn inject(fault: &Fault, root: Pid, p: &Process) {
     let node = p.node();
-    let pick_from = |victim: u16, candidates: Vec<Pid>| {
-        (!candidates.is_empty()).then(|| candidates[usize::from(victim) % candidates.len()])
-    };
+    let pick_from = |victim: u16, candidates: Vec<Pid>| pick_victim(node, victim, candidates);
     let pick = |victim: u16| pick_from(victim, node.descendants(root));
     // A supervisor does not crash by itself (OTP's supervisor has no bug to crash of), nor
     // does a library process (a registry partition); what reaches them from outside are
@@ -466,6 +464,43 @@ pub fn only_children_hit(p: &Process, path: &str) -> bool {
         }
         true
     })
+}
+
+/// The candidate a fault's `victim` number picks: the one whose name scores highest with it
+/// (rendezvous hashing). Removing other candidates never changes the pick, so a case keeps
+/// hitting the same process while shrinking removes the rest of the tree. A candidate is
+/// named by its tree path, or (unnamed, like a dynamic supervisor's children) by its
+/// parent's name and its place among its unnamed siblings.
+fn pick_victim(node: &crate::process::Node, victim: u16, candidates: Vec<Pid>) -> Option<Pid> {
+    let mut unnamed: std::collections::BTreeMap<Option<Pid>, usize> = Default::default();
+    let mut best: Option<(u64, String, Pid)> = None;
+    for pid in candidates {
+        let name = match node.path_of(pid) {
+            Some(path) => path,
+            None => {
+                let parent = node.parent_of(pid);
+                let k = unnamed.entry(parent).or_default();
+                *k += 1;
+                let parent_name = parent.and_then(|q| node.path_of(q));
+                format!("{}/#{k}", parent_name.unwrap_or_else(|| "?".into()))
+            }
+        };
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in victim.to_le_bytes().iter().chain(name.as_bytes()) {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        // Finish the mix, so that nearby names and numbers score far apart.
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        if best
+            .as_ref()
+            .is_none_or(|(bh, bn, _)| (h, &name) > (*bh, bn))
+        {
+            best = Some((h, name, pid));
+        }
+    }
+    best.map(|(_, _, pid)| pid)
 }
 
 /// The processes of library code a trace has seen start: supervisors (static and dynamic)
