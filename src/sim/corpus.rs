@@ -19,7 +19,9 @@
 //!
 //! When a file no longer does what it records (the bug is fixed, or the runtime's trace
 //! legitimately changed), `OTPSIM_UPDATE=1 cargo test` or `otpsim replay --update FILE`
-//! rewrites its expectation to what it does now; review the change like any other.
+//! rewrites its expectation to what it does now; review the change like any other (a
+//! reproducer that passes because its case no longer reaches the bug, after a change to the
+//! harness or the system, must be re-aimed, not relabelled).
 //!
 //! ```
 //! use otpsim::sim::corpus::Expect;
