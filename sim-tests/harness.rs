@@ -1034,3 +1034,56 @@ fn a_fault_hits_the_same_process_when_the_rest_of_the_tree_shrinks() {
         }
     }
 }
+
+/// Crash faults never go into library processes (supervisors, registry partitions: OTP and
+/// Elixir code that does not fail by itself); kills reach them like any other process.
+#[test]
+fn crash_faults_spare_library_processes_and_kills_do_not() {
+    use otpsim::sim::harness::{run_case, Case, CrashReason, Fault, Step};
+    use otpsim::sim::tree::{Kind, NodeSpec, TreeSetup, TreeSpec, WorkerSpec};
+    let setup = TreeSetup {
+        root: TreeSpec {
+            strategy: "one_for_one".into(),
+            intensity: 100,
+            period: 5,
+            children: vec![NodeSpec {
+                id: None,
+                restart: "permanent".into(),
+                shutdown: "500".into(),
+                kind: Kind::Worker(WorkerSpec {
+                    trap_exit: false,
+                    stop_ms: Some(0),
+                    starts: vec!["ok".into()],
+                    register: true,
+                }),
+            }],
+        },
+        registry: true,
+    };
+    let faults_on_partitions = |fault: fn(u16) -> Fault| {
+        (0..64u16)
+            .filter(|&victim| {
+                let case = Case {
+                    setup: setup.clone(),
+                    steps: vec![Step::Fault(fault(victim))],
+                    seed: 0,
+                    delays: None,
+                };
+                let report = run_case(&std::sync::Arc::new(Tree), &case);
+                assert_eq!(report.violation, None, "victim {victim}");
+                report
+                    .trace
+                    .lines()
+                    .iter()
+                    .any(|l| l.starts_with("fault root/registry/partition_0 "))
+            })
+            .count()
+    };
+    let crash = |victim| Fault::Crash {
+        victim,
+        reason: CrashReason::Normal,
+    };
+    assert_eq!(faults_on_partitions(crash), 0, "a crash hit a partition");
+    let kill = |victim| Fault::Kill { victim };
+    assert!(faults_on_partitions(kill) > 0, "kills reach partitions too");
+}
