@@ -106,7 +106,7 @@ impl Process {
         Fut: Future + Send + 'static,
         Fut::Output: IntoExitReason,
     {
-        self.node.spawn_with(Some(self.pid), SpawnTie::None, body).0
+        self.spawn_tied(SpawnTie::None, move |p| Ok(body(p))).0
     }
 
     /// Spawns a process linked to this one (atomically: the child cannot die unlinked).
@@ -116,7 +116,7 @@ impl Process {
         Fut: Future + Send + 'static,
         Fut::Output: IntoExitReason,
     {
-        self.node.spawn_with(Some(self.pid), SpawnTie::Link, body).0
+        self.spawn_tied(SpawnTie::Link, move |p| Ok(body(p))).0
     }
 
     /// Spawns a process monitored by this one.
@@ -126,10 +126,20 @@ impl Process {
         Fut: Future + Send + 'static,
         Fut::Output: IntoExitReason,
     {
-        let (pid, mref) = self
-            .node
-            .spawn_with(Some(self.pid), SpawnTie::Monitor, body);
+        let (pid, mref) = self.spawn_tied(SpawnTie::Monitor, move |p| Ok(body(p)));
         (pid, mref.expect("spawn_monitor creates a monitor"))
+    }
+
+    /// Spawns a child tied to this process by `tie`, whose body may refuse to start: built at
+    /// the child's first step, it gives `Err(reason)` to exit at once with `reason` (a server
+    /// whose name is taken), or the child's future.
+    pub(crate) fn spawn_tied<F, Fut>(&self, tie: SpawnTie, body: F) -> (Pid, Option<MonitorRef>)
+    where
+        F: FnOnce(Process) -> Result<Fut, ExitReason> + Send + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: IntoExitReason,
+    {
+        self.node.spawn_with(Some(self.pid), tie, body)
     }
 
     /// Sends `value` to `to`. Sending to a dead pid does nothing; messages from this process

@@ -6,7 +6,7 @@
 //! sender-receiver pair.
 
 use super::message::{MonitorRef, Msg};
-use super::task::ProcessTask;
+use super::task::process_task;
 use super::{ExitReason, IntoExitReason, Process};
 use crate::rt::{self, Choices, Duration, Instant, NoFaults};
 use crate::term::{Pid, Ref};
@@ -341,9 +341,12 @@ impl Node {
         Fut: Future + Send + 'static,
         Fut::Output: IntoExitReason,
     {
-        self.spawn_with(None, SpawnTie::None, body).0
+        self.spawn_with(None, SpawnTie::None, move |p| Ok(body(p)))
+            .0
     }
 
+    /// Spawns a process whose body is built at its first step; a body that returns
+    /// `Err(reason)` instead of its future exits at once with `reason`.
     pub(super) fn spawn_with<F, Fut>(
         &self,
         parent: Option<Pid>,
@@ -351,7 +354,7 @@ impl Node {
         body: F,
     ) -> (Pid, Option<MonitorRef>)
     where
-        F: FnOnce(Process) -> Fut + Send + 'static,
+        F: FnOnce(Process) -> Result<Fut, ExitReason> + Send + 'static,
         Fut: Future + Send + 'static,
         Fut::Output: IntoExitReason,
     {
@@ -381,7 +384,7 @@ impl Node {
             (pid, mref)
         };
         let process = Process::new(self.clone(), pid);
-        rt::spawn(ProcessTask::new(self.clone(), pid, process, body));
+        rt::spawn(process_task(self.clone(), pid, process, body));
         (pid, mref)
     }
 

@@ -12,78 +12,82 @@ use std::pin::Pin;
 use std::sync::Once;
 use std::task::{Context, Poll};
 
-type Body = Pin<Box<dyn Future<Output = ExitReason> + Send>>;
-
-/// The future the executor runs for one process.
-pub(super) struct ProcessTask {
+/// The future the executor runs for one process: steps it under the node's control, builds its
+/// body at the first step (so that a panic in `body` itself is caught too), catches its
+/// panics, and turns its end into an exit.
+///
+/// The body lives inline in this future, so a process is one executor allocation: no boxed
+/// body, no boxed constructor. (Not an `async fn`: its arguments would be kept for the whole
+/// life of the process next to the body built from them.)
+#[allow(clippy::manual_async_fn)]
+pub(super) fn process_task<F, Fut>(
     node: Node,
     pid: Pid,
-    body: Option<Body>,
-    /// The body's constructor, run at the first step so that a panic in it is caught too.
-    start: Option<Box<dyn FnOnce() -> Body + Send>>,
+    process: Process,
+    body: F,
+) -> impl Future<Output = ()> + Send + 'static
+where
+    F: FnOnce(Process) -> Result<Fut, ExitReason> + Send + 'static,
+    Fut: Future + Send + 'static,
+    Fut::Output: IntoExitReason,
+{
+    let mut start = Some(move || body(process));
+    async move {
+        let mut running = std::pin::pin!(None::<Fut>);
+        std::future::poll_fn(|cx| {
+            let reason = match node.begin_step(pid, cx.waker()) {
+                Step::Halted => {
+                    running.set(None);
+                    return Poll::Ready(());
+                }
+                Step::Exit(reason) => reason,
+                Step::Run => match step(&node, pid, cx, &mut start, running.as_mut()) {
+                    Ok(Poll::Pending) => return Poll::Pending,
+                    Ok(Poll::Ready(reason)) => reason,
+                    Err(payload) => ExitReason::Panic(panic_message(&*payload)),
+                },
+            };
+            // Drop the body first, outside the node lock: its destructors may use the node.
+            running.set(None);
+            start = None;
+            node.finish(pid, reason);
+            Poll::Ready(())
+        })
+        .await
+    }
 }
 
-impl ProcessTask {
-    pub(super) fn new<F, Fut>(node: Node, pid: Pid, process: Process, body: F) -> ProcessTask
-    where
-        F: FnOnce(Process) -> Fut + Send + 'static,
-        Fut: Future + Send + 'static,
-        Fut::Output: IntoExitReason,
-    {
-        let start = move || -> Body {
-            let fut = body(process);
-            Box::pin(async move { fut.await.into_exit_reason() })
-        };
-        ProcessTask {
-            node,
-            pid,
-            body: None,
-            start: Some(Box::new(start)),
-        }
-    }
-
-    fn exit(&mut self, reason: ExitReason) -> Poll<()> {
-        // Drop the body first, outside the node lock: its destructors may use the node.
-        self.body = None;
-        self.start = None;
-        self.node.finish(self.pid, reason);
-        Poll::Ready(())
-    }
-}
-
-impl Future for ProcessTask {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        match self.node.begin_step(self.pid, cx.waker()) {
-            Step::Halted => {
-                self.body = None;
-                self.start = None;
-                return Poll::Ready(());
-            }
-            Step::Exit(reason) => return self.exit(reason),
-            Step::Run => {}
-        }
-        let this = &mut *self;
-        let (node, start, body) = (&this.node, &mut this.start, &mut this.body);
-        let quiet = node.quiet_panics();
-        let outcome = node.run_as(this.pid, || {
-            in_process(quiet, || {
-                catch_unwind(AssertUnwindSafe(|| {
-                    if let Some(start) = start.take() {
-                        *body = Some(start());
+/// One step of a process's body, built first if this is its first step; a panic comes back
+/// as its payload.
+fn step<Fut>(
+    node: &Node,
+    pid: Pid,
+    cx: &mut Context<'_>,
+    start: &mut Option<impl FnOnce() -> Result<Fut, ExitReason>>,
+    mut running: Pin<&mut Option<Fut>>,
+) -> Result<Poll<ExitReason>, Box<dyn std::any::Any + Send>>
+where
+    Fut: Future,
+    Fut::Output: IntoExitReason,
+{
+    node.run_as(pid, || {
+        in_process(node.quiet_panics(), || {
+            catch_unwind(AssertUnwindSafe(|| {
+                if let Some(start) = start.take() {
+                    match start() {
+                        Ok(body) => running.set(Some(body)),
+                        Err(reason) => return Poll::Ready(reason),
                     }
-                    let body = body.as_mut().expect("a running process has a body");
-                    body.as_mut().poll(cx)
-                }))
-            })
-        });
-        match outcome {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(reason)) => self.exit(reason),
-            Err(payload) => self.exit(ExitReason::Panic(panic_message(&*payload))),
-        }
-    }
+                }
+                running
+                    .as_mut()
+                    .as_pin_mut()
+                    .expect("a running process has a body")
+                    .poll(cx)
+                    .map(IntoExitReason::into_exit_reason)
+            }))
+        })
+    })
 }
 
 thread_local! {

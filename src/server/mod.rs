@@ -44,6 +44,7 @@
 use crate::process::{catch_panic, ExitReason, Msg, Process, RegisterError};
 use crate::rt::Duration;
 use crate::term::{Pid, Ref};
+use crate::trace::SpawnTie;
 use std::future::Future;
 use std::marker::PhantomData;
 
@@ -435,12 +436,17 @@ pub async fn start_with<S: GenServer>(
     let tag = p.alias();
     let parent = p.pid();
     let (name, via) = (options.name, options.via);
-    let body = move |server: Process| run::<S>(server, arg, parent, tag, name, via);
-    let pid = if options.link {
-        p.spawn_link(body)
-    } else {
-        p.spawn(body)
+    let body = move |server: Process| {
+        let start = Start { parent, tag };
+        // Registration is synchronous: done here, it takes no room in the server's future.
+        register(&server, start, name, via).map(|()| run::<S>(server, arg, start))
     };
+    let tie = if options.link {
+        SpawnTie::Link
+    } else {
+        SpawnTie::None
+    };
+    let (pid, _) = p.spawn_tied(tie, body);
     let answer = p
         .await_start(pid, |m| {
             m.downcast_ref::<StartAck>().is_some_and(|a| a.tag == tag)
@@ -454,121 +460,151 @@ pub async fn start_with<S: GenServer>(
     }
 }
 
-/// The body of a server process.
-async fn run<S: GenServer>(
-    p: Process,
-    arg: S::Arg,
+/// Who started a server, and the tag of its start acknowledgement.
+#[derive(Clone, Copy)]
+struct Start {
     parent: Pid,
     tag: Ref,
+}
+
+impl Start {
+    fn ack(self, p: &Process, result: Result<(), StartError>) {
+        let tag = self.tag;
+        p.send_boxed(self.parent, Box::new(StartAck { tag, result }), Some(tag));
+    }
+}
+
+/// Registers a starting server under its local and via names; on a refusal, acknowledges
+/// the start with its error and gives the reason the server exits with.
+fn register(
+    p: &Process,
+    start: Start,
     name: Option<String>,
     via: Option<Via>,
-) -> ExitReason {
-    let ack = |result: Result<(), StartError>| {
-        p.send_boxed(parent, Box::new(StartAck { tag, result }), Some(tag));
-    };
+) -> Result<(), ExitReason> {
     if let Some(name) = name {
         match p.register(&name) {
             Ok(()) => {}
             Err(RegisterError::Taken(owner)) => {
-                ack(Err(StartError::AlreadyStarted(owner)));
-                return ExitReason::Normal;
+                start.ack(p, Err(StartError::AlreadyStarted(owner)));
+                return Err(ExitReason::Normal);
             }
             Err(e) => unreachable!("a new process has no name and is alive: {e}"),
         }
     }
     if let Some(via) = via {
-        match via.0.register_name(&p) {
+        match via.0.register_name(p) {
             Ok(()) => {}
             Err(ViaError::Taken(owner)) => {
-                ack(Err(StartError::AlreadyStarted(owner)));
-                return ExitReason::Normal;
+                start.ack(p, Err(StartError::AlreadyStarted(owner)));
+                return Err(ExitReason::Normal);
             }
             Err(ViaError::Failed(reason)) => {
-                ack(Err(StartError::Failed(reason.clone())));
-                return reason;
+                start.ack(p, Err(StartError::Failed(reason.clone())));
+                return Err(reason);
             }
         }
     }
+    Ok(())
+}
+
+/// The body of a registered server process: `init`, then the loop.
+async fn run<S: GenServer>(p: Process, arg: S::Arg, start: Start) -> ExitReason {
     let (mut state, mut cont) = match catch_panic(S::init(arg, &p)).await {
         Ok(Init::Ok(state)) => (state, None),
         Ok(Init::Continue(state, c)) => (state, Some(c)),
         Ok(Init::Ignore) => {
-            ack(Err(StartError::Ignore));
+            start.ack(&p, Err(StartError::Ignore));
             return ExitReason::Normal;
         }
         Ok(Init::Stop(reason)) => {
-            ack(Err(StartError::Failed(reason.clone())));
+            start.ack(&p, Err(StartError::Failed(reason.clone())));
             return reason;
         }
         Err(panic) => {
             let reason = ExitReason::Panic(panic);
-            ack(Err(StartError::Failed(reason.clone())));
+            start.ack(&p, Err(StartError::Failed(reason.clone())));
             return reason;
         }
     };
-    ack(Ok(()));
+    start.ack(&p, Ok(()));
     loop {
         let next = match cont.take() {
             Some(c) => catch_panic(state.handle_continue(c, &p)).await,
-            None => handle_message(&mut state, p.recv().await, parent, &p).await,
+            None => match dispatch::<S>(p.recv().await, start.parent) {
+                Dispatch::Call(request, from) => {
+                    let caller = (from.pid, from.tag);
+                    match catch_panic(state.handle_call(request, from, &p)).await {
+                        Ok(reply) => Ok(answer(reply, caller, &p)),
+                        Err(panic) => Err(panic),
+                    }
+                }
+                Dispatch::Cast(request) => catch_panic(state.handle_cast(request, &p)).await,
+                Dispatch::Stop(reason) => Ok(Next::Stop(reason)),
+                Dispatch::Info(msg) => catch_panic(state.handle_info(msg, &p)).await,
+            },
         };
         match next {
             Ok(Next::Continue) => {}
             Ok(Next::ContinueWith(c)) => cont = Some(c),
-            Ok(Next::Stop(reason)) => return terminate(&mut state, reason, &p).await,
-            Err(panic) => return terminate(&mut state, ExitReason::Panic(panic), &p).await,
+            Ok(Next::Stop(reason)) => return Box::pin(terminate(&mut state, reason, &p)).await,
+            Err(panic) => {
+                let reason = ExitReason::Panic(panic);
+                return Box::pin(terminate(&mut state, reason, &p)).await;
+            }
         }
     }
 }
 
-/// Dispatches one message to the right callback.
-async fn handle_message<S: GenServer>(
-    state: &mut S,
-    msg: Msg,
-    parent: Pid,
-    p: &Process,
-) -> Result<Next<S>, String> {
+/// Which callback a message is for.
+enum Dispatch<S: GenServer> {
+    Call(S::Call, From<S::Reply>),
+    Cast(S::Cast),
+    /// A trapping server asked to stop by its parent: terminate with the parent's reason.
+    Stop(ExitReason),
+    Info(Msg),
+}
+
+/// Sorts one message to its callback (synchronously: the server's future holds only the
+/// callback's own future while it runs).
+fn dispatch<S: GenServer>(msg: Msg, parent: Pid) -> Dispatch<S> {
     let msg = match msg.downcast::<CallRequest<S>>() {
-        Ok(CallRequest { from, request }) => {
-            let caller = (from.pid, from.tag);
-            let reply = |value| {
-                From {
-                    pid: caller.0,
-                    tag: caller.1,
-                    _reply: PhantomData,
-                }
-                .reply(p, value)
-            };
-            return Ok(
-                match catch_panic(state.handle_call(request, from, p)).await? {
-                    CallReply::Reply(r) => {
-                        reply(r);
-                        Next::Continue
-                    }
-                    CallReply::ReplyContinue(r, c) => {
-                        reply(r);
-                        Next::ContinueWith(c)
-                    }
-                    CallReply::NoReply => Next::Continue,
-                    CallReply::Stop(reason, r) => {
-                        if let Some(r) = r {
-                            reply(r);
-                        }
-                        Next::Stop(reason)
-                    }
-                },
-            );
+        Ok(CallRequest { from, request }) => return Dispatch::Call(request, from),
+        Err(msg) => msg,
+    };
+    match msg.downcast::<CastRequest<S>>() {
+        Ok(CastRequest(request)) => Dispatch::Cast(request),
+        Err(Msg::Exit { from, reason }) if from == parent => Dispatch::Stop(reason),
+        Err(msg) => Dispatch::Info(msg),
+    }
+}
+
+/// Sends a `handle_call` result's reply, if it has one, and gives what the server does next.
+fn answer<S: GenServer>(reply: CallReply<S>, caller: (Pid, Ref), p: &Process) -> Next<S> {
+    let send = |value| {
+        From {
+            pid: caller.0,
+            tag: caller.1,
+            _reply: PhantomData,
         }
-        Err(msg) => msg,
+        .reply(p, value)
     };
-    let msg = match msg.downcast::<CastRequest<S>>() {
-        Ok(CastRequest(request)) => return catch_panic(state.handle_cast(request, p)).await,
-        Err(msg) => msg,
-    };
-    match msg {
-        // A trapping server asked to stop by its parent: terminate with the parent's reason.
-        Msg::Exit { from, reason } if from == parent => Ok(Next::Stop(reason)),
-        msg => catch_panic(state.handle_info(msg, p)).await,
+    match reply {
+        CallReply::Reply(r) => {
+            send(r);
+            Next::Continue
+        }
+        CallReply::ReplyContinue(r, c) => {
+            send(r);
+            Next::ContinueWith(c)
+        }
+        CallReply::NoReply => Next::Continue,
+        CallReply::Stop(reason, r) => {
+            if let Some(r) = r {
+                send(r);
+            }
+            Next::Stop(reason)
+        }
     }
 }
 
