@@ -32,6 +32,7 @@
 mod message;
 mod node;
 mod reason;
+mod small;
 mod task;
 
 pub use message::{MonitorRef, Msg};

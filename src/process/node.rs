@@ -6,6 +6,7 @@
 //! sender-receiver pair.
 
 use super::message::{MonitorRef, Msg};
+use super::small::{SmallMap, SmallSet};
 use super::task::process_task;
 use super::{ExitReason, IntoExitReason, Process};
 use crate::rt::{self, Choices, Duration, Instant, NoFaults};
@@ -153,48 +154,64 @@ pub(super) struct State {
     draining: bool,
 }
 
+/// A live process's record in the table. Kept small (it is one table slot per process):
+/// its sets hold one entry inline ([`SmallMap`]), and what few processes have sits in
+/// [`Rare`], allocated on first use.
 pub(super) struct Proc {
     mailbox: VecDeque<Msg>,
     waker: Option<Waker>,
-    trap_exit: bool,
-    links: BTreeSet<Pid>,
+    links: SmallSet<Pid>,
     /// Monitors others hold on this process: reference -> watcher.
-    watchers: BTreeMap<MonitorRef, Pid>,
+    watchers: SmallMap<MonitorRef, Pid>,
     /// Monitors this process holds: reference -> target.
-    monitors: BTreeMap<MonitorRef, Pid>,
-    aliases: BTreeSet<Ref>,
-    pending_exit: Option<ExitReason>,
-    name: Option<String>,
+    monitors: SmallMap<MonitorRef, Pid>,
+    aliases: SmallSet<Ref>,
+    pending_exit: Option<Box<ExitReason>>,
     /// The process that spawned it (`None`: the outside world).
     parent: Option<Pid>,
+    rare: Option<Box<Rare>>,
     received: u64,
+    steps: u64,
     /// Messages taken by waiting receives during the current step (the reduction count).
     taken_this_step: u32,
-    steps: u64,
+    trap_exit: bool,
+}
+
+/// The parts of a process record that most processes never use.
+#[derive(Default)]
+struct Rare {
+    name: Option<String>,
     exit_waiters: Vec<oneshot::Sender<Option<ExitReason>>>,
 }
 
 impl Proc {
     pub(super) fn registered_name(&self) -> Option<String> {
-        self.name.clone()
+        self.name().cloned()
+    }
+
+    fn name(&self) -> Option<&String> {
+        self.rare.as_ref().and_then(|r| r.name.as_ref())
+    }
+
+    fn rare(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
     }
 
     fn new(parent: Option<Pid>) -> Proc {
         Proc {
-            parent,
             mailbox: VecDeque::new(),
             waker: None,
-            trap_exit: false,
-            links: BTreeSet::new(),
-            watchers: BTreeMap::new(),
-            monitors: BTreeMap::new(),
-            aliases: BTreeSet::new(),
+            links: SmallSet::default(),
+            watchers: SmallMap::default(),
+            monitors: SmallMap::default(),
+            aliases: SmallSet::default(),
             pending_exit: None,
-            name: None,
+            parent,
+            rare: None,
             received: 0,
-            taken_this_step: 0,
             steps: 0,
-            exit_waiters: Vec::new(),
+            taken_this_step: 0,
+            trap_exit: false,
         }
     }
 
@@ -212,7 +229,7 @@ impl Proc {
     /// Marks the process to exit at its next step (the first reason wins).
     fn doom(&mut self, reason: ExitReason) {
         if self.pending_exit.is_none() {
-            self.pending_exit = Some(reason);
+            self.pending_exit = Some(Box::new(reason));
         }
         self.wake();
     }
@@ -368,8 +385,8 @@ impl Node {
                 match tie {
                     SpawnTie::None => {}
                     SpawnTie::Link => {
-                        st.proc(parent).links.insert(pid);
-                        st.proc(pid).links.insert(parent);
+                        st.proc(parent).links.add(pid);
+                        st.proc(pid).links.add(parent);
                     }
                     SpawnTie::Monitor => {
                         let r = st.make_ref();
@@ -488,7 +505,7 @@ impl Node {
                 return Some(ExitReason::Noproc);
             };
             let (tx, rx) = oneshot::channel();
-            p.exit_waiters.push(tx);
+            p.rare().exit_waiters.push(tx);
             rx
         };
         rx.await.ok().flatten()
@@ -650,7 +667,7 @@ impl Node {
         p.steps += 1;
         p.taken_this_step = 0;
         if let Some(reason) = p.pending_exit.take() {
-            return Step::Exit(reason);
+            return Step::Exit(*reason);
         }
         if !p.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
             p.waker = Some(waker.clone());
@@ -782,8 +799,8 @@ impl Node {
         if !st.procs.contains_key(&to) {
             return Err(());
         }
-        if st.proc(from).links.insert(to) {
-            st.proc(to).links.insert(from);
+        if st.proc(from).links.add(to) {
+            st.proc(to).links.add(from);
             let at = self.stamp();
             st.record(at, || EventKind::Link { from, to });
         }
@@ -792,10 +809,10 @@ impl Node {
 
     pub(super) fn unlink(&self, from: Pid, to: Pid) {
         let mut st = self.lock();
-        let removed = st.procs.get_mut(&from).is_some_and(|p| p.links.remove(&to));
+        let removed = st.procs.get_mut(&from).is_some_and(|p| p.links.take(&to));
         if removed {
             if let Some(t) = st.procs.get_mut(&to) {
-                t.links.remove(&from);
+                t.links.take(&from);
             }
             let at = self.stamp();
             st.record(at, || EventKind::Unlink { from, to });
@@ -856,10 +873,10 @@ impl Node {
         let Some(p) = st.procs.get_mut(&pid) else {
             return Err(RegisterError::Noproc);
         };
-        if let Some(existing) = &p.name {
+        if let Some(existing) = p.name() {
             return Err(RegisterError::AlreadyNamed(existing.clone()));
         }
-        p.name = Some(name.to_string());
+        p.rare().name = Some(name.to_string());
         st.names.insert(name.to_string(), pid);
         let at = self.stamp();
         let name = name.to_string();
@@ -872,8 +889,8 @@ impl Node {
         let Some(pid) = st.names.remove(name) else {
             return false;
         };
-        if let Some(p) = st.procs.get_mut(&pid) {
-            p.name = None;
+        if let Some(rare) = st.procs.get_mut(&pid).and_then(|p| p.rare.as_mut()) {
+            rare.name = None;
         }
         let at = self.stamp();
         let name = name.to_string();
@@ -1008,7 +1025,7 @@ impl State {
         self.halted = Some(why);
         for p in self.procs.values_mut() {
             p.wake();
-            for w in p.exit_waiters.drain(..) {
+            for w in p.rare.iter_mut().flat_map(|r| r.exit_waiters.drain(..)) {
                 let _ = w.send(None);
             }
         }
@@ -1023,7 +1040,7 @@ impl State {
         let p_waker = p.waker.take();
         // An exit signal that arrived during the process's last step (e.g. its own
         // `exit(self(), kill)`) took effect before the body returned.
-        let reason = p.pending_exit.clone().unwrap_or(reason);
+        let reason = p.pending_exit.take().map_or(reason, |pending| *pending);
         self.paths.remove(&pid);
         self.pending_labels.remove(&pid);
         let at = node.stamp();
@@ -1031,23 +1048,24 @@ impl State {
             pid,
             reason: reason.to_term(),
         });
-        if let Some(name) = p.name {
+        let rare = p.rare.map(|r| *r).unwrap_or_default();
+        if let Some(name) = rare.name {
             self.names.remove(&name);
             self.record(at, || EventKind::Unregister { name, pid });
         }
-        for (mref, target) in p.monitors {
+        for (mref, target) in p.monitors.iter() {
             if let Some(t) = self.procs.get_mut(&target) {
                 t.watchers.remove(&mref);
             }
         }
-        for to in p.links {
+        for to in p.links.keys() {
             self.send(node, pid, to, Signal::LinkExit(reason.clone()));
         }
-        for (mref, watcher) in p.watchers {
+        for (mref, watcher) in p.watchers.iter() {
             let reason = reason.clone();
             self.send(node, pid, watcher, Signal::Down { mref, reason });
         }
-        for waiter in p.exit_waiters {
+        for waiter in rare.exit_waiters {
             let _ = waiter.send(Some(reason.clone()));
         }
         // A process finished by another's signal is not running: wake its task so that it
@@ -1129,7 +1147,7 @@ impl State {
         };
         match signal {
             Signal::Message { payload, alias } => {
-                if alias.is_none_or(|a| p.aliases.contains(&a)) {
+                if alias.is_none_or(|a| p.aliases.contains_key(&a)) {
                     p.push(Msg::User(payload));
                 }
             }
@@ -1145,7 +1163,7 @@ impl State {
             }
             Signal::Exit(reason) => self.exit_signal(at, from, to, reason),
             Signal::LinkExit(reason) => {
-                if p.links.remove(&from) {
+                if p.links.take(&from) {
                     self.exit_signal(at, from, to, reason);
                 }
             }
@@ -1201,11 +1219,11 @@ impl Proc {
     }
 
     pub(super) fn add_alias(&mut self, alias: Ref) {
-        self.aliases.insert(alias);
+        self.aliases.add(alias);
     }
 
     pub(super) fn remove_alias(&mut self, alias: Ref) {
-        self.aliases.remove(&alias);
+        self.aliases.take(&alias);
     }
 
     pub(super) fn push_self(&mut self, msg: Msg) {
@@ -1217,7 +1235,7 @@ impl Proc {
     }
 
     pub(super) fn links(&self) -> Vec<Pid> {
-        self.links.iter().copied().collect()
+        self.links.keys().collect()
     }
 
     pub(super) fn mailbox_len(&self) -> usize {
