@@ -7,7 +7,7 @@
 
 use super::message::{MonitorRef, Msg};
 use super::small::{SmallMap, SmallSet};
-use super::task::process_task;
+use super::task::ProcessTask;
 use super::{ExitReason, IntoExitReason, Process};
 use crate::rt::{self, Choices, Duration, Instant, NoFaults};
 use crate::term::{Pid, Ref};
@@ -400,8 +400,7 @@ impl Node {
             st.record(at, || EventKind::Spawn { pid, parent, tie });
             (pid, mref)
         };
-        let process = Process::new(self.clone(), pid);
-        rt::spawn(process_task(self.clone(), pid, process, body));
+        rt::spawn(ProcessTask::new(self.clone(), pid, body));
         (pid, mref)
     }
 
