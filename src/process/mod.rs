@@ -29,6 +29,7 @@
 //! });
 //! ```
 
+mod alive;
 mod message;
 mod node;
 mod reason;

@@ -5,6 +5,7 @@
 //! delay them; delayed signals go through a postman task that keeps Erlang's FIFO order per
 //! sender-receiver pair.
 
+use super::alive::PidBits;
 use super::message::{MonitorRef, Msg};
 use super::small::{SmallMap, SmallSet};
 use super::task::ProcessTask;
@@ -132,6 +133,8 @@ pub(super) struct State {
     next_pid: u64,
     next_ref: u64,
     procs: ProcTable,
+    /// The pids in `procs`, one bit each (a liveness check without a table probe).
+    alive: PidBits,
     names: BTreeMap<String, Pid>,
     /// Tree paths of live labelled processes (only while tracing).
     paths: BTreeMap<Pid, String>,
@@ -297,6 +300,7 @@ impl Node {
                     next_pid: 1,
                     next_ref: 1,
                     procs: ProcTable::default(),
+                    alive: PidBits::default(),
                     names: BTreeMap::new(),
                     paths: BTreeMap::new(),
                     pending_labels: BTreeMap::new(),
@@ -380,6 +384,7 @@ impl Node {
             let pid = Pid(st.next_pid);
             st.next_pid += 1;
             st.procs.insert(pid, Proc::new(parent));
+            st.alive.insert(pid);
             let mut mref = None;
             if let Some(parent) = parent {
                 match tie {
@@ -423,7 +428,7 @@ impl Node {
 
     /// Whether `pid` is alive (spawned and not yet exited).
     pub fn is_alive(&self, pid: Pid) -> bool {
-        self.lock().procs.contains_key(&pid)
+        self.lock().alive.contains(pid)
     }
 
     /// The live processes, in pid order.
@@ -1036,6 +1041,7 @@ impl State {
         let Some(mut p) = self.procs.remove(&pid) else {
             return;
         };
+        self.alive.remove(pid);
         let p_waker = p.waker.take();
         // An exit signal that arrived during the process's last step (e.g. its own
         // `exit(self(), kill)`) took effect before the body returned.
