@@ -248,13 +248,8 @@ impl Process {
     /// in the mailbox in their order.
     pub async fn receive(&self, mut accept: impl FnMut(&Msg) -> bool) -> Msg {
         std::future::poll_fn(|cx| {
-            match self
-                .node
-                .take_message(self.pid, &mut accept, cx.waker(), true)
-            {
-                Some(msg) => Poll::Ready(msg),
-                None => Poll::Pending,
-            }
+            self.take(&mut accept, cx, true, None)
+                .map_or(Poll::Pending, Poll::Ready)
         })
         .await
     }
@@ -262,13 +257,7 @@ impl Process {
     /// Selective receive that does not wait (`receive ... after 0 -> ... end`): the oldest
     /// accepted message, if one is already in the mailbox.
     pub async fn try_receive(&self, mut accept: impl FnMut(&Msg) -> bool) -> Option<Msg> {
-        std::future::poll_fn(|cx| {
-            Poll::Ready(
-                self.node
-                    .take_message(self.pid, &mut accept, cx.waker(), false),
-            )
-        })
-        .await
+        std::future::poll_fn(|cx| Poll::Ready(self.take(&mut accept, cx, false, None))).await
     }
 
     /// Selective receive with a timeout (`receive ... after T -> ... end`).
@@ -277,15 +266,7 @@ impl Process {
         accept: impl FnMut(&Msg) -> bool,
         timeout: Duration,
     ) -> Option<Msg> {
-        if timeout.is_zero() {
-            // `after 0`: look at the mailbox without giving other processes a turn.
-            return self.try_receive(accept).await;
-        }
-        let timeout = timeout + self.node.timer_jitter(self.pid, timeout);
-        self.node
-            .clock()
-            .timeout(timeout, self.receive(accept))
-            .await
+        self.receive_ending(accept, Some(timeout), None).await
     }
 
     /// Selective receive with an optional timeout (`None` waits for ever).
@@ -294,10 +275,63 @@ impl Process {
         accept: impl FnMut(&Msg) -> bool,
         timeout: Option<Duration>,
     ) -> Option<Msg> {
-        match timeout {
-            Some(timeout) => self.receive_timeout(accept, timeout).await,
-            None => Some(self.receive(accept).await),
+        self.receive_ending(accept, timeout, None).await
+    }
+
+    /// A call's wait for its answer: [`receive_timeout_opt`](Self::receive_timeout_opt), and
+    /// the [`request`](Self::request) `(monitor, alias)` ended at once, under the same lock as
+    /// the taking of the answer (or after the timeout).
+    pub(crate) async fn await_reply(
+        &self,
+        accept: impl FnMut(&Msg) -> bool,
+        timeout: Option<Duration>,
+        (mref, alias): (MonitorRef, Ref),
+    ) -> Option<Msg> {
+        let answer = self
+            .receive_ending(accept, timeout, Some((mref, alias)))
+            .await;
+        if answer.is_none() {
+            self.request_done(mref, alias);
         }
+        answer
+    }
+
+    /// Selective receive with an optional timeout, ending a request when it takes a message.
+    async fn receive_ending(
+        &self,
+        mut accept: impl FnMut(&Msg) -> bool,
+        timeout: Option<Duration>,
+        end: Option<(MonitorRef, Ref)>,
+    ) -> Option<Msg> {
+        let mut take =
+            |cx: &mut std::task::Context<'_>, may_yield| self.take(&mut accept, cx, may_yield, end);
+        match timeout {
+            // `after 0`: look at the mailbox without giving other processes a turn.
+            Some(timeout) if timeout.is_zero() => {
+                std::future::poll_fn(|cx| Poll::Ready(take(cx, false))).await
+            }
+            Some(timeout) => {
+                let timeout = timeout + self.node.timer_jitter(self.pid, timeout);
+                let wait =
+                    std::future::poll_fn(|cx| take(cx, true).map_or(Poll::Pending, Poll::Ready));
+                self.node.clock().timeout(timeout, wait).await
+            }
+            None => Some(
+                std::future::poll_fn(|cx| take(cx, true).map_or(Poll::Pending, Poll::Ready)).await,
+            ),
+        }
+    }
+
+    /// One attempt at taking a message (see [`Node::take_message`]).
+    fn take(
+        &self,
+        accept: &mut dyn FnMut(&Msg) -> bool,
+        cx: &mut std::task::Context<'_>,
+        may_yield: bool,
+        end: Option<(MonitorRef, Ref)>,
+    ) -> Option<Msg> {
+        self.node
+            .take_message(self.pid, accept, cx.waker(), may_yield, end)
     }
 
     /// Waits for a just-spawned process to acknowledge its start: the oldest message `ack`

@@ -698,7 +698,8 @@ impl Node {
     }
 
     /// Takes the first message of `pid`'s mailbox that `pred` accepts; consults the crash
-    /// choice point for every message taken.
+    /// choice point for every message taken. With `end`, a message taken ends that request
+    /// (see [`request_done`](Node::request_done)) under the same lock.
     ///
     /// A waiting receive (`may_yield`) that has taken [`REDUCTIONS`] messages in this step
     /// yields instead, so a process that always has mail cannot starve the others (the BEAM
@@ -709,6 +710,7 @@ impl Node {
         pred: &mut dyn FnMut(&Msg) -> bool,
         waker: &Waker,
         may_yield: bool,
+        end: Option<(MonitorRef, Ref)>,
     ) -> Option<Msg> {
         let mut st = self.lock();
         let p = st.procs.get_mut(&pid)?;
@@ -735,6 +737,9 @@ impl Node {
             });
             st.proc(pid).doom(ExitReason::error("injected_crash"));
             return None;
+        }
+        if let Some((mref, alias)) = end {
+            st.end_request(self, pid, mref, alias);
         }
         Some(msg)
     }
@@ -855,11 +860,7 @@ impl Node {
     /// The end of a [`request`](Node::request): the alias deactivated, the monitor removed
     /// with any `DOWN` of it.
     pub(super) fn request_done(&self, from: Pid, mref: MonitorRef, alias: Ref) {
-        let mut st = self.lock();
-        if let Some(p) = st.procs.get_mut(&from) {
-            p.remove_alias(alias);
-        }
-        st.demonitor(self, from, mref, true);
+        self.lock().end_request(self, from, mref, alias);
     }
 
     /// Removes a monitor; `true` if it was active. With `flush`, a `DOWN` for it already in
@@ -943,6 +944,14 @@ impl Node {
 }
 
 impl State {
+    /// See [`Node::request_done`].
+    fn end_request(&mut self, node: &Node, from: Pid, mref: MonitorRef, alias: Ref) {
+        if let Some(p) = self.procs.get_mut(&from) {
+            p.remove_alias(alias);
+        }
+        self.demonitor(node, from, mref, true);
+    }
+
     fn monitor(&mut self, node: &Node, watcher: Pid, target: Pid) -> MonitorRef {
         let mref = self.make_ref();
         let at = node.stamp();

@@ -293,11 +293,7 @@ impl<S: GenServer> ServerRef<S> {
                 .downcast_ref::<Reply<S::Reply>>()
                 .is_some_and(|r| r.tag == tag),
         };
-        let answer = match timeout {
-            Some(t) => p.receive_timeout(accept, t).await,
-            None => Some(p.receive(accept).await),
-        };
-        p.request_done(mref, tag);
+        let answer = p.await_reply(accept, timeout, (mref, tag)).await;
         match answer {
             Some(Msg::Down { reason, .. }) => Err(match reason {
                 ExitReason::Noproc => CallError::Noproc,
