@@ -357,19 +357,47 @@ impl Process {
     pub async fn await_start(
         &self,
         pid: Pid,
-        mut ack: impl FnMut(&Msg) -> bool,
+        ack: impl FnMut(&Msg) -> bool,
     ) -> Result<Msg, ExitReason> {
         let mref = self.monitor(pid);
-        let answer = self
-            .receive(|m| match m {
-                Msg::Down { mref: r, .. } => *r == mref,
-                m => ack(m),
-            })
-            .await;
+        self.await_ack(mref, ack, None).await
+    }
+
+    /// [`await_start`](Self::await_start) for a start acknowledged through `alias`: the
+    /// alias is deactivated with the monitor, under the lock that takes the answer.
+    pub(crate) async fn await_start_via(
+        &self,
+        pid: Pid,
+        alias: Ref,
+        ack: impl FnMut(&Msg) -> bool,
+    ) -> Result<Msg, ExitReason> {
+        let mref = self.monitor(pid);
+        self.await_ack(mref, ack, Some(alias)).await
+    }
+
+    async fn await_ack(
+        &self,
+        mref: MonitorRef,
+        mut ack: impl FnMut(&Msg) -> bool,
+        alias: Option<Ref>,
+    ) -> Result<Msg, ExitReason> {
+        let accept = |m: &Msg| match m {
+            Msg::Down { mref: r, .. } => *r == mref,
+            m => ack(m),
+        };
+        let answer = match alias {
+            Some(alias) => self
+                .receive_ending(accept, None, Some((mref, alias)))
+                .await
+                .expect("a receive without a timeout ends with a message"),
+            None => self.receive(accept).await,
+        };
         match answer {
             Msg::Down { reason, .. } => Err(reason),
             answer => {
-                self.demonitor_flush(mref);
+                if alias.is_none() {
+                    self.demonitor_flush(mref);
+                }
                 Ok(answer)
             }
         }
@@ -472,11 +500,6 @@ impl Process {
         let alias = self.make_ref();
         self.node.with_proc(self.pid, |p| p.add_alias(alias));
         alias
-    }
-
-    /// Deactivates an alias: later messages through it are dropped.
-    pub(crate) fn unalias(&self, alias: Ref) {
-        self.node.with_proc(self.pid, |p| p.remove_alias(alias));
     }
 
     /// Whether an exit is pending for this process (it dies at its next step).

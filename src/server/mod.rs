@@ -444,11 +444,10 @@ pub async fn start_with<S: GenServer>(
     };
     let (pid, _) = p.spawn_tied(tie, body);
     let answer = p
-        .await_start(pid, |m| {
+        .await_start_via(pid, tag, |m| {
             m.downcast_ref::<StartAck>().is_some_and(|a| a.tag == tag)
         })
         .await;
-    p.unalias(tag);
     match answer.map(Msg::downcast::<StartAck>) {
         Ok(Ok(ack)) => ack.result.map(|()| ServerRef::from_pid(pid)),
         Ok(Err(_)) => unreachable!("only acks are accepted"),
