@@ -80,6 +80,52 @@ pub struct Process {
     pid: Pid,
 }
 
+/// The future of a selective receive with a timeout ([`Process::receive_timeout`]): `None`
+/// if no accepted message came in time. It is small, and its timer is a
+/// [`Timer`](crate::rt::Timer):
+/// armed only if the wait lasts.
+pub struct Receive<'a, A> {
+    process: &'a Process,
+    accept: A,
+    timeout: Option<Duration>,
+    /// Set at the first poll (the timeout with its jitter).
+    timer: Option<crate::rt::Timer>,
+    /// A request to end with the wait (see [`Process::await_reply`]).
+    end: Option<(MonitorRef, Ref)>,
+}
+
+impl<A> Unpin for Receive<'_, A> {}
+
+impl<A: FnMut(&Msg) -> bool> Future for Receive<'_, A> {
+    type Output = Option<Msg>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Option<Msg>> {
+        let this = self.get_mut();
+        let p = this.process;
+        if this.timeout.is_some_and(|t| t.is_zero()) {
+            // `after 0`: look at the mailbox without giving other processes a turn.
+            return Poll::Ready(p.take(&mut this.accept, cx, false, this.end));
+        }
+        if let (Some(timeout), None) = (this.timeout, &this.timer) {
+            let timeout = timeout + p.node.timer_jitter(p.pid, timeout);
+            this.timer = Some(crate::rt::Timer::after(timeout));
+        }
+        if let Some(msg) = p.take(&mut this.accept, cx, true, this.end) {
+            return Poll::Ready(Some(msg));
+        }
+        let Some(timer) = &mut this.timer else {
+            return Poll::Pending;
+        };
+        let elapsed = timer.poll_elapsed(p.node.clock(), cx);
+        if elapsed.is_ready() {
+            if let Some((mref, alias)) = this.end.take() {
+                p.request_done(mref, alias);
+            }
+        }
+        elapsed.map(|()| None)
+    }
+}
+
 impl Process {
     fn new(node: Node, pid: Pid) -> Process {
         Process { node, pid }
@@ -240,8 +286,8 @@ impl Process {
     }
 
     /// Like [`recv`](Self::recv), giving up after `timeout`.
-    pub async fn recv_timeout(&self, timeout: Duration) -> Option<Msg> {
-        self.receive_timeout(|_| true, timeout).await
+    pub fn recv_timeout(&self, timeout: Duration) -> Receive<'_, fn(&Msg) -> bool> {
+        self.receive_timeout(|_| true, timeout)
     }
 
     /// Selective receive: takes the oldest message that `accept` accepts, leaving the others
@@ -260,65 +306,43 @@ impl Process {
         std::future::poll_fn(|cx| Poll::Ready(self.take(&mut accept, cx, false, None))).await
     }
 
-    /// Selective receive with a timeout (`receive ... after T -> ... end`).
-    pub async fn receive_timeout(
+    /// Selective receive with a timeout (`receive ... after T -> ... end`): `None` if no
+    /// accepted message came within `timeout`.
+    pub fn receive_timeout<A: FnMut(&Msg) -> bool>(
         &self,
-        accept: impl FnMut(&Msg) -> bool,
+        accept: A,
         timeout: Duration,
-    ) -> Option<Msg> {
-        self.receive_ending(accept, Some(timeout), None).await
+    ) -> Receive<'_, A> {
+        self.receive_timeout_opt(accept, Some(timeout))
     }
 
     /// Selective receive with an optional timeout (`None` waits for ever).
-    pub async fn receive_timeout_opt(
+    pub fn receive_timeout_opt<A: FnMut(&Msg) -> bool>(
         &self,
-        accept: impl FnMut(&Msg) -> bool,
+        accept: A,
         timeout: Option<Duration>,
-    ) -> Option<Msg> {
-        self.receive_ending(accept, timeout, None).await
+    ) -> Receive<'_, A> {
+        Receive {
+            process: self,
+            accept,
+            timeout,
+            timer: None,
+            end: None,
+        }
     }
 
     /// A call's wait for its answer: [`receive_timeout_opt`](Self::receive_timeout_opt), and
     /// the [`request`](Self::request) `(monitor, alias)` ended at once, under the same lock as
-    /// the taking of the answer (or after the timeout).
-    pub(crate) async fn await_reply(
+    /// the taking of the answer (or at the timeout).
+    pub(crate) fn await_reply<A: FnMut(&Msg) -> bool>(
         &self,
-        accept: impl FnMut(&Msg) -> bool,
+        accept: A,
         timeout: Option<Duration>,
-        (mref, alias): (MonitorRef, Ref),
-    ) -> Option<Msg> {
-        let answer = self
-            .receive_ending(accept, timeout, Some((mref, alias)))
-            .await;
-        if answer.is_none() {
-            self.request_done(mref, alias);
-        }
-        answer
-    }
-
-    /// Selective receive with an optional timeout, ending a request when it takes a message.
-    async fn receive_ending(
-        &self,
-        mut accept: impl FnMut(&Msg) -> bool,
-        timeout: Option<Duration>,
-        end: Option<(MonitorRef, Ref)>,
-    ) -> Option<Msg> {
-        let mut take =
-            |cx: &mut std::task::Context<'_>, may_yield| self.take(&mut accept, cx, may_yield, end);
-        match timeout {
-            // `after 0`: look at the mailbox without giving other processes a turn.
-            Some(timeout) if timeout.is_zero() => {
-                std::future::poll_fn(|cx| Poll::Ready(take(cx, false))).await
-            }
-            Some(timeout) => {
-                let timeout = timeout + self.node.timer_jitter(self.pid, timeout);
-                let wait =
-                    std::future::poll_fn(|cx| take(cx, true).map_or(Poll::Pending, Poll::Ready));
-                self.node.clock().timeout(timeout, wait).await
-            }
-            None => Some(
-                std::future::poll_fn(|cx| take(cx, true).map_or(Poll::Pending, Poll::Ready)).await,
-            ),
+        request: (MonitorRef, Ref),
+    ) -> Receive<'_, A> {
+        Receive {
+            end: Some(request),
+            ..self.receive_timeout_opt(accept, timeout)
         }
     }
 
@@ -387,7 +411,7 @@ impl Process {
         };
         let answer = match alias {
             Some(alias) => self
-                .receive_ending(accept, None, Some((mref, alias)))
+                .await_reply(accept, None, (mref, alias))
                 .await
                 .expect("a receive without a timeout ends with a message"),
             None => self.receive(accept).await,

@@ -22,6 +22,8 @@ pub use std::time::Duration;
 pub use tokio::time::Instant;
 
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 /// Synchronisation primitives that work natively and inside the simulator.
 pub mod sync {
@@ -98,11 +100,8 @@ impl Clock {
     }
 
     /// Runs `future` for at most `duration`, polling it before the timer (like [`timeout`]).
-    ///
-    /// Natively the timer is armed only if `future` is still pending after one turn of the
-    /// other tasks (its deadline still counts from the first poll): most waits with a
-    /// timeout are calls, answered within that turn, and a timer armed and cleared for each
-    /// of them costs a sixth of a call. In the simulator the timer is armed at once.
+    /// The timer is a [`Timer`]: natively it is armed only if `future` is still pending after
+    /// one turn of the other tasks.
     ///
     /// ```
     /// use otpsim::rt::{self, Duration};
@@ -118,44 +117,72 @@ impl Clock {
     /// });
     /// ```
     pub async fn timeout<F: Future>(&self, duration: Duration, future: F) -> Option<F::Output> {
-        use std::task::Poll;
         let mut future = std::pin::pin!(future);
-        #[cfg(madsim)]
-        {
-            let mut timer = std::pin::pin!(self.sleep(duration));
-            std::future::poll_fn(|cx| {
-                if let Poll::Ready(out) = future.as_mut().poll(cx) {
-                    Poll::Ready(Some(out))
-                } else if timer.as_mut().poll(cx).is_ready() {
-                    Poll::Ready(None)
-                } else {
-                    Poll::Pending
-                }
-            })
-            .await
+        let mut timer = Timer::after(duration);
+        std::future::poll_fn(|cx| match future.as_mut().poll(cx) {
+            Poll::Ready(out) => Poll::Ready(Some(out)),
+            Poll::Pending => timer.poll_elapsed(self, cx).map(|()| None),
+        })
+        .await
+    }
+}
+
+/// The timer of a wait that usually ends before it fires (a call's timeout, a shutdown's):
+/// small (24 bytes) until it is armed, and armed as late as it can be.
+///
+/// Its deadline counts from its first poll. Natively it is armed only at its second poll: the
+/// first one yields a turn to the other tasks, within which most calls are answered, and a
+/// timer armed and cleared for each of them would cost a sixth of a call. In the simulator it
+/// is armed at its first poll.
+pub struct Timer {
+    state: TimerState,
+}
+
+enum TimerState {
+    /// Not polled yet.
+    Idle(Duration),
+    /// Natively, after the first poll: the deadline is set, the timer not armed yet.
+    #[cfg(not(madsim))]
+    Due(Instant),
+    Armed(Pin<Box<Sleep>>),
+}
+
+#[cfg(madsim)]
+type Sleep = madsim::time::Sleep;
+#[cfg(not(madsim))]
+type Sleep = tokio::time::Sleep;
+
+impl Timer {
+    /// A timer that fires `duration` after its first poll.
+    pub fn after(duration: Duration) -> Timer {
+        Timer {
+            state: TimerState::Idle(duration),
         }
-        #[cfg(not(madsim))]
-        {
-            let mut deadline = None;
-            let mut timer = std::pin::pin!(None::<tokio::time::Sleep>);
-            std::future::poll_fn(|cx| {
-                if let Poll::Ready(out) = future.as_mut().poll(cx) {
-                    return Poll::Ready(Some(out));
+    }
+
+    /// `Ready` once the timer has fired; the waker of `cx` is woken then.
+    pub fn poll_elapsed(&mut self, clock: &Clock, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            match &mut self.state {
+                TimerState::Idle(duration) => {
+                    #[cfg(madsim)]
+                    {
+                        self.state = TimerState::Armed(Box::pin(clock.handle.sleep(*duration)));
+                    }
+                    #[cfg(not(madsim))]
+                    {
+                        self.state = TimerState::Due(clock.now() + *duration);
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
                 }
-                let Some(deadline) = deadline else {
-                    deadline = Some(self.now() + duration);
-                    cx.waker().wake_by_ref();
-                    return Poll::Pending;
-                };
-                if timer.is_none() {
-                    timer.set(Some(tokio::time::sleep_until(deadline)));
+                #[cfg(not(madsim))]
+                TimerState::Due(deadline) => {
+                    let _ = clock;
+                    self.state = TimerState::Armed(Box::pin(tokio::time::sleep_until(*deadline)));
                 }
-                match timer.as_mut().as_pin_mut().map(|t| t.poll(cx)) {
-                    Some(Poll::Ready(())) => Poll::Ready(None),
-                    _ => Poll::Pending,
-                }
-            })
-            .await
+                TimerState::Armed(sleep) => return sleep.as_mut().poll(cx),
+            }
         }
     }
 }

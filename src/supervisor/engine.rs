@@ -206,10 +206,10 @@ impl Supervisor {
         let Some(child) = self.children.get(key) else {
             return Ok(Started::Ignore);
         };
-        let spec = child.spec.clone();
-        let result = spec.start.run(p, child.args.clone()).await;
+        let (start, restart) = (child.spec.start.clone(), child.spec.restart);
+        let result = start.run(p, child.args.clone()).await;
         match &result {
-            Ok(Started::Ignore) if spec.restart == Restart::Temporary || self.simple() => {
+            Ok(Started::Ignore) if restart == Restart::Temporary || self.simple() => {
                 self.children.remove(key);
             }
             Ok(Started::Ignore) => self.children.set(key, Slot::Undefined),
@@ -221,8 +221,10 @@ impl Supervisor {
                     key
                 };
                 self.children.set(key, Slot::Running(pid));
-                self.label(pid, &spec, p);
-                super::record(p, || super::started_event(pid, &spec, key));
+                if let Some(child) = self.children.get(key) {
+                    self.label(pid, &child.spec, p);
+                    super::record(p, || super::started_event(pid, &child.spec, key));
+                }
             }
             Err(_) => {}
         }
