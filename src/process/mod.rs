@@ -243,6 +243,13 @@ impl Process {
         self.node.unlink(self.pid, to);
     }
 
+    /// Removes the link to `to` and takes an `EXIT` from `to` already in the mailbox, giving
+    /// its reason (`unlink(Pid), receive {'EXIT', Pid, Reason} -> Reason after 0 -> ...`, as
+    /// supervisors do when they stop a child), in one step.
+    pub(crate) fn unlink_taking_exit(&self, to: Pid) -> Option<ExitReason> {
+        self.node.unlink_taking_exit(self.pid, to)
+    }
+
     /// Monitors `target`: a [`Msg::Down`] with this reference arrives when it exits
     /// (at once, with `noproc`, if it is not alive).
     pub fn monitor(&self, target: Pid) -> MonitorRef {

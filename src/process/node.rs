@@ -169,7 +169,7 @@ pub(super) struct Proc {
     /// Monitors this process holds: reference -> target.
     monitors: SmallMap<MonitorRef, Pid>,
     aliases: SmallSet<Ref>,
-    pending_exit: Option<Box<ExitReason>>,
+    pending_exit: Option<ExitReason>,
     /// The process that spawned it (`None`: the outside world).
     parent: Option<Pid>,
     rare: Option<Box<Rare>>,
@@ -232,7 +232,7 @@ impl Proc {
     /// Marks the process to exit at its next step (the first reason wins).
     fn doom(&mut self, reason: ExitReason) {
         if self.pending_exit.is_none() {
-            self.pending_exit = Some(Box::new(reason));
+            self.pending_exit = Some(reason);
         }
         self.wake();
     }
@@ -240,9 +240,10 @@ impl Proc {
 
 /// The process table. A hash map with a fixed hasher: O(1) on every signal, and the same
 /// layout on every replay; what needs an order (pid order) sorts, so its iteration order
-/// never reaches a trace.
+/// never reaches a trace. Records are boxed: the table's slots stay 16 bytes, so it grows
+/// (and is probed) without moving and touching megabytes of records.
 #[allow(clippy::disallowed_types)] // a fixed hasher: deterministic, and never iterated into a trace
-type ProcTable = rustc_hash::FxHashMap<Pid, Proc>;
+type ProcTable = rustc_hash::FxHashMap<Pid, Box<Proc>>;
 
 /// A signal on its way from one process to another.
 pub(super) enum Signal {
@@ -383,7 +384,7 @@ impl Node {
             let mut st = self.lock();
             let pid = Pid(st.next_pid);
             st.next_pid += 1;
-            st.procs.insert(pid, Proc::new(parent));
+            st.procs.insert(pid, Box::new(Proc::new(parent)));
             st.alive.insert(pid);
             let mut mref = None;
             if let Some(parent) = parent {
@@ -671,7 +672,7 @@ impl Node {
         p.steps += 1;
         p.taken_this_step = 0;
         if let Some(reason) = p.pending_exit.take() {
-            return Step::Exit(*reason);
+            return Step::Exit(reason);
         }
         if !p.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
             p.waker = Some(waker.clone());
@@ -694,7 +695,7 @@ impl Node {
 
     /// Runs `f` on the state of the live process `pid` (`None` if it is not alive).
     pub(super) fn with_proc<R>(&self, pid: Pid, f: impl FnOnce(&mut Proc) -> R) -> Option<R> {
-        self.lock().procs.get_mut(&pid).map(f)
+        self.lock().procs.get_mut(&pid).map(|p| f(p))
     }
 
     /// Takes the first message of `pid`'s mailbox that `pred` accepts; consults the crash
@@ -712,36 +713,20 @@ impl Node {
         may_yield: bool,
         end: Option<(MonitorRef, Ref)>,
     ) -> Option<Msg> {
+        self.lock()
+            .take(self, pid, pred, Some(waker), may_yield, end)
+    }
+
+    /// Unlinks `from` from `to` and takes an `EXIT` of `to` already in `from`'s mailbox,
+    /// under one lock (a supervisor's `unlink(Pid), receive {'EXIT', Pid, _} after 0`).
+    pub(super) fn unlink_taking_exit(&self, from: Pid, to: Pid) -> Option<ExitReason> {
         let mut st = self.lock();
-        let p = st.procs.get_mut(&pid)?;
-        if p.pending_exit.is_some() {
-            return None;
+        st.unlink(self, from, to);
+        let exit_of_to = &mut |m: &Msg| matches!(m, Msg::Exit { from, .. } if *from == to);
+        match st.take(self, from, exit_of_to, None, false, None)? {
+            Msg::Exit { reason, .. } => Some(reason),
+            _ => unreachable!("only an EXIT is accepted"),
         }
-        if !p.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            p.waker = Some(waker.clone());
-        }
-        if may_yield && p.taken_this_step >= REDUCTIONS {
-            waker.wake_by_ref();
-            return None;
-        }
-        let index = p.mailbox.iter().position(pred)?;
-        let msg = p.mailbox.remove(index)?;
-        p.taken_this_step += 1;
-        p.received += 1;
-        let step = p.received;
-        if st.choices.crash_at(pid, step) {
-            let at = self.stamp();
-            st.record(at, || EventKind::Fault {
-                pid,
-                fault: format!("crash at message {step}"),
-            });
-            st.proc(pid).doom(ExitReason::error("injected_crash"));
-            return None;
-        }
-        if let Some((mref, alias)) = end {
-            st.end_request(self, pid, mref, alias);
-        }
-        Some(msg)
     }
 
     pub(super) fn timer_jitter(&self, pid: Pid, duration: Duration) -> Duration {
@@ -817,15 +802,7 @@ impl Node {
     }
 
     pub(super) fn unlink(&self, from: Pid, to: Pid) {
-        let mut st = self.lock();
-        let removed = st.procs.get_mut(&from).is_some_and(|p| p.links.take(&to));
-        if removed {
-            if let Some(t) = st.procs.get_mut(&to) {
-                t.links.take(&from);
-            }
-            let at = self.stamp();
-            st.record(at, || EventKind::Unlink { from, to });
-        }
+        self.lock().unlink(self, from, to);
     }
 
     pub(super) fn monitor(&self, watcher: Pid, target: Pid) -> MonitorRef {
@@ -944,6 +921,61 @@ impl Node {
 }
 
 impl State {
+    /// See [`Node::take_message`]; `waker` is stored when the caller has one.
+    fn take(
+        &mut self,
+        node: &Node,
+        pid: Pid,
+        pred: &mut dyn FnMut(&Msg) -> bool,
+        waker: Option<&Waker>,
+        may_yield: bool,
+        end: Option<(MonitorRef, Ref)>,
+    ) -> Option<Msg> {
+        let p = self.procs.get_mut(&pid)?;
+        if p.pending_exit.is_some() {
+            return None;
+        }
+        if let Some(waker) = waker {
+            if !p.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+                p.waker = Some(waker.clone());
+            }
+            if may_yield && p.taken_this_step >= REDUCTIONS {
+                waker.wake_by_ref();
+                return None;
+            }
+        }
+        let index = p.mailbox.iter().position(pred)?;
+        let msg = p.mailbox.remove(index)?;
+        p.taken_this_step += 1;
+        p.received += 1;
+        let step = p.received;
+        if self.choices.crash_at(pid, step) {
+            let at = node.stamp();
+            self.record(at, || EventKind::Fault {
+                pid,
+                fault: format!("crash at message {step}"),
+            });
+            self.proc(pid).doom(ExitReason::error("injected_crash"));
+            return None;
+        }
+        if let Some((mref, alias)) = end {
+            self.end_request(node, pid, mref, alias);
+        }
+        Some(msg)
+    }
+
+    /// See [`Node::unlink`].
+    fn unlink(&mut self, node: &Node, from: Pid, to: Pid) {
+        let removed = self.procs.get_mut(&from).is_some_and(|p| p.links.take(&to));
+        if removed {
+            if let Some(t) = self.procs.get_mut(&to) {
+                t.links.take(&from);
+            }
+            let at = node.stamp();
+            self.record(at, || EventKind::Unlink { from, to });
+        }
+    }
+
     /// See [`Node::request_done`].
     fn end_request(&mut self, node: &Node, from: Pid, mref: MonitorRef, alias: Ref) {
         if let Some(p) = self.procs.get_mut(&from) {
@@ -1054,7 +1086,7 @@ impl State {
         let p_waker = p.waker.take();
         // An exit signal that arrived during the process's last step (e.g. its own
         // `exit(self(), kill)`) took effect before the body returned.
-        let reason = p.pending_exit.take().map_or(reason, |pending| *pending);
+        let reason = p.pending_exit.take().unwrap_or(reason);
         self.paths.remove(&pid);
         self.pending_labels.remove(&pid);
         let at = node.stamp();

@@ -34,14 +34,7 @@ pub(super) async fn shutdown(pid: Pid, how: Shutdown, p: &Process) -> ExitReason
             }
         }
     };
-    p.unlink(pid);
-    match p
-        .try_receive(|m| matches!(m, Msg::Exit { from, .. } if *from == pid))
-        .await
-    {
-        Some(Msg::Exit { reason, .. }) => reason,
-        _ => reason,
-    }
+    p.unlink_taking_exit(pid).unwrap_or(reason)
 }
 
 fn is_down(mref: Ref) -> impl FnMut(&Msg) -> bool {
@@ -82,18 +75,14 @@ pub(super) async fn stop_in_parallel(
     let mut order = Vec::new();
     for (pid, how, restart) in children {
         let mref = p.monitor(pid);
-        p.unlink(pid);
-        let exited = p
-            .try_receive(|m| matches!(m, Msg::Exit { from, .. } if *from == pid))
-            .await;
-        match exited {
-            Some(Msg::Exit { reason, .. }) => {
+        match p.unlink_taking_exit(pid) {
+            Some(reason) => {
                 wait_down(mref, None, p).await;
                 if !(reason.is_normal() && restart != Restart::Permanent) {
                     errors.push((pid, reason));
                 }
             }
-            _ => {
+            None => {
                 waiting.insert(mref, (pid, how, restart));
                 order.push(mref);
             }
