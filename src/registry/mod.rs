@@ -30,7 +30,9 @@
 
 use crate::process::{ExitReason, Msg, Node, Process};
 use crate::server::{StartError, Via, ViaError, ViaName};
-use crate::supervisor::{self, ChildSpec, Flags, Start, Started, Strategy, SupervisorSpec};
+use crate::supervisor::{
+    self, ChildId, ChildSpec, Flags, Start, Started, Strategy, SupervisorSpec,
+};
 use crate::term::{Pid, Ref, Term};
 use crate::trace::EventKind;
 use smallvec::SmallVec;
@@ -361,7 +363,7 @@ where
     /// assert_eq!(report.failure(), None);
     /// # }
     /// ```
-    pub fn child_spec(&self, id: impl Into<String>) -> ChildSpec {
+    pub fn child_spec(&self, id: impl Into<ChildId>) -> ChildSpec {
         let registry = self.clone();
         ChildSpec::supervisor(
             id,

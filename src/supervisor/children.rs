@@ -1,6 +1,6 @@
 //! A supervisor's child list: start order, lookup by id and by pid, all O(log n).
 
-use super::spec::ChildSpec;
+use super::spec::{ChildId, ChildSpec};
 use crate::term::{Pid, Term};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -41,7 +41,7 @@ pub(super) type Key = u64;
 #[derive(Default)]
 pub(super) struct Children {
     order: BTreeMap<Key, Child>,
-    by_id: BTreeMap<String, Key>,
+    by_id: BTreeMap<ChildId, Key>,
     /// Running pids, and the old pid of a child that is restarting.
     by_pid: BTreeMap<Pid, Key>,
     next: Key,
@@ -103,7 +103,7 @@ impl Children {
             self.by_pid.remove(&pid);
         }
         if !self.dynamic {
-            self.by_id.remove(&child.spec.id);
+            self.by_id.remove(child.spec.id.as_str());
         }
         Some(child)
     }

@@ -27,7 +27,7 @@ use super::spec::{
     ChildSpec, ChildType, FlagsError, InitError, Restart, Shutdown, SpecError, Start, StartResult,
     Started,
 };
-use super::{start_result, ChildInfo, ChildState, Counts};
+use super::{start_result, ChildId, ChildInfo, ChildState, Counts};
 use crate::process::{ExitReason, Msg, Process};
 use crate::server::{
     self, CallError, CallReply, From, GenServer, Init, Next, ServerRef, StartError, StartOptions,
@@ -112,13 +112,13 @@ impl DynamicOptions {
     }
 
     /// A dynamic supervisor with these options as the child `id` of another supervisor.
-    pub fn into_child(self, id: impl Into<String>) -> ChildSpec {
+    pub fn into_child(self, id: impl Into<ChildId>) -> ChildSpec {
         self.into_child_with(id, StartOptions::linked())
     }
 
     /// Like [`into_child`](Self::into_child), started with `start` (a local or via name;
     /// it is always linked to its supervisor).
-    pub fn into_child_with(self, id: impl Into<String>, start: StartOptions) -> ChildSpec {
+    pub fn into_child_with(self, id: impl Into<ChildId>, start: StartOptions) -> ChildSpec {
         let options = Arc::new(self);
         let start = StartOptions {
             link: true,
@@ -367,7 +367,10 @@ impl Dynamic {
             if let Some(child) = self.children.remove(&pid) {
                 if child.restarting {
                     let id = child.spec.id.clone();
-                    super::record(p, || SupEvent::RetryDropped { pid: Some(pid), id });
+                    super::record(p, || SupEvent::RetryDropped {
+                        pid: Some(pid),
+                        id: id.to_string(),
+                    });
                 } else {
                     running.push((pid, child.spec.shutdown, child.spec.restart));
                 }
@@ -407,7 +410,7 @@ impl Dynamic {
             id: self
                 .children
                 .get(&old)
-                .map(|c| c.spec.id.clone())
+                .map(|c| c.spec.id.to_string())
                 .unwrap_or_default(),
         });
         if !self.window.add(super::whole_seconds(p)) {

@@ -195,7 +195,7 @@ impl Supervisor {
         };
         let offender = || Offender::Child {
             pid: child.last_pid(),
-            id: (!self.simple()).then(|| child.spec.id.clone()),
+            id: (!self.simple()).then(|| child.spec.id.to_string()),
         };
         super::report(p, context, offender, reason);
     }
@@ -246,7 +246,7 @@ impl Supervisor {
                     .get(key)
                     .map(|c| c.spec.id.clone())
                     .unwrap_or_default();
-                return Err((key, id, reason));
+                return Err((key, id.to_string(), reason));
             }
         }
         Ok(())
@@ -318,7 +318,7 @@ impl Supervisor {
         if let Some(child) = self.children.get(key) {
             super::record(p, || SupEvent::Restart {
                 pid: child.last_pid(),
-                id: child.spec.id.clone(),
+                id: child.spec.id.to_string(),
             });
         }
         if !self.window.add(super::whole_seconds(p)) {
@@ -507,7 +507,10 @@ impl Supervisor {
         if let Some(Slot::Restarting(old)) = self.children.get(key).map(|c| c.slot) {
             let id = self.children.get(key).map(|c| c.spec.id.clone());
             let id = id.unwrap_or_default();
-            super::record(p, || SupEvent::RetryDropped { pid: old, id });
+            super::record(p, || SupEvent::RetryDropped {
+                pid: old,
+                id: id.to_string(),
+            });
         }
         self.do_terminate(key, p).await;
         self.forget(key);

@@ -52,7 +52,7 @@ pub mod task;
 
 pub use intensity::RestartWindow;
 pub use spec::{
-    check_childspecs, start_result, AutoShutdown, BoxFuture, ChildSpec, ChildType, Flags,
+    check_childspecs, start_result, AutoShutdown, BoxFuture, ChildId, ChildSpec, ChildType, Flags,
     FlagsError, InitError, Invalid, Restart, Shutdown, SpecError, Start, StartResult, Started,
     Strategy,
 };
@@ -90,13 +90,13 @@ impl SupervisorSpec {
 
     /// This supervisor as the child `id` of another supervisor (type supervisor, shutdown
     /// `infinity`); every restart starts it from this spec again.
-    pub fn into_child(self, id: impl Into<String>) -> ChildSpec {
+    pub fn into_child(self, id: impl Into<ChildId>) -> ChildSpec {
         self.into_child_with(id, StartOptions::linked())
     }
 
     /// Like [`into_child`](Self::into_child), started with `start` (a local or via name;
     /// it is always linked to its supervisor).
-    pub fn into_child_with(self, id: impl Into<String>, start: StartOptions) -> ChildSpec {
+    pub fn into_child_with(self, id: impl Into<ChildId>, start: StartOptions) -> ChildSpec {
         let spec = Arc::new(self);
         let start = StartOptions {
             link: true,
@@ -224,20 +224,24 @@ pub enum ChildState {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChildInfo {
     /// The id (`None`, OTP's `undefined`, for simple_one_for_one children).
-    pub id: Option<String>,
+    pub id: Option<ChildId>,
     /// Its state.
     pub state: ChildState,
     /// Worker or supervisor.
     pub child_type: ChildType,
     /// Its modules.
-    pub modules: Vec<String>,
+    pub modules: std::sync::Arc<[String]>,
 }
 
 impl ChildInfo {
     /// OTP's `{Id, Child, Type, Modules}`.
     pub fn to_term(&self) -> Term {
         Term::tuple([
-            Term::atom(self.id.clone().unwrap_or_else(|| "undefined".into())),
+            Term::atom(
+                self.id
+                    .as_ref()
+                    .map_or_else(|| "undefined".into(), ChildId::to_string),
+            ),
             match self.state {
                 ChildState::Running(pid) => Term::Pid(pid),
                 ChildState::Undefined => Term::atom("undefined"),
@@ -298,7 +302,7 @@ fn record(p: &Process, what: impl FnOnce() -> SupEvent) {
 fn started_event(pid: Pid, spec: &ChildSpec, order: u64) -> SupEvent {
     SupEvent::Started {
         pid,
-        id: spec.id.clone(),
+        id: spec.id.to_string(),
         restart: spec.restart.as_atom().into(),
         shutdown: match spec.shutdown {
             Shutdown::BrutalKill => "brutal_kill".into(),

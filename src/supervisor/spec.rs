@@ -467,6 +467,89 @@ impl InitError {
     }
 }
 
+/// A child's id: a string, cheap to clone (a supervisor reports it in every
+/// `which_children`, and every restart and trace event names it).
+///
+/// ```
+/// use otpsim::supervisor::ChildId;
+/// let id = ChildId::from("worker");
+/// assert_eq!(id, "worker");
+/// assert_eq!(id.as_str(), "worker");
+/// assert_eq!(format!("{id}"), "worker");
+/// assert_eq!(id.clone(), ChildId::from(String::from("worker")));
+/// ```
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ChildId(Arc<str>);
+
+impl ChildId {
+    /// The id as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for ChildId {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for ChildId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for ChildId {
+    fn from(id: &str) -> ChildId {
+        ChildId(id.into())
+    }
+}
+
+impl From<String> for ChildId {
+    fn from(id: String) -> ChildId {
+        ChildId(id.into())
+    }
+}
+
+impl From<&String> for ChildId {
+    fn from(id: &String) -> ChildId {
+        ChildId(id.as_str().into())
+    }
+}
+
+impl From<ChildId> for String {
+    fn from(id: ChildId) -> String {
+        id.0.to_string()
+    }
+}
+
+impl PartialEq<str> for ChildId {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for ChildId {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl fmt::Display for ChildId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for ChildId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
 /// One child of a supervisor: its id, how to start it, and how to restart and stop it
 /// (SPEC §A 3).
 ///
@@ -486,7 +569,7 @@ impl InitError {
 #[derive(Clone, Debug)]
 pub struct ChildSpec {
     /// The id, unique among the supervisor's children.
-    pub id: String,
+    pub id: ChildId,
     /// The start function, called again on every restart.
     pub start: Start,
     /// When it is restarted.
@@ -497,13 +580,14 @@ pub struct ChildSpec {
     pub child_type: ChildType,
     /// Whether its exit can stop the supervisor (with `auto_shutdown`).
     pub significant: bool,
-    /// The modules reported by `which_children` (OTP's `modules`).
-    pub modules: Vec<String>,
+    /// The modules reported by `which_children` (OTP's `modules`), shared by every copy of
+    /// the spec.
+    pub modules: Arc<[String]>,
 }
 
 impl ChildSpec {
     /// A worker child.
-    pub fn worker(id: impl Into<String>, start: Start) -> ChildSpec {
+    pub fn worker(id: impl Into<ChildId>, start: Start) -> ChildSpec {
         ChildSpec {
             id: id.into(),
             start,
@@ -511,12 +595,12 @@ impl ChildSpec {
             shutdown: Shutdown::Timeout(5000),
             child_type: ChildType::Worker,
             significant: false,
-            modules: Vec::new(),
+            modules: Arc::new([]),
         }
     }
 
     /// A supervisor child (shutdown `infinity`).
-    pub fn supervisor(id: impl Into<String>, start: Start) -> ChildSpec {
+    pub fn supervisor(id: impl Into<ChildId>, start: Start) -> ChildSpec {
         ChildSpec {
             shutdown: Shutdown::Infinity,
             child_type: ChildType::Supervisor,
@@ -525,7 +609,7 @@ impl ChildSpec {
     }
 
     /// A worker that runs the [`GenServer`] `S`, started with a clone of `arg` each time.
-    pub fn server<S>(id: impl Into<String>, arg: S::Arg) -> ChildSpec
+    pub fn server<S>(id: impl Into<ChildId>, arg: S::Arg) -> ChildSpec
     where
         S: GenServer,
         S::Arg: Clone + Sync,
@@ -568,7 +652,7 @@ impl ChildSpec {
     /// # }
     /// ```
     pub fn server_with<S>(
-        id: impl Into<String>,
+        id: impl Into<ChildId>,
         arg: S::Arg,
         options: crate::server::StartOptions,
     ) -> ChildSpec
@@ -609,7 +693,7 @@ impl ChildSpec {
     /// assert_eq!(err.unwrap_err(), SpecError::SignificantPermanent);
     /// ```
     pub fn from_terms(
-        id: impl Into<String>,
+        id: impl Into<ChildId>,
         start: Start,
         [restart, significant, child_type, shutdown]: [Option<&Term>; 4],
         auto_shutdown: AutoShutdown,
@@ -680,7 +764,7 @@ impl ChildSpec {
         Term::tuple([
             Term::atom("child"),
             Term::atom("undefined"),
-            Term::atom(self.id.clone()),
+            Term::atom(self.id.to_string()),
             Term::atom("start"),
             Term::atom(self.restart.as_atom()),
             Term::atom(if self.significant { "true" } else { "false" }),
@@ -703,7 +787,7 @@ pub fn check_childspecs(specs: &[ChildSpec], auto_shutdown: AutoShutdown) -> Res
     for spec in specs {
         spec.check(auto_shutdown)?;
         if !seen.insert(spec.id.as_str()) {
-            return Err(SpecError::DuplicateChildName(spec.id.clone()));
+            return Err(SpecError::DuplicateChildName(spec.id.to_string()));
         }
     }
     Ok(())

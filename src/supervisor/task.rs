@@ -21,7 +21,7 @@
 //! ```
 
 use super::dynamic::{self, DynamicError, DynamicOptions, DynamicSupervisorRef};
-use super::spec::{ChildSpec, Restart, Shutdown, Start, Started};
+use super::spec::{ChildId, ChildSpec, Restart, Shutdown, Start, Started};
 use crate::process::{catch_panic, ExitReason, MonitorRef, Msg, Process};
 use crate::rt::Duration;
 use crate::server::StartError;
@@ -43,7 +43,7 @@ impl TaskOptions {
     /// started with `start` (a local or via name); [`TaskSupervisorRef::from_pid`] reaches it.
     pub fn into_child_with(
         self,
-        id: impl Into<String>,
+        id: impl Into<ChildId>,
         start: crate::server::StartOptions,
     ) -> ChildSpec {
         self.supervisor
