@@ -173,9 +173,9 @@ const SLACK_US: u64 = 1000;
 #[derive(Debug)]
 struct ChildRec {
     pid: Pid,
-    id: String,
-    restart: String,
-    shutdown: String,
+    id: std::sync::Arc<str>,
+    restart: std::borrow::Cow<'static, str>,
+    shutdown: std::borrow::Cow<'static, str>,
     order: u64,
     alive: bool,
     /// When the supervisor's `shutdown` signal reached it (µs, event index).
@@ -213,7 +213,7 @@ struct Sup {
     stopping: Option<(Option<u64>, usize)>,
     /// Children whose last restart attempt failed, so a retry is due (by id; dynamic
     /// children by their last pid).
-    restarting: BTreeSet<String>,
+    restarting: BTreeSet<std::sync::Arc<str>>,
     /// It has counted a restart (so its `init` is over).
     has_restarted: bool,
     alive: bool,
@@ -384,7 +384,7 @@ impl<'a> Checker<'a> {
                 // and from restarts; only the latter leave a retry due.
                 if let Some(s) = self.sups.get_mut(supervisor).filter(|s| s.has_restarted) {
                     let key = id.clone().or_else(|| pid.map(|p| p.to_string()));
-                    s.restarting.insert(key.unwrap_or_default());
+                    s.restarting.insert(key.unwrap_or_default().into());
                 }
             }
             EventKind::RegistryEntry {
@@ -519,7 +519,7 @@ impl<'a> Checker<'a> {
             return Ok(());
         };
         let c = &mut s.children[pos];
-        let problem = match (reason, c.shutdown.as_str()) {
+        let problem = match (reason, &*c.shutdown) {
             (r, "brutal_kill") if r.is_atom("shutdown") => {
                 Some(("a brutal_kill child was sent shutdown".to_string(), i))
             }
@@ -687,7 +687,7 @@ impl<'a> Checker<'a> {
                 } else {
                     pid.map(|p| p.to_string()).unwrap_or_default()
                 };
-                s.restarting.remove(&key);
+                s.restarting.remove(key.as_str());
                 s.has_restarted = true;
                 add_restart(&mut s.stamps, at / 1_000_000, s.period);
                 if s.stamps.len() as u64 > s.intensity {
@@ -728,7 +728,7 @@ impl<'a> Checker<'a> {
                 } else {
                     pid.map(|p| p.to_string()).unwrap_or_default()
                 };
-                s.restarting.remove(&key);
+                s.restarting.remove(key.as_str());
             }
             SupEvent::Stopping => {
                 s.group = None;

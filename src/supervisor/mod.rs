@@ -302,12 +302,12 @@ fn record(p: &Process, what: impl FnOnce() -> SupEvent) {
 fn started_event(pid: Pid, spec: &ChildSpec, order: u64) -> SupEvent {
     SupEvent::Started {
         pid,
-        id: spec.id.to_string(),
+        id: spec.id.shared(),
         restart: spec.restart.as_atom().into(),
         shutdown: match spec.shutdown {
             Shutdown::BrutalKill => "brutal_kill".into(),
             Shutdown::Infinity => "infinity".into(),
-            Shutdown::Timeout(ms) => ms.to_string(),
+            Shutdown::Timeout(ms) => ms.to_string().into(),
         },
         order,
     }

@@ -486,6 +486,11 @@ impl ChildId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The shared string itself (a copy costs no allocation).
+    pub fn shared(&self) -> Arc<str> {
+        self.0.clone()
+    }
 }
 
 impl std::ops::Deref for ChildId {

@@ -19,6 +19,7 @@
 
 use crate::term::{Pid, Term};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -224,11 +225,11 @@ pub enum SupEvent {
         /// The child.
         pid: Pid,
         /// Its id (a dynamic child's template id).
-        id: String,
+        id: std::sync::Arc<str>,
         /// `permanent`, `transient` or `temporary`.
-        restart: String,
+        restart: Cow<'static, str>,
         /// `brutal_kill`, `infinity` or the timeout in milliseconds.
-        shutdown: String,
+        shutdown: Cow<'static, str>,
         /// Its place in the supervisor's start order (larger: later); 0 for dynamic children.
         order: u64,
     },
