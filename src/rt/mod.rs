@@ -134,6 +134,17 @@ impl Clock {
 /// first one yields a turn to the other tasks, within which most calls are answered, and a
 /// timer armed and cleared for each of them would cost a sixth of a call. In the simulator it
 /// is armed at its first poll.
+///
+/// ```
+/// use otpsim::rt::{self, Duration, Timer};
+/// rt::block_on(3, async {
+///     let clock = rt::Clock::current();
+///     let t0 = clock.now();
+///     let mut timer = Timer::after(Duration::from_millis(10));
+///     std::future::poll_fn(|cx| timer.poll_elapsed(&clock, cx)).await;
+///     assert!(clock.now() - t0 >= Duration::from_millis(10));
+/// });
+/// ```
 pub struct Timer {
     state: TimerState,
 }
