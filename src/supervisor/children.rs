@@ -3,7 +3,6 @@
 use super::spec::{ChildId, ChildSpec};
 use crate::term::{Pid, Term};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 /// Where a child stands (OTP's `pid` field of `#child{}`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,7 +17,7 @@ pub(super) enum Slot {
 
 /// One child.
 pub(super) struct Child {
-    pub spec: Arc<ChildSpec>,
+    pub spec: ChildSpec,
     /// Extra start arguments (simple_one_for_one).
     pub args: Vec<Term>,
     pub slot: Slot,

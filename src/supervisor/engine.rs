@@ -47,7 +47,7 @@ pub(super) struct Supervisor {
     flags: Flags,
     children: Children,
     /// The template of a simple_one_for_one supervisor.
-    template: Option<Arc<ChildSpec>>,
+    template: Option<ChildSpec>,
     window: RestartWindow,
 }
 
@@ -92,14 +92,14 @@ impl GenServer for Supervisor {
         if dynamic {
             let n = spec.children.len();
             match <[ChildSpec; 1]>::try_from(spec.children) {
-                Ok([template]) => sup.template = Some(Arc::new(template)),
+                Ok([template]) => sup.template = Some(template),
                 Err(_) => return stop(&InitError::BadStartSpec(n)),
             }
             return Init::Ok(sup);
         }
         for spec in spec.children {
             sup.children.push(Child {
-                spec: Arc::new(spec),
+                spec,
                 args: Vec::new(),
                 slot: Slot::Undefined,
             });
@@ -451,7 +451,7 @@ impl Supervisor {
         }
         let record = spec.record_term();
         let key = self.children.push(Child {
-            spec: Arc::new(spec),
+            spec,
             args: Vec::new(),
             slot: Slot::Undefined,
         });
@@ -595,7 +595,7 @@ impl Supervisor {
             _ => None,
         };
         key.and_then(|k| self.children.get(k))
-            .map(|c| (*c.spec).clone())
+            .map(|c| c.spec.clone())
             .ok_or(ChildError::NotFound)
     }
 }
