@@ -128,7 +128,7 @@ impl Clock {
 }
 
 /// The timer of a wait that usually ends before it fires (a call's timeout, a shutdown's):
-/// small (24 bytes) until it is armed, and armed as late as it can be.
+/// small (24 bytes natively, its sleep boxed once armed), and armed as late as it can be.
 ///
 /// Its deadline counts from its first poll. Natively it is armed only at its second poll: the
 /// first one yields a turn to the other tasks, within which most calls are answered, and a
@@ -155,13 +155,15 @@ enum TimerState {
     /// Natively, after the first poll: the deadline is set, the timer not armed yet.
     #[cfg(not(madsim))]
     Due(Instant),
-    Armed(Pin<Box<Sleep>>),
+    Armed(ArmedSleep),
 }
 
+/// madsim's sleep is `Unpin` and is kept inline; tokio's is not, and is boxed (only a wait
+/// that outlasts its first turn gets one).
 #[cfg(madsim)]
-type Sleep = madsim::time::Sleep;
+type ArmedSleep = madsim::time::Sleep;
 #[cfg(not(madsim))]
-type Sleep = tokio::time::Sleep;
+type ArmedSleep = Pin<Box<tokio::time::Sleep>>;
 
 impl Timer {
     /// A timer that fires `duration` after its first poll.
@@ -178,7 +180,7 @@ impl Timer {
                 TimerState::Idle(duration) => {
                     #[cfg(madsim)]
                     {
-                        self.state = TimerState::Armed(Box::pin(clock.handle.sleep(*duration)));
+                        self.state = TimerState::Armed(clock.handle.sleep(*duration));
                     }
                     #[cfg(not(madsim))]
                     {
@@ -192,6 +194,9 @@ impl Timer {
                     let _ = clock;
                     self.state = TimerState::Armed(Box::pin(tokio::time::sleep_until(*deadline)));
                 }
+                #[cfg(madsim)]
+                TimerState::Armed(sleep) => return Pin::new(sleep).poll(cx),
+                #[cfg(not(madsim))]
                 TimerState::Armed(sleep) => return sleep.as_mut().poll(cx),
             }
         }
