@@ -3,7 +3,7 @@
 
 use super::spec::{Restart, Shutdown};
 use crate::process::{ExitReason, Msg, Process};
-use crate::rt::{self, Duration};
+use crate::rt::Duration;
 use crate::term::{Pid, Ref};
 use std::collections::BTreeMap;
 
@@ -104,10 +104,10 @@ pub(super) async fn stop_in_parallel(
                 .push(*mref);
         }
     }
-    let start = rt::now();
+    let start = p.now();
     while !waiting.is_empty() {
         let next = timers.keys().next().copied();
-        let left = next.map(|t| (start + t).saturating_duration_since(rt::now()));
+        let left = next.map(|t| (start + t).saturating_duration_since(p.now()));
         let down = p
             .receive_timeout_opt(
                 |m| matches!(m, Msg::Down { mref, .. } if waiting.contains_key(mref)),
