@@ -272,3 +272,50 @@ pub fn block_on_limited<F: Future>(
             .block_on(future)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    /// A waker that counts how often it is woken.
+    struct Counter(AtomicUsize);
+
+    impl Wake for Counter {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Natively, a timer's first poll sets its deadline and yields (it wakes its task once)
+    /// without arming; its second arms it. In the simulator the first poll arms it. Armed,
+    /// it fires.
+    #[test]
+    fn a_timer_arms_at_its_second_poll_natively_and_at_its_first_in_the_simulator() {
+        block_on(4, async {
+            let clock = Clock::current();
+            let counter = Arc::new(Counter(AtomicUsize::new(0)));
+            let waker = std::task::Waker::from(counter.clone());
+            let mut cx = Context::from_waker(&waker);
+            let mut timer = Timer::after(Duration::ZERO);
+            assert!(timer.poll_elapsed(&clock, &mut cx).is_pending());
+            if SIMULATED {
+                assert!(matches!(timer.state, TimerState::Armed(_)));
+                assert_eq!(counter.0.load(Ordering::Relaxed), 0);
+            } else {
+                assert!(!matches!(timer.state, TimerState::Armed(_)));
+                assert_eq!(counter.0.load(Ordering::Relaxed), 1, "it yields a turn");
+                let _ = timer.poll_elapsed(&clock, &mut cx);
+                assert!(matches!(timer.state, TimerState::Armed(_)));
+            }
+            // Armed, it fires (its deadline has passed).
+            std::future::poll_fn(|cx| timer.poll_elapsed(&clock, cx)).await;
+        });
+    }
+}
