@@ -47,7 +47,7 @@ pub(crate) use task::catch_panic;
 use crate::rt::Duration;
 use crate::term::{Pid, Ref};
 use crate::trace::{EventKind, SpawnTie};
-use node::Signal;
+use node::{Signal, Wait};
 use std::any::Any;
 use std::future::Future;
 use std::task::Poll;
@@ -91,7 +91,7 @@ pub struct Receive<'a, A> {
     /// Set at the first poll (the timeout with its jitter).
     timer: Option<crate::rt::Timer>,
     /// A request to end with the wait (see [`Process::await_reply`]).
-    end: Option<(MonitorRef, Ref)>,
+    end: Option<Wait>,
 }
 
 impl<A> Unpin for Receive<'_, A> {}
@@ -118,8 +118,8 @@ impl<A: FnMut(&Msg) -> bool> Future for Receive<'_, A> {
         };
         let elapsed = timer.poll_elapsed(p.node.clock(), cx);
         if elapsed.is_ready() {
-            if let Some((mref, alias)) = this.end.take() {
-                p.request_done(mref, alias);
+            if let Some(wait) = this.end.take() {
+                p.node.end_wait(p.pid, wait);
             }
         }
         elapsed.map(|()| None)
@@ -345,10 +345,21 @@ impl Process {
         &self,
         accept: A,
         timeout: Option<Duration>,
-        request: (MonitorRef, Ref),
+        (monitor, alias): (MonitorRef, Ref),
+    ) -> Receive<'_, A> {
+        self.await_ending(accept, timeout, monitor, Some(alias))
+    }
+
+    /// A receive that takes down `monitor` (with any `DOWN` of it) and `alias` when it ends.
+    fn await_ending<A: FnMut(&Msg) -> bool>(
+        &self,
+        accept: A,
+        timeout: Option<Duration>,
+        monitor: MonitorRef,
+        alias: Option<Ref>,
     ) -> Receive<'_, A> {
         Receive {
-            end: Some(request),
+            end: Some(Wait { monitor, alias }),
             ..self.receive_timeout_opt(accept, timeout)
         }
     }
@@ -359,7 +370,7 @@ impl Process {
         accept: &mut dyn FnMut(&Msg) -> bool,
         cx: &mut std::task::Context<'_>,
         may_yield: bool,
-        end: Option<(MonitorRef, Ref)>,
+        end: Option<Wait>,
     ) -> Option<Msg> {
         self.node
             .take_message(self.pid, accept, cx.waker(), may_yield, end)
@@ -416,21 +427,13 @@ impl Process {
             Msg::Down { mref: r, .. } => *r == mref,
             m => ack(m),
         };
-        let answer = match alias {
-            Some(alias) => self
-                .await_reply(accept, None, (mref, alias))
-                .await
-                .expect("a receive without a timeout ends with a message"),
-            None => self.receive(accept).await,
-        };
+        let answer = self
+            .await_ending(accept, None, mref, alias)
+            .await
+            .expect("a receive without a timeout ends with a message");
         match answer {
             Msg::Down { reason, .. } => Err(reason),
-            answer => {
-                if alias.is_none() {
-                    self.demonitor_flush(mref);
-                }
-                Ok(answer)
-            }
+            answer => Ok(answer),
         }
     }
 
@@ -512,18 +515,13 @@ impl Process {
     }
 
     /// A call's first step, under one lock: monitors `to`, activates an alias, and sends `to`
-    /// the request `make` builds with the alias. [`request_done`](Self::request_done) ends it.
+    /// the request `make` builds with the alias. [`await_reply`](Self::await_reply) ends it.
     pub(crate) fn request(
         &self,
         to: Pid,
         make: impl FnOnce(Ref) -> Box<dyn Any + Send>,
     ) -> (MonitorRef, Ref) {
         self.node.request(self.pid, to, make)
-    }
-
-    /// A call's last step: the alias deactivated, the monitor removed with any `DOWN` of it.
-    pub(crate) fn request_done(&self, mref: MonitorRef, alias: Ref) {
-        self.node.request_done(self.pid, mref, alias)
     }
 
     /// Activates an alias: messages sent to this process through it are delivered.

@@ -245,6 +245,15 @@ impl Proc {
 #[allow(clippy::disallowed_types)] // a fixed hasher: deterministic, and never iterated into a trace
 type ProcTable = rustc_hash::FxHashMap<Pid, Box<Proc>>;
 
+/// What a process sets up for a wait on another (a call's answer, a start's
+/// acknowledgement) and takes down when the wait ends: a monitor of the other process, and
+/// an alias its answer comes through, if any.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Wait {
+    pub(super) monitor: MonitorRef,
+    pub(super) alias: Option<Ref>,
+}
+
 /// A signal on its way from one process to another.
 pub(super) enum Signal {
     Message {
@@ -700,7 +709,7 @@ impl Node {
 
     /// Takes the first message of `pid`'s mailbox that `pred` accepts; consults the crash
     /// choice point for every message taken. With `end`, a message taken ends that request
-    /// (see [`request_done`](Node::request_done)) under the same lock.
+    /// (see [`end_wait`](Node::end_wait)) under the same lock.
     ///
     /// A waiting receive (`may_yield`) that has taken [`REDUCTIONS`] messages in this step
     /// yields instead, so a process that always has mail cannot starve the others (the BEAM
@@ -711,7 +720,7 @@ impl Node {
         pred: &mut dyn FnMut(&Msg) -> bool,
         waker: &Waker,
         may_yield: bool,
-        end: Option<(MonitorRef, Ref)>,
+        end: Option<Wait>,
     ) -> Option<Msg> {
         self.lock()
             .take(self, pid, pred, Some(waker), may_yield, end)
@@ -834,10 +843,10 @@ impl Node {
         (mref, alias)
     }
 
-    /// The end of a [`request`](Node::request): the alias deactivated, the monitor removed
-    /// with any `DOWN` of it.
-    pub(super) fn request_done(&self, from: Pid, mref: MonitorRef, alias: Ref) {
-        self.lock().end_request(self, from, mref, alias);
+    /// The end of a [`Wait`]: its alias deactivated, its monitor removed with any `DOWN`
+    /// of it.
+    pub(super) fn end_wait(&self, from: Pid, wait: Wait) {
+        self.lock().end_wait(self, from, wait);
     }
 
     /// Removes a monitor; `true` if it was active. With `flush`, a `DOWN` for it already in
@@ -929,7 +938,7 @@ impl State {
         pred: &mut dyn FnMut(&Msg) -> bool,
         waker: Option<&Waker>,
         may_yield: bool,
-        end: Option<(MonitorRef, Ref)>,
+        end: Option<Wait>,
     ) -> Option<Msg> {
         let p = self.procs.get_mut(&pid)?;
         if p.pending_exit.is_some() {
@@ -958,8 +967,8 @@ impl State {
             self.proc(pid).doom(ExitReason::error("injected_crash"));
             return None;
         }
-        if let Some((mref, alias)) = end {
-            self.end_request(node, pid, mref, alias);
+        if let Some(wait) = end {
+            self.end_wait(node, pid, wait);
         }
         Some(msg)
     }
@@ -976,12 +985,12 @@ impl State {
         }
     }
 
-    /// See [`Node::request_done`].
-    fn end_request(&mut self, node: &Node, from: Pid, mref: MonitorRef, alias: Ref) {
-        if let Some(p) = self.procs.get_mut(&from) {
+    /// See [`Node::end_wait`].
+    fn end_wait(&mut self, node: &Node, from: Pid, Wait { monitor, alias }: Wait) {
+        if let (Some(p), Some(alias)) = (self.procs.get_mut(&from), alias) {
             p.remove_alias(alias);
         }
-        self.demonitor(node, from, mref, true);
+        self.demonitor(node, from, monitor, true);
     }
 
     fn monitor(&mut self, node: &Node, watcher: Pid, target: Pid) -> MonitorRef {
