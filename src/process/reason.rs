@@ -76,14 +76,22 @@ impl ExitReason {
     /// The reason as a term, e.g. `{shutdown,bye}`.
     pub fn to_term(&self) -> Term {
         match self {
-            ExitReason::Normal => Term::atom("normal"),
-            ExitReason::Shutdown => Term::atom("shutdown"),
             ExitReason::ShutdownWith(t) => Term::tuple([Term::atom("shutdown"), t.clone()]),
-            ExitReason::Kill => Term::atom("kill"),
-            ExitReason::Killed => Term::atom("killed"),
-            ExitReason::Noproc => Term::atom("noproc"),
             ExitReason::Panic(msg) => Term::tuple([Term::atom("panic"), Term::Str(msg.clone())]),
             ExitReason::Other(t) => t.clone(),
+            atom => Term::atom(atom.plain_atom().unwrap_or_default()),
+        }
+    }
+
+    /// The atom of a reason that is one (`normal`, `shutdown`, `kill`, `killed`, `noproc`).
+    fn plain_atom(&self) -> Option<&'static str> {
+        match self {
+            ExitReason::Normal => Some("normal"),
+            ExitReason::Shutdown => Some("shutdown"),
+            ExitReason::Kill => Some("kill"),
+            ExitReason::Killed => Some("killed"),
+            ExitReason::Noproc => Some("noproc"),
+            ExitReason::ShutdownWith(_) | ExitReason::Panic(_) | ExitReason::Other(_) => None,
         }
     }
 
@@ -98,9 +106,15 @@ impl ExitReason {
     }
 }
 
+/// The canonical form of [`to_term`](ExitReason::to_term), written without building the term.
 impl fmt::Display for ExitReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.to_term().fmt(f)
+        match self {
+            ExitReason::ShutdownWith(t) => write!(f, "{{shutdown,{t}}}"),
+            ExitReason::Panic(msg) => write!(f, "{{panic,{msg:?}}}"),
+            ExitReason::Other(t) => t.fmt(f),
+            atom => f.write_str(atom.plain_atom().unwrap_or_default()),
+        }
     }
 }
 
@@ -145,9 +159,8 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn terms_round_trip_through_reasons() {
-        for r in [
+    fn reasons() -> Vec<ExitReason> {
+        vec![
             ExitReason::Normal,
             ExitReason::Shutdown,
             ExitReason::ShutdownWith(Term::Int(3)),
@@ -157,8 +170,24 @@ mod tests {
             ExitReason::Panic("x".into()),
             ExitReason::error("boom"),
             ExitReason::Other(Term::tuple([Term::atom("panic"), Term::Int(1)])),
-        ] {
+            ExitReason::Panic("say \"hi\"\n".into()),
+            ExitReason::ShutdownWith(Term::tuple([Term::atom("Odd atom"), Term::Str("s".into())])),
+            ExitReason::error("it's"),
+        ]
+    }
+
+    #[test]
+    fn terms_round_trip_through_reasons() {
+        for r in reasons() {
             assert_eq!(ExitReason::from_term(r.to_term()), r);
+        }
+    }
+
+    /// A reason prints as its term does (traces and notes hold that form).
+    #[test]
+    fn a_reason_prints_as_its_term() {
+        for r in reasons() {
+            assert_eq!(r.to_string(), r.to_term().to_string(), "{r:?}");
         }
     }
 }
