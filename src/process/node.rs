@@ -120,7 +120,7 @@ pub struct Node {
 pub(super) struct Inner {
     state: Mutex<State>,
     clock: rt::Clock,
-    started: Instant,
+    started: rt::Mark,
     watchdog: Arc<AtomicBool>,
     postman: Notify,
     quiet_panics: bool,
@@ -328,7 +328,7 @@ impl Node {
                     draining: false,
                 }),
                 clock: rt::Clock::current(),
-                started: rt::Clock::current().now(),
+                started: rt::Clock::current().mark(),
                 watchdog: config.watchdog.unwrap_or_default(),
                 postman: Notify::new(),
                 quiet_panics: config.quiet_panics,
@@ -352,7 +352,7 @@ impl Node {
 
     /// Microseconds since the node started, on the executor's clock.
     pub fn elapsed_us(&self) -> u64 {
-        (self.inner.clock.now() - self.inner.started).as_micros() as u64
+        self.inner.clock.since(self.inner.started).as_micros() as u64
     }
 
     /// The time stamp of a trace event: the clock is read only when tracing (reading it is

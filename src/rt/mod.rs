@@ -87,11 +87,51 @@ impl Clock {
         }
     }
 
+    /// The current time as a [`Mark`] to measure from with [`since`](Clock::since).
+    pub fn mark(&self) -> Mark {
+        #[cfg(madsim)]
+        {
+            Mark(self.handle.elapsed())
+        }
+        #[cfg(not(madsim))]
+        {
+            Mark(now())
+        }
+    }
+
+    /// The time since `mark`: the same as `now() - t` for the `Instant` `t` taken at the
+    /// mark, and cheaper in the simulator (no `Instant` arithmetic, which is most of what
+    /// time-stamping a trace event costs).
+    ///
+    /// ```
+    /// use otpsim::rt::{self, Duration};
+    /// rt::block_on(5, async {
+    ///     let clock = rt::Clock::current();
+    ///     let (mark, t0) = (clock.mark(), clock.now());
+    ///     rt::sleep(Duration::from_millis(7)).await;
+    ///     let (since, t1) = (clock.since(mark), clock.now());
+    ///     assert!(since >= Duration::from_millis(7));
+    ///     if rt::SIMULATED {
+    ///         assert_eq!(since, t1 - t0);
+    ///     }
+    /// });
+    /// ```
+    pub fn since(&self, mark: Mark) -> Duration {
+        #[cfg(madsim)]
+        {
+            self.handle.elapsed().saturating_sub(mark.0)
+        }
+        #[cfg(not(madsim))]
+        {
+            now().saturating_duration_since(mark.0)
+        }
+    }
+
     /// Waits for `duration` (like [`sleep`]).
     pub async fn sleep(&self, duration: Duration) {
         #[cfg(madsim)]
         {
-            self.handle.sleep(duration).await
+            SimSleep::new(self.handle.sleep(duration)).await
         }
         #[cfg(not(madsim))]
         {
@@ -127,6 +167,10 @@ impl Clock {
     }
 }
 
+/// A point on a [`Clock`], to measure the time since it.
+#[derive(Clone, Copy, Debug)]
+pub struct Mark(#[cfg(madsim)] Duration, #[cfg(not(madsim))] Instant);
+
 /// The timer of a wait that usually ends before it fires (a call's timeout, a shutdown's):
 /// small (24 bytes natively, its sleep boxed once armed), and armed as late as it can be.
 ///
@@ -161,9 +205,57 @@ enum TimerState {
 /// madsim's sleep is `Unpin` and is kept inline; tokio's is not, and is boxed (only a wait
 /// that outlasts its first turn gets one).
 #[cfg(madsim)]
-type ArmedSleep = madsim::time::Sleep;
+type ArmedSleep = SimSleep;
 #[cfg(not(madsim))]
 type ArmedSleep = Pin<Box<tokio::time::Sleep>>;
+
+/// A simulated sleep that registers one madsim timer per waiting task.
+///
+/// madsim's `Sleep` adds a timer (a boxed callback in a heap, which madsim cannot cancel) at
+/// every pending poll: a process that sleeps or waits with a timeout and is woken by each of
+/// its messages would pile up timers that all fire at the same deadline. Once a timer is
+/// registered for the task polling, a pending poll only reads the clock.
+#[cfg(madsim)]
+pub(crate) struct SimSleep {
+    sleep: madsim::time::Sleep,
+    /// The waker that madsim's timer for `sleep` wakes, once one is registered.
+    registered: Option<std::task::Waker>,
+}
+
+#[cfg(madsim)]
+impl SimSleep {
+    fn new(sleep: madsim::time::Sleep) -> SimSleep {
+        SimSleep {
+            sleep,
+            registered: None,
+        }
+    }
+}
+
+#[cfg(madsim)]
+impl Future for SimSleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        match &this.registered {
+            Some(waker) if waker.will_wake(cx.waker()) => {
+                if this.sleep.is_elapsed() {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            }
+            _ => {
+                let polled = Pin::new(&mut this.sleep).poll(cx);
+                if polled.is_pending() {
+                    this.registered = Some(cx.waker().clone());
+                }
+                polled
+            }
+        }
+    }
+}
 
 impl Timer {
     /// A timer that fires `duration` after its first poll.
@@ -180,7 +272,8 @@ impl Timer {
                 TimerState::Idle(duration) => {
                     #[cfg(madsim)]
                     {
-                        self.state = TimerState::Armed(clock.handle.sleep(*duration));
+                        self.state =
+                            TimerState::Armed(SimSleep::new(clock.handle.sleep(*duration)));
                     }
                     #[cfg(not(madsim))]
                     {
@@ -205,12 +298,26 @@ impl Timer {
 
 /// Waits for `duration` on the executor's clock.
 pub async fn sleep(duration: Duration) {
-    tokio::time::sleep(duration).await
+    #[cfg(madsim)]
+    {
+        SimSleep::new(madsim::time::sleep(duration)).await
+    }
+    #[cfg(not(madsim))]
+    {
+        tokio::time::sleep(duration).await
+    }
 }
 
 /// Waits until `deadline` on the executor's clock.
 pub async fn sleep_until(deadline: Instant) {
-    tokio::time::sleep_until(deadline).await
+    #[cfg(madsim)]
+    {
+        SimSleep::new(madsim::time::sleep_until(deadline)).await
+    }
+    #[cfg(not(madsim))]
+    {
+        tokio::time::sleep_until(deadline).await
+    }
 }
 
 /// Runs `future` for at most `duration`; `None` when the time ran out first.
@@ -291,6 +398,48 @@ mod tests {
         fn wake_by_ref(self: &Arc<Self>) {
             self.0.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// A simulated sleep polled again by the task it registered a timer for adds no timer
+    /// (madsim's would add one per poll, each waking the task at the deadline); polled by
+    /// another task, it registers one for that task too.
+    #[cfg(madsim)]
+    #[test]
+    fn a_simulated_sleep_registers_one_timer_per_task() {
+        block_on(6, async {
+            let (a, b) = (
+                Arc::new(Counter(AtomicUsize::new(0))),
+                Arc::new(Counter(AtomicUsize::new(0))),
+            );
+            let (wa, wb) = (
+                std::task::Waker::from(a.clone()),
+                std::task::Waker::from(b.clone()),
+            );
+            let mut sleep = std::pin::pin!(SimSleep::new(madsim::time::sleep(
+                Duration::from_millis(10)
+            )));
+            for _ in 0..3 {
+                assert!(sleep
+                    .as_mut()
+                    .poll(&mut Context::from_waker(&wa))
+                    .is_pending());
+            }
+            assert!(sleep
+                .as_mut()
+                .poll(&mut Context::from_waker(&wb))
+                .is_pending());
+            sleep_until(Clock::current().now() + Duration::from_millis(20)).await;
+            assert_eq!(
+                a.0.load(Ordering::Relaxed),
+                1,
+                "one timer for the first task"
+            );
+            assert_eq!(b.0.load(Ordering::Relaxed), 1, "one for the second");
+            assert!(sleep
+                .as_mut()
+                .poll(&mut Context::from_waker(&wb))
+                .is_ready());
+        });
     }
 
     /// Natively, a timer's first poll sets its deadline and yields (it wakes its task once)
