@@ -2,7 +2,9 @@
 //! bench --bench simulator`, which `benches/run.sh sim` runs): simulated cases per second,
 //! on one core for a small process graph, and on every core for a 50-process supervision
 //! tree hit by 100 faults. Prints `RESULT<TAB>otpsim<TAB>sim<TAB><metric><TAB><value>` lines;
-//! `simulator small` or `simulator large` runs one of them.
+//! `simulator small` or `simulator large` runs one of them. Each runs for 3 s (divided by
+//! `OTPSIM_BENCH_DIVIDE`), or exactly `OTPSIM_BENCH_CASES` cases (per core) when that is set:
+//! the same work on every run, for a profiler.
 #![allow(clippy::disallowed_methods)] // Instant::now: a benchmark measures real time
 
 use otpsim::rt::Duration;
@@ -27,13 +29,18 @@ fn result(metric: &str, value: f64) {
     println!("RESULT\totpsim\tsim\t{metric}\t{value:.1}");
 }
 
-/// Runs `case(seed)` for seeds `first`, `first + 1`, ... for the time budget; cases per
-/// second.
+/// A fixed number of cases to run instead of a time budget, if one is set.
+fn fixed_cases() -> Option<u64> {
+    std::env::var("OTPSIM_BENCH_CASES").ok()?.parse().ok()
+}
+
+/// Runs `case(seed)` for seeds `first`, `first + 1`, ... for the time budget (or the fixed
+/// number of cases); cases per second.
 fn rate(first: u64, mut case: impl FnMut(u64)) -> f64 {
-    let budget = seconds();
+    let (budget, cases) = (seconds(), fixed_cases());
     let t0 = Instant::now();
     let mut n = 0;
-    while t0.elapsed().as_secs_f64() < budget {
+    while cases.map_or(t0.elapsed().as_secs_f64() < budget, |c| n < c) {
         case(first + n);
         n += 1;
     }
