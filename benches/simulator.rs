@@ -2,7 +2,11 @@
 //! bench --bench simulator`, which `benches/run.sh sim` runs): simulated cases per second,
 //! on one core for a small process graph, and on every core for a 50-process supervision
 //! tree hit by 100 faults. Prints `RESULT<TAB>otpsim<TAB>sim<TAB><metric><TAB><value>` lines;
-//! `simulator small` or `simulator large` runs one of them. Each runs for 3 s (divided by
+//! `simulator small`, `simulator large` or `simulator floor` runs one of them.
+//!
+//! `floor` is madsim alone, with no otpsim code: a fresh runtime running the schedule a small
+//! case averages (6 tasks, 24 timers). It bounds what the small case can reach on this
+//! machine. Each runs for 3 s (divided by
 //! `OTPSIM_BENCH_DIVIDE`), or exactly `OTPSIM_BENCH_CASES` cases (per core) when that is set:
 //! the same work on every run, for a profiler.
 #![allow(clippy::disallowed_methods)] // Instant::now: a benchmark measures real time
@@ -101,6 +105,31 @@ async fn large_tree(p: Process, seed: u64) {
     let _ = p.receive(|m| matches!(m, otpsim::Msg::Exit { .. })).await;
 }
 
+/// madsim's own cost for a small case's schedule: a fresh runtime, a root task that spawns 5
+/// tasks of 3 timers each and waits on 8 of its own, and a last timer after it: 6 tasks and
+/// 24 timers (a small case averages 6.0 task spawns and 23.5 timers, counted with callgrind).
+#[cfg(madsim)]
+fn madsim_floor(seed: u64) {
+    use madsim::time::{sleep, Duration};
+    let runtime = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+    runtime.block_on(async {
+        let root = madsim::task::spawn(async {
+            for i in 0..5u64 {
+                madsim::task::spawn(async move {
+                    for k in 0..3 {
+                        sleep(Duration::from_millis(100 + 37 * i + 11 * k)).await;
+                    }
+                });
+            }
+            for k in 0..8 {
+                sleep(Duration::from_millis(50 + 130 * k)).await;
+            }
+        });
+        let _ = root.await;
+        sleep(Duration::from_millis(1)).await;
+    });
+}
+
 fn main() {
     if !otpsim::rt::SIMULATED {
         eprintln!(
@@ -127,6 +156,10 @@ fn main() {
             assert!(report.failure().is_none());
         });
         result("small_cases_per_s_per_core", small_rate);
+    }
+    #[cfg(madsim)]
+    if wanted("floor") {
+        result("madsim_floor_cases_per_s_per_core", rate(0, madsim_floor));
     }
     if wanted("large") {
         // On every core, as a campaign runs (the target is for the whole machine).
