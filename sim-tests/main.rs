@@ -3,6 +3,7 @@
 //! would sleep on the wall clock.
 
 mod build_mode;
+mod cli;
 mod common;
 mod conformance;
 mod determinism;

@@ -55,9 +55,7 @@ enum Command {
         #[arg(long)]
         seed: u64,
     },
-    /// Run a scenario of the OTP oracle's format and print its canonical trace, to diff
-    /// against the trace real OTP gives (`diff <(otpsim conform s.json) s.trace`).
-    /// Re-runs a saved case (a `corpus/` file) and prints its timeline and verdict: exit 0 if
+    /// Re-run a saved case (a `corpus/` file) and print its timeline and verdict: exit 0 if
     /// it does what the file expects, 1 if not, 2 if the file is malformed.
     Replay {
         /// The corpus file.
@@ -67,6 +65,8 @@ enum Command {
         #[arg(long)]
         update: bool,
     },
+    /// Run a scenario of the OTP oracle's format and print its canonical trace, to diff
+    /// against the trace real OTP gives (`diff <(otpsim conform s.json) s.trace`).
     Conform {
         /// The scenario file (JSON, see ../shared/otp-oracle/README.md).
         scenario: std::path::PathBuf,
