@@ -16,6 +16,18 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Runs `otpsim args`, checks that it exits with status 2 and says `reason`; its stderr.
+fn fails_with(args: &[&str], reason: &str) -> String {
+    let out = otpsim(args);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "otpsim {args:?}: {err}");
+    assert!(
+        err.contains(reason),
+        "otpsim {args:?} should say {reason:?}: {err}"
+    );
+    err
+}
+
 /// A file in the system's temporary directory, removed when dropped.
 #[cfg(madsim)]
 struct TempFile(PathBuf);
@@ -62,35 +74,27 @@ fn every_command_says_what_it_does() {
         line("conform").starts_with("Run a scenario of the OTP oracle"),
         "{help}"
     );
+    assert!(
+        line("digest").starts_with("Print a digest of the traces"),
+        "{help}"
+    );
 }
 
 #[test]
 fn a_bad_argument_exits_2_with_its_reason() {
-    let out = otpsim(&["fuzz", "--shard", "3/2"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("shard 3/2: need 0 <= I < N"),
-        "{}",
-        stderr(&out)
-    );
-    let out = otpsim(&["fuzz", "--family", "meteor"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("unknown fault family \"meteor\""),
-        "{}",
-        stderr(&out)
+    fails_with(&["fuzz", "--shard", "3/2"], "shard 3/2: need 0 <= I < N");
+    fails_with(
+        &["fuzz", "--family", "meteor"],
+        "unknown fault family \"meteor\"",
     );
 }
 
 #[cfg(madsim)]
 #[test]
 fn an_unknown_target_exits_2_naming_the_known_ones() {
-    let out = otpsim(&["fuzz", "--target", "nope", "--seeds", "1"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("unknown target `nope` (known: graph, tree, kv"),
-        "{}",
-        stderr(&out)
+    fails_with(
+        &["fuzz", "--target", "nope", "--seeds", "1"],
+        "unknown target `nope` (known: graph, tree, kv",
     );
 }
 
@@ -105,12 +109,27 @@ fn a_malformed_corpus_file_exits_2_naming_the_file_and_the_problem() {
         (truncated.arg(), "not valid JSON"),
         (incomplete.arg(), "missing field"),
     ] {
-        let out = otpsim(&["replay", file]);
-        assert_eq!(out.status.code(), Some(2), "{file}: {}", stderr(&out));
-        let err = stderr(&out);
-        assert!(err.contains(file) && err.contains(problem), "{file}: {err}");
+        let err = fails_with(&["replay", file], problem);
+        assert!(err.contains(file), "the message names {file}: {err}");
     }
-    let out = otpsim(&["conform", truncated.arg()]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("not valid JSON"), "{}", stderr(&out));
+    fails_with(&["conform", truncated.arg()], "not valid JSON");
+}
+
+/// `digest` prints the same digests on every run, one line per target asked for.
+#[cfg(madsim)]
+#[test]
+fn digests_are_the_same_on_every_run() {
+    let args = [
+        "digest", "--seeds", "30", "--target", "graph", "--target", "kv",
+    ];
+    let (a, b) = (otpsim(&args), otpsim(&args));
+    assert!(a.status.success(), "{}", stderr(&a));
+    assert_eq!(a.stdout, b.stdout);
+    let text = String::from_utf8_lossy(&a.stdout);
+    let targets: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(targets, ["graph", "kv"], "{text}");
+    fails_with(&["digest", "--target", "nope"], "unknown target `nope`");
 }

@@ -65,6 +65,20 @@ enum Command {
         #[arg(long)]
         update: bool,
     },
+    /// Print a digest of the traces of generated cases, per target: equal digests before and
+    /// after a change (an optimisation, a toolchain or dependency upgrade) mean that every one
+    /// of those cases ran identically.
+    Digest {
+        /// Cases per target.
+        #[arg(long, default_value_t = 1000)]
+        seeds: u64,
+        /// The first seed.
+        #[arg(long, default_value_t = 0)]
+        first_seed: u64,
+        /// Only this target (repeatable; the names of `fuzz --target`). Default: all.
+        #[arg(long = "target")]
+        targets: Vec<String>,
+    },
     /// Run a scenario of the OTP oracle's format and print its canonical trace, to diff
     /// against the trace real OTP gives (`diff <(otpsim conform s.json) s.trace`).
     Conform {
@@ -139,6 +153,30 @@ fn main() -> ExitCode {
         Command::Run { seed } => run_one(seed),
         Command::Replay { file, update } => replay(&file, update),
         Command::Conform { scenario, expect } => conform(&scenario, expect.as_deref()),
+        Command::Digest {
+            seeds,
+            first_seed,
+            targets,
+        } => digest(&targets, first_seed..first_seed.saturating_add(seeds)),
+    }
+}
+
+fn digest(targets: &[String], seeds: std::ops::Range<u64>) -> ExitCode {
+    let threads = campaign::Campaign::default().threads;
+    match campaign::digest(targets, &otpsim::targets(), seeds.clone(), threads) {
+        Ok(digests) => {
+            for d in digests {
+                println!(
+                    "{:<12} seeds {}..{}  {:016x}",
+                    d.target, seeds.start, seeds.end, d.digest
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("otpsim digest: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 

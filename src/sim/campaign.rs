@@ -149,6 +149,110 @@ pub fn target_names(targets: &[Arc<dyn AnyTarget>]) -> Vec<String> {
     names
 }
 
+/// The `requested` target names, checked against those of `harness` (all of them if none
+/// is requested).
+fn resolve(requested: &[String], harness: &[Arc<dyn AnyTarget>]) -> Result<Vec<String>, String> {
+    let known = target_names(harness);
+    if let Some(bad) = requested.iter().find(|t| !known.contains(t)) {
+        return Err(format!(
+            "unknown target `{bad}` (known: {})",
+            known.join(", ")
+        ));
+    }
+    Ok(if requested.is_empty() {
+        known
+    } else {
+        requested.to_vec()
+    })
+}
+
+/// The digest of one target's cases: see [`digest`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Digest {
+    /// The target's name.
+    pub target: String,
+    /// How many cases it folds.
+    pub cases: u64,
+    /// The traces' hashes (times included), folded in seed order.
+    pub digest: u64,
+}
+
+/// Runs the cases of seeds `seeds` of every `requested` target (all of them if none) once,
+/// with swarm faults, on `threads` threads, and folds their trace hashes, per target.
+///
+/// Two builds that give the same digests ran every one of those cases identically, to the
+/// microsecond: compare them before and after a change that should move no trace (an
+/// optimisation, a refactor, a toolchain or dependency upgrade). Unknown target names are
+/// an error.
+///
+/// ```
+/// # #[cfg(madsim)] {
+/// use otpsim::sim::campaign::digest;
+/// let graph = ["graph".to_string()];
+/// let twice = [(); 2].map(|()| digest(&graph, &otpsim::targets(), 0..20, 2).unwrap());
+/// assert_eq!(twice[0], twice[1]);
+/// assert_eq!((twice[0][0].target.as_str(), twice[0][0].cases), ("graph", 20));
+/// assert_eq!(digest(&graph, &otpsim::targets(), 0..20, 1).unwrap(), twice[0]);
+/// assert_ne!(digest(&graph, &otpsim::targets(), 1..21, 2).unwrap(), twice[0]);
+/// # }
+/// ```
+pub fn digest(
+    requested: &[String],
+    harness: &[Arc<dyn AnyTarget>],
+    seeds: std::ops::Range<u64>,
+    threads: usize,
+) -> Result<Vec<Digest>, String> {
+    let mut digests = Vec::new();
+    for name in resolve(requested, harness)? {
+        let target = harness.iter().find(|t| t.name() == name);
+        let hash = |seed: u64| -> Result<u64, String> {
+            match target {
+                Some(target) => target.trace_hash(seed),
+                None => {
+                    let sim = Sim::new(seed).with_faults(swarm_faults(seed));
+                    Ok(sim.run(GraphCase::generate(seed).root()).trace.hash())
+                }
+            }
+        };
+        let hashes = in_parallel(seeds.clone(), threads, hash)?;
+        let mut folded = crate::trace::Fnv1a::default();
+        for h in &hashes {
+            folded.write(&h.to_le_bytes());
+        }
+        digests.push(Digest {
+            target: name,
+            cases: hashes.len() as u64,
+            digest: folded.0,
+        });
+    }
+    Ok(digests)
+}
+
+/// `f` of every seed, in seed order, computed on `threads` threads; the first error, if any.
+fn in_parallel(
+    seeds: std::ops::Range<u64>,
+    threads: usize,
+    f: impl Fn(u64) -> Result<u64, String> + Sync,
+) -> Result<Vec<u64>, String> {
+    let next = AtomicU64::new(seeds.start);
+    let results = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..threads.max(1) {
+            s.spawn(|| loop {
+                let seed = next.fetch_add(1, Ordering::Relaxed);
+                if seed >= seeds.end {
+                    return;
+                }
+                let out = f(seed);
+                results.lock().unwrap().push((seed, out));
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap();
+    results.sort_by_key(|(seed, _)| *seed);
+    results.into_iter().map(|(_, out)| out).collect()
+}
+
 /// Runs a campaign over the random process graph and `harness` targets, calling `progress`
 /// from time to time. Unknown target names are an error.
 pub fn run(
@@ -156,18 +260,7 @@ pub fn run(
     harness: &[Arc<dyn AnyTarget>],
     progress: impl Fn(Progress) + Sync,
 ) -> Result<Report, String> {
-    let known = target_names(harness);
-    if let Some(bad) = campaign.targets.iter().find(|t| !known.contains(t)) {
-        return Err(format!(
-            "unknown target `{bad}` (known: {})",
-            known.join(", ")
-        ));
-    }
-    let names = if campaign.targets.is_empty() {
-        known
-    } else {
-        campaign.targets.clone()
-    };
+    let names = resolve(&campaign.targets, harness)?;
     let run_one = |seed: u64, replay: bool| -> Result<(), String> {
         let name = &names[(seed % names.len() as u64) as usize];
         match harness.iter().find(|t| t.name() == *name) {

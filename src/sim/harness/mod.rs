@@ -67,7 +67,7 @@ use crate::rt::{Duration, SeededConfig};
 use crate::supervisor::BoxFuture;
 use crate::term::Pid;
 use crate::trace::{EventKind, SupEvent, Trace};
-use proptest::strategy::BoxedStrategy;
+use proptest::strategy::{BoxedStrategy, Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
 use serde::{de::DeserializeOwned, Serialize};
 use std::fmt::Debug;
@@ -612,6 +612,9 @@ impl std::fmt::Display for Failure {
     }
 }
 
+/// The steps of a generated case at most, unless [`Harness::max_steps`] says otherwise.
+const MAX_STEPS: usize = 12;
+
 /// Runs generated cases of a target inside `cargo test`: the builder of a campaign.
 pub struct Harness<T: Target> {
     target: Arc<T>,
@@ -643,7 +646,7 @@ impl<T: Target> Harness<T> {
             target,
             cases: 1,
             seed: 0,
-            max_steps: 12,
+            max_steps: MAX_STEPS,
             families: Family::ALL.to_vec(),
             corpus: Some(PathBuf::from("corpus")),
             replay_corpus: false,
@@ -707,10 +710,7 @@ impl<T: Target> Harness<T> {
             max_global_rejects: 0,
             ..Config::default()
         };
-        let mut seed_bytes = [0u8; 32];
-        seed_bytes[..8].copy_from_slice(&self.seed.to_le_bytes());
-        let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes);
-        let mut runner = TestRunner::new_with_rng(config, rng);
+        let mut runner = generator(config, self.seed);
         let counter = std::sync::atomic::AtomicU64::new(0);
         let every = u64::from(self.determinism_every);
         let result = runner.run(&strategy, |case| {
@@ -844,6 +844,10 @@ pub trait AnyTarget: Send + Sync {
 
     /// Runs a case given as JSON (a corpus file's `case`); `Err` if it does not parse.
     fn replay(&self, case: &serde_json::Value) -> Result<CaseReport, String>;
+
+    /// The [trace hash](Trace::hash) of the case generated from `seed` with every fault
+    /// family, run once (what `otpsim digest` folds).
+    fn trace_hash(&self, seed: u64) -> Result<u64, String>;
 }
 
 impl<T: Target> AnyTarget for Arc<T> {
@@ -869,6 +873,23 @@ impl<T: Target> AnyTarget for Arc<T> {
             serde_json::from_value(case.clone()).map_err(|e| format!("field `case`: {e}"))?;
         Ok(check_determinism(self, &case))
     }
+
+    fn trace_hash(&self, seed: u64) -> Result<u64, String> {
+        let strategy = case_strategy(self, MAX_STEPS, &Family::ALL);
+        let mut runner = generator(Config::default(), seed);
+        let case = strategy.new_tree(&mut runner).map_err(|e| e.to_string())?;
+        Ok(run_case(self, &case.current()).trace.hash())
+    }
+}
+
+/// The case generator of seed `seed`.
+fn generator(config: Config, seed: u64) -> TestRunner {
+    let mut seed_bytes = [0u8; 32];
+    seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    TestRunner::new_with_rng(
+        config,
+        TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes),
+    )
 }
 
 /// Replays a corpus file against the target it names and checks its expected outcome;
