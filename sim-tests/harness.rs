@@ -974,31 +974,41 @@ fn the_end_state_is_judged_before_the_applications_own_check() {
     Harness::new(BusyCheck).cases(100).corpus(None).check();
 }
 
-/// A fault keeps hitting the same process when other parts of the tree go: what lets a
-/// failing tree shrink (faults pick by rendezvous hashing over tree paths, and generated
-/// children keep their ids when a sibling is removed).
-#[test]
-fn a_fault_hits_the_same_process_when_the_rest_of_the_tree_shrinks() {
-    use otpsim::sim::harness::{run_case, Case, Fault, Step};
-    use otpsim::sim::tree::{Kind, NodeSpec, TreeSetup, TreeSpec, WorkerSpec};
-    let worker = |id: u16| NodeSpec {
-        id: Some(id),
+/// A generated tree's permanent worker that starts at once, stops at once (within a 500 ms
+/// shutdown) and does not trap exits; with `register`, it registers its tree path in the
+/// tree's registry.
+fn plain_worker(id: Option<u16>, register: bool) -> otpsim::sim::tree::NodeSpec {
+    use otpsim::sim::tree::{Kind, NodeSpec, WorkerSpec};
+    NodeSpec {
+        id,
         restart: "permanent".into(),
         shutdown: "500".into(),
         kind: Kind::Worker(WorkerSpec {
             trap_exit: false,
             stop_ms: Some(0),
             starts: vec!["ok".into()],
-            register: false,
+            register,
         }),
-    };
+    }
+}
+
+/// A fault keeps hitting the same process when other parts of the tree go: what lets a
+/// failing tree shrink (faults pick by rendezvous hashing over tree paths, and generated
+/// children keep their ids when a sibling is removed).
+#[test]
+fn a_fault_hits_the_same_process_when_the_rest_of_the_tree_shrinks() {
+    use otpsim::sim::harness::{run_case, Case, Fault, Step};
+    use otpsim::sim::tree::{TreeSetup, TreeSpec};
     let case = |ids: &[u16], victim: u16| Case {
         setup: TreeSetup {
             root: TreeSpec {
                 strategy: "one_for_one".into(),
                 intensity: 3,
                 period: 5,
-                children: ids.iter().map(|&id| worker(id)).collect(),
+                children: ids
+                    .iter()
+                    .map(|&id| plain_worker(Some(id), false))
+                    .collect(),
             },
             registry: false,
         },
@@ -1040,23 +1050,13 @@ fn a_fault_hits_the_same_process_when_the_rest_of_the_tree_shrinks() {
 #[test]
 fn crash_faults_spare_library_processes_and_kills_do_not() {
     use otpsim::sim::harness::{run_case, Case, CrashReason, Fault, Step};
-    use otpsim::sim::tree::{Kind, NodeSpec, TreeSetup, TreeSpec, WorkerSpec};
+    use otpsim::sim::tree::{TreeSetup, TreeSpec};
     let setup = TreeSetup {
         root: TreeSpec {
             strategy: "one_for_one".into(),
             intensity: 100,
             period: 5,
-            children: vec![NodeSpec {
-                id: None,
-                restart: "permanent".into(),
-                shutdown: "500".into(),
-                kind: Kind::Worker(WorkerSpec {
-                    trap_exit: false,
-                    stop_ms: Some(0),
-                    starts: vec!["ok".into()],
-                    register: true,
-                }),
-            }],
+            children: vec![plain_worker(None, true)],
         },
         registry: true,
     };
