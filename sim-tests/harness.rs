@@ -851,7 +851,8 @@ fn the_tree_generator_covers_every_kind_and_operation() {
     use otpsim::sim::tree::{Kind, TreeOp, TreeSpec};
     use proptest::strategy::ValueTree;
     fn kinds(tree: &TreeSpec, seen: &mut std::collections::BTreeSet<String>) {
-        seen.insert(format!("strategy:{}", tree.strategy));
+        let strategy = serde_json::to_value(tree.strategy).expect("a strategy serialises");
+        seen.insert(format!("strategy:{}", strategy.as_str().unwrap_or("?")));
         for child in &tree.children {
             match &child.kind {
                 Kind::Worker(_) => seen.insert("worker".into()),
@@ -978,15 +979,16 @@ fn the_end_state_is_judged_before_the_applications_own_check() {
 /// shutdown) and does not trap exits; with `register`, it registers its tree path in the
 /// tree's registry.
 fn plain_worker(id: Option<u16>, register: bool) -> otpsim::sim::tree::NodeSpec {
-    use otpsim::sim::tree::{Kind, NodeSpec, WorkerSpec};
+    use otpsim::sim::tree::{Kind, NodeSpec, StartAction, WorkerSpec};
+    use otpsim::supervisor::{Restart, Shutdown};
     NodeSpec {
         id,
-        restart: "permanent".into(),
-        shutdown: "500".into(),
+        restart: Restart::Permanent,
+        shutdown: Shutdown::Timeout(500),
         kind: Kind::Worker(WorkerSpec {
             trap_exit: false,
             stop_ms: Some(0),
-            starts: vec!["ok".into()],
+            starts: vec![StartAction::Ok],
             register,
         }),
     }
@@ -998,11 +1000,11 @@ fn plain_worker(id: Option<u16>, register: bool) -> otpsim::sim::tree::NodeSpec 
 #[test]
 fn a_fault_hits_the_same_process_when_the_rest_of_the_tree_shrinks() {
     use otpsim::sim::harness::{run_case, Case, Fault, Step};
-    use otpsim::sim::tree::{TreeSetup, TreeSpec};
+    use otpsim::sim::tree::{TreeSetup, TreeSpec, TreeStrategy};
     let case = |ids: &[u16], victim: u16| Case {
         setup: TreeSetup {
             root: TreeSpec {
-                strategy: "one_for_one".into(),
+                strategy: TreeStrategy::OneForOne,
                 intensity: 3,
                 period: 5,
                 children: ids
@@ -1050,10 +1052,10 @@ fn a_fault_hits_the_same_process_when_the_rest_of_the_tree_shrinks() {
 #[test]
 fn crash_faults_spare_library_processes_and_kills_do_not() {
     use otpsim::sim::harness::{run_case, Case, CrashReason, Fault, Step};
-    use otpsim::sim::tree::{TreeSetup, TreeSpec};
+    use otpsim::sim::tree::{TreeSetup, TreeSpec, TreeStrategy};
     let setup = TreeSetup {
         root: TreeSpec {
-            strategy: "one_for_one".into(),
+            strategy: TreeStrategy::OneForOne,
             intensity: 100,
             period: 5,
             children: vec![plain_worker(None, true)],

@@ -12,7 +12,7 @@ use super::task::ProcessTask;
 use super::{ExitReason, IntoExitReason, Process};
 use crate::rt::{self, Choices, Duration, Instant, NoFaults};
 use crate::term::{Pid, Ref};
-use crate::trace::{EventKind, SignalOutcome, SpawnTie, Trace};
+use crate::trace::{EventKind, FaultKind, SignalOutcome, SpawnTie, Trace};
 use rt::sync::{oneshot, Notify};
 use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -487,14 +487,13 @@ impl Node {
 
     /// Makes `pid` exit with `reason` at once, as if it had crashed by itself, and records the
     /// injected fault (`fault` is its description). Does nothing to a dead process.
-    pub fn inject_exit(&self, pid: Pid, reason: ExitReason, fault: impl Into<String>) {
+    pub fn inject_exit(&self, pid: Pid, reason: ExitReason, fault: FaultKind) {
         let at = self.stamp();
         let mut st = self.lock();
         let Some(p) = st.procs.get_mut(&pid) else {
             return;
         };
         p.doom(reason);
-        let fault = fault.into();
         st.record(at, || EventKind::Fault { pid, fault });
         if !self.is_running_here(pid) {
             st.dying.push_back(pid);
@@ -962,7 +961,7 @@ impl State {
             let at = node.stamp();
             self.record(at, || EventKind::Fault {
                 pid,
-                fault: format!("crash at message {step}"),
+                fault: FaultKind::CrashAtMessage(step),
             });
             self.proc(pid).doom(ExitReason::error("injected_crash"));
             return None;
@@ -1175,11 +1174,7 @@ impl State {
         if !delay.is_zero() {
             self.record(at_us, || EventKind::Fault {
                 pid: to,
-                fault: format!(
-                    "{}{from} {:.3}ms",
-                    crate::trace::DELAY_FAULT,
-                    delay.as_secs_f64() * 1000.0
-                ),
+                fault: FaultKind::Delay { from, delay },
             });
         }
         self.wake_postman(node);

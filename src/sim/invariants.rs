@@ -45,7 +45,10 @@
 //! ```
 
 use crate::term::{Pid, Term};
-use crate::trace::{EventKind, Offender, SignalOutcome, SupEvent, Trace};
+use crate::trace::vocab::{Restart, Shutdown, Strategy};
+use crate::trace::{
+    EventKind, Offender, ReportContext, SignalOutcome, SupEvent, SupervisorKind, Trace,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -174,8 +177,8 @@ const SLACK_US: u64 = 1000;
 struct ChildRec {
     pid: Pid,
     id: std::sync::Arc<str>,
-    restart: std::borrow::Cow<'static, str>,
-    shutdown: std::borrow::Cow<'static, str>,
+    restart: Restart,
+    shutdown: Shutdown,
     order: u64,
     alive: bool,
     /// When the supervisor's `shutdown` signal reached it (µs, event index).
@@ -203,7 +206,7 @@ struct Group {
 
 #[derive(Debug)]
 struct Sup {
-    strategy: String,
+    kind: SupervisorKind,
     intensity: u64,
     period: u64,
     stamps: Vec<u64>,
@@ -221,14 +224,21 @@ struct Sup {
 
 impl Sup {
     fn is_static(&self) -> bool {
-        matches!(
-            self.strategy.as_str(),
-            "one_for_one" | "one_for_all" | "rest_for_one"
-        )
+        self.kind.is_static()
     }
 
     fn position(&self, pid: Pid) -> Option<usize> {
         self.children.iter().position(|c| c.pid == pid)
+    }
+
+    /// How a child whose restart is retried is known: a static child by its id, a dynamic
+    /// one by its last pid.
+    fn retry_key(&self, pid: Option<Pid>, id: &std::sync::Arc<str>) -> std::sync::Arc<str> {
+        if self.is_static() {
+            id.clone()
+        } else {
+            pid.map_or_else(|| "".into(), |p| p.to_string().into())
+        }
     }
 
     fn order_of(&self, pid: Pid) -> Option<u64> {
@@ -248,17 +258,6 @@ struct Checker<'a> {
     entries: BTreeMap<(Pid, String), Vec<(Pid, usize)>>,
     /// Processes an injected fault hit.
     faulted: BTreeSet<Pid>,
-}
-
-fn restart_called_for(restart: &str, reason: &Term) -> bool {
-    let normal = reason.is_atom("normal")
-        || reason.is_atom("shutdown")
-        || matches!(reason, Term::Tuple(items) if items.len() == 2 && items[0].is_atom("shutdown"));
-    match restart {
-        "permanent" => true,
-        "transient" => !normal,
-        _ => false,
-    }
 }
 
 /// OTP's `add_restart/3` (SPEC item 21): keep the stamps `>= now - period`, add `now`.
@@ -357,7 +356,9 @@ impl<'a> Checker<'a> {
                 context,
                 reason,
                 ..
-            } if context == "shutdown" && reason.is_atom("reached_max_restart_intensity") => {
+            } if *context == ReportContext::Shutdown
+                && reason.is_atom("reached_max_restart_intensity") =>
+            {
                 if let Some(s) = self.sups.get(supervisor) {
                     if !matches!(s.expect, Expect::GiveUp(_)) {
                         return self.fail(
@@ -379,7 +380,7 @@ impl<'a> Checker<'a> {
                 context,
                 offender: Offender::Child { pid, id },
                 ..
-            } if context == "start_error" => {
+            } if *context == ReportContext::StartError => {
                 // OTP reports `start_error` from `init` (the supervisor then fails to start)
                 // and from restarts; only the latter leave a retry due.
                 if let Some(s) = self.sups.get_mut(supervisor).filter(|s| s.has_restarted) {
@@ -519,30 +520,28 @@ impl<'a> Checker<'a> {
             return Ok(());
         };
         let c = &mut s.children[pos];
-        let problem = match (reason, &*c.shutdown) {
-            (r, "brutal_kill") if r.is_atom("shutdown") => {
+        let problem = match (reason, c.shutdown) {
+            (r, Shutdown::BrutalKill) if r.is_atom("shutdown") => {
                 Some(("a brutal_kill child was sent shutdown".to_string(), i))
             }
-            (r, "infinity") if r.is_atom("kill") => {
+            (r, Shutdown::Infinity) if r.is_atom("kill") => {
                 Some(("an infinity child was killed".to_string(), i))
             }
-            (r, ms) if r.is_atom("kill") && ms != "brutal_kill" => {
-                match (c.asked, ms.parse::<u64>()) {
-                    (None, _) => Some(("killed without a shutdown signal first".to_string(), i)),
-                    (Some((t0, j)), Ok(ms))
-                        if exact && !(ms * 1000..=ms * 1000 + SLACK_US).contains(&(at - t0)) =>
-                    {
-                        Some((
-                            format!(
-                                "killed {} µs after its shutdown signal; its shutdown is {ms} ms",
-                                at - t0
-                            ),
-                            j,
-                        ))
-                    }
-                    _ => None,
+            (r, Shutdown::Timeout(ms)) if r.is_atom("kill") => match c.asked {
+                None => Some(("killed without a shutdown signal first".to_string(), i)),
+                Some((t0, j))
+                    if exact && !(ms * 1000..=ms * 1000 + SLACK_US).contains(&(at - t0)) =>
+                {
+                    Some((
+                        format!(
+                            "killed {} µs after its shutdown signal; its shutdown is {ms} ms",
+                            at - t0
+                        ),
+                        j,
+                    ))
                 }
-            }
+                _ => None,
+            },
             _ => None,
         };
         if c.asked.is_none() && (reason.is_atom("shutdown") || reason.is_atom("kill")) {
@@ -557,7 +556,7 @@ impl<'a> Checker<'a> {
 
     fn supervision(&mut self, i: usize, at: u64, sup: Pid, what: &SupEvent) -> Result<(), Found> {
         if let SupEvent::Init {
-            strategy,
+            kind,
             intensity,
             period,
         } = what
@@ -565,7 +564,7 @@ impl<'a> Checker<'a> {
             self.sups.insert(
                 sup,
                 Sup {
-                    strategy: strategy.clone(),
+                    kind: *kind,
                     intensity: *intensity,
                     period: *period,
                     stamps: Vec::new(),
@@ -615,8 +614,8 @@ impl<'a> Checker<'a> {
                 let rec = ChildRec {
                     pid: *pid,
                     id: id.clone(),
-                    restart: restart.clone(),
-                    shutdown: shutdown.clone(),
+                    restart: *restart,
+                    shutdown: *shutdown,
                     order: *order,
                     alive: alive_now(pid),
                     asked: None,
@@ -663,7 +662,7 @@ impl<'a> Checker<'a> {
                 };
                 let c = &mut s.children[pos];
                 c.alive = false;
-                s.expect = if restart_called_for(&c.restart, reason) {
+                s.expect = if c.restart.restarts_after(reason) {
                     Expect::Restart(*pid, i)
                 } else {
                     Expect::NoRestart(*pid, i)
@@ -672,22 +671,18 @@ impl<'a> Checker<'a> {
             SupEvent::Restart { pid, id } => {
                 if let (Expect::NoRestart(child, j), Some(p)) = (&s.expect, pid) {
                     if child == p {
-                        let restart = s.position(*p).map(|k| s.children[k].restart.clone());
+                        let restart = s.position(*p).map(|k| s.children[k].restart);
                         let message = format!(
                             "restarted {} ({}) after an exit that does not call for it",
                             name(*p),
-                            restart.unwrap_or_default()
+                            restart.map_or(String::new(), |r| r.to_string())
                         );
                         return fail(Invariant::RestartType, message, vec![*j, i]);
                     }
                 }
                 // A new attempt: it is due again only if this one fails too.
-                let key = if s.is_static() {
-                    id.clone()
-                } else {
-                    pid.map(|p| p.to_string()).unwrap_or_default()
-                };
-                s.restarting.remove(key.as_str());
+                let key = s.retry_key(*pid, id);
+                s.restarting.remove(&*key);
                 s.has_restarted = true;
                 add_restart(&mut s.stamps, at / 1_000_000, s.period);
                 if s.stamps.len() as u64 > s.intensity {
@@ -695,8 +690,10 @@ impl<'a> Checker<'a> {
                     return Ok(());
                 }
                 s.expect = Expect::Nothing;
-                let from = match s.strategy.as_str() {
-                    "rest_for_one" => pid.and_then(|p| s.order_of(p)),
+                let from = match s.kind {
+                    SupervisorKind::Supervisor(Strategy::RestForOne) => {
+                        pid.and_then(|p| s.order_of(p))
+                    }
                     _ => Some(0),
                 };
                 let in_group = |c: &ChildRec| from.is_some_and(|f| c.order >= f);
@@ -706,7 +703,7 @@ impl<'a> Checker<'a> {
                     .filter(|c| c.alive && in_group(c))
                     .map(|c| c.pid)
                     .collect();
-                let grouped = s.strategy == "one_for_all" || s.strategy == "rest_for_one";
+                let grouped = s.kind.restarts_a_group();
                 if grouped {
                     // A group restart starts every child of the group afresh (OTP's
                     // `terminate_children` sets their pids to `undefined`), so it supersedes
@@ -723,12 +720,8 @@ impl<'a> Checker<'a> {
                 });
             }
             SupEvent::RetryDropped { pid, id } => {
-                let key = if s.is_static() {
-                    id.clone()
-                } else {
-                    pid.map(|p| p.to_string()).unwrap_or_default()
-                };
-                s.restarting.remove(key.as_str());
+                let key = s.retry_key(*pid, id);
+                s.restarting.remove(&*key);
             }
             SupEvent::Stopping => {
                 s.group = None;

@@ -27,9 +27,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 /// A supervisor of the generated tree.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TreeSpec {
-    /// `one_for_one`, `one_for_all`, `rest_for_one`, or `dynamic` (a DynamicSupervisor whose
-    /// children the workload starts).
-    pub strategy: String,
+    /// Its strategy, or a DynamicSupervisor whose children the workload starts.
+    pub strategy: TreeStrategy,
     /// Restarts allowed per period.
     pub intensity: u8,
     /// The period in seconds (at least 1).
@@ -57,6 +56,45 @@ impl TreeSpec {
     }
 }
 
+/// What kind of supervisor a [`TreeSpec`] is (serialised as OTP's strategy atom, or
+/// `dynamic`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TreeStrategy {
+    /// A supervisor, one_for_one.
+    OneForOne,
+    /// A supervisor, one_for_all.
+    OneForAll,
+    /// A supervisor, rest_for_one.
+    RestForOne,
+    /// A DynamicSupervisor.
+    Dynamic,
+}
+
+impl TreeStrategy {
+    /// The static supervisor's strategy (`None`: a DynamicSupervisor).
+    fn of_supervisor(self) -> Option<SupStrategy> {
+        match self {
+            TreeStrategy::OneForOne => Some(SupStrategy::OneForOne),
+            TreeStrategy::OneForAll => Some(SupStrategy::OneForAll),
+            TreeStrategy::RestForOne => Some(SupStrategy::RestForOne),
+            TreeStrategy::Dynamic => None,
+        }
+    }
+}
+
+/// What a worker's start function does on one attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StartAction {
+    /// It starts the worker.
+    Ok,
+    /// It fails (`{error, start_failed}`: a crash in init).
+    Error,
+    /// It returns `ignore`.
+    Ignore,
+}
+
 /// A child of a supervisor.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NodeSpec {
@@ -64,10 +102,10 @@ pub struct NodeSpec {
     /// removes a sibling); `None`: `c<its position>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<u16>,
-    /// `permanent`, `transient` or `temporary`.
-    pub restart: String,
-    /// `brutal_kill`, `infinity`, or a timeout in milliseconds.
-    pub shutdown: String,
+    /// Its restart type.
+    pub restart: Restart,
+    /// How it is stopped.
+    pub shutdown: Shutdown,
     /// A worker, or a nested supervisor.
     pub kind: Kind,
 }
@@ -101,9 +139,8 @@ pub struct WorkerSpec {
     pub trap_exit: bool,
     /// How long it takes to stop after a shutdown (ms; `None`: it never stops by itself).
     pub stop_ms: Option<u16>,
-    /// What its start function does on attempts 1, 2, ... (the last one repeats):
-    /// `ok`, `error` (a crash in init) or `ignore`.
-    pub starts: Vec<String>,
+    /// What its start function does on attempts 1, 2, ... (the last one repeats).
+    pub starts: Vec<StartAction>,
     /// It registers its tree path in the tree's registry.
     pub register: bool,
 }
@@ -127,7 +164,7 @@ pub enum TreeOp {
         /// Which dynamic supervisor.
         sup: u8,
         /// The child's restart type.
-        restart: String,
+        restart: Restart,
         /// The worker.
         worker: WorkerSpec,
     },
@@ -193,30 +230,6 @@ impl TreeState {
     }
 }
 
-fn restart_of(name: &str) -> Restart {
-    match name {
-        "transient" => Restart::Transient,
-        "temporary" => Restart::Temporary,
-        _ => Restart::Permanent,
-    }
-}
-
-fn shutdown_of(name: &str) -> Shutdown {
-    match name {
-        "brutal_kill" => Shutdown::BrutalKill,
-        "infinity" => Shutdown::Infinity,
-        ms => Shutdown::Timeout(ms.parse().unwrap_or(5000)),
-    }
-}
-
-fn strategy_of(name: &str) -> SupStrategy {
-    match name {
-        "one_for_all" => SupStrategy::OneForAll,
-        "rest_for_one" => SupStrategy::RestForOne,
-        _ => SupStrategy::OneForOne,
-    }
-}
-
 /// The worker's process body: waits; on an exit signal (when trapping) takes `stop_ms` to
 /// stop, or never stops after a `shutdown`.
 async fn worker(p: Process, spec: WorkerSpec, path: String, state: TreeState) -> ExitReason {
@@ -263,11 +276,12 @@ fn worker_start(spec: WorkerSpec, path: String, state: TreeState) -> Start {
             .starts
             .get(attempt - 1)
             .or(spec.starts.last())
-            .map_or("ok", String::as_str);
+            .copied()
+            .unwrap_or(StartAction::Ok);
         let started = match action {
-            "error" => Err(Term::atom("start_failed")),
-            "ignore" => Ok(Started::Ignore),
-            _ => {
+            StartAction::Error => Err(Term::atom("start_failed")),
+            StartAction::Ignore => Ok(Started::Ignore),
+            StartAction::Ok => {
                 let (spec, path, state) = (spec.clone(), path.clone(), state.clone());
                 Ok(Started::Pid(
                     p.spawn_link(move |q| worker(q, spec, path, state)),
@@ -370,8 +384,7 @@ fn child_spec(node: &NodeSpec, path: String, id: String, state: &TreeState) -> C
             ChildSpec::supervisor(id, start)
         }
     };
-    spec.restart(restart_of(&node.restart))
-        .shutdown(shutdown_of(&node.shutdown))
+    spec.restart(node.restart).shutdown(node.shutdown)
 }
 
 fn start_sup<'a>(
@@ -382,7 +395,7 @@ fn start_sup<'a>(
 ) -> BoxFuture<'a, supervisor::StartResult> {
     Box::pin(async move {
         let period = u64::from(tree.period.max(1));
-        if tree.strategy == "dynamic" {
+        if tree.strategy == TreeStrategy::Dynamic {
             let options = DynamicOptions::default()
                 .max_restarts(u64::from(tree.intensity))
                 .max_seconds(period);
@@ -409,7 +422,8 @@ fn static_spec(
     state: &TreeState,
     first: Option<ChildSpec>,
 ) -> SupervisorSpec {
-    let flags = Flags::new(strategy_of(&tree.strategy))
+    let strategy = tree.strategy.of_supervisor();
+    let flags = Flags::new(strategy.unwrap_or(SupStrategy::OneForOne))
         .intensity(u64::from(tree.intensity))
         .period(u64::from(tree.period.max(1)));
     let spec = first
@@ -431,19 +445,23 @@ fn registry_child(state: &TreeState) -> ChildSpec {
 }
 
 fn worker_strategy() -> impl Strategy<Value = WorkerSpec> {
-    let start = prop_oneof![8 => Just("ok"), 1 => Just("error"), 1 => Just("ignore")];
+    let start = prop_oneof![
+        8 => Just(StartAction::Ok),
+        1 => Just(StartAction::Error),
+        1 => Just(StartAction::Ignore)
+    ];
     (
         any::<bool>(),
         prop_oneof![6 => (0u16..300).prop_map(Some), 1 => Just(None)],
-        prop::collection::vec(start.prop_map(String::from), 0..3),
+        prop::collection::vec(start, 0..3),
         prop::bool::weighted(0.3),
     )
         .prop_map(|(trap_exit, stop_ms, mut starts, register)| {
             // The first start succeeds, so the tree comes up; the next attempts may fail,
             // and then starts succeed again: a start that fails forever makes a tree that
             // never converges, by design rather than by fault.
-            starts.insert(0, "ok".into());
-            starts.push("ok".into());
+            starts.insert(0, StartAction::Ok);
+            starts.push(StartAction::Ok);
             WorkerSpec {
                 trap_exit,
                 stop_ms,
@@ -453,13 +471,12 @@ fn worker_strategy() -> impl Strategy<Value = WorkerSpec> {
         })
 }
 
-fn restart_strategy() -> impl Strategy<Value = String> {
+fn restart_strategy() -> impl Strategy<Value = Restart> {
     prop_oneof![
-        3 => Just("permanent"),
-        1 => Just("transient"),
-        1 => Just("temporary")
+        3 => Just(Restart::Permanent),
+        1 => Just(Restart::Transient),
+        1 => Just(Restart::Temporary)
     ]
-    .prop_map(String::from)
 }
 
 fn tree_strategy(depth: u32) -> BoxedStrategy<TreeSpec> {
@@ -469,16 +486,22 @@ fn tree_strategy(depth: u32) -> BoxedStrategy<TreeSpec> {
         // A worker that never stops by itself must have a timeout, or the tree hangs by
         // design (OTP's documentation says the same of `infinity` for workers).
         shutdown: if w.stop_ms.is_none() {
-            "1000".into()
+            Shutdown::Timeout(1000)
         } else {
-            "500".into()
+            Shutdown::Timeout(500)
         },
         kind: Kind::Worker(w),
     });
-    let shutdown = || prop_oneof![Just("brutal_kill"), Just("100"), Just("500")];
+    let shutdown = || {
+        prop_oneof![
+            Just(Shutdown::BrutalKill),
+            Just(Shutdown::Timeout(100)),
+            Just(Shutdown::Timeout(500))
+        ]
+    };
     let worker = (leaf, shutdown()).prop_map(|(mut node, shutdown)| {
         if matches!(&node.kind, Kind::Worker(w) if w.stop_ms.is_some()) {
-            node.shutdown = shutdown.into();
+            node.shutdown = shutdown;
         }
         node
     });
@@ -486,13 +509,13 @@ fn tree_strategy(depth: u32) -> BoxedStrategy<TreeSpec> {
         (restart_strategy(), 0u16..300, shutdown()).prop_map(|(restart, stop_ms, s)| NodeSpec {
             id: None,
             restart,
-            shutdown: s.into(),
+            shutdown: s,
             kind: Kind::Server(ServerSpec { stop_ms }),
         });
     let tasks = restart_strategy().prop_map(|restart| NodeSpec {
         id: None,
         restart,
-        shutdown: "infinity".into(),
+        shutdown: Shutdown::Infinity,
         kind: Kind::Tasks,
     });
     let leaf = prop_oneof![6 => worker, 2 => server, 1 => tasks];
@@ -504,17 +527,17 @@ fn tree_strategy(depth: u32) -> BoxedStrategy<TreeSpec> {
             1 => (restart_strategy(), tree_strategy(depth - 1)).prop_map(|(restart, t)| NodeSpec {
                 id: None,
                 restart,
-                shutdown: "infinity".into(),
+                shutdown: Shutdown::Infinity,
                 kind: Kind::Supervisor(t),
             }),
         ]
         .boxed()
     };
     let strategy = prop_oneof![
-        3 => Just("one_for_one"),
-        2 => Just("one_for_all"),
-        2 => Just("rest_for_one"),
-        1 => Just("dynamic"),
+        3 => Just(TreeStrategy::OneForOne),
+        2 => Just(TreeStrategy::OneForAll),
+        2 => Just(TreeStrategy::RestForOne),
+        1 => Just(TreeStrategy::Dynamic),
     ];
     (
         strategy,
@@ -523,7 +546,7 @@ fn tree_strategy(depth: u32) -> BoxedStrategy<TreeSpec> {
         prop::collection::vec((child, any::<u16>().no_shrink()), 1..=6),
     )
         .prop_map(|(strategy, intensity, period, children)| TreeSpec {
-            children: if strategy == "dynamic" {
+            children: if strategy == TreeStrategy::Dynamic {
                 Vec::new()
             } else {
                 children
@@ -534,7 +557,7 @@ fn tree_strategy(depth: u32) -> BoxedStrategy<TreeSpec> {
                     })
                     .collect()
             },
-            strategy: strategy.into(),
+            strategy,
             intensity,
             period,
         })
@@ -553,8 +576,8 @@ impl Target for Tree {
     fn setups(&self) -> BoxedStrategy<TreeSetup> {
         (tree_strategy(3), prop::bool::weighted(0.3))
             .prop_map(|(mut root, registry)| {
-                if root.strategy == "dynamic" {
-                    root.strategy = "one_for_one".into();
+                if root.strategy == TreeStrategy::Dynamic {
+                    root.strategy = TreeStrategy::OneForOne;
                 }
                 TreeSetup { root, registry }
             })
@@ -639,7 +662,7 @@ impl Target for Tree {
                     let path = format!("dyn{}", sup);
                     let spec =
                         ChildSpec::worker("w", worker_start(worker.clone(), path, state.clone()))
-                            .restart(restart_of(restart))
+                            .restart(*restart)
                             .shutdown(Shutdown::Timeout(if worker.stop_ms.is_some() {
                                 500
                             } else {

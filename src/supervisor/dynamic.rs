@@ -33,7 +33,7 @@ use crate::server::{
     self, CallError, CallReply, From, GenServer, Init, Next, ServerRef, StartError, StartOptions,
 };
 use crate::term::{Pid, Term};
-use crate::trace::{Offender, SupEvent};
+use crate::trace::{Offender, ReportContext, SupEvent, SupervisorKind};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -255,7 +255,7 @@ impl GenServer for Dynamic {
         }
         let window = RestartWindow::new(options.max_restarts, options.max_seconds);
         super::record(p, || SupEvent::Init {
-            strategy: "dynamic".into(),
+            kind: SupervisorKind::Dynamic,
             intensity: options.max_restarts,
             period: options.max_seconds,
         });
@@ -309,7 +309,7 @@ impl GenServer for Dynamic {
 }
 
 impl Dynamic {
-    fn report(&self, context: &str, pid: Pid, reason: &Term, p: &Process) {
+    fn report(&self, context: ReportContext, pid: Pid, reason: &Term, p: &Process) {
         let offender = || Offender::Child {
             pid: Some(pid),
             id: None,
@@ -369,7 +369,7 @@ impl Dynamic {
                     let id = child.spec.id.clone();
                     super::record(p, || SupEvent::RetryDropped {
                         pid: Some(pid),
-                        id: id.to_string(),
+                        id: id.shared(),
                     });
                 } else {
                     running.push((pid, child.spec.shutdown, child.spec.restart));
@@ -377,7 +377,7 @@ impl Dynamic {
             }
         }
         for (pid, reason) in stop_in_parallel(running, accepted, p).await {
-            self.report("shutdown_error", pid, &reason.to_term(), p);
+            self.report(ReportContext::ShutdownError, pid, &reason.to_term(), p);
         }
     }
 
@@ -388,14 +388,14 @@ impl Dynamic {
         };
         let term = reason.to_term();
         if restart == Restart::Permanent {
-            self.report("child_terminated", pid, &term, p);
+            self.report(ReportContext::ChildTerminated, pid, &term, p);
             return self.restart(pid, p).await;
         }
         if reason.is_normal() || reason.is_shutdown() {
             self.children.remove(&pid);
             return Next::Continue;
         }
-        self.report("child_terminated", pid, &term, p);
+        self.report(ReportContext::ChildTerminated, pid, &term, p);
         if restart == Restart::Transient {
             return self.restart(pid, p).await;
         }
@@ -410,12 +410,11 @@ impl Dynamic {
             id: self
                 .children
                 .get(&old)
-                .map(|c| c.spec.id.to_string())
-                .unwrap_or_default(),
+                .map_or_else(|| "".into(), |c| c.spec.id.shared()),
         });
         if !self.window.add(super::whole_seconds(p)) {
             self.report(
-                "shutdown",
+                ReportContext::Shutdown,
                 old,
                 &Term::atom("reached_max_restart_intensity"),
                 p,
@@ -441,7 +440,7 @@ impl Dynamic {
                 }
             }
             Err(reason) => {
-                self.report("start_error", old, &reason, p);
+                self.report(ReportContext::StartError, old, &reason, p);
                 if let Some(child) = self.children.get_mut(&old) {
                     child.restarting = true;
                 }

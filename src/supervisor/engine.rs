@@ -12,7 +12,7 @@ use super::{ChildError, ChildInfo, ChildRef, ChildState, Counts, SupervisorInit}
 use crate::process::{ExitReason, Msg, Process};
 use crate::server::{CallReply, From, GenServer, Init, Next, ServerRef};
 use crate::term::{Pid, Term};
-use crate::trace::{Offender, SupEvent};
+use crate::trace::{Offender, ReportContext, SupEvent, SupervisorKind};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -78,7 +78,7 @@ impl GenServer for Supervisor {
             return stop(&InitError::StartSpec(e));
         }
         super::record(p, || SupEvent::Init {
-            strategy: flags.strategy.as_atom().into(),
+            kind: SupervisorKind::Supervisor(flags.strategy),
             intensity: flags.intensity,
             period: flags.period,
         });
@@ -189,7 +189,7 @@ impl Supervisor {
         node.label_child(p.pid(), pid, &spec.id, supervisor);
     }
 
-    fn report(&self, context: &'static str, key: Key, reason: &Term, p: &Process) {
+    fn report(&self, context: ReportContext, key: Key, reason: &Term, p: &Process) {
         let Some(child) = self.children.get(key) else {
             return;
         };
@@ -240,7 +240,7 @@ impl Supervisor {
     ) -> Result<(), (Key, String, Term)> {
         for key in keys {
             if let Err(reason) = self.start_at(key, p).await {
-                self.report("start_error", key, &reason, p);
+                self.report(ReportContext::StartError, key, &reason, p);
                 let id = self
                     .children
                     .get(key)
@@ -264,16 +264,16 @@ impl Supervisor {
         let normal = reason.is_normal() || reason.is_shutdown();
         match restart {
             Restart::Permanent => {
-                self.report("child_terminated", key, &reason_term, p);
+                self.report(ReportContext::ChildTerminated, key, &reason_term, p);
                 self.restart(key, p).await
             }
             _ if normal => self.exited_for_good(key),
             Restart::Transient => {
-                self.report("child_terminated", key, &reason_term, p);
+                self.report(ReportContext::ChildTerminated, key, &reason_term, p);
                 self.restart(key, p).await
             }
             Restart::Temporary => {
-                self.report("child_terminated", key, &reason_term, p);
+                self.report(ReportContext::ChildTerminated, key, &reason_term, p);
                 self.exited_for_good(key)
             }
         }
@@ -318,12 +318,12 @@ impl Supervisor {
         if let Some(child) = self.children.get(key) {
             super::record(p, || SupEvent::Restart {
                 pid: child.last_pid(),
-                id: child.spec.id.to_string(),
+                id: child.spec.id.shared(),
             });
         }
         if !self.window.add(super::whole_seconds(p)) {
             let reason = Term::atom("reached_max_restart_intensity");
-            self.report("shutdown", key, &reason, p);
+            self.report(ReportContext::Shutdown, key, &reason, p);
             self.forget(key);
             return Next::Stop(ExitReason::Shutdown);
         }
@@ -351,7 +351,7 @@ impl Supervisor {
             Ok(_) => None,
             Err(reason) => {
                 self.children.set(key, Slot::Restarting(old));
-                self.report("start_error", key, &reason, p);
+                self.report(ReportContext::StartError, key, &reason, p);
                 Some(key)
             }
         }
@@ -408,7 +408,7 @@ impl Supervisor {
         let spec = child.spec.clone();
         let reason = shutdown(pid, spec.shutdown, p).await;
         if !shutdown_accepted(&reason, spec.shutdown, spec.restart) {
-            self.report("shutdown_error", key, &reason.to_term(), p);
+            self.report(ReportContext::ShutdownError, key, &reason.to_term(), p);
         }
     }
 
@@ -428,7 +428,12 @@ impl Supervisor {
             *errors.entry(reason.to_term()).or_default() += 1;
         }
         for (reason, count) in errors {
-            super::report(p, "shutdown_error", || Offender::Children(count), &reason);
+            super::report(
+                p,
+                ReportContext::ShutdownError,
+                || Offender::Children(count),
+                &reason,
+            );
         }
         for key in self.children.keys() {
             self.children.remove(key);
@@ -509,7 +514,7 @@ impl Supervisor {
             let id = id.unwrap_or_default();
             super::record(p, || SupEvent::RetryDropped {
                 pid: old,
-                id: id.to_string(),
+                id: id.shared(),
             });
         }
         self.do_terminate(key, p).await;

@@ -60,7 +60,7 @@ pub use spec::{
 use crate::process::Process;
 use crate::server::{self, CallError, ServerRef, StartError, StartOptions};
 use crate::term::{Pid, Term};
-use crate::trace::{EventKind, Offender, SupEvent};
+use crate::trace::{EventKind, Offender, ReportContext, SupEvent};
 use engine::{Call, Reply, Supervisor};
 use std::sync::Arc;
 
@@ -281,10 +281,10 @@ impl Counts {
 
 /// Records a supervisor report (OTP's `{supervisor, Context}` error reports, SPEC item 106)
 /// from the supervisor `p`, building it only when tracing.
-fn report(p: &Process, context: &str, offender: impl FnOnce() -> Offender, reason: &Term) {
+fn report(p: &Process, context: ReportContext, offender: impl FnOnce() -> Offender, reason: &Term) {
     p.node().record_with(|| EventKind::Report {
         supervisor: p.pid(),
-        context: context.into(),
+        context,
         offender: offender(),
         reason: reason.clone(),
     });
@@ -303,12 +303,8 @@ fn started_event(pid: Pid, spec: &ChildSpec, order: u64) -> SupEvent {
     SupEvent::Started {
         pid,
         id: spec.id.shared(),
-        restart: spec.restart.as_atom().into(),
-        shutdown: match spec.shutdown {
-            Shutdown::BrutalKill => "brutal_kill".into(),
-            Shutdown::Infinity => "infinity".into(),
-            Shutdown::Timeout(ms) => ms.to_string().into(),
-        },
+        restart: spec.restart,
+        shutdown: spec.shutdown,
         order,
     }
 }

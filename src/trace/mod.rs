@@ -17,11 +17,16 @@
 //! assert_eq!(t.timeline()[1], "     1.500ms  exit root/a reason=boom");
 //! ```
 
+pub mod vocab;
+
+pub use vocab::{FaultKind, ReportContext, SupervisorKind};
+
 use crate::term::{Pid, Term};
 use serde::{Deserialize, Serialize};
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
+use vocab::{Restart, Shutdown};
 
 /// One recorded event, stamped with the simulated time in microseconds since the node started.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,8 +153,8 @@ pub enum EventKind {
     Fault {
         /// The process it hit.
         pid: Pid,
-        /// What it was, in the canonical text form (`crash`, `delay <0.3> 2.5ms`).
-        fault: String,
+        /// What it was.
+        fault: FaultKind,
     },
     /// The process runs library code (an OTP or Elixir process such as `Registry.Partition`)
     /// that does not fail by itself: a simulator injects no crash of its own code into it,
@@ -171,8 +176,8 @@ pub enum EventKind {
     Report {
         /// The supervisor.
         supervisor: Pid,
-        /// `child_terminated`, `start_error`, `shutdown` or `shutdown_error`.
-        context: String,
+        /// What the report is about.
+        context: ReportContext,
         /// The child (or children) it is about.
         offender: Offender,
         /// The reason.
@@ -210,11 +215,10 @@ pub enum EventKind {
 /// specs, and the moments OTP's rules apply (an exit taken, a restart counted).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SupEvent {
-    /// The supervisor initialised: `strategy` is OTP's atom, or `dynamic` for a
-    /// DynamicSupervisor.
+    /// The supervisor initialised.
     Init {
-        /// `one_for_one`, `one_for_all`, `rest_for_one`, `simple_one_for_one` or `dynamic`.
-        strategy: String,
+        /// A supervisor with its strategy, or a DynamicSupervisor.
+        kind: SupervisorKind,
         /// Restarts allowed in a period.
         intensity: u64,
         /// The period, in seconds.
@@ -225,11 +229,11 @@ pub enum SupEvent {
         /// The child.
         pid: Pid,
         /// Its id (a dynamic child's template id).
-        id: std::sync::Arc<str>,
-        /// `permanent`, `transient` or `temporary`.
-        restart: Cow<'static, str>,
-        /// `brutal_kill`, `infinity` or the timeout in milliseconds.
-        shutdown: Cow<'static, str>,
+        id: Arc<str>,
+        /// Its restart type.
+        restart: Restart,
+        /// How it is stopped.
+        shutdown: Shutdown,
         /// Its place in the supervisor's start order (larger: later); 0 for dynamic children.
         order: u64,
     },
@@ -246,7 +250,7 @@ pub enum SupEvent {
         /// The child's last pid.
         pid: Option<Pid>,
         /// Its id.
-        id: String,
+        id: Arc<str>,
     },
     /// `terminate_child` removed a child whose failed restart was being retried: the retry
     /// is dropped (SPEC item 40; Elixir's `DynamicSupervisor` the same).
@@ -254,7 +258,7 @@ pub enum SupEvent {
         /// The child's last pid.
         pid: Option<Pid>,
         /// Its id.
-        id: String,
+        id: Arc<str>,
     },
     /// The supervisor is terminating, about to stop its children.
     Stopping,
@@ -273,9 +277,6 @@ pub enum Offender {
     /// This many dynamic children that stopped with the same unexpected reason.
     Children(u64),
 }
-
-/// How the description of an injected message delay starts (`delay from <0.3> 1.500ms`).
-pub const DELAY_FAULT: &str = "delay from ";
 
 /// A run's events in the order they happened.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -543,10 +544,10 @@ impl Names {
                 let _ = write!(s, "sup {} ", n(sup));
                 match what {
                     SupEvent::Init {
-                        strategy,
+                        kind,
                         intensity,
                         period,
-                    } => write!(s, "init {strategy} intensity={intensity} period={period}"),
+                    } => write!(s, "init {kind} intensity={intensity} period={period}"),
                     SupEvent::Started {
                         pid,
                         id,

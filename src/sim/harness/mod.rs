@@ -66,7 +66,7 @@ use crate::process::{ExitReason, Msg, Process};
 use crate::rt::{Duration, SeededConfig};
 use crate::supervisor::BoxFuture;
 use crate::term::Pid;
-use crate::trace::{EventKind, SupEvent, Trace};
+use crate::trace::{EventKind, FaultKind, ReportContext, SupEvent, Trace};
 use proptest::strategy::{BoxedStrategy, Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
 use serde::{de::DeserializeOwned, Serialize};
@@ -297,14 +297,14 @@ async fn inject(fault: &Fault, root: Pid, p: &Process) {
         Fault::Crash { victim, reason } => {
             if let Some(pid) = pick_worker(victim) {
                 let reason = reason.exit_reason();
-                node.inject_exit(pid, reason.clone(), format!("crash {reason}"));
+                node.inject_exit(pid, reason.clone(), FaultKind::Crash(reason.to_term()));
             }
         }
         Fault::Kill { victim } => {
             if let Some(pid) = pick(victim) {
                 node.record(EventKind::Fault {
                     pid,
-                    fault: "kill".into(),
+                    fault: FaultKind::Kill,
                 });
                 p.exit(pid, ExitReason::Kill);
             }
@@ -314,7 +314,7 @@ async fn inject(fault: &Fault, root: Pid, p: &Process) {
                 let reason = reason.exit_reason();
                 node.record(EventKind::Fault {
                     pid,
-                    fault: format!("exit signal {reason} from a stranger"),
+                    fault: FaultKind::StrangerSignal(reason.to_term()),
                 });
                 let stranger = node.spawn(move |q| async move { q.exit(pid, reason) });
                 let _ = node.wait_exit(stranger).await;
@@ -331,7 +331,7 @@ async fn inject(fault: &Fault, root: Pid, p: &Process) {
 
 /// The faults injected so far in the run `p` belongs to, in order: the process each hit and
 /// what it was (message delays included), for application invariants that depend on them.
-pub fn injected_faults(p: &Process) -> Vec<(Pid, String)> {
+pub fn injected_faults(p: &Process) -> Vec<(Pid, FaultKind)> {
     p.node().with_trace(|trace| {
         trace
             .events()
@@ -348,9 +348,10 @@ pub fn injected_faults(p: &Process) -> Vec<(Pid, String)> {
 /// arrive in the order they were sent, whoever sent them.
 pub fn delays_injected(p: &Process) -> bool {
     p.node().with_trace(|trace| {
-        trace.events().iter().any(|e| {
-            matches!(&e.kind, EventKind::Fault { fault, .. } if fault.starts_with(crate::trace::DELAY_FAULT))
-        })
+        trace
+            .events()
+            .iter()
+            .any(|e| matches!(&e.kind, EventKind::Fault { fault, .. } if fault.is_delay()))
     })
 }
 
@@ -386,9 +387,7 @@ pub fn faults_within(p: &Process, path: &str) -> usize {
             .events()
             .iter()
             .filter(|e| match &e.kind {
-                EventKind::Fault { fault, .. } if fault.starts_with(crate::trace::DELAY_FAULT) => {
-                    false
-                }
+                EventKind::Fault { fault, .. } if fault.is_delay() => false,
                 EventKind::Fault { pid, .. } => within(*pid),
                 _ => false,
             })
@@ -412,7 +411,7 @@ pub fn gave_up(p: &Process, path: &str) -> bool {
                 reason,
                 ..
             } => {
-                context == "shutdown"
+                *context == ReportContext::Shutdown
                     && reason.is_atom("reached_max_restart_intensity")
                     && labels.get(supervisor).is_some_and(|l| l == path)
             }
@@ -428,13 +427,14 @@ pub fn gave_up(p: &Process, path: &str) -> bool {
 /// ```
 /// # #[cfg(madsim)] {
 /// use otpsim::sim::harness::only_children_hit;
+/// use otpsim::trace::FaultKind;
 /// let report = otpsim::sim::Sim::new(0).run(|p| async move {
 ///     p.node().label(p.pid(), "pool", true);
 ///     let worker = p.spawn(|q| async move { q.recv().await; });
 ///     assert!(only_children_hit(&p, "pool")); // nothing hit yet
-///     p.node().inject_exit(worker, otpsim::ExitReason::Kill, "kill");
+///     p.node().inject_exit(worker, otpsim::ExitReason::Kill, FaultKind::Kill);
 ///     assert!(only_children_hit(&p, "pool"));
-///     p.node().inject_exit(p.spawn(|q| async move { q.recv().await; }), otpsim::ExitReason::Kill, "kill");
+///     p.node().inject_exit(p.spawn(|q| async move { q.recv().await; }), otpsim::ExitReason::Kill, FaultKind::Kill);
 ///     assert!(only_children_hit(&p, "pool")); // also a child of the labelled process
 /// });
 /// assert_eq!(report.failure(), None);
@@ -452,7 +452,7 @@ pub fn only_children_hit(p: &Process, path: &str) -> bool {
                 EventKind::Label { pid, path: p, .. } if p == path => {
                     labelled.insert(*pid);
                 }
-                EventKind::Fault { fault, .. } if fault.starts_with(crate::trace::DELAY_FAULT) => {}
+                EventKind::Fault { fault, .. } if fault.is_delay() => {}
                 EventKind::Fault { pid, .. } => {
                     let parent = parents.get(pid).copied().flatten();
                     if !parent.is_some_and(|parent| labelled.contains(&parent)) {
@@ -550,7 +550,10 @@ async fn storm(victim: Pid, over: bool, p: &Process) {
             node.inject_exit(
                 pid,
                 ExitReason::error("storm"),
-                format!("storm crash {}/{crashes}", n + 1),
+                FaultKind::StormCrash {
+                    n: n + 1,
+                    of: crashes,
+                },
             );
         }
         p.sleep(gap).await;

@@ -1,0 +1,321 @@
+//! The vocabulary of supervision that the trace records and every upper layer shares: restart
+//! strategies, restart types, child types, shutdowns, report contexts and injected faults.
+//!
+//! These are types, not strings, from the supervisor that records them to the invariant
+//! checker, the harness and the generators that read them back: a renamed value fails to
+//! compile instead of silently switching a check off. Each renders as OTP's atom (or the
+//! trace's text) only when a trace is printed or hashed.
+//!
+//! The supervisor re-exports the ones users write ([`Strategy`], [`Restart`], [`Shutdown`],
+//! ...) as `otpsim::supervisor::*`.
+//!
+//! ```
+//! use otpsim::trace::vocab::{Restart, Shutdown, Strategy};
+//! use otpsim::term::Term;
+//! assert_eq!(Strategy::parse(&Term::atom("rest_for_one")), Ok(Strategy::RestForOne));
+//! assert_eq!(Restart::Transient.to_string(), "transient");
+//! assert_eq!(Shutdown::Timeout(500).to_string(), "500");
+//! assert_eq!(serde_json::to_string(&Shutdown::BrutalKill).unwrap(), "\"brutal_kill\"");
+//! ```
+
+use crate::term::{Pid, Term};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::time::Duration;
+
+/// An enum of OTP atoms: parsed from a term with OTP's validation error, printed and
+/// (de)serialised as the atom.
+macro_rules! atom_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $atom:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $atom)] $variant),+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The value named by an atom, or the invalid term (which the caller turns into
+            /// OTP's validation error).
+            pub fn parse(value: &Term) -> Result<$name, Invalid> {
+                match value {
+                    $(Term::Atom(a) if a == $atom => Ok($name::$variant),)+
+                    other => Err(Invalid(other.clone())),
+                }
+            }
+
+            /// The atom OTP uses for this value.
+            pub fn as_atom(self) -> &'static str {
+                match self {
+                    $($name::$variant => $atom),+
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_atom())
+            }
+        }
+    };
+}
+
+/// The invalid value of a parsed field (see the `parse` functions); it converts into the
+/// matching flags or child-spec error of the supervisor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invalid(pub Term);
+
+atom_enum!(
+    /// Which children a supervisor restarts when one exits (docs/behaviours.md §E).
+    Strategy {
+        /// Only the exited child.
+        OneForOne = "one_for_one",
+        /// Every child: the others are terminated, then all are started again.
+        OneForAll = "one_for_all",
+        /// The exited child and every child started after it.
+        RestForOne = "rest_for_one",
+        /// Children are instances of one template, added with `start_child` (like one_for_one).
+        SimpleOneForOne = "simple_one_for_one",
+    }
+);
+
+impl Strategy {
+    /// Whether a restart terminates and restarts a group of children (one_for_all,
+    /// rest_for_one) rather than the exited child alone.
+    pub fn restarts_a_group(self) -> bool {
+        matches!(self, Strategy::OneForAll | Strategy::RestForOne)
+    }
+}
+
+atom_enum!(
+    /// When an exited child is restarted (docs/behaviours.md §C).
+    Restart {
+        /// Always.
+        Permanent = "permanent",
+        /// Only after an abnormal exit (not `normal`, `shutdown` or `{shutdown,_}`).
+        Transient = "transient",
+        /// Never; the spec is dropped when the child exits.
+        Temporary = "temporary",
+    }
+);
+
+impl Restart {
+    /// Whether a child of this restart type that exited with `reason` is restarted
+    /// (docs/behaviours.md items 15-17): permanent always, transient unless the reason is
+    /// `normal`, `shutdown` or `{shutdown,_}`, temporary never.
+    ///
+    /// ```
+    /// use otpsim::supervisor::Restart;
+    /// use otpsim::term::Term;
+    /// assert!(Restart::Permanent.restarts_after(&Term::atom("normal")));
+    /// assert!(!Restart::Transient.restarts_after(&Term::atom("shutdown")));
+    /// assert!(Restart::Transient.restarts_after(&Term::atom("killed")));
+    /// assert!(!Restart::Temporary.restarts_after(&Term::atom("boom")));
+    /// ```
+    pub fn restarts_after(self, reason: &Term) -> bool {
+        let normal = reason.is_atom("normal")
+            || reason.is_atom("shutdown")
+            || matches!(reason, Term::Tuple(items) if items.len() == 2 && items[0].is_atom("shutdown"));
+        match self {
+            Restart::Permanent => true,
+            Restart::Transient => !normal,
+            Restart::Temporary => false,
+        }
+    }
+}
+
+atom_enum!(
+    /// Whether the child is a worker or a supervisor (decides the default shutdown).
+    ChildType {
+        /// A worker (default shutdown 5000 ms).
+        Worker = "worker",
+        /// A supervisor (default shutdown `infinity`).
+        Supervisor = "supervisor",
+    }
+);
+
+atom_enum!(
+    /// When the exit of significant children stops the supervisor (docs/behaviours.md §I).
+    AutoShutdown {
+        /// Never (the default).
+        Never = "never",
+        /// When any significant child exits by itself and is not restarted.
+        AnySignificant = "any_significant",
+        /// When the last significant child has exited by itself.
+        AllSignificant = "all_significant",
+    }
+);
+
+atom_enum!(
+    /// What a supervisor's error report is about (OTP's `{supervisor, Context}` log events,
+    /// docs/behaviours.md item 106).
+    ReportContext {
+        /// A child exited and is restarted (or not, by its restart type).
+        ChildTerminated = "child_terminated",
+        /// A child's start function failed.
+        StartError = "start_error",
+        /// The supervisor gives up (`reached_max_restart_intensity`).
+        Shutdown = "shutdown",
+        /// A child stopped with a reason its shutdown does not accept.
+        ShutdownError = "shutdown_error",
+    }
+);
+
+/// How a child is stopped (docs/behaviours.md §G). Serialised as OTP writes it in a spec:
+/// `"brutal_kill"`, `"infinity"` or the timeout in milliseconds (as a string).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Shutdown {
+    /// `exit(Child, kill)` at once.
+    BrutalKill,
+    /// `exit(Child, shutdown)`, then `kill` after this many milliseconds.
+    Timeout(u64),
+    /// `exit(Child, shutdown)` and wait as long as it takes.
+    Infinity,
+}
+
+impl Shutdown {
+    /// `brutal_kill`, `infinity` or a non-negative integer; anything else is the invalid
+    /// term (`{invalid_shutdown, Value}` in OTP).
+    pub fn parse(value: &Term) -> Result<Shutdown, Invalid> {
+        match value {
+            Term::Atom(a) if a == "brutal_kill" => Ok(Shutdown::BrutalKill),
+            Term::Atom(a) if a == "infinity" => Ok(Shutdown::Infinity),
+            Term::Int(ms) if *ms >= 0 => Ok(Shutdown::Timeout(*ms as u64)),
+            other => Err(Invalid(other.clone())),
+        }
+    }
+
+    /// OTP's term for it.
+    pub fn to_term(self) -> Term {
+        match self {
+            Shutdown::BrutalKill => Term::atom("brutal_kill"),
+            Shutdown::Timeout(ms) => Term::Int(ms as i64),
+            Shutdown::Infinity => Term::atom("infinity"),
+        }
+    }
+}
+
+impl fmt::Display for Shutdown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Shutdown::BrutalKill => f.write_str("brutal_kill"),
+            Shutdown::Timeout(ms) => write!(f, "{ms}"),
+            Shutdown::Infinity => f.write_str("infinity"),
+        }
+    }
+}
+
+impl std::str::FromStr for Shutdown {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Shutdown, String> {
+        match s {
+            "brutal_kill" => Ok(Shutdown::BrutalKill),
+            "infinity" => Ok(Shutdown::Infinity),
+            ms => ms.parse().map(Shutdown::Timeout).map_err(|_| {
+                format!("invalid shutdown {s:?}: brutal_kill, infinity or milliseconds")
+            }),
+        }
+    }
+}
+
+impl Serialize for Shutdown {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Shutdown {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Shutdown, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// What kind of supervisor a trace's `init` event is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SupervisorKind {
+    /// OTP's `supervisor` with this strategy.
+    Supervisor(Strategy),
+    /// Elixir's `DynamicSupervisor` (and `Task.Supervisor`, which is one).
+    Dynamic,
+}
+
+impl SupervisorKind {
+    /// A static supervisor: its children have ids and a start order (one_for_one,
+    /// one_for_all, rest_for_one; not simple_one_for_one or a DynamicSupervisor).
+    pub fn is_static(self) -> bool {
+        matches!(self, SupervisorKind::Supervisor(s) if s != Strategy::SimpleOneForOne)
+    }
+
+    /// Whether a restart of this supervisor restarts a group (see [`Strategy::restarts_a_group`]).
+    pub fn restarts_a_group(self) -> bool {
+        matches!(self, SupervisorKind::Supervisor(s) if s.restarts_a_group())
+    }
+}
+
+impl fmt::Display for SupervisorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SupervisorKind::Supervisor(s) => s.fmt(f),
+            SupervisorKind::Dynamic => f.write_str("dynamic"),
+        }
+    }
+}
+
+/// A fault a simulator injected into a process, as the trace records it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// The process exited with this reason by itself, at once.
+    Crash(Term),
+    /// `exit(Pid, kill)` from outside.
+    Kill,
+    /// An exit signal with this reason from a process that is neither parent nor linked.
+    StrangerSignal(Term),
+    /// Crash `n` of `of` of a restart storm.
+    StormCrash {
+        /// Which crash of the storm (from 1).
+        n: u64,
+        /// How many crashes the storm has.
+        of: u64,
+    },
+    /// The seeded choice point crashed the process as it took its `n`-th message.
+    CrashAtMessage(u64),
+    /// A signal from `from` to this process was held for `delay`.
+    Delay {
+        /// The sender.
+        from: Pid,
+        /// How long it was held.
+        delay: Duration,
+    },
+}
+
+impl FaultKind {
+    /// Whether this is a message delay (which disturbs ordering, not a process).
+    pub fn is_delay(&self) -> bool {
+        matches!(self, FaultKind::Delay { .. })
+    }
+}
+
+impl fmt::Display for FaultKind {
+    /// The trace's text: pids print as `<0.N>` and reasons in canonical form, as they were
+    /// when the fault was injected (no tree paths: the text does not depend on labels).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FaultKind::Crash(reason) => write!(f, "crash {reason}"),
+            FaultKind::Kill => f.write_str("kill"),
+            FaultKind::StrangerSignal(reason) => {
+                write!(f, "exit signal {reason} from a stranger")
+            }
+            FaultKind::StormCrash { n, of } => write!(f, "storm crash {n}/{of}"),
+            FaultKind::CrashAtMessage(n) => write!(f, "crash at message {n}"),
+            FaultKind::Delay { from, delay } => {
+                write!(f, "delay from {from} {:.3}ms", delay.as_secs_f64() * 1000.0)
+            }
+        }
+    }
+}
