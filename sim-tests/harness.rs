@@ -880,6 +880,7 @@ fn the_tree_generator_covers_every_kind_and_operation() {
                     match op {
                         TreeOp::StartChild { .. } => "start_child",
                         TreeOp::TerminateChild { .. } => "terminate_child",
+                        TreeOp::RestartChild { .. } => "restart_child",
                         TreeOp::Call { cast: false, .. } => "call",
                         TreeOp::Call { cast: true, .. } => "cast",
                         TreeOp::Async { .. } => "async",
@@ -896,6 +897,7 @@ fn the_tree_generator_covers_every_kind_and_operation() {
         "cast",
         "lookup",
         "registry",
+        "restart_child",
         "server",
         "start_child",
         "strategy:dynamic",

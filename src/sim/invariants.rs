@@ -175,7 +175,8 @@ const SLACK_US: u64 = 1000;
 
 #[derive(Debug)]
 struct ChildRec {
-    pid: Pid,
+    /// Its process (`None`: its start returned `ignore`).
+    pid: Option<Pid>,
     id: std::sync::Arc<str>,
     restart: Restart,
     shutdown: Shutdown,
@@ -196,9 +197,14 @@ enum Expect {
     GiveUp(usize),
 }
 
+/// A one_for_all or rest_for_one restart in progress: from the counted restart until it has
+/// started (or been ignored by) every child it restarts, or a start failed.
 #[derive(Debug)]
 struct Group {
+    /// The children alive when it began: all must be down before any starts.
     members: BTreeSet<Pid>,
+    /// The start order of the children it still has to start.
+    to_start: BTreeSet<u64>,
     last_exited: Option<u64>,
     last_started: Option<u64>,
     at: usize,
@@ -228,7 +234,53 @@ impl Sup {
     }
 
     fn position(&self, pid: Pid) -> Option<usize> {
-        self.children.iter().position(|c| c.pid == pid)
+        self.children.iter().position(|c| c.pid == Some(pid))
+    }
+
+    /// Records a child's (re)start or `ignore`: a static child replaces the record of its
+    /// place in the start order. Returns the pid the replaced record had.
+    fn record(&mut self, rec: ChildRec) -> Option<Pid> {
+        let existing = self
+            .is_static()
+            .then(|| self.children.iter().position(|c| c.order == rec.order))
+            .flatten();
+        match existing {
+            Some(pos) => std::mem::replace(&mut self.children[pos], rec).pid,
+            None => {
+                self.children.push(rec);
+                None
+            }
+        }
+    }
+
+    /// A child was started (or ignored): no retry of it is due any more.
+    fn no_retry_due(&mut self, id: &str) {
+        if self.is_static() {
+            self.restarting.remove(id);
+        } else if let Some(any) = self.restarting.iter().next().cloned() {
+            // Which dynamic child a restart replaces is not recorded: any will do.
+            self.restarting.remove(&any);
+        }
+    }
+
+    /// The group restart in progress, if the child at `order` is one it still has to start;
+    /// a start that is not part of it (an API start after it) ends it.
+    fn group_start(&mut self, order: u64) -> Option<&mut Group> {
+        if !self.group.as_ref()?.to_start.contains(&order) {
+            self.group = None;
+        }
+        self.group.as_mut()
+    }
+
+    /// The child at `order` has been started (or ignored): a group restart that has started
+    /// every child it restarts is over.
+    fn group_started(&mut self, order: u64) {
+        if let Some(g) = self.group.as_mut() {
+            g.to_start.remove(&order);
+            if g.to_start.is_empty() {
+                self.group = None;
+            }
+        }
     }
 
     /// How a child whose restart is retried is known: a static child by its id, a dynamic
@@ -383,9 +435,14 @@ impl<'a> Checker<'a> {
             } if *context == ReportContext::StartError => {
                 // OTP reports `start_error` from `init` (the supervisor then fails to start)
                 // and from restarts; only the latter leave a retry due.
-                if let Some(s) = self.sups.get_mut(supervisor).filter(|s| s.has_restarted) {
-                    let key = id.clone().or_else(|| pid.map(|p| p.to_string()));
-                    s.restarting.insert(key.unwrap_or_default().into());
+                if let Some(s) = self.sups.get_mut(supervisor) {
+                    // A group restart stops at a child that fails to start (the retry is a
+                    // restart of its own).
+                    s.group = None;
+                    if s.has_restarted {
+                        let key = id.clone().or_else(|| pid.map(|p| p.to_string()));
+                        s.restarting.insert(key.unwrap_or_default().into());
+                    }
                 }
             }
             EventKind::RegistryEntry {
@@ -431,15 +488,10 @@ impl<'a> Checker<'a> {
             // its children first; the others' children die of its link signal.
             let orderly =
                 s.stopping.is_some() && !reason.is_atom("killed") && !self.faulted.contains(&pid);
-            if let Some(c) = s.children.iter().find(|c| c.alive && orderly) {
-                let message = format!("exited before its child {}", c.pid);
-                let child = c.pid;
-                return self
-                    .fail(Invariant::NoOrphans, pid, message, vec![i])
-                    .map_err(|(mut v, ev)| {
-                        v.message = format!("exited before its child {}", self.name(child));
-                        (v, ev)
-                    });
+            let orphan = s.children.iter().filter(|_| orderly);
+            if let Some(child) = orphan.filter(|c| c.alive).find_map(|c| c.pid) {
+                let message = format!("exited before its child {}", self.name(child));
+                return self.fail(Invariant::NoOrphans, pid, message, vec![i]);
             }
             if let Expect::Restart(child, at) = s.expect {
                 let message = format!("exited without restarting {}", self.name(child));
@@ -612,7 +664,7 @@ impl<'a> Checker<'a> {
                     return fail(Invariant::RestartIntensity, message, vec![j, i]);
                 }
                 let rec = ChildRec {
-                    pid: *pid,
+                    pid: Some(*pid),
                     id: id.clone(),
                     restart: *restart,
                     shutdown: *shutdown,
@@ -620,25 +672,12 @@ impl<'a> Checker<'a> {
                     alive: alive_now(pid),
                     asked: None,
                 };
-                let existing = s
-                    .is_static()
-                    .then(|| s.children.iter().position(|c| c.order == *order))
-                    .flatten();
-                match existing {
-                    Some(pos) => {
-                        self.child_of.remove(&s.children[pos].pid);
-                        s.children[pos] = rec;
-                    }
-                    None => s.children.push(rec),
+                if let Some(old) = s.record(rec) {
+                    self.child_of.remove(&old);
                 }
                 self.child_of.insert(*pid, sup);
-                if s.is_static() {
-                    s.restarting.remove(id);
-                } else if let Some(any) = s.restarting.iter().next().cloned() {
-                    // Which dynamic child a restart replaces is not recorded: any will do.
-                    s.restarting.remove(&any);
-                }
-                if let Some(g) = s.group.as_mut() {
+                s.no_retry_due(id);
+                if let Some(g) = s.group_start(*order) {
                     if let Some(&m) = g.members.iter().find(|m| alive_now(m)) {
                         let message = format!(
                             "started {id} while {} of the group being restarted is still alive",
@@ -652,6 +691,27 @@ impl<'a> Checker<'a> {
                     }
                     g.last_started = Some(*order);
                 }
+                s.group_started(*order);
+                s.expect = Expect::Nothing;
+            }
+            SupEvent::Ignored { id, restart, order } => {
+                let rec = ChildRec {
+                    pid: None,
+                    id: id.clone(),
+                    restart: *restart,
+                    shutdown: Shutdown::Infinity,
+                    order: *order,
+                    alive: false,
+                    asked: None,
+                };
+                if let Some(old) = s.record(rec) {
+                    self.child_of.remove(&old);
+                }
+                s.no_retry_due(id);
+                if let Some(g) = s.group_start(*order) {
+                    g.last_started = Some(*order);
+                }
+                s.group_started(*order);
                 s.expect = Expect::Nothing;
             }
             SupEvent::Exited { pid, reason } => {
@@ -701,7 +761,16 @@ impl<'a> Checker<'a> {
                     .children
                     .iter()
                     .filter(|c| c.alive && in_group(c))
-                    .map(|c| c.pid)
+                    .filter_map(|c| c.pid)
+                    .collect();
+                // It starts every child of the group again (OTP's `restart_multiple_children`),
+                // those stopped or ignored too, except temporary ones, which its terminate step
+                // drops (SPEC items 30-32).
+                let to_start: BTreeSet<u64> = s
+                    .children
+                    .iter()
+                    .filter(|c| in_group(c) && c.restart != Restart::Temporary)
+                    .map(|c| c.order)
                     .collect();
                 let grouped = s.kind.restarts_a_group();
                 if grouped {
@@ -714,6 +783,7 @@ impl<'a> Checker<'a> {
                 }
                 s.group = grouped.then_some(Group {
                     members,
+                    to_start,
                     last_exited: None,
                     last_started: None,
                     at: i,

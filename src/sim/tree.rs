@@ -175,6 +175,18 @@ pub enum TreeOp {
         /// Which of its children.
         child: u8,
     },
+    /// `restart_child` of the `child`-th child (in start order) of the `sup`-th static
+    /// supervisor (the root first, then in start order), after `terminate_child` if
+    /// `terminate`: a stopped or ignored child starts again; a running one answers
+    /// `running`, a restarting one `restarting` (docs/behaviours.md items 53, 55).
+    RestartChild {
+        /// Which static supervisor.
+        sup: u8,
+        /// Which of its children.
+        child: u8,
+        /// Terminate it first.
+        terminate: bool,
+    },
     /// A call (or a cast) to the `server`-th server of the tree (in path order), found by
     /// its via name when the tree has a registry.
     Call {
@@ -217,6 +229,8 @@ struct Shared {
     attempts: BTreeMap<String, usize>,
     registry: Option<Registry<String, ()>>,
     dynamic: Vec<Pid>,
+    /// The static supervisors, in start order (restarted ones added again).
+    statics: Vec<Pid>,
     tasks: Vec<Pid>,
     /// Each server's latest pid, by path.
     servers: BTreeMap<String, Pid>,
@@ -408,10 +422,11 @@ fn start_sup<'a>(
                 Err(e) => Err(e.reason().to_term()),
             };
         }
-        supervisor::start_link(p, static_spec(tree, path, state, None))
+        let sup = supervisor::start_link(p, static_spec(tree, path, state, None))
             .await
-            .map(|sup| Started::Pid(sup.pid()))
-            .map_err(|e| e.reason().to_term())
+            .map_err(|e| e.reason().to_term())?;
+        state.with(|s| s.statics.push(sup.pid()));
+        Ok(Started::Pid(sup.pid()))
     })
 }
 
@@ -598,6 +613,8 @@ impl Target for Tree {
                 TreeOp::StartChild { sup, restart, worker }
             }),
             1 => (any::<u8>(), any::<u8>()).prop_map(|(sup, child)| TreeOp::TerminateChild { sup, child }),
+            1 => (any::<u8>(), any::<u8>(), any::<bool>())
+                .prop_map(|(sup, child, terminate)| TreeOp::RestartChild { sup, child, terminate }),
         ]
         .boxed()
     }
@@ -623,6 +640,7 @@ impl Target for Tree {
             )
             .await
             .map_err(|e| format!("the root did not start: {e}"))?;
+            state.with(|s| s.statics.insert(0, sup.pid()));
             Ok((sup.pid(), state))
         })
     }
@@ -643,6 +661,11 @@ impl Target for Tree {
                     link,
                 } => return run_task(state, *sup, *ms, *crash, *link, p).await,
                 TreeOp::Lookup { key } => return lookup(state, *key, p),
+                TreeOp::RestartChild {
+                    sup,
+                    child,
+                    terminate,
+                } => return restart_child(state, *sup, *child, *terminate, p).await,
                 TreeOp::StartChild { .. } | TreeOp::TerminateChild { .. } => {}
             }
             let live: Vec<Pid> = state.with(|s| {
@@ -688,7 +711,10 @@ impl Target for Tree {
                         }
                     }
                 }
-                TreeOp::Call { .. } | TreeOp::Async { .. } | TreeOp::Lookup { .. } => {}
+                TreeOp::Call { .. }
+                | TreeOp::Async { .. }
+                | TreeOp::Lookup { .. }
+                | TreeOp::RestartChild { .. } => {}
             }
             Ok(())
         })
@@ -706,6 +732,40 @@ fn registering_paths(tree: &TreeSpec, path: &str, out: &mut Vec<String>) {
             Kind::Worker(_) | Kind::Tasks => {}
         }
     }
+}
+
+/// `restart_child` (after `terminate_child` if `terminate`) of a static supervisor's child.
+/// Any answer will do: what is checked is what the supervisor does (the trace's invariants).
+async fn restart_child(
+    state: &TreeState,
+    sup: u8,
+    child: u8,
+    terminate: bool,
+    p: &Process,
+) -> Result<(), Violation> {
+    let live: Vec<Pid> = state.with(|s| {
+        s.statics.retain(|pid| p.node().is_alive(*pid));
+        s.statics.clone()
+    });
+    let Some(&sup) = live.get(usize::from(sup) % live.len().max(1)) else {
+        return Ok(());
+    };
+    let sup = supervisor::SupervisorRef::from_pid(sup);
+    let Ok(mut children) = sup.which_children(p).await else {
+        return Ok(());
+    };
+    children.reverse(); // which_children is newest first
+    let Some(id) = children
+        .get(usize::from(child) % children.len().max(1))
+        .and_then(|c| c.id.clone())
+    else {
+        return Ok(());
+    };
+    if terminate {
+        let _ = sup.terminate_child(p, id.as_str()).await;
+    }
+    let _ = sup.restart_child(p, &id).await;
+    Ok(())
 }
 
 /// A call or cast to a server, by via name when there is a registry. Any answer will do:

@@ -208,6 +208,14 @@ impl Supervisor {
         };
         let (start, restart) = (child.spec.start.clone(), child.spec.restart);
         let result = start.run(p, child.args.clone()).await;
+        if let (Ok(Started::Ignore), Some(child)) = (&result, self.children.get(key)) {
+            let id = child.spec.id.shared();
+            super::record(p, || SupEvent::Ignored {
+                id,
+                restart,
+                order: key,
+            });
+        }
         match &result {
             Ok(Started::Ignore) if restart == Restart::Temporary || self.simple() => {
                 self.children.remove(key);

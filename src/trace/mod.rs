@@ -237,6 +237,16 @@ pub enum SupEvent {
         /// Its place in the supervisor's start order (larger: later); 0 for dynamic children.
         order: u64,
     },
+    /// A child's start function returned `ignore` (first start, restart or API start): the
+    /// child has no process (docs/behaviours.md items 11, 39).
+    Ignored {
+        /// Its id.
+        id: Arc<str>,
+        /// Its restart type (a temporary child that is ignored is dropped).
+        restart: Restart,
+        /// Its place in the supervisor's start order.
+        order: u64,
+    },
     /// The supervisor took a child's `EXIT` (OTP's `restart_child/3`).
     Exited {
         /// The child.
@@ -559,6 +569,9 @@ impl Names {
                         "started {} id={id} restart={restart} shutdown={shutdown} order={order}",
                         n(pid)
                     ),
+                    SupEvent::Ignored { id, restart, order } => {
+                        write!(s, "ignored id={id} restart={restart} order={order}")
+                    }
                     SupEvent::Exited { pid, reason } => {
                         write!(s, "exited {} reason={}", n(pid), self.term(reason))
                     }
