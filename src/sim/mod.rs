@@ -63,12 +63,24 @@ pub struct RunReport {
 }
 
 impl RunReport {
-    /// What went wrong with the run itself (livelock, watchdog, time limit), if anything.
+    /// What went wrong with the run itself, if anything: a livelock, the watchdog, the time
+    /// limit, or a panic of the root process (an assertion of a test written inside the
+    /// simulated root fails that way).
+    ///
+    /// ```
+    /// use otpsim::sim::Sim;
+    /// let report = Sim::new(0).run(|_p| async move { assert_eq!(1 + 1, 3, "arithmetic") });
+    /// let failure = report.failure().expect("the root panicked");
+    /// assert!(failure.contains("arithmetic"), "{failure}");
+    /// ```
     pub fn failure(&self) -> Option<String> {
-        match (&self.halt, self.timed_out) {
-            (Some(halt), _) => Some(halt.to_string()),
-            (None, true) => Some("the root process did not exit within the time limit".into()),
-            (None, false) => None,
+        match (&self.halt, self.timed_out, &self.root_exit) {
+            (Some(halt), _, _) => Some(halt.to_string()),
+            (None, true, _) => Some("the root process did not exit within the time limit".into()),
+            (None, false, Some(ExitReason::Panic(message))) => {
+                Some(format!("the root process panicked: {message}"))
+            }
+            (None, false, _) => None,
         }
     }
 }
