@@ -7,7 +7,7 @@ use otpsim::sim::invariants::{Invariant, Violation};
 use otpsim::sim::tree::Tree;
 use otpsim::supervisor::dynamic::{self, DynamicOptions, DynamicSupervisorRef};
 use otpsim::supervisor::{
-    self, BoxFuture, ChildSpec, Flags, Start, Started, Strategy as SupStrategy, SupervisorSpec,
+    self, ChildSpec, Flags, Start, Started, Strategy as SupStrategy, SupervisorSpec,
 };
 use otpsim::trace::EventKind;
 use otpsim::{ExitReason, Msg, Pid, Process};
@@ -162,139 +162,117 @@ impl Target for Kv {
         prop_oneof![(0u8..4).prop_map(KvOp::Create), Just(KvOp::Count)].boxed()
     }
 
-    fn start<'a>(
-        &'a self,
-        _: &'a (),
-        p: &'a Process,
-    ) -> BoxFuture<'a, Result<(Pid, KvState), String>> {
+    async fn start(&self, _: &(), p: &Process) -> Result<(Pid, KvState), String> {
         let kv = *self;
-        Box::pin(async move {
-            let dsup = ChildSpec::supervisor(
-                "buckets",
-                Start::new(|p| {
-                    Box::pin(async move {
-                        let sup = dynamic::start_with(
-                            p,
-                            |_| dynamic::DynamicInit::Ok(DynamicOptions::default()),
-                            otpsim::server::StartOptions::linked().named("buckets"),
-                        )
-                        .await
-                        .map_err(|e| e.reason().to_term())?;
-                        Ok(Started::Pid(sup.pid()))
-                    })
-                }),
-            );
-            let reg = ChildSpec::worker(
-                "registry",
-                Start::new(move |p| {
-                    let pid = p.spawn_link(move |q| async move {
-                        q.register("kv_registry").expect("free name");
-                        registry(q, kv).await
-                    });
-                    Box::pin(async move { Ok(Started::Pid(pid)) })
-                }),
-            );
-            let spec = if kv.registry_first {
-                SupervisorSpec::new(Flags::elixir(SupStrategy::RestForOne))
-                    .child(reg)
-                    .child(dsup)
-            } else {
-                SupervisorSpec::new(Flags::elixir(SupStrategy::OneForAll))
-                    .child(dsup)
-                    .child(reg)
-            };
-            let sup = supervisor::start_link(p, spec)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok((
-                sup.pid(),
-                KvState {
-                    registry: Pid::from_raw(0),
-                },
-            ))
-        })
+        let dsup = ChildSpec::supervisor(
+            "buckets",
+            Start::new(|p| {
+                Box::pin(async move {
+                    let sup = dynamic::start_with(
+                        p,
+                        |_| dynamic::DynamicInit::Ok(DynamicOptions::default()),
+                        otpsim::server::StartOptions::linked().named("buckets"),
+                    )
+                    .await
+                    .map_err(|e| e.reason().to_term())?;
+                    Ok(Started::Pid(sup.pid()))
+                })
+            }),
+        );
+        let reg = ChildSpec::worker(
+            "registry",
+            Start::new(move |p| {
+                let pid = p.spawn_link(move |q| async move {
+                    q.register("kv_registry").expect("free name");
+                    registry(q, kv).await
+                });
+                Box::pin(async move { Ok(Started::Pid(pid)) })
+            }),
+        );
+        let spec = if kv.registry_first {
+            SupervisorSpec::new(Flags::elixir(SupStrategy::RestForOne))
+                .child(reg)
+                .child(dsup)
+        } else {
+            SupervisorSpec::new(Flags::elixir(SupStrategy::OneForAll))
+                .child(dsup)
+                .child(reg)
+        };
+        let sup = supervisor::start_link(p, spec)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok((
+            sup.pid(),
+            KvState {
+                registry: Pid::from_raw(0),
+            },
+        ))
     }
 
-    fn apply<'a>(
-        &'a self,
-        state: &'a mut KvState,
-        op: &'a KvOp,
-        p: &'a Process,
-    ) -> BoxFuture<'a, Result<(), Violation>> {
-        Box::pin(async move {
-            let Some(reg) = p.node().whereis("kv_registry") else {
-                return Ok(());
-            };
-            state.registry = reg;
-            match op {
-                KvOp::Create(n) => p.send(reg, Create(*n, p.pid())),
-                KvOp::Count => p.send(reg, Count(p.pid())),
-            }
-            let _ = p
-                .receive_timeout(
-                    |m| {
-                        m.downcast_ref::<Created>().is_some() || m.downcast_ref::<usize>().is_some()
-                    },
-                    otpsim::rt::Duration::from_secs(1),
-                )
-                .await;
-            Ok(())
-        })
+    async fn apply(&self, state: &mut KvState, op: &KvOp, p: &Process) -> Result<(), Violation> {
+        let Some(reg) = p.node().whereis("kv_registry") else {
+            return Ok(());
+        };
+        state.registry = reg;
+        match op {
+            KvOp::Create(n) => p.send(reg, Create(*n, p.pid())),
+            KvOp::Count => p.send(reg, Count(p.pid())),
+        }
+        let _ = p
+            .receive_timeout(
+                |m| m.downcast_ref::<Created>().is_some() || m.downcast_ref::<usize>().is_some(),
+                otpsim::rt::Duration::from_secs(1),
+            )
+            .await;
+        Ok(())
     }
 
     /// App invariant: a bucket's crash never takes the registry down. When every fault of
     /// the run hit a bucket, the registry must still be the one the workload last used.
-    fn check<'a>(
-        &'a self,
-        state: &'a mut KvState,
-        p: &'a Process,
-    ) -> BoxFuture<'a, Result<(), Violation>> {
-        Box::pin(async move {
-            let only_buckets_hit = otpsim::sim::harness::only_children_hit(p, "buckets");
-            let now = p.node().whereis("kv_registry");
-            // At rest, creating a new bucket works.
-            if let Some(reg) = now {
-                p.send(reg, Create(200, p.pid()));
-                let reply = p
-                    .receive_timeout(
-                        |m| m.downcast_ref::<Created>().is_some(),
-                        otpsim::rt::Duration::from_secs(1),
-                    )
-                    .await;
-                if !reply.is_some_and(|m| m.downcast_ref::<Created>().is_some_and(|c| c.0)) {
-                    return Err(Violation::app(
-                        "create_works_at_rest",
-                        "the registry could not create a bucket after the tree settled",
-                    ));
-                }
-            }
-            // No bucket is alive that the registry does not know.
-            if let (Some(reg), Some(dsup)) = (now, p.node().whereis("buckets")) {
-                p.send(reg, Count(p.pid()));
-                let known = p
-                    .receive_timeout(
-                        |m| m.downcast_ref::<usize>().is_some(),
-                        otpsim::rt::Duration::from_secs(1),
-                    )
-                    .await
-                    .and_then(|m| m.downcast_ref::<usize>().copied());
-                let live = p.node().descendants(dsup).len();
-                if known.is_some_and(|known| known != live) {
-                    return Err(Violation::app(
-                        "no_unknown_buckets",
-                        format!("{live} bucket(s) alive, the registry knows {known:?}"),
-                    ));
-                }
-            }
-            if only_buckets_hit && state.registry != Pid::from_raw(0) && now != Some(state.registry)
-            {
+    async fn check(&self, state: &mut KvState, p: &Process) -> Result<(), Violation> {
+        let only_buckets_hit = otpsim::sim::harness::only_children_hit(p, "buckets");
+        let now = p.node().whereis("kv_registry");
+        // At rest, creating a new bucket works.
+        if let Some(reg) = now {
+            p.send(reg, Create(200, p.pid()));
+            let reply = p
+                .receive_timeout(
+                    |m| m.downcast_ref::<Created>().is_some(),
+                    otpsim::rt::Duration::from_secs(1),
+                )
+                .await;
+            if !reply.is_some_and(|m| m.downcast_ref::<Created>().is_some_and(|c| c.0)) {
                 return Err(Violation::app(
-                    "registry_survives_bucket_crashes",
-                    "only buckets crashed, yet the registry is not the one it was",
+                    "create_works_at_rest",
+                    "the registry could not create a bucket after the tree settled",
                 ));
             }
-            Ok(())
-        })
+        }
+        // No bucket is alive that the registry does not know.
+        if let (Some(reg), Some(dsup)) = (now, p.node().whereis("buckets")) {
+            p.send(reg, Count(p.pid()));
+            let known = p
+                .receive_timeout(
+                    |m| m.downcast_ref::<usize>().is_some(),
+                    otpsim::rt::Duration::from_secs(1),
+                )
+                .await
+                .and_then(|m| m.downcast_ref::<usize>().copied());
+            let live = p.node().descendants(dsup).len();
+            if known.is_some_and(|known| known != live) {
+                return Err(Violation::app(
+                    "no_unknown_buckets",
+                    format!("{live} bucket(s) alive, the registry knows {known:?}"),
+                ));
+            }
+        }
+        if only_buckets_hit && state.registry != Pid::from_raw(0) && now != Some(state.registry) {
+            return Err(Violation::app(
+                "registry_survives_bucket_crashes",
+                "only buckets crashed, yet the registry is not the one it was",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -328,10 +306,10 @@ fn a_kv_registry_linked_to_its_buckets_is_found_and_shrunk() {
     let saved = failure.saved.expect("saved in the corpus");
     let file = otpsim::sim::corpus::load(&saved).expect("a valid corpus file");
     let targets: Vec<std::sync::Arc<dyn otpsim::sim::harness::AnyTarget>> =
-        vec![std::sync::Arc::new(std::sync::Arc::new(Kv {
+        vec![std::sync::Arc::new(Kv {
             links_buckets: true,
             ..Kv::default()
-        }))];
+        })];
     otpsim::sim::harness::replay_file(&file, &targets).expect("the saved case reproduces");
 }
 
@@ -358,7 +336,7 @@ fn every_corpus_file_replays_as_recorded() {
             ..Kv::default()
         },
     ] {
-        targets.push(Arc::new(Arc::new(kv)) as Arc<dyn AnyTarget>);
+        targets.push(Arc::new(kv) as Arc<dyn AnyTarget>);
     }
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
     assert!(
@@ -423,7 +401,7 @@ fn golden_cases_keep_their_traces() {
         };
         let file = otpsim::sim::corpus::load(&path).expect("a valid corpus file");
         let tree = targets.iter().find(|t| t.name() == file.target).unwrap();
-        let report = tree.replay(&file.case).expect("the case parses");
+        let report = tree.clone().replay(&file.case).expect("the case parses");
         assert_eq!(report.violation, None, "{}", path.display());
         insta::with_settings!({ description => file.description.clone(), omit_expression => true }, {
             insta::assert_snapshot!(format!("golden_{name}"), report.trace.timeline().join("\n"));
@@ -502,67 +480,54 @@ impl Target for Named {
         Just(()).boxed()
     }
 
-    fn start<'a>(
-        &'a self,
-        _: &'a (),
-        p: &'a Process,
-    ) -> BoxFuture<'a, Result<(Pid, Self::State), String>> {
+    async fn start(&self, _: &(), p: &Process) -> Result<(Pid, Self::State), String> {
         let racy = self.check_then_register;
-        Box::pin(async move {
-            use otpsim::registry::{Keys, Registry, RegistryOptions};
-            let registry =
-                Registry::<String, ()>::start_link(p, RegistryOptions::new(Keys::Unique))
-                    .await
-                    .map_err(|e| e.to_string())?;
-            let reg = registry.clone();
-            let server = ChildSpec::worker(
-                "server",
-                Start::new(move |p| {
-                    let reg = reg.clone();
-                    Box::pin(async move {
-                        if racy && !reg.lookup(&"server".to_string()).is_empty() {
-                            return Err(otpsim::Term::atom("already_registered"));
+        use otpsim::registry::{Keys, Registry, RegistryOptions};
+        let registry = Registry::<String, ()>::start_link(p, RegistryOptions::new(Keys::Unique))
+            .await
+            .map_err(|e| e.to_string())?;
+        let reg = registry.clone();
+        let server = ChildSpec::worker(
+            "server",
+            Start::new(move |p| {
+                let reg = reg.clone();
+                Box::pin(async move {
+                    if racy && !reg.lookup(&"server".to_string()).is_empty() {
+                        return Err(otpsim::Term::atom("already_registered"));
+                    }
+                    let pid = p.spawn_link(move |q| async move {
+                        match reg.register(&q, "server".to_string(), ()) {
+                            Ok(_) => idle(q).await,
+                            Err(_) => ExitReason::error("already_registered"),
                         }
-                        let pid = p.spawn_link(move |q| async move {
-                            match reg.register(&q, "server".to_string(), ()) {
-                                Ok(_) => idle(q).await,
-                                Err(_) => ExitReason::error("already_registered"),
-                            }
-                        });
-                        Ok(Started::Pid(pid))
-                    })
-                }),
-            );
-            let spec = SupervisorSpec::new(Flags::elixir(SupStrategy::OneForOne)).child(server);
-            let sup = supervisor::start_link(p, spec)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok((sup.pid(), registry))
-        })
+                    });
+                    Ok(Started::Pid(pid))
+                })
+            }),
+        );
+        let spec = SupervisorSpec::new(Flags::elixir(SupStrategy::OneForOne)).child(server);
+        let sup = supervisor::start_link(p, spec)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok((sup.pid(), registry))
     }
 
     /// App invariant: after fewer faults than the intensity allows, the name resolves.
-    fn check<'a>(
-        &'a self,
-        registry: &'a mut Self::State,
-        p: &'a Process,
-    ) -> BoxFuture<'a, Result<(), Violation>> {
-        Box::pin(async move {
-            let faults = p
-                .node()
-                .trace()
-                .events()
-                .iter()
-                .filter(|e| matches!(e.kind, EventKind::Fault { .. }))
-                .count();
-            if faults < 3 && registry.whereis_name(&"server".to_string()).is_none() {
-                return Err(Violation::app(
-                    "name_survives_a_crash",
-                    format!("after {faults} fault(s) the name `server` resolves to nothing"),
-                ));
-            }
-            Ok(())
-        })
+    async fn check(&self, registry: &mut Self::State, p: &Process) -> Result<(), Violation> {
+        let faults = p
+            .node()
+            .trace()
+            .events()
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::Fault { .. }))
+            .count();
+        if faults < 3 && registry.whereis_name(&"server".to_string()).is_none() {
+            return Err(Violation::app(
+                "name_survives_a_crash",
+                format!("after {faults} fault(s) the name `server` resolves to nothing"),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -735,86 +700,81 @@ impl Target for Cache {
         (0u8..2, any::<u32>()).boxed()
     }
 
-    fn start<'a>(&'a self, _: &'a (), p: &'a Process) -> BoxFuture<'a, Result<(Pid, ()), String>> {
+    async fn start(&self, _: &(), p: &Process) -> Result<(Pid, ()), String> {
         let config = *self;
-        Box::pin(async move {
-            use otpsim::registry::{Keys, RegistryOptions};
-            // The registry belongs to the driver, outside the tree the faults hit.
-            let names = Names::start_link(p, RegistryOptions::new(Keys::Unique))
-                .await
-                .map_err(|e| e.to_string())?;
-            let stores = ChildSpec::supervisor(
-                "stores",
-                Start::new(|p| {
-                    Box::pin(async move {
-                        let options = otpsim::server::StartOptions::linked().named("stores");
-                        let sup = dynamic::start_with(
-                            p,
-                            |_| dynamic::DynamicInit::Ok(DynamicOptions::default()),
-                            options,
-                        )
-                        .await
-                        .map_err(|e| e.reason().to_term())?;
-                        Ok(Started::Pid(sup.pid()))
-                    })
-                }),
-            );
-            let the_cache = ChildSpec::worker(
-                "cache",
-                Start::new(move |p| {
-                    let names = names.clone();
-                    let Some(stores) = p.whereis("stores").map(DynamicSupervisorRef::from_pid)
-                    else {
-                        return Box::pin(async { Err(otpsim::Term::atom("no_stores")) });
-                    };
-                    let pid = p.spawn_link(move |q| async move {
-                        q.register("cache").expect("free name");
-                        cache(q, names, stores, config).await
-                    });
-                    Box::pin(async move { Ok(Started::Pid(pid)) })
-                }),
-            );
-            let spec = SupervisorSpec::new(Flags::elixir(SupStrategy::OneForAll))
-                .child(stores)
-                .child(the_cache);
-            let sup = supervisor::start_link(p, spec)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok((sup.pid(), ()))
-        })
+        use otpsim::registry::{Keys, RegistryOptions};
+        // The registry belongs to the driver, outside the tree the faults hit.
+        let names = Names::start_link(p, RegistryOptions::new(Keys::Unique))
+            .await
+            .map_err(|e| e.to_string())?;
+        let stores = ChildSpec::supervisor(
+            "stores",
+            Start::new(|p| {
+                Box::pin(async move {
+                    let options = otpsim::server::StartOptions::linked().named("stores");
+                    let sup = dynamic::start_with(
+                        p,
+                        |_| dynamic::DynamicInit::Ok(DynamicOptions::default()),
+                        options,
+                    )
+                    .await
+                    .map_err(|e| e.reason().to_term())?;
+                    Ok(Started::Pid(sup.pid()))
+                })
+            }),
+        );
+        let the_cache = ChildSpec::worker(
+            "cache",
+            Start::new(move |p| {
+                let names = names.clone();
+                let Some(stores) = p.whereis("stores").map(DynamicSupervisorRef::from_pid) else {
+                    return Box::pin(async { Err(otpsim::Term::atom("no_stores")) });
+                };
+                let pid = p.spawn_link(move |q| async move {
+                    q.register("cache").expect("free name");
+                    cache(q, names, stores, config).await
+                });
+                Box::pin(async move { Ok(Started::Pid(pid)) })
+            }),
+        );
+        let spec = SupervisorSpec::new(Flags::elixir(SupStrategy::OneForAll))
+            .child(stores)
+            .child(the_cache);
+        let sup = supervisor::start_link(p, spec)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok((sup.pid(), ()))
     }
 
     /// App invariant: while only stores are hit, every put reaches a live store.
-    fn apply<'a>(
-        &'a self,
-        _: &'a mut (),
-        &(name, value): &'a (u8, u32),
-        p: &'a Process,
-    ) -> BoxFuture<'a, Result<(), Violation>> {
-        Box::pin(async move {
-            let Some(cache) = p.whereis("cache") else {
-                return Ok(());
-            };
-            p.send(
-                cache,
-                Put {
-                    name,
-                    value,
-                    from: p.pid(),
-                },
-            );
-            let reply = p
-                .receive_timeout(|m| m.is::<Stored>(), otpsim::rt::Duration::from_secs(10))
-                .await
-                .and_then(|m| m.downcast::<Stored>().ok());
-            if !reply.is_some_and(|s| s.0) && otpsim::sim::harness::only_children_hit(p, "stores") {
-                return Err(Violation::app(
-                    "puts_reach_a_live_store",
-                    format!("store{name} did not take a value; only stores were hit"),
-                ));
-            }
-            Ok(())
-        })
+    async fn apply(
+        &self,
+        _: &mut (),
+        &(name, value): &(u8, u32),
+        p: &Process,
+    ) -> Result<(), Violation> {
+        let Some(cache) = p.whereis("cache") else {
+            return Ok(());
+        };
+        p.send(
+            cache,
+            Put {
+                name,
+                value,
+                from: p.pid(),
+            },
+        );
+        let reply = p
+            .receive_timeout(|m| m.is::<Stored>(), otpsim::rt::Duration::from_secs(10))
+            .await
+            .and_then(|m| m.downcast::<Stored>().ok());
+        if !reply.is_some_and(|s| s.0) && otpsim::sim::harness::only_children_hit(p, "stores") {
+            return Err(Violation::app(
+                "puts_reach_a_live_store",
+                format!("store{name} did not take a value; only stores were hit"),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -939,36 +899,24 @@ impl Target for BusyCheck {
         Just(()).boxed()
     }
 
-    fn start<'a>(
-        &'a self,
-        _: &'a (),
-        p: &'a Process,
-    ) -> BoxFuture<'a, Result<(Pid, Self::State), String>> {
-        Box::pin(async move {
-            use otpsim::registry::{Keys, Registry, RegistryOptions};
-            let names = Registry::new(RegistryOptions::new(Keys::Unique));
-            let spec = SupervisorSpec::new(Flags::elixir(SupStrategy::OneForOne))
-                .child(names.child_spec("names"));
-            let sup = supervisor::start_link(p, spec)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok((sup.pid(), names))
-        })
+    async fn start(&self, _: &(), p: &Process) -> Result<(Pid, Self::State), String> {
+        use otpsim::registry::{Keys, Registry, RegistryOptions};
+        let names = Registry::new(RegistryOptions::new(Keys::Unique));
+        let spec = SupervisorSpec::new(Flags::elixir(SupStrategy::OneForOne))
+            .child(names.child_spec("names"));
+        let sup = supervisor::start_link(p, spec)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok((sup.pid(), names))
     }
 
-    fn check<'a>(
-        &'a self,
-        names: &'a mut Self::State,
-        p: &'a Process,
-    ) -> BoxFuture<'a, Result<(), Violation>> {
-        Box::pin(async move {
-            let names = names.clone();
-            let brief = p.spawn(move |q| async move {
-                let _ = names.register(&q, "brief".to_string(), ());
-            });
-            let _ = p.node().wait_exit(brief).await;
-            Ok(())
-        })
+    async fn check(&self, names: &mut Self::State, p: &Process) -> Result<(), Violation> {
+        let names = names.clone();
+        let brief = p.spawn(move |q| async move {
+            let _ = names.register(&q, "brief".to_string(), ());
+        });
+        let _ = p.node().wait_exit(brief).await;
+        Ok(())
     }
 }
 

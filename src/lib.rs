@@ -27,12 +27,12 @@ pub use process::{ExitReason, Msg, Node, NodeConfig, Process};
 pub fn targets() -> Vec<std::sync::Arc<dyn sim::harness::AnyTarget>> {
     use std::sync::Arc;
     vec![
-        Arc::new(Arc::new(sim::tree::Tree)),
-        Arc::new(Arc::new(systems::kv::KvTarget)),
-        Arc::new(Arc::new(systems::todo::TodoTarget)),
-        Arc::new(Arc::new(systems::connections::ConnectionsTarget)),
-        Arc::new(Arc::new(systems::pipeline::PipelineTarget)),
-        Arc::new(Arc::new(systems::tickets::TicketsTarget)),
+        Arc::new(sim::tree::Tree),
+        Arc::new(systems::kv::KvTarget),
+        Arc::new(systems::todo::TodoTarget),
+        Arc::new(systems::connections::ConnectionsTarget),
+        Arc::new(systems::pipeline::PipelineTarget),
+        Arc::new(systems::tickets::TicketsTarget),
     ]
 }
 pub use term::{Pid, Ref, Term};

@@ -206,7 +206,7 @@ fn replay(file: &std::path::Path, update: bool) -> ExitCode {
         );
         return ExitCode::from(2);
     };
-    let report = match target.replay(&saved.case) {
+    let report = match target.clone().replay(&saved.case) {
         Ok(report) => report,
         Err(e) => {
             eprintln!("otpsim replay: {}: {e}", file.display());

@@ -207,7 +207,7 @@ pub fn digest(
         let target = harness.iter().find(|t| t.name() == name);
         let hash = |seed: u64| -> Result<u64, String> {
             match target {
-                Some(target) => target.trace_hash(seed),
+                Some(target) => target.clone().trace_hash(seed),
                 None => {
                     let sim = Sim::new(seed).with_faults(swarm_faults(seed));
                     Ok(sim.run(GraphCase::generate(seed).root()).trace.hash())
@@ -266,7 +266,12 @@ pub fn run(
         match harness.iter().find(|t| t.name() == *name) {
             None => run_case(seed, replay),
             Some(target) => {
-                match target.fuzz_seed(seed, &campaign.families, replay, campaign.corpus.clone()) {
+                match target.clone().fuzz_seed(
+                    seed,
+                    &campaign.families,
+                    replay,
+                    campaign.corpus.clone(),
+                ) {
                     None => Ok(()),
                     Some(f) => Err(format!(
                         "target {name}: {}{}",

@@ -619,105 +619,97 @@ impl Target for Tree {
         .boxed()
     }
 
-    fn start<'a>(
-        &'a self,
-        setup: &'a TreeSetup,
-        p: &'a Process,
-    ) -> BoxFuture<'a, Result<(Pid, TreeState), String>> {
-        Box::pin(async move {
-            let state = TreeState::default();
-            let mut registered = Vec::new();
-            registering_paths(&setup.root, "root", &mut registered);
-            state.with(|s| s.registered = registered);
-            let registry = setup.registry.then(|| registry_child(&state));
-            let spec = static_spec(&setup.root, "root", &state, registry);
-            // Named, so that the trace names every process by its tree path from the start.
-            let options = crate::server::StartOptions::linked().named("root");
-            let sup = supervisor::start_with(
-                p,
-                move |_| supervisor::SupervisorInit::Ok(spec.clone()),
-                options,
-            )
-            .await
-            .map_err(|e| format!("the root did not start: {e}"))?;
-            state.with(|s| s.statics.insert(0, sup.pid()));
-            Ok((sup.pid(), state))
-        })
+    async fn start(&self, setup: &TreeSetup, p: &Process) -> Result<(Pid, TreeState), String> {
+        let state = TreeState::default();
+        let mut registered = Vec::new();
+        registering_paths(&setup.root, "root", &mut registered);
+        state.with(|s| s.registered = registered);
+        let registry = setup.registry.then(|| registry_child(&state));
+        let spec = static_spec(&setup.root, "root", &state, registry);
+        // Named, so that the trace names every process by its tree path from the start.
+        let options = crate::server::StartOptions::linked().named("root");
+        let sup = supervisor::start_with(
+            p,
+            move |_| supervisor::SupervisorInit::Ok(spec.clone()),
+            options,
+        )
+        .await
+        .map_err(|e| format!("the root did not start: {e}"))?;
+        state.with(|s| s.statics.insert(0, sup.pid()));
+        Ok((sup.pid(), state))
     }
 
-    fn apply<'a>(
-        &'a self,
-        state: &'a mut TreeState,
-        op: &'a TreeOp,
-        p: &'a Process,
-    ) -> BoxFuture<'a, Result<(), Violation>> {
-        Box::pin(async move {
-            match op {
-                TreeOp::Call { server, cast } => return call(state, *server, *cast, p).await,
-                TreeOp::Async {
-                    sup,
-                    ms,
-                    crash,
-                    link,
-                } => return run_task(state, *sup, *ms, *crash, *link, p).await,
-                TreeOp::Lookup { key } => return lookup(state, *key, p),
-                TreeOp::RestartChild {
-                    sup,
-                    child,
-                    terminate,
-                } => return restart_child(state, *sup, *child, *terminate, p).await,
-                TreeOp::StartChild { .. } | TreeOp::TerminateChild { .. } => {}
+    async fn apply(
+        &self,
+        state: &mut TreeState,
+        op: &TreeOp,
+        p: &Process,
+    ) -> Result<(), Violation> {
+        match op {
+            TreeOp::Call { server, cast } => return call(state, *server, *cast, p).await,
+            TreeOp::Async {
+                sup,
+                ms,
+                crash,
+                link,
+            } => return run_task(state, *sup, *ms, *crash, *link, p).await,
+            TreeOp::Lookup { key } => return lookup(state, *key, p),
+            TreeOp::RestartChild {
+                sup,
+                child,
+                terminate,
+            } => return restart_child(state, *sup, *child, *terminate, p).await,
+            TreeOp::StartChild { .. } | TreeOp::TerminateChild { .. } => {}
+        }
+        let live: Vec<Pid> = state.with(|s| {
+            s.dynamic.retain(|pid| p.node().is_alive(*pid));
+            s.dynamic.clone()
+        });
+        if live.is_empty() {
+            return Ok(());
+        }
+        match op {
+            TreeOp::StartChild {
+                sup,
+                restart,
+                worker,
+            } => {
+                let sup = live[usize::from(*sup) % live.len()];
+                let path = format!("dyn{}", sup);
+                let spec =
+                    ChildSpec::worker("w", worker_start(worker.clone(), path, state.clone()))
+                        .restart(*restart)
+                        .shutdown(Shutdown::Timeout(if worker.stop_ms.is_some() {
+                            500
+                        } else {
+                            1000
+                        }));
+                let _ = DynamicSupervisorRef::from_pid(sup)
+                    .start_child(p, spec)
+                    .await;
             }
-            let live: Vec<Pid> = state.with(|s| {
-                s.dynamic.retain(|pid| p.node().is_alive(*pid));
-                s.dynamic.clone()
-            });
-            if live.is_empty() {
-                return Ok(());
-            }
-            match op {
-                TreeOp::StartChild {
-                    sup,
-                    restart,
-                    worker,
-                } => {
-                    let sup = live[usize::from(*sup) % live.len()];
-                    let path = format!("dyn{}", sup);
-                    let spec =
-                        ChildSpec::worker("w", worker_start(worker.clone(), path, state.clone()))
-                            .restart(*restart)
-                            .shutdown(Shutdown::Timeout(if worker.stop_ms.is_some() {
-                                500
-                            } else {
-                                1000
-                            }));
-                    let _ = DynamicSupervisorRef::from_pid(sup)
-                        .start_child(p, spec)
-                        .await;
-                }
-                TreeOp::TerminateChild { sup, child } => {
-                    let sup = DynamicSupervisorRef::from_pid(live[usize::from(*sup) % live.len()]);
-                    if let Ok(children) = sup.which_children(p).await {
-                        let pids: Vec<Pid> = children
-                            .iter()
-                            .filter_map(|c| match c.state {
-                                supervisor::ChildState::Running(pid) => Some(pid),
-                                _ => None,
-                            })
-                            .collect();
-                        if !pids.is_empty() {
-                            let pid = pids[usize::from(*child) % pids.len()];
-                            let _ = sup.terminate_child(p, pid).await;
-                        }
+            TreeOp::TerminateChild { sup, child } => {
+                let sup = DynamicSupervisorRef::from_pid(live[usize::from(*sup) % live.len()]);
+                if let Ok(children) = sup.which_children(p).await {
+                    let pids: Vec<Pid> = children
+                        .iter()
+                        .filter_map(|c| match c.state {
+                            supervisor::ChildState::Running(pid) => Some(pid),
+                            _ => None,
+                        })
+                        .collect();
+                    if !pids.is_empty() {
+                        let pid = pids[usize::from(*child) % pids.len()];
+                        let _ = sup.terminate_child(p, pid).await;
                     }
                 }
-                TreeOp::Call { .. }
-                | TreeOp::Async { .. }
-                | TreeOp::Lookup { .. }
-                | TreeOp::RestartChild { .. } => {}
             }
-            Ok(())
-        })
+            TreeOp::Call { .. }
+            | TreeOp::Async { .. }
+            | TreeOp::Lookup { .. }
+            | TreeOp::RestartChild { .. } => {}
+        }
+        Ok(())
     }
 }
 

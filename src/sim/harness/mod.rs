@@ -14,7 +14,7 @@
 //! use otpsim::sim::harness::{Harness, Target};
 //! use otpsim::sim::invariants::Violation;
 //! use otpsim::sim::harness::proptest::prelude::*;
-//! use otpsim::supervisor::{self, BoxFuture, ChildSpec, Flags, Start, Started, SupervisorSpec};
+//! use otpsim::supervisor::{self, ChildSpec, Flags, Start, Started, SupervisorSpec};
 //! use otpsim::{ExitReason, Pid, Process};
 //!
 //! /// Two idle workers under a one_for_one supervisor; no workload of its own.
@@ -34,13 +34,11 @@
 //!     fn name(&self) -> String { "pair".into() }
 //!     fn setups(&self) -> BoxedStrategy<()> { Just(()).boxed() }
 //!     fn ops(&self) -> BoxedStrategy<()> { Just(()).boxed() }
-//!     fn start<'a>(&'a self, _: &'a (), p: &'a Process) -> BoxFuture<'a, Result<(Pid, ()), String>> {
-//!         Box::pin(async move {
-//!             let flags = Flags::elixir(supervisor::Strategy::OneForOne);
-//!             let spec = SupervisorSpec::new(flags).child(idle("a")).child(idle("b"));
-//!             let sup = supervisor::start_link(p, spec).await.map_err(|e| e.to_string())?;
-//!             Ok((sup.pid(), ()))
-//!         })
+//!     async fn start(&self, _: &(), p: &Process) -> Result<(Pid, ()), String> {
+//!         let flags = Flags::elixir(supervisor::Strategy::OneForOne);
+//!         let spec = SupervisorSpec::new(flags).child(idle("a")).child(idle("b"));
+//!         let sup = supervisor::start_link(p, spec).await.map_err(|e| e.to_string())?;
+//!         Ok((sup.pid(), ()))
 //!     }
 //! }
 //!
@@ -64,20 +62,20 @@ use super::invariants::{self, CheckOptions, Invariant, Violation};
 use super::Sim;
 use crate::process::{ExitReason, Msg, Process};
 use crate::rt::{Duration, SeededConfig};
-use crate::supervisor::BoxFuture;
 use crate::term::Pid;
 use crate::trace::{EventKind, FaultKind, ReportContext, SupEvent, Trace};
 use proptest::strategy::{BoxedStrategy, Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
 use serde::{de::DeserializeOwned, Serialize};
 use std::fmt::Debug;
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// A system the harness can break: how to start it, its workload, its own invariants.
 ///
-/// The futures are boxed (`Box::pin(async move { ... })`) so that the harness can run them
-/// inside its simulated processes.
+/// Like [`GenServer`](crate::server::GenServer)'s callbacks, the methods that act on the
+/// running system are `async fn`s in an implementation.
 pub trait Target: Send + Sync + 'static {
     /// What varies between cases besides the workload (a generated tree, a pool size; `()`
     /// for a fixed system).
@@ -100,34 +98,34 @@ pub trait Target: Send + Sync + 'static {
 
     /// Starts the system from the harness's driver process; returns the root of the tree
     /// (faults hit it and what descends from it) and the workload's state.
-    fn start<'a>(
-        &'a self,
-        setup: &'a Self::Setup,
-        p: &'a Process,
-    ) -> BoxFuture<'a, Result<(Pid, Self::State), String>>;
+    fn start(
+        &self,
+        setup: &Self::Setup,
+        p: &Process,
+    ) -> impl Future<Output = Result<(Pid, Self::State), String>> + Send;
 
     /// Runs one workload operation from the driver; an `Err` is an application invariant
     /// the operation found broken. The default does nothing (a target whose workload is the
     /// faults alone).
-    fn apply<'a>(
-        &'a self,
-        state: &'a mut Self::State,
-        op: &'a Self::Op,
-        p: &'a Process,
-    ) -> BoxFuture<'a, Result<(), Violation>> {
+    fn apply(
+        &self,
+        state: &mut Self::State,
+        op: &Self::Op,
+        p: &Process,
+    ) -> impl Future<Output = Result<(), Violation>> + Send {
         let _ = (state, op, p);
-        Box::pin(async { Ok(()) })
+        async { Ok(()) }
     }
 
     /// The application's invariants at rest, after the faults stopped and the tree had
     /// [`settle`](Target::settle) time to recover. The default checks nothing.
-    fn check<'a>(
-        &'a self,
-        state: &'a mut Self::State,
-        p: &'a Process,
-    ) -> BoxFuture<'a, Result<(), Violation>> {
+    fn check(
+        &self,
+        state: &mut Self::State,
+        p: &Process,
+    ) -> impl Future<Output = Result<(), Violation>> + Send {
         let _ = (state, p);
-        Box::pin(async { Ok(()) })
+        async { Ok(()) }
     }
 
     /// How long the tree gets to recover after the last step (simulated time; default 30 s,
@@ -700,7 +698,7 @@ impl<T: Target> Harness<T> {
     pub fn run(&self) -> HarnessReport {
         let regressions = match (&self.corpus, self.replay_corpus) {
             (Some(dir), true) => {
-                let target: Arc<dyn AnyTarget> = Arc::new(self.target.clone());
+                let target: Arc<dyn AnyTarget> = self.target.clone();
                 replay_corpus(dir, &[target], false, update_requested())
             }
             _ => Vec::new(),
@@ -830,7 +828,15 @@ impl<S, O> Case<S, O> {
     }
 }
 
-/// A target with its types erased, for the CLI and the corpus: every [`Target`] is one.
+/// A target with its types erased, for the CLI and the corpus: every [`Target`] is one, in
+/// an `Arc`.
+///
+/// ```
+/// use std::sync::Arc;
+/// use otpsim::sim::harness::AnyTarget;
+/// let targets: Vec<Arc<dyn AnyTarget>> = vec![Arc::new(otpsim::sim::tree::Tree)];
+/// assert_eq!(targets[0].name(), "tree");
+/// ```
 pub trait AnyTarget: Send + Sync {
     /// The target's name.
     fn name(&self) -> String;
@@ -838,7 +844,7 @@ pub trait AnyTarget: Send + Sync {
     /// Generates the case of `seed`, runs it (checking determinism if `determinism`), and on a
     /// failure shrinks it and saves it in `corpus` (if given).
     fn fuzz_seed(
-        &self,
+        self: Arc<Self>,
         seed: u64,
         families: &[Family],
         determinism: bool,
@@ -846,42 +852,42 @@ pub trait AnyTarget: Send + Sync {
     ) -> Option<Failure>;
 
     /// Runs a case given as JSON (a corpus file's `case`); `Err` if it does not parse.
-    fn replay(&self, case: &serde_json::Value) -> Result<CaseReport, String>;
+    fn replay(self: Arc<Self>, case: &serde_json::Value) -> Result<CaseReport, String>;
 
     /// The [trace hash](Trace::hash) of the case generated from `seed` with every fault
     /// family, run once (what `otpsim digest` folds).
-    fn trace_hash(&self, seed: u64) -> Result<u64, String>;
+    fn trace_hash(self: Arc<Self>, seed: u64) -> Result<u64, String>;
 }
 
-impl<T: Target> AnyTarget for Arc<T> {
+impl<T: Target> AnyTarget for T {
     fn name(&self) -> String {
-        Target::name(&**self)
+        Target::name(self)
     }
 
     fn fuzz_seed(
-        &self,
+        self: Arc<Self>,
         seed: u64,
         families: &[Family],
         determinism: bool,
         corpus: Option<PathBuf>,
     ) -> Option<Failure> {
-        let mut harness = Harness::of(self.clone()).families(families).corpus(corpus);
+        let mut harness = Harness::of(self).families(families).corpus(corpus);
         harness.seed = seed;
         harness.determinism_every = u32::from(determinism);
         harness.run().failure
     }
 
-    fn replay(&self, case: &serde_json::Value) -> Result<CaseReport, String> {
+    fn replay(self: Arc<Self>, case: &serde_json::Value) -> Result<CaseReport, String> {
         let case: Case<T::Setup, T::Op> =
             serde_json::from_value(case.clone()).map_err(|e| format!("field `case`: {e}"))?;
-        Ok(check_determinism(self, &case))
+        Ok(check_determinism(&self, &case))
     }
 
-    fn trace_hash(&self, seed: u64) -> Result<u64, String> {
-        let strategy = case_strategy(self, MAX_STEPS, &Family::ALL);
+    fn trace_hash(self: Arc<Self>, seed: u64) -> Result<u64, String> {
+        let strategy = case_strategy(&self, MAX_STEPS, &Family::ALL);
         let mut runner = generator(Config::default(), seed);
         let case = strategy.new_tree(&mut runner).map_err(|e| e.to_string())?;
-        Ok(run_case(self, &case.current()).trace.hash())
+        Ok(run_case(&self, &case.current()).trace.hash())
     }
 }
 
@@ -922,7 +928,7 @@ fn replay_unchecked(
                 known.join(", ")
             )
         })?;
-    target.replay(&file.case)
+    target.clone().replay(&file.case)
 }
 
 /// Replays the corpus files of `dir` whose target is one of `targets` (every file, if

@@ -11,7 +11,6 @@ use crate::rt::Duration;
 use crate::server::ServerRef;
 use crate::sim::harness::{faults_within, gave_up, Target};
 use crate::sim::invariants::Violation;
-use crate::supervisor::BoxFuture;
 use crate::term::Pid;
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -128,120 +127,104 @@ impl Target for ConnectionsTarget {
         .boxed()
     }
 
-    fn start<'a>(
-        &'a self,
-        _: &'a (),
-        p: &'a Process,
-    ) -> BoxFuture<'a, Result<(Pid, ConnectionsModel), String>> {
-        Box::pin(async move {
-            // The broker is the network: outside the tree, out of the faults' reach.
-            let broker = SimBroker::start_link(p).await.map_err(|e| e.to_string())?;
-            let (sup, connections) = start_both(p, Arc::new(broker.clone()))
-                .await
-                .map_err(|e| e.to_string())?;
-            let model = ConnectionsModel {
-                broker,
-                connections,
-                wanted: BTreeSet::new(),
-                supervisor: p.whereis(super::CONNECTIONS),
-            };
-            Ok((sup.pid(), model))
-        })
+    async fn start(&self, _: &(), p: &Process) -> Result<(Pid, ConnectionsModel), String> {
+        // The broker is the network: outside the tree, out of the faults' reach.
+        let broker = SimBroker::start_link(p).await.map_err(|e| e.to_string())?;
+        let (sup, connections) = start_both(p, Arc::new(broker.clone()))
+            .await
+            .map_err(|e| e.to_string())?;
+        let model = ConnectionsModel {
+            broker,
+            connections,
+            wanted: BTreeSet::new(),
+            supervisor: p.whereis(super::CONNECTIONS),
+        };
+        Ok((sup.pid(), model))
     }
 
-    fn apply<'a>(
-        &'a self,
-        model: &'a mut ConnectionsModel,
-        op: &'a ConnectionsOp,
-        p: &'a Process,
-    ) -> BoxFuture<'a, Result<(), Violation>> {
-        Box::pin(async move {
-            model.meet_supervisor(p);
-            match *op {
-                ConnectionsOp::Connect(n) => {
-                    // Right after the connection supervisor restarted, the name may still
-                    // lead to a connection of the old one, its exit signal on the way: a
-                    // leftover about to die, that no supervisor will bring back.
-                    let found = model.connections.connect(p, &device(n)).await;
-                    if found.is_ok_and(|pid| p.node().parent_of(pid) == model.supervisor) {
-                        model.wanted.insert(device(n));
-                    }
-                }
-                ConnectionsOp::Disconnect(n) => {
-                    if model.connections.disconnect(p, &device(n)).await {
-                        model.wanted.remove(&device(n));
-                    }
-                }
-                ConnectionsOp::Publish(n) => {
-                    if let Some(pid) = model.connections.whereis(&device(n)) {
-                        let _ = publish(p, pid, "reading").await;
-                    }
-                }
-                ConnectionsOp::Report => {
-                    if let Some(telemetry) = p.whereis(TELEMETRY) {
-                        let telemetry = ServerRef::<super::Telemetry>::from_pid(telemetry);
-                        let _ = telemetry
-                            .call(p, TelemetryCall::Report("reading".into()))
-                            .await;
-                    }
-                }
-                ConnectionsOp::DropLinks(n) => model.broker.drop_links(p, &client(n)),
-                ConnectionsOp::Outage(ms) => {
-                    model.broker.outage(p, Duration::from_millis(u64::from(ms)));
-                }
-                ConnectionsOp::Stall(n, ms) => {
-                    let duration = Duration::from_millis(u64::from(ms));
-                    model.broker.stall(p, &client(n), duration);
+    async fn apply(
+        &self,
+        model: &mut ConnectionsModel,
+        op: &ConnectionsOp,
+        p: &Process,
+    ) -> Result<(), Violation> {
+        model.meet_supervisor(p);
+        match *op {
+            ConnectionsOp::Connect(n) => {
+                // Right after the connection supervisor restarted, the name may still
+                // lead to a connection of the old one, its exit signal on the way: a
+                // leftover about to die, that no supervisor will bring back.
+                let found = model.connections.connect(p, &device(n)).await;
+                if found.is_ok_and(|pid| p.node().parent_of(pid) == model.supervisor) {
+                    model.wanted.insert(device(n));
                 }
             }
-            Ok(())
-        })
+            ConnectionsOp::Disconnect(n) => {
+                if model.connections.disconnect(p, &device(n)).await {
+                    model.wanted.remove(&device(n));
+                }
+            }
+            ConnectionsOp::Publish(n) => {
+                if let Some(pid) = model.connections.whereis(&device(n)) {
+                    let _ = publish(p, pid, "reading").await;
+                }
+            }
+            ConnectionsOp::Report => {
+                if let Some(telemetry) = p.whereis(TELEMETRY) {
+                    let telemetry = ServerRef::<super::Telemetry>::from_pid(telemetry);
+                    let _ = telemetry
+                        .call(p, TelemetryCall::Report("reading".into()))
+                        .await;
+                }
+            }
+            ConnectionsOp::DropLinks(n) => model.broker.drop_links(p, &client(n)),
+            ConnectionsOp::Outage(ms) => {
+                model.broker.outage(p, Duration::from_millis(u64::from(ms)));
+            }
+            ConnectionsOp::Stall(n, ms) => {
+                let duration = Duration::from_millis(u64::from(ms));
+                model.broker.stall(p, &client(n), duration);
+            }
+        }
+        Ok(())
     }
 
     /// At rest: each wanted connection, and the sensor's, is connected through exactly one
     /// session, and the telemetry holds the sensor's live connection.
-    fn check<'a>(
-        &'a self,
-        model: &'a mut ConnectionsModel,
-        p: &'a Process,
-    ) -> BoxFuture<'a, Result<(), Violation>> {
-        Box::pin(async move {
-            model.one_connection_per_client(p)?;
-            model.meet_supervisor(p);
-            for client in model.wanted.clone() {
-                if let Some(pid) = model.connections.whereis(&client) {
-                    model.connected_once(p, &client, pid).await?;
-                } else if model.supervisor.is_some() {
-                    return Err(Violation::app(
-                        "one_connection_per_client",
-                        format!("at rest, {client} has no connection"),
-                    ));
-                }
-            }
-            // Each fault costs the sensor one restart, whatever the network does: it gives up
-            // only after more faults than its intensity (3), never for an outage.
-            let hits = faults_within(p, "root/sensor");
-            if gave_up(p, "root/sensor") && hits <= 3 {
+    async fn check(&self, model: &mut ConnectionsModel, p: &Process) -> Result<(), Violation> {
+        model.one_connection_per_client(p)?;
+        model.meet_supervisor(p);
+        for client in model.wanted.clone() {
+            if let Some(pid) = model.connections.whereis(&client) {
+                model.connected_once(p, &client, pid).await?;
+            } else if model.supervisor.is_some() {
                 return Err(Violation::app(
-                    "survives_network_trouble",
-                    format!(
-                        "the sensor gave up after {hits} fault(s): the network cost it restarts"
-                    ),
+                    "one_connection_per_client",
+                    format!("at rest, {client} has no connection"),
                 ));
             }
-            let (Some(sensor), Some(telemetry)) = (p.whereis(SENSOR), p.whereis(TELEMETRY)) else {
-                return Ok(()); // the sensor gave up: the harness's liveness has its say
-            };
-            model.connected_once(p, SENSOR_CLIENT, sensor).await?;
-            let telemetry = ServerRef::<super::Telemetry>::from_pid(telemetry);
-            match telemetry.call(p, TelemetryCall::Connection).await {
-                Ok(Ok(held)) if held == sensor => Ok(()),
-                Ok(held) => Err(Violation::app(
-                    "dependents_hold_the_live_connection",
-                    format!("the telemetry holds {held:?}, the sensor's connection is {sensor}"),
-                )),
-                Err(_) => Ok(()),
-            }
-        })
+        }
+        // Each fault costs the sensor one restart, whatever the network does: it gives up
+        // only after more faults than its intensity (3), never for an outage.
+        let hits = faults_within(p, "root/sensor");
+        if gave_up(p, "root/sensor") && hits <= 3 {
+            return Err(Violation::app(
+                "survives_network_trouble",
+                format!("the sensor gave up after {hits} fault(s): the network cost it restarts"),
+            ));
+        }
+        let (Some(sensor), Some(telemetry)) = (p.whereis(SENSOR), p.whereis(TELEMETRY)) else {
+            return Ok(()); // the sensor gave up: the harness's liveness has its say
+        };
+        model.connected_once(p, SENSOR_CLIENT, sensor).await?;
+        let telemetry = ServerRef::<super::Telemetry>::from_pid(telemetry);
+        match telemetry.call(p, TelemetryCall::Connection).await {
+            Ok(Ok(held)) if held == sensor => Ok(()),
+            Ok(held) => Err(Violation::app(
+                "dependents_hold_the_live_connection",
+                format!("the telemetry holds {held:?}, the sensor's connection is {sensor}"),
+            )),
+            Err(_) => Ok(()),
+        }
     }
 }

@@ -5,7 +5,6 @@ use super::{create, get, lookup, names, put, BUCKETS, REGISTRY};
 use crate::process::Process;
 use crate::sim::harness::{delays_injected, only_children_hit, Target};
 use crate::sim::invariants::Violation;
-use crate::supervisor::BoxFuture;
 use crate::term::Pid;
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -123,122 +122,102 @@ impl Target for KvTarget {
         .boxed()
     }
 
-    fn start<'a>(
-        &'a self,
-        _: &'a (),
-        p: &'a Process,
-    ) -> BoxFuture<'a, Result<(Pid, KvModel), String>> {
-        Box::pin(async move {
-            let sup = super::start_link(p).await.map_err(|e| e.to_string())?;
-            Ok((sup.pid(), KvModel::default()))
-        })
+    async fn start(&self, _: &(), p: &Process) -> Result<(Pid, KvModel), String> {
+        let sup = super::start_link(p).await.map_err(|e| e.to_string())?;
+        Ok((sup.pid(), KvModel::default()))
     }
 
-    fn apply<'a>(
-        &'a self,
-        model: &'a mut KvModel,
-        op: &'a KvOp,
-        p: &'a Process,
-    ) -> BoxFuture<'a, Result<(), Violation>> {
-        Box::pin(async move {
-            if model.meet_registry(p)?.is_none() {
-                return Ok(()); // restarting, or the store gave up
-            }
-            match op {
-                KvOp::Create(n) => {
-                    if let Ok(pid) = create(p, &name(*n)).await {
-                        if model.buckets.get(&name(*n)).map(|(b, _)| *b) != Some(pid) {
-                            model.buckets.insert(name(*n), (pid, BTreeMap::new()));
-                        }
-                    }
-                }
-                KvOp::Lookup(n) => {
-                    if let Ok(found) = lookup(p, &name(*n)).await {
-                        check_lookup(p, &name(*n), found)?;
-                    }
-                }
-                KvOp::Put(n, k, v) => {
-                    let Ok(Some(bucket)) = lookup(p, &name(*n)).await else {
-                        return Ok(());
-                    };
-                    let (key, value) = (format!("key{k}"), v.to_string());
-                    if put(p, bucket, &key, &value).await.is_ok() {
-                        let entry = model
-                            .buckets
-                            .entry(name(*n))
-                            .or_insert((bucket, BTreeMap::new()));
-                        if entry.0 != bucket {
-                            *entry = (bucket, BTreeMap::new());
-                        }
-                        entry.1.insert(key, value);
-                    }
-                }
-                KvOp::Get(n, k) => {
-                    let Ok(Some(bucket)) = lookup(p, &name(*n)).await else {
-                        return Ok(());
-                    };
-                    let key = format!("key{k}");
-                    let Ok(value) = get(p, bucket, &key).await else {
-                        return Ok(());
-                    };
-                    let expected = match model.buckets.get(&name(*n)) {
-                        Some((b, data)) if *b == bucket => data.get(&key).cloned(),
-                        _ => return Ok(()),
-                    };
-                    if value != expected {
-                        return Err(Violation::app(
-                            "buckets_keep_their_data",
-                            format!("{}[{key}] is {value:?}, {expected:?} was put", name(*n)),
-                        ));
+    async fn apply(&self, model: &mut KvModel, op: &KvOp, p: &Process) -> Result<(), Violation> {
+        if model.meet_registry(p)?.is_none() {
+            return Ok(()); // restarting, or the store gave up
+        }
+        match op {
+            KvOp::Create(n) => {
+                if let Ok(pid) = create(p, &name(*n)).await {
+                    if model.buckets.get(&name(*n)).map(|(b, _)| *b) != Some(pid) {
+                        model.buckets.insert(name(*n), (pid, BTreeMap::new()));
                     }
                 }
             }
-            Ok(())
-        })
+            KvOp::Lookup(n) => {
+                if let Ok(found) = lookup(p, &name(*n)).await {
+                    check_lookup(p, &name(*n), found)?;
+                }
+            }
+            KvOp::Put(n, k, v) => {
+                let Ok(Some(bucket)) = lookup(p, &name(*n)).await else {
+                    return Ok(());
+                };
+                let (key, value) = (format!("key{k}"), v.to_string());
+                if put(p, bucket, &key, &value).await.is_ok() {
+                    let entry = model
+                        .buckets
+                        .entry(name(*n))
+                        .or_insert((bucket, BTreeMap::new()));
+                    if entry.0 != bucket {
+                        *entry = (bucket, BTreeMap::new());
+                    }
+                    entry.1.insert(key, value);
+                }
+            }
+            KvOp::Get(n, k) => {
+                let Ok(Some(bucket)) = lookup(p, &name(*n)).await else {
+                    return Ok(());
+                };
+                let key = format!("key{k}");
+                let Ok(value) = get(p, bucket, &key).await else {
+                    return Ok(());
+                };
+                let expected = match model.buckets.get(&name(*n)) {
+                    Some((b, data)) if *b == bucket => data.get(&key).cloned(),
+                    _ => return Ok(()),
+                };
+                if value != expected {
+                    return Err(Violation::app(
+                        "buckets_keep_their_data",
+                        format!("{}[{key}] is {value:?}, {expected:?} was put", name(*n)),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// At rest: every name the registry holds resolves to a live bucket; every live bucket
     /// has a name; the buckets of an earlier registry are gone.
-    fn check<'a>(
-        &'a self,
-        model: &'a mut KvModel,
-        p: &'a Process,
-    ) -> BoxFuture<'a, Result<(), Violation>> {
-        Box::pin(async move {
-            model.earlier_buckets_are_dead(p)?;
-            if model.meet_registry(p)?.is_none() {
-                return Ok(());
-            }
-            let Ok(names) = names(p).await else {
-                return Ok(());
-            };
-            for (name, pid) in &names {
-                check_lookup(p, name, Some(*pid))?;
-                if !p.node().is_alive(*pid) {
-                    return Err(Violation::app(
-                        "lookup_never_names_a_dead_bucket",
-                        format!("at rest, {name} still resolves to {pid}, which is dead"),
-                    ));
-                }
-            }
-            let Some(buckets) = p.whereis(BUCKETS) else {
-                return Ok(());
-            };
-            let known: std::collections::BTreeSet<Pid> =
-                names.iter().map(|(_, pid)| *pid).collect();
-            let unknown: Vec<Pid> = p
-                .node()
-                .descendants(buckets)
-                .into_iter()
-                .filter(|pid| p.node().parent_of(*pid) == Some(buckets) && !known.contains(pid))
-                .collect();
-            if !unknown.is_empty() {
+    async fn check(&self, model: &mut KvModel, p: &Process) -> Result<(), Violation> {
+        model.earlier_buckets_are_dead(p)?;
+        if model.meet_registry(p)?.is_none() {
+            return Ok(());
+        }
+        let Ok(names) = names(p).await else {
+            return Ok(());
+        };
+        for (name, pid) in &names {
+            check_lookup(p, name, Some(*pid))?;
+            if !p.node().is_alive(*pid) {
                 return Err(Violation::app(
-                    "no_unknown_buckets",
-                    format!("buckets {unknown:?} run, and the registry names none of them"),
+                    "lookup_never_names_a_dead_bucket",
+                    format!("at rest, {name} still resolves to {pid}, which is dead"),
                 ));
             }
-            Ok(())
-        })
+        }
+        let Some(buckets) = p.whereis(BUCKETS) else {
+            return Ok(());
+        };
+        let known: std::collections::BTreeSet<Pid> = names.iter().map(|(_, pid)| *pid).collect();
+        let unknown: Vec<Pid> = p
+            .node()
+            .descendants(buckets)
+            .into_iter()
+            .filter(|pid| p.node().parent_of(*pid) == Some(buckets) && !known.contains(pid))
+            .collect();
+        if !unknown.is_empty() {
+            return Err(Violation::app(
+                "no_unknown_buckets",
+                format!("buckets {unknown:?} run, and the registry names none of them"),
+            ));
+        }
+        Ok(())
     }
 }

@@ -5,7 +5,6 @@ use super::{transform, Pipeline, Store};
 use crate::process::Process;
 use crate::sim::harness::Target;
 use crate::sim::invariants::Violation;
-use crate::supervisor::BoxFuture;
 use crate::term::Pid;
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -67,43 +66,29 @@ impl Target for PipelineTarget {
             .boxed()
     }
 
-    fn start<'a>(
-        &'a self,
-        _: &'a (),
-        p: &'a Process,
-    ) -> BoxFuture<'a, Result<(Pid, Pipeline), String>> {
-        Box::pin(async move {
-            let pipeline = Pipeline::new(Store::default());
-            let sup = pipeline.start_link(p).await.map_err(|e| e.to_string())?;
-            Ok((sup.pid(), pipeline))
-        })
+    async fn start(&self, _: &(), p: &Process) -> Result<(Pid, Pipeline), String> {
+        let pipeline = Pipeline::new(Store::default());
+        let sup = pipeline.start_link(p).await.map_err(|e| e.to_string())?;
+        Ok((sup.pid(), pipeline))
     }
 
-    fn apply<'a>(
-        &'a self,
-        pipeline: &'a mut Pipeline,
-        op: &'a PipelineOp,
-        p: &'a Process,
-    ) -> BoxFuture<'a, Result<(), Violation>> {
-        Box::pin(async move {
-            let PipelineOp::Feed(items) = op;
-            for &x in items {
-                let _ = pipeline.feed(p, u64::from(x)).await;
-            }
-            check_output(pipeline.store(), false)
-        })
+    async fn apply(
+        &self,
+        pipeline: &mut Pipeline,
+        op: &PipelineOp,
+        p: &Process,
+    ) -> Result<(), Violation> {
+        let PipelineOp::Feed(items) = op;
+        for &x in items {
+            let _ = pipeline.feed(p, u64::from(x)).await;
+        }
+        check_output(pipeline.store(), false)
     }
 
     /// At rest: every item fed is delivered, once, in order (unless the pipeline gave up,
     /// which the harness's liveness judges).
-    fn check<'a>(
-        &'a self,
-        pipeline: &'a mut Pipeline,
-        p: &'a Process,
-    ) -> BoxFuture<'a, Result<(), Violation>> {
-        Box::pin(async move {
-            let running = pipeline.stages(p).iter().all(Option::is_some);
-            check_output(pipeline.store(), running)
-        })
+    async fn check(&self, pipeline: &mut Pipeline, p: &Process) -> Result<(), Violation> {
+        let running = pipeline.stages(p).iter().all(Option::is_some);
+        check_output(pipeline.store(), running)
     }
 }

@@ -6,7 +6,6 @@ use super::{Desk, Status, TicketError, Tickets, QUEUE};
 use crate::process::Process;
 use crate::sim::harness::Target;
 use crate::sim::invariants::Violation;
-use crate::supervisor::BoxFuture;
 use crate::term::Pid;
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -109,118 +108,104 @@ impl Target for TicketsTarget {
         .boxed()
     }
 
-    fn start<'a>(
-        &'a self,
-        _: &'a (),
-        p: &'a Process,
-    ) -> BoxFuture<'a, Result<(Pid, TicketsModel), String>> {
-        Box::pin(async move {
-            let tickets = Tickets::new(Desk::default());
-            let sup = tickets.start_link(p).await.map_err(|e| e.to_string())?;
-            let model = TicketsModel {
-                tickets,
-                opened: Vec::new(),
-                acked: BTreeMap::new(),
-                attempted: BTreeMap::new(),
-            };
-            Ok((sup.pid(), model))
-        })
+    async fn start(&self, _: &(), p: &Process) -> Result<(Pid, TicketsModel), String> {
+        let tickets = Tickets::new(Desk::default());
+        let sup = tickets.start_link(p).await.map_err(|e| e.to_string())?;
+        let model = TicketsModel {
+            tickets,
+            opened: Vec::new(),
+            acked: BTreeMap::new(),
+            attempted: BTreeMap::new(),
+        };
+        Ok((sup.pid(), model))
     }
 
-    fn apply<'a>(
-        &'a self,
-        model: &'a mut TicketsModel,
-        op: &'a TicketsOp,
-        p: &'a Process,
-    ) -> BoxFuture<'a, Result<(), Violation>> {
-        Box::pin(async move {
-            let user = |u: u8| format!("user{}", u % 3);
-            match *op {
-                TicketsOp::Open => {
-                    if let Ok(id) = model.tickets.open(p, "help").await {
-                        model.opened.push(id);
-                        model.ack(id, 0);
-                    }
-                }
-                TicketsOp::TakeNext(a) => {
-                    // Any open ticket may be the one taken: the answer says which.
-                    for &id in &model.opened.clone() {
-                        if model.acked[&id] == 0 {
-                            model.attempt(id, 1);
-                        }
-                    }
-                    if let Ok(Some(id)) = model.tickets.take_next(p, &format!("agent{a}")).await {
-                        model.ack(id, 1);
-                    }
-                }
-                TicketsOp::Resolve(k) => {
-                    let Some(id) = model.pick(k) else {
-                        return Ok(());
-                    };
-                    if model.acked[&id] >= 1 {
-                        model.attempt(id, 2);
-                    }
-                    if model.tickets.resolve(p, id).await.is_ok() {
-                        model.ack(id, 2);
-                    }
-                }
-                TicketsOp::Status(k) => {
-                    let Some(id) = model.pick(k) else {
-                        return Ok(());
-                    };
-                    let status = model.tickets.status(p, id).await;
-                    model.check_status(id, status)?;
-                }
-                TicketsOp::Join(u) => {
-                    let _ = model.tickets.join(p, &user(u)).await;
-                }
-                TicketsOp::Leave(u) => model.tickets.leave(p, &user(u)).await,
-                TicketsOp::Say(u) => {
-                    let _ = model.tickets.say(p, &user(u), "hello");
+    async fn apply(
+        &self,
+        model: &mut TicketsModel,
+        op: &TicketsOp,
+        p: &Process,
+    ) -> Result<(), Violation> {
+        let user = |u: u8| format!("user{}", u % 3);
+        match *op {
+            TicketsOp::Open => {
+                if let Ok(id) = model.tickets.open(p, "help").await {
+                    model.opened.push(id);
+                    model.ack(id, 0);
                 }
             }
-            Ok(())
-        })
+            TicketsOp::TakeNext(a) => {
+                // Any open ticket may be the one taken: the answer says which.
+                for &id in &model.opened.clone() {
+                    if model.acked[&id] == 0 {
+                        model.attempt(id, 1);
+                    }
+                }
+                if let Ok(Some(id)) = model.tickets.take_next(p, &format!("agent{a}")).await {
+                    model.ack(id, 1);
+                }
+            }
+            TicketsOp::Resolve(k) => {
+                let Some(id) = model.pick(k) else {
+                    return Ok(());
+                };
+                if model.acked[&id] >= 1 {
+                    model.attempt(id, 2);
+                }
+                if model.tickets.resolve(p, id).await.is_ok() {
+                    model.ack(id, 2);
+                }
+            }
+            TicketsOp::Status(k) => {
+                let Some(id) = model.pick(k) else {
+                    return Ok(());
+                };
+                let status = model.tickets.status(p, id).await;
+                model.check_status(id, status)?;
+            }
+            TicketsOp::Join(u) => {
+                let _ = model.tickets.join(p, &user(u)).await;
+            }
+            TicketsOp::Leave(u) => model.tickets.leave(p, &user(u)).await,
+            TicketsOp::Say(u) => {
+                let _ = model.tickets.say(p, &user(u), "hello");
+            }
+        }
+        Ok(())
     }
 
     /// At rest: every ticket is where it was acknowledged to be (or one step further, if an
     /// answer was lost), the queue holds exactly the open ones, and every notification
     /// announces a state that was stored.
-    fn check<'a>(
-        &'a self,
-        model: &'a mut TicketsModel,
-        p: &'a Process,
-    ) -> BoxFuture<'a, Result<(), Violation>> {
-        Box::pin(async move {
-            for &id in &model.opened {
-                let status = model.tickets.status(p, id).await;
-                model.check_status(id, status)?;
+    async fn check(&self, model: &mut TicketsModel, p: &Process) -> Result<(), Violation> {
+        for &id in &model.opened {
+            let status = model.tickets.status(p, id).await;
+            model.check_status(id, status)?;
+        }
+        let desk = model.tickets.desk();
+        for (id, announced) in desk.outbox() {
+            let stored = desk.stored(id).map_or(0, |s| s.rank());
+            if announced.rank() > stored {
+                return Err(Violation::app(
+                    "notifications_follow_the_store",
+                    format!("ticket {id} was announced {announced:?} and is not there"),
+                ));
             }
-            let desk = model.tickets.desk();
-            for (id, announced) in desk.outbox() {
-                let stored = desk.stored(id).map_or(0, |s| s.rank());
-                if announced.rank() > stored {
-                    return Err(Violation::app(
-                        "notifications_follow_the_store",
-                        format!("ticket {id} was announced {announced:?} and is not there"),
-                    ));
-                }
+        }
+        // Every open ticket can still be taken: the queue is rebuilt from the store.
+        if p.whereis(QUEUE).is_some() {
+            let open = desk.open_tickets();
+            let mut taken = Vec::new();
+            while let Ok(Some(id)) = model.tickets.take_next(p, "checker").await {
+                taken.push(id);
             }
-            // Every open ticket can still be taken: the queue is rebuilt from the store.
-            if p.whereis(QUEUE).is_some() {
-                let open = desk.open_tickets();
-                let mut taken = Vec::new();
-                while let Ok(Some(id)) = model.tickets.take_next(p, "checker").await {
-                    taken.push(id);
-                }
-                if let Some(lost) = open.iter().find(|id| !taken.contains(id)) {
-                    return Err(Violation::app(
-                        "open_tickets_are_queued",
-                        format!("ticket {lost} is open, and the queue does not give it out"),
-                    ));
-                }
+            if let Some(lost) = open.iter().find(|id| !taken.contains(id)) {
+                return Err(Violation::app(
+                    "open_tickets_are_queued",
+                    format!("ticket {lost} is open, and the queue does not give it out"),
+                ));
             }
-            Ok(())
-        })
+        }
+        Ok(())
     }
 }

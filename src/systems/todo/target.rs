@@ -5,7 +5,6 @@ use super::{Entry, MemoryStorage, Todo, CACHE};
 use crate::process::Process;
 use crate::sim::harness::Target;
 use crate::sim::invariants::Violation;
-use crate::supervisor::BoxFuture;
 use crate::term::Pid;
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -105,87 +104,73 @@ impl Target for TodoTarget {
         .boxed()
     }
 
-    fn start<'a>(
-        &'a self,
-        _: &'a (),
-        p: &'a Process,
-    ) -> BoxFuture<'a, Result<(Pid, TodoModel), String>> {
-        Box::pin(async move {
-            let todo = Todo::new(MemoryStorage::new());
-            let sup = todo.start_link(p).await.map_err(|e| e.to_string())?;
-            let model = TodoModel {
-                todo,
-                acked: BTreeMap::new(),
-                attempted: BTreeMap::new(),
-                next: 0,
-            };
-            Ok((sup.pid(), model))
-        })
+    async fn start(&self, _: &(), p: &Process) -> Result<(Pid, TodoModel), String> {
+        let todo = Todo::new(MemoryStorage::new());
+        let sup = todo.start_link(p).await.map_err(|e| e.to_string())?;
+        let model = TodoModel {
+            todo,
+            acked: BTreeMap::new(),
+            attempted: BTreeMap::new(),
+            next: 0,
+        };
+        Ok((sup.pid(), model))
     }
 
-    fn apply<'a>(
-        &'a self,
-        model: &'a mut TodoModel,
-        op: &'a TodoOp,
-        p: &'a Process,
-    ) -> BoxFuture<'a, Result<(), Violation>> {
-        Box::pin(async move {
-            match *op {
-                TodoOp::Server(n) => {
-                    let _ = model.todo.server_process(p, list(n)).await;
-                    model.check_servers(p).await?;
-                }
-                TodoOp::Add(n, d) => {
-                    let Ok(server) = model.todo.server_process(p, list(n)).await else {
-                        return Ok(());
-                    };
-                    model.next += 1;
-                    let entry = Entry::new(u32::from(d), format!("e{}", model.next));
-                    let key = (list(n), entry.date);
-                    model
-                        .attempted
-                        .entry(key)
-                        .or_default()
-                        .insert(entry.title.clone());
-                    let title = entry.title.clone();
-                    if model.todo.add_entry(p, server, entry).await.is_ok() {
-                        model.acked.entry(key).or_default().insert(title);
-                    }
-                }
-                TodoOp::Entries(n, d) => {
-                    let Ok(server) = model.todo.server_process(p, list(n)).await else {
-                        return Ok(());
-                    };
-                    if let Ok(read) = model.todo.entries(p, server, u32::from(d)).await {
-                        model.check_read(list(n), u32::from(d), &read)?;
-                    }
+    async fn apply(
+        &self,
+        model: &mut TodoModel,
+        op: &TodoOp,
+        p: &Process,
+    ) -> Result<(), Violation> {
+        match *op {
+            TodoOp::Server(n) => {
+                let _ = model.todo.server_process(p, list(n)).await;
+                model.check_servers(p).await?;
+            }
+            TodoOp::Add(n, d) => {
+                let Ok(server) = model.todo.server_process(p, list(n)).await else {
+                    return Ok(());
+                };
+                model.next += 1;
+                let entry = Entry::new(u32::from(d), format!("e{}", model.next));
+                let key = (list(n), entry.date);
+                model
+                    .attempted
+                    .entry(key)
+                    .or_default()
+                    .insert(entry.title.clone());
+                let title = entry.title.clone();
+                if model.todo.add_entry(p, server, entry).await.is_ok() {
+                    model.acked.entry(key).or_default().insert(title);
                 }
             }
-            Ok(())
-        })
+            TodoOp::Entries(n, d) => {
+                let Ok(server) = model.todo.server_process(p, list(n)).await else {
+                    return Ok(());
+                };
+                if let Ok(read) = model.todo.entries(p, server, u32::from(d)).await {
+                    model.check_read(list(n), u32::from(d), &read)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// At rest: every list still holds every acknowledged entry, and one server at most
     /// serves each list.
-    fn check<'a>(
-        &'a self,
-        model: &'a mut TodoModel,
-        p: &'a Process,
-    ) -> BoxFuture<'a, Result<(), Violation>> {
-        Box::pin(async move {
-            if p.whereis(CACHE).is_none() {
-                return Ok(()); // the service gave up: the harness's liveness has its say
+    async fn check(&self, model: &mut TodoModel, p: &Process) -> Result<(), Violation> {
+        if p.whereis(CACHE).is_none() {
+            return Ok(()); // the service gave up: the harness's liveness has its say
+        }
+        let days: Vec<(&'static str, u32)> = model.acked.keys().copied().collect();
+        for (name, date) in days {
+            let Ok(server) = model.todo.server_process(p, name).await else {
+                continue;
+            };
+            if let Ok(read) = model.todo.entries(p, server, date).await {
+                model.check_read(name, date, &read)?;
             }
-            let days: Vec<(&'static str, u32)> = model.acked.keys().copied().collect();
-            for (name, date) in days {
-                let Ok(server) = model.todo.server_process(p, name).await else {
-                    continue;
-                };
-                if let Ok(read) = model.todo.entries(p, server, date).await {
-                    model.check_read(name, date, &read)?;
-                }
-            }
-            model.check_servers(p).await
-        })
+        }
+        model.check_servers(p).await
     }
 }
