@@ -1039,3 +1039,54 @@ fn crash_faults_spare_library_processes_and_kills_do_not() {
     let kill = |victim| Fault::Kill { victim };
     assert!(faults_on_partitions(kill) > 0, "kills reach partitions too");
 }
+
+/// A target whose fifth run fails, and no other: the failure cannot be shrunk or replayed,
+/// which is all the better to count with.
+struct FailsAtRun {
+    runs: std::sync::atomic::AtomicU64,
+}
+
+impl Target for FailsAtRun {
+    type Setup = ();
+    type Op = ();
+    type State = ();
+
+    fn name(&self) -> String {
+        "fails-at-run".into()
+    }
+
+    fn setups(&self) -> BoxedStrategy<()> {
+        Just(()).boxed()
+    }
+
+    fn ops(&self) -> BoxedStrategy<()> {
+        Just(()).boxed()
+    }
+
+    async fn start(&self, _: &(), p: &Process) -> Result<(Pid, ()), String> {
+        let run = 1 + self.runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if run == 5 {
+            return Err("the fifth run fails".into());
+        }
+        Ok((p.spawn(idle), ()))
+    }
+}
+
+/// `HarnessReport::cases` counts the cases up to the first failing one, not the runs of
+/// shrinking (a campaign that failed at case 5 once reported its whole budget), and the
+/// failure says where and when it was found.
+#[test]
+fn a_campaign_reports_the_case_at_which_it_first_failed() {
+    let target = FailsAtRun {
+        runs: Default::default(),
+    };
+    let report = Harness::new(target)
+        .cases(2000)
+        .determinism_every(0)
+        .corpus(None)
+        .run();
+    assert_eq!(report.cases, 5);
+    let failure = report.failure.expect("the fifth run fails");
+    assert_eq!(failure.found_at_case, 5);
+    assert!(failure.found_after > std::time::Duration::ZERO);
+}

@@ -571,7 +571,7 @@ async fn storm(victim: Pid, over: bool, p: &Process) {
 /// How a harness campaign ended.
 #[derive(Clone, Debug)]
 pub struct HarnessReport {
-    /// Cases run (not counting shrinking).
+    /// Cases run, up to and including the first failing one (shrinking is not counted).
     pub cases: u64,
     /// The minimal failing case, if one was found, with its violation.
     pub failure: Option<Failure>,
@@ -591,12 +591,22 @@ pub struct Failure {
     pub saved: Option<PathBuf>,
     /// The generator seed that found it.
     pub seed: u64,
+    /// The case at which the failure was first found (from 1; shrinking not counted).
+    pub found_at_case: u64,
+    /// Wall-clock time from the campaign's first case to that case's end.
+    pub found_after: std::time::Duration,
 }
 
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "{}", self.violation)?;
-        writeln!(f, "minimal case (generator seed {}):", self.seed)?;
+        writeln!(
+            f,
+            "found at case {} after {:.2}s; minimal case (generator seed {}):",
+            self.found_at_case,
+            self.found_after.as_secs_f64(),
+            self.seed
+        )?;
         writeln!(
             f,
             "{}",
@@ -712,23 +722,37 @@ impl<T: Target> Harness<T> {
             ..Config::default()
         };
         let mut runner = generator(config, self.seed);
-        let counter = std::sync::atomic::AtomicU64::new(0);
+        #[allow(clippy::disallowed_methods)] // the campaign's wall time, outside the simulations
+        let began = std::time::Instant::now();
+        // Runs so far (shrinking included), and the first failing run with its wall time.
+        let runs = std::cell::Cell::new(0u64);
+        let first_failure = std::cell::Cell::new(None);
         let every = u64::from(self.determinism_every);
         let result = runner.run(&strategy, |case| {
-            let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let n = runs.get();
+            runs.set(n + 1);
             let report = if every > 0 && n.is_multiple_of(every) {
                 check_determinism(&self.target, &case)
             } else {
                 run_case(&self.target, &case)
             };
             match report.violation {
-                Some(v) => Err(TestCaseError::fail(
-                    serde_json::to_string(&v).unwrap_or_default(),
-                )),
+                Some(v) => {
+                    if first_failure.get().is_none() {
+                        first_failure.set(Some((n + 1, began.elapsed())));
+                    }
+                    Err(TestCaseError::fail(
+                        serde_json::to_string(&v).unwrap_or_default(),
+                    ))
+                }
                 None => Ok(()),
             }
         });
-        let cases = u64::from(self.cases).min(counter.into_inner());
+        let (found_at_case, found_after) = first_failure.get().unwrap_or_default();
+        let cases = match first_failure.get() {
+            Some((at, _)) => at,
+            None => u64::from(self.cases).min(runs.get()),
+        };
         let failure = match result {
             Ok(()) => None,
             Err(TestError::Abort(why)) => Some(Failure {
@@ -736,6 +760,8 @@ impl<T: Target> Harness<T> {
                 case: serde_json::Value::Null,
                 saved: None,
                 seed: self.seed,
+                found_at_case,
+                found_after,
             }),
             Err(TestError::Fail(_, mut case)) => {
                 // Seed 0 when the failure does not depend on the background scheduling.
@@ -765,6 +791,8 @@ impl<T: Target> Harness<T> {
                     case: json,
                     saved,
                     seed: self.seed,
+                    found_at_case,
+                    found_after,
                 })
             }
         };
