@@ -29,11 +29,12 @@ pub enum KvOp {
 }
 
 /// What the workload knows: the registry it last talked to, and for each name the bucket it
-/// wrote to and what it wrote there.
+/// wrote to and what it wrote there (`None`: a put whose call failed, which may or may not
+/// have been stored).
 #[derive(Default)]
 pub struct KvModel {
     registry: Option<Pid>,
-    buckets: BTreeMap<String, (Pid, BTreeMap<String, String>)>,
+    buckets: BTreeMap<String, (Pid, BTreeMap<String, Option<String>>)>,
     /// Buckets of earlier registries: dead, or about to die of a signal still in flight.
     earlier: Vec<(String, Pid)>,
 }
@@ -149,16 +150,16 @@ impl Target for KvTarget {
                     return Ok(());
                 };
                 let (key, value) = (format!("key{k}"), v.to_string());
-                if put(p, bucket, &key, &value).await.is_ok() {
-                    let entry = model
-                        .buckets
-                        .entry(name(*n))
-                        .or_insert((bucket, BTreeMap::new()));
-                    if entry.0 != bucket {
-                        *entry = (bucket, BTreeMap::new());
-                    }
-                    entry.1.insert(key, value);
+                let stored = put(p, bucket, &key, &value).await.is_ok();
+                let entry = model
+                    .buckets
+                    .entry(name(*n))
+                    .or_insert((bucket, BTreeMap::new()));
+                if entry.0 != bucket {
+                    *entry = (bucket, BTreeMap::new());
                 }
+                // A call that failed may still have taken effect.
+                entry.1.insert(key, stored.then_some(value));
             }
             KvOp::Get(n, k) => {
                 let Ok(Some(bucket)) = lookup(p, &name(*n)).await else {
@@ -169,7 +170,11 @@ impl Target for KvTarget {
                     return Ok(());
                 };
                 let expected = match model.buckets.get(&name(*n)) {
-                    Some((b, data)) if *b == bucket => data.get(&key).cloned(),
+                    Some((b, data)) if *b == bucket => match data.get(&key) {
+                        Some(Some(value)) => Some(value.clone()),
+                        Some(None) => return Ok(()), // an unknown outcome
+                        None => None,
+                    },
                     _ => return Ok(()),
                 };
                 if value != expected {

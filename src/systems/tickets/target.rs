@@ -35,8 +35,11 @@ pub enum TicketsOp {
     Say(u8),
 }
 
-/// The system, and for each ticket opened the furthest state acknowledged and the furthest
-/// attempted (a transition whose answer was lost may or may not have been stored).
+/// The system, and for each ticket opened the ranks it may be at: `acked` (acknowledged, a
+/// floor) and `attempted` (a ceiling: every transition that *may* have been stored, whatever
+/// its answer said; a call that failed may still have taken effect). A request counts as
+/// attempted, before its answer, whenever its precondition holds for some rank between the
+/// two.
 pub struct TicketsModel {
     tickets: Tickets,
     opened: Vec<u64>,
@@ -149,7 +152,10 @@ impl Target for TicketsTarget {
                 let Some(id) = model.pick(k) else {
                     return Ok(());
                 };
-                if model.acked[&id] >= 1 {
+                // The ticket may be assigned as soon as an assignment may have been stored (a
+                // take_next whose answer was lost counts): then the resolve may be stored too,
+                // whatever its own answer says.
+                if model.attempted[&id] >= 1 {
                     model.attempt(id, 2);
                 }
                 if model.tickets.resolve(p, id).await.is_ok() {
@@ -174,9 +180,9 @@ impl Target for TicketsTarget {
         Ok(())
     }
 
-    /// At rest: every ticket is where it was acknowledged to be (or one step further, if an
-    /// answer was lost), the queue holds exactly the open ones, and every notification
-    /// announces a state that was stored.
+    /// At rest: every ticket is between where it was acknowledged to be and as far as the
+    /// requests that may have been stored could take it, the queue holds exactly the open
+    /// ones, and every notification announces a state that was stored.
     async fn check(&self, model: &mut TicketsModel, p: &Process) -> Result<(), Violation> {
         for &id in &model.opened {
             let status = model.tickets.status(p, id).await;
