@@ -441,6 +441,56 @@ fn selective_receive_leaves_other_messages_in_order() {
     });
 }
 
+/// A selective receive's predicate is user code: it may use the node (ask whether a process
+/// lives, send), and a panic in it ends its own process with that panic while the node goes
+/// on. It once ran under the node's lock: the first hung the node, the second poisoned it.
+/// The run is watched from another thread: a hung node never answers (wall clock only
+/// bounds a failure; a passing run answers at once).
+#[test]
+fn a_receive_predicate_may_use_the_node_and_a_panic_in_it_ends_only_its_process() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    #[allow(clippy::disallowed_methods)] // a watcher thread outside the run
+    std::thread::spawn(move || {
+        let report = check(|p| async move {
+            let me = p.pid();
+            let other = p.spawn(|q| async move {
+                assert_eq!(recv_user::<&str>(&q).await, "poke");
+            });
+            p.send(me, 1u32);
+            p.send(me, 2u32);
+            let taken = p
+                .receive(|m| {
+                    if p.node().is_alive(other) && m.downcast_ref::<u32>() == Some(&1) {
+                        p.send(other, "poke");
+                    }
+                    m.downcast_ref::<u32>() == Some(&2)
+                })
+                .await;
+            assert_eq!(taken.downcast_ref::<u32>(), Some(&2));
+            let (victim, mref) = p.spawn_monitor(|q| async move {
+                q.send(q.pid(), ());
+                q.receive(|_| -> bool { panic!("in the predicate") }).await;
+            });
+            assert_eq!(
+                down_reason(&p, mref).await,
+                ExitReason::Panic("in the predicate".into())
+            );
+            assert!(!p.node().is_alive(victim));
+            // The node goes on: the message left behind, then a new one.
+            p.send(me, 3u32);
+            assert_eq!(recv_user::<u32>(&p).await, 1);
+            assert_eq!(recv_user::<u32>(&p).await, 3);
+        });
+        let _ = tx.send(report.root_exit);
+    });
+    let exit = rx.recv_timeout(std::time::Duration::from_secs(120));
+    assert_eq!(
+        exit,
+        Ok(Some(ExitReason::Normal)),
+        "the node hung or the root failed"
+    );
+}
+
 #[cfg(madsim)]
 mod simulated {
     use super::*;

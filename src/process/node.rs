@@ -713,6 +713,10 @@ impl Node {
     /// A waiting receive (`may_yield`) that has taken [`REDUCTIONS`] messages in this step
     /// yields instead, so a process that always has mail cannot starve the others (the BEAM
     /// preempts on reductions the same way).
+    ///
+    /// `pred` is user code: it runs outside the node's lock (it may use the node, and a panic
+    /// in it ends the process, not the node). The mailbox is taken out for the scan; what
+    /// arrives meanwhile is appended after it.
     pub(super) fn take_message(
         &self,
         pid: Pid,
@@ -721,8 +725,33 @@ impl Node {
         may_yield: bool,
         end: Option<Wait>,
     ) -> Option<Msg> {
-        self.lock()
-            .take(self, pid, pred, Some(waker), may_yield, end)
+        let mut mailbox = {
+            let mut st = self.lock();
+            let p = st.procs.get_mut(&pid)?;
+            if p.pending_exit.is_some() {
+                return None;
+            }
+            if !p.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+                p.waker = Some(waker.clone());
+            }
+            if may_yield && p.taken_this_step >= REDUCTIONS {
+                waker.wake_by_ref();
+                return None;
+            }
+            if p.mailbox.is_empty() {
+                return None;
+            }
+            std::mem::take(&mut p.mailbox)
+        };
+        let index = mailbox.iter().position(pred);
+        let mut st = self.lock();
+        let p = st.procs.get_mut(&pid)?;
+        mailbox.append(&mut p.mailbox);
+        p.mailbox = mailbox;
+        if p.pending_exit.is_some() {
+            return None;
+        }
+        st.take_at(self, pid, index?, end)
     }
 
     /// Unlinks `from` from `to` and takes an `EXIT` of `to` already in `from`'s mailbox,
@@ -731,7 +760,7 @@ impl Node {
         let mut st = self.lock();
         st.unlink(self, from, to);
         let exit_of_to = &mut |m: &Msg| matches!(m, Msg::Exit { from, .. } if *from == to);
-        match st.take(self, from, exit_of_to, None, false, None)? {
+        match st.take(self, from, exit_of_to, None)? {
             Msg::Exit { reason, .. } => Some(reason),
             _ => unreachable!("only an EXIT is accepted"),
         }
@@ -929,30 +958,28 @@ impl Node {
 }
 
 impl State {
-    /// See [`Node::take_message`]; `waker` is stored when the caller has one.
+    /// Takes the first message of `pid`'s mailbox that `pred` accepts, under the lock: for
+    /// the runtime's own predicates only (user predicates run outside the lock, see
+    /// [`Node::take_message`]).
     fn take(
         &mut self,
         node: &Node,
         pid: Pid,
         pred: &mut dyn FnMut(&Msg) -> bool,
-        waker: Option<&Waker>,
-        may_yield: bool,
         end: Option<Wait>,
     ) -> Option<Msg> {
         let p = self.procs.get_mut(&pid)?;
         if p.pending_exit.is_some() {
             return None;
         }
-        if let Some(waker) = waker {
-            if !p.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
-                p.waker = Some(waker.clone());
-            }
-            if may_yield && p.taken_this_step >= REDUCTIONS {
-                waker.wake_by_ref();
-                return None;
-            }
-        }
         let index = p.mailbox.iter().position(pred)?;
+        self.take_at(node, pid, index, end)
+    }
+
+    /// Takes the message at `index` of `pid`'s mailbox: counts it, consults the crash choice
+    /// point, and ends the wait `end` (if any) under the same lock.
+    fn take_at(&mut self, node: &Node, pid: Pid, index: usize, end: Option<Wait>) -> Option<Msg> {
+        let p = self.procs.get_mut(&pid)?;
         let msg = p.mailbox.remove(index)?;
         p.taken_this_step += 1;
         p.received += 1;
