@@ -277,3 +277,62 @@ fn l86_no_registration_while_the_partition_is_down() {
         assert_eq!(reg.whereis_name(&"a".to_string()), None);
     });
 }
+
+/// With several partitions a process is linked to, and its entries kept by, the partition
+/// its pid hashes to: owners spread over the partitions, and in a duplicate registry (whose
+/// partitions restart one by one, `one_for_one`) a partition that dies takes exactly its own
+/// owners' entries with it, and the other partitions keep theirs (SPEC items 85, 86, 96).
+/// `Registry::pid` names the registry's supervisor while it runs, nothing before.
+#[test]
+fn l85_l96_a_partition_keeps_its_own_owners_entries_and_only_those() {
+    check(|p| async move {
+        let reg: Registry<String, i64> =
+            Registry::new(RegistryOptions::new(Keys::Duplicate).partitions(4));
+        assert_eq!(reg.pid(), None, "not started");
+        let sup = reg.start(&p).await.unwrap();
+        assert_eq!(reg.pid(), Some(sup));
+        let me = p.pid();
+        let mut owners = Vec::new();
+        for i in 0..16 {
+            let reg = reg.clone();
+            let owner = p.spawn(move |q| async move {
+                q.trap_exit(true); // survives its partition's death
+                let partition = reg.register(&q, "k".into(), i).expect("duplicate keys");
+                q.send(me, (q.pid(), partition));
+                wait_forever(q).await
+            });
+            let msg = p
+                .receive(|m| {
+                    m.downcast_ref::<(Pid, Pid)>()
+                        .is_some_and(|(o, _)| *o == owner)
+                })
+                .await;
+            owners.push(msg.downcast::<(Pid, Pid)>().ok().unwrap());
+        }
+        let partitions: std::collections::BTreeSet<Pid> =
+            owners.iter().map(|(_, part)| *part).collect();
+        assert!(
+            partitions.len() >= 3,
+            "owners spread over partitions: {partitions:?}"
+        );
+        let victim = owners[0].1;
+        kill(&p, victim).await;
+        p.sleep(otpsim::rt::Duration::from_millis(10)).await;
+        let mut left: Vec<Pid> = reg
+            .lookup(&"k".to_string())
+            .into_iter()
+            .map(|(o, _)| o)
+            .collect();
+        left.sort();
+        let mut kept: Vec<Pid> = owners
+            .iter()
+            .filter(|(_, part)| *part != victim)
+            .map(|(o, _)| *o)
+            .collect();
+        kept.sort();
+        assert_eq!(
+            left, kept,
+            "the dead partition's owners' entries, and only those, are gone"
+        );
+    });
+}

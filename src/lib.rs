@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+pub mod hash;
 pub mod process;
 pub mod registry;
 pub mod rt;

@@ -28,6 +28,7 @@
 //! });
 //! ```
 
+use crate::hash::stable_hash;
 use crate::process::{ExitReason, Msg, Node, Process};
 use crate::server::{StartError, Via, ViaError, ViaName};
 use crate::supervisor::{
@@ -37,7 +38,7 @@ use crate::term::{Pid, Ref, Term};
 use crate::trace::EventKind;
 use smallvec::SmallVec;
 use std::collections::BTreeMap;
-use std::hash::{Hash, Hasher};
+use std::hash::Hash;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// Whether a key maps to one process or to many.
@@ -233,16 +234,14 @@ impl<K, V> std::fmt::Debug for Registry<K, V> {
     }
 }
 
-/// A deterministic partition for a value (the same on every run and platform).
+/// The partition of a value (a key, or an owner's pid): the same on every run, platform and
+/// toolchain, so a saved case replays alike everywhere ([`stable_hash`]; Elixir uses
+/// `:erlang.phash2/2` the same way).
 fn slot<T: Hash>(value: &T, n: usize) -> usize {
     if n == 1 {
         return 0;
     }
-    // SipHash with fixed keys: deterministic, unlike a RandomState.
-    #[allow(deprecated)]
-    let mut h = std::hash::SipHasher::new();
-    value.hash(&mut h);
-    (h.finish() % n as u64) as usize
+    (stable_hash(value) % n as u64) as usize
 }
 
 /// A partition's entries by key. A hash map with a fixed hasher: O(1) lookups, the same
@@ -768,5 +767,29 @@ where
 
     fn describe(&self) -> String {
         format!("{{via, {:?}, {:?}}}", self.registry, self.key)
+    }
+}
+
+#[cfg(test)]
+mod pinned {
+    use super::slot;
+    use crate::term::Pid;
+
+    /// A key's partition is the same on every platform and toolchain (a saved case replays
+    /// alike everywhere): these slots are pinned, and a change in how std hashes strings,
+    /// integers or tuples, or in this crate's pids, fails here first.
+    #[test]
+    fn registry_partitions_are_pinned() {
+        let keys = [
+            slot(&"alice".to_string(), 4),
+            slot(&"bob", 4),
+            slot(&42u64, 8),
+            slot(&-7i32, 8),
+            slot(&("db".to_string(), 3u32), 5),
+            slot(&Pid::from_raw(5), 4),
+            slot(&Pid::from_raw(6), 4),
+            slot(&7usize, 3),
+        ];
+        assert_eq!(keys, [0, 1, 7, 7, 1, 0, 3, 1]);
     }
 }

@@ -215,14 +215,14 @@ pub fn digest(
             }
         };
         let hashes = in_parallel(seeds.clone(), threads, hash)?;
-        let mut folded = crate::trace::Fnv1a::default();
+        let mut folded = crate::hash::Fnv1a::default();
         for h in &hashes {
-            folded.write(&h.to_le_bytes());
+            folded.write_bytes(&h.to_le_bytes());
         }
         digests.push(Digest {
             target: name,
             cases: hashes.len() as u64,
-            digest: folded.0,
+            digest: folded.value(),
         });
     }
     Ok(digests)

@@ -173,10 +173,7 @@ impl CorpusFile {
     /// The file's name: the target and a hash of the case, so saving twice is idempotent.
     pub fn file_name(&self) -> String {
         let text = serde_json::to_string(&self.case).unwrap_or_default();
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in text.bytes() {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
+        let h = crate::hash::fnv1a(text.as_bytes());
         format!("{}-{h:016x}.json", self.target)
     }
 

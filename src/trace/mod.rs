@@ -21,6 +21,7 @@ pub mod vocab;
 
 pub use vocab::{FaultKind, ReportContext, SupervisorKind};
 
+use crate::hash::Fnv1a;
 use crate::term::{Pid, Term};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -394,11 +395,11 @@ impl Trace {
         let mut h = Fnv1a::default();
         let mut names = Names::default();
         for e in &self.events {
-            h.write(&e.at_us.to_le_bytes());
-            h.write(names.line(&e.kind).as_bytes());
-            h.write(b"\n");
+            h.write_bytes(&e.at_us.to_le_bytes());
+            h.write_bytes(names.line(&e.kind).as_bytes());
+            h.write_bytes(b"\n");
         }
-        h.0
+        h.value()
     }
 
     /// The first event at which `self` and `other` differ (time or content), if any.
@@ -608,24 +609,6 @@ impl Names {
             EventKind::LineTerm(prefix, term) => write!(s, "{prefix}{}", self.term(term)),
         };
         s
-    }
-}
-
-/// FNV-1a, 64 bit: tiny, stable across platforms and Rust versions.
-pub(crate) struct Fnv1a(pub(crate) u64);
-
-impl Default for Fnv1a {
-    fn default() -> Self {
-        Fnv1a(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Fnv1a {
-    pub(crate) fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
     }
 }
 

@@ -483,10 +483,10 @@ fn pick_victim(node: &crate::process::Node, victim: u16, candidates: Vec<Pid>) -
                 format!("{}/#{k}", parent_name.unwrap_or_else(|| "?".into()))
             }
         };
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in victim.to_le_bytes().iter().chain(name.as_bytes()) {
-            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-        }
+        let mut h = crate::hash::Fnv1a::default();
+        h.write_bytes(&victim.to_le_bytes());
+        h.write_bytes(name.as_bytes());
+        let mut h = h.value();
         // Finish the mix, so that nearby names and numbers score far apart.
         h ^= h >> 33;
         h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);

@@ -235,9 +235,7 @@ impl Database {
 
     /// The worker of a list: by a hash of its name, the same on every run.
     fn worker(&self, name: &str) -> Result<ServerRef<DbWorker>, TodoError> {
-        let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
+        let hash = crate::hash::fnv1a(name.as_bytes());
         let key = Database::worker_key((hash % POOL_SIZE as u64) as usize);
         let pid = self
             .registry
