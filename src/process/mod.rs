@@ -84,6 +84,7 @@ pub struct Process {
 /// if no accepted message came in time. It is small, and its timer is a
 /// [`Timer`](crate::rt::Timer):
 /// armed only if the wait lasts.
+#[must_use = "a receive does nothing unless it is awaited"]
 pub struct Receive<'a, A> {
     process: &'a Process,
     accept: A,

@@ -165,7 +165,7 @@ pub enum DynamicError {
     #[error("the child failed to start: {0}")]
     StartFailed(Term),
     /// The supervisor could not be called.
-    #[error("the supervisor is not running: {0:?}")]
+    #[error("the supervisor could not be called: {0}")]
     Supervisor(CallError),
 }
 

@@ -183,7 +183,7 @@ pub enum ChildError {
         child: Option<Term>,
     },
     /// The supervisor could not be called (it is not running).
-    #[error("the supervisor is not running: {0:?}")]
+    #[error("the supervisor could not be called: {0}")]
     Supervisor(CallError),
 }
 

@@ -661,12 +661,80 @@ mod tests {
         );
     }
 
+    /// Every kind of event the supervision vocabulary renders, after `sample`.
+    fn vocabulary() -> Trace {
+        let mut t = sample("shutdown");
+        let (sup, child) = (Pid::from_raw(1), Pid::from_raw(2));
+        let kind = SupervisorKind::Supervisor(vocab::Strategy::RestForOne);
+        let events = [
+            EventKind::Supervision {
+                sup,
+                what: SupEvent::Init {
+                    kind,
+                    intensity: 3,
+                    period: 5,
+                },
+            },
+            EventKind::Supervision {
+                sup,
+                what: SupEvent::Started {
+                    pid: child,
+                    id: "a".into(),
+                    restart: Restart::Transient,
+                    shutdown: Shutdown::Timeout(500),
+                    order: 2,
+                },
+            },
+            EventKind::Fault {
+                pid: child,
+                fault: FaultKind::Delay {
+                    from: sup,
+                    delay: std::time::Duration::from_micros(1500),
+                },
+            },
+            EventKind::Fault {
+                pid: child,
+                fault: FaultKind::Crash(Term::tuple([
+                    Term::atom("panic"),
+                    Term::Str("injected".into()),
+                ])),
+            },
+            EventKind::Report {
+                supervisor: sup,
+                context: ReportContext::ShutdownError,
+                offender: Offender::Child {
+                    pid: Some(child),
+                    id: Some("a".into()),
+                },
+                reason: Term::atom("killed"),
+            },
+        ];
+        for (i, e) in events.into_iter().enumerate() {
+            t.push(100 + i as u64, e);
+        }
+        t
+    }
+
     #[test]
     fn hash_is_stable_and_sensitive() {
-        // The value is pinned: corpus files store trace hashes, so it must never drift.
-        assert_eq!(sample("shutdown").hash(), sample("shutdown").hash());
-        assert_ne!(sample("shutdown").hash(), sample("normal").hash());
+        // The values are pinned: corpus files store trace hashes, so they must never drift.
         assert_eq!(Trace::default().hash(), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(
+            format!("{:016x}", sample("shutdown").hash()),
+            "9c409363056f55d8"
+        );
+        assert_eq!(format!("{:016x}", vocabulary().hash()), "7dc4efbf7f1fc717");
+        assert_ne!(sample("shutdown").hash(), sample("normal").hash());
+        assert_eq!(
+            vocabulary().lines()[3..],
+            [
+                "sup root init rest_for_one intensity=3 period=5",
+                "sup root started <0.2> id=a restart=transient shutdown=500 order=2",
+                "fault <0.2> delay from <0.1> 1.500ms",
+                "fault <0.2> crash {panic,\"injected\"}",
+                "report root context=shutdown_error offender=root/a reason=killed",
+            ]
+        );
     }
 
     #[test]

@@ -75,7 +75,8 @@ pub enum Fault {
 pub enum CrashReason {
     /// A panic: `{panic, "injected"}`.
     Panic,
-    /// `{error, injected}`.
+    /// An error: the atom `injected` (any reason but `normal`, `shutdown` and
+    /// `{shutdown, _}` is one).
     Error,
     /// `normal`.
     Normal,
