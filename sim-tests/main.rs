@@ -10,6 +10,7 @@ mod determinism;
 mod harness;
 #[cfg(madsim)]
 mod invariants;
+mod probes;
 mod process_core;
 mod registry;
 #[cfg(madsim)]

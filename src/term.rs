@@ -95,6 +95,53 @@ impl Term {
         matches!(self, Term::Atom(a) if a == name)
     }
 
+    /// Erlang's term order (`number < atom < pid < tuple < list < binary`; tuples by size
+    /// first, then element by element; lists element by element), which decides the order
+    /// of what OTP keeps in small maps (a supervisor's stacked shutdown errors, by reason).
+    /// `Ord` on `Term` is only a total order for Rust's collections; this one is Erlang's.
+    ///
+    /// ```
+    /// use otpsim::term::Term;
+    /// use std::cmp::Ordering;
+    /// let (boom, normal) = (Term::atom("boom"), Term::atom("normal"));
+    /// let tagged = Term::tuple([Term::atom("shutdown"), Term::atom("x")]);
+    /// assert_eq!(boom.erlang_cmp(&normal), Ordering::Less);
+    /// assert_eq!(normal.erlang_cmp(&tagged), Ordering::Less); // atoms before tuples
+    /// assert_eq!(Term::Int(7).erlang_cmp(&boom), Ordering::Less); // numbers first
+    /// // Tuples compare by size first: {b} < {a,b,c}.
+    /// let small = Term::tuple([Term::atom("b")]);
+    /// let large = Term::tuple([Term::atom("a"), Term::atom("b"), Term::atom("c")]);
+    /// assert_eq!(small.erlang_cmp(&large), Ordering::Less);
+    /// ```
+    pub fn erlang_cmp(&self, other: &Term) -> std::cmp::Ordering {
+        fn rank(t: &Term) -> u8 {
+            match t {
+                Term::Int(_) => 0,
+                Term::Atom(_) => 1,
+                Term::Pid(_) => 2,
+                Term::Tuple(_) => 3,
+                Term::List(_) => 4,
+                Term::Str(_) => 5,
+            }
+        }
+        let elements = |a: &[Term], b: &[Term]| {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| x.erlang_cmp(y))
+                .find(|o| o.is_ne())
+                .unwrap_or_else(|| a.len().cmp(&b.len()))
+        };
+        match (self, other) {
+            (Term::Int(a), Term::Int(b)) => a.cmp(b),
+            (Term::Atom(a), Term::Atom(b)) => a.cmp(b),
+            (Term::Pid(a), Term::Pid(b)) => a.cmp(b),
+            (Term::Str(a), Term::Str(b)) => a.cmp(b),
+            (Term::Tuple(a), Term::Tuple(b)) => a.len().cmp(&b.len()).then_with(|| elements(a, b)),
+            (Term::List(a), Term::List(b)) => elements(a, b),
+            (a, b) => rank(a).cmp(&rank(b)),
+        }
+    }
+
     /// Writes the canonical form, naming pids through `names` (a pid without a name prints as
     /// `<0.N>`).
     pub fn write_canonical(

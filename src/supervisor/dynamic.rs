@@ -22,7 +22,7 @@
 //! ```
 
 use super::intensity::RestartWindow;
-use super::shutdown::stop_in_parallel;
+use super::shutdown::{stop_in_parallel, Queued};
 use super::spec::{
     ChildSpec, ChildType, FlagsError, InitError, Restart, Shutdown, SpecError, Start, StartResult,
     Started,
@@ -376,7 +376,7 @@ impl Dynamic {
                 }
             }
         }
-        for (pid, reason) in stop_in_parallel(running, accepted, p).await {
+        for (pid, reason) in stop_in_parallel(running, Queued::Judged, accepted, p).await {
             self.report(ReportContext::ShutdownError, pid, &reason.to_term(), p);
         }
     }

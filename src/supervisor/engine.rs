@@ -3,7 +3,7 @@
 
 use super::children::{Child, Children, Key, Slot};
 use super::intensity::RestartWindow;
-use super::shutdown::{shutdown, shutdown_accepted, stop_in_parallel};
+use super::shutdown::{shutdown, shutdown_accepted, stop_in_parallel, Queued};
 use super::spec::{
     check_childspecs, AutoShutdown, ChildSpec, ChildType, Flags, InitError, Restart, SpecError,
     StartResult, Started, Strategy,
@@ -13,7 +13,6 @@ use crate::process::{ExitReason, Msg, Process};
 use crate::server::{CallReply, From, GenServer, Init, Next, ServerRef};
 use crate::term::{Pid, Term};
 use crate::trace::{Offender, ReportContext, SupEvent, SupervisorKind};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// A supervisor's `init`: called in the new supervisor process, again on every restart.
@@ -430,11 +429,18 @@ impl Supervisor {
             Slot::Running(pid) => Some((pid, template.shutdown, template.restart)),
             _ => None,
         });
-        let accepted = |reason: &ExitReason, how, restart| shutdown_accepted(reason, how, restart);
-        let mut errors: BTreeMap<Term, u64> = BTreeMap::new();
-        for (_, reason) in stop_in_parallel(running.collect(), accepted, p).await {
-            *errors.entry(reason.to_term()).or_default() += 1;
+        let stopped = stop_in_parallel(running.collect(), Queued::Signalled, shutdown_accepted, p);
+        // OTP stacks the errors by reason in a map and reports each reason once, with its
+        // number of children, in the map's (Erlang's term) order.
+        let mut errors: Vec<(Term, u64)> = Vec::new();
+        for (_, reason) in stopped.await {
+            let reason = reason.to_term();
+            match errors.iter_mut().find(|(r, _)| *r == reason) {
+                Some((_, count)) => *count += 1,
+                None => errors.push((reason, 1)),
+            }
         }
+        errors.sort_by(|(a, _), (b, _)| a.erlang_cmp(b));
         for (reason, count) in errors {
             super::report(
                 p,

@@ -60,38 +60,48 @@ pub(super) fn shutdown_accepted(reason: &ExitReason, how: Shutdown, restart: Res
     }
 }
 
+/// How a parallel stop treats a child whose `EXIT` is already queued (it died by itself
+/// while the supervisor was busy).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Queued {
+    /// OTP's `terminate_dynamic_children` (simple_one_for_one): it is monitored and
+    /// signalled like the others, and at its `DOWN` the queued `EXIT`'s reason replaces the
+    /// `DOWN`'s (`unlink_flush`) and is judged like any other (docs/behaviours.md item 52).
+    Signalled,
+    /// Elixir's `monitor_children` (DynamicSupervisor): it is not signalled; its reason is
+    /// judged at once, and only `normal` from a non-permanent child is accepted (item 77).
+    Judged,
+}
+
 /// Stops `children` (pid, shutdown, restart type) all at once (OTP's
-/// `terminate_dynamic_children`, Elixir's `terminate_children`): monitor and unlink each; one
-/// whose `EXIT` is already queued is not signalled and its reason is judged; the others get
-/// `kill` or `shutdown` in the given order; one timer per distinct timeout kills the
-/// survivors of that group. Returns the children whose reason `accepted` rejects.
+/// `terminate_dynamic_children`, Elixir's `terminate_children`): in pid order, each is
+/// monitored and sent `kill` or `shutdown` (Elixir unlinks it first, and judges one whose
+/// `EXIT` is already queued instead, see [`Queued`]); one timer per distinct timeout kills
+/// the survivors of that group. Returns the children whose reason `accepted` rejects, in pid
+/// order, once all are down.
 pub(super) async fn stop_in_parallel(
-    children: Vec<(Pid, Shutdown, Restart)>,
+    mut children: Vec<(Pid, Shutdown, Restart)>,
+    queued: Queued,
     accepted: impl Fn(&ExitReason, Shutdown, Restart) -> bool,
     p: &Process,
 ) -> Vec<(Pid, ExitReason)> {
+    children.sort_by_key(|(pid, _, _)| *pid);
     let mut errors = Vec::new();
     let mut waiting: BTreeMap<Ref, (Pid, Shutdown, Restart)> = BTreeMap::new();
-    let mut order = Vec::new();
+    // Timers by timeout: (deadline, the children it kills).
+    let mut timers: BTreeMap<Duration, Vec<Ref>> = BTreeMap::new();
     for (pid, how, restart) in children {
         let mref = p.monitor(pid);
-        match p.unlink_taking_exit(pid) {
-            Some(reason) => {
+        if queued == Queued::Judged {
+            if let Some(reason) = p.unlink_taking_exit(pid) {
                 wait_down(mref, None, p).await;
                 if !(reason.is_normal() && restart != Restart::Permanent) {
                     errors.push((pid, reason));
                 }
-            }
-            None => {
-                waiting.insert(mref, (pid, how, restart));
-                order.push(mref);
+                continue;
             }
         }
-    }
-    // Timers by timeout: (deadline, the children it kills).
-    let mut timers: BTreeMap<Duration, Vec<Ref>> = BTreeMap::new();
-    for mref in &order {
-        let (pid, how, _) = waiting[mref];
+        waiting.insert(mref, (pid, how, restart));
         let signal = match how {
             Shutdown::BrutalKill => ExitReason::Kill,
             _ => ExitReason::Shutdown,
@@ -101,7 +111,7 @@ pub(super) async fn stop_in_parallel(
             timers
                 .entry(Duration::from_millis(ms))
                 .or_default()
-                .push(*mref);
+                .push(mref);
         }
     }
     let start = p.now();
@@ -117,6 +127,10 @@ pub(super) async fn stop_in_parallel(
         match down {
             Some(Msg::Down { mref, reason, .. }) => {
                 if let Some((pid, how, restart)) = waiting.remove(&mref) {
+                    let reason = match queued {
+                        Queued::Signalled => p.unlink_taking_exit(pid).unwrap_or(reason),
+                        Queued::Judged => reason,
+                    };
                     if !accepted(&reason, how, restart) {
                         errors.push((pid, reason));
                     }
@@ -134,5 +148,6 @@ pub(super) async fn stop_in_parallel(
             }
         }
     }
+    errors.sort_by_key(|(pid, _)| *pid);
     errors
 }
