@@ -196,3 +196,85 @@ fn g52_j77_a_terminating_supervisor_judges_the_exits_already_queued() {
         assert_eq!(ours, theirs, "case {case}");
     }
 }
+
+/// The lines of a probe's output that has no cases.
+fn probe_lines(file: &str) -> Vec<String> {
+    probe_cases(file).remove("").unwrap_or_default()
+}
+
+/// `get_childspec_probe.erl`: a simple_one_for_one supervisor answers `get_childspec` with
+/// its template for a child's pid, for any dead pid (a former child or not) and for the
+/// template's id; a live stranger's pid or another id is `not_found`. A static supervisor
+/// knows its children by id only (docs/behaviours.md items 59, 61).
+#[test]
+fn h59_h61_get_childspec_of_a_simple_one_for_one_supervisor() {
+    use otpsim::supervisor::SupervisorSpec;
+    let report = check(|p| async move {
+        let show = |what: &str, result: Result<ChildSpec, supervisor::ChildError>| {
+            let answer = match result {
+                Ok(spec) => format!("{{ok,#{{id={},restart={}}}}}", spec.id, spec.restart),
+                Err(e) => format!("{{error,{}}}", e.to_term()),
+            };
+            p.note(format!("result get_childspec {what} -> {answer}"));
+        };
+        let start = || {
+            Start::new(|p| {
+                let pid = p.spawn_link(crate::common::wait_forever);
+                Box::pin(async move { Ok(Started::Pid(pid)) })
+            })
+        };
+        let template = ChildSpec::worker("tmpl", start()).restart(Restart::Transient);
+        let simple = SupervisorSpec::new(Flags::new(Strategy::SimpleOneForOne)).child(template);
+        let sup = supervisor::start_link(&p, simple).await.unwrap();
+        let child = sup
+            .start_child_args(&p, vec![])
+            .await
+            .unwrap()
+            .pid()
+            .unwrap();
+        let gone = sup
+            .start_child_args(&p, vec![])
+            .await
+            .unwrap()
+            .pid()
+            .unwrap();
+        sup.terminate_child(&p, gone).await.unwrap();
+        let never = p.spawn(|_| async {});
+        crate::common::kill(&p, never).await;
+        let stranger = p.spawn(crate::common::wait_forever);
+        show("simple child_pid", sup.get_childspec(&p, child).await);
+        show(
+            "simple terminated_child_pid",
+            sup.get_childspec(&p, gone).await,
+        );
+        show(
+            "simple dead_stranger_pid",
+            sup.get_childspec(&p, never).await,
+        );
+        show(
+            "simple live_stranger_pid",
+            sup.get_childspec(&p, stranger).await,
+        );
+        show("simple template_id", sup.get_childspec(&p, "tmpl").await);
+        show("simple other_id", sup.get_childspec(&p, "other").await);
+        let static_sup = supervisor::start_link(
+            &p,
+            SupervisorSpec::default().child(ChildSpec::worker("a", start())),
+        )
+        .await
+        .unwrap();
+        let children = static_sup.which_children(&p).await.unwrap();
+        let supervisor::ChildState::Running(a) = children[0].state else {
+            panic!("a runs")
+        };
+        show("static child_pid", static_sup.get_childspec(&p, a).await);
+        show("static id", static_sup.get_childspec(&p, "a").await);
+    });
+    let ours: Vec<String> = report
+        .trace
+        .lines()
+        .into_iter()
+        .filter_map(|l| l.split_once(" result ").map(|(_, r)| format!("result {r}")))
+        .collect();
+    assert_eq!(ours, probe_lines("get_childspec_probe.out"));
+}

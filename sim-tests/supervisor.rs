@@ -724,3 +724,83 @@ fn k83_a_task_whose_owner_died_before_its_job_exits_shutdown() {
         "the task exited {{shutdown,noproc}}"
     );
 }
+
+/// DynamicSupervisor options are checked as Elixir 1.14's `init/2` checks them
+/// (`validate_seconds`, `validate_dynamic` in `dynamic_supervisor.ex`): `max_seconds` must
+/// be a positive integer, `max_children` a non-negative integer or the atom `infinity`, and
+/// nothing else, no other atom either (docs/behaviours.md item 68; scenarios 53, 66 and 67
+/// show the failures on Elixir, which the oracle can give only integers and strings).
+#[test]
+fn j68_dynamic_options_are_checked_as_elixir_checks_them() {
+    use otpsim::supervisor::dynamic::DynamicOptions;
+    use otpsim::supervisor::FlagsError;
+    let (int, atom) = (Term::Int, |a: &'static str| Term::atom(a));
+    let check = |max_children: Option<Term>, max_seconds: Option<Term>| {
+        DynamicOptions::from_terms(max_children.as_ref(), None, max_seconds.as_ref())
+    };
+    assert_eq!(
+        check(None, Some(int(0))),
+        Err(FlagsError::InvalidPeriod(int(0)))
+    );
+    assert_eq!(
+        check(None, Some(int(-1))),
+        Err(FlagsError::InvalidPeriod(int(-1)))
+    );
+    assert_eq!(check(None, Some(int(1))).map(|o| o.max_seconds), Ok(1));
+    for bad in [atom("forever"), atom("undefined"), int(-1)] {
+        assert_eq!(
+            check(Some(bad.clone()), None),
+            Err(FlagsError::InvalidMaxChildren(bad))
+        );
+    }
+    assert_eq!(
+        check(Some(atom("infinity")), None).map(|o| o.max_children),
+        Ok(None)
+    );
+    assert_eq!(
+        check(Some(int(0)), None).map(|o| o.max_children),
+        Ok(Some(0))
+    );
+}
+
+/// A simple_one_for_one supervisor's children have no id (OTP's `which_children` says
+/// `undefined`), so they get no tree path in the trace: they are named by pid, and the
+/// supervisor's records name the template's id (docs/behaviours.md item 61).
+#[test]
+fn h61_simple_one_for_one_children_are_named_by_pid_in_the_trace() {
+    let report = check(|p| async move {
+        let spec = SupervisorSpec::new(Flags::new(Strategy::SimpleOneForOne)).child(idle("w"));
+        let options = otpsim::server::StartOptions::linked().named("pool");
+        let sup = supervisor::start_with(
+            &p,
+            move |_| supervisor::SupervisorInit::Ok(spec.clone()),
+            options,
+        )
+        .await
+        .unwrap();
+        let child = sup
+            .start_child_args(&p, vec![])
+            .await
+            .unwrap()
+            .pid()
+            .unwrap();
+        p.note(format!("child {child}"));
+    });
+    let lines = report.trace.lines();
+    let child = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("note <0.1> child "))
+        .expect("the child's pid");
+    assert!(
+        lines.contains(&format!(
+            "sup pool started {child} id=w restart=permanent shutdown=5000 order=1"
+        )),
+        "{lines:#?}"
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.starts_with("label ") && l.contains("pool/")),
+        "{lines:#?}"
+    );
+}

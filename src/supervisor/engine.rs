@@ -129,7 +129,7 @@ impl GenServer for Supervisor {
             Call::Delete(id) => Reply::Done(self.delete_child(&id)),
             Call::Which => Reply::Which(self.which_children()),
             Call::Count => Reply::Count(self.count_children(p)),
-            Call::GetSpec(child) => Reply::Spec(self.get_childspec(child)),
+            Call::GetSpec(child) => Reply::Spec(self.get_childspec(child, p)),
         };
         CallReply::Reply(reply)
     }
@@ -607,11 +607,22 @@ impl Supervisor {
         counts
     }
 
-    fn get_childspec(&self, child: ChildRef) -> Result<ChildSpec, ChildError> {
+    /// SPEC item 59. A simple_one_for_one supervisor answers with its template for a child's
+    /// pid, for a dead pid whoever it was, and for the template's own id (OTP's
+    /// `find_child/2`; probes/get_childspec_probe).
+    fn get_childspec(&self, child: ChildRef, p: &Process) -> Result<ChildSpec, ChildError> {
+        if let Some(template) = &self.template {
+            let found = match child {
+                ChildRef::Pid(pid) => {
+                    self.children.key_of_pid(pid).is_some() || !p.node().is_alive(pid)
+                }
+                ChildRef::Id(id) => template.id == id.as_str(),
+            };
+            return found.then(|| template.clone()).ok_or(ChildError::NotFound);
+        }
         let key = match child {
-            ChildRef::Id(id) if !self.simple() => self.children.key_of_id(&id),
-            ChildRef::Pid(pid) if self.simple() => self.children.key_of_pid(pid),
-            _ => None,
+            ChildRef::Id(id) => self.children.key_of_id(&id),
+            ChildRef::Pid(_) => None,
         };
         key.and_then(|k| self.children.get(k))
             .map(|c| c.spec.clone())
