@@ -278,3 +278,422 @@ fn h59_h61_get_childspec_of_a_simple_one_for_one_supervisor() {
         .collect();
     assert_eq!(ours, probe_lines("get_childspec_probe.out"));
 }
+
+/// A server of the stop story: notes its `terminate` (which takes `stop_ms`, or panics) and
+/// the end of a busy cast, as the probe's server logs them.
+struct StopSrv {
+    name: String,
+    stop_ms: u64,
+    panics: bool,
+}
+
+impl otpsim::server::GenServer for StopSrv {
+    type Arg = (String, u64, bool);
+    type Call = ();
+    type Reply = ();
+    type Cast = u64;
+    type Cont = ();
+
+    async fn init((name, stop_ms, panics): Self::Arg, p: &Process) -> otpsim::server::Init<Self> {
+        p.trap_exit(true);
+        p.node().label(p.pid(), name.clone(), false);
+        otpsim::server::Init::Ok(StopSrv {
+            name,
+            stop_ms,
+            panics,
+        })
+    }
+
+    async fn handle_cast(&mut self, ms: u64, p: &Process) -> otpsim::server::Next<Self> {
+        p.sleep(otpsim::rt::Duration::from_millis(ms)).await;
+        p.note(format!("busy_done {}", self.name));
+        otpsim::server::Next::Continue
+    }
+
+    async fn terminate(&mut self, reason: &ExitReason, p: &Process) {
+        p.note(format!("terminate {} reason={reason}", self.name));
+        assert!(!self.panics, "crash_in_terminate");
+        if self.stop_ms > 0 {
+            p.sleep(otpsim::rt::Duration::from_millis(self.stop_ms))
+                .await;
+            p.note(format!("terminate_done {}", self.name));
+        }
+    }
+}
+
+/// The probe's form of a stop's result.
+fn stop_result(name: &str, result: Result<(), otpsim::server::StopError>) -> String {
+    match result {
+        Ok(()) => format!("result stop {name} -> ok"),
+        Err(e) => {
+            let names = |_| Some(name.to_string());
+            format!(
+                "result stop {name} -> {{exit,{}}}",
+                e.to_term().canonical(&names)
+            )
+        }
+    }
+}
+
+/// What a stop case does, from its caller (a process labelled `caller`).
+#[derive(Clone, Copy)]
+enum StopCase {
+    /// Stop a server with this reason and timeout (ms), the caller linked to it or not and
+    /// trapping exits or not; the server's terminate takes `stop_ms`, a cast keeps it busy
+    /// for `busy_ms` first.
+    Server {
+        reason: &'static str,
+        timeout: Option<u64>,
+        linked: bool,
+        trapping: bool,
+        stop_ms: u64,
+        busy_ms: u64,
+    },
+    /// Stop a server that was killed before.
+    Dead,
+    /// A supervisor (static or dynamic) with children a, b, c, stopped with this reason.
+    Supervisor { dynamic: bool, reason: &'static str },
+    /// The caller stops itself.
+    Itself,
+    /// A process that is not a server, with a timeout of 100 ms.
+    NotAServer,
+}
+
+/// Runs one stop case and returns its lines in the probe's form.
+fn run_stop_case(name: &'static str, case: StopCase) -> Vec<String> {
+    use otpsim::server::{self, ServerRef, StartOptions};
+    let srv = || format!("srv_{}", name.split('_').next().unwrap_or(name));
+    let report = check(move |p| async move {
+        let me = p.pid();
+        let caller = p.spawn(move |q| async move {
+            q.node().label(q.pid(), "caller", false);
+            let note_alive = |q: &Process, name: &str, pid: Pid| {
+                q.note(format!("alive {name} -> {}", q.node().is_alive(pid)));
+            };
+            match case {
+                StopCase::Server {
+                    reason,
+                    timeout,
+                    linked,
+                    trapping,
+                    stop_ms,
+                    busy_ms,
+                } => {
+                    q.trap_exit(trapping);
+                    let arg = (srv(), stop_ms, false);
+                    let options = StartOptions {
+                        link: linked,
+                        ..StartOptions::default()
+                    };
+                    let s = server::start_with::<StopSrv>(&q, arg, options)
+                        .await
+                        .unwrap();
+                    if busy_ms > 0 {
+                        s.cast(&q, busy_ms);
+                    }
+                    let reason = self::reason(reason);
+                    let timeout = timeout.map(otpsim::rt::Duration::from_millis);
+                    let result = s.stop_with(&q, reason, timeout).await;
+                    q.note(stop_result(&srv(), result));
+                    if linked {
+                        q.note("caller still running");
+                    } else {
+                        note_alive(&q, &srv(), s.pid());
+                    }
+                    if q.node().is_alive(s.pid()) {
+                        let mref = q.monitor(s.pid());
+                        q.receive(|m| matches!(m, Msg::Down { mref: r, .. } if *r == mref))
+                            .await;
+                    }
+                    if trapping || timeout.is_some() {
+                        let queued = q.mailbox_len();
+                        let exit = q.try_receive(|m| matches!(m, Msg::Exit { .. })).await;
+                        let shown = match exit {
+                            Some(Msg::Exit { reason, .. }) => {
+                                format!("[{{'EXIT',<{}>,{reason}}}]", srv())
+                            }
+                            _ => "[]".to_string(),
+                        };
+                        assert!(queued <= 1, "{queued} messages left");
+                        q.note(format!("mailbox caller -> {shown}"));
+                    }
+                }
+                StopCase::Dead => {
+                    let s = server::start_with::<StopSrv>(
+                        &q,
+                        (srv(), 0, false),
+                        StartOptions::default(),
+                    )
+                    .await
+                    .unwrap();
+                    crate::common::kill(&q, s.pid()).await;
+                    q.note(stop_result(&srv(), s.stop(&q).await));
+                }
+                StopCase::Supervisor { dynamic, reason } => {
+                    let sup_name = format!(
+                        "{}sup_{}",
+                        if dynamic { "d" } else { "" },
+                        name.split('_').next().unwrap_or(name)
+                    );
+                    let kids = ["a", "b", "c"];
+                    let kid = |id: &'static str, sup: &str| {
+                        let path = format!("{sup}/{id}");
+                        ChildSpec::worker(
+                            id,
+                            Start::new(move |p| {
+                                let path = path.clone();
+                                Box::pin(async move {
+                                    let arg = (path, 0, false);
+                                    let s = server::start_link::<StopSrv>(p, arg).await;
+                                    supervisor::start_result(s.map(|s| s.pid()))
+                                })
+                            }),
+                        )
+                    };
+                    let pid = if dynamic {
+                        let sup = dynamic::start_link(&q, DynamicOptions::default())
+                            .await
+                            .unwrap();
+                        q.unlink(sup.pid()); // as the probe does
+                        q.node().label(sup.pid(), sup_name.clone(), true);
+                        for id in kids {
+                            sup.start_child(&q, kid(id, &sup_name)).await.unwrap();
+                        }
+                        let result = sup.stop_with(&q, self::reason(reason), None).await;
+                        q.note(stop_result(&sup_name, result));
+                        sup.pid()
+                    } else {
+                        let spec = kids
+                            .iter()
+                            .fold(supervisor::SupervisorSpec::default(), |s, id| {
+                                s.child(kid(id, &sup_name))
+                            });
+                        let sup = supervisor::start_link(&q, spec).await.unwrap();
+                        q.unlink(sup.pid()); // as the probe does
+                        q.node().label(sup.pid(), sup_name.clone(), true);
+                        let result = sup.stop_with(&q, self::reason(reason), None).await;
+                        q.note(stop_result(&sup_name, result));
+                        sup.pid()
+                    };
+                    note_alive(&q, &sup_name, pid);
+                }
+                StopCase::Itself => {
+                    let result = ServerRef::<StopSrv>::from_pid(q.pid()).stop(&q).await;
+                    q.note(stop_result("caller", result));
+                }
+                StopCase::NotAServer => {
+                    let plain = q.spawn(crate::common::wait_forever);
+                    q.node().label(plain, "plain_i1", false);
+                    let timeout = Some(otpsim::rt::Duration::from_millis(100));
+                    let result = ServerRef::<StopSrv>::from_pid(plain)
+                        .stop_with(&q, ExitReason::Normal, timeout)
+                        .await;
+                    q.note(stop_result("plain_i1", result));
+                    note_alive(&q, "plain_i1", plain);
+                    crate::common::kill(&q, plain).await;
+                    q.note(format!(
+                        "mailbox caller -> {}",
+                        if q.mailbox_len() == 0 { "[]" } else { "?" }
+                    ));
+                }
+            }
+        });
+        let _ = p.node().wait_exit(caller).await;
+        let _ = me;
+    });
+    report
+        .trace
+        .lines()
+        .into_iter()
+        .filter_map(|l| {
+            let kept = ["exit ", "sup_exit "];
+            if kept.iter().any(|k| l.starts_with(k)) {
+                // Named processes only (the test's root is not part of the story).
+                return (!l.contains(" <0.")).then_some(l);
+            }
+            l.split_once("> ")
+                .filter(|(head, _)| head.starts_with("note <"))
+                .map(|(_, text)| text.to_string())
+                .or_else(|| l.strip_prefix("note caller ").map(String::from))
+                .or_else(|| {
+                    l.split_once(' ')
+                        .filter(|(head, _)| *head == "note")
+                        .and_then(|(_, rest)| rest.split_once(' ').map(|(_, t)| t.to_string()))
+                })
+        })
+        .collect()
+}
+
+/// `stop_probe.erl`: `gen_server:stop/1,3` and stopping supervisors, on OTP 25 (the cases
+/// that go through Erlang's API; Elixir's wraps the same errors, and the logger's lines and
+/// a crashing `terminate`'s stack trace have no counterpart here). `Ok` exactly when the
+/// server died with the reason asked for; a timeout never kills it; a linked caller that
+/// does not trap exits dies of any reason but `normal`; a supervisor stops its children in
+/// reverse start order (a DynamicSupervisor all at once) with `shutdown` whatever the reason.
+#[test]
+fn proc_lib_stop_as_otp_does_it() {
+    let cases: [(&str, StopCase); 14] = [
+        (
+            "a_default_normal",
+            StopCase::Server {
+                reason: "normal",
+                timeout: None,
+                linked: false,
+                trapping: false,
+                stop_ms: 0,
+                busy_ms: 0,
+            },
+        ),
+        (
+            "b1_shutdown_tuple",
+            StopCase::Server {
+                reason: "{shutdown,x}",
+                timeout: None,
+                linked: false,
+                trapping: false,
+                stop_ms: 0,
+                busy_ms: 0,
+            },
+        ),
+        (
+            "b2_boom",
+            StopCase::Server {
+                reason: "boom",
+                timeout: None,
+                linked: false,
+                trapping: false,
+                stop_ms: 0,
+                busy_ms: 0,
+            },
+        ),
+        (
+            "b3_linked_normal",
+            StopCase::Server {
+                reason: "normal",
+                timeout: None,
+                linked: true,
+                trapping: false,
+                stop_ms: 0,
+                busy_ms: 0,
+            },
+        ),
+        (
+            "b4_linked_shutdown_tuple",
+            StopCase::Server {
+                reason: "{shutdown,x}",
+                timeout: None,
+                linked: true,
+                trapping: false,
+                stop_ms: 0,
+                busy_ms: 0,
+            },
+        ),
+        (
+            "b5_linked_boom",
+            StopCase::Server {
+                reason: "boom",
+                timeout: None,
+                linked: true,
+                trapping: false,
+                stop_ms: 0,
+                busy_ms: 0,
+            },
+        ),
+        (
+            "b6_linked_trapping_boom",
+            StopCase::Server {
+                reason: "boom",
+                timeout: None,
+                linked: true,
+                trapping: true,
+                stop_ms: 0,
+                busy_ms: 0,
+            },
+        ),
+        ("c1_dead_pid", StopCase::Dead),
+        (
+            "d1_timeout_slow_terminate",
+            StopCase::Server {
+                reason: "normal",
+                timeout: Some(100),
+                linked: false,
+                trapping: false,
+                stop_ms: 300,
+                busy_ms: 0,
+            },
+        ),
+        (
+            "d3_timeout_busy_server",
+            StopCase::Server {
+                reason: "normal",
+                timeout: Some(100),
+                linked: false,
+                trapping: false,
+                stop_ms: 0,
+                busy_ms: 300,
+            },
+        ),
+        (
+            "e1_supervisor_stop",
+            StopCase::Supervisor {
+                dynamic: false,
+                reason: "normal",
+            },
+        ),
+        (
+            "e2_supervisor_stop_boom_elixir",
+            StopCase::Supervisor {
+                dynamic: false,
+                reason: "boom",
+            },
+        ),
+        ("h1_stop_self", StopCase::Itself),
+        ("i1_not_a_gen_process", StopCase::NotAServer),
+    ];
+    let recorded = probe_cases("stop_probe.out");
+    for (name, case) in cases {
+        let ours = run_stop_case(name, case);
+        let theirs: Vec<String> = recorded[name]
+            .iter()
+            .filter(|l| {
+                !l.starts_with("start ")
+                    && !l.starts_with("call ")
+                    && !l.starts_with("op ")
+                    && !l.starts_with("report ")
+            })
+            .cloned()
+            .collect();
+        assert_eq!(ours, theirs, "case {name}");
+    }
+    // A DynamicSupervisor stops its children all at once: the same lines, in no set order.
+    let mut ours = run_stop_case(
+        "e3_dynamic_supervisor_stop",
+        StopCase::Supervisor {
+            dynamic: true,
+            reason: "normal",
+        },
+    );
+    let mut theirs: Vec<String> = recorded["e3_dynamic_supervisor_stop"]
+        .iter()
+        .filter(|l| !l.starts_with("start ") && !l.starts_with("call "))
+        .cloned()
+        .collect();
+    ours.sort();
+    theirs.sort();
+    assert_eq!(ours, theirs, "case e3");
+}
+
+/// `stop_probe.erl` f1: a `terminate` that crashes makes the crash the exit reason, and the
+/// stop reports it (a panic here, an Erlang error there).
+#[test]
+fn proc_lib_stop_reports_a_terminate_that_crashed() {
+    use otpsim::server::{self, StartOptions, StopError};
+    check(|p| async move {
+        let arg = ("srv_f1".to_string(), 0, true);
+        let s = server::start_with::<StopSrv>(&p, arg, StartOptions::default())
+            .await
+            .unwrap();
+        let crash = ExitReason::Panic("crash_in_terminate".into());
+        assert_eq!(s.stop(&p).await, Err(StopError::Exit(crash)));
+    });
+}

@@ -41,12 +41,17 @@
 //! });
 //! ```
 
+mod stop;
+
+pub use stop::{stop, StopError};
+
 use crate::process::{catch_panic, ExitReason, Msg, Process, RegisterError};
 use crate::rt::Duration;
 use crate::term::{Pid, Ref};
 use crate::trace::SpawnTie;
 use std::future::Future;
 use std::marker::PhantomData;
+use stop::SystemStop;
 
 /// What `init` decided.
 pub enum Init<S: GenServer> {
@@ -536,6 +541,7 @@ async fn run<S: GenServer>(p: Process, arg: S::Arg, start: Start) -> ExitReason 
                 }
                 Dispatch::Cast(request) => catch_panic(state.handle_cast(request, &p)).await,
                 Dispatch::Stop(reason) => Ok(Next::Stop(reason)),
+                Dispatch::System(request) => Ok(Next::Stop(request.acknowledge(&p))),
                 Dispatch::Info(msg) => catch_panic(state.handle_info(msg, &p)).await,
             },
         };
@@ -557,6 +563,8 @@ enum Dispatch<S: GenServer> {
     Cast(S::Cast),
     /// A trapping server asked to stop by its parent: terminate with the parent's reason.
     Stop(ExitReason),
+    /// Asked to stop by [`stop`]: acknowledge, then terminate with its reason.
+    System(SystemStop),
     Info(Msg),
 }
 
@@ -567,9 +575,13 @@ fn dispatch<S: GenServer>(msg: Msg, parent: Pid) -> Dispatch<S> {
         Ok(CallRequest { from, request }) => return Dispatch::Call(request, from),
         Err(msg) => msg,
     };
-    match msg.downcast::<CastRequest<S>>() {
-        Ok(CastRequest(request)) => Dispatch::Cast(request),
-        Err(Msg::Exit { from, reason }) if from == parent => Dispatch::Stop(reason),
+    let msg = match msg.downcast::<CastRequest<S>>() {
+        Ok(CastRequest(request)) => return Dispatch::Cast(request),
+        Err(Msg::Exit { from, reason }) if from == parent => return Dispatch::Stop(reason),
+        Err(msg) => msg,
+    };
+    match msg.downcast::<SystemStop>() {
+        Ok(request) => Dispatch::System(request),
         Err(msg) => Dispatch::Info(msg),
     }
 }

@@ -156,6 +156,17 @@ impl TaskSupervisorRef {
         self.sup.pid()
     }
 
+    /// Stops the task supervisor and its tasks (`Task.Supervisor` is a DynamicSupervisor:
+    /// see [`DynamicSupervisorRef::stop_with`]).
+    pub async fn stop_with(
+        &self,
+        p: &Process,
+        reason: ExitReason,
+        timeout: Option<crate::rt::Duration>,
+    ) -> Result<(), crate::server::StopError> {
+        self.sup.stop_with(p, reason, timeout).await
+    }
+
     /// Starts a fire-and-forget task, linked only to the supervisor (SPEC item 82). `f` runs
     /// again if the task is restarted (`Restart::Transient` or `Permanent`).
     pub async fn start_child<F, Fut>(
