@@ -697,3 +697,122 @@ fn proc_lib_stop_reports_a_terminate_that_crashed() {
         assert_eq!(s.stop(&p).await, Err(StopError::Exit(crash)));
     });
 }
+
+/// A GenServer that runs `async_nolink` tasks and takes their results in `handle_info`,
+/// noting each message as the probe prints it.
+struct Owner {
+    tasks: otpsim::supervisor::task::TaskSupervisorRef,
+    running: BTreeMap<otpsim::process::MonitorRef, &'static str>,
+}
+
+/// What a task of the owner does: return a value, panic, or exit `normal` without a result.
+#[derive(Clone, Copy)]
+enum Job {
+    Returns(&'static str),
+    Panics,
+    ExitsNormal,
+}
+
+impl otpsim::server::GenServer for Owner {
+    type Arg = ();
+    type Call = ();
+    type Reply = ();
+    type Cast = (&'static str, Job);
+    type Cont = ();
+
+    async fn init(_: (), p: &Process) -> otpsim::server::Init<Self> {
+        use otpsim::supervisor::task::{self, TaskOptions};
+        let tasks = task::start_link(p, TaskOptions::default()).await.unwrap();
+        otpsim::server::Init::Ok(Owner {
+            tasks,
+            running: BTreeMap::new(),
+        })
+    }
+
+    async fn handle_cast(
+        &mut self,
+        (case, job): (&'static str, Job),
+        p: &Process,
+    ) -> otpsim::server::Next<Self> {
+        let task = self
+            .tasks
+            .async_nolink(p, move |t| async move {
+                match job {
+                    Job::Returns(value) => value,
+                    Job::Panics => panic!("boom"),
+                    Job::ExitsNormal => {
+                        t.exit(t.pid(), ExitReason::Normal);
+                        std::future::pending().await
+                    }
+                }
+            })
+            .await
+            .unwrap();
+        self.running.insert(task.mref(), case);
+        otpsim::server::Next::Continue
+    }
+
+    async fn handle_info(&mut self, msg: Msg, p: &Process) -> otpsim::server::Next<Self> {
+        use otpsim::supervisor::task::TaskReply;
+        let line = match TaskReply::<&'static str>::from_msg(msg) {
+            Ok(reply) => format!("msg {{<task_ref>,{}}}", reply.value),
+            Err(Msg::Down { mref, reason, .. }) if self.running.contains_key(&mref) => {
+                let reason = match reason {
+                    ExitReason::Panic(_) => "<crash>".to_string(),
+                    other => other.to_string(),
+                };
+                format!("msg {{DOWN,<task_ref>,process,<task_pid>,{reason}}}")
+            }
+            Err(other) => format!("msg {other:?}"),
+        };
+        p.note(line);
+        otpsim::server::Next::Continue
+    }
+}
+
+/// `task_replies.exs` a-c: a GenServer that starts `async_nolink` tasks gets, in
+/// `handle_info`, the result as a message tagged with the task's monitor (`{ref, result}`)
+/// and then the task's `DOWN` with reason `normal`; a task that crashes, or exits `normal`
+/// without a result, sends only its `DOWN` (docs/behaviours.md item 81).
+#[test]
+fn k81_task_replies_reach_a_genserver_as_messages() {
+    let recorded = probe_cases("task_replies.out");
+    let cases = [
+        ("a_returns_value", Job::Returns("result_a")),
+        ("b_raises", Job::Panics),
+        ("c_exit_normal", Job::ExitsNormal),
+    ];
+    for (case, job) in cases {
+        let report = check(move |p| async move {
+            let owner = otpsim::server::start_link::<Owner>(&p, ()).await.unwrap();
+            owner.cast(&p, (case, job));
+            p.sleep(otpsim::rt::Duration::from_millis(10)).await;
+        });
+        let ours: Vec<String> = report
+            .trace
+            .lines()
+            .into_iter()
+            .filter_map(|l| l.split_once(" msg ").map(|(_, m)| format!("msg {m}")))
+            .collect();
+        // Elixir writes atoms with a colon and the crash as an exception with its stack.
+        let theirs: Vec<String> = recorded
+            .iter()
+            .find(|(name, _)| name.as_str() == case)
+            .map(|(_, lines)| lines.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|l| l.starts_with("msg "))
+            .map(|l| {
+                let l = l.replace(":DOWN", "DOWN").replace(":process", "process");
+                let l = l
+                    .replace(":normal", "normal")
+                    .replace(":result_a", "result_a");
+                match l.find("{%RuntimeError") {
+                    Some(at) => format!("{}<crash>}}", &l[..at]),
+                    None => l,
+                }
+            })
+            .collect();
+        assert_eq!(ours, theirs, "case {case}");
+    }
+}

@@ -26,6 +26,7 @@ use crate::process::{catch_panic, ExitReason, MonitorRef, Msg, Process};
 use crate::rt::Duration;
 use crate::server::StartError;
 use crate::term::{Pid, Ref};
+
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -83,13 +84,46 @@ pub enum TaskError {
 /// reply) and may run its job.
 struct Go(Ref);
 
-/// A task's result for its owner.
-struct Reply<T> {
-    tag: Ref,
-    value: T,
+/// A task's result, as the message its owner receives (Elixir's `{ref, result}`): a
+/// process that does not block in [`Task::await_`] (a GenServer in `handle_info`) takes it
+/// from its mailbox with [`TaskReply::from_msg`]. The task's `DOWN` follows it (with reason
+/// `normal`: the reply does not remove the monitor); a task that crashes or exits without a
+/// result sends no reply, only its `DOWN` (docs/behaviours.md item 81; recorded:
+/// `sim-tests/conformance/probes/task_replies`).
+///
+/// ```
+/// use otpsim::{rt, Node, Msg, ExitReason};
+/// use otpsim::supervisor::task::{self, TaskOptions, TaskReply};
+///
+/// rt::block_on(0, async {
+///     let node = Node::new();
+///     let main = node.spawn(|p| async move {
+///         let sup = task::start_link(&p, TaskOptions::default()).await.unwrap();
+///         let t = sup.async_nolink(&p, |_| async { 6 * 7 }).await.unwrap();
+///         let reply = TaskReply::<i32>::from_msg(p.recv().await).ok().unwrap();
+///         assert_eq!((reply.mref, reply.value), (t.mref(), 42));
+///         assert!(matches!(p.recv().await, Msg::Down { mref, reason: ExitReason::Normal, .. } if mref == t.mref()));
+///     });
+///     assert_eq!(node.wait_exit(main).await, Some(ExitReason::Normal));
+/// });
+/// ```
+#[derive(Debug)]
+pub struct TaskReply<T> {
+    /// The task's monitor ([`Task::mref`]): it tags the reply and the task's `DOWN`.
+    pub mref: MonitorRef,
+    /// The result.
+    pub value: T,
 }
 
-/// A task started with `async`/`async_nolink`: await its result.
+impl<T: Send + 'static> TaskReply<T> {
+    /// The reply of a task of result type `T`, or the message back if it is not one.
+    pub fn from_msg(msg: Msg) -> Result<TaskReply<T>, Msg> {
+        msg.downcast::<TaskReply<T>>()
+    }
+}
+
+/// A task started with `async`/`async_nolink`: await its result, or take it from the
+/// mailbox as a [`TaskReply`].
 pub struct Task<T> {
     pid: Pid,
     mref: MonitorRef,
@@ -100,6 +134,12 @@ impl<T: Send + 'static> Task<T> {
     /// The task's pid.
     pub fn pid(&self) -> Pid {
         self.pid
+    }
+
+    /// The owner's monitor of the task (Elixir's `task.ref`): its reply and its `DOWN` carry
+    /// it.
+    pub fn mref(&self) -> MonitorRef {
+        self.mref
     }
 
     /// Waits for the result (`Task.await/2`, with the crash as a value instead of an exit).
@@ -115,13 +155,15 @@ impl<T: Send + 'static> Task<T> {
         let mref = self.mref;
         let accept = |m: &Msg| match m {
             Msg::Down { mref: r, .. } => *r == mref,
-            m => m.downcast_ref::<Reply<T>>().is_some_and(|r| r.tag == mref),
+            m => m
+                .downcast_ref::<TaskReply<T>>()
+                .is_some_and(|r| r.mref == mref),
         };
         match p.receive_timeout(accept, timeout).await? {
             Msg::Down { reason, .. } => Some(Err(TaskError::Exit(reason))),
             msg => {
                 p.demonitor_flush(mref);
-                let reply = msg.downcast::<Reply<T>>().ok()?;
+                let reply = msg.downcast::<TaskReply<T>>().ok()?;
                 Some(Ok(reply.value))
             }
         }
@@ -247,7 +289,7 @@ impl TaskSupervisorRef {
                 let handle = t.handle_in_body();
                 match catch_panic(f(handle)).await {
                     Ok(value) => {
-                        t.send(owner, Reply { tag, value });
+                        t.send(owner, TaskReply { mref: tag, value });
                         ExitReason::Normal
                     }
                     Err(panic) => ExitReason::Panic(panic),
