@@ -17,6 +17,8 @@ mod registry;
 mod registry_model;
 mod server;
 #[cfg(madsim)]
+mod stops;
+#[cfg(madsim)]
 mod supervision_model;
 mod supervisor;
 #[cfg(madsim)]

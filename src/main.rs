@@ -42,7 +42,8 @@ enum Command {
         #[arg(long = "target")]
         targets: Vec<String>,
         /// Fault families the harness targets draw from (repeatable): crash, kill, signal,
-        /// storm, delay. Default: all; each case switches on a random subset of them.
+        /// storm, delay, stop (graceful restarts). Default: all; each case switches on a
+        /// random subset of them.
         #[arg(long = "family", value_parser = parse_family)]
         families: Vec<otpsim::sim::harness::Family>,
         /// Where minimised failures are written.
@@ -91,8 +92,11 @@ enum Command {
 }
 
 fn parse_family(s: &str) -> Result<otpsim::sim::harness::Family, String> {
-    otpsim::sim::harness::Family::parse(s)
-        .ok_or_else(|| format!("unknown fault family {s:?} (crash, kill, signal, storm, delay)"))
+    use otpsim::sim::harness::Family;
+    Family::parse(s).ok_or_else(|| {
+        let known: Vec<&str> = Family::ALL.iter().map(|f| f.name()).collect();
+        format!("unknown fault family {s:?} ({})", known.join(", "))
+    })
 }
 
 fn parse_shard(s: &str) -> Result<(u64, u64), String> {

@@ -532,6 +532,11 @@ impl Process {
         alias
     }
 
+    /// Marks this process as running a generic server loop (see [`Node::is_server`]).
+    pub(crate) fn mark_server(&self) {
+        self.node.with_proc(self.pid, |p| p.mark_server());
+    }
+
     /// Whether an exit is pending for this process (it dies at its next step).
     pub fn is_exiting(&self) -> bool {
         self.node

@@ -142,6 +142,9 @@ pub(super) struct State {
     /// is a supervisor). They are labelled when the parent is.
     pending_labels: BTreeMap<Pid, Vec<(Pid, String, bool)>>,
     trace: Option<Trace>,
+    /// What an upper layer derives from the trace, kept with it (see
+    /// [`Node::with_trace_and`]).
+    trace_ext: Option<Box<dyn Any + Send>>,
     choices: Box<dyn Choices>,
     steps: u64,
     step_budget: Option<u64>,
@@ -178,6 +181,9 @@ pub(super) struct Proc {
     /// Messages taken by waiting receives during the current step (the reduction count).
     taken_this_step: u32,
     trap_exit: bool,
+    /// It runs a generic server loop (a GenServer or a supervisor): it understands a
+    /// request to stop ([`crate::server::stop`]).
+    gen: bool,
 }
 
 /// The parts of a process record that most processes never use.
@@ -215,6 +221,7 @@ impl Proc {
             steps: 0,
             taken_this_step: 0,
             trap_exit: false,
+            gen: false,
         }
     }
 
@@ -315,6 +322,7 @@ impl Node {
                     paths: BTreeMap::new(),
                     pending_labels: BTreeMap::new(),
                     trace: config.trace.then(Trace::default),
+                    trace_ext: None,
                     choices: config.choices,
                     steps: 0,
                     step_budget: config.step_budget,
@@ -471,6 +479,12 @@ impl Node {
         inside.into_iter().collect()
     }
 
+    /// Whether `pid` is alive and runs a generic server loop (a GenServer or a supervisor,
+    /// which understand [`server::stop`](crate::server::stop)).
+    pub fn is_server(&self, pid: Pid) -> bool {
+        self.lock().procs.get(&pid).is_some_and(|p| p.gen)
+    }
+
     /// The process that spawned `pid`, while `pid` is alive.
     pub fn parent_of(&self, pid: Pid) -> Option<Pid> {
         self.lock().procs.get(&pid).and_then(|p| p.parent)
@@ -550,10 +564,37 @@ impl Node {
         }
     }
 
+    /// Runs `f` on the trace so far and on a value of type `T` kept with it for the node's
+    /// life (made with `T::default()` on first use; a use with another type starts afresh).
+    /// Upper layers keep an index of the trace there that they bring up to date as events
+    /// come, instead of reading the whole trace at every question. The node is locked
+    /// meanwhile: `f` must not use the node.
+    pub fn with_trace_and<T: Default + Send + 'static, R>(
+        &self,
+        f: impl FnOnce(&Trace, &mut T) -> R,
+    ) -> R {
+        let mut st = self.lock();
+        let st = &mut *st;
+        if !st.trace_ext.as_ref().is_some_and(|ext| ext.is::<T>()) {
+            st.trace_ext = Some(Box::new(T::default()));
+        }
+        let ext = st
+            .trace_ext
+            .as_mut()
+            .and_then(|ext| ext.downcast_mut::<T>())
+            .expect("made above");
+        match &st.trace {
+            Some(trace) => f(trace, ext),
+            None => f(&Trace::default(), ext),
+        }
+    }
+
     /// Takes the trace out of the node, ending it: later events are not recorded (what a
     /// finished run does instead of copying its trace).
     pub fn take_trace(&self) -> Trace {
-        self.lock().trace.take().unwrap_or_default()
+        let mut st = self.lock();
+        st.trace_ext = None;
+        st.trace.take().unwrap_or_default()
     }
 
     /// Records an event (when tracing is on).
@@ -1289,6 +1330,10 @@ impl State {
 impl Proc {
     pub(super) fn traps_exits(&self) -> bool {
         self.trap_exit
+    }
+
+    pub(super) fn mark_server(&mut self) {
+        self.gen = true;
     }
 
     pub(super) fn set_trap_exit(&mut self, on: bool) -> bool {

@@ -440,6 +440,7 @@ pub async fn start_with<S: GenServer>(
     let body = move |server: Process| {
         let start = Start { parent, tag };
         // Registration is synchronous: done here, it takes no room in the server's future.
+        server.mark_server();
         register(&server, start, name, via).map(|()| run::<S>(server, arg, start))
     };
     let tie = if options.link {

@@ -21,8 +21,10 @@
 pub mod campaign;
 pub mod conform;
 pub mod corpus;
+pub mod faults;
 pub mod graph;
 pub mod harness;
+pub mod index;
 pub mod invariants;
 pub mod tree;
 mod watchdog;

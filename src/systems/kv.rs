@@ -24,6 +24,9 @@
 //!   supervisor, so it must start after it; and if either dies the other must restart too: a
 //!   registry that outlived its bucket supervisor would name buckets that are gone, and buckets
 //!   that outlived their registry would be unreachable. one_for_all restarts both, empty.
+//!   And a registry restarted alone (an operator's `terminate_child` and `restart_child`,
+//!   which leave the strategy out) finds its predecessor's buckets still running and nameless:
+//!   its `init` stops them.
 //!
 //! ```
 //! # #[cfg(madsim)] {
@@ -131,13 +134,22 @@ impl GenServer for Registry {
 
     /// Finds the bucket supervisor, started before it (so it is there, or the start fails).
     async fn init(_: (), p: &Process) -> Init<Self> {
-        match p.whereis(BUCKETS) {
-            Some(pid) => Init::Ok(Registry {
-                buckets: DynamicSupervisorRef::from_pid(pid),
-                names: BTreeMap::new(),
-            }),
-            None => Init::Stop(ExitReason::error("no_bucket_supervisor")),
+        let Some(pid) = p.whereis(BUCKETS) else {
+            return Init::Stop(ExitReason::error("no_bucket_supervisor"));
+        };
+        let buckets = DynamicSupervisorRef::from_pid(pid);
+        // Buckets an earlier registry started are unreachable now: stop them.
+        if let Ok(orphans) = buckets.which_children(p).await {
+            for orphan in orphans {
+                if let supervisor::ChildState::Running(bucket) = orphan.state {
+                    let _ = buckets.terminate_child(p, bucket).await;
+                }
+            }
         }
+        Init::Ok(Registry {
+            buckets,
+            names: BTreeMap::new(),
+        })
     }
 
     async fn handle_call(

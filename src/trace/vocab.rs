@@ -285,6 +285,10 @@ pub enum FaultKind {
     },
     /// The seeded choice point crashed the process as it took its `n`-th message.
     CrashAtMessage(u64),
+    /// Its supervisor's `terminate_child`, then `restart_child`.
+    RestartChild,
+    /// `stop` with this reason (`gen_server:stop/3`).
+    Stop(Term),
     /// A signal from `from` to this process was held for `delay`.
     Delay {
         /// The sender.
@@ -313,6 +317,8 @@ impl fmt::Display for FaultKind {
             }
             FaultKind::StormCrash { n, of } => write!(f, "storm crash {n}/{of}"),
             FaultKind::CrashAtMessage(n) => write!(f, "crash at message {n}"),
+            FaultKind::RestartChild => f.write_str("terminate_child and restart_child"),
+            FaultKind::Stop(reason) => write!(f, "stop {reason}"),
             FaultKind::Delay { from, delay } => {
                 write!(f, "delay from {from} {:.3}ms", delay.as_secs_f64() * 1000.0)
             }

@@ -55,17 +55,26 @@ mod case;
 
 pub use proptest;
 
-pub use case::{case_strategy, Case, CrashReason, Delays, Family, Fault, Step};
+mod erased;
+
+pub use case::{case_strategy, Case, Step};
+pub(crate) use erased::generator;
+pub use erased::AnyTarget;
+// What a target's code uses of the faults and of the trace index, at hand where it is written.
+pub use crate::sim::faults::{CrashReason, Delays, Family, Fault, StopHow};
+pub use crate::sim::index::{
+    delays_injected, faults_within, gave_up, injected_faults, only_children_hit,
+};
 
 use super::corpus::{self, CorpusFile};
 use super::invariants::{self, CheckOptions, Invariant, Violation};
 use super::Sim;
-use crate::process::{ExitReason, Msg, Process};
-use crate::rt::{Duration, SeededConfig};
+use crate::process::{Msg, Process};
+use crate::rt::Duration;
 use crate::term::Pid;
-use crate::trace::{EventKind, FaultKind, ReportContext, SupEvent, Trace};
-use proptest::strategy::{BoxedStrategy, Strategy, ValueTree};
-use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
+use crate::trace::{EventKind, Trace};
+use proptest::strategy::BoxedStrategy;
+use proptest::test_runner::{Config, TestCaseError, TestError};
 use serde::{de::DeserializeOwned, Serialize};
 use std::fmt::Debug;
 use std::future::Future;
@@ -238,7 +247,7 @@ async fn drive<T: Target>(target: &T, case: &Case<T::Setup, T::Op>, p: &Process)
         let result = match step {
             Step::Op(op) => target.apply(&mut state, op, p).await,
             Step::Fault(fault) => {
-                inject(fault, root, p).await;
+                crate::sim::faults::inject(fault, root, p).await;
                 Ok(())
             }
             Step::Wait(ms) => {
@@ -269,302 +278,6 @@ async fn drive<T: Target>(target: &T, case: &Case<T::Setup, T::Op>, p: &Process)
         root: Some(root),
         violation: verdict,
         settled: Some(settled),
-    }
-}
-
-/// Injects one fault into the tree under `root`.
-async fn inject(fault: &Fault, root: Pid, p: &Process) {
-    let node = p.node();
-    let pick_from = |victim: u16, candidates: Vec<Pid>| pick_victim(node, victim, candidates);
-    let pick = |victim: u16| pick_from(victim, node.descendants(root));
-    // A supervisor does not crash by itself (OTP's supervisor has no bug to crash of), nor
-    // does a library process (a registry partition); what reaches them from outside are
-    // kills and exit signals, which the other faults send.
-    let pick_worker = |victim: u16| {
-        let library = node.with_trace(library_processes);
-        let workers = node.descendants(root);
-        pick_from(
-            victim,
-            workers
-                .into_iter()
-                .filter(|p| !library.contains(p))
-                .collect(),
-        )
-    };
-    match *fault {
-        Fault::Crash { victim, reason } => {
-            if let Some(pid) = pick_worker(victim) {
-                let reason = reason.exit_reason();
-                node.inject_exit(pid, reason.clone(), FaultKind::Crash(reason.to_term()));
-            }
-        }
-        Fault::Kill { victim } => {
-            if let Some(pid) = pick(victim) {
-                node.record(EventKind::Fault {
-                    pid,
-                    fault: FaultKind::Kill,
-                });
-                p.exit(pid, ExitReason::Kill);
-            }
-        }
-        Fault::Signal { victim, reason } => {
-            if let Some(pid) = pick(victim) {
-                let reason = reason.exit_reason();
-                node.record(EventKind::Fault {
-                    pid,
-                    fault: FaultKind::StrangerSignal(reason.to_term()),
-                });
-                let stranger = node.spawn(move |q| async move { q.exit(pid, reason) });
-                let _ = node.wait_exit(stranger).await;
-            }
-        }
-        Fault::Storm { victim, over } => {
-            let Some(pid) = pick_worker(victim) else {
-                return;
-            };
-            storm(pid, over, p).await;
-        }
-    }
-}
-
-/// The faults injected so far in the run `p` belongs to, in order: the process each hit and
-/// what it was (message delays included), for application invariants that depend on them.
-pub fn injected_faults(p: &Process) -> Vec<(Pid, FaultKind)> {
-    p.node().with_trace(|trace| {
-        trace
-            .events()
-            .iter()
-            .filter_map(|e| match &e.kind {
-                EventKind::Fault { pid, fault } => Some((*pid, fault.clone())),
-                _ => None,
-            })
-            .collect()
-    })
-}
-
-/// Whether a message has been delayed so far in the run `p` belongs to: until then, signals
-/// arrive in the order they were sent, whoever sent them.
-pub fn delays_injected(p: &Process) -> bool {
-    p.node().with_trace(|trace| {
-        trace
-            .events()
-            .iter()
-            .any(|e| matches!(&e.kind, EventKind::Fault { fault, .. } if fault.is_delay()))
-    })
-}
-
-/// How many faults injected so far in the run `p` belongs to (message delays aside) hit a
-/// process at tree path `path` or below it, in any incarnation: what a subtree had to take.
-/// A process is known by the path it is given at any time (a restarted supervisor's children
-/// are named once it is), or, never named, by its nearest named ancestor's.
-pub fn faults_within(p: &Process, path: &str) -> usize {
-    let below = format!("{path}/");
-    p.node().with_trace(|trace| {
-        let mut labels = std::collections::BTreeMap::new();
-        let mut parents = std::collections::BTreeMap::new();
-        for e in trace.events() {
-            match &e.kind {
-                EventKind::Spawn { pid, parent, .. } => {
-                    parents.insert(*pid, *parent);
-                }
-                EventKind::Label { pid, path: p, .. } => {
-                    labels.insert(*pid, p.clone());
-                }
-                _ => {}
-            }
-        }
-        let within = |pid: Pid| {
-            let mut at = Some(pid);
-            while let Some(q) = at.filter(|q| !labels.contains_key(q)) {
-                at = parents.get(&q).copied().flatten();
-            }
-            let label = at.and_then(|q| labels.get(&q));
-            label.is_some_and(|l| l == path || l.starts_with(&below))
-        };
-        trace
-            .events()
-            .iter()
-            .filter(|e| match &e.kind {
-                EventKind::Fault { fault, .. } if fault.is_delay() => false,
-                EventKind::Fault { pid, .. } => within(*pid),
-                _ => false,
-            })
-            .count()
-    })
-}
-
-/// Whether the supervisor at tree path `path` (any incarnation) gave up so far in the run
-/// `p` belongs to: exceeded its restart intensity and shut down.
-pub fn gave_up(p: &Process, path: &str) -> bool {
-    p.node().with_trace(|trace| {
-        let mut labels = std::collections::BTreeMap::new();
-        trace.events().iter().any(|e| match &e.kind {
-            EventKind::Label { pid, path: p, .. } => {
-                labels.insert(*pid, p.clone());
-                false
-            }
-            EventKind::Report {
-                supervisor,
-                context,
-                reason,
-                ..
-            } => {
-                *context == ReportContext::Shutdown
-                    && reason.is_atom("reached_max_restart_intensity")
-                    && labels.get(supervisor).is_some_and(|l| l == path)
-            }
-            _ => false,
-        })
-    })
-}
-
-/// Whether every fault injected so far in the run `p` belongs to (message delays aside,
-/// which kill nothing) hit a child of the process labelled `path`, in any of its
-/// incarnations: for invariants of the form "losing these processes costs nothing else".
-///
-/// ```
-/// # #[cfg(madsim)] {
-/// use otpsim::sim::harness::only_children_hit;
-/// use otpsim::trace::FaultKind;
-/// let report = otpsim::sim::Sim::new(0).run(|p| async move {
-///     p.node().label(p.pid(), "pool", true);
-///     let worker = p.spawn(|q| async move { q.recv().await; });
-///     assert!(only_children_hit(&p, "pool")); // nothing hit yet
-///     p.node().inject_exit(worker, otpsim::ExitReason::Kill, FaultKind::Kill);
-///     assert!(only_children_hit(&p, "pool"));
-///     p.node().inject_exit(p.spawn(|q| async move { q.recv().await; }), otpsim::ExitReason::Kill, FaultKind::Kill);
-///     assert!(only_children_hit(&p, "pool")); // also a child of the labelled process
-/// });
-/// assert_eq!(report.failure(), None);
-/// # }
-/// ```
-pub fn only_children_hit(p: &Process, path: &str) -> bool {
-    p.node().with_trace(|trace| {
-        let mut parents = std::collections::BTreeMap::new();
-        let mut labelled = std::collections::BTreeSet::new();
-        for e in trace.events() {
-            match &e.kind {
-                EventKind::Spawn { pid, parent, .. } => {
-                    parents.insert(*pid, *parent);
-                }
-                EventKind::Label { pid, path: p, .. } if p == path => {
-                    labelled.insert(*pid);
-                }
-                EventKind::Fault { fault, .. } if fault.is_delay() => {}
-                EventKind::Fault { pid, .. } => {
-                    let parent = parents.get(pid).copied().flatten();
-                    if !parent.is_some_and(|parent| labelled.contains(&parent)) {
-                        return false;
-                    }
-                }
-                _ => {}
-            }
-        }
-        true
-    })
-}
-
-/// The candidate a fault's `victim` number picks: the one whose name scores highest with it
-/// (rendezvous hashing). Removing other candidates never changes the pick, so a case keeps
-/// hitting the same process while shrinking removes the rest of the tree. A candidate is
-/// named by its tree path, or (unnamed, like a dynamic supervisor's children) by its
-/// parent's name and its place among its unnamed siblings.
-fn pick_victim(node: &crate::process::Node, victim: u16, candidates: Vec<Pid>) -> Option<Pid> {
-    let mut unnamed: std::collections::BTreeMap<Option<Pid>, usize> = Default::default();
-    let mut best: Option<(u64, String, Pid)> = None;
-    for pid in candidates {
-        let name = match node.path_of(pid) {
-            Some(path) => path,
-            None => {
-                let parent = node.parent_of(pid);
-                let k = unnamed.entry(parent).or_default();
-                *k += 1;
-                let parent_name = parent.and_then(|q| node.path_of(q));
-                format!("{}/#{k}", parent_name.unwrap_or_else(|| "?".into()))
-            }
-        };
-        let mut h = crate::hash::Fnv1a::default();
-        h.write_bytes(&victim.to_le_bytes());
-        h.write_bytes(name.as_bytes());
-        let mut h = h.value();
-        // Finish the mix, so that nearby names and numbers score far apart.
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 33;
-        if best
-            .as_ref()
-            .is_none_or(|(bh, bn, _)| (h, &name) > (*bh, bn))
-        {
-            best = Some((h, name, pid));
-        }
-    }
-    best.map(|(_, _, pid)| pid)
-}
-
-/// The processes of library code a trace has seen start: supervisors (static and dynamic)
-/// and the processes that say they are [library code](EventKind::Library).
-fn library_processes(trace: &Trace) -> std::collections::BTreeSet<Pid> {
-    trace
-        .events()
-        .iter()
-        .filter_map(|e| match &e.kind {
-            EventKind::Supervision {
-                sup,
-                what: SupEvent::Init { .. },
-            } => Some(*sup),
-            EventKind::Library { pid, .. } => Some(*pid),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Crashes `victim` (and each of its replacements) as many times as its supervisor's
-/// intensity allows (`over`: once more), spread over one period.
-async fn storm(victim: Pid, over: bool, p: &Process) {
-    let node = p.node();
-    let sup = node.parent_of(victim);
-    let flags = sup.and_then(|sup| {
-        node.with_trace(|trace| {
-            trace.events().iter().rev().find_map(|e| match &e.kind {
-                EventKind::Supervision {
-                    sup: s,
-                    what:
-                        SupEvent::Init {
-                            intensity, period, ..
-                        },
-                } if *s == sup => Some((*intensity, *period)),
-                _ => None,
-            })
-        })
-    });
-    let (intensity, period) = flags.unwrap_or((3, 5));
-    let crashes = (intensity + u64::from(over)).clamp(1, 50);
-    let gap = Duration::from_millis(period * 1000 / (crashes + 1));
-    let path = node.path_of(victim);
-    let library = node.with_trace(library_processes);
-    let mut current = Some(victim);
-    for n in 0..crashes {
-        if let Some(pid) = current {
-            node.inject_exit(
-                pid,
-                ExitReason::error("storm"),
-                FaultKind::StormCrash {
-                    n: n + 1,
-                    of: crashes,
-                },
-            );
-        }
-        p.sleep(gap).await;
-        // The victim's replacement: the same tree path, or the newest child of its supervisor.
-        current = match (&path, sup) {
-            (Some(path), _) => node.find_path(path),
-            (None, Some(sup)) => node
-                .descendants(sup)
-                .into_iter()
-                .rev()
-                .find(|pid| node.parent_of(*pid) == Some(sup) && !library.contains(pid)),
-            (None, None) => None,
-        };
     }
 }
 
@@ -709,7 +422,7 @@ impl<T: Target> Harness<T> {
         let regressions = match (&self.corpus, self.replay_corpus) {
             (Some(dir), true) => {
                 let target: Arc<dyn AnyTarget> = self.target.clone();
-                replay_corpus(dir, &[target], false, update_requested())
+                corpus::replay_corpus(dir, &[target], false, corpus::update_requested())
             }
             _ => Vec::new(),
         };
@@ -840,172 +553,4 @@ fn env_seed() -> Option<u64> {
         return Some(seed);
     }
     value.parse().ok()
-}
-
-impl<S, O> Case<S, O> {
-    /// The simulator's fault settings for this case's delays.
-    pub fn sim_faults(&self) -> SeededConfig {
-        match self.delays {
-            None => SeededConfig::default(),
-            Some(d) => SeededConfig {
-                delay_probability: f64::from(d.percent.min(100)) / 100.0,
-                max_delay: Duration::from_millis(u64::from(d.max_ms)),
-                ..SeededConfig::default()
-            },
-        }
-    }
-}
-
-/// A target with its types erased, for the CLI and the corpus: every [`Target`] is one, in
-/// an `Arc`.
-///
-/// ```
-/// use std::sync::Arc;
-/// use otpsim::sim::harness::AnyTarget;
-/// let targets: Vec<Arc<dyn AnyTarget>> = vec![Arc::new(otpsim::sim::tree::Tree)];
-/// assert_eq!(targets[0].name(), "tree");
-/// ```
-pub trait AnyTarget: Send + Sync {
-    /// The target's name.
-    fn name(&self) -> String;
-
-    /// Generates the case of `seed`, runs it (checking determinism if `determinism`), and on a
-    /// failure shrinks it and saves it in `corpus` (if given).
-    fn fuzz_seed(
-        self: Arc<Self>,
-        seed: u64,
-        families: &[Family],
-        determinism: bool,
-        corpus: Option<PathBuf>,
-    ) -> Option<Failure>;
-
-    /// Runs a case given as JSON (a corpus file's `case`); `Err` if it does not parse.
-    fn replay(self: Arc<Self>, case: &serde_json::Value) -> Result<CaseReport, String>;
-
-    /// The [trace hash](Trace::hash) of the case generated from `seed` with every fault
-    /// family, run once (what `otpsim digest` folds).
-    fn trace_hash(self: Arc<Self>, seed: u64) -> Result<u64, String>;
-}
-
-impl<T: Target> AnyTarget for T {
-    fn name(&self) -> String {
-        Target::name(self)
-    }
-
-    fn fuzz_seed(
-        self: Arc<Self>,
-        seed: u64,
-        families: &[Family],
-        determinism: bool,
-        corpus: Option<PathBuf>,
-    ) -> Option<Failure> {
-        let mut harness = Harness::of(self).families(families).corpus(corpus);
-        harness.seed = seed;
-        harness.determinism_every = u32::from(determinism);
-        harness.run().failure
-    }
-
-    fn replay(self: Arc<Self>, case: &serde_json::Value) -> Result<CaseReport, String> {
-        let case: Case<T::Setup, T::Op> =
-            serde_json::from_value(case.clone()).map_err(|e| format!("field `case`: {e}"))?;
-        Ok(check_determinism(&self, &case))
-    }
-
-    fn trace_hash(self: Arc<Self>, seed: u64) -> Result<u64, String> {
-        let strategy = case_strategy(&self, MAX_STEPS, &Family::ALL);
-        let mut runner = generator(Config::default(), seed);
-        let case = strategy.new_tree(&mut runner).map_err(|e| e.to_string())?;
-        Ok(run_case(&self, &case.current()).trace.hash())
-    }
-}
-
-/// The case generator of seed `seed`.
-fn generator(config: Config, seed: u64) -> TestRunner {
-    let mut seed_bytes = [0u8; 32];
-    seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
-    TestRunner::new_with_rng(
-        config,
-        TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes),
-    )
-}
-
-/// Replays a corpus file against the target it names and checks its expected outcome;
-/// `Err` says what differs.
-pub fn replay_file(
-    file: &CorpusFile,
-    targets: &[Arc<dyn AnyTarget>],
-) -> Result<CaseReport, String> {
-    let report = replay_unchecked(file, targets)?;
-    file.expect
-        .check(report.violation.as_ref(), report.trace.hash())?;
-    Ok(report)
-}
-
-fn replay_unchecked(
-    file: &CorpusFile,
-    targets: &[Arc<dyn AnyTarget>],
-) -> Result<CaseReport, String> {
-    let target = targets
-        .iter()
-        .find(|t| t.name() == file.target)
-        .ok_or_else(|| {
-            let known: Vec<String> = targets.iter().map(|t| t.name()).collect();
-            format!(
-                "field `target`: unknown target `{}` (known: {})",
-                file.target,
-                known.join(", ")
-            )
-        })?;
-    target.clone().replay(&file.case)
-}
-
-/// Replays the corpus files of `dir` whose target is one of `targets` (every file, if
-/// `all_targets`: then an unknown target is a problem too). Returns the problems, one line
-/// each naming the file: a file that does not parse, or that no longer does what it records.
-///
-/// With `update`, a file that no longer does what it records is rewritten to expect what it
-/// does now (a golden file keeps a pinned trace hash) and reported on stderr instead.
-pub fn replay_corpus(
-    dir: &std::path::Path,
-    targets: &[Arc<dyn AnyTarget>],
-    all_targets: bool,
-    update: bool,
-) -> Vec<String> {
-    let mut problems = Vec::new();
-    for path in corpus::files(dir) {
-        let file = match corpus::load(&path) {
-            Ok(file) => file,
-            Err(e) => {
-                problems.push(e.to_string());
-                continue;
-            }
-        };
-        if !all_targets && !targets.iter().any(|t| t.name() == file.target) {
-            continue;
-        }
-        let outcome = replay_unchecked(&file, targets).and_then(|report| {
-            let hash = report.trace.hash();
-            let violation = report.violation.as_ref();
-            match file.expect.check(violation, hash) {
-                Ok(()) => Ok(()),
-                Err(differs) if update => {
-                    let expect = file.expect.renewed(violation, hash);
-                    let updated = CorpusFile { expect, ..file };
-                    corpus::write(&path, &updated).map_err(|e| e.to_string())?;
-                    eprintln!("otpsim: updated {} ({differs})", path.display());
-                    Ok(())
-                }
-                Err(differs) => Err(differs),
-            }
-        });
-        if let Err(e) = outcome {
-            problems.push(format!("{}: {e}", path.display()));
-        }
-    }
-    problems
-}
-
-/// Whether `OTPSIM_UPDATE` asks corpus replays to rewrite expectations.
-pub fn update_requested() -> bool {
-    std::env::var("OTPSIM_UPDATE").is_ok_and(|v| !v.is_empty() && v != "0")
 }

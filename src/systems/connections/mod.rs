@@ -15,7 +15,7 @@
 //!
 //! sensor (rest_for_one)                2. with the processes that depend on it
 //! ├── connection "sensor"
-//! └── telemetry (holds the connection's pid)
+//! └── telemetry (holds the connection's pid, monitored)
 //!
 //! connections (one_for_one)            3. many, on demand
 //! ├── registry                            via names {via, registry, "conn/<id>"}
@@ -46,7 +46,7 @@
 //! connections during outages, stops answering, and the harness delays its messages);
 //! `examples/connections.rs` runs the same connections over TCP to a local server.
 
-use crate::process::{ExitReason, Msg, Process, TimerRef};
+use crate::process::{ExitReason, MonitorRef, Msg, Process, TimerRef};
 use crate::registry::{Keys, Registry, RegistryOptions};
 use crate::rt::Duration;
 use crate::server::{self, CallReply, GenServer, Init, Next, ServerRef, StartError, StartOptions};
@@ -378,9 +378,22 @@ pub const TELEMETRY: &str = "sensor_telemetry";
 /// Its start does not fail when the connection is missing: the connection may be dying right
 /// then, its `EXIT` still on the way to the supervisor, and a failed start is retried at once
 /// and counted: the supervisor would burn its intensity in microseconds. Under rest_for_one
-/// the connection's death restarts the telemetry anyway, with the next connection.
+/// the connection's death restarts the telemetry anyway, with the next connection. It also
+/// monitors the connection it holds, and looks the name up again once it is gone: a
+/// connection restarted alone (an operator's `terminate_child` and `restart_child` leave
+/// the strategy out) is found too.
 pub struct Telemetry {
-    connection: Option<Pid>,
+    connection: Option<(Pid, MonitorRef)>,
+}
+
+impl Telemetry {
+    /// The connection it holds, looked up again (and monitored) if the one it held is gone.
+    fn connection(&mut self, p: &Process) -> Option<Pid> {
+        if self.connection.is_none() {
+            self.connection = p.whereis(SENSOR).map(|pid| (pid, p.monitor(pid)));
+        }
+        self.connection.map(|(pid, _)| pid)
+    }
 }
 
 /// A request to [`Telemetry`].
@@ -400,9 +413,18 @@ impl GenServer for Telemetry {
 
     /// Finds the sensor's connection, started before it.
     async fn init(_: (), p: &Process) -> Init<Self> {
-        Init::Ok(Telemetry {
-            connection: p.whereis(SENSOR),
-        })
+        let mut telemetry = Telemetry { connection: None };
+        telemetry.connection(p);
+        Init::Ok(telemetry)
+    }
+
+    async fn handle_info(&mut self, msg: Msg, _p: &Process) -> Next<Self> {
+        if let Msg::Down { mref, .. } = msg {
+            if self.connection.is_some_and(|(_, held)| held == mref) {
+                self.connection = None;
+            }
+        }
+        Next::Continue
     }
 
     async fn handle_call(
@@ -411,7 +433,7 @@ impl GenServer for Telemetry {
         _from: server::From<Self::Reply>,
         p: &Process,
     ) -> CallReply<Self> {
-        let Some(connection) = self.connection else {
+        let Some(connection) = self.connection(p) else {
             return CallReply::Reply(Err(ConnectionError::NotConnected));
         };
         CallReply::Reply(match request {

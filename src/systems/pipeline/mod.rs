@@ -192,10 +192,10 @@ impl Source {
     }
 }
 
-/// The transformer: asks the source it found at its start, transforms, passes acks up.
-struct Transformer {
-    source: ServerRef<Source>,
-}
+/// The transformer: asks the source (found by its name at every request: a source
+/// restarted alone, by an operator's `restart_child`, is a new process), transforms, passes
+/// acks up.
+struct Transformer;
 
 /// A request to the transformer.
 enum TransformerCall {
@@ -213,8 +213,8 @@ impl GenServer for Transformer {
     type Cont = ();
 
     async fn init(_: (), p: &Process) -> Init<Self> {
-        match ServerRef::whereis(p, SOURCE) {
-            Some(source) => Init::Ok(Transformer { source }),
+        match ServerRef::<Source>::whereis(p, SOURCE) {
+            Some(_) => Init::Ok(Transformer),
             None => Init::Stop(ExitReason::error("no_source")),
         }
     }
@@ -229,7 +229,10 @@ impl GenServer for Transformer {
             TransformerCall::After(after) => (SourceCall::After(after), None),
             TransformerCall::Ack(seq) => (SourceCall::Ack(seq), Some(seq)),
         };
-        let reply = self.source.call_timeout(p, request, None).await;
+        let Some(source) = ServerRef::<Source>::whereis(p, SOURCE) else {
+            return CallReply::Reply(Err(CallError::Noproc));
+        };
+        let reply = source.call_timeout(p, request, None).await;
         CallReply::Reply(match (reply, ack) {
             (Ok(_), Some(seq)) => Ok((seq, 0)),
             (Ok(Some((seq, x))), None) => Ok((seq, transform(x))),
@@ -239,10 +242,10 @@ impl GenServer for Transformer {
     }
 }
 
-/// The sink: pulls the item after the acknowledged one from the transformer it found at its
-/// start, writes it, acknowledges it, and pulls again.
+/// The sink: pulls the item after the acknowledged one from the transformer (found by its
+/// name at every pull, like the source by the transformer), writes it, acknowledges it, and
+/// pulls again.
 struct Sink {
-    transformer: ServerRef<Transformer>,
     store: Store,
 }
 
@@ -257,22 +260,24 @@ impl GenServer for Sink {
     type Cont = Pull;
 
     async fn init(store: Store, p: &Process) -> Init<Self> {
-        match ServerRef::whereis(p, TRANSFORMER) {
-            Some(transformer) => Init::Continue(Sink { transformer, store }, Pull),
+        match ServerRef::<Transformer>::whereis(p, TRANSFORMER) {
+            Some(_) => Init::Continue(Sink { store }, Pull),
             None => Init::Stop(ExitReason::error("no_transformer")),
         }
     }
 
     async fn handle_continue(&mut self, _: Pull, p: &Process) -> Next<Self> {
-        let transformer = self.transformer;
-        let after = TransformerCall::After(self.store.acked());
-        if let Ok(Ok((seq, value))) = transformer.call_timeout(p, after, None).await {
-            self.store.write(seq, value);
-            if let Ok(Ok(_)) = transformer.call(p, TransformerCall::Ack(seq)).await {
-                return Next::ContinueWith(Pull);
+        if let Some(transformer) = ServerRef::<Transformer>::whereis(p, TRANSFORMER) {
+            let after = TransformerCall::After(self.store.acked());
+            if let Ok(Ok((seq, value))) = transformer.call_timeout(p, after, None).await {
+                self.store.write(seq, value);
+                if let Ok(Ok(_)) = transformer.call(p, TransformerCall::Ack(seq)).await {
+                    return Next::ContinueWith(Pull);
+                }
             }
         }
-        // The transformer (or the source) is gone: rest_for_one restarts it, and this sink.
+        // The transformer (or the source) is gone: rest_for_one restarts it, and this sink;
+        // one restarted alone is found again by its name.
         p.sleep(Duration::from_millis(10)).await;
         Next::ContinueWith(Pull)
     }
