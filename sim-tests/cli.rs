@@ -133,3 +133,24 @@ fn digests_are_the_same_on_every_run() {
     assert_eq!(targets, ["graph", "kv"], "{text}");
     fails_with(&["digest", "--target", "nope"], "unknown target `nope`");
 }
+
+/// Output cut short by the reader (`otpsim replay FILE | head`) ends the program quietly:
+/// no panic about a broken pipe. Here the reader is gone before the first line.
+#[cfg(madsim)]
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    let golden = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/corpus/tree-golden-one-for-all.json"
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_otpsim"))
+        .args(["replay", golden])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the otpsim binary runs");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("it ends");
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    assert!(out.status.success(), "{:?}", out.status);
+}

@@ -1,6 +1,19 @@
 //! The `otpsim` command line.
 
 use clap::{Parser, Subcommand};
+
+/// `println!` for the command's output: a closed pipe (`otpsim replay FILE | head`) ends the
+/// program quietly instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
 use otpsim::sim::{campaign, graph::GraphCase, Sim};
 use std::process::ExitCode;
 
@@ -170,9 +183,12 @@ fn digest(targets: &[String], seeds: std::ops::Range<u64>) -> ExitCode {
     match campaign::digest(targets, &otpsim::targets(), seeds.clone(), threads) {
         Ok(digests) => {
             for d in digests {
-                println!(
+                out!(
                     "{:<12} seeds {}..{}  {:016x}",
-                    d.target, seeds.start, seeds.end, d.digest
+                    d.target,
+                    seeds.start,
+                    seeds.end,
+                    d.digest
                 );
             }
             ExitCode::SUCCESS
@@ -193,7 +209,7 @@ fn replay(file: &std::path::Path, update: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    println!(
+    out!(
         "{}: target {}, {}",
         file.display(),
         saved.target,
@@ -218,29 +234,29 @@ fn replay(file: &std::path::Path, update: bool) -> ExitCode {
         }
     };
     for line in report.trace.timeline() {
-        println!("{line}");
+        out!("{line}");
     }
     let hash = report.trace.hash();
     match &report.violation {
-        Some(v) => println!("verdict: {v}"),
-        None => println!("verdict: every invariant holds (trace hash {hash:016x})"),
+        Some(v) => out!("verdict: {v}"),
+        None => out!("verdict: every invariant holds (trace hash {hash:016x})"),
     }
     let differs = match saved.expect.check(report.violation.as_ref(), hash) {
         Ok(()) => {
-            println!("as the corpus file expects");
+            out!("as the corpus file expects");
             return ExitCode::SUCCESS;
         }
         Err(differs) => differs,
     };
     if !update {
-        println!("NOT as the corpus file expects: {differs} (--update rewrites the file)");
+        out!("NOT as the corpus file expects: {differs} (--update rewrites the file)");
         return ExitCode::FAILURE;
     }
     let expect = saved.expect.renewed(report.violation.as_ref(), hash);
     let updated = corpus::CorpusFile { expect, ..saved };
     match corpus::write(file, &updated) {
         Ok(()) => {
-            println!("updated {}: {differs}", file.display());
+            out!("updated {}: {differs}", file.display());
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -268,7 +284,7 @@ fn conform(file: &std::path::Path, expect: Option<&std::path::Path>) -> ExitCode
     let lines = conform::run(&scenario);
     let Some(expect) = expect else {
         for line in &lines {
-            println!("{line}");
+            out!("{line}");
         }
         return ExitCode::SUCCESS;
     };
@@ -278,11 +294,11 @@ fn conform(file: &std::path::Path, expect: Option<&std::path::Path>) -> ExitCode
     let expected: Vec<String> = expected.lines().map(String::from).collect();
     match conform::compare(&scenario, &expected, &lines) {
         None => {
-            println!("{}: conforms ({} lines)", file.display(), lines.len());
+            out!("{}: conforms ({} lines)", file.display(), lines.len());
             ExitCode::SUCCESS
         }
         Some(diff) => {
-            println!(
+            out!(
                 "{}: differs from {}: {diff}",
                 file.display(),
                 expect.display()
@@ -331,7 +347,7 @@ fn fuzz(c: campaign::Campaign) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    println!(
+    out!(
         "{} cases in {:.1}s ({:.0} cases/s), {} replayed for determinism, {} failures",
         report.cases,
         report.elapsed.as_secs_f64(),
@@ -340,9 +356,9 @@ fn fuzz(c: campaign::Campaign) -> ExitCode {
         report.failures.len()
     );
     for f in &report.failures {
-        println!("FAIL seed {}: {}", f.seed, f.what);
+        out!("FAIL seed {}: {}", f.seed, f.what);
         if !f.what.starts_with("target ") {
-            println!("  reproduce: cargo run --release -- run --seed {}", f.seed);
+            out!("  reproduce: cargo run --release -- run --seed {}", f.seed);
         }
     }
     if report.failures.is_empty() {
@@ -374,16 +390,16 @@ fn run_one(seed: u64) -> ExitCode {
         .with_faults(campaign::swarm_faults(seed))
         .run(case.root());
     for line in report.trace.timeline() {
-        println!("{line}");
+        out!("{line}");
     }
-    println!("trace hash {:016x}", report.trace.hash());
+    out!("trace hash {:016x}", report.trace.hash());
     match report.failure() {
         None => {
-            println!("verdict: ok");
+            out!("verdict: ok");
             ExitCode::SUCCESS
         }
         Some(f) => {
-            println!("verdict: FAILED: {f}");
+            out!("verdict: FAILED: {f}");
             ExitCode::FAILURE
         }
     }
