@@ -63,3 +63,24 @@ pub async fn kill(p: &Process, pid: otpsim::Pid) {
 pub fn has_line(report: &RunReport, line: &str) -> bool {
     report.trace.lines().iter().any(|l| l == line)
 }
+
+/// The fault families other than graceful stops: for a planted bug of another shape, which a
+/// graceful restart would find broken in another way first.
+#[cfg(madsim)]
+pub const NO_STOPS: [otpsim::sim::harness::Family; 5] = {
+    use otpsim::sim::harness::Family;
+    [
+        Family::Crash,
+        Family::Kill,
+        Family::Signal,
+        Family::Storm,
+        Family::Delay,
+    ]
+};
+
+/// Starts a child of the simple_one_for_one supervisor `sup` with no extra arguments; its
+/// pid.
+pub async fn start_simple(p: &Process, sup: otpsim::supervisor::SupervisorRef) -> otpsim::Pid {
+    let started = sup.start_child_args(p, vec![]).await;
+    started.expect("the child starts").pid().expect("a pid")
+}

@@ -576,20 +576,13 @@ fn a_restart_racing_the_old_owners_cleanup_is_found_and_shrunk() {
 /// Planted bug (c): found, and shrunk to at most 3 operations and faults.
 #[test]
 fn a_registry_started_before_the_supervisor_it_calls_is_found_and_shrunk() {
-    use otpsim::sim::harness::Family;
     let report = Harness::new(Kv {
         registry_first: true,
         ..Kv::default()
     })
     // The faults of the bug's shape (a graceful restart of the registry alone breaks this
     // design in another way first).
-    .families(&[
-        Family::Crash,
-        Family::Kill,
-        Family::Signal,
-        Family::Storm,
-        Family::Delay,
-    ])
+    .families(&crate::common::NO_STOPS)
     .cases(2000)
     .corpus(None)
     .run();

@@ -226,18 +226,8 @@ fn h59_h61_get_childspec_of_a_simple_one_for_one_supervisor() {
         let template = ChildSpec::worker("tmpl", start()).restart(Restart::Transient);
         let simple = SupervisorSpec::new(Flags::new(Strategy::SimpleOneForOne)).child(template);
         let sup = supervisor::start_link(&p, simple).await.unwrap();
-        let child = sup
-            .start_child_args(&p, vec![])
-            .await
-            .unwrap()
-            .pid()
-            .unwrap();
-        let gone = sup
-            .start_child_args(&p, vec![])
-            .await
-            .unwrap()
-            .pid()
-            .unwrap();
+        let child = crate::common::start_simple(&p, sup).await;
+        let gone = crate::common::start_simple(&p, sup).await;
         sup.terminate_child(&p, gone).await.unwrap();
         let never = p.spawn(|_| async {});
         crate::common::kill(&p, never).await;
@@ -459,7 +449,7 @@ fn run_stop_case(name: &'static str, case: StopCase) -> Vec<String> {
                         for id in kids {
                             sup.start_child(&q, kid(id, &sup_name)).await.unwrap();
                         }
-                        let result = sup.stop_with(&q, self::reason(reason), None).await;
+                        let result = server::stop(&q, sup.pid(), self::reason(reason), None).await;
                         q.note(stop_result(&sup_name, result));
                         sup.pid()
                     } else {
@@ -471,7 +461,7 @@ fn run_stop_case(name: &'static str, case: StopCase) -> Vec<String> {
                         let sup = supervisor::start_link(&q, spec).await.unwrap();
                         q.unlink(sup.pid()); // as the probe does
                         q.node().label(sup.pid(), sup_name.clone(), true);
-                        let result = sup.stop_with(&q, self::reason(reason), None).await;
+                        let result = server::stop(&q, sup.pid(), self::reason(reason), None).await;
                         q.note(stop_result(&sup_name, result));
                         sup.pid()
                     };

@@ -5,7 +5,7 @@
 use crate::common::wait_forever;
 use otpsim::server::{self, CallReply, GenServer, Init, ServerRef, StartOptions};
 use otpsim::sim::harness::proptest::prelude::*;
-use otpsim::sim::harness::{injected_faults, Family, Harness, Target};
+use otpsim::sim::harness::{injected_faults, Harness, Target};
 use otpsim::sim::invariants::Violation;
 use otpsim::supervisor::{self, ChildSpec, Flags, Strategy as SupStrategy, SupervisorSpec};
 use otpsim::trace::FaultKind;
@@ -188,13 +188,7 @@ fn a_buffer_that_does_not_trap_exits_loses_items_to_graceful_stops() {
     let steps = failure.case["steps"].as_array().expect("steps");
     assert!(steps.len() <= 3, "not shrunk: {failure}");
     let without_stops = Harness::new(Buffered { traps: false })
-        .families(&[
-            Family::Crash,
-            Family::Kill,
-            Family::Signal,
-            Family::Storm,
-            Family::Delay,
-        ])
+        .families(&crate::common::NO_STOPS)
         .cases(1000)
         .corpus(None)
         .run();

@@ -778,12 +778,7 @@ fn h61_simple_one_for_one_children_are_named_by_pid_in_the_trace() {
         )
         .await
         .unwrap();
-        let child = sup
-            .start_child_args(&p, vec![])
-            .await
-            .unwrap()
-            .pid()
-            .unwrap();
+        let child = crate::common::start_simple(&p, sup).await;
         p.note(format!("child {child}"));
     });
     let lines = report.trace.lines();

@@ -29,7 +29,6 @@ use super::spec::{
 };
 use super::{start_result, ChildId, ChildInfo, ChildState, Counts};
 use crate::process::{ExitReason, Msg, Process};
-use crate::rt::Duration;
 use crate::server::{
     self, CallError, CallReply, From, GenServer, Init, Next, ServerRef, StartError, StartOptions,
     StopError,
@@ -540,19 +539,10 @@ impl DynamicSupervisorRef {
 
     /// Stops the supervisor with reason `normal` (`DynamicSupervisor.stop/1`): it terminates its
     /// children as when its parent stops it, then exits; when this returns `Ok` it is dead.
+    /// With another reason or a timeout: [`server::stop`]`(p, sup.pid(), reason, timeout)`
+    /// (its children get `shutdown` whatever the reason).
     pub async fn stop(&self, p: &Process) -> Result<(), StopError> {
         self.server.stop(p).await
-    }
-
-    /// Stops the supervisor with `reason`, waiting at most `timeout` (`DynamicSupervisor.stop/3`;
-    /// its children get `shutdown` whatever `reason` is).
-    pub async fn stop_with(
-        &self,
-        p: &Process,
-        reason: ExitReason,
-        timeout: Option<Duration>,
-    ) -> Result<(), StopError> {
-        self.server.stop_with(p, reason, timeout).await
     }
 
     async fn call(&self, p: &Process, call: Call) -> Result<Reply, DynamicError> {

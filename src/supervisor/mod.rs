@@ -57,9 +57,7 @@ pub use spec::{
     Strategy,
 };
 
-use crate::process::ExitReason;
 use crate::process::Process;
-use crate::rt::Duration;
 use crate::server::{self, CallError, ServerRef, StartError, StartOptions, StopError};
 use crate::term::{Pid, Term};
 use crate::trace::{EventKind, Offender, ReportContext, SupEvent};
@@ -374,19 +372,10 @@ impl SupervisorRef {
 
     /// Stops the supervisor with reason `normal` (`Supervisor.stop/1`): it terminates its
     /// children as when its parent stops it, then exits; when this returns `Ok` it is dead.
+    /// With another reason or a timeout: [`server::stop`]`(p, sup.pid(), reason, timeout)`
+    /// (its children get `shutdown` whatever the reason).
     pub async fn stop(&self, p: &Process) -> Result<(), StopError> {
         self.server.stop(p).await
-    }
-
-    /// Stops the supervisor with `reason`, waiting at most `timeout` (`Supervisor.stop/3`;
-    /// its children get `shutdown` whatever `reason` is).
-    pub async fn stop_with(
-        &self,
-        p: &Process,
-        reason: ExitReason,
-        timeout: Option<Duration>,
-    ) -> Result<(), StopError> {
-        self.server.stop_with(p, reason, timeout).await
     }
 
     async fn call(&self, p: &Process, call: Call) -> Result<Reply, ChildError> {

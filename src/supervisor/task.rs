@@ -199,14 +199,9 @@ impl TaskSupervisorRef {
     }
 
     /// Stops the task supervisor and its tasks (`Task.Supervisor` is a DynamicSupervisor:
-    /// see [`DynamicSupervisorRef::stop_with`]).
-    pub async fn stop_with(
-        &self,
-        p: &Process,
-        reason: ExitReason,
-        timeout: Option<crate::rt::Duration>,
-    ) -> Result<(), crate::server::StopError> {
-        self.sup.stop_with(p, reason, timeout).await
+    /// see [`DynamicSupervisorRef::stop`]).
+    pub async fn stop(&self, p: &Process) -> Result<(), crate::server::StopError> {
+        self.sup.stop(p).await
     }
 
     /// Starts a fire-and-forget task, linked only to the supervisor (SPEC item 82). `f` runs
