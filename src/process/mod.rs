@@ -93,6 +93,21 @@ pub struct Receive<'a, A> {
     timer: Option<crate::rt::Timer>,
     /// A request to end with the wait (see [`Process::await_reply`]).
     end: Option<Wait>,
+    /// Where `accept` runs (see [`Accept`]).
+    runs: Accept,
+}
+
+/// Where a receive's predicate runs. A user's runs outside the node's lock: it may use the
+/// node (a send, `is_alive`), and its panic ends only its process. The runtime's own
+/// (`recv`, a call's wait for its answer, a supervisor's wait for a `DOWN`) only looks at
+/// the message, and runs under the lock that takes it: one lock instead of two on every
+/// message of the hot paths.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Accept {
+    /// A user's predicate: outside the lock.
+    User,
+    /// The runtime's own predicate, which must not use the node: under the lock.
+    Runtime,
 }
 
 impl<A> Unpin for Receive<'_, A> {}
@@ -105,13 +120,13 @@ impl<A: FnMut(&Msg) -> bool> Future for Receive<'_, A> {
         let p = this.process;
         if this.timeout.is_some_and(|t| t.is_zero()) {
             // `after 0`: look at the mailbox without giving other processes a turn.
-            return Poll::Ready(p.take(&mut this.accept, cx, false, this.end));
+            return Poll::Ready(p.take(&mut this.accept, cx, false, this.end, this.runs));
         }
         if let (Some(timeout), None) = (this.timeout, &this.timer) {
             let timeout = timeout + p.node.timer_jitter(p.pid, timeout);
             this.timer = Some(crate::rt::Timer::after(timeout));
         }
-        if let Some(msg) = p.take(&mut this.accept, cx, true, this.end) {
+        if let Some(msg) = p.take(&mut this.accept, cx, true, this.end, this.runs) {
             return Poll::Ready(Some(msg));
         }
         let Some(timer) = &mut this.timer else {
@@ -290,19 +305,24 @@ impl Process {
 
     /// Takes the oldest message, waiting for one if the mailbox is empty.
     pub async fn recv(&self) -> Msg {
-        self.receive(|_| true).await
+        self.receive_until(|_| true, Accept::Runtime).await
     }
 
     /// Like [`recv`](Self::recv), giving up after `timeout`.
     pub fn recv_timeout(&self, timeout: Duration) -> Receive<'_, fn(&Msg) -> bool> {
-        self.receive_timeout(|_| true, timeout)
+        self.receive_as(|_| true, Some(timeout), Accept::Runtime)
     }
 
     /// Selective receive: takes the oldest message that `accept` accepts, leaving the others
-    /// in the mailbox in their order.
-    pub async fn receive(&self, mut accept: impl FnMut(&Msg) -> bool) -> Msg {
+    /// in the mailbox in their order. `accept` runs in this process, and may use the node.
+    pub async fn receive(&self, accept: impl FnMut(&Msg) -> bool) -> Msg {
+        self.receive_until(accept, Accept::User).await
+    }
+
+    /// A receive without a timeout (no timer to keep: the smallest future).
+    async fn receive_until(&self, mut accept: impl FnMut(&Msg) -> bool, runs: Accept) -> Msg {
         std::future::poll_fn(|cx| {
-            self.take(&mut accept, cx, true, None)
+            self.take(&mut accept, cx, true, None, runs)
                 .map_or(Poll::Pending, Poll::Ready)
         })
         .await
@@ -311,7 +331,8 @@ impl Process {
     /// Selective receive that does not wait (`receive ... after 0 -> ... end`): the oldest
     /// accepted message, if one is already in the mailbox.
     pub async fn try_receive(&self, mut accept: impl FnMut(&Msg) -> bool) -> Option<Msg> {
-        std::future::poll_fn(|cx| Poll::Ready(self.take(&mut accept, cx, false, None))).await
+        let runs = Accept::User;
+        std::future::poll_fn(|cx| Poll::Ready(self.take(&mut accept, cx, false, None, runs))).await
     }
 
     /// Selective receive with a timeout (`receive ... after T -> ... end`): `None` if no
@@ -330,17 +351,37 @@ impl Process {
         accept: A,
         timeout: Option<Duration>,
     ) -> Receive<'_, A> {
+        self.receive_as(accept, timeout, Accept::User)
+    }
+
+    /// A receive whose predicate is the runtime's own (see [`Accept::Runtime`]): it must
+    /// only look at the message.
+    pub(crate) fn receive_internal<A: FnMut(&Msg) -> bool>(
+        &self,
+        accept: A,
+        timeout: Option<Duration>,
+    ) -> Receive<'_, A> {
+        self.receive_as(accept, timeout, Accept::Runtime)
+    }
+
+    fn receive_as<A: FnMut(&Msg) -> bool>(
+        &self,
+        accept: A,
+        timeout: Option<Duration>,
+        runs: Accept,
+    ) -> Receive<'_, A> {
         Receive {
             process: self,
             accept,
             timeout,
             timer: None,
             end: None,
+            runs,
         }
     }
 
-    /// A call's wait for its answer: [`receive_timeout_opt`](Self::receive_timeout_opt), and
-    /// the [`request`](Self::request) `(monitor, alias)` ended at once, under the same lock as
+    /// A call's wait for its answer (its predicate is the runtime's own): the
+    /// [`request`](Self::request) `(monitor, alias)` is ended at once, under the same lock as
     /// the taking of the answer (or at the timeout).
     pub(crate) fn await_reply<A: FnMut(&Msg) -> bool>(
         &self,
@@ -348,7 +389,7 @@ impl Process {
         timeout: Option<Duration>,
         (monitor, alias): (MonitorRef, Ref),
     ) -> Receive<'_, A> {
-        self.await_ending(accept, timeout, monitor, Some(alias))
+        self.await_ending(accept, timeout, monitor, Some(alias), Accept::Runtime)
     }
 
     /// A receive that takes down `monitor` (with any `DOWN` of it) and `alias` when it ends.
@@ -358,10 +399,11 @@ impl Process {
         timeout: Option<Duration>,
         monitor: MonitorRef,
         alias: Option<Ref>,
+        runs: Accept,
     ) -> Receive<'_, A> {
         Receive {
             end: Some(Wait { monitor, alias }),
-            ..self.receive_timeout_opt(accept, timeout)
+            ..self.receive_as(accept, timeout, runs)
         }
     }
 
@@ -372,9 +414,10 @@ impl Process {
         cx: &mut std::task::Context<'_>,
         may_yield: bool,
         end: Option<Wait>,
+        runs: Accept,
     ) -> Option<Msg> {
         self.node
-            .take_message(self.pid, accept, cx.waker(), may_yield, end)
+            .take_message(self.pid, accept, cx.waker(), may_yield, end, runs)
     }
 
     /// Waits for a just-spawned process to acknowledge its start: the oldest message `ack`
@@ -403,11 +446,12 @@ impl Process {
         ack: impl FnMut(&Msg) -> bool,
     ) -> Result<Msg, ExitReason> {
         let mref = self.monitor(pid);
-        self.await_ack(mref, ack, None).await
+        self.await_ack(mref, ack, None, Accept::User).await
     }
 
-    /// [`await_start`](Self::await_start) for a start acknowledged through `alias`: the
-    /// alias is deactivated with the monitor, under the lock that takes the answer.
+    /// [`await_start`](Self::await_start) for a start acknowledged through `alias` (with the
+    /// runtime's own `ack`): the alias is deactivated with the monitor, under the lock that
+    /// takes the answer.
     pub(crate) async fn await_start_via(
         &self,
         pid: Pid,
@@ -415,7 +459,8 @@ impl Process {
         ack: impl FnMut(&Msg) -> bool,
     ) -> Result<Msg, ExitReason> {
         let mref = self.monitor(pid);
-        self.await_ack(mref, ack, Some(alias)).await
+        self.await_ack(mref, ack, Some(alias), Accept::Runtime)
+            .await
     }
 
     async fn await_ack(
@@ -423,13 +468,14 @@ impl Process {
         mref: MonitorRef,
         mut ack: impl FnMut(&Msg) -> bool,
         alias: Option<Ref>,
+        runs: Accept,
     ) -> Result<Msg, ExitReason> {
         let accept = |m: &Msg| match m {
             Msg::Down { mref: r, .. } => *r == mref,
             m => ack(m),
         };
         let answer = self
-            .await_ending(accept, None, mref, alias)
+            .await_ending(accept, None, mref, alias, runs)
             .await
             .expect("a receive without a timeout ends with a message");
         match answer {

@@ -765,6 +765,7 @@ impl Node {
         waker: &Waker,
         may_yield: bool,
         end: Option<Wait>,
+        runs: super::Accept,
     ) -> Option<Msg> {
         let mut mailbox = {
             let mut st = self.lock();
@@ -782,6 +783,12 @@ impl Node {
             if p.mailbox.is_empty() {
                 return None;
             }
+            if runs == super::Accept::Runtime {
+                // The runtime's own predicate only looks at the message: under the lock.
+                let index = p.mailbox.iter().position(pred)?;
+                let (msg, step) = p.take_at(index)?;
+                return st.taken(self, pid, msg, step, end);
+            }
             std::mem::take(&mut p.mailbox)
         };
         let index = mailbox.iter().position(pred);
@@ -792,7 +799,8 @@ impl Node {
         if p.pending_exit.is_some() {
             return None;
         }
-        st.take_at(self, pid, index?, end)
+        let (msg, step) = p.take_at(index?)?;
+        st.taken(self, pid, msg, step, end)
     }
 
     /// Unlinks `from` from `to` and takes an `EXIT` of `to` already in `from`'s mailbox,
@@ -1014,17 +1022,20 @@ impl State {
             return None;
         }
         let index = p.mailbox.iter().position(pred)?;
-        self.take_at(node, pid, index, end)
+        let (msg, step) = p.take_at(index)?;
+        self.taken(node, pid, msg, step, end)
     }
 
-    /// Takes the message at `index` of `pid`'s mailbox: counts it, consults the crash choice
-    /// point, and ends the wait `end` (if any) under the same lock.
-    fn take_at(&mut self, node: &Node, pid: Pid, index: usize, end: Option<Wait>) -> Option<Msg> {
-        let p = self.procs.get_mut(&pid)?;
-        let msg = p.mailbox.remove(index)?;
-        p.taken_this_step += 1;
-        p.received += 1;
-        let step = p.received;
+    /// `pid` took `msg`, its `step`-th: the crash choice point, and the end of the wait
+    /// `end` (if any), under the same lock.
+    fn taken(
+        &mut self,
+        node: &Node,
+        pid: Pid,
+        msg: Msg,
+        step: u64,
+        end: Option<Wait>,
+    ) -> Option<Msg> {
         if self.choices.crash_at(pid, step) {
             let at = node.stamp();
             self.record(at, || EventKind::Fault {
@@ -1334,6 +1345,15 @@ impl Proc {
 
     pub(super) fn mark_server(&mut self) {
         self.gen = true;
+    }
+
+    /// Takes the message at `index` of the mailbox, counted: the message and how many it
+    /// has taken in all.
+    fn take_at(&mut self, index: usize) -> Option<(Msg, u64)> {
+        let msg = self.mailbox.remove(index)?;
+        self.taken_this_step += 1;
+        self.received += 1;
+        Some((msg, self.received))
     }
 
     pub(super) fn set_trap_exit(&mut self, on: bool) -> bool {

@@ -132,7 +132,7 @@ pub async fn stop(
         }
     }
     let down = |m: &Msg| matches!(m, Msg::Down { mref: r, .. } if *r == mref);
-    match p.receive_timeout_opt(down, left()).await {
+    match p.receive_internal(down, left()).await {
         Some(Msg::Down { reason: died, .. }) if died == reason => Ok(()),
         Some(Msg::Down { reason: died, .. }) => Err(StopError::Exit(died)),
         _ => {

@@ -22,10 +22,8 @@ pub(super) async fn shutdown(pid: Pid, how: Shutdown, p: &Process) -> ExitReason
         }
         Shutdown::Timeout(ms) => {
             p.exit(pid, ExitReason::Shutdown);
-            match p
-                .receive_timeout(is_down(mref), Duration::from_millis(ms))
-                .await
-            {
+            let timeout = Some(Duration::from_millis(ms));
+            match p.receive_internal(is_down(mref), timeout).await {
                 Some(Msg::Down { reason, .. }) => reason,
                 _ => {
                     p.exit(pid, ExitReason::Kill);
@@ -43,7 +41,7 @@ fn is_down(mref: Ref) -> impl FnMut(&Msg) -> bool {
 
 /// Waits for the `DOWN` of `mref` (at most `timeout`), returning its reason.
 async fn wait_down(mref: Ref, timeout: Option<Duration>, p: &Process) -> ExitReason {
-    match p.receive_timeout_opt(is_down(mref), timeout).await {
+    match p.receive_internal(is_down(mref), timeout).await {
         Some(Msg::Down { reason, .. }) => reason,
         _ => ExitReason::Killed,
     }
@@ -119,7 +117,7 @@ pub(super) async fn stop_in_parallel(
         let next = timers.keys().next().copied();
         let left = next.map(|t| (start + t).saturating_duration_since(p.now()));
         let down = p
-            .receive_timeout_opt(
+            .receive_internal(
                 |m| matches!(m, Msg::Down { mref, .. } if waiting.contains_key(mref)),
                 left,
             )

@@ -159,7 +159,7 @@ impl<T: Send + 'static> Task<T> {
                 .downcast_ref::<TaskReply<T>>()
                 .is_some_and(|r| r.mref == mref),
         };
-        match p.receive_timeout(accept, timeout).await? {
+        match p.receive_internal(accept, Some(timeout)).await? {
             Msg::Down { reason, .. } => Some(Err(TaskError::Exit(reason))),
             msg => {
                 p.demonitor_flush(mref);
@@ -268,11 +268,11 @@ impl TaskSupervisorRef {
         let job: Job = Box::new(move |t: Process| {
             Box::pin(async move {
                 let owner_ref = t.monitor(owner);
-                let go = t
-                    .receive(|m| {
-                        m.is::<Go>() || matches!(m, Msg::Down { mref, .. } if *mref == owner_ref)
-                    })
-                    .await;
+                let go = |m: &Msg| {
+                    m.is::<Go>() || matches!(m, Msg::Down { mref, .. } if *mref == owner_ref)
+                };
+                let go = t.receive_internal(go, None).await;
+                let go = go.expect("a receive without a timeout ends with a message");
                 let tag = match go.downcast::<Go>() {
                     Ok(Go(tag)) => tag,
                     Err(Msg::Down { reason, .. }) => {
