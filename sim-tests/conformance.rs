@@ -1,6 +1,6 @@
 //! Conformance with real Erlang/OTP: every scenario in `sim-tests/conformance/` runs in the
 //! simulator and its canonical trace must equal the one recorded from OTP 25 (the oracle of
-//! `../shared/otp-oracle/`), line by line; runs of sibling shutdown lines under a
+//! `docs/oracle.md`), line by line; runs of sibling shutdown lines under a
 //! simple_one_for_one supervisor are compared as multisets.
 
 use otpsim::sim::conform::{self, Scenario};
@@ -131,7 +131,7 @@ fn cited_items(text: &str) -> BTreeSet<u32> {
     items
 }
 
-/// Every item of SPEC §A-§L (1-96) is shown by a scenario or by a named test of the API
+/// Every item of docs/behaviours.md §A-§L (1-96) is shown by a scenario or by a named test of the API
 /// (`sim-tests/supervisor.rs`, `sim-tests/registry.rs`, tests named `a7_...`, `l93_...`).
 #[test]
 fn every_spec_item_of_a_to_l_is_covered() {
@@ -158,7 +158,7 @@ fn every_spec_item_of_a_to_l_is_covered() {
     let missing: Vec<u32> = (1..=96).filter(|n| !covered.contains(n)).collect();
     assert!(
         missing.is_empty(),
-        "SPEC items without a scenario or test: {missing:?}"
+        "docs/behaviours.md items without a scenario or test: {missing:?}"
     );
 }
 

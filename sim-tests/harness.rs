@@ -15,7 +15,7 @@ use proptest::prelude::*;
 
 /// Generated trees (every strategy, restart type, shutdown, intensity, dynamic supervisors,
 /// a registry, start failures, slow and hung shutdowns) under every fault family keep every
-/// invariant (SPEC §C-§G, §J, §L as `sim::invariants` reads them).
+/// invariant (docs/behaviours.md §C-§G, §J, §L as `sim::invariants` reads them).
 #[test]
 fn generated_trees_keep_every_invariant() {
     let report = Harness::new(Tree).cases(10_000).corpus(None).run();
@@ -467,7 +467,7 @@ fn permanent_buckets_nobody_tracks_are_found_and_shrunk() {
 /// The buggy variant checks `lookup` before registering: right after a crash the registry may
 /// still list the dead owner (its partition has not processed the `EXIT` yet), so the
 /// restart refuses to start, every retry counts, and the supervisor gives up on one crash.
-/// The fixed variant calls `register`, which takes over a dead owner's key (SPEC item 90).
+/// The fixed variant calls `register`, which takes over a dead owner's key (docs/behaviours.md item 90).
 #[derive(Clone, Copy)]
 struct Named {
     check_then_register: bool,
@@ -592,7 +592,7 @@ fn a_registry_started_before_the_supervisor_it_calls_is_found_and_shrunk() {
 /// A find-or-start cache (issue 5, planted bug (d) and its fix): one `Store` server per
 /// name, started on demand under a DynamicSupervisor with a via name in a registry; the
 /// cache looks the name up and calls the server. Between the lookup and the call the server
-/// may die: `lookup` even returns a dead pid until its partition has cleaned up (SPEC item
+/// may die: `lookup` even returns a dead pid until its partition has cleaned up (docs/behaviours.md item
 /// 90). The buggy cache trusts the pid it looked up and fails the request; the fixed one
 /// takes `noproc` (or an exit during the call) as "that server is gone" and retries through
 /// `start_child`, which starts a new one or names the live one.

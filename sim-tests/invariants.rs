@@ -18,7 +18,7 @@ fn at_rest() -> CheckOptions {
     }
 }
 
-/// A `start_error` in a supervisor's `init` is not a failed restart (SPEC items 9, 38): the
+/// A `start_error` in a supervisor's `init` is not a failed restart (docs/behaviours.md items 9, 38): the
 /// supervisor fails to start, and while it is still stopping the children it did start
 /// (slowly, here), no retry is due. The run ends in that window.
 #[test]
@@ -81,7 +81,7 @@ fn starts_once(id: &str) -> ChildSpec {
 }
 
 /// `terminate_child` on a child whose failed restart is being retried drops the retry
-/// (SPEC item 40, and item 76's DynamicSupervisor alike): the trace says so, and the
+/// (docs/behaviours.md item 40, and item 76's DynamicSupervisor alike): the trace says so, and the
 /// checker finds nothing left to restart.
 #[test]
 fn f40_j76_terminate_child_drops_a_pending_retry() {
@@ -136,7 +136,7 @@ fn starts_as(id: &str, actions: &'static [bool]) -> ChildSpec {
 
 /// A group restart is over once it has started its children again: a later
 /// `terminate_child` + `restart_child` of an earlier child is the API restarting one child
-/// (SPEC items 30, 31, 53, 55), not part of that group restart. The checker once judged it
+/// (docs/behaviours.md items 30, 31, 53, 55), not part of that group restart. The checker once judged it
 /// as one and reported `restart_order` (a correct tree whose workload cycles a child failed
 /// 1 case in 10). The same when the group restart left a child `undefined` because its
 /// start returned `ignore` (item 39), and the API restarts that child later.

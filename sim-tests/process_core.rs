@@ -1,5 +1,5 @@
 //! The process core: links, monitors, exit signals, trap_exit, mailboxes, names and panics,
-//! each rule against `../shared/otp/SPEC.md` §M (items 97-102) and Erlang's reference manual.
+//! each rule against `docs/behaviours.md` §M (items 97-102) and Erlang's reference manual.
 //! Every test here runs both simulated and natively (no timers involved).
 
 use crate::common::{check, has_line};

@@ -1,4 +1,4 @@
-//! The Registry through its Rust API: the SPEC §L items the oracle's scenarios do not show
+//! The Registry through its Rust API: the docs/behaviours.md §L items the oracle's scenarios do not show
 //! (listeners, via names, dispatch, metadata, the window between a death and its cleanup),
 //! each test named after its item.
 
@@ -102,7 +102,7 @@ impl GenServer for Named {
 }
 
 /// Servers started under a via name: a second start reports the owner; the name is free again
-/// for the child a supervisor restarts, and reaches the new process (SPEC item 93).
+/// for the child a supervisor restarts, and reaches the new process (docs/behaviours.md item 93).
 #[test]
 fn l93_via_names_for_servers_and_restarted_children() {
     check(|p| async move {
@@ -152,7 +152,7 @@ fn l93_via_names_for_servers_and_restarted_children() {
 }
 
 /// dispatch calls the function once per partition that has entries, never with an empty list;
-/// metadata, update_value, count, keys and values (SPEC items 94, 95).
+/// metadata, update_value, count, keys and values (docs/behaviours.md items 94, 95).
 #[test]
 fn l94_l95_dispatch_meta_update_value_count_keys_values() {
     check(|p| async move {
@@ -202,7 +202,7 @@ fn l94_l95_dispatch_meta_update_value_count_keys_values() {
 }
 
 /// Supervisors and dynamic supervisors start under via names too; a second start under the
-/// same name reports the owner (SPEC item 93).
+/// same name reports the owner (docs/behaviours.md item 93).
 #[test]
 fn l93_supervisors_and_dynamic_supervisors_under_via_names() {
     use otpsim::supervisor::dynamic::{self, DynamicInit, DynamicOptions};
@@ -224,7 +224,7 @@ fn l93_supervisors_and_dynamic_supervisors_under_via_names() {
     });
 }
 
-/// SPEC items 85, 90: a partition traps exits before `start_link` returns (Elixir's
+/// docs/behaviours.md items 85, 90: a partition traps exits before `start_link` returns (Elixir's
 /// init_ack), so a process that registers and dies at once is cleaned up instead of taking
 /// the partition down with it (found by the harness: the new owner's entry was lost when the
 /// partition restarted). Every scheduling seed must agree.
@@ -255,7 +255,7 @@ fn l85_l90_a_partition_traps_exits_before_the_registry_starts() {
 /// A registration while its partition is down fails, as in Elixir (whose `Process.link/1` to
 /// the partition raises `noproc`, and whose table died with it): an entry made then would
 /// vanish when the partition comes back, leaving the caller running without its name. Once
-/// the partition is back, registering works, in an empty table (SPEC items 85, 86, 90).
+/// the partition is back, registering works, in an empty table (docs/behaviours.md items 85, 86, 90).
 #[test]
 fn l86_no_registration_while_the_partition_is_down() {
     use otpsim::registry::RegisterError;
@@ -281,7 +281,7 @@ fn l86_no_registration_while_the_partition_is_down() {
 /// With several partitions a process is linked to, and its entries kept by, the partition
 /// its pid hashes to: owners spread over the partitions, and in a duplicate registry (whose
 /// partitions restart one by one, `one_for_one`) a partition that dies takes exactly its own
-/// owners' entries with it, and the other partitions keep theirs (SPEC items 85, 86, 96).
+/// owners' entries with it, and the other partitions keep theirs (docs/behaviours.md items 85, 86, 96).
 /// `Registry::pid` names the registry's supervisor while it runs, nothing before.
 #[test]
 fn l85_l96_a_partition_keeps_its_own_owners_entries_and_only_those() {

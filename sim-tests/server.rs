@@ -1,5 +1,5 @@
 //! GenServer-style servers: start results, call/cast/info, continue, terminate, names, and
-//! the failure modes of calls (SPEC §M item 103 and gen_server's `init_it`, `decode_msg`).
+//! the failure modes of calls (docs/behaviours.md §M item 103 and gen_server's `init_it`, `decode_msg`).
 
 use crate::common::{check, has_line};
 use otpsim::server::{

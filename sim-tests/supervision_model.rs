@@ -1,6 +1,6 @@
 //! Property: over generated trees (strategies, restart types, shutdown specs, intensities,
 //! nesting) and crash sequences, the supervisor starts, stops and restarts exactly the
-//! processes, in exactly the order, that an independent model of SPEC §C-§E predicts, and
+//! processes, in exactly the order, that an independent model of docs/behaviours.md §C-§E predicts, and
 //! gives up exactly when the model's restart-intensity check (OTP's list of whole-second
 //! stamps, not our bucketed window) says so; escalation through nested supervisors included.
 //!
@@ -260,7 +260,7 @@ impl Model {
         });
     }
 
-    /// Stops child `i` as its supervisor does (SPEC §G).
+    /// Stops child `i` as its supervisor does (docs/behaviours.md §G).
     fn stop_child(&mut self, sup: &mut Sup, i: usize) {
         let path = format!("{}/c{i}", sup.path);
         let brutal = sup.spec.children[i].brutal_kill;
@@ -287,7 +287,7 @@ impl Model {
         }
     }
 
-    /// Child `i` of `sup` exited by itself with `reason` at `now` seconds (SPEC §C): returns
+    /// Child `i` of `sup` exited by itself with `reason` at `now` seconds (docs/behaviours.md §C): returns
     /// whether `sup` gave up (and exited `shutdown`).
     fn child_exited(&mut self, sup: &mut Sup, i: usize, reason: &str, now: u64) -> bool {
         let restart = sup.spec.children[i].restart;
@@ -303,7 +303,7 @@ impl Model {
             }
             return false;
         }
-        // SPEC §D, OTP's add_restart: keep stamps >= now - period, add now, compare.
+        // docs/behaviours.md §D, OTP's add_restart: keep stamps >= now - period, add now, compare.
         let period = sup.spec.period;
         sup.restarts.retain(|t| *t + period >= now);
         sup.restarts.push(now);
@@ -323,7 +323,7 @@ impl Model {
         }
         for &j in &group {
             if sup.spec.children[j].restart == Restart::Temporary && j != i {
-                sup.children[j] = None; // SPEC item 32
+                sup.children[j] = None; // docs/behaviours.md item 32
             }
         }
         for &j in &group {

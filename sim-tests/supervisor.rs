@@ -1,4 +1,4 @@
-//! The supervisor through its Rust API: the SPEC §A-§I items that the oracle's scenario
+//! The supervisor through its Rust API: the docs/behaviours.md §A-§I items that the oracle's scenario
 //! format cannot express (init callbacks, start results, racing exits, the API's waiting),
 //! each test named after its item. The rest is shown, against real OTP, by the conformance
 //! scenarios (`conformance.rs`).
@@ -249,7 +249,7 @@ fn sequenced(id: &str, seq: &'static [&'static str], attempts: Arc<AtomicU32>) -
     )
 }
 
-/// A group restart supersedes a retry still due for a child of the group (SPEC items 38, 39,
+/// A group restart supersedes a retry still due for a child of the group (docs/behaviours.md items 38, 39,
 /// 41, 42). c dies, then a, while the supervisor is busy; c's restart fails (a retry is queued
 /// behind a's `EXIT`); a's restart then starts the whole group afresh, c's third start
 /// returns `ignore`, and the queued retry is dropped: c is started 3 times, not 4.
@@ -466,7 +466,7 @@ fn h60_calls_wait_while_the_supervisor_is_busy_and_fail_when_it_is_dead() {
 }
 
 /// A restarted child keeps its position; a nested supervisor given as a spec is started
-/// again from the same spec (SPEC items 28, 29, 37).
+/// again from the same spec (docs/behaviours.md items 28, 29, 37).
 #[test]
 fn e29_e37_restarts_keep_positions_and_nested_specs_restart() {
     let report = check(|p| async move {
@@ -572,7 +572,7 @@ fn j70_a_restarting_child_counts_toward_max_children() {
 }
 
 /// Task.Supervisor: `async` results come back tagged; `async_nolink` crashes come back as
-/// values; `max_children` refuses; tasks are temporary (SPEC items 80, 81).
+/// values; `max_children` refuses; tasks are temporary (docs/behaviours.md items 80, 81).
 #[test]
 fn k80_k81_async_tasks_reply_or_fail_as_values() {
     use otpsim::rt::Duration;
@@ -639,7 +639,7 @@ fn k81_an_async_task_is_linked_to_its_caller() {
 }
 
 /// `start_child` tasks are linked only to the supervisor; a transient task that crashes is
-/// run again, and terminate_child stops it (SPEC items 82, 84).
+/// run again, and terminate_child stops it (docs/behaviours.md items 82, 84).
 #[test]
 fn k82_k84_start_child_tasks_restart_by_type_and_can_be_terminated() {
     use otpsim::supervisor::task::{self, TaskOptions};
@@ -684,7 +684,7 @@ fn k82_k84_start_child_tasks_restart_by_type_and_can_be_terminated() {
 }
 
 /// If the owner of an `async_nolink` task dies before the task gets its job, the task exits
-/// `{shutdown, Reason}` without running it (SPEC item 83).
+/// `{shutdown, Reason}` without running it (docs/behaviours.md item 83).
 #[test]
 fn k83_a_task_whose_owner_died_before_its_job_exits_shutdown() {
     use otpsim::supervisor::task::{self, TaskOptions};

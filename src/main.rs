@@ -96,7 +96,7 @@ enum Command {
     /// Run a scenario of the OTP oracle's format and print its canonical trace, to diff
     /// against the trace real OTP gives (`diff <(otpsim conform s.json) s.trace`).
     Conform {
-        /// The scenario file (JSON, see ../shared/otp-oracle/README.md).
+        /// The scenario file (JSON, see docs/oracle.md).
         scenario: std::path::PathBuf,
         /// Compare with this expected trace instead of printing ours; exit 1 on a difference.
         #[arg(long)]

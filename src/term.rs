@@ -1,7 +1,7 @@
 //! Erlang-like values: process ids, references and the [`Term`]s that exit reasons and trace
 //! lines are made of.
 //!
-//! Terms print in the canonical form of the OTP oracle (`../shared/otp-oracle/README.md`):
+//! Terms print in the canonical form of the OTP oracle (`docs/oracle.md`):
 //! atoms bare (quoted when needed), tuples `{a,b}`, lists `[a,b]`, strings in double quotes,
 //! and pids as `<path>` when a name is known for them.
 //!

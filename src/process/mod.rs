@@ -1,7 +1,7 @@
 //! Erlang processes: pids, mailboxes, links, monitors, exit signals and `trap_exit`.
 //!
 //! A process is an async body run by the executor under `catch_unwind`; its [`Process`]
-//! handle is its `self()`. The rules are Erlang's (`../shared/otp/SPEC.md` §M):
+//! handle is its `self()`. The rules are Erlang's (`docs/behaviours.md` §M):
 //!
 //! * links are bidirectional; a dying process sends its exit reason to every link: a
 //!   non-trapping process dies of it unless it is `normal`, a trapping one gets [`Msg::Exit`];

@@ -1,4 +1,4 @@
-//! A process registry with the semantics of Elixir's `Registry` (SPEC §L): unique or
+//! A process registry with the semantics of Elixir's `Registry` (docs/behaviours.md §L): unique or
 //! duplicate keys of any ordered type, values, partitions, listeners, metadata, and `via`
 //! names for servers and supervisors.
 //!
@@ -6,7 +6,7 @@
 //! and a *partition* process per partition owns the cleanup: every registered process is
 //! linked to a partition, which traps exits and removes the dead process's entries. Cleanup
 //! is therefore asynchronous: between a death and its cleanup `lookup` may still return the
-//! dead pid (SPEC item 90), while a unique `register` and `via` lookups treat a dead owner
+//! dead pid (docs/behaviours.md item 90), while a unique `register` and `via` lookups treat a dead owner
 //! as absent.
 //!
 //! ```
@@ -50,7 +50,7 @@ pub enum Keys {
     Duplicate,
 }
 
-/// The options of `Registry.start_link/1` (SPEC item 85).
+/// The options of `Registry.start_link/1` (docs/behaviours.md item 85).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RegistryOptions {
     /// Unique or duplicate keys.
@@ -96,7 +96,7 @@ impl RegistryOptions {
 /// Why [`Registry::register`] did not register.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RegisterError {
-    /// A unique key is held by a live process (SPEC item 87).
+    /// A unique key is held by a live process (docs/behaviours.md item 87).
     #[error("already registered by {0}")]
     AlreadyRegistered(Pid),
     /// The partition that would own the entry is not running: the registry is restarting,
@@ -119,7 +119,7 @@ impl RegisterError {
     }
 }
 
-/// What listeners receive (SPEC item 91): only explicit registrations, never deaths.
+/// What listeners receive (docs/behaviours.md item 91): only explicit registrations, never deaths.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RegistryEvent<K, V> {
     /// `{:register, registry, key, pid, value}`.
@@ -273,7 +273,7 @@ where
     }
 
     /// Starts the registry: a supervisor (one_for_all for unique keys, one_for_one for
-    /// duplicate ones) of partition processes, linked to the caller (SPEC item 85).
+    /// duplicate ones) of partition processes, linked to the caller (docs/behaviours.md item 85).
     pub async fn start_link(
         p: &Process,
         options: RegistryOptions,
@@ -400,7 +400,7 @@ where
     }
 
     /// Registers the calling process under `key` with `value` and links it to its partition;
-    /// returns the partition's pid (SPEC items 86-88). A unique key held by a dead process
+    /// returns the partition's pid (docs/behaviours.md items 86-88). A unique key held by a dead process
     /// that is not cleaned up yet is taken over.
     pub fn register(&self, p: &Process, key: K, value: V) -> Result<Pid, RegisterError> {
         let me = p.pid();
@@ -454,7 +454,7 @@ where
     }
 
     /// Removes all the caller's entries for `key`; unlinks from the partition once the caller
-    /// holds nothing there (SPEC item 89). Always succeeds.
+    /// holds nothing there (docs/behaviours.md item 89). Always succeeds.
     pub fn unregister(&self, p: &Process, key: &K) {
         let me = p.pid();
         let (removed, unlink) = {
@@ -484,7 +484,7 @@ where
         }
     }
 
-    /// The entries of `key`, dead owners not cleaned up yet included (SPEC items 90, 92).
+    /// The entries of `key`, dead owners not cleaned up yet included (docs/behaviours.md items 90, 92).
     pub fn lookup(&self, key: &K) -> Vec<(Pid, V)> {
         let t = self.table();
         let n = t.parts.len();
@@ -530,7 +530,7 @@ where
             .collect()
     }
 
-    /// The number of entries (SPEC item 95).
+    /// The number of entries (docs/behaviours.md item 95).
     pub fn count(&self) -> usize {
         self.table()
             .parts
@@ -541,7 +541,7 @@ where
     }
 
     /// Calls `f` with the entries of `key`, once per partition that has some, never with an
-    /// empty list (SPEC item 94).
+    /// empty list (docs/behaviours.md item 94).
     pub fn dispatch(&self, key: &K, mut f: impl FnMut(&[(Pid, V)])) {
         let groups: Vec<Vec<(Pid, V)>> = {
             let t = self.table();
@@ -556,7 +556,7 @@ where
     }
 
     /// Replaces the value of the caller's own unique `key`: `Some((new, old))`, or `None` if
-    /// the caller does not hold it or the keys are duplicate (SPEC item 95).
+    /// the caller does not hold it or the keys are duplicate (docs/behaviours.md item 95).
     pub fn update_value(&self, p: &Process, key: &K, f: impl FnOnce(&V) -> V) -> Option<(V, V)> {
         if self.shared.options.keys != Keys::Unique {
             return None;
@@ -572,7 +572,7 @@ where
         Some((new, old))
     }
 
-    /// Registry-wide metadata (SPEC item 95).
+    /// Registry-wide metadata (docs/behaviours.md item 95).
     pub fn meta(&self, key: &str) -> Option<Term> {
         self.table().meta.get(key).cloned()
     }
@@ -588,7 +588,7 @@ where
     }
 
     /// The live process registered under a unique `key` (`whereis_name`, used by `via`: a
-    /// dead owner counts as absent, SPEC item 90).
+    /// dead owner counts as absent, docs/behaviours.md item 90).
     pub fn whereis_name(&self, key: &K) -> Option<Pid> {
         let owner = {
             let t = self.table();
@@ -602,7 +602,7 @@ where
     }
 
     /// `{:via, Registry, {registry, key}}` with a default value: the name for
-    /// [`StartOptions::via`](crate::server::StartOptions::via) (SPEC item 93). Only for
+    /// [`StartOptions::via`](crate::server::StartOptions::via) (docs/behaviours.md item 93). Only for
     /// unique registries.
     pub fn via(&self, key: K) -> Via
     where
@@ -656,7 +656,7 @@ fn remove_owner_key<K: Ord + Hash + Clone, V>(t: &mut Table<K, V>, owner: Pid, k
 }
 
 /// A partition process: traps exits and removes the entries of registered processes that
-/// die (SPEC item 90). A new incarnation starts with an empty share of the table, as Elixir's
+/// die (docs/behaviours.md item 90). A new incarnation starts with an empty share of the table, as Elixir's
 /// partition starts with a new ETS table (see `reset_partition`).
 async fn partition<K, V>(
     p: Process,

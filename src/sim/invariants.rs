@@ -5,15 +5,15 @@
 //! replays OTP's rules over those records and the runtime's own events (spawns, exits, exit
 //! signals) and reports the first place they disagree:
 //!
-//! * **restart types** (SPEC §C): a child's exit is followed by a restart exactly when its
+//! * **restart types** (docs/behaviours.md §C): a child's exit is followed by a restart exactly when its
 //!   restart type and exit reason call for one;
-//! * **restart intensity** (SPEC §D): with OTP's list of whole-second stamps (not the
+//! * **restart intensity** (docs/behaviours.md §D): with OTP's list of whole-second stamps (not the
 //!   supervisor's own bucketed window), the supervisor gives up exactly at the restart that
 //!   exceeds its intensity, and never restarts anything afterwards;
-//! * **restart order** (SPEC §E): a one_for_all / rest_for_one group is terminated in reverse
+//! * **restart order** (docs/behaviours.md §E): a one_for_all / rest_for_one group is terminated in reverse
 //!   start order and started again in start order, and nothing of it starts before all of it
 //!   is down;
-//! * **shutdown** (SPEC §G): children exit before their supervisor, in reverse start order;
+//! * **shutdown** (docs/behaviours.md §G): children exit before their supervisor, in reverse start order;
 //!   `brutal_kill` children get `kill` at once, timeout children `kill` at the timeout (to
 //!   the millisecond; checked when the run has no message delays, which shift arrivals);
 //! * **no orphans**: no process outlives an ancestor of the supervision tree;
@@ -312,7 +312,7 @@ struct Checker<'a> {
     faulted: BTreeSet<Pid>,
 }
 
-/// OTP's `add_restart/3` (SPEC item 21): keep the stamps `>= now - period`, add `now`.
+/// OTP's `add_restart/3` (docs/behaviours.md item 21): keep the stamps `>= now - period`, add `now`.
 fn add_restart(stamps: &mut Vec<u64>, now: u64, period: u64) {
     let threshold = now as i64 - period as i64;
     stamps.retain(|&t| t as i64 >= threshold);
@@ -519,7 +519,7 @@ impl<'a> Checker<'a> {
         };
         s.children[pos].alive = false;
         // Only the exits the supervisor caused (it signalled the child) follow its order; a
-        // child may also die by itself meanwhile (SPEC item 34).
+        // child may also die by itself meanwhile (docs/behaviours.md item 34).
         if s.children[pos].asked.is_none() {
             return Ok(());
         }
@@ -765,7 +765,7 @@ impl<'a> Checker<'a> {
                     .collect();
                 // It starts every child of the group again (OTP's `restart_multiple_children`),
                 // those stopped or ignored too, except temporary ones, which its terminate step
-                // drops (SPEC items 30-32).
+                // drops (docs/behaviours.md items 30-32).
                 let to_start: BTreeSet<u64> = s
                     .children
                     .iter()
@@ -855,7 +855,7 @@ impl<'a> Checker<'a> {
 mod tests {
     use super::add_restart;
 
-    /// SPEC items 21-23: OTP keeps the stamps at or after `now - period`.
+    /// docs/behaviours.md items 21-23: OTP keeps the stamps at or after `now - period`.
     #[test]
     fn d21_add_restart_keeps_stamps_within_the_period() {
         let mut stamps = Vec::new();

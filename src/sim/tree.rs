@@ -6,7 +6,7 @@
 //! calls and casts to, slow and hung shutdowns, start functions that fail or return `ignore`
 //! on a restart, and a unique-key registry in which workers register their tree path and
 //! servers take it as a `via` name. The harness's invariants are the check, with one of the
-//! tree's own: `whereis_name` never names a dead process (SPEC item 90).
+//! tree's own: `whereis_name` never names a dead process (docs/behaviours.md item 90).
 
 use super::harness::Target;
 use super::invariants::Violation;
@@ -823,7 +823,7 @@ async fn run_task(
     Ok(())
 }
 
-/// `whereis_name` of a registered path names a live process or nothing (SPEC item 90).
+/// `whereis_name` of a registered path names a live process or nothing (docs/behaviours.md item 90).
 fn lookup(state: &TreeState, key: u8, p: &Process) -> Result<(), Violation> {
     let (paths, registry) = state.with(|s| (s.registered.clone(), s.registry.clone()));
     let (Some(path), Some(registry)) = (paths.get(usize::from(key) % paths.len().max(1)), registry)

@@ -1,4 +1,4 @@
-//! `DynamicSupervisor` with the semantics of Elixir's (SPEC §J): children are added at run
+//! `DynamicSupervisor` with the semantics of Elixir's (docs/behaviours.md §J): children are added at run
 //! time, keyed by pid, restarted one_for_one, and stopped all at once.
 //!
 //! ```
@@ -38,7 +38,7 @@ use crate::trace::{Offender, ReportContext, SupEvent, SupervisorKind};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// The options of `DynamicSupervisor.init/1` (SPEC item 68); the defaults are Elixir's:
+/// The options of `DynamicSupervisor.init/1` (docs/behaviours.md item 68); the defaults are Elixir's:
 /// 3 restarts in 5 seconds, no limit on children, no extra arguments.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DynamicOptions {
@@ -153,13 +153,13 @@ pub enum DynamicInit {
 /// Why a dynamic supervisor call failed, with Elixir's error terms.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DynamicError {
-    /// `:not_found`: not a current child's pid (SPEC item 76).
+    /// `:not_found`: not a current child's pid (docs/behaviours.md item 76).
     #[error("no such child")]
     NotFound,
-    /// `:max_children` (SPEC item 70).
+    /// `:max_children` (docs/behaviours.md item 70).
     #[error("the supervisor has max_children children")]
     MaxChildren,
-    /// An invalid child spec (SPEC item 69).
+    /// An invalid child spec (docs/behaviours.md item 69).
     #[error("invalid child spec: {0}")]
     Invalid(SpecError),
     /// The start function returned `{:error, reason}` (returned unwrapped, item 72).
@@ -326,9 +326,9 @@ impl Dynamic {
 
     async fn start_child(&mut self, spec: ChildSpec, p: &Process) -> Result<Started, DynamicError> {
         // Elixir 1.14 accepts `significant: true` here (and ignores it); later versions
-        // refuse it with `{:invalid_significant, true}` (SPEC item 69). We follow 1.14, the
+        // refuse it with `{:invalid_significant, true}` (docs/behaviours.md item 69). We follow 1.14, the
         // version the conformance traces come from.
-        // SPEC item 70: running and restarting children count.
+        // docs/behaviours.md item 70: running and restarting children count.
         if self
             .options
             .max_children
@@ -361,7 +361,7 @@ impl Dynamic {
         Ok(())
     }
 
-    /// Stops these children all at once and forgets them (SPEC items 77-78).
+    /// Stops these children all at once and forgets them (docs/behaviours.md items 77-78).
     async fn stop(&mut self, pids: Vec<Pid>, p: &Process) {
         let mut running = Vec::new();
         for pid in pids {
@@ -382,7 +382,7 @@ impl Dynamic {
         }
     }
 
-    /// Elixir's `maybe_restart_child` (SPEC item 73, with §C's rules).
+    /// Elixir's `maybe_restart_child` (docs/behaviours.md item 73, with §C's rules).
     async fn child_exited(&mut self, pid: Pid, reason: ExitReason, p: &Process) -> Next<Self> {
         let Some(restart) = self.children.get(&pid).map(|c| c.spec.restart) else {
             return Next::Continue;
@@ -404,7 +404,7 @@ impl Dynamic {
         Next::Continue
     }
 
-    /// Restarts the child known as `old` (SPEC items 74-75).
+    /// Restarts the child known as `old` (docs/behaviours.md items 74-75).
     async fn restart(&mut self, old: Pid, p: &Process) -> Next<Self> {
         super::record(p, || SupEvent::Restart {
             pid: Some(old),
@@ -483,7 +483,7 @@ impl Dynamic {
     }
 }
 
-/// SPEC item 78: the reasons a stopped child may give without a `shutdown_error` report.
+/// docs/behaviours.md item 78: the reasons a stopped child may give without a `shutdown_error` report.
 fn accepted(reason: &ExitReason, how: Shutdown, restart: Restart) -> bool {
     match reason {
         ExitReason::Killed => how == Shutdown::BrutalKill,
@@ -553,7 +553,7 @@ impl DynamicSupervisorRef {
     }
 
     /// Starts a child from `spec` (its id is ignored); `ignore` is returned as
-    /// [`Started::Ignore`] and nothing is stored (SPEC items 69-72).
+    /// [`Started::Ignore`] and nothing is stored (docs/behaviours.md items 69-72).
     pub async fn start_child(&self, p: &Process, spec: ChildSpec) -> Result<Started, DynamicError> {
         match self.call(p, Call::Start(spec)).await? {
             Reply::Started(r) => r,
@@ -561,7 +561,7 @@ impl DynamicSupervisorRef {
         }
     }
 
-    /// Stops the child `pid` (SPEC item 76).
+    /// Stops the child `pid` (docs/behaviours.md item 76).
     pub async fn terminate_child(&self, p: &Process, pid: Pid) -> Result<(), DynamicError> {
         match self.call(p, Call::Terminate(pid)).await? {
             Reply::Done(r) => r,
@@ -569,7 +569,7 @@ impl DynamicSupervisorRef {
         }
     }
 
-    /// The children in pid order (SPEC item 79).
+    /// The children in pid order (docs/behaviours.md item 79).
     pub async fn which_children(&self, p: &Process) -> Result<Vec<ChildInfo>, DynamicError> {
         match self.call(p, Call::Which).await? {
             Reply::Which(r) => Ok(r),
@@ -577,7 +577,7 @@ impl DynamicSupervisorRef {
         }
     }
 
-    /// Counts: `specs` is the number of children, running or restarting (SPEC item 79).
+    /// Counts: `specs` is the number of children, running or restarting (docs/behaviours.md item 79).
     pub async fn count_children(&self, p: &Process) -> Result<Counts, DynamicError> {
         match self.call(p, Call::Count).await? {
             Reply::Count(r) => Ok(r),

@@ -1,5 +1,5 @@
 //! The supervisor process: a [`GenServer`] that follows OTP's `supervisor.erl` step by step
-//! (SPEC §B-§I). The public face is in `mod.rs`.
+//! (docs/behaviours.md §B-§I). The public face is in `mod.rs`.
 
 use super::children::{Child, Children, Key, Slot};
 use super::intensity::RestartWindow;
@@ -62,7 +62,7 @@ impl GenServer for Supervisor {
     type Cont = ();
 
     async fn init(init: Arc<InitFn>, p: &Process) -> Init<Self> {
-        p.trap_exit(true); // SPEC item 8: before the callback's init
+        p.trap_exit(true); // docs/behaviours.md item 8: before the callback's init
         super::label_by_name(p);
         let spec = match init(p) {
             SupervisorInit::Ok(spec) => spec,
@@ -103,7 +103,7 @@ impl GenServer for Supervisor {
                 slot: Slot::Undefined,
             });
         }
-        // SPEC items 9-13.
+        // docs/behaviours.md items 9-13.
         match sup.start_children(sup.children.keys(), p).await {
             Ok(()) => Init::Ok(sup),
             Err((_, id, reason)) => {
@@ -135,7 +135,7 @@ impl GenServer for Supervisor {
     }
 
     async fn handle_cast(&mut self, TryAgain(key): TryAgain, p: &Process) -> Next<Self> {
-        // SPEC item 38: retry only if the child is still waiting for it (a terminate_child in
+        // docs/behaviours.md item 38: retry only if the child is still waiting for it (a terminate_child in
         // between drops the retry, item 40).
         match self.children.get(key) {
             Some(child) if matches!(child.slot, Slot::Restarting(_)) => self.restart(key, p).await,
@@ -145,7 +145,7 @@ impl GenServer for Supervisor {
 
     async fn handle_info(&mut self, msg: Msg, p: &Process) -> Next<Self> {
         match msg {
-            // SPEC item 19: an EXIT from anything but a current child is ignored.
+            // docs/behaviours.md item 19: an EXIT from anything but a current child is ignored.
             Msg::Exit { from, reason } => match self.children.key_of_running(from) {
                 Some(key) => {
                     super::record(p, || SupEvent::Exited {
@@ -261,7 +261,7 @@ impl Supervisor {
 
     // ---- restarting -----------------------------------------------------------------------
 
-    /// A child exited by itself: OTP's `do_restart` (SPEC §C).
+    /// A child exited by itself: OTP's `do_restart` (docs/behaviours.md §C).
     async fn do_restart(&mut self, key: Key, reason: ExitReason, p: &Process) -> Next<Self> {
         let Some(child) = self.children.get(key) else {
             return Next::Continue;
@@ -287,7 +287,7 @@ impl Supervisor {
     }
 
     /// A child that is not restarted: forget it (temporary, dynamic) or keep its spec, then
-    /// consider auto-shutdown (SPEC §I).
+    /// consider auto-shutdown (docs/behaviours.md §I).
     fn exited_for_good(&mut self, key: Key) -> Next<Self> {
         let significant = self.children.get(key).is_some_and(|c| c.spec.significant);
         self.forget(key);
@@ -320,7 +320,7 @@ impl Supervisor {
         }
     }
 
-    /// OTP's `restart/2`: count the restart (SPEC §D), then restart by strategy (SPEC §E-F).
+    /// OTP's `restart/2`: count the restart (docs/behaviours.md §D), then restart by strategy (docs/behaviours.md §E-F).
     async fn restart(&mut self, key: Key, p: &Process) -> Next<Self> {
         if let Some(child) = self.children.get(key) {
             super::record(p, || SupEvent::Restart {
@@ -371,7 +371,7 @@ impl Supervisor {
         let old = self.children.get(exited).and_then(Child::last_pid);
         self.children.set(exited, Slot::Undefined);
         self.terminate_children(keys.clone(), p).await;
-        // Temporary children were dropped by the terminate step (SPEC item 32).
+        // Temporary children were dropped by the terminate step (docs/behaviours.md item 32).
         keys.retain(|k| self.children.get(*k).is_some());
         match self.start_children(keys, p).await {
             Ok(()) => None,
@@ -419,7 +419,7 @@ impl Supervisor {
         }
     }
 
-    /// simple_one_for_one: all children at once, one timer (SPEC item 52); unexpected
+    /// simple_one_for_one: all children at once, one timer (docs/behaviours.md item 52); unexpected
     /// reasons are reported once each, with their number of children.
     async fn terminate_dynamic_children(&mut self, p: &Process) {
         let Some(template) = self.template.clone() else {
@@ -454,7 +454,7 @@ impl Supervisor {
         }
     }
 
-    // ---- the API (SPEC §H) ------------------------------------------------------------------
+    // ---- the API (docs/behaviours.md §H) ------------------------------------------------------------------
 
     async fn start_child(&mut self, spec: ChildSpec, p: &Process) -> Result<Started, ChildError> {
         if self.simple() {
@@ -516,7 +516,7 @@ impl Supervisor {
             (ChildRef::Id(_), true) => return Err(ChildError::SimpleOneForOne),
             (ChildRef::Pid(pid), true) => match self.children.key_of_pid(*pid) {
                 Some(key) => key,
-                // SPEC item 61: a dead pid is fine, a live stranger is not found.
+                // docs/behaviours.md item 61: a dead pid is fine, a live stranger is not found.
                 None if p.node().is_alive(*pid) => return Err(ChildError::NotFound),
                 None => return Ok(()),
             },
@@ -602,12 +602,12 @@ impl Supervisor {
             }
         }
         if self.simple() {
-            counts.specs = 1; // SPEC item 61: the template
+            counts.specs = 1; // docs/behaviours.md item 61: the template
         }
         counts
     }
 
-    /// SPEC item 59. A simple_one_for_one supervisor answers with its template for a child's
+    /// docs/behaviours.md item 59. A simple_one_for_one supervisor answers with its template for a child's
     /// pid, for a dead pid whoever it was, and for the template's own id (OTP's
     /// `find_child/2`; probes/get_childspec_probe).
     fn get_childspec(&self, child: ChildRef, p: &Process) -> Result<ChildSpec, ChildError> {

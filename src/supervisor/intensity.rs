@@ -1,4 +1,4 @@
-//! The restart-intensity window (SPEC §D): OTP's rule with O(1) amortised bookkeeping.
+//! The restart-intensity window (docs/behaviours.md §D): OTP's rule with O(1) amortised bookkeeping.
 //!
 //! OTP keeps a list of whole-second timestamps and rescans it on every restart, so a
 //! supervisor allowing many restarts slows down as its window fills. Here restarts are
@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 ///
 /// ```
 /// use otpsim::supervisor::RestartWindow;
-/// // intensity 1, period 1 (SPEC item 23): restarts at 0.2 s and 2.7 s are fine ...
+/// // intensity 1, period 1 (docs/behaviours.md item 23): restarts at 0.2 s and 2.7 s are fine ...
 /// let mut w = RestartWindow::new(1, 1);
 /// assert!(w.add(0));
 /// assert!(w.add(2));

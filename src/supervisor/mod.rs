@@ -1,4 +1,4 @@
-//! Supervisors with the semantics of OTP's `supervisor` (SPEC §A-§I).
+//! Supervisors with the semantics of OTP's `supervisor` (docs/behaviours.md §A-§I).
 //!
 //! A supervisor is a process that starts its children in order, restarts them by strategy
 //! when they exit (within a restart intensity), and stops them in reverse order.
@@ -253,7 +253,7 @@ impl ChildInfo {
     }
 }
 
-/// The result of [`SupervisorRef::count_children`] (SPEC item 58).
+/// The result of [`SupervisorRef::count_children`] (docs/behaviours.md item 58).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
     /// Every child spec, running or not.
@@ -279,7 +279,7 @@ impl Counts {
     }
 }
 
-/// Records a supervisor report (OTP's `{supervisor, Context}` error reports, SPEC item 106)
+/// Records a supervisor report (OTP's `{supervisor, Context}` error reports, docs/behaviours.md item 106)
 /// from the supervisor `p`, building it only when tracing.
 fn report(p: &Process, context: ReportContext, offender: impl FnOnce() -> Offender, reason: &Term) {
     p.node().record_with(|| EventKind::Report {
@@ -310,7 +310,7 @@ fn started_event(pid: Pid, spec: &ChildSpec, order: u64) -> SupEvent {
 }
 
 /// The current time in whole seconds, as OTP's `erlang:monotonic_time(second)` stamps
-/// restarts (SPEC items 21-23).
+/// restarts (docs/behaviours.md items 21-23).
 fn whole_seconds(p: &Process) -> u64 {
     p.node().elapsed_us() / 1_000_000
 }
@@ -350,7 +350,7 @@ pub async fn start_with(
         .map(|server| SupervisorRef { server })
 }
 
-/// A running supervisor: the API of SPEC §H. Every call waits for as long as the supervisor
+/// A running supervisor: the API of docs/behaviours.md §H. Every call waits for as long as the supervisor
 /// is busy (OTP's `infinity` timeout).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SupervisorRef {
@@ -385,7 +385,7 @@ impl SupervisorRef {
             .map_err(ChildError::Supervisor)
     }
 
-    /// Adds and starts a child (static supervisors; SPEC item 54).
+    /// Adds and starts a child (static supervisors; docs/behaviours.md item 54).
     pub async fn start_child(&self, p: &Process, spec: ChildSpec) -> Result<Started, ChildError> {
         match self.call(p, Call::StartChild(spec)).await? {
             Reply::Started(r) => r,
@@ -394,7 +394,7 @@ impl SupervisorRef {
     }
 
     /// Starts a child of a simple_one_for_one supervisor from its template with these extra
-    /// arguments (SPEC items 36, 61).
+    /// arguments (docs/behaviours.md items 36, 61).
     pub async fn start_child_args(
         &self,
         p: &Process,
@@ -406,7 +406,7 @@ impl SupervisorRef {
         }
     }
 
-    /// Stops a child; it keeps its spec unless temporary (SPEC items 53, 61).
+    /// Stops a child; it keeps its spec unless temporary (docs/behaviours.md items 53, 61).
     pub async fn terminate_child(
         &self,
         p: &Process,
@@ -418,7 +418,7 @@ impl SupervisorRef {
         }
     }
 
-    /// Starts a stopped child again (SPEC item 55).
+    /// Starts a stopped child again (docs/behaviours.md item 55).
     pub async fn restart_child(&self, p: &Process, id: &str) -> Result<Started, ChildError> {
         match self.call(p, Call::Restart(id.into())).await? {
             Reply::Started(r) => r,
@@ -426,7 +426,7 @@ impl SupervisorRef {
         }
     }
 
-    /// Removes a stopped child's spec (SPEC item 56).
+    /// Removes a stopped child's spec (docs/behaviours.md item 56).
     pub async fn delete_child(&self, p: &Process, id: &str) -> Result<(), ChildError> {
         match self.call(p, Call::Delete(id.into())).await? {
             Reply::Done(r) => r,
@@ -434,7 +434,7 @@ impl SupervisorRef {
         }
     }
 
-    /// The children, newest first (SPEC items 37, 57).
+    /// The children, newest first (docs/behaviours.md items 37, 57).
     pub async fn which_children(&self, p: &Process) -> Result<Vec<ChildInfo>, ChildError> {
         match self.call(p, Call::Which).await? {
             Reply::Which(r) => Ok(r),
@@ -442,7 +442,7 @@ impl SupervisorRef {
         }
     }
 
-    /// Counts of specs, running children, supervisors and workers (SPEC item 58).
+    /// Counts of specs, running children, supervisors and workers (docs/behaviours.md item 58).
     pub async fn count_children(&self, p: &Process) -> Result<Counts, ChildError> {
         match self.call(p, Call::Count).await? {
             Reply::Count(r) => Ok(r),
@@ -450,7 +450,7 @@ impl SupervisorRef {
         }
     }
 
-    /// A child's spec (SPEC item 59).
+    /// A child's spec (docs/behaviours.md item 59).
     pub async fn get_childspec(
         &self,
         p: &Process,

@@ -1,4 +1,4 @@
-//! Stopping children (SPEC §G): one at a time as static supervisors do, or all at once as
+//! Stopping children (docs/behaviours.md §G): one at a time as static supervisors do, or all at once as
 //! simple_one_for_one and DynamicSupervisor do.
 
 use super::spec::{Restart, Shutdown};
@@ -7,7 +7,7 @@ use crate::rt::Duration;
 use crate::term::{Pid, Ref};
 use std::collections::BTreeMap;
 
-/// OTP's `shutdown/1` (SPEC §G 44-46, 50): monitor, signal, wait for `DOWN` (killing after
+/// OTP's `shutdown/1` (docs/behaviours.md §G 44-46, 50): monitor, signal, wait for `DOWN` (killing after
 /// the timeout), then unlink and take a pending `EXIT`, whose reason wins.
 pub(super) async fn shutdown(pid: Pid, how: Shutdown, p: &Process) -> ExitReason {
     let mref = p.monitor(pid);
@@ -47,7 +47,7 @@ async fn wait_down(mref: Ref, timeout: Option<Duration>, p: &Process) -> ExitRea
     }
 }
 
-/// SPEC item 47: which exit reasons a shutdown accepts without a `shutdown_error` report.
+/// docs/behaviours.md item 47: which exit reasons a shutdown accepts without a `shutdown_error` report.
 pub(super) fn shutdown_accepted(reason: &ExitReason, how: Shutdown, restart: Restart) -> bool {
     let lenient = restart != Restart::Permanent;
     match reason {

@@ -1,4 +1,4 @@
-//! Supervisor flags and child specifications, with OTP's defaults and validation (SPEC §A).
+//! Supervisor flags and child specifications, with OTP's defaults and validation (docs/behaviours.md §A).
 //!
 //! Rust's types already rule out most of the malformed specs OTP checks for (a missing id, a
 //! start function that is not an `{M,F,A}`, an unknown restart type, a negative shutdown
@@ -97,7 +97,7 @@ impl Start {
 
     /// Runs the start function in the calling (supervisor) process; a panic in it becomes
     /// `{error, {panic, Message}}`, as OTP's `catch apply(M, F, A)` turns an exception into
-    /// an error (SPEC item 10).
+    /// an error (docs/behaviours.md item 10).
     pub async fn run(&self, p: &Process, extra: Vec<Term>) -> StartResult {
         match catch_panic((self.0)(p, extra)).await {
             Ok(result) => result,
@@ -114,7 +114,7 @@ impl fmt::Debug for Start {
 
 pub use crate::trace::vocab::{AutoShutdown, ChildType, Invalid, Restart, Shutdown, Strategy};
 
-/// A supervisor's flags (SPEC §A 1-2).
+/// A supervisor's flags (docs/behaviours.md §A 1-2).
 ///
 /// The default is Erlang's: `one_for_one`, at most 1 restart in 5 seconds, no auto-shutdown.
 /// Elixir's `Supervisor.init/2` uses 3 restarts in 5 seconds instead: that is
@@ -227,7 +227,7 @@ impl Flags {
     }
 }
 
-/// An invalid supervisor flag; `start_link` fails with `{supervisor_data, Error}` (SPEC §A 2).
+/// An invalid supervisor flag; `start_link` fails with `{supervisor_data, Error}` (docs/behaviours.md §A 2).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FlagsError {
     /// `{invalid_strategy, X}`.
@@ -261,7 +261,7 @@ impl FlagsError {
     }
 }
 
-/// An invalid child spec (SPEC §A 4-6), in OTP's order of checks.
+/// An invalid child spec (docs/behaviours.md §A 4-6), in OTP's order of checks.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
     /// `{invalid_restart_type, R}`.
@@ -319,7 +319,7 @@ impl SpecError {
     }
 }
 
-/// How a supervisor's `init` failed before starting any child (SPEC §A 2, 5, 6); the
+/// How a supervisor's `init` failed before starting any child (docs/behaviours.md §A 2, 5, 6); the
 /// supervisor's start fails with [`InitError::to_term`] as the reason.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum InitError {
@@ -439,7 +439,7 @@ impl fmt::Debug for ChildId {
 }
 
 /// One child of a supervisor: its id, how to start it, and how to restart and stop it
-/// (SPEC §A 3).
+/// (docs/behaviours.md §A 3).
 ///
 /// The defaults are OTP's: `permanent`, `worker`, not significant, shutdown 5000 ms for a
 /// worker and `infinity` for a supervisor.
@@ -506,7 +506,7 @@ impl ChildSpec {
     }
 
     /// A worker that runs the [`GenServer`] `S` started with `options` (a local or `via`
-    /// name: a restarted child takes the name again, SPEC item 93). The server is always
+    /// name: a restarted child takes the name again, docs/behaviours.md item 93). The server is always
     /// linked to its supervisor, whatever `options.link` says.
     ///
     /// ```

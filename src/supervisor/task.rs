@@ -1,4 +1,4 @@
-//! `TaskSupervisor` with the semantics of Elixir's `Task.Supervisor` (SPEC §K): a dynamic
+//! `TaskSupervisor` with the semantics of Elixir's `Task.Supervisor` (docs/behaviours.md §K): a dynamic
 //! supervisor of tasks, fire-and-forget or awaited.
 //!
 //! ```
@@ -31,7 +31,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, PoisonError};
 
-/// The options of `Task.Supervisor.start_link/1` (SPEC item 80): Elixir's defaults are no
+/// The options of `Task.Supervisor.start_link/1` (docs/behaviours.md item 80): Elixir's defaults are no
 /// limit on children and 3 restarts in 5 seconds.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TaskOptions {
@@ -204,7 +204,7 @@ impl TaskSupervisorRef {
         self.sup.stop(p).await
     }
 
-    /// Starts a fire-and-forget task, linked only to the supervisor (SPEC item 82). `f` runs
+    /// Starts a fire-and-forget task, linked only to the supervisor (docs/behaviours.md item 82). `f` runs
     /// again if the task is restarted (`Restart::Transient` or `Permanent`).
     pub async fn start_child<F, Fut>(
         &self,
@@ -240,7 +240,7 @@ impl TaskSupervisorRef {
     }
 
     /// Starts a task not linked to the caller: its crash comes back as a value
-    /// (`async_nolink`, SPEC item 81).
+    /// (`async_nolink`, docs/behaviours.md item 81).
     pub async fn async_nolink<T, F, Fut>(&self, p: &Process, f: F) -> Result<Task<T>, DynamicError>
     where
         T: Send + 'static,
@@ -252,7 +252,7 @@ impl TaskSupervisorRef {
 
     /// A temporary task that waits for its owner's go-ahead (so that the owner's monitor is
     /// in place before the job runs), then replies to it. If the owner dies first, the task
-    /// exits `{shutdown, Reason}` (SPEC item 83).
+    /// exits `{shutdown, Reason}` (docs/behaviours.md item 83).
     async fn spawn_task<T, F, Fut>(
         &self,
         p: &Process,
@@ -323,12 +323,12 @@ impl TaskSupervisorRef {
         })
     }
 
-    /// Stops a task (SPEC item 84).
+    /// Stops a task (docs/behaviours.md item 84).
     pub async fn terminate_child(&self, p: &Process, pid: Pid) -> Result<(), DynamicError> {
         self.sup.terminate_child(p, pid).await
     }
 
-    /// The pids of the running tasks, without restarting ones (SPEC item 84).
+    /// The pids of the running tasks, without restarting ones (docs/behaviours.md item 84).
     pub async fn children(&self, p: &Process) -> Result<Vec<Pid>, DynamicError> {
         let children = self.sup.which_children(p).await?;
         Ok(children

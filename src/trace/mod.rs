@@ -173,7 +173,7 @@ pub enum EventKind {
         /// The text.
         text: String,
     },
-    /// A supervisor's error report (OTP's `{supervisor, Context}` log events, SPEC item 106).
+    /// A supervisor's error report (OTP's `{supervisor, Context}` log events, docs/behaviours.md item 106).
     Report {
         /// The supervisor.
         supervisor: Pid,
@@ -264,7 +264,7 @@ pub enum SupEvent {
         id: Arc<str>,
     },
     /// `terminate_child` removed a child whose failed restart was being retried: the retry
-    /// is dropped (SPEC item 40; Elixir's `DynamicSupervisor` the same).
+    /// is dropped (docs/behaviours.md item 40; Elixir's `DynamicSupervisor` the same).
     RetryDropped {
         /// The child's last pid.
         pid: Option<Pid>,

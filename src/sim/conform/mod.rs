@@ -1,5 +1,5 @@
 //! Conformance with real OTP: runs a scenario of the oracle's format
-//! (`../shared/otp-oracle/README.md`) in simulated time and produces the canonical trace the
+//! (`docs/oracle.md`) in simulated time and produces the canonical trace the
 //! oracle prints, so that `diff <(otpsim conform s.json) s.trace` checks our supervisor
 //! against Erlang/OTP's.
 //!
@@ -519,7 +519,7 @@ fn started_term(r: Result<Started, ChildError>) -> Term {
 }
 
 /// `DynamicSupervisor.start_child/2` with the spec of a scenario node; Elixir checks the spec
-/// in the caller (SPEC item 69) and returns `:ignore` bare (item 72). Elixir 1.14 accepts a
+/// in the caller (docs/behaviours.md item 69) and returns `:ignore` bare (item 72). Elixir 1.14 accepts a
 /// significant child (and ignores the flag).
 async fn start_dynamic_child(p: &Process, book: &Book, sup: Pid, child: &Arc<TreeNode>) -> Term {
     let mut child = (**child).clone();
