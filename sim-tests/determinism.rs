@@ -73,7 +73,7 @@ fn a_livelocked_process_is_reported_by_name_within_the_step_budget() {
                 otpsim::rt::yield_now().await;
             }
         });
-        p.node().label(spinner, "root/spinner", false);
+        otpsim::sim::label(p.node(), spinner, "root/spinner", false);
         p.recv().await;
     });
     match &report.halt {

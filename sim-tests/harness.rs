@@ -9,7 +9,6 @@ use otpsim::supervisor::dynamic::{self, DynamicOptions, DynamicSupervisorRef};
 use otpsim::supervisor::{
     self, ChildSpec, Flags, Start, Started, Strategy as SupStrategy, SupervisorSpec,
 };
-use otpsim::trace::EventKind;
 use otpsim::{ExitReason, Msg, Pid, Process};
 use proptest::prelude::*;
 
@@ -272,7 +271,7 @@ impl Target for Kv {
                 )
                 .await
                 .and_then(|m| m.downcast_ref::<usize>().copied());
-            let live = p.node().descendants(dsup).len();
+            let live = otpsim::sim::descendants(p.node(), dsup).len();
             if known.is_some_and(|known| known != live) {
                 return Err(Violation::app(
                     "no_unknown_buckets",
@@ -529,13 +528,7 @@ impl Target for Named {
 
     /// App invariant: after fewer faults than the intensity allows, the name resolves.
     async fn check(&self, registry: &mut Self::State, p: &Process) -> Result<(), Violation> {
-        let faults = p
-            .node()
-            .trace()
-            .events()
-            .iter()
-            .filter(|e| matches!(e.kind, EventKind::Fault { .. }))
-            .count();
+        let faults = otpsim::sim::harness::injected_faults(p).len();
         if faults < 3 && registry.whereis_name(&"server".to_string()).is_none() {
             return Err(Violation::app(
                 "name_survives_a_crash",

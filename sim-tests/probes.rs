@@ -150,9 +150,9 @@ fn g52_j77_a_terminating_supervisor_judges_the_exits_already_queued() {
         let report = check(move |p| async move {
             p.trap_exit(true);
             let (sup, kids) = start_case(&p, sofo, restart, shutdown).await;
-            p.node().label(sup, name.clone(), true);
+            otpsim::sim::label(p.node(), sup, name.clone(), true);
             for (pid, (kid, _)) in kids.iter().zip(CHILDREN) {
-                p.node().label(*pid, format!("{name}/{kid}"), false);
+                otpsim::sim::label(p.node(), *pid, format!("{name}/{kid}"), false);
             }
             // Keep the supervisor busy, as the probe suspends it.
             let me = p.pid();
@@ -286,7 +286,7 @@ impl otpsim::server::GenServer for StopSrv {
 
     async fn init((name, stop_ms, panics): Self::Arg, p: &Process) -> otpsim::server::Init<Self> {
         p.trap_exit(true);
-        p.node().label(p.pid(), name.clone(), false);
+        otpsim::sim::label(p.node(), p.pid(), name.clone(), false);
         otpsim::server::Init::Ok(StopSrv {
             name,
             stop_ms,
@@ -356,7 +356,7 @@ fn run_stop_case(name: &'static str, case: StopCase) -> Vec<String> {
     let report = check(move |p| async move {
         let me = p.pid();
         let caller = p.spawn(move |q| async move {
-            q.node().label(q.pid(), "caller", false);
+            otpsim::sim::label(q.node(), q.pid(), "caller", false);
             let note_alive = |q: &Process, name: &str, pid: Pid| {
                 q.note(format!("alive {name} -> {}", q.node().is_alive(pid)));
             };
@@ -445,7 +445,7 @@ fn run_stop_case(name: &'static str, case: StopCase) -> Vec<String> {
                             .await
                             .unwrap();
                         q.unlink(sup.pid()); // as the probe does
-                        q.node().label(sup.pid(), sup_name.clone(), true);
+                        otpsim::sim::label(q.node(), sup.pid(), sup_name.clone(), true);
                         for id in kids {
                             sup.start_child(&q, kid(id, &sup_name)).await.unwrap();
                         }
@@ -460,7 +460,7 @@ fn run_stop_case(name: &'static str, case: StopCase) -> Vec<String> {
                             });
                         let sup = supervisor::start_link(&q, spec).await.unwrap();
                         q.unlink(sup.pid()); // as the probe does
-                        q.node().label(sup.pid(), sup_name.clone(), true);
+                        otpsim::sim::label(q.node(), sup.pid(), sup_name.clone(), true);
                         let result = server::stop(&q, sup.pid(), self::reason(reason), None).await;
                         q.note(stop_result(&sup_name, result));
                         sup.pid()
@@ -473,7 +473,7 @@ fn run_stop_case(name: &'static str, case: StopCase) -> Vec<String> {
                 }
                 StopCase::NotAServer => {
                     let plain = q.spawn(crate::common::wait_forever);
-                    q.node().label(plain, "plain_i1", false);
+                    otpsim::sim::label(q.node(), plain, "plain_i1", false);
                     let timeout = Some(otpsim::rt::Duration::from_millis(100));
                     let result = ServerRef::<StopSrv>::from_pid(plain)
                         .stop_with(&q, ExitReason::Normal, timeout)

@@ -200,7 +200,7 @@ fn e34_a_sibling_that_crashed_just_before_the_group_restart_restarts_with_it() {
             .child(idle("a"))
             .child(idle("b"));
         let sup = supervisor::start_link(&p, spec).await.unwrap();
-        p.node().label(sup.pid(), "root", true);
+        otpsim::sim::label(p.node(), sup.pid(), "root", true);
         let (a, b) = (pid_of(sup, &p, "a").await, pid_of(sup, &p, "b").await);
         // Keep the supervisor busy while both die: two EXITs wait in its mailbox.
         let me = p.pid();
@@ -732,11 +732,14 @@ fn k83_a_task_whose_owner_died_before_its_job_exits_shutdown() {
 /// show the failures on Elixir, which the oracle can give only integers and strings).
 #[test]
 fn j68_dynamic_options_are_checked_as_elixir_checks_them() {
-    use otpsim::supervisor::dynamic::DynamicOptions;
     use otpsim::supervisor::FlagsError;
     let (int, atom) = (Term::Int, |a: &'static str| Term::atom(a));
     let check = |max_children: Option<Term>, max_seconds: Option<Term>| {
-        DynamicOptions::from_terms(max_children.as_ref(), None, max_seconds.as_ref())
+        otpsim::sim::conform::terms::dynamic_options(
+            max_children.as_ref(),
+            None,
+            max_seconds.as_ref(),
+        )
     };
     assert_eq!(
         check(None, Some(int(0))),

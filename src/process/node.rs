@@ -458,7 +458,7 @@ impl Node {
 
     /// The live processes that descend from `root` through a chain of live parents (the
     /// processes it spawned, those they spawned, ...), `root` excluded, in pid order.
-    pub fn descendants(&self, root: Pid) -> Vec<Pid> {
+    pub(crate) fn descendants(&self, root: Pid) -> Vec<Pid> {
         let mut later: Vec<(Pid, Option<Pid>)> = {
             let st = self.lock();
             let procs = st.procs.iter();
@@ -481,17 +481,17 @@ impl Node {
 
     /// Whether `pid` is alive and runs a generic server loop (a GenServer or a supervisor,
     /// which understand [`server::stop`](crate::server::stop)).
-    pub fn is_server(&self, pid: Pid) -> bool {
+    pub(crate) fn is_server(&self, pid: Pid) -> bool {
         self.lock().procs.get(&pid).is_some_and(|p| p.gen)
     }
 
     /// The process that spawned `pid`, while `pid` is alive.
-    pub fn parent_of(&self, pid: Pid) -> Option<Pid> {
+    pub(crate) fn parent_of(&self, pid: Pid) -> Option<Pid> {
         self.lock().procs.get(&pid).and_then(|p| p.parent)
     }
 
     /// The live process labelled `path` (labels are kept only while tracing).
-    pub fn find_path(&self, path: &str) -> Option<Pid> {
+    pub(crate) fn find_path(&self, path: &str) -> Option<Pid> {
         let st = self.lock();
         st.paths
             .iter()
@@ -501,7 +501,7 @@ impl Node {
 
     /// Makes `pid` exit with `reason` at once, as if it had crashed by itself, and records the
     /// injected fault (`fault` is its description). Does nothing to a dead process.
-    pub fn inject_exit(&self, pid: Pid, reason: ExitReason, fault: FaultKind) {
+    pub(crate) fn inject_exit(&self, pid: Pid, reason: ExitReason, fault: FaultKind) {
         let at = self.stamp();
         let mut st = self.lock();
         let Some(p) = st.procs.get_mut(&pid) else {
@@ -550,13 +550,13 @@ impl Node {
     }
 
     /// A copy of the trace so far (empty when tracing is off).
-    pub fn trace(&self) -> Trace {
+    pub(crate) fn trace(&self) -> Trace {
         self.lock().trace.clone().unwrap_or_default()
     }
 
     /// Runs `f` on the trace so far, without copying it (the node is locked meanwhile: `f`
     /// must not use the node).
-    pub fn with_trace<R>(&self, f: impl FnOnce(&Trace) -> R) -> R {
+    pub(crate) fn with_trace<R>(&self, f: impl FnOnce(&Trace) -> R) -> R {
         let st = self.lock();
         match &st.trace {
             Some(trace) => f(trace),
@@ -569,7 +569,7 @@ impl Node {
     /// Upper layers keep an index of the trace there that they bring up to date as events
     /// come, instead of reading the whole trace at every question. The node is locked
     /// meanwhile: `f` must not use the node.
-    pub fn with_trace_and<T: Default + Send + 'static, R>(
+    pub(crate) fn with_trace_and<T: Default + Send + 'static, R>(
         &self,
         f: impl FnOnce(&Trace, &mut T) -> R,
     ) -> R {
@@ -591,20 +591,20 @@ impl Node {
 
     /// Takes the trace out of the node, ending it: later events are not recorded (what a
     /// finished run does instead of copying its trace).
-    pub fn take_trace(&self) -> Trace {
+    pub(crate) fn take_trace(&self) -> Trace {
         let mut st = self.lock();
         st.trace_ext = None;
         st.trace.take().unwrap_or_default()
     }
 
     /// Records an event (when tracing is on).
-    pub fn record(&self, kind: EventKind) {
+    pub(crate) fn record(&self, kind: EventKind) {
         let at = self.stamp();
         self.lock().record(at, || kind);
     }
 
     /// Records the event `kind()` builds, building it only when tracing is on.
-    pub fn record_with(&self, kind: impl FnOnce() -> EventKind) {
+    pub(crate) fn record_with(&self, kind: impl FnOnce() -> EventKind) {
         if self.inner.tracing {
             self.record(kind());
         }
@@ -628,13 +628,13 @@ impl Node {
     }
 
     /// Whether this node records a trace.
-    pub fn tracing(&self) -> bool {
+    pub(crate) fn tracing(&self) -> bool {
         self.inner.tracing
     }
 
     /// Names `pid` by its tree path in the trace from now on (a no-op when not tracing), and
     /// the children [named relative to it](Node::label_child) before it had a path.
-    pub fn label(&self, pid: Pid, path: impl Into<String>, supervisor: bool) {
+    pub(crate) fn label(&self, pid: Pid, path: impl Into<String>, supervisor: bool) {
         if !self.inner.tracing {
             return;
         }
@@ -661,7 +661,7 @@ impl Node {
     /// Names `child` `<parent's path>/<id>` in the trace: now if `parent` has a path, or as
     /// soon as it gets one (a nested supervisor learns its own path only when its parent
     /// records its start, after it started its children).
-    pub fn label_child(&self, parent: Pid, child: Pid, id: &str, supervisor: bool) {
+    pub(crate) fn label_child(&self, parent: Pid, child: Pid, id: &str, supervisor: bool) {
         if !self.inner.tracing {
             return;
         }
@@ -679,7 +679,7 @@ impl Node {
     }
 
     /// The tree path of a live labelled process (labels are kept only while tracing).
-    pub fn path_of(&self, pid: Pid) -> Option<String> {
+    pub(crate) fn path_of(&self, pid: Pid) -> Option<String> {
         self.lock().paths.get(&pid).cloned()
     }
 

@@ -8,10 +8,10 @@
 //! use otpsim::sim::index::{faults_within, injected_faults};
 //! use otpsim::trace::FaultKind;
 //! let report = otpsim::sim::Sim::new(0).run(|p| async move {
-//!     p.node().label(p.pid(), "root", true);
+//!     otpsim::sim::label(p.node(), p.pid(), "root", true);
 //!     let worker = p.spawn(|q| async move { q.recv().await; });
-//!     p.node().label(worker, "root/w", false);
-//!     p.node().inject_exit(worker, otpsim::ExitReason::Kill, FaultKind::Kill);
+//!     otpsim::sim::label(p.node(), worker, "root/w", false);
+//!     otpsim::sim::crash(p.node(), worker, otpsim::ExitReason::Kill, FaultKind::Kill);
 //!     assert_eq!(injected_faults(&p), vec![(worker, FaultKind::Kill)]);
 //!     assert_eq!(faults_within(&p, "root"), 1);
 //!     assert_eq!(faults_within(&p, "root/other"), 0);
@@ -221,13 +221,13 @@ pub fn gave_up(p: &Process, path: &str) -> bool {
 /// use otpsim::sim::index::only_children_hit;
 /// use otpsim::trace::FaultKind;
 /// let report = otpsim::sim::Sim::new(0).run(|p| async move {
-///     p.node().label(p.pid(), "pool", true);
+///     otpsim::sim::label(p.node(), p.pid(), "pool", true);
 ///     let worker = p.spawn(|q| async move { q.recv().await; });
 ///     assert!(only_children_hit(&p, "pool")); // nothing hit yet
-///     p.node().inject_exit(worker, otpsim::ExitReason::Kill, FaultKind::Kill);
+///     otpsim::sim::crash(p.node(), worker, otpsim::ExitReason::Kill, FaultKind::Kill);
 ///     assert!(only_children_hit(&p, "pool"));
 ///     let stranger = p.node().spawn(|q| async move { q.recv().await; });
-///     p.node().inject_exit(stranger, otpsim::ExitReason::Kill, FaultKind::Kill);
+///     otpsim::sim::crash(p.node(), stranger, otpsim::ExitReason::Kill, FaultKind::Kill);
 ///     assert!(!only_children_hit(&p, "pool")); // not a child of the pool
 /// });
 /// assert_eq!(report.failure(), None);

@@ -31,8 +31,40 @@ mod watchdog;
 
 use crate::process::{ExitReason, Halt, IntoExitReason, Node, NodeConfig, Process};
 use crate::rt::{self, Duration, SeededChoices, SeededConfig};
+use crate::term::Pid;
+use crate::trace::FaultKind;
 use crate::trace::{Divergence, Trace};
 use std::future::Future;
+
+/// Names `pid` by a tree path in the run's trace from now on (`root/sub/a`); `supervisor`:
+/// its exit prints as `sup_exit`. Supervisors name their children themselves; this is for the
+/// processes a test starts by hand. Does nothing when the node does not record a trace.
+///
+/// ```
+/// use otpsim::sim::{label, Sim};
+/// let report = Sim::new(0).run(|p| async move {
+///     let worker = p.spawn(|q| async move { q.recv().await; });
+///     label(p.node(), worker, "root/worker", false);
+///     p.exit(worker, otpsim::ExitReason::Kill);
+/// });
+/// assert!(report.trace.lines().contains(&"exit root/worker reason=killed".to_string()));
+/// ```
+pub fn label(node: &Node, pid: Pid, path: impl Into<String>, supervisor: bool) {
+    node.label(pid, path, supervisor);
+}
+
+/// Makes `pid` exit with `reason` at once, as if it had crashed by itself, and records the
+/// injected fault: what the harness's crash faults do, for a test that injects one by hand.
+/// Does nothing to a dead process.
+pub fn crash(node: &Node, pid: Pid, reason: ExitReason, fault: FaultKind) {
+    node.inject_exit(pid, reason, fault);
+}
+
+/// The live processes that descend from `root` through a chain of live parents (what it
+/// spawned, what those spawned, ...), `root` excluded, in pid order: what a fault can hit.
+pub fn descendants(node: &Node, root: Pid) -> Vec<Pid> {
+    node.descendants(root)
+}
 
 /// Settings of a simulated run.
 #[derive(Clone, Debug)]

@@ -82,36 +82,6 @@ impl DynamicOptions {
         self
     }
 
-    /// Options from loosely typed values, checked in Elixir's order (intensity, period,
-    /// max_children); a missing value gets the default.
-    pub fn from_terms(
-        max_children: Option<&Term>,
-        max_restarts: Option<&Term>,
-        max_seconds: Option<&Term>,
-    ) -> Result<DynamicOptions, FlagsError> {
-        let mut o = DynamicOptions::default();
-        if let Some(t) = max_restarts {
-            o.max_restarts = match t {
-                Term::Int(i) if *i >= 0 => *i as u64,
-                other => return Err(FlagsError::InvalidIntensity(other.clone())),
-            };
-        }
-        if let Some(t) = max_seconds {
-            o.max_seconds = match t {
-                Term::Int(i) if *i > 0 => *i as u64,
-                other => return Err(FlagsError::InvalidPeriod(other.clone())),
-            };
-        }
-        if let Some(t) = max_children {
-            o.max_children = match t {
-                Term::Atom(a) if a == "infinity" => None,
-                Term::Int(i) if *i >= 0 => Some(*i as usize),
-                other => return Err(FlagsError::InvalidMaxChildren(other.clone())),
-            };
-        }
-        Ok(o)
-    }
-
     /// A dynamic supervisor with these options as the child `id` of another supervisor.
     pub fn into_child(self, id: impl Into<ChildId>) -> ChildSpec {
         self.into_child_with(id, StartOptions::linked())

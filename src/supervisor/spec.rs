@@ -4,9 +4,9 @@
 //! start function that is not an `{M,F,A}`, an unknown restart type, a negative shutdown
 //! time). What the types cannot rule out is checked by [`Flags::check`] and
 //! [`ChildSpec::check`], in OTP's order, and reported as [`FlagsError`] / [`SpecError`].
-//! The parsers [`Strategy::parse`], [`Restart::parse`], [`Shutdown::parse`], … turn loosely
-//! typed values (a configuration file, an oracle scenario) into these types and report
-//! invalid values with OTP's error terms (`{invalid_restart_type,forever}`).
+//! Loosely typed values (an oracle scenario's atoms and integers) become these types through
+//! `otpsim::sim::conform::terms`, which reports invalid values with OTP's error terms
+//! (`{invalid_restart_type,forever}`).
 
 use crate::process::{catch_panic, ExitReason, Process};
 use crate::server::{GenServer, StartError};
@@ -177,45 +177,6 @@ impl Flags {
     pub fn auto_shutdown(mut self, auto_shutdown: AutoShutdown) -> Flags {
         self.auto_shutdown = auto_shutdown;
         self
-    }
-
-    /// Flags from loosely typed values (a configuration file, an oracle scenario), checked in
-    /// OTP's order (`check_flags/1`); a missing value gets OTP's default.
-    ///
-    /// ```
-    /// use otpsim::supervisor::{Flags, FlagsError};
-    /// use otpsim::term::Term;
-    /// let err = Flags::from_terms(None, Some(&Term::atom("infinity")), Some(&Term::Int(0)), None);
-    /// assert_eq!(err, Err(FlagsError::InvalidIntensity(Term::atom("infinity"))));
-    /// assert_eq!(err.unwrap_err().to_term().to_string(), "{invalid_intensity,infinity}");
-    /// ```
-    pub fn from_terms(
-        strategy: Option<&Term>,
-        intensity: Option<&Term>,
-        period: Option<&Term>,
-        auto_shutdown: Option<&Term>,
-    ) -> Result<Flags, FlagsError> {
-        let mut flags = Flags::default();
-        if let Some(t) = strategy {
-            flags.strategy = Strategy::parse(t).map_err(|e| FlagsError::InvalidStrategy(e.0))?;
-        }
-        if let Some(t) = intensity {
-            flags.intensity = match t {
-                Term::Int(i) if *i >= 0 => *i as u64,
-                other => return Err(FlagsError::InvalidIntensity(other.clone())),
-            };
-        }
-        if let Some(t) = period {
-            flags.period = match t {
-                Term::Int(i) if *i > 0 => *i as u64,
-                other => return Err(FlagsError::InvalidPeriod(other.clone())),
-            };
-        }
-        if let Some(t) = auto_shutdown {
-            flags.auto_shutdown =
-                AutoShutdown::parse(t).map_err(|e| FlagsError::InvalidAutoShutdown(e.0))?;
-        }
-        Ok(flags)
     }
 
     /// OTP's checks that the types leave open: the period must be positive.
@@ -567,46 +528,6 @@ impl ChildSpec {
             .next()
             .unwrap_or("server");
         ChildSpec::worker(id, start).modules([module])
-    }
-
-    /// A child spec from loosely typed values, checked in OTP's order (`check_childspec/2`:
-    /// restart, significant, type, shutdown); a missing value gets OTP's default.
-    ///
-    /// ```
-    /// use otpsim::supervisor::{AutoShutdown, ChildSpec, Start, SpecError, Started};
-    /// use otpsim::term::Term;
-    /// let start = Start::new(|_p| Box::pin(async { Ok(Started::Ignore) }));
-    /// let fields = [Some(Term::atom("permanent")), Some(Term::atom("true")), None, None];
-    /// let err = ChildSpec::from_terms("a", start, fields.each_ref().map(Option::as_ref), AutoShutdown::AnySignificant);
-    /// assert_eq!(err.unwrap_err(), SpecError::SignificantPermanent);
-    /// ```
-    pub fn from_terms(
-        id: impl Into<ChildId>,
-        start: Start,
-        [restart, significant, child_type, shutdown]: [Option<&Term>; 4],
-        auto_shutdown: AutoShutdown,
-    ) -> Result<ChildSpec, SpecError> {
-        let mut spec = ChildSpec::worker(id, start);
-        if let Some(t) = restart {
-            spec.restart = Restart::parse(t).map_err(|e| SpecError::InvalidRestartType(e.0))?;
-        }
-        spec.significant = match significant {
-            None => false,
-            Some(t) if t.is_atom("true") => true,
-            Some(t) if t.is_atom("false") => false,
-            Some(other) => return Err(SpecError::InvalidSignificant(other.clone())),
-        };
-        spec.check(auto_shutdown)?;
-        if let Some(t) = child_type {
-            spec.child_type = ChildType::parse(t).map_err(|e| SpecError::InvalidChildType(e.0))?;
-            if spec.child_type == ChildType::Supervisor {
-                spec.shutdown = Shutdown::Infinity;
-            }
-        }
-        if let Some(t) = shutdown {
-            spec.shutdown = Shutdown::parse(t).map_err(|e| SpecError::InvalidShutdown(e.0))?;
-        }
-        Ok(spec)
     }
 
     /// Sets the restart type.

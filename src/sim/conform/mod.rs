@@ -22,6 +22,7 @@
 //! ```
 
 mod scenario;
+pub mod terms;
 
 pub use scenario::{
     Action, ChildFunction, Op, Scenario, ScenarioError, StartAction, StopDelay, Template, TreeNode,
@@ -33,10 +34,10 @@ use crate::registry::{Registry, RegistryOptions};
 use crate::rt::Duration;
 use crate::server::{StartError, StartOptions};
 use crate::sim::Sim;
-use crate::supervisor::dynamic::{self, DynamicInit, DynamicOptions, DynamicSupervisorRef};
+use crate::supervisor::dynamic::{self, DynamicInit, DynamicSupervisorRef};
 use crate::supervisor::{
-    self, AutoShutdown, ChildError, ChildInfo, ChildRef, ChildSpec, Counts, Flags, InitError,
-    SpecError, Start, StartResult, Started, SupervisorInit, SupervisorRef, SupervisorSpec,
+    self, AutoShutdown, ChildError, ChildInfo, ChildRef, ChildSpec, Counts, InitError, SpecError,
+    Start, StartResult, Started, SupervisorInit, SupervisorRef, SupervisorSpec,
 };
 use crate::term::{Pid, Ref, Term};
 use crate::trace::EventKind;
@@ -337,7 +338,7 @@ fn child_spec(
 ) -> Result<ChildSpec, SpecError> {
     let fields = node.spec_fields.each_ref().map(Option::as_ref);
     let start = start_for(book, node);
-    ChildSpec::from_terms(node.id.clone(), start, fields, auto).map(|s| s.modules([modules(node)]))
+    terms::child_spec(node.id.clone(), start, fields, auto).map(|s| s.modules([modules(node)]))
 }
 
 fn start_for(book: &Book, node: &Arc<TreeNode>) -> Start {
@@ -398,7 +399,7 @@ async fn start_dynamic(
     let init = move |sp: &Process| {
         book.started(sp, &node.path, true);
         let [_, intensity, period, _] = node.flags.each_ref().map(Option::as_ref);
-        match DynamicOptions::from_terms(node.max_children.as_ref(), intensity, period) {
+        match terms::dynamic_options(node.max_children.as_ref(), intensity, period) {
             Ok(options) => DynamicInit::Ok(options),
             Err(e) => DynamicInit::Invalid(InitError::SupervisorData(e)),
         }
@@ -426,7 +427,7 @@ async fn start_supervisor(
 fn supervisor_spec(book: &Book, node: &Arc<TreeNode>) -> Result<SupervisorSpec, InitError> {
     let [strategy, intensity, period, auto] = node.flags.each_ref().map(Option::as_ref);
     let flags =
-        Flags::from_terms(strategy, intensity, period, auto).map_err(InitError::SupervisorData)?;
+        terms::flags(strategy, intensity, period, auto).map_err(InitError::SupervisorData)?;
     let mut spec = SupervisorSpec::new(flags);
     if let Some(template) = &node.template {
         let (sup_path, book) = (node.path.clone(), book.clone());
@@ -445,7 +446,7 @@ fn supervisor_spec(book: &Book, node: &Arc<TreeNode>) -> Result<SupervisorSpec, 
             })
         });
         let fields = template.node.spec_fields.each_ref().map(Option::as_ref);
-        let template = ChildSpec::from_terms("template", start, fields, flags.auto_shutdown)
+        let template = terms::child_spec("template", start, fields, flags.auto_shutdown)
             .map_err(InitError::StartSpec)?
             .modules(["oracle_worker"]);
         return Ok(spec.child(template));
