@@ -25,6 +25,7 @@ pub use process::{ExitReason, Msg, Node, NodeConfig, Process};
 
 /// Every built-in target of `otpsim fuzz` and `otpsim replay`: the generated supervision trees
 /// (`tree`) and the [example systems](systems).
+#[cfg(feature = "harness")]
 pub fn targets() -> Vec<std::sync::Arc<dyn sim::harness::AnyTarget>> {
     use std::sync::Arc;
     vec![

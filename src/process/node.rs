@@ -479,17 +479,20 @@ impl Node {
         inside.into_iter().collect()
     }
 
+    #[cfg(feature = "harness")]
     /// Whether `pid` is alive and runs a generic server loop (a GenServer or a supervisor,
     /// which understand [`server::stop`](crate::server::stop)).
     pub(crate) fn is_server(&self, pid: Pid) -> bool {
         self.lock().procs.get(&pid).is_some_and(|p| p.gen)
     }
 
+    #[cfg(feature = "harness")]
     /// The process that spawned `pid`, while `pid` is alive.
     pub(crate) fn parent_of(&self, pid: Pid) -> Option<Pid> {
         self.lock().procs.get(&pid).and_then(|p| p.parent)
     }
 
+    #[cfg(feature = "harness")]
     /// The live process labelled `path` (labels are kept only while tracing).
     pub(crate) fn find_path(&self, path: &str) -> Option<Pid> {
         let st = self.lock();
@@ -554,6 +557,7 @@ impl Node {
         self.lock().trace.clone().unwrap_or_default()
     }
 
+    #[cfg(feature = "harness")]
     /// Runs `f` on the trace so far, without copying it (the node is locked meanwhile: `f`
     /// must not use the node).
     pub(crate) fn with_trace<R>(&self, f: impl FnOnce(&Trace) -> R) -> R {

@@ -18,14 +18,18 @@
 //! assert!(report.trace.lines().iter().any(|l| l.contains("is gone")));
 //! ```
 
+#[cfg(feature = "harness")]
 pub mod campaign;
 pub mod conform;
 pub mod corpus;
+#[cfg(feature = "harness")]
 pub mod faults;
 pub mod graph;
+#[cfg(feature = "harness")]
 pub mod harness;
 pub mod index;
 pub mod invariants;
+#[cfg(feature = "harness")]
 pub mod tree;
 mod watchdog;
 

@@ -53,8 +53,10 @@ use crate::supervisor::{self, ChildSpec, Flags, Restart, Strategy, SupervisorRef
 use crate::term::{Pid, Ref};
 use std::collections::BTreeMap;
 
+#[cfg(feature = "harness")]
 mod target;
 
+#[cfg(feature = "harness")]
 pub use target::{KvOp, KvTarget};
 
 /// The registry's local name.

@@ -59,9 +59,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 mod broker;
+#[cfg(feature = "harness")]
 mod target;
 
 pub use broker::SimBroker;
+#[cfg(feature = "harness")]
 pub use target::{ConnectionsOp, ConnectionsTarget};
 
 /// The first pause before reconnecting.

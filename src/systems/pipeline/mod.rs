@@ -56,8 +56,10 @@ use crate::supervisor::{self, ChildSpec, Flags, Strategy, SupervisorRef, Supervi
 use crate::term::Pid;
 use std::sync::{Arc, Mutex, PoisonError};
 
+#[cfg(feature = "harness")]
 mod target;
 
+#[cfg(feature = "harness")]
 pub use target::{PipelineOp, PipelineTarget};
 
 /// The source's local name.

@@ -69,8 +69,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
+#[cfg(feature = "harness")]
 mod target;
 
+#[cfg(feature = "harness")]
 pub use target::{TicketsOp, TicketsTarget};
 
 /// The ticket supervisor's local name.

@@ -68,8 +68,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+#[cfg(feature = "harness")]
 mod target;
 
+#[cfg(feature = "harness")]
 pub use target::{TodoOp, TodoTarget};
 
 /// How many database workers there are.
