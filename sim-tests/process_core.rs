@@ -594,3 +594,20 @@ mod simulated {
         assert!(has_line(&report, "exit <0.2> reason=injected_crash"));
     }
 }
+
+/// A broken internal invariant of the runtime (`internal_check!` in debug builds) is a bug of
+/// otpsim: it is not the exit reason of the process it happened in, it fails the run.
+#[test]
+#[should_panic]
+fn an_internal_error_fails_the_run_instead_of_ending_a_process() {
+    otpsim::sim::Sim::new(0).run(|p| async move {
+        let (_, mref) = p.spawn_monitor(|_| async {
+            let planted = otpsim::process::InternalError("planted".into());
+            if planted.0 == "planted" {
+                std::panic::panic_any(planted);
+            }
+        });
+        p.receive(|m| matches!(m, Msg::Down { mref: r, .. } if *r == mref))
+            .await;
+    });
+}

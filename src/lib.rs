@@ -10,6 +10,18 @@
 
 #![warn(missing_docs)]
 
+/// Checks an internal consistency condition of the runtime in debug builds (`cargo test`):
+/// a broken one is a bug of otpsim, not of the process it happens in, so it is raised as
+/// [`process::InternalError`], which the process's panic handling lets through and which
+/// fails the run, instead of becoming that process's exit reason. Release builds skip it.
+macro_rules! internal_check {
+    ($cond:expr, $($arg:tt)+) => {
+        if cfg!(debug_assertions) && !$cond {
+            std::panic::panic_any($crate::process::InternalError(format!($($arg)+)));
+        }
+    };
+}
+
 pub mod hash;
 pub mod process;
 pub mod registry;

@@ -41,7 +41,7 @@ pub use message::{MonitorRef, Msg};
 /// A timer of [`Process::send_after`].
 pub type TimerRef = Ref;
 pub use node::{Halt, Node, NodeConfig};
-pub use reason::{ExitReason, IntoExitReason};
+pub use reason::{ExitReason, InternalError, IntoExitReason};
 pub(crate) use task::catch_panic;
 
 use crate::rt::Duration;

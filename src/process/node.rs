@@ -421,6 +421,10 @@ impl Node {
             }
             let at = self.stamp();
             st.record(at, || EventKind::Spawn { pid, parent, tie });
+            internal_check!(
+                st.consistent(pid) && parent.is_none_or(|q| st.consistent(q)),
+                "process table after spawning {pid}"
+            );
             (pid, mref)
         };
         rt::spawn(ProcessTask::new(self.clone(), pid, body));
@@ -888,6 +892,10 @@ impl Node {
             let at = self.stamp();
             st.record(at, || EventKind::Link { from, to });
         }
+        internal_check!(
+            st.consistent(from) && st.consistent(to),
+            "process table after linking {from} and {to}"
+        );
         Ok(())
     }
 
@@ -1083,6 +1091,10 @@ impl State {
             Some(t) => {
                 t.watchers.insert(mref, watcher);
                 self.proc(watcher).monitors.insert(mref, target);
+                internal_check!(
+                    self.consistent(watcher) && self.consistent(target),
+                    "process table after {watcher} monitored {target}"
+                );
             }
             None => {
                 // Monitoring a dead process yields an immediate DOWN with `noproc`.
@@ -1120,6 +1132,31 @@ impl State {
         let at = node.stamp();
         self.record(at, || EventKind::Demonitor { watcher, target });
         true
+    }
+
+    /// The process table agrees with itself about `pid`: its liveness bit says what the
+    /// table says, and, alive, its links and monitors are known at their other end (while
+    /// that end lives). Checked after spawns, links, monitors and exits in debug builds.
+    fn consistent(&self, pid: Pid) -> bool {
+        let Some(p) = self.procs.get(&pid) else {
+            return !self.alive.contains(pid);
+        };
+        let links = p.links.keys().all(|other| {
+            self.procs
+                .get(&other)
+                .is_none_or(|o| o.links.contains_key(&pid))
+        });
+        let monitors = p.monitors.iter().all(|(mref, target)| {
+            self.procs
+                .get(&target)
+                .is_none_or(|t| t.watchers.iter().any(|(r, w)| r == mref && w == pid))
+        });
+        let watchers = p.watchers.iter().all(|(mref, watcher)| {
+            self.procs
+                .get(&watcher)
+                .is_none_or(|w| w.monitors.iter().any(|(r, t)| r == mref && t == pid))
+        });
+        self.alive.contains(pid) && links && monitors && watchers
     }
 
     fn proc(&mut self, pid: Pid) -> &mut Proc {
@@ -1174,6 +1211,7 @@ impl State {
             return;
         };
         self.alive.remove(pid);
+        internal_check!(self.consistent(pid), "process table after {pid} exited");
         let p_waker = p.waker.take();
         // An exit signal that arrived during the process's last step (e.g. its own
         // `exit(self(), kill)`) took effect before the body returned.

@@ -145,7 +145,19 @@ impl IntoExitReason for Result<(), ExitReason> {
 }
 
 /// The message of a panic payload, as `std` prints it.
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+/// A broken internal invariant of otpsim (see `internal_check!` in `lib.rs`): a bug of the
+/// runtime. It is not a process's exit reason: it goes through every process's panic
+/// handling and fails the run.
+#[derive(Debug)]
+pub struct InternalError(pub String);
+
+/// The message of a process's panic. An [`InternalError`] is not one: it is raised again,
+/// out of the process.
+pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    if payload.is::<InternalError>() {
+        std::panic::resume_unwind(payload);
+    }
+    let payload = &*payload;
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {

@@ -77,7 +77,7 @@ where
             Step::Run => match step(node, pid, cx, stage.as_mut()) {
                 Ok(Poll::Pending) => return Poll::Pending,
                 Ok(Poll::Ready(reason)) => reason,
-                Err(payload) => ExitReason::Panic(panic_message(&*payload)),
+                Err(payload) => ExitReason::Panic(panic_message(payload)),
             },
         };
         // Drop the body first, outside the node lock: its destructors may use the node.
@@ -175,7 +175,7 @@ impl<F: Future> Future for CatchPanic<F> {
         match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
             Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
             Ok(Poll::Pending) => Poll::Pending,
-            Err(payload) => Poll::Ready(Err(panic_message(&*payload))),
+            Err(payload) => Poll::Ready(Err(panic_message(payload))),
         }
     }
 }

@@ -67,6 +67,7 @@ impl Children {
             self.by_pid.insert(pid, key);
         }
         self.order.insert(key, child);
+        internal_check!(self.consistent(), "child indexes out of step with the list");
         key
     }
 
@@ -77,6 +78,7 @@ impl Children {
     /// Sets a child's slot, keeping the pid index right.
     pub fn set(&mut self, key: Key, slot: Slot) {
         let Some(child) = self.order.get_mut(&key) else {
+            internal_check!(false, "no child {key} to set to {slot:?}");
             return;
         };
         if let Some(old) = child.last_pid() {
@@ -86,6 +88,7 @@ impl Children {
         if let Some(pid) = child.last_pid() {
             self.by_pid.insert(pid, key);
         }
+        internal_check!(self.consistent(), "child indexes out of step with the list");
     }
 
     /// A dynamic child that starts again becomes the newest (OTP keys it by its new pid).
@@ -104,7 +107,36 @@ impl Children {
         if !self.dynamic {
             self.by_id.remove(child.spec.id.as_str());
         }
+        internal_check!(self.consistent(), "child indexes out of step with the list");
         Some(child)
+    }
+
+    /// The indexes agree with the list: every id and pid names a child that has it, every
+    /// child is found by its id (unless dynamic) and by its pid (if it has one), and no key
+    /// is ahead of the next one handed out. Checked after every change in debug builds.
+    fn consistent(&self) -> bool {
+        let ids = self.dynamic
+            || (self.by_id.len() == self.order.len()
+                && self
+                    .by_id
+                    .iter()
+                    .all(|(id, key)| self.order.get(key).is_some_and(|c| c.spec.id == *id)));
+        let pids = self.by_pid.iter().all(|(pid, key)| {
+            self.order
+                .get(key)
+                .is_some_and(|c| c.last_pid() == Some(*pid))
+        });
+        let with_pids = self
+            .order
+            .values()
+            .filter(|c| c.last_pid().is_some())
+            .count();
+        let keys = self
+            .order
+            .keys()
+            .next_back()
+            .is_none_or(|last| *last < self.next);
+        ids && pids && with_pids == self.by_pid.len() && keys
     }
 
     pub fn key_of_id(&self, id: &str) -> Option<Key> {

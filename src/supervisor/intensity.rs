@@ -54,7 +54,22 @@ impl RestartWindow {
             _ => self.buckets.push_back((now, 1)),
         }
         self.total += 1;
+        internal_check!(self.consistent(now), "{self:?} at {now}");
         self.total <= self.intensity
+    }
+
+    /// The total is the sum of the buckets, which are in the window, ascending, not empty.
+    fn consistent(&self, now: u64) -> bool {
+        let sum: u64 = self.buckets.iter().map(|(_, count)| count).sum();
+        let ascending = self
+            .buckets
+            .iter()
+            .zip(self.buckets.iter().skip(1))
+            .all(|((a, _), (b, _))| a < b);
+        let inside = self.buckets.iter().all(|&(second, count)| {
+            count > 0 && second <= now && second >= now.saturating_sub(self.period)
+        });
+        sum == self.total && ascending && inside
     }
 
     /// Restarts currently in the window.
