@@ -1,5 +1,8 @@
 //! The harness (`sim::harness`) on the built-in generated trees and on users' own trees with
 //! planted bugs: it must pass the correct trees and find, shrink and save the bugs.
+//!
+//! The harness on the targets of its planted bugs: each target, its bug switch and its tests sit
+//! together (hence the file's length).
 #![cfg(madsim)]
 
 use otpsim::sim::harness::{Harness, Target};

@@ -2,6 +2,8 @@
 //! by small Erlang and Elixir programs in `sim-tests/conformance/probes/` (`run_probes.sh`
 //! re-runs them on OTP 25.2.3 / Elixir 1.14.0). Each test runs the same story in otpsim and
 //! compares its lines with the probe's recorded `.out`.
+//!
+//! One test per recorded probe, each with the story it replays (hence the file's length).
 
 use crate::common::check;
 use otpsim::supervisor::dynamic::{self, DynamicOptions};

@@ -1,6 +1,8 @@
 //! The process core: links, monitors, exit signals, trap_exit, mailboxes, names and panics,
 //! each rule against `docs/behaviours.md` §M (items 97-102) and Erlang's reference manual.
 //! Every test here runs both simulated and natively (no timers involved).
+//!
+//! One test per rule of docs/behaviours.md §M and the process API (hence the file's length).
 
 use crate::common::{check, has_line};
 use otpsim::process::{Noproc, RegisterError};

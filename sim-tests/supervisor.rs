@@ -2,6 +2,9 @@
 //! format cannot express (init callbacks, start results, racing exits, the API's waiting),
 //! each test named after its item. The rest is shown, against real OTP, by the conformance
 //! scenarios (`conformance.rs`).
+//!
+//! One test per item of docs/behaviours.md §A-§K that the oracle's scenarios do not show (hence
+//! the file's length).
 
 use crate::common::{check, kill, wait_forever};
 use otpsim::server::{StartError, StartOptions};

@@ -4,6 +4,10 @@
 //! while user code runs. Signals are delivered synchronously unless the node's [`Choices`]
 //! delay them; delayed signals go through a postman task that keeps Erlang's FIFO order per
 //! sender-receiver pair.
+//!
+//! All of a node's state sits behind one lock; this file holds that state and every operation on
+//! it, so that what runs under the lock, and what must not, is decided in one place. (That is why
+//! it is long.)
 
 use super::alive::PidBits;
 use super::message::{MonitorRef, Msg};

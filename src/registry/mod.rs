@@ -27,6 +27,9 @@
 //!     assert_eq!(node.wait_exit(main).await, Some(ExitReason::Normal));
 //! });
 //! ```
+//!
+//! The whole API works on one table under one lock, as Elixir's functions work on the registry's
+//! ETS tables: kept together (hence the file's length).
 
 use crate::hash::stable_hash;
 use crate::process::{ExitReason, Msg, Node, Process};

@@ -40,6 +40,9 @@
 //!     assert_eq!(node.wait_exit(main).await, Some(ExitReason::Normal));
 //! });
 //! ```
+//!
+//! The GenServer behaviour: its callbacks, starts, calls and loop share the private message types
+//! they exchange, so they stay in one file (stopping is in `stop.rs`).
 
 mod stop;
 

@@ -43,6 +43,9 @@
 //! });
 //! assert_eq!(check(&report.trace, &Default::default()), Ok(()));
 //! ```
+//!
+//! One pass over a trace checks every rule: the rules share the per-supervisor state the pass
+//! builds, so they stay in one file (hence its length).
 
 use crate::term::{Pid, Term};
 use crate::trace::vocab::{Restart, Shutdown, Strategy};

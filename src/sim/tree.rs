@@ -7,6 +7,10 @@
 //! on a restart, and a unique-key registry in which workers register their tree path and
 //! servers take it as a `via` name. The harness's invariants are the check, with one of the
 //! tree's own: `whereis_name` never names a dead process (docs/behaviours.md item 90).
+//!
+//! The generated tree's spec, its generators, the processes it starts and its workload are one
+//! target, kept in one file: each field's meaning, generation and use sit together (hence its
+//! length).
 
 use super::harness::Target;
 use super::invariants::Violation;

@@ -1,5 +1,7 @@
 //! The supervisor process: a [`GenServer`] that follows OTP's `supervisor.erl` step by step
 //! (docs/behaviours.md §B-§I). The public face is in `mod.rs`.
+//!
+//! It follows `supervisor.erl` function by function, in one file as OTP's is (hence its length).
 
 use super::children::{Child, Children, Key, Slot};
 use super::intensity::RestartWindow;

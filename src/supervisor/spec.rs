@@ -7,6 +7,9 @@
 //! Loosely typed values (an oracle scenario's atoms and integers) become these types through
 //! `otpsim::sim::conform::terms`, which reports invalid values with OTP's error terms
 //! (`{invalid_restart_type,forever}`).
+//!
+//! Flags, child specs and their errors: every default and check of docs/behaviours.md §A, in one
+//! place.
 
 use crate::process::{catch_panic, ExitReason, Process};
 use crate::server::{GenServer, StartError};

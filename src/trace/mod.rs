@@ -16,6 +16,9 @@
 //! assert_eq!(t.lines(), ["label <0.1> root/a", "exit root/a reason=boom"]);
 //! assert_eq!(t.timeline()[1], "     1.500ms  exit root/a reason=boom");
 //! ```
+//!
+//! Every event kind and its one rendering sit together, so that a kind's text is defined where
+//! the kind is (hence the file's length).
 
 pub mod vocab;
 

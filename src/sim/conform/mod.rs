@@ -20,6 +20,9 @@
 //! assert_eq!(lines[..4], ["call start_root", "start root", "start root/a", "result start_root -> {ok,<root>}"]);
 //! assert!(lines.contains(&"restart root/a".to_string()));
 //! ```
+//!
+//! The driver of a scenario: the oracle's book (its tracer's state), the workers and every
+//! operation share the book, so they stay in one file (hence its length).
 
 mod scenario;
 pub mod terms;

@@ -1,5 +1,8 @@
 //! The oracle's scenario format (`otp-oracle/README.md`), parsed into types. Every error names
 //! the field it is about (`tree.children[1].shutdown`).
+//!
+//! The scenario format field by field: each field's parsing and error message sits next to its
+//! meaning (hence the file's length).
 
 use crate::registry::Keys;
 use crate::term::Term;
