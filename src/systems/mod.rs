@@ -11,7 +11,7 @@
 //! * [`pipeline`]: source, transformer and sink under rest_for_one, each item delivered once.
 //! * [`tickets`]: a support desk (tickets restarted with their last state, a queue rebuilt
 //!   from the store, notifications under a TaskSupervisor) and a chat room over a registry.
-//! * [`todo`]: a to-do service: a database pool under via names, to-do servers started on
+//! * [`todo`](mod@todo): a to-do service: a database pool under via names, to-do servers started on
 //!   demand by a find-or-start cache, every change stored before it is acknowledged.
 
 pub mod connections;

@@ -36,7 +36,7 @@ pub trait AnyTarget: Send + Sync {
     /// Runs a case given as JSON (a corpus file's `case`); `Err` if it does not parse.
     fn replay(self: Arc<Self>, case: &serde_json::Value) -> Result<CaseReport, String>;
 
-    /// The [trace hash](Trace::hash) of the case generated from `seed` with every fault
+    /// The [trace hash](crate::trace::Trace::hash) of the case generated from `seed` with every fault
     /// family, run once (what `otpsim digest` folds).
     fn trace_hash(self: Arc<Self>, seed: u64) -> Result<u64, String>;
 }

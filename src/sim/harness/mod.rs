@@ -3,7 +3,7 @@
 //!
 //! A [`Target`] is the system under test: how to start it, the workload operations it
 //! understands, and the application invariants it promises on top of the harness's own
-//! ([`invariants`](super::invariants)). A [`Case`] is data: the target's setup, a list of
+//! ([its invariants](super::invariants)). A [`Case`] is data: the target's setup, a list of
 //! [steps](Step) (workload operations, [faults](Fault) and pauses) and a seed for the
 //! simulator's background scheduling and message delays. [`run_case`] runs one case;
 //! [`Harness`] generates cases with proptest, shrinks the first failure, saves it in `corpus/`
@@ -289,7 +289,7 @@ pub struct HarnessReport {
     /// The minimal failing case, if one was found, with its violation.
     pub failure: Option<Failure>,
     /// The target's corpus files that no longer do what they record (see
-    /// [`replay_corpus`]), one line each.
+    /// [`replay_corpus`](crate::sim::corpus::replay_corpus)), one line each.
     pub regressions: Vec<String>,
 }
 
