@@ -5,7 +5,7 @@
 //! together (hence the file's length).
 #![cfg(madsim)]
 
-use otpsim::sim::harness::{Harness, Target};
+use otpsim::sim::harness::{Domain, Harness, Target, Workload};
 use otpsim::sim::invariants::{Invariant, Violation};
 use otpsim::sim::tree::Tree;
 use otpsim::supervisor::dynamic::{self, DynamicOptions, DynamicSupervisorRef};
@@ -174,8 +174,10 @@ impl Target for Kv {
         Just(()).boxed()
     }
 
-    fn ops(&self) -> BoxedStrategy<KvOp> {
-        prop_oneof![(0u8..4).prop_map(KvOp::Create), Just(KvOp::Count)].boxed()
+    fn workload(&self, domain: Domain) -> Workload<KvOp> {
+        Workload::new()
+            .kind("create", 1, domain.pick().prop_map(KvOp::Create))
+            .kind("count", 1, Just(KvOp::Count))
     }
 
     async fn start(&self, _: &(), p: &Process) -> Result<(Pid, KvState), String> {
@@ -493,8 +495,8 @@ impl Target for Named {
         Just(()).boxed()
     }
 
-    fn ops(&self) -> BoxedStrategy<()> {
-        Just(()).boxed()
+    fn workload(&self, _: Domain) -> Workload<()> {
+        Workload::new().kind("call", 1, Just(()))
     }
 
     async fn start(&self, _: &(), p: &Process) -> Result<(Pid, Self::State), String> {
@@ -710,8 +712,8 @@ impl Target for Cache {
     }
 
     /// Put a value in one of two stores.
-    fn ops(&self) -> BoxedStrategy<(u8, u32)> {
-        (0u8..2, any::<u32>()).boxed()
+    fn workload(&self, domain: Domain) -> Workload<(u8, u32)> {
+        Workload::new().kind("put", 1, (domain.pick(), any::<u32>()))
     }
 
     async fn start(&self, _: &(), p: &Process) -> Result<(Pid, ()), String> {
@@ -909,8 +911,8 @@ impl Target for BusyCheck {
         Just(()).boxed()
     }
 
-    fn ops(&self) -> BoxedStrategy<()> {
-        Just(()).boxed()
+    fn workload(&self, _: Domain) -> Workload<()> {
+        Workload::new().kind("call", 1, Just(()))
     }
 
     async fn start(&self, _: &(), p: &Process) -> Result<(Pid, Self::State), String> {
@@ -965,8 +967,8 @@ fn plain_worker(id: Option<u16>, register: bool) -> otpsim::sim::tree::NodeSpec 
 fn a_fault_hits_the_same_process_when_the_rest_of_the_tree_shrinks() {
     use otpsim::sim::harness::{run_case, Case, Fault, Step};
     use otpsim::sim::tree::{TreeSetup, TreeSpec, TreeStrategy};
-    let case = |ids: &[u16], victim: u16| Case {
-        setup: TreeSetup {
+    let case = |ids: &[u16], victim: u16| {
+        let setup = TreeSetup {
             root: TreeSpec {
                 strategy: TreeStrategy::OneForOne,
                 intensity: 3,
@@ -977,10 +979,8 @@ fn a_fault_hits_the_same_process_when_the_rest_of_the_tree_shrinks() {
                     .collect(),
             },
             registry: false,
-        },
-        steps: vec![Step::Fault(Fault::Kill { victim })],
-        seed: 0,
-        delays: None,
+        };
+        Case::new(setup, vec![Step::Fault(Fault::Kill { victim })])
     };
     let hit = |ids: &[u16], victim: u16| {
         let report = run_case(&std::sync::Arc::new(Tree), &case(ids, victim));
@@ -1029,12 +1029,7 @@ fn crash_faults_spare_library_processes_and_kills_do_not() {
     let faults_on_partitions = |fault: fn(u16) -> Fault| {
         (0..64u16)
             .filter(|&victim| {
-                let case = Case {
-                    setup: setup.clone(),
-                    steps: vec![Step::Fault(fault(victim))],
-                    seed: 0,
-                    delays: None,
-                };
+                let case = Case::new(setup.clone(), vec![Step::Fault(fault(victim))]);
                 let report = run_case(&std::sync::Arc::new(Tree), &case);
                 assert_eq!(report.violation, None, "victim {victim}");
                 report
@@ -1073,8 +1068,8 @@ impl Target for FailsAtRun {
         Just(()).boxed()
     }
 
-    fn ops(&self) -> BoxedStrategy<()> {
-        Just(()).boxed()
+    fn workload(&self, _: Domain) -> Workload<()> {
+        Workload::new()
     }
 
     async fn start(&self, _: &(), p: &Process) -> Result<(Pid, ()), String> {

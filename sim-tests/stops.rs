@@ -5,7 +5,7 @@
 use crate::common::wait_forever;
 use otpsim::server::{self, CallReply, GenServer, Init, ServerRef, StartOptions};
 use otpsim::sim::harness::proptest::prelude::*;
-use otpsim::sim::harness::{injected_faults, Harness, Target};
+use otpsim::sim::harness::{injected_faults, Domain, Harness, Target, Workload};
 use otpsim::sim::invariants::Violation;
 use otpsim::supervisor::{self, ChildSpec, Flags, Strategy as SupStrategy, SupervisorSpec};
 use otpsim::trace::FaultKind;
@@ -89,8 +89,8 @@ impl Target for Buffered {
         Just(()).boxed()
     }
 
-    fn ops(&self) -> BoxedStrategy<u32> {
-        any::<u32>().boxed()
+    fn workload(&self, _: Domain) -> Workload<u32> {
+        Workload::new().kind("put", 1, any::<u32>())
     }
 
     async fn start(&self, _: &(), p: &Process) -> Result<(Pid, BufferState), String> {

@@ -12,7 +12,7 @@
 //! target, kept in one file: each field's meaning, generation and use sit together (hence its
 //! length).
 
-use super::harness::Target;
+use super::harness::{Domain, Target, Workload};
 use super::invariants::Violation;
 use crate::process::{ExitReason, Process};
 use crate::registry::{Keys, Registry, RegistryOptions};
@@ -603,24 +603,60 @@ impl Target for Tree {
             .boxed()
     }
 
-    fn ops(&self) -> BoxedStrategy<TreeOp> {
-        prop_oneof![
-            2 => (any::<u8>(), any::<bool>()).prop_map(|(server, cast)| TreeOp::Call { server, cast }),
-            1 => (any::<u8>(), 0u16..500, prop::bool::weighted(0.3), any::<bool>())
-                .prop_map(|(sup, ms, crash, link)| TreeOp::Async { sup, ms, crash, link }),
-            1 => any::<u8>().prop_map(|key| TreeOp::Lookup { key }),
+    fn workload(&self, domain: Domain) -> Workload<TreeOp> {
+        let pick = || domain.pick();
+        Workload::new()
+            .kind(
+                "call",
+                2,
+                (pick(), any::<bool>()).prop_map(|(server, cast)| TreeOp::Call { server, cast }),
+            )
+            .kind(
+                "async",
+                1,
+                (pick(), 0u16..500, prop::bool::weighted(0.3), any::<bool>()).prop_map(
+                    |(sup, ms, crash, link)| TreeOp::Async {
+                        sup,
+                        ms,
+                        crash,
+                        link,
+                    },
+                ),
+            )
+            .kind("lookup", 1, pick().prop_map(|key| TreeOp::Lookup { key }))
             // A DynamicSupervisor unlinks its children before it stops them (Elixir does the
             // same), so a child hung in its shutdown outlives a supervisor killed meanwhile: a
             // real leak, but one of the worker's making. Dynamic children always stop.
-            2 => (any::<u8>(), restart_strategy(), worker_strategy()).prop_map(|(sup, restart, mut worker)| {
-                worker.stop_ms = worker.stop_ms.or(Some(0));
-                TreeOp::StartChild { sup, restart, worker }
-            }),
-            1 => (any::<u8>(), any::<u8>()).prop_map(|(sup, child)| TreeOp::TerminateChild { sup, child }),
-            1 => (any::<u8>(), any::<u8>(), any::<bool>())
-                .prop_map(|(sup, child, terminate)| TreeOp::RestartChild { sup, child, terminate }),
-        ]
-        .boxed()
+            .kind(
+                "start_child",
+                2,
+                (pick(), restart_strategy(), worker_strategy()).prop_map(
+                    |(sup, restart, mut worker)| {
+                        worker.stop_ms = worker.stop_ms.or(Some(0));
+                        TreeOp::StartChild {
+                            sup,
+                            restart,
+                            worker,
+                        }
+                    },
+                ),
+            )
+            .kind(
+                "terminate_child",
+                1,
+                (pick(), pick()).prop_map(|(sup, child)| TreeOp::TerminateChild { sup, child }),
+            )
+            .kind(
+                "restart_child",
+                1,
+                (pick(), pick(), any::<bool>()).prop_map(|(sup, child, terminate)| {
+                    TreeOp::RestartChild {
+                        sup,
+                        child,
+                        terminate,
+                    }
+                }),
+            )
     }
 
     async fn start(&self, setup: &TreeSetup, p: &Process) -> Result<(Pid, TreeState), String> {

@@ -11,7 +11,7 @@
 //!
 //! ```
 //! # #[cfg(madsim)] {
-//! use otpsim::sim::harness::{Harness, Target};
+//! use otpsim::sim::harness::{Domain, Harness, Target, Workload};
 //! use otpsim::sim::invariants::Violation;
 //! use otpsim::sim::harness::proptest::prelude::*;
 //! use otpsim::supervisor::{self, ChildSpec, Flags, Start, Started, SupervisorSpec};
@@ -33,7 +33,7 @@
 //!     type State = ();
 //!     fn name(&self) -> String { "pair".into() }
 //!     fn setups(&self) -> BoxedStrategy<()> { Just(()).boxed() }
-//!     fn ops(&self) -> BoxedStrategy<()> { Just(()).boxed() }
+//!     fn workload(&self, _: Domain) -> Workload<()> { Workload::new() }
 //!     async fn start(&self, _: &(), p: &Process) -> Result<(Pid, ()), String> {
 //!         let flags = Flags::elixir(supervisor::Strategy::OneForOne);
 //!         let spec = SupervisorSpec::new(flags).child(idle("a")).child(idle("b"));
@@ -56,10 +56,12 @@ mod case;
 pub use proptest;
 
 mod erased;
+mod workload;
 
 pub use case::{case_strategy, Case, Step};
 pub(crate) use erased::generator;
 pub use erased::AnyTarget;
+pub use workload::{Domain, Workload};
 // What a target's code uses of the faults and of the trace index, at hand where it is written.
 pub use crate::sim::faults::{CrashReason, Delays, Family, Fault, StopHow};
 pub use crate::sim::index::{
@@ -100,10 +102,12 @@ pub trait Target: Send + Sync + 'static {
     /// Generates setups.
     fn setups(&self) -> BoxedStrategy<Self::Setup>;
 
-    /// Generates workload operations. They do not depend on the setup, so that a failing
-    /// case shrinks its setup and its steps independently; an operation that refers to a
-    /// part of the system picks it by index modulo what is there, as faults pick victims.
-    fn ops(&self) -> BoxedStrategy<Self::Op>;
+    /// The workload: the target's kinds of operation over a `domain` of keys, names or
+    /// clients (each case uses a random subset of the kinds and a small random domain: see
+    /// [`Workload`]). Operations do not depend on the setup, so that a failing case shrinks
+    /// its setup and its steps independently; an operation that refers to a part of the
+    /// system picks it by index modulo what is there, as faults pick victims.
+    fn workload(&self, domain: Domain) -> Workload<Self::Op>;
 
     /// Starts the system from the harness's driver process; returns the root of the tree
     /// (faults hit it and what descends from it) and the workload's state.

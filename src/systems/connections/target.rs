@@ -9,7 +9,7 @@ use super::{
 use crate::process::Process;
 use crate::rt::Duration;
 use crate::server::ServerRef;
-use crate::sim::harness::{faults_within, gave_up, Target};
+use crate::sim::harness::{faults_within, gave_up, Domain, Target, Workload};
 use crate::sim::invariants::Violation;
 use crate::term::Pid;
 use proptest::prelude::*;
@@ -114,17 +114,21 @@ impl Target for ConnectionsTarget {
         Just(()).boxed()
     }
 
-    fn ops(&self) -> BoxedStrategy<ConnectionsOp> {
-        prop_oneof![
-            3 => any::<u8>().prop_map(ConnectionsOp::Connect),
-            1 => any::<u8>().prop_map(ConnectionsOp::Disconnect),
-            3 => any::<u8>().prop_map(ConnectionsOp::Publish),
-            2 => Just(ConnectionsOp::Report),
-            2 => any::<u8>().prop_map(ConnectionsOp::DropLinks),
-            1 => (0u16..3000).prop_map(ConnectionsOp::Outage),
-            1 => (any::<u8>(), 0u16..2000).prop_map(|(n, ms)| ConnectionsOp::Stall(n, ms)),
-        ]
-        .boxed()
+    /// Clients from the case's domain.
+    fn workload(&self, domain: Domain) -> Workload<ConnectionsOp> {
+        let pick = || domain.pick();
+        Workload::new()
+            .kind("connect", 3, pick().prop_map(ConnectionsOp::Connect))
+            .kind("disconnect", 1, pick().prop_map(ConnectionsOp::Disconnect))
+            .kind("publish", 3, pick().prop_map(ConnectionsOp::Publish))
+            .kind("report", 2, Just(ConnectionsOp::Report))
+            .kind("drop_links", 2, pick().prop_map(ConnectionsOp::DropLinks))
+            .kind("outage", 1, (0u16..3000).prop_map(ConnectionsOp::Outage))
+            .kind(
+                "stall",
+                1,
+                (pick(), 0u16..2000).prop_map(|(n, ms)| ConnectionsOp::Stall(n, ms)),
+            )
     }
 
     async fn start(&self, _: &(), p: &Process) -> Result<(Pid, ConnectionsModel), String> {

@@ -3,7 +3,7 @@
 
 use super::{create, get, lookup, names, put, BUCKETS, REGISTRY};
 use crate::process::Process;
-use crate::sim::harness::{delays_injected, only_children_hit, Target};
+use crate::sim::harness::{delays_injected, only_children_hit, Domain, Target, Workload};
 use crate::sim::invariants::Violation;
 use crate::term::Pid;
 use proptest::prelude::*;
@@ -113,14 +113,22 @@ impl Target for KvTarget {
         Just(()).boxed()
     }
 
-    fn ops(&self) -> BoxedStrategy<KvOp> {
-        prop_oneof![
-            2 => any::<u8>().prop_map(KvOp::Create),
-            2 => any::<u8>().prop_map(KvOp::Lookup),
-            2 => (any::<u8>(), 0u8..4, any::<u16>()).prop_map(|(b, k, v)| KvOp::Put(b, k, v)),
-            2 => (any::<u8>(), 0u8..4).prop_map(|(b, k)| KvOp::Get(b, k)),
-        ]
-        .boxed()
+    /// Buckets and keys from the case's domain.
+    fn workload(&self, domain: Domain) -> Workload<KvOp> {
+        let pick = || domain.pick();
+        Workload::new()
+            .kind("create", 2, pick().prop_map(KvOp::Create))
+            .kind("lookup", 2, pick().prop_map(KvOp::Lookup))
+            .kind(
+                "put",
+                2,
+                (pick(), pick(), any::<u16>()).prop_map(|(b, k, v)| KvOp::Put(b, k, v)),
+            )
+            .kind(
+                "get",
+                2,
+                (pick(), pick()).prop_map(|(b, k)| KvOp::Get(b, k)),
+            )
     }
 
     async fn start(&self, _: &(), p: &Process) -> Result<(Pid, KvModel), String> {

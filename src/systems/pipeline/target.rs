@@ -3,7 +3,7 @@
 
 use super::{transform, Pipeline, Store};
 use crate::process::Process;
-use crate::sim::harness::Target;
+use crate::sim::harness::{Domain, Target, Workload};
 use crate::sim::invariants::Violation;
 use crate::term::Pid;
 use proptest::prelude::*;
@@ -60,10 +60,9 @@ impl Target for PipelineTarget {
         Just(()).boxed()
     }
 
-    fn ops(&self) -> BoxedStrategy<PipelineOp> {
-        proptest::collection::vec(any::<u16>(), 1..4)
-            .prop_map(PipelineOp::Feed)
-            .boxed()
+    fn workload(&self, _: Domain) -> Workload<PipelineOp> {
+        let feed = proptest::collection::vec(any::<u16>(), 1..4).prop_map(PipelineOp::Feed);
+        Workload::new().kind("feed", 1, feed)
     }
 
     async fn start(&self, _: &(), p: &Process) -> Result<(Pid, Pipeline), String> {

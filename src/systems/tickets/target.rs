@@ -4,7 +4,7 @@
 
 use super::{Desk, Status, TicketError, Tickets, QUEUE};
 use crate::process::Process;
-use crate::sim::harness::Target;
+use crate::sim::harness::{Domain, Target, Workload};
 use crate::sim::invariants::Violation;
 use crate::term::Pid;
 use proptest::prelude::*;
@@ -98,17 +98,17 @@ impl Target for TicketsTarget {
         Just(()).boxed()
     }
 
-    fn ops(&self) -> BoxedStrategy<TicketsOp> {
-        prop_oneof![
-            3 => Just(TicketsOp::Open),
-            3 => (0u8..2).prop_map(TicketsOp::TakeNext),
-            2 => any::<u8>().prop_map(TicketsOp::Resolve),
-            2 => any::<u8>().prop_map(TicketsOp::Status),
-            1 => (0u8..3).prop_map(TicketsOp::Join),
-            1 => (0u8..3).prop_map(TicketsOp::Leave),
-            1 => (0u8..3).prop_map(TicketsOp::Say),
-        ]
-        .boxed()
+    /// Agents, tickets and users from the case's domain.
+    fn workload(&self, domain: Domain) -> Workload<TicketsOp> {
+        let pick = || domain.pick();
+        Workload::new()
+            .kind("open", 3, Just(TicketsOp::Open))
+            .kind("take_next", 3, pick().prop_map(TicketsOp::TakeNext))
+            .kind("resolve", 2, pick().prop_map(TicketsOp::Resolve))
+            .kind("status", 2, pick().prop_map(TicketsOp::Status))
+            .kind("join", 1, pick().prop_map(TicketsOp::Join))
+            .kind("leave", 1, pick().prop_map(TicketsOp::Leave))
+            .kind("say", 1, pick().prop_map(TicketsOp::Say))
     }
 
     async fn start(&self, _: &(), p: &Process) -> Result<(Pid, TicketsModel), String> {

@@ -3,7 +3,7 @@
 
 use super::{Entry, MemoryStorage, Todo, CACHE};
 use crate::process::Process;
-use crate::sim::harness::Target;
+use crate::sim::harness::{Domain, Target, Workload};
 use crate::sim::invariants::Violation;
 use crate::term::Pid;
 use proptest::prelude::*;
@@ -95,13 +95,21 @@ impl Target for TodoTarget {
         Just(()).boxed()
     }
 
-    fn ops(&self) -> BoxedStrategy<TodoOp> {
-        prop_oneof![
-            1 => any::<u8>().prop_map(TodoOp::Server),
-            3 => (any::<u8>(), 0u8..3).prop_map(|(n, d)| TodoOp::Add(n, d)),
-            2 => (any::<u8>(), 0u8..3).prop_map(|(n, d)| TodoOp::Entries(n, d)),
-        ]
-        .boxed()
+    /// Lists and days from the case's domain.
+    fn workload(&self, domain: Domain) -> Workload<TodoOp> {
+        let pick = || domain.pick();
+        Workload::new()
+            .kind("server", 1, pick().prop_map(TodoOp::Server))
+            .kind(
+                "add",
+                3,
+                (pick(), pick()).prop_map(|(n, d)| TodoOp::Add(n, d)),
+            )
+            .kind(
+                "entries",
+                2,
+                (pick(), pick()).prop_map(|(n, d)| TodoOp::Entries(n, d)),
+            )
     }
 
     async fn start(&self, _: &(), p: &Process) -> Result<(Pid, TodoModel), String> {
