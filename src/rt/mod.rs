@@ -34,11 +34,88 @@ pub mod sync {
 pub const SIMULATED: bool = cfg!(madsim);
 
 /// Spawns a detached task on the current executor.
+///
+/// A panic that escapes the task (a process catches its own; an otpsim `InternalError` is
+/// raised again on purpose) fails the whole run: madsim raises it out of [`block_on`], and
+/// natively [`block_on`] does the same instead of leaving it in a dropped join handle while
+/// the run waits forever for the task.
 pub fn spawn<F>(future: F)
 where
     F: Future<Output = ()> + Send + 'static,
 {
+    #[cfg(madsim)]
     drop(tokio::spawn(future));
+    #[cfg(not(madsim))]
+    drop(tokio::spawn(escaped::Catch { future }));
+}
+
+/// Natively, a panic that escapes a spawned task, kept for [`block_on`] to raise again.
+#[cfg(not(madsim))]
+mod escaped {
+    use std::any::Any;
+    use std::cell::RefCell;
+    use std::future::Future;
+    use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+    use std::pin::Pin;
+    use std::task::{Context, Poll, Waker};
+
+    type Payload = Box<dyn Any + Send>;
+
+    thread_local! {
+        /// The first escaped panic of the current-thread runtime, and the waker of its
+        /// `block_on` future. Tasks of a current-thread runtime run on the thread that blocks.
+        static ESCAPED: RefCell<(Option<Payload>, Option<Waker>)> =
+            const { RefCell::new((None, None)) };
+    }
+
+    pin_project_lite::pin_project! {
+        /// A spawned task whose panic is kept instead of being lost in its join handle.
+        pub(super) struct Catch<F> {
+            #[pin]
+            pub(super) future: F,
+        }
+    }
+
+    impl<F: Future<Output = ()>> Future for Catch<F> {
+        type Output = ();
+
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            let future = self.project().future;
+            match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
+                Ok(poll) => poll,
+                Err(payload) => {
+                    ESCAPED.with(|e| {
+                        let mut e = e.borrow_mut();
+                        e.0.get_or_insert(payload);
+                        if let Some(waker) = e.1.take() {
+                            waker.wake();
+                        }
+                    });
+                    Poll::Ready(())
+                }
+            }
+        }
+    }
+
+    /// Forgets what a previous run left.
+    pub(super) fn clear() {
+        ESCAPED.with(|e| *e.borrow_mut() = (None, None));
+    }
+
+    /// Raises an escaped panic again, here; or registers to be woken by the next one.
+    pub(super) fn raise_or_register(cx: &Context<'_>) {
+        let payload = ESCAPED.with(|e| {
+            let mut e = e.borrow_mut();
+            let payload = e.0.take();
+            if payload.is_none() {
+                e.1 = Some(cx.waker().clone());
+            }
+            payload
+        });
+        if let Some(payload) = payload {
+            resume_unwind(payload);
+        }
+    }
 }
 
 /// The current time of the executor's clock (simulated under madsim).
@@ -372,11 +449,16 @@ pub fn block_on_limited<F: Future>(
     #[cfg(not(madsim))]
     {
         let _ = (seed, time_limit);
+        escaped::clear();
+        let mut future = std::pin::pin!(future);
         tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
             .expect("a current-thread tokio runtime can always be built")
-            .block_on(future)
+            .block_on(std::future::poll_fn(|cx| {
+                escaped::raise_or_register(cx);
+                future.as_mut().poll(cx)
+            }))
     }
 }
 
