@@ -488,6 +488,20 @@ impl Node {
     }
 
     #[cfg(feature = "harness")]
+    /// Whether a process other than `pid`'s parent and children monitors it or is linked to
+    /// it: whether its death is someone's business besides its supervisor's.
+    pub(crate) fn is_watched(&self, pid: Pid) -> bool {
+        let st = self.lock();
+        let Some(p) = st.procs.get(&pid) else {
+            return false;
+        };
+        let outsider = |other: Pid| {
+            Some(other) != p.parent && st.procs.get(&other).is_none_or(|o| o.parent != Some(pid))
+        };
+        p.watchers.iter().any(|(_, w)| outsider(w)) || p.links.keys().any(outsider)
+    }
+
+    #[cfg(feature = "harness")]
     /// Whether `pid` is alive and runs a generic server loop (a GenServer or a supervisor,
     /// which understand [`server::stop`](crate::server::stop)).
     pub(crate) fn is_server(&self, pid: Pid) -> bool {
@@ -825,6 +839,12 @@ impl Node {
             Msg::Exit { reason, .. } => Some(reason),
             _ => unreachable!("only an EXIT is accepted"),
         }
+    }
+
+    /// The run enters its `step`-th step (see [`Choices::enter_step`]).
+    #[cfg(feature = "harness")]
+    pub(crate) fn enter_step(&self, step: u32) {
+        self.lock().choices.enter_step(step);
     }
 
     pub(super) fn timer_jitter(&self, pid: Pid, duration: Duration) -> Duration {

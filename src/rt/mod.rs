@@ -17,7 +17,9 @@
 
 mod choices;
 
-pub use choices::{Choices, NoFaults, SeededChoices, SeededConfig};
+pub use choices::{
+    Choices, HeldLog, Hold, NoFaults, ScheduledChoices, SeededChoices, SeededConfig,
+};
 pub use std::time::Duration;
 pub use tokio::time::Instant;
 

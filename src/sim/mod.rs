@@ -34,11 +34,12 @@ pub mod tree;
 mod watchdog;
 
 use crate::process::{ExitReason, Halt, IntoExitReason, Node, NodeConfig, Process};
-use crate::rt::{self, Duration, SeededChoices, SeededConfig};
+use crate::rt::{self, Duration, Hold, ScheduledChoices, SeededChoices, SeededConfig};
 use crate::term::Pid;
 use crate::trace::FaultKind;
 use crate::trace::{Divergence, Trace};
 use std::future::Future;
+use std::sync::PoisonError;
 
 /// Names `pid` by a tree path in the run's trace from now on (`root/sub/a`); `supervisor`:
 /// its exit prints as `sup_exit`. Supervisors name their children themselves; this is for the
@@ -77,6 +78,11 @@ pub struct Sim {
     pub seed: u64,
     /// Which disturbances the choice points inject.
     pub faults: SeededConfig,
+    /// Signals held back on purpose, whatever the faults draw (see [`Hold`]).
+    pub schedule: Vec<Hold>,
+    /// The seed of the choice points' stream, when it is not [`seed`](Sim::seed): other
+    /// delays over the same scheduling.
+    pub stream: Option<u64>,
     /// Halt as a livelock after this many process steps.
     pub step_budget: u64,
     /// Give up (and report) when the root has not exited after this much simulated time.
@@ -98,6 +104,9 @@ pub struct RunReport {
     pub halt: Option<Halt>,
     /// Whether the root was still running at the time limit.
     pub timed_out: bool,
+    /// Every signal the run held back, in the order they were sent: its delays as data (a
+    /// [`Sim::with_schedule`] of them, without the faults' delays, replays the run).
+    pub held: Vec<Hold>,
 }
 
 impl RunReport {
@@ -142,6 +151,8 @@ impl Sim {
         Sim {
             seed,
             faults: SeededConfig::default(),
+            schedule: Vec::new(),
+            stream: None,
             step_budget: 10_000_000,
             time_limit: Duration::from_secs(600),
             wall_limit: std::time::Duration::from_secs(60),
@@ -151,6 +162,44 @@ impl Sim {
     /// The same settings with other faults.
     pub fn with_faults(mut self, faults: SeededConfig) -> Sim {
         self.faults = faults;
+        self
+    }
+
+    /// The same settings with signals held back on purpose.
+    ///
+    /// ```
+    /// use otpsim::rt::{Duration, Hold, SeededConfig};
+    /// use otpsim::sim::Sim;
+    /// use otpsim::ExitReason;
+    /// // A run whose delays come from the seed...
+    /// let faults = SeededConfig {
+    ///     delay_probability: 0.5,
+    ///     max_delay: Duration::from_millis(20),
+    ///     ..SeededConfig::default()
+    /// };
+    /// let body = |p: otpsim::Process| async move {
+    ///     let echo = p.spawn(|q| async move {
+    ///         while let Some(m) = q.recv().await.downcast::<otpsim::Pid>().ok() {
+    ///             q.send(m, ());
+    ///         }
+    ///         ExitReason::Normal
+    ///     });
+    ///     for _ in 0..10 {
+    ///         p.send(echo, p.pid());
+    ///         let _ = p.recv().await;
+    ///     }
+    /// };
+    /// let seeded = Sim::new(9).with_faults(faults).run(body);
+    /// assert!(!seeded.held.is_empty());
+    /// // ... replays the same with those delays as a schedule (in the simulation: natively,
+    /// // the executor's own order is not fixed by a seed).
+    /// let scheduled = Sim::new(9).with_schedule(seeded.held.clone()).run(body);
+    /// if otpsim::rt::SIMULATED {
+    ///     assert_eq!(scheduled.trace.first_divergence(&seeded.trace), None);
+    /// }
+    /// ```
+    pub fn with_schedule(mut self, holds: Vec<Hold>) -> Sim {
+        self.schedule = holds;
         self
     }
 
@@ -169,11 +218,14 @@ impl Sim {
         Fut::Output: IntoExitReason,
     {
         let guard = watchdog::arm(self.wall_limit);
+        let seeded = SeededChoices::new(self.stream.unwrap_or(self.seed), self.faults);
+        let choices = ScheduledChoices::new(seeded, &self.schedule);
+        let held = choices.log();
         let config = NodeConfig {
             trace: true,
             step_budget: Some(self.step_budget),
             quiet_panics: true,
-            choices: Box::new(SeededChoices::new(self.seed, self.faults)),
+            choices: Box::new(choices),
             watchdog: Some(guard.flag()),
         };
         let (seed, time_limit) = (self.seed, self.time_limit);
@@ -187,12 +239,14 @@ impl Sim {
             node.halt();
             // Let every halted task run once so that nothing is left pending (and leaked).
             rt::sleep(Duration::from_millis(1)).await;
+            let held = std::mem::take(&mut *held.lock().unwrap_or_else(PoisonError::into_inner));
             RunReport {
                 seed,
                 trace,
                 timed_out: waited.is_none(),
                 root_exit: waited.flatten(),
                 halt,
+                held,
             }
         })
     }
