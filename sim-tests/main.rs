@@ -10,6 +10,8 @@ mod determinism;
 mod harness;
 #[cfg(madsim)]
 mod invariants;
+#[cfg(madsim)]
+mod planted;
 mod probes;
 mod process_core;
 mod registry;

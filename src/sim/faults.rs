@@ -16,7 +16,7 @@
 
 use super::index::{with_index, TraceIndex};
 use crate::process::{ExitReason, Node, Process};
-use crate::rt::Duration;
+use crate::rt::{Duration, SeededConfig};
 use crate::server;
 use crate::supervisor::{Restart, SupervisorRef};
 use crate::term::{Pid, Term};
@@ -65,6 +65,26 @@ pub enum Fault {
         /// How it is stopped.
         how: StopHow,
     },
+}
+
+impl Fault {
+    /// The fault's `victim` number, to set.
+    ///
+    /// ```
+    /// use otpsim::sim::harness::Fault;
+    /// let mut kill = Fault::Kill { victim: 7 };
+    /// *kill.victim_mut() = 2;
+    /// assert_eq!(kill, Fault::Kill { victim: 2 });
+    /// ```
+    pub fn victim_mut(&mut self) -> &mut u16 {
+        match self {
+            Fault::Crash { victim, .. }
+            | Fault::Kill { victim }
+            | Fault::Signal { victim, .. }
+            | Fault::Storm { victim, .. }
+            | Fault::Stop { victim, .. } => victim,
+        }
+    }
 }
 
 /// How a [`Fault::Stop`] restarts its victim.
@@ -122,6 +142,17 @@ pub struct Delays {
     pub percent: u8,
     /// The longest delay.
     pub max_ms: u16,
+}
+
+impl Delays {
+    /// The simulator's fault settings for these delays.
+    pub fn config(self) -> SeededConfig {
+        SeededConfig {
+            delay_probability: f64::from(self.percent.min(100)) / 100.0,
+            max_delay: Duration::from_millis(u64::from(self.max_ms)),
+            ..SeededConfig::default()
+        }
+    }
 }
 
 /// A family of faults, switched on per case (swarm testing).
@@ -318,9 +349,17 @@ async fn stop(victim: Pid, how: StopHow, p: &Process) {
     }
 }
 
+/// How much likelier a fault hits a process that others watch (see [`pick_victim`]).
+const WATCHED: f64 = 3.0;
+
 /// The candidate a fault's `victim` number picks: the one whose name scores highest with it
 /// (rendezvous hashing). Removing other candidates never changes the pick, so a case keeps
-/// hitting the same process while shrinking removes the rest of the tree. A candidate is
+/// hitting the same process while shrinking removes the rest of the tree.
+///
+/// A process that a process other than its parent or its children monitors or is linked to
+/// weighs [`WATCHED`] times more: its death is someone's business besides its supervisor's
+/// (a registry's, a client's, a server's that tracks it), which is where the cleanup that
+/// flaws hide in runs. A candidate is
 /// named by its tree path, or (unnamed, like a dynamic supervisor's children) by its
 /// parent's name and its place among its unnamed siblings.
 fn pick_victim(node: &Node, victim: u16, candidates: Vec<Pid>) -> Option<Pid> {
@@ -345,6 +384,11 @@ fn pick_victim(node: &Node, victim: u16, candidates: Vec<Pid>) -> Option<Pid> {
         h ^= h >> 33;
         h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
         h ^= h >> 33;
+        // Weighted rendezvous hashing: the score is ln(u) / weight for u uniform in (0, 1],
+        // mapped back to an integer in the same order.
+        let weight = if node.is_watched(pid) { WATCHED } else { 1.0 };
+        let u = ((h >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+        let h = ((u.ln() / weight + 64.0) * 1e17) as u64;
         if best
             .as_ref()
             .is_none_or(|(bh, bn, _)| (h, &name) > (*bh, bn))

@@ -1,8 +1,9 @@
 //! Cases as data: the steps, the faults, and the proptest strategies that generate them.
 
 use super::{Domain, Target};
-use crate::rt::{Duration, SeededConfig};
+use crate::rt::{Hold, SeededConfig};
 use crate::sim::faults::{fault_strategy, Delays, Family, Fault};
+use crate::sim::Sim;
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -19,27 +20,12 @@ pub struct Case<S, O> {
     /// Message delays, if that fault family is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delays: Option<Delays>,
-    /// Signals held back on purpose, before any the delays draw: the choices a failing case
+    /// Signals held back on purpose, whatever the delays draw: the delays a failing case
     /// needs, made explicit when it is shrunk so that they shrink one by one (see
-    /// [`Hold`]). Empty in generated cases.
+    /// [`Hold`]; a hold's `step` is 0 for the target's start, `i + 1` for `steps[i]`, and
+    /// `steps.len() + 1` for the settling). Empty in generated cases.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub schedule: Vec<Hold>,
-}
-
-/// A signal held back: the `nth` signal (from 1) that process `from` sends process `to` is
-/// delivered `us` microseconds late (FIFO per pair is kept: later signals of the pair wait
-/// behind it). Processes are named by their pids' numbers, which a replay hands out again in
-/// the same order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Hold {
-    /// The sender's pid number.
-    pub from: u64,
-    /// The receiver's pid number.
-    pub to: u64,
-    /// Which of the pair's signals (from 1).
-    pub nth: u32,
-    /// How long it is held, in microseconds.
-    pub us: u32,
 }
 
 /// One step of a case.
@@ -54,13 +40,15 @@ pub enum Step<O> {
     Wait(u32),
 }
 
-/// Cases of `target` with up to `max_steps` steps. Each case switches on a random subset of
-/// `families` (swarm testing): some cases see only delays, some only kills, some nothing.
+/// Cases of `target` with up to `max_steps` steps, explored by swarm testing: each case
+/// switches on a random subset of `families` (some cases see only delays, some only kills,
+/// some nothing), of the target's kinds of operation over a small domain (see
+/// [`Workload`](super::Workload)), and a [`Mix`] of operations, faults and pauses.
 ///
 /// The setup and the steps are independent parts of a tuple, so shrinking simplifies each
 /// while keeping the other: it drops children from a generated tree with the same faults,
-/// then removes steps, simplifies faults and operations, turns delays off and takes the seed
-/// towards 0.
+/// simplifies faults and operations, turns delays off and takes the seed towards 0 (the
+/// harness then shrinks further: see `shrink.rs`).
 pub fn case_strategy<T: Target>(
     target: &Arc<T>,
     max_steps: usize,
@@ -71,17 +59,24 @@ pub fn case_strategy<T: Target>(
         proptest::sample::subsequence(families.to_vec(), 0..=families.len()),
         Domain::sizes(),
         proptest::sample::subsequence((0..kinds).collect::<Vec<_>>(), kinds.min(1)..=kinds),
+        Mix::strategy(max_steps),
     );
     let workload_of = target.clone();
-    let body = on.prop_flat_map(move |(on, size, chosen)| {
+    let body = on.prop_flat_map(move |(on, size, chosen, mix)| {
         let ops = workload_of.workload(Domain::of(size)).only(&chosen);
         let wait = || (0u32..3000).prop_map(Step::Wait).boxed();
-        let mut steps: Vec<(u32, BoxedStrategy<Step<T::Op>>)> = vec![(2, wait())];
+        let mut steps: Vec<(u32, BoxedStrategy<Step<T::Op>>)> = vec![];
+        if mix.waits > 0 {
+            steps.push((mix.waits, wait()));
+        }
         if let Some(ops) = ops {
-            steps.push((4, ops.prop_map(Step::Op).boxed()));
+            steps.push((Mix::OPS, ops.prop_map(Step::Op).boxed()));
         }
         if let Some(fault) = fault_strategy(&on) {
-            steps.push((3, fault.prop_map(Step::Fault).boxed()));
+            steps.push((mix.faults, fault.prop_map(Step::Fault).boxed()));
+        }
+        if steps.is_empty() {
+            steps.push((1, wait()));
         }
         let step = proptest::strategy::Union::new_weighted(steps);
         let delays = if on.contains(&Family::Delay) {
@@ -93,7 +88,7 @@ pub fn case_strategy<T: Target>(
             Just(None).boxed()
         };
         (
-            proptest::collection::vec(step, 0..=max_steps),
+            proptest::collection::vec(step, 0..=mix.len),
             any::<u64>(),
             delays,
         )
@@ -109,7 +104,52 @@ pub fn case_strategy<T: Target>(
         .boxed()
 }
 
+/// How a case's steps are drawn: how many, and how often a step is a fault or a pause
+/// against an operation.
+///
+/// A flaw that needs operations in a particular order and then one fault is found by a case
+/// with many operations and a fault or two, not by one where every other step is a fault or
+/// a pause (faults also restart what the order built, and too many make a supervisor give
+/// up); a flaw in recovery wants the opposite. So the mix is drawn per case, like the
+/// families: pauses weigh 0, 1 or 4 and faults 1, 2, 4 or 8 against operations' 8, and the
+/// length is mostly over half the most (the harness removes what a failure does not need).
+#[derive(Clone, Copy, Debug)]
+pub struct Mix {
+    /// The weight of a pause.
+    pub waits: u32,
+    /// The weight of a fault.
+    pub faults: u32,
+    /// How many steps.
+    pub len: usize,
+}
+
+impl Mix {
+    /// The weight of an operation.
+    pub const OPS: u32 = 8;
+
+    fn strategy(max_steps: usize) -> impl Strategy<Value = Mix> {
+        (
+            prop_oneof![Just(0u32), Just(1), Just(4)],
+            prop_oneof![Just(1u32), Just(2), Just(4), Just(8)],
+            prop_oneof![
+                0..=max_steps / 6,
+                max_steps / 6..=max_steps / 3,
+                max_steps / 3..=max_steps * 2 / 3,
+                max_steps * 2 / 3..=max_steps,
+            ],
+        )
+            .prop_map(|(waits, faults, len)| Mix { waits, faults, len })
+    }
+}
+
 impl<S, O> Case<S, O> {
+    /// The simulator's settings for this case: its seed, its delays, its held signals.
+    pub fn sim(&self) -> Sim {
+        Sim::new(self.seed)
+            .with_faults(self.sim_faults())
+            .with_schedule(self.schedule.clone())
+    }
+
     /// A case of `setup` and `steps` at seed 0, without delays or held signals.
     ///
     /// ```
@@ -129,13 +169,6 @@ impl<S, O> Case<S, O> {
 
     /// The simulator's fault settings for this case's delays.
     pub fn sim_faults(&self) -> SeededConfig {
-        match self.delays {
-            None => SeededConfig::default(),
-            Some(d) => SeededConfig {
-                delay_probability: f64::from(d.percent.min(100)) / 100.0,
-                max_delay: Duration::from_millis(u64::from(d.max_ms)),
-                ..SeededConfig::default()
-            },
-        }
+        self.delays.map(Delays::config).unwrap_or_default()
     }
 }

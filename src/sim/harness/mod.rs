@@ -56,13 +56,15 @@ mod case;
 pub use proptest;
 
 mod erased;
+mod shrink;
 mod workload;
 
-pub use case::{case_strategy, Case, Step};
+pub use case::{case_strategy, Case, Mix, Step};
 pub(crate) use erased::generator;
 pub use erased::AnyTarget;
 pub use workload::{Domain, Workload};
 // What a target's code uses of the faults and of the trace index, at hand where it is written.
+pub use crate::rt::Hold;
 pub use crate::sim::faults::{CrashReason, Delays, Family, Fault, StopHow};
 pub use crate::sim::index::{
     delays_injected, faults_within, gave_up, injected_faults, only_children_hit,
@@ -76,7 +78,8 @@ use crate::rt::Duration;
 use crate::term::Pid;
 use crate::trace::{EventKind, Trace};
 use proptest::strategy::BoxedStrategy;
-use proptest::test_runner::{Config, TestCaseError, TestError};
+use proptest::strategy::{Strategy, ValueTree};
+use proptest::test_runner::Config;
 use serde::{de::DeserializeOwned, Serialize};
 use std::fmt::Debug;
 use std::future::Future;
@@ -156,14 +159,21 @@ pub struct CaseReport {
     pub violation: Option<Violation>,
     /// The run's trace.
     pub trace: Trace,
+    /// The signals the run held back (see [`Case::schedule`]).
+    pub held: Vec<Hold>,
 }
 
 /// Runs one case and checks every invariant: the run itself (livelock, time limit), the
 /// harness's trace invariants, and the target's application invariants.
 pub fn run_case<T: Target>(target: &Arc<T>, case: &Case<T::Setup, T::Op>) -> CaseReport {
+    run_case_in(target, case, case.sim())
+}
+
+/// [`run_case`] with the simulator's settings `sim` (the case's own, or other delays).
+fn run_case_in<T: Target>(target: &Arc<T>, case: &Case<T::Setup, T::Op>, sim: Sim) -> CaseReport {
     let outcome: Arc<Mutex<Driven>> = Arc::default();
     let (t, c, sink) = (target.clone(), case.clone(), outcome.clone());
-    let sim = Sim::new(case.seed).with_faults(case.sim_faults());
+    let exact_timing = sim.faults.delay_probability == 0.0 && sim.schedule.is_empty();
     let report = sim.run(move |p| async move {
         let result = drive(&*t, &c, &p).await;
         *sink.lock().unwrap_or_else(PoisonError::into_inner) = result;
@@ -173,7 +183,7 @@ pub fn run_case<T: Target>(target: &Arc<T>, case: &Case<T::Setup, T::Op>) -> Cas
         .failure()
         .map(|f| Violation::new(Invariant::Run, "run", f));
     let options = CheckOptions {
-        exact_timing: case.delays.is_none(),
+        exact_timing,
         at_rest: run_failure.is_none() && driven.settled.is_some(),
         rest_at: driven.settled,
         root: driven.root,
@@ -192,6 +202,7 @@ pub fn run_case<T: Target>(target: &Arc<T>, case: &Case<T::Setup, T::Op>) -> Cas
     CaseReport {
         violation,
         trace: report.trace,
+        held: report.held,
     }
 }
 
@@ -211,6 +222,7 @@ pub fn check_determinism<T: Target>(target: &Arc<T>, case: &Case<T::Setup, T::Op
                 format!("a rerun on a fresh thread differs: {d}"),
             )),
             trace: first.trace,
+            held: first.held,
         },
         None => first,
     }
@@ -247,7 +259,10 @@ async fn drive<T: Target>(target: &T, case: &Case<T::Setup, T::Op>, p: &Process)
     if p.node().path_of(root).is_none() {
         p.node().label(root, "root", true);
     }
-    for step in &case.steps {
+    // Schedules name signals by step (see `Hold`): the start is step 0, the case's steps
+    // follow, then the settling.
+    for (i, step) in case.steps.iter().enumerate() {
+        p.node().enter_step(i as u32 + 1);
         let result = match step {
             Step::Op(op) => target.apply(&mut state, op, p).await,
             Step::Fault(fault) => {
@@ -273,6 +288,7 @@ async fn drive<T: Target>(target: &T, case: &Case<T::Setup, T::Op>, p: &Process)
             };
         }
     }
+    p.node().enter_step(case.steps.len() as u32 + 1);
     p.sleep(target.settle(&case.setup)).await;
     let settled = p.node().with_trace(Trace::len);
     let verdict = target.check(&mut state, p).await.err();
@@ -341,7 +357,7 @@ impl std::fmt::Display for Failure {
 }
 
 /// The steps of a generated case at most, unless [`Harness::max_steps`] says otherwise.
-const MAX_STEPS: usize = 12;
+const MAX_STEPS: usize = 128;
 
 /// Runs generated cases of a target inside `cargo test`: the builder of a campaign.
 pub struct Harness<T: Target> {
@@ -431,92 +447,74 @@ impl<T: Target> Harness<T> {
             _ => Vec::new(),
         };
         let strategy = case_strategy(&self.target, self.max_steps, &self.families);
-        let config = Config {
-            cases: self.cases,
-            failure_persistence: None,
-            max_shrink_iters: 4096,
-            max_global_rejects: 0,
-            ..Config::default()
-        };
-        let mut runner = generator(config, self.seed);
+        let mut generator = generator(Config::default(), self.seed);
         #[allow(clippy::disallowed_methods)] // the campaign's wall time, outside the simulations
         let began = std::time::Instant::now();
-        // Runs so far (shrinking included), and the first failing run with its wall time.
-        let runs = std::cell::Cell::new(0u64);
-        let first_failure = std::cell::Cell::new(None);
         let every = u64::from(self.determinism_every);
-        let result = runner.run(&strategy, |case| {
-            let n = runs.get();
-            runs.set(n + 1);
-            let report = if every > 0 && n.is_multiple_of(every) {
-                check_determinism(&self.target, &case)
-            } else {
-                run_case(&self.target, &case)
+        let mut cases = 0;
+        let mut failure = None;
+        while cases < u64::from(self.cases) {
+            let tree = match strategy.new_tree(&mut generator) {
+                Ok(tree) => tree,
+                Err(why) => {
+                    failure = Some(Failure {
+                        violation: Violation::new(Invariant::Run, "harness", why.to_string()),
+                        case: serde_json::Value::Null,
+                        saved: None,
+                        seed: self.seed,
+                        found_at_case: cases + 1,
+                        found_after: began.elapsed(),
+                    });
+                    break;
+                }
             };
-            match report.violation {
-                Some(v) => {
-                    if first_failure.get().is_none() {
-                        first_failure.set(Some((n + 1, began.elapsed())));
-                    }
-                    Err(TestCaseError::fail(
-                        serde_json::to_string(&v).unwrap_or_default(),
-                    ))
-                }
-                None => Ok(()),
+            let report = if every > 0 && cases.is_multiple_of(every) {
+                check_determinism(&self.target, &tree.current())
+            } else {
+                run_case(&self.target, &tree.current())
+            };
+            cases += 1;
+            if let Some(v) = report.violation {
+                let found_after = began.elapsed();
+                let case = shrink::minimise(&self.target, tree, &v.invariant);
+                failure = Some(self.confirm(case, cases, found_after));
+                break;
             }
-        });
-        let (found_at_case, found_after) = first_failure.get().unwrap_or_default();
-        let cases = match first_failure.get() {
-            Some((at, _)) => at,
-            None => u64::from(self.cases).min(runs.get()),
-        };
-        let failure = match result {
-            Ok(()) => None,
-            Err(TestError::Abort(why)) => Some(Failure {
-                violation: Violation::new(Invariant::Run, "harness", why.to_string()),
-                case: serde_json::Value::Null,
-                saved: None,
-                seed: self.seed,
-                found_at_case,
-                found_after,
-            }),
-            Err(TestError::Fail(_, mut case)) => {
-                // Seed 0 when the failure does not depend on the background scheduling.
-                let plain = Case {
-                    seed: 0,
-                    ..case.clone()
-                };
-                if run_case(&self.target, &plain).violation.is_some() {
-                    case = plain;
-                }
-                // The minimal case: confirm it (and its determinism) once more.
-                let report = check_determinism(&self.target, &case);
-                let violation = report.violation.unwrap_or_else(|| {
-                    Violation::new(
-                        Invariant::Run,
-                        "harness",
-                        "the minimal case passed when rerun",
-                    )
-                });
-                let json = serde_json::to_value(&case).unwrap_or_default();
-                let saved = self.corpus.as_ref().and_then(|dir| {
-                    let file = CorpusFile::failure(&self.target.name(), json.clone(), &violation);
-                    corpus::save(dir, &file).ok()
-                });
-                Some(Failure {
-                    violation,
-                    case: json,
-                    saved,
-                    seed: self.seed,
-                    found_at_case,
-                    found_after,
-                })
-            }
-        };
+        }
         HarnessReport {
             cases,
             failure,
             regressions,
+        }
+    }
+
+    /// The minimal case, confirmed (and its determinism) once more, saved in the corpus.
+    fn confirm(
+        &self,
+        case: Case<T::Setup, T::Op>,
+        found_at_case: u64,
+        found_after: std::time::Duration,
+    ) -> Failure {
+        let report = check_determinism(&self.target, &case);
+        let violation = report.violation.unwrap_or_else(|| {
+            Violation::new(
+                Invariant::Run,
+                "harness",
+                "the minimal case passed when rerun",
+            )
+        });
+        let json = serde_json::to_value(&case).unwrap_or_default();
+        let saved = self.corpus.as_ref().and_then(|dir| {
+            let file = CorpusFile::failure(&self.target.name(), json.clone(), &violation);
+            corpus::save(dir, &file).ok()
+        });
+        Failure {
+            violation,
+            case: json,
+            saved,
+            seed: self.seed,
+            found_at_case,
+            found_after,
         }
     }
 
