@@ -39,6 +39,12 @@
 //!   a write names the version it was based on, and a worker refuses one that is not the
 //!   current: the stale server learns it (and stops), and the successor's entries stay. Found
 //!   by a 15-minute fuzz campaign (`corpus/todo-stale-write-after-successor.json`).
+//! * **A server serves only while it holds its name.** When a registry partition dies, its
+//!   names go with it and the processes registered there are linked to it: their exit
+//!   signals end them, but a late one (as between nodes) leaves a server running nameless
+//!   while the cache starts its successor. A server checks that the registry names it before
+//!   it answers, and stops (`{shutdown, unregistered}`) if not. Found by a fuzz campaign once
+//!   faults favoured processes others watch (`corpus/todo-nameless-server-keeps-serving.json`).
 //!
 //! The "disk" the workers write to is a [`Storage`]: [`MemoryStorage`] (which survives every
 //! crash of the tree: what a simulation needs) or [`DirStorage`] (files).
@@ -379,6 +385,13 @@ impl GenServer for TodoServer {
         _from: server::From<Self::Reply>,
         p: &Process,
     ) -> CallReply<Self> {
+        // A server whose name is gone (its registry partition died; the exit signal that
+        // ends it is still on its way) may already have a successor: it serves nothing more.
+        let key = Todo::server_key(&self.name);
+        if self.database.registry.whereis_name(&key) != Some(p.pid()) {
+            let reason = ExitReason::ShutdownWith(crate::term::Term::atom("unregistered"));
+            return CallReply::Stop(reason, Some(Err(TodoError::Down("server"))));
+        }
         CallReply::Reply(match request {
             TodoCall::Add(entry) => {
                 self.entries.push(entry);
