@@ -79,26 +79,7 @@ fn a_kv_registry_linked_to_its_buckets_is_found_and_shrunk() {
 #[test]
 fn every_corpus_file_replays_as_recorded() {
     use otpsim::sim::corpus::{replay_corpus, update_requested};
-    use otpsim::sim::harness::AnyTarget;
-    use std::sync::Arc;
-    let mut targets = otpsim::targets();
-    for kv in [
-        Kv::default(),
-        Kv {
-            links_buckets: true,
-            ..Kv::default()
-        },
-        Kv {
-            permanent_buckets: true,
-            ..Kv::default()
-        },
-        Kv {
-            registry_first: true,
-            ..Kv::default()
-        },
-    ] {
-        targets.push(Arc::new(kv) as Arc<dyn AnyTarget>);
-    }
+    let targets = planted::corpus_targets();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
     assert!(
         otpsim::sim::corpus::files(&dir).len() >= 2,

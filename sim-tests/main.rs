@@ -11,6 +11,8 @@ mod harness;
 #[cfg(madsim)]
 mod invariants;
 #[cfg(madsim)]
+mod pictures;
+#[cfg(madsim)]
 mod planted;
 mod probes;
 mod process_core;

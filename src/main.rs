@@ -40,9 +40,13 @@ enum Command {
         /// Worker threads (default: one per core).
         #[arg(long)]
         threads: Option<usize>,
-        /// The first seed.
-        #[arg(long, default_value_t = 0)]
-        first_seed: u64,
+        /// The first seed (default: a fresh one, printed, so that each campaign explores new
+        /// cases; give it to repeat a campaign, as CI does).
+        #[arg(long)]
+        first_seed: Option<u64>,
+        /// Also write the campaign's summary as JSON to this file (for CI).
+        #[arg(long, value_name = "FILE")]
+        json: Option<std::path::PathBuf>,
         /// Run only shard I of N (e.g. `--shard 0/4`), to split a campaign across machines.
         #[arg(long, value_parser = parse_shard, default_value = "0/1")]
         shard: (u64, u64),
@@ -78,6 +82,10 @@ enum Command {
         /// trace), rewrite the file to expect what it does now.
         #[arg(long)]
         update: bool,
+        /// Also write the run as one self-contained HTML page (the supervision tree, a lane
+        /// per process, signals as arrows, the why-chain; click an event for its causes).
+        #[arg(long, value_name = "OUT.html")]
+        html: Option<std::path::PathBuf>,
     },
     /// Print a digest of the traces of generated cases, per target: equal digests before and
     /// after a change (an optimisation, a toolchain or dependency upgrade) mean that every one
@@ -130,11 +138,8 @@ fn parse_shard(s: &str) -> Result<(u64, u64), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if !otpsim::rt::SIMULATED {
-        eprintln!(
-            "otpsim: this binary was built natively (cargo build-native / run-native), so it \
-             cannot simulate. Build it in the default mode: `cargo run --release -- ...`."
-        );
+    if let Err(e) = otpsim::sim::NotSimulated::check("the otpsim command") {
+        eprintln!("{e}\n(in this repository: `cargo run --release -- ...`)");
         return ExitCode::from(2);
     }
     match cli.command {
@@ -143,32 +148,36 @@ fn main() -> ExitCode {
             seconds,
             threads,
             first_seed,
+            json,
             shard,
             replay_every,
             targets,
             families,
             corpus,
-        } => fuzz(campaign::Campaign {
-            seeds,
-            time_budget: match (seeds, seconds) {
-                (_, Some(s)) => Some(std::time::Duration::from_secs(s)),
-                (Some(_), None) => None,
-                (None, None) => campaign::Campaign::default().time_budget,
+        } => fuzz(
+            campaign::Campaign {
+                seeds,
+                time_budget: match (seeds, seconds) {
+                    (_, Some(s)) => Some(std::time::Duration::from_secs(s)),
+                    (Some(_), None) => None,
+                    (None, None) => campaign::Campaign::default().time_budget,
+                },
+                threads: threads.unwrap_or(campaign::Campaign::default().threads),
+                first_seed: first_seed.unwrap_or_else(fresh_seed),
+                shard,
+                determinism_every: replay_every,
+                targets,
+                families: if families.is_empty() {
+                    otpsim::sim::harness::Family::ALL.to_vec()
+                } else {
+                    families
+                },
+                corpus: Some(corpus),
             },
-            threads: threads.unwrap_or(campaign::Campaign::default().threads),
-            first_seed,
-            shard,
-            determinism_every: replay_every,
-            targets,
-            families: if families.is_empty() {
-                otpsim::sim::harness::Family::ALL.to_vec()
-            } else {
-                families
-            },
-            corpus: Some(corpus),
-        }),
+            json.as_deref(),
+        ),
         Command::Run { seed } => run_one(seed),
-        Command::Replay { file, update } => replay(&file, update),
+        Command::Replay { file, update, html } => replay(&file, update, html.as_deref()),
         Command::Conform { scenario, expect } => conform(&scenario, expect.as_deref()),
         Command::Digest {
             seeds,
@@ -200,7 +209,7 @@ fn digest(targets: &[String], seeds: std::ops::Range<u64>) -> ExitCode {
     }
 }
 
-fn replay(file: &std::path::Path, update: bool) -> ExitCode {
+fn replay(file: &std::path::Path, update: bool, html: Option<&std::path::Path>) -> ExitCode {
     use otpsim::sim::corpus;
     let saved = match corpus::load(file) {
         Ok(saved) => saved,
@@ -237,6 +246,26 @@ fn replay(file: &std::path::Path, update: bool) -> ExitCode {
         out!("{line}");
     }
     let hash = report.trace.hash();
+    if let Some(out) = html {
+        let title = format!("{}: {}", saved.target, saved.description);
+        let violation = report.violation.as_ref();
+        if let Err(e) = otpsim::sim::page::write(out, &title, &report.trace, violation) {
+            eprintln!("otpsim replay: {}: {e}", out.display());
+            return ExitCode::from(2);
+        }
+        out!("wrote {}", out.display());
+    }
+    out!(
+        "why ({}):",
+        if report.violation.is_some() {
+            "from the faults to the violation"
+        } else {
+            "what the faults led to"
+        }
+    );
+    for line in otpsim::sim::why::lines(&report.trace, report.violation.as_ref()) {
+        out!("{line}");
+    }
     match &report.violation {
         Some(v) => out!("verdict: {v}"),
         None => out!("verdict: every invariant holds (trace hash {hash:016x})"),
@@ -308,7 +337,14 @@ fn conform(file: &std::path::Path, expect: Option<&std::path::Path>) -> ExitCode
     }
 }
 
-fn fuzz(c: campaign::Campaign) -> ExitCode {
+/// A first seed nobody chose: from the OS's randomness (through std's hasher keys), below
+/// 10^12 so that it is short to type and a campaign's seeds never overflow.
+fn fresh_seed() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(0u64) % 1_000_000_000_000
+}
+
+fn fuzz(c: campaign::Campaign, json: Option<&std::path::Path>) -> ExitCode {
     let targets = otpsim::targets();
     let budget = match (c.seeds, c.time_budget) {
         (Some(n), Some(t)) => format!("{n} cases or {}s", t.as_secs()),
@@ -317,7 +353,8 @@ fn fuzz(c: campaign::Campaign) -> ExitCode {
         (None, None) => "no limit".into(),
     };
     eprintln!(
-        "otpsim fuzz: targets {}, swarm faults, {budget}, {} threads, shard {}/{}",
+        "otpsim fuzz: targets {}, swarm faults, {budget}, {} threads, shard {}/{}, first seed {seed} \
+         (repeat with --first-seed {seed})",
         if c.targets.is_empty() {
             campaign::target_names(&targets).join(" + ")
         } else {
@@ -325,7 +362,8 @@ fn fuzz(c: campaign::Campaign) -> ExitCode {
         },
         c.threads,
         c.shard.0,
-        c.shard.1
+        c.shard.1,
+        seed = c.first_seed,
     );
     let bar = progress_bar(&c);
     let report = campaign::run(&c, &targets, |p| {
@@ -347,24 +385,77 @@ fn fuzz(c: campaign::Campaign) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    out!(
-        "{} cases in {:.1}s ({:.0} cases/s), {} replayed for determinism, {} failures",
-        report.cases,
-        report.elapsed.as_secs_f64(),
-        report.cases as f64 / report.elapsed.as_secs_f64().max(1e-9),
-        report.replayed,
-        report.failures.len()
-    );
-    for f in &report.failures {
-        out!("FAIL seed {}: {}", f.seed, f.what);
-        if !f.what.starts_with("target ") {
-            out!("  reproduce: cargo run --release -- run --seed {}", f.seed);
+    summarise(&report);
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&report).unwrap_or_default();
+        if let Err(e) = std::fs::write(path, text + "\n") {
+            eprintln!("otpsim fuzz: {}: {e}", path.display());
+            return ExitCode::from(2);
         }
     }
     if report.failures.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// What the campaign did: cases, faults and checks per target, the distinct failures.
+fn summarise(report: &campaign::Report) {
+    out!(
+        "{} cases in {:.1}s ({:.0} cases/s) from first seed {}, {} replayed for determinism",
+        report.cases,
+        report.elapsed.as_secs_f64(),
+        report.cases as f64 / report.elapsed.as_secs_f64().max(1e-9),
+        report.first_seed,
+        report.replayed,
+    );
+    let faults = |t: &otpsim::sim::harness::Tally| {
+        let parts: Vec<String> = t
+            .faults
+            .iter()
+            .map(|(family, n)| format!("{} {n}", family.name()))
+            .collect();
+        if parts.is_empty() {
+            "none".to_string()
+        } else {
+            parts.join(", ")
+        }
+    };
+    for (name, t) in &report.targets {
+        out!(
+            "  {name:<12} {:>7} cases {:>5} failing  {:>10} checks  faults: {}",
+            t.cases,
+            t.failures,
+            t.tally.checks,
+            faults(&t.tally)
+        );
+    }
+    let total = report.total();
+    out!(
+        "  {:<12} {:>7} cases {:>5} failing  {:>10} checks  faults: {}",
+        "all",
+        report.cases,
+        report.failures.len(),
+        total.checks,
+        faults(&total)
+    );
+    let distinct = report.distinct_failures();
+    out!("{} distinct failures", distinct.len());
+    for (target, invariant, count, first) in distinct {
+        out!(
+            "FAIL {target}: {invariant} ({count} cases; first at case {}, after {:.1}s, seed {})",
+            first.found_at_case,
+            first.found_after.as_secs_f64(),
+            first.seed
+        );
+        out!("  {}", first.what.replace('\n', "\n  "));
+        if target == "graph" {
+            out!(
+                "  reproduce: cargo run --release -- run --seed {}",
+                first.seed
+            );
+        }
     }
 }
 

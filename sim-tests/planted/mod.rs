@@ -24,6 +24,30 @@ pub async fn idle(q: Process) -> ExitReason {
     }
 }
 
+/// The targets `corpus/` files name: the built-in ones and the planted kv registries.
+pub fn corpus_targets() -> Vec<std::sync::Arc<dyn otpsim::sim::harness::AnyTarget>> {
+    use kv::Kv;
+    let mut targets = otpsim::targets();
+    for kv in [
+        Kv::default(),
+        Kv {
+            links_buckets: true,
+            ..Kv::default()
+        },
+        Kv {
+            permanent_buckets: true,
+            ..Kv::default()
+        },
+        Kv {
+            registry_first: true,
+            ..Kv::default()
+        },
+    ] {
+        targets.push(std::sync::Arc::new(kv));
+    }
+    targets
+}
+
 /// A planted bug and how it is hunted.
 pub struct Bug {
     /// The buggy target's name.

@@ -20,13 +20,15 @@
 #![allow(clippy::disallowed_methods)]
 
 use super::graph::GraphCase;
-use super::harness::{AnyTarget, Family};
+use super::harness::{AnyTarget, Family, Tally};
 use super::Sim;
 use crate::rt::{Duration, SeededConfig};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
+use serde::Serialize;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 /// What to run.
@@ -71,12 +73,21 @@ impl Default for Campaign {
 }
 
 /// A failing case.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Failure {
-    /// Its seed (`otpsim run --seed N` shows its timeline).
+    /// Its seed (`otpsim run --seed N` shows a graph case's timeline).
     pub seed: u64,
+    /// The target it belongs to.
+    pub target: String,
+    /// The invariant it broke (`run` for a graph case's failed run).
+    pub invariant: String,
     /// What went wrong.
     pub what: String,
+    /// Which case of the campaign it was (from 1, in seed order).
+    pub found_at_case: u64,
+    /// Wall-clock time from the campaign's start to the failure (before shrinking).
+    #[serde(serialize_with = "seconds")]
+    pub found_after: std::time::Duration,
 }
 
 /// Progress so far, reported about four times a second.
@@ -90,17 +101,66 @@ pub struct Progress {
     pub elapsed: std::time::Duration,
 }
 
-/// The outcome of a campaign.
-#[derive(Clone, Debug)]
+/// What a campaign did with one target.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TargetSummary {
+    /// Cases run.
+    pub cases: u64,
+    /// Failing cases.
+    pub failures: u64,
+    /// Faults injected and invariant checks made.
+    #[serde(flatten)]
+    pub tally: Tally,
+}
+
+/// The outcome of a campaign (`otpsim fuzz --json` writes it).
+#[derive(Clone, Debug, Serialize)]
 pub struct Report {
+    /// The first seed (a campaign with the same first seed, shard and count runs the same
+    /// cases).
+    pub first_seed: u64,
     /// Cases run.
     pub cases: u64,
     /// Cases replayed for the determinism check.
     pub replayed: u64,
+    /// Per target.
+    pub targets: BTreeMap<String, TargetSummary>,
     /// Failing cases, by seed.
     pub failures: Vec<Failure>,
     /// Wall-clock time taken.
+    #[serde(serialize_with = "seconds")]
     pub elapsed: std::time::Duration,
+}
+
+impl Report {
+    /// The faults and checks of every target together.
+    pub fn total(&self) -> Tally {
+        let mut total = Tally::default();
+        for t in self.targets.values() {
+            total.add(&t.tally);
+        }
+        total
+    }
+
+    /// The distinct failures: (target, invariant) with how many cases broke it, and the
+    /// first of them.
+    pub fn distinct_failures(&self) -> Vec<(&str, &str, u64, &Failure)> {
+        let mut distinct: Vec<(&str, &str, u64, &Failure)> = Vec::new();
+        for f in &self.failures {
+            match distinct
+                .iter_mut()
+                .find(|(t, i, _, _)| *t == f.target && *i == f.invariant)
+            {
+                Some(d) => d.2 += 1,
+                None => distinct.push((&f.target, &f.invariant, 1, f)),
+            }
+        }
+        distinct
+    }
+}
+
+fn seconds<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
 }
 
 /// The fault families of a case, switched on at random per case (swarm testing): some cases
@@ -120,26 +180,32 @@ pub fn swarm_faults(seed: u64) -> SeededConfig {
     }
 }
 
-/// Runs one case of the built-in generator; `Err` describes the failure.
-pub fn run_case(seed: u64, check_determinism: bool) -> Result<(), String> {
+/// Runs one case of the built-in generator; `Err` describes the failure. The tally counts
+/// its injected faults and one check: the run's outcome (the root exits, no livelock).
+pub fn run_case(seed: u64, check_determinism: bool) -> (Tally, Result<(), String>) {
     let case = GraphCase::generate(seed);
     let sim = Sim::new(seed).with_faults(swarm_faults(seed));
     let report = if check_determinism {
-        sim.check_determinism(case.root())
-            .map_err(|e| e.to_string())?
+        match sim.check_determinism(case.root()) {
+            Ok(report) => report,
+            Err(e) => return (Tally::default(), Err(e.to_string())),
+        }
     } else {
         sim.run(case.root())
     };
-    match report.failure() {
+    let tally = Tally::of(&report.trace, 1);
+    let outcome = match report.failure() {
         Some(f) if !check_determinism => {
             // A failure must reproduce; if it does not, that is the more important finding.
-            sim.check_determinism(case.root())
-                .map_err(|e| e.to_string())?;
-            Err(f)
+            match sim.check_determinism(case.root()) {
+                Ok(_) => Err(f),
+                Err(e) => Err(e.to_string()),
+            }
         }
         Some(f) => Err(f),
         None => Ok(()),
-    }
+    };
+    (tally, outcome)
 }
 
 /// The names a campaign over `targets` accepts: `graph` and the targets' own.
@@ -202,6 +268,7 @@ pub fn digest(
     seeds: std::ops::Range<u64>,
     threads: usize,
 ) -> Result<Vec<Digest>, String> {
+    super::NotSimulated::check("a digest").map_err(|e| e.to_string())?;
     let mut digests = Vec::new();
     for name in resolve(requested, harness)? {
         let target = harness.iter().find(|t| t.name() == name);
@@ -260,35 +327,43 @@ pub fn run(
     harness: &[Arc<dyn AnyTarget>],
     progress: impl Fn(Progress) + Sync,
 ) -> Result<Report, String> {
+    super::NotSimulated::check("a campaign").map_err(|e| e.to_string())?;
     let names = resolve(&campaign.targets, harness)?;
-    let run_one = |seed: u64, replay: bool| -> Result<(), String> {
+    let start = Instant::now();
+    // One case: its target, its tally, and its failure (invariant, what) if any.
+    let run_one = |seed: u64, replay: bool| -> (&str, Tally, Option<(String, String)>) {
         let name = &names[(seed % names.len() as u64) as usize];
         match harness.iter().find(|t| t.name() == *name) {
-            None => run_case(seed, replay),
+            None => {
+                let (tally, outcome) = run_case(seed, replay);
+                (name, tally, outcome.err().map(|what| ("run".into(), what)))
+            }
             Some(target) => {
-                match target.clone().fuzz_seed(
+                let report = target.clone().fuzz_seed(
                     seed,
                     &campaign.families,
                     replay,
                     campaign.corpus.clone(),
-                ) {
-                    None => Ok(()),
-                    Some(f) => Err(format!(
-                        "target {name}: {}{}",
-                        f.violation,
-                        f.saved
-                            .map(|p| format!("\n  saved: {} (otpsim replay {0})", p.display()))
-                            .unwrap_or_default()
-                    )),
-                }
+                );
+                let failure = report.failure.map(|f| {
+                    let saved = f
+                        .saved
+                        .map(|p| format!("\n  saved: {} (otpsim replay {0})", p.display()))
+                        .unwrap_or_default();
+                    (
+                        f.violation.invariant.to_string(),
+                        format!("{}{saved}", f.violation),
+                    )
+                });
+                (name, report.tally, failure)
             }
         }
     };
-    let start = Instant::now();
     let next = AtomicU64::new(0);
     let done = AtomicU64::new(0);
     let replayed = AtomicU64::new(0);
     let failures = Mutex::new(Vec::new());
+    let targets: Mutex<BTreeMap<String, TargetSummary>> = Mutex::default();
     let (shard, shards) = campaign.shard;
     let last_report = Mutex::new(start);
     let worker = || loop {
@@ -303,16 +378,37 @@ pub fn run(
         if replay {
             replayed.fetch_add(1, Ordering::Relaxed);
         }
-        if let Err(what) = run_one(seed, replay) {
-            failures.lock().unwrap().push(Failure { seed, what });
+        let (target, tally, failure) = run_one(seed, replay);
+        {
+            let mut targets = targets.lock().unwrap_or_else(PoisonError::into_inner);
+            let summary = targets.entry(target.to_string()).or_default();
+            summary.cases += 1;
+            summary.failures += u64::from(failure.is_some());
+            summary.tally.add(&tally);
+        }
+        if let Some((invariant, what)) = failure {
+            failures
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(Failure {
+                    seed,
+                    target: target.to_string(),
+                    invariant,
+                    what,
+                    found_at_case: index + 1,
+                    found_after: start.elapsed(),
+                });
         }
         let cases = done.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut last = last_report.lock().unwrap();
+        let mut last = last_report.lock().unwrap_or_else(PoisonError::into_inner);
         if last.elapsed() >= std::time::Duration::from_millis(250) {
             *last = Instant::now();
             progress(Progress {
                 cases,
-                failures: failures.lock().unwrap().len() as u64,
+                failures: failures
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .len() as u64,
                 elapsed: start.elapsed(),
             });
         }
@@ -322,11 +418,15 @@ pub fn run(
             s.spawn(worker);
         }
     });
-    let mut failures = failures.into_inner().unwrap();
+    let mut failures = failures
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner);
     failures.sort_by_key(|f| f.seed);
     Ok(Report {
+        first_seed: campaign.first_seed,
         cases: done.into_inner(),
         replayed: replayed.into_inner(),
+        targets: targets.into_inner().unwrap_or_else(PoisonError::into_inner),
         failures,
         elapsed: start.elapsed(),
     })

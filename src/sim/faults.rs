@@ -174,6 +174,19 @@ pub enum Family {
 }
 
 impl Family {
+    /// The family of an injected fault as the trace records it (a seeded crash at a
+    /// message is a crash; `terminate_child` and `restart_child` are a graceful stop).
+    pub fn of(kind: &FaultKind) -> Family {
+        match kind {
+            FaultKind::Crash(_) | FaultKind::CrashAtMessage(_) => Family::Crash,
+            FaultKind::Kill => Family::Kill,
+            FaultKind::StrangerSignal(_) => Family::Signal,
+            FaultKind::StormCrash { .. } => Family::Storm,
+            FaultKind::Delay { .. } => Family::Delay,
+            FaultKind::Stop(_) | FaultKind::RestartChild => Family::Stop,
+        }
+    }
+
     /// Every family.
     pub const ALL: [Family; 6] = [
         Family::Crash,

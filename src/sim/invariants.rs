@@ -104,6 +104,10 @@ pub struct Violation {
     pub message: String,
     /// The events that show it, as timeline lines.
     pub evidence: Vec<String>,
+    /// The same events, as indices into the run's trace (where the why-chain of
+    /// [`why`](super::why) ends); empty for an application's violation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<usize>,
 }
 
 impl Violation {
@@ -118,6 +122,7 @@ impl Violation {
             subject: subject.into(),
             message: message.into(),
             evidence: Vec::new(),
+            events: Vec::new(),
         }
     }
 
@@ -160,17 +165,27 @@ pub struct CheckOptions {
 /// Checks `trace`; the first violation found, with up to a few events that show it.
 pub fn check(trace: &Trace, options: &CheckOptions) -> Result<(), Violation> {
     let mut c = Checker::new(trace, options);
-    c.run().map_err(|(mut v, indices)| {
+    c.run().map_err(|v| {
+        let mut v = *v;
         let timeline = trace.timeline();
-        v.evidence = indices
-            .into_iter()
-            .filter_map(|i| timeline.get(i).cloned())
+        v.evidence = v
+            .events
+            .iter()
+            .filter_map(|&i| timeline.get(i).cloned())
             .collect();
         v
     })
 }
 
-type Found = (Violation, Vec<usize>);
+/// A violation found by the checker, with the indices of the events that show it.
+type Found = Box<Violation>;
+
+fn found(invariant: Invariant, subject: String, message: String, events: Vec<usize>) -> Found {
+    Box::new(Violation {
+        events,
+        ..Violation::new(invariant, subject, message)
+    })
+}
 
 /// madsim advances the clock by a few microseconds per scheduling step, so "exactly at the
 /// timeout" means within this much after it.
@@ -351,10 +366,7 @@ impl<'a> Checker<'a> {
         message: String,
         events: Vec<usize>,
     ) -> Result<(), Found> {
-        Err((
-            Violation::new(invariant, self.name(subject), message),
-            events,
-        ))
+        Err(found(invariant, self.name(subject), message, events))
     }
 
     fn run(&mut self) -> Result<(), Found> {
@@ -640,9 +652,8 @@ impl<'a> Checker<'a> {
         let Some(s) = self.sups.get_mut(&sup) else {
             return Ok(());
         };
-        let fail = |invariant, message: String, events| {
-            Err((Violation::new(invariant, name(sup), message), events))
-        };
+        let fail =
+            |invariant, message: String, events| Err(found(invariant, name(sup), message, events));
         // An exit that calls for a restart must be counted at once.
         if let Expect::Restart(child, j) = s.expect {
             if !matches!(what, SupEvent::Restart { pid: Some(p), .. } if *p == child) {

@@ -29,9 +29,11 @@ pub mod graph;
 pub mod harness;
 pub mod index;
 pub mod invariants;
+pub mod page;
 #[cfg(feature = "harness")]
 pub mod tree;
 mod watchdog;
+pub mod why;
 
 use crate::process::{ExitReason, Halt, IntoExitReason, Node, NodeConfig, Process};
 use crate::rt::{self, Duration, Hold, ScheduledChoices, SeededChoices, SeededConfig};
@@ -69,6 +71,49 @@ pub fn crash(node: &Node, pid: Pid, reason: ExitReason, fault: FaultKind) {
 /// spawned, what those spawned, ...), `root` excluded, in pid order: what a fault can hit.
 pub fn descendants(node: &Node, root: Pid) -> Vec<Pid> {
     node.descendants(root)
+}
+
+/// What a simulated entry point (the [harness](harness), [`Sim::check_determinism`],
+/// campaigns, corpus replay) says in a native build, at once and without writing anything:
+/// natively the clock is real and the executor's order is not fixed by a seed, so a case
+/// neither repeats nor shrinks, and a "failure" would be an artefact of the build.
+///
+/// ```
+/// use otpsim::sim::NotSimulated;
+/// let result = NotSimulated::check("Harness::run");
+/// assert_eq!(result.is_ok(), otpsim::rt::SIMULATED);
+/// let message = NotSimulated { entry: "Harness::run" }.to_string();
+/// assert!(message.contains(r#"rustflags = ["--cfg", "madsim"]"#));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "otpsim: {entry} needs the simulator, but this crate was built natively (on real tokio), \
+     where runs are neither seeded nor repeatable. Build it under madsim: add to the crate's \
+     .cargo/config.toml\n\n[build]\nrustflags = [\"--cfg\", \"madsim\"]\n\
+     rustdocflags = [\"--cfg\", \"madsim\"]\n\n(otpsim's README, \"Use it in your crate\")"
+)]
+pub struct NotSimulated {
+    /// The entry point that was called.
+    pub entry: &'static str,
+}
+
+impl NotSimulated {
+    /// `Err` in a native build.
+    pub fn check(entry: &'static str) -> Result<(), NotSimulated> {
+        if rt::SIMULATED {
+            Ok(())
+        } else {
+            Err(NotSimulated { entry })
+        }
+    }
+
+    /// Panics with the error in a native build: for the entry points whose callers are
+    /// tests (a panic is how a `#[test]` reports).
+    pub(crate) fn require(entry: &'static str) {
+        if let Err(e) = NotSimulated::check(entry) {
+            panic!("{e}");
+        }
+    }
 }
 
 /// Settings of a simulated run.
@@ -254,13 +299,16 @@ impl Sim {
     /// Runs the case three times (first, again on this thread, once on a fresh thread) and
     /// returns the first run's report if all three traces are identical.
     ///
-    /// Meaningful only in a simulated build: natively the clock is real and runs differ.
+    /// # Panics
+    ///
+    /// In a native build, with [`NotSimulated`]: natively the clock is real and runs differ.
     pub fn check_determinism<F, Fut>(&self, root: F) -> Result<RunReport, Box<Nondeterminism>>
     where
         F: FnOnce(Process) -> Fut + Clone + Send + 'static,
         Fut: Future + Send + 'static,
         Fut::Output: IntoExitReason,
     {
+        NotSimulated::require("Sim::check_determinism");
         let first = self.run(root.clone());
         let again = self.run(root.clone());
         let sim = self.clone();

@@ -20,6 +20,7 @@
 //! Every event kind and its one rendering sit together, so that a kind's text is defined where
 //! the kind is (hence the file's length).
 
+mod causes;
 pub mod vocab;
 
 pub use vocab::{FaultKind, ReportContext, SupervisorKind};

@@ -1,7 +1,7 @@
 //! Targets with their types erased: what the CLI, campaigns and the corpus hold.
 
 use super::{
-    case_strategy, check_determinism, run_case, Case, CaseReport, Failure, Harness, Target,
+    case_strategy, check_determinism, run_case, Case, CaseReport, Harness, HarnessReport, Target,
     MAX_STEPS,
 };
 use crate::sim::faults::Family;
@@ -31,7 +31,7 @@ pub trait AnyTarget: Send + Sync {
         families: &[Family],
         determinism: bool,
         corpus: Option<PathBuf>,
-    ) -> Option<Failure>;
+    ) -> HarnessReport;
 
     /// Runs a case given as JSON (a corpus file's `case`); `Err` if it does not parse.
     fn replay(self: Arc<Self>, case: &serde_json::Value) -> Result<CaseReport, String>;
@@ -52,20 +52,22 @@ impl<T: Target> AnyTarget for T {
         families: &[Family],
         determinism: bool,
         corpus: Option<PathBuf>,
-    ) -> Option<Failure> {
+    ) -> HarnessReport {
         let mut harness = Harness::of(self).families(families).corpus(corpus);
         harness.seed = seed;
         harness.determinism_every = u32::from(determinism);
-        harness.run().failure
+        harness.run()
     }
 
     fn replay(self: Arc<Self>, case: &serde_json::Value) -> Result<CaseReport, String> {
+        crate::sim::NotSimulated::check("a corpus replay").map_err(|e| e.to_string())?;
         let case: Case<T::Setup, T::Op> =
             serde_json::from_value(case.clone()).map_err(|e| format!("field `case`: {e}"))?;
         Ok(check_determinism(&self, &case))
     }
 
     fn trace_hash(self: Arc<Self>, seed: u64) -> Result<u64, String> {
+        crate::sim::NotSimulated::check("a digest").map_err(|e| e.to_string())?;
         let strategy = case_strategy(&self, MAX_STEPS, &Family::ALL);
         let mut runner = generator(Config::default(), seed);
         let case = strategy.new_tree(&mut runner).map_err(|e| e.to_string())?;

@@ -72,6 +72,7 @@ pub use crate::sim::index::{
 
 use super::corpus::{self, CorpusFile};
 use super::invariants::{self, CheckOptions, Invariant, Violation};
+use super::page;
 use super::Sim;
 use crate::process::{Msg, Process};
 use crate::rt::Duration;
@@ -161,11 +162,59 @@ pub struct CaseReport {
     pub trace: Trace,
     /// The signals the run held back (see [`Case::schedule`]).
     pub held: Vec<Hold>,
+    /// What the case injected and checked.
+    pub tally: Tally,
+}
+
+/// What cases injected and checked: faults by family (as the trace records them: a storm
+/// counts each crash), and invariant checks (each event the trace invariants judged, each
+/// operation whose answer the target checked, each final check).
+///
+/// ```
+/// use otpsim::sim::harness::{Family, Tally};
+/// let mut total = Tally::default();
+/// total.add(&Tally { faults: [(Family::Kill, 2)].into(), checks: 10 });
+/// total.add(&Tally { faults: [(Family::Kill, 1), (Family::Delay, 4)].into(), checks: 5 });
+/// assert_eq!(total.faults[&Family::Kill], 3);
+/// assert_eq!(total.checks, 15);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Tally {
+    /// Faults injected, by family.
+    pub faults: std::collections::BTreeMap<Family, u64>,
+    /// Invariant checks made.
+    pub checks: u64,
+}
+
+impl Tally {
+    /// The faults `trace` records, and `checks`.
+    pub fn of(trace: &Trace, checks: u64) -> Tally {
+        let mut faults = std::collections::BTreeMap::new();
+        for e in trace.events() {
+            if let EventKind::Fault { fault, .. } = &e.kind {
+                *faults.entry(Family::of(fault)).or_default() += 1;
+            }
+        }
+        Tally { faults, checks }
+    }
+
+    /// Adds `other` to this.
+    pub fn add(&mut self, other: &Tally) {
+        for (family, n) in &other.faults {
+            *self.faults.entry(*family).or_default() += n;
+        }
+        self.checks += other.checks;
+    }
 }
 
 /// Runs one case and checks every invariant: the run itself (livelock, time limit), the
 /// harness's trace invariants, and the target's application invariants.
+///
+/// # Panics
+///
+/// In a native build, with [`NotSimulated`](crate::sim::NotSimulated).
 pub fn run_case<T: Target>(target: &Arc<T>, case: &Case<T::Setup, T::Op>) -> CaseReport {
+    crate::sim::NotSimulated::require("run_case");
     run_case_in(target, case, case.sim())
 }
 
@@ -196,11 +245,13 @@ fn run_case_in<T: Target>(target: &Arc<T>, case: &Case<T::Setup, T::Op>, sim: Si
         .iter()
         .position(|e| matches!(e.kind, EventKind::Exit { pid, .. } if pid == Pid::from_raw(1)))
         .unwrap_or(report.trace.len());
+    let judged = if run_failure.is_none() { end as u64 } else { 0 };
     let violation = run_failure
         .or_else(|| invariants::check(&report.trace.prefix(end), &options).err())
         .or(driven.violation);
     CaseReport {
         violation,
+        tally: Tally::of(&report.trace, judged + driven.checks),
         trace: report.trace,
         held: report.held,
     }
@@ -223,6 +274,7 @@ pub fn check_determinism<T: Target>(target: &Arc<T>, case: &Case<T::Setup, T::Op
             )),
             trace: first.trace,
             held: first.held,
+            tally: first.tally,
         },
         None => first,
     }
@@ -239,6 +291,9 @@ struct Driven {
     /// operation ends it before): the trace's length at that moment, when the end state is
     /// judged (the application's own check runs after it).
     settled: Option<usize>,
+    /// The application's checks made: operations applied (each checks its answer) and the
+    /// final check.
+    checks: u64,
 }
 
 /// The driver process: starts the target, runs the steps, lets the tree settle, checks the
@@ -261,10 +316,14 @@ async fn drive<T: Target>(target: &T, case: &Case<T::Setup, T::Op>, p: &Process)
     }
     // Schedules name signals by step (see `Hold`): the start is step 0, the case's steps
     // follow, then the settling.
+    let mut checks = 0;
     for (i, step) in case.steps.iter().enumerate() {
         p.node().enter_step(i as u32 + 1);
         let result = match step {
-            Step::Op(op) => target.apply(&mut state, op, p).await,
+            Step::Op(op) => {
+                checks += 1;
+                target.apply(&mut state, op, p).await
+            }
             Step::Fault(fault) => {
                 crate::sim::faults::inject(fault, root, p).await;
                 Ok(())
@@ -285,6 +344,7 @@ async fn drive<T: Target>(target: &T, case: &Case<T::Setup, T::Op>, p: &Process)
                 root: Some(root),
                 violation: Some(v),
                 settled: None,
+                checks,
             };
         }
     }
@@ -298,6 +358,7 @@ async fn drive<T: Target>(target: &T, case: &Case<T::Setup, T::Op>, p: &Process)
         root: Some(root),
         violation: verdict,
         settled: Some(settled),
+        checks: checks + 1,
     }
 }
 
@@ -311,6 +372,8 @@ pub struct HarnessReport {
     /// The target's corpus files that no longer do what they record (see
     /// [`replay_corpus`](crate::sim::corpus::replay_corpus)), one line each.
     pub regressions: Vec<String>,
+    /// What the cases run injected and checked (shrinking is not counted).
+    pub tally: Tally,
 }
 
 /// A minimised failing case.
@@ -438,7 +501,13 @@ impl<T: Target> Harness<T> {
 
     /// Replays the target's corpus files, then runs the campaign; stops at the first
     /// failure, shrunk to a minimal case and saved.
+    ///
+    /// # Panics
+    ///
+    /// At once in a native build, with [`NotSimulated`](crate::sim::NotSimulated) (nothing
+    /// is run and nothing is written to the corpus).
     pub fn run(&self) -> HarnessReport {
+        crate::sim::NotSimulated::require("the otpsim harness");
         let regressions = match (&self.corpus, self.replay_corpus) {
             (Some(dir), true) => {
                 let target: Arc<dyn AnyTarget> = self.target.clone();
@@ -453,6 +522,7 @@ impl<T: Target> Harness<T> {
         let every = u64::from(self.determinism_every);
         let mut cases = 0;
         let mut failure = None;
+        let mut tally = Tally::default();
         while cases < u64::from(self.cases) {
             let tree = match strategy.new_tree(&mut generator) {
                 Ok(tree) => tree,
@@ -474,6 +544,7 @@ impl<T: Target> Harness<T> {
                 run_case(&self.target, &tree.current())
             };
             cases += 1;
+            tally.add(&report.tally);
             if let Some(v) = report.violation {
                 let found_after = began.elapsed();
                 let case = shrink::minimise(&self.target, tree, &v.invariant);
@@ -485,6 +556,7 @@ impl<T: Target> Harness<T> {
             cases,
             failure,
             regressions,
+            tally,
         }
     }
 
@@ -506,7 +578,16 @@ impl<T: Target> Harness<T> {
         let json = serde_json::to_value(&case).unwrap_or_default();
         let saved = self.corpus.as_ref().and_then(|dir| {
             let file = CorpusFile::failure(&self.target.name(), json.clone(), &violation);
-            corpus::save(dir, &file).ok()
+            let saved = corpus::save(dir, &file).ok()?;
+            // The failure as a picture, beside it (not needed to replay: best effort).
+            let title = format!("{}: {}", file.target, file.description);
+            let _ = page::write(
+                &saved.with_extension("html"),
+                &title,
+                &report.trace,
+                Some(&violation),
+            );
+            Some(saved)
         });
         Failure {
             violation,
