@@ -107,6 +107,9 @@ fn a_harness_replays_its_targets_saved_cases_first() {
         .run();
     let saved = found.failure.expect("the planted bug is found").saved;
     let saved = saved.expect("saved in the corpus");
+    // Its page beside it (issue 21): the run drawn, failing as the file says.
+    let page = std::fs::read_to_string(saved.with_extension("html")).expect("a page beside it");
+    assert!(page.contains("registry_survives_bucket_crashes"));
     // Still buggy: the saved case replays as recorded, no regression.
     let again = Harness::new(buggy).cases(0).corpus(Some(dir.clone())).run();
     assert_eq!(again.regressions, Vec::<String>::new());
