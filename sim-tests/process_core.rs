@@ -613,3 +613,34 @@ fn an_internal_error_fails_the_run_instead_of_ending_a_process() {
             .await;
     });
 }
+
+/// A node of a cluster (index 2, restarted once) hands out pids and refs that carry both, and
+/// what is keyed by pid (links, monitors, liveness) works on them (the cluster's
+/// identity: docs/architecture.md, "Identity"; issue 18 item 1).
+#[test]
+fn a_nodes_pids_carry_its_index_and_creation() {
+    use otpsim::process::{Node, NodeConfig};
+    otpsim::rt::block_on(0, async {
+        let node = Node::with_config(NodeConfig {
+            index: 2,
+            creation: 1,
+            ..NodeConfig::default()
+        });
+        let root = node.spawn(|p| async move {
+            let child = p.spawn_link(crate::common::wait_forever);
+            assert_eq!((child.node(), child.creation(), child.serial()), (2, 1, 2));
+            assert_eq!(child.to_string(), "<2.2.1>");
+            assert!(p.node().is_alive(child));
+            p.trap_exit(true);
+            let mref = p.monitor(child);
+            p.exit(child, ExitReason::Kill);
+            p.receive(|m| matches!(m, Msg::Down { mref: r, .. } if *r == mref))
+                .await;
+            p.receive(|m| matches!(m, Msg::Exit { from, .. } if *from == child))
+                .await;
+            assert!(!p.node().is_alive(child));
+        });
+        assert_eq!(root.to_string(), "<2.1.1>");
+        assert_eq!(node.wait_exit(root).await, Some(ExitReason::Normal));
+    });
+}

@@ -16,44 +16,140 @@ use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::fmt;
 
-/// A process identifier. Pids come from a per-node counter, so a simulated run hands out the
-/// same pids every time it is replayed.
+/// Bits of a pid's or ref's serial (the low bits); above them, 12 bits of creation, then 12 of
+/// node index. Node 0 of creation 0 has the plain serial: a single-node run's pids, traces and
+/// pinned hashes are what they were before nodes existed.
+const SERIAL_BITS: u32 = 40;
+const CREATION_BITS: u32 = 12;
+const SERIAL_MASK: u64 = (1 << SERIAL_BITS) - 1;
+const CREATION_MASK: u64 = (1 << CREATION_BITS) - 1;
+
+/// The largest node index and creation a pid can carry.
+pub const MAX_NODE: u16 = (1 << 12) - 1;
+
+/// `node | creation | serial`, packed.
+fn pack(node: u16, creation: u16, serial: u64) -> u64 {
+    assert!(
+        node <= MAX_NODE && creation <= MAX_NODE,
+        "node {node} creation {creation}: 12 bits each"
+    );
+    assert!(serial <= SERIAL_MASK, "serial {serial}: 40 bits");
+    (u64::from(node) << (SERIAL_BITS + CREATION_BITS))
+        | (u64::from(creation) << SERIAL_BITS)
+        | serial
+}
+
+/// Which node of a cluster and which incarnation of it a packed id belongs to.
+fn node_of(raw: u64) -> u16 {
+    (raw >> (SERIAL_BITS + CREATION_BITS)) as u16
+}
+
+fn creation_of(raw: u64) -> u16 {
+    ((raw >> SERIAL_BITS) & CREATION_MASK) as u16
+}
+
+/// A process identifier: the node it lives on, that node's incarnation (its creation: a
+/// restarted node hands out pids that differ from its earlier ones) and a serial from the
+/// node's counter, so a simulated run hands out the same pids every time it is replayed.
+///
+/// A pid of node 0, creation 0 prints `<0.N>`; of another node `<k.N>`, and once a node has
+/// restarted `<k.N.c>`.
+///
+/// ```
+/// use otpsim::Pid;
+/// let local = Pid::from_raw(7);
+/// assert_eq!((local.node(), local.creation(), local.serial()), (0, 0, 7));
+/// assert_eq!(local.to_string(), "<0.7>");
+/// assert_eq!(Pid::new(0, 0, 7), local);
+/// assert_eq!(Pid::new(2, 0, 7).to_string(), "<2.7>");
+/// let restarted = Pid::new(2, 1, 7);
+/// assert_eq!(restarted.to_string(), "<2.7.1>");
+/// assert_ne!(restarted, Pid::new(2, 0, 7)); // an older incarnation's pid is another pid
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Pid(pub(crate) u64);
 
 impl Pid {
-    /// The number behind the pid (unique within one node).
+    /// The pid of serial `serial` on node `node` in its incarnation `creation`.
+    ///
+    /// # Panics
+    ///
+    /// If `node` or `creation` exceeds [`MAX_NODE`] or `serial` 40 bits.
+    pub fn new(node: u16, creation: u16, serial: u64) -> Pid {
+        Pid(pack(node, creation, serial))
+    }
+
+    /// The number behind the pid, node and creation included (unique in a cluster).
     pub fn id(self) -> u64 {
         self.0
     }
 
-    /// The pid with number `id`. Only the node hands out live pids; this is for tests, tools
-    /// and decoded cases.
+    /// The pid whose number (see [`id`](Pid::id)) is `id`. Only a node hands out live pids;
+    /// this is for tests, tools and decoded cases.
     pub fn from_raw(id: u64) -> Pid {
         Pid(id)
+    }
+
+    /// The index of the node it lives on (0 in a single-node run).
+    pub fn node(self) -> u16 {
+        node_of(self.0)
+    }
+
+    /// The incarnation of its node (0 until the node restarts).
+    pub fn creation(self) -> u16 {
+        creation_of(self.0)
+    }
+
+    /// Its serial on its node's incarnation.
+    pub fn serial(self) -> u64 {
+        self.0 & SERIAL_MASK
+    }
+}
+
+/// `<0.N>`, `<k.N>` or `<k.N.c>` (see [`Pid`]).
+fn write_id(f: &mut fmt::Formatter<'_>, raw: u64) -> fmt::Result {
+    let (node, creation, serial) = (node_of(raw), creation_of(raw), raw & SERIAL_MASK);
+    match creation {
+        0 => write!(f, "{node}.{serial}"),
+        c => write!(f, "{node}.{serial}.{c}"),
     }
 }
 
 impl fmt::Debug for Pid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "<0.{}>", self.0)
+        fmt::Display::fmt(self, f)
     }
 }
 
 impl fmt::Display for Pid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "<0.{}>", self.0)
+        f.write_str("<")?;
+        write_id(f, self.0)?;
+        f.write_str(">")
     }
 }
 
-/// A unique reference (`make_ref()`): monitors, call tags and aliases.
+/// A unique reference (`make_ref()`): monitors, call tags and aliases. Packed like a [`Pid`]:
+/// refs made on two nodes never collide.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Ref(pub(crate) u64);
 
 impl fmt::Debug for Ref {
+    /// `#Ref<N>` on node 0 of creation 0, else `#Ref<k.N>` or `#Ref<k.N.c>`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "#Ref<{}>", self.0)
+        if self.0 <= SERIAL_MASK {
+            return write!(f, "#Ref<{}>", self.0);
+        }
+        f.write_str("#Ref<")?;
+        write_id(f, self.0)?;
+        f.write_str(">")
     }
+}
+
+/// The first id a node of index `node` and incarnation `creation` hands out is this base plus 1
+/// (pids and refs alike); the base itself names "outside any process" on that node.
+pub(crate) fn id_base(node: u16, creation: u16) -> u64 {
+    pack(node, creation, 0)
 }
 
 /// An Erlang-like value, used for exit reasons and for the canonical trace.

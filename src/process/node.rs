@@ -85,6 +85,11 @@ pub struct NodeConfig {
     pub choices: Box<dyn Choices>,
     /// A flag another thread sets to halt the node with [`Halt::WallClock`].
     pub watchdog: Option<Arc<AtomicBool>>,
+    /// Which node of a cluster this is (0 alone), and its incarnation (0 until it restarts):
+    /// its pids and refs carry both (see [`Pid`]).
+    pub index: u16,
+    /// The incarnation.
+    pub creation: u16,
 }
 
 impl Default for NodeConfig {
@@ -96,6 +101,8 @@ impl Default for NodeConfig {
             quiet_panics: false,
             choices: Box::new(NoFaults),
             watchdog: None,
+            index: 0,
+            creation: 0,
         }
     }
 }
@@ -123,6 +130,8 @@ pub struct Node {
 
 pub(super) struct Inner {
     state: Mutex<State>,
+    /// "Outside any process" on this node (serial 0).
+    outside: Pid,
     clock: rt::Clock,
     started: rt::Mark,
     watchdog: Arc<AtomicBool>,
@@ -134,6 +143,8 @@ pub(super) struct Inner {
 }
 
 pub(super) struct State {
+    /// Pids and refs are `base | serial` (the node's index and creation, packed).
+    base: u64,
     next_pid: u64,
     next_ref: u64,
     procs: ProcTable,
@@ -318,6 +329,7 @@ impl Node {
         Node {
             inner: Arc::new(Inner {
                 state: Mutex::new(State {
+                    base: crate::term::id_base(config.index, config.creation),
                     next_pid: 1,
                     next_ref: 1,
                     procs: ProcTable::default(),
@@ -339,6 +351,7 @@ impl Node {
                     dying: VecDeque::new(),
                     draining: false,
                 }),
+                outside: Pid(crate::term::id_base(config.index, config.creation)),
                 clock: rt::Clock::current(),
                 started: rt::Clock::current().mark(),
                 watchdog: config.watchdog.unwrap_or_default(),
@@ -403,7 +416,7 @@ impl Node {
     {
         let (pid, mref) = {
             let mut st = self.lock();
-            let pid = Pid(st.next_pid);
+            let pid = Pid(st.base | st.next_pid);
             st.next_pid += 1;
             st.procs.insert(pid, Box::new(Proc::new(parent)));
             st.alive.insert(pid);
@@ -438,7 +451,7 @@ impl Node {
     /// Sends `value` to `to` from outside any process. Sending to a dead pid does nothing.
     pub fn send<T: Any + Send>(&self, to: Pid, value: T) {
         self.signal(
-            Pid(0),
+            self.inner.outside,
             to,
             Signal::Message {
                 payload: Box::new(value),
@@ -449,7 +462,7 @@ impl Node {
 
     /// Sends the exit signal `reason` to `to` from outside any process (`exit(Pid, Reason)`).
     pub fn exit(&self, to: Pid, reason: ExitReason) {
-        self.signal(Pid(0), to, Signal::Exit(reason));
+        self.signal(self.inner.outside, to, Signal::Exit(reason));
     }
 
     /// Whether `pid` is alive (spawned and not yet exited).
@@ -763,7 +776,7 @@ impl Node {
         st.drain(self);
     }
 
-    /// Sends a signal from `from` (Pid(0): outside) to `to`.
+    /// Sends a signal from `from` (serial 0: outside) to `to`.
     pub(super) fn signal(&self, from: Pid, to: Pid, signal: Signal) {
         self.lock().send(self, from, to, signal);
     }
@@ -1190,7 +1203,7 @@ impl State {
     }
 
     fn make_ref(&mut self) -> Ref {
-        let r = Ref(self.next_ref);
+        let r = Ref(self.base | self.next_ref);
         self.next_ref += 1;
         r
     }

@@ -272,6 +272,7 @@ impl Sim {
             quiet_panics: true,
             choices: Box::new(choices),
             watchdog: Some(guard.flag()),
+            ..NodeConfig::default()
         };
         let (seed, time_limit) = (self.seed, self.time_limit);
         let slack = Duration::from_secs(60);
