@@ -4,6 +4,8 @@
 
 mod build_mode;
 mod cli;
+#[cfg(madsim)]
+mod cluster;
 mod common;
 mod conformance;
 mod determinism;

@@ -123,6 +123,10 @@ impl fmt::Debug for Pid {
 
 impl fmt::Display for Pid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 <= SERIAL_MASK {
+            // Node 0, creation 0: the common case, one number (traces print many pids).
+            return write!(f, "<0.{}>", self.0);
+        }
         f.write_str("<")?;
         write_id(f, self.0)?;
         f.write_str(">")
@@ -144,6 +148,11 @@ impl fmt::Debug for Ref {
         write_id(f, self.0)?;
         f.write_str(">")
     }
+}
+
+/// Whether two packed ids (pids or refs) belong to the same incarnation of the same node.
+pub(crate) fn same_incarnation(a: u64, b: u64) -> bool {
+    (a ^ b) >> SERIAL_BITS == 0
 }
 
 /// The first id a node of index `node` and incarnation `creation` hands out is this base plus 1

@@ -40,6 +40,7 @@ pub use message::{MonitorRef, Msg};
 
 /// A timer of [`Process::send_after`].
 pub type TimerRef = Ref;
+pub(crate) use node::{Carrier, Signal};
 pub use node::{Halt, Node, NodeConfig};
 pub use reason::{ExitReason, InternalError, IntoExitReason};
 pub(crate) use task::catch_panic;
@@ -47,7 +48,7 @@ pub(crate) use task::catch_panic;
 use crate::rt::Duration;
 use crate::term::{Pid, Ref};
 use crate::trace::{EventKind, SpawnTie};
-use node::{Signal, Wait};
+use node::Wait;
 use std::any::Any;
 use std::future::Future;
 use std::task::Poll;

@@ -145,6 +145,8 @@ pub(super) struct Inner {
 pub(super) struct State {
     /// Pids and refs are `base | serial` (the node's index and creation, packed).
     base: u64,
+    /// Where signals to other nodes go (none: a node alone drops them, as a dead target's).
+    carrier: Option<Arc<dyn Carrier>>,
     next_pid: u64,
     next_ref: u64,
     procs: ProcTable,
@@ -277,7 +279,7 @@ pub(super) struct Wait {
 }
 
 /// A signal on its way from one process to another.
-pub(super) enum Signal {
+pub(crate) enum Signal {
     Message {
         payload: Box<dyn Any + Send>,
         alias: Option<Ref>,
@@ -290,6 +292,22 @@ pub(super) enum Signal {
         mref: MonitorRef,
         reason: ExitReason,
     },
+    /// Between nodes only: the far half of `link` (the near half is recorded at once, as
+    /// Erlang's `link/1` returns `true` before the other node has heard of it).
+    Link,
+    /// Between nodes only: the far half of `unlink`.
+    Unlink,
+    /// Between nodes only: the far half of `monitor`.
+    Monitor(MonitorRef),
+    /// Between nodes only: the far half of `demonitor`, or of the watcher's exit.
+    Demonitor(MonitorRef),
+}
+
+/// Where a node hands the signals for other nodes' processes: the simulated switch of a
+/// cluster (`sim::cluster`), later a transport. It must keep each pair's signals in order.
+pub(crate) trait Carrier: Send + Sync {
+    /// Carries `signal` from `from` (a process of the handing node) to `to` (another node's).
+    fn carry(&self, from: Pid, to: Pid, signal: Signal);
 }
 
 pub(super) struct Delayed {
@@ -330,6 +348,7 @@ impl Node {
             inner: Arc::new(Inner {
                 state: Mutex::new(State {
                     base: crate::term::id_base(config.index, config.creation),
+                    carrier: None,
                     next_pid: 1,
                     next_ref: 1,
                     procs: ProcTable::default(),
@@ -458,6 +477,31 @@ impl Node {
                 alias: None,
             },
         );
+    }
+
+    /// Hands this node's signals for other nodes to `carrier` (a cluster's switch).
+    pub(crate) fn attach(&self, carrier: Arc<dyn Carrier>) {
+        self.lock().carrier = Some(carrier);
+    }
+
+    /// A signal from another node's process arrives (from the carrier). A halted node takes
+    /// nothing.
+    pub(crate) fn arrive(&self, from: Pid, to: Pid, signal: Signal) {
+        let mut st = self.lock();
+        if st.halted.is_some() {
+            return;
+        }
+        let at = self.stamp();
+        st.deliver(at, from, to, signal);
+        st.drain(self);
+    }
+
+    /// The connection to node `index` went down (see `State::connection_lost`).
+    pub(crate) fn connection_lost(&self, index: u16) {
+        let mut st = self.lock();
+        if st.halted.is_none() {
+            st.connection_lost(self, index);
+        }
     }
 
     /// Sends the exit signal `reason` to `to` from outside any process (`exit(Pid, Reason)`).
@@ -921,6 +965,16 @@ impl Node {
         if from == to {
             return Ok(());
         }
+        if st.elsewhere(to) {
+            // Another node's process: the near half now, the far half by signal; a dead or
+            // unreachable target answers with an exit signal (`noproc`, `noconnection`).
+            if st.proc(from).links.add(to) {
+                let at = self.stamp();
+                st.record(at, || EventKind::Link { from, to });
+                st.send(self, from, to, Signal::Link);
+            }
+            return Ok(());
+        }
         if !st.procs.contains_key(&to) {
             return Err(());
         }
@@ -1109,6 +1163,9 @@ impl State {
             }
             let at = node.stamp();
             self.record(at, || EventKind::Unlink { from, to });
+            if self.elsewhere(to) {
+                self.send(node, from, to, Signal::Unlink);
+            }
         }
     }
 
@@ -1124,6 +1181,11 @@ impl State {
         let mref = self.make_ref();
         let at = node.stamp();
         self.record(at, || EventKind::Monitor { watcher, target });
+        if self.elsewhere(target) {
+            self.proc(watcher).monitors.insert(mref, target);
+            self.send(node, watcher, target, Signal::Monitor(mref));
+            return mref;
+        }
         match self.procs.get_mut(&target) {
             Some(t) => {
                 t.watchers.insert(mref, watcher);
@@ -1165,6 +1227,8 @@ impl State {
         };
         if let Some(t) = self.procs.get_mut(&target) {
             t.watchers.remove(&mref);
+        } else if self.elsewhere(target) {
+            self.send(node, watcher, target, Signal::Demonitor(mref));
         }
         let at = node.stamp();
         self.record(at, || EventKind::Demonitor { watcher, target });
@@ -1268,6 +1332,8 @@ impl State {
         for (mref, target) in p.monitors.iter() {
             if let Some(t) = self.procs.get_mut(&target) {
                 t.watchers.remove(&mref);
+            } else if self.elsewhere(target) {
+                self.send(node, pid, target, Signal::Demonitor(mref));
             }
         }
         for to in p.links.keys() {
@@ -1350,7 +1416,18 @@ impl State {
 
     /// A signal arrives at `to`; Erlang's rules decide what it does.
     fn deliver(&mut self, at: u64, from: Pid, to: Pid, signal: Signal) {
+        if self.elsewhere(to) {
+            match &self.carrier {
+                Some(carrier) if to.node() != Pid(self.base).node() => {
+                    carrier.carry(from, to, signal)
+                }
+                // A process of an earlier incarnation of this node is dead.
+                _ => self.answer_for_the_dead(from, to, signal),
+            }
+            return;
+        }
         let Some(p) = self.procs.get_mut(&to) else {
+            self.answer_for_the_dead(from, to, signal);
             return; // sending to a dead process does nothing
         };
         match signal {
@@ -1390,7 +1467,85 @@ impl State {
                     });
                 }
             }
+            Signal::Link => {
+                p.links.add(from);
+            }
+            Signal::Unlink => {
+                p.links.take(&from);
+            }
+            Signal::Monitor(mref) => {
+                p.watchers.insert(mref, from);
+            }
+            Signal::Demonitor(mref) => {
+                p.watchers.remove(&mref);
+            }
         }
+    }
+
+    /// Whether `pid` is another node's process (or one of an earlier incarnation of this
+    /// node).
+    fn elsewhere(&self, pid: Pid) -> bool {
+        !crate::term::same_incarnation(pid.0, self.base)
+    }
+
+    /// A signal reached a process that is not alive: a far half of `link` or `monitor`
+    /// answers `noproc` (what the near half of a local one does at once); anything else is
+    /// dropped, as a send to a dead process is.
+    fn answer_for_the_dead(&mut self, from: Pid, to: Pid, signal: Signal) {
+        let answer = match signal {
+            Signal::Link => Signal::LinkExit(ExitReason::Noproc),
+            Signal::Monitor(mref) => Signal::Down {
+                mref,
+                reason: ExitReason::Noproc,
+            },
+            _ => return,
+        };
+        if let Some(carrier) = &self.carrier {
+            carrier.carry(to, from, answer);
+        }
+    }
+
+    /// The connection to node `index` went down: every link to one of its processes
+    /// delivers `noconnection` here (a process that does not trap exits dies of it), every
+    /// monitor of one of them a `DOWN noconnection`, and its processes' monitors of ours
+    /// are forgotten (Erlang's distribution; docs/architecture.md, "Across nodes").
+    fn connection_lost(&mut self, node: &Node, index: u16) {
+        let mut pids: Vec<Pid> = self.procs.keys().copied().collect();
+        pids.sort_unstable();
+        let at = node.stamp();
+        for pid in pids {
+            let Some(p) = self.procs.get_mut(&pid) else {
+                continue; // finished by an earlier noconnection of this loop
+            };
+            let there = |other: &Pid| other.node() == index;
+            let links: Vec<Pid> = p.links.keys().filter(there).collect();
+            let monitors: Vec<(MonitorRef, Pid)> =
+                p.monitors.iter().filter(|(_, t)| there(t)).collect();
+            let watchers: Vec<MonitorRef> = p
+                .watchers
+                .iter()
+                .filter(|(_, w)| there(w))
+                .map(|(r, _)| r)
+                .collect();
+            for mref in watchers {
+                p.watchers.remove(&mref);
+            }
+            for (mref, target) in monitors {
+                self.deliver(
+                    at,
+                    target,
+                    pid,
+                    Signal::Down {
+                        mref,
+                        reason: ExitReason::noconnection(),
+                    },
+                );
+            }
+            for other in links {
+                self.deliver(at, other, pid, Signal::LinkExit(ExitReason::noconnection()));
+            }
+        }
+        self.drain(node);
     }
 
     /// A trappable exit signal reaches the live process `to`.

@@ -40,6 +40,17 @@ pub enum ExitReason {
 }
 
 impl ExitReason {
+    /// `noconnection`: the connection to the other process's node went down (a link or
+    /// monitor across nodes fires with it).
+    ///
+    /// ```
+    /// use otpsim::ExitReason;
+    /// assert_eq!(ExitReason::noconnection().to_string(), "noconnection");
+    /// ```
+    pub fn noconnection() -> ExitReason {
+        ExitReason::Other(Term::atom("noconnection"))
+    }
+
     /// An error reason from a term (`"boom"` becomes the atom `boom`), normalised.
     pub fn error(term: impl Into<Term>) -> ExitReason {
         ExitReason::from_term(term.into())

@@ -20,6 +20,7 @@
 
 #[cfg(feature = "harness")]
 pub mod campaign;
+pub mod cluster;
 pub mod conform;
 pub mod corpus;
 #[cfg(feature = "harness")]

@@ -1,0 +1,333 @@
+//! Several nodes in one simulation: Erlang's cross-node semantics, as OTP 25 showed them
+//! (the E-items of docs/architecture.md, "Across nodes", each measured by the probe in
+//! `sim-tests/cluster-probe/`, section named per test).
+#![cfg(madsim)]
+
+use otpsim::rt::Duration;
+use otpsim::sim::cluster::{ClusterCtl, ClusterReport, ClusterSim};
+use otpsim::trace::EventKind;
+use otpsim::{ExitReason, Msg, Pid, Process};
+use std::future::Future;
+
+/// A process that notes everything it receives (`got N`, `EXIT <pid> reason`, `DOWN <pid>
+/// reason`), trapping exits if `trap`, until it is killed.
+fn recorder(
+    trap: bool,
+) -> impl FnOnce(Process) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
+    move |p: Process| {
+        Box::pin(async move {
+            p.trap_exit(trap);
+            loop {
+                match p.recv().await {
+                    Msg::Exit { from, reason } => p.note(format!("EXIT {from} {reason}")),
+                    Msg::Down { pid, reason, .. } => p.note(format!("DOWN {pid} {reason}")),
+                    Msg::User(v) => match v.downcast::<u32>() {
+                        Ok(n) => p.note(format!("got {n}")),
+                        Err(_) => p.note("got something"),
+                    },
+                }
+            }
+        })
+    }
+}
+
+/// The notes of a run with their times: (µs, writer, text).
+fn notes(report: &ClusterReport) -> Vec<(u64, Pid, String)> {
+    report
+        .trace
+        .events()
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Note { pid, text } => Some((e.at_us, *pid, text.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn texts(report: &ClusterReport, of: Pid) -> Vec<String> {
+    notes(report)
+        .into_iter()
+        .filter(|(_, pid, _)| *pid == of)
+        .map(|(_, _, t)| t)
+        .collect()
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn run<F, Fut>(seed: u64, scenario: F) -> ClusterReport
+where
+    F: FnOnce(ClusterCtl) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let report = ClusterSim::new(seed).nodes(3).run(scenario);
+    assert_eq!(
+        report.failure(),
+        None,
+        "{}",
+        report.trace.timeline().join("\n")
+    );
+    report
+}
+
+/// E1 (probe §2): a process on n2 sends five messages to a trapping process on n1 it is
+/// linked to, then exits `done`: the five arrive in order, then the `EXIT`, whatever the
+/// links' jitter (twenty seeds).
+#[test]
+fn e1_each_pair_keeps_its_order_across_nodes() {
+    for seed in 0..20 {
+        let report = run(seed, |ctl| async move {
+            let watcher = ctl.node(1).spawn(recorder(true));
+            ctl.node(2).spawn(move |p| async move {
+                p.link(watcher).unwrap();
+                for n in 1..=5u32 {
+                    p.send(watcher, n);
+                }
+                ExitReason::error("done")
+            });
+            ctl.sleep(ms(50)).await;
+        });
+        let watcher = Pid::new(1, 0, 1);
+        let expected = [
+            "got 1",
+            "got 2",
+            "got 3",
+            "got 4",
+            "got 5",
+            "EXIT <2.1> done",
+        ];
+        assert_eq!(texts(&report, watcher), expected, "seed {seed}");
+    }
+}
+
+/// E3 and E8 (probe §1, pause_probe): a partition is silent; after `net_ticktime` each side
+/// declares the connection down: every link across it fires `noconnection` at both ends (a
+/// trapping target gets the `EXIT`, a non-trapping one dies of it) and every monitor gets
+/// `DOWN noconnection`, none of it earlier.
+#[test]
+fn e3_a_partition_fires_noconnection_at_both_ends_after_net_ticktime() {
+    let report = run(0, |ctl| async move {
+        let trapping = ctl.node(2).spawn(recorder(true));
+        let plain = ctl.node(2).spawn(recorder(false));
+        ctl.node(1).spawn(move |p| async move {
+            for target in [trapping, plain] {
+                p.link(target).unwrap();
+                p.monitor(target);
+            }
+            recorder(true)(p).await
+        });
+        ctl.sleep(ms(100)).await;
+        ctl.partition(&[2]);
+        ctl.sleep(Duration::from_secs(6)).await;
+    });
+    let (watcher, trapping, plain) = (Pid::new(1, 0, 1), Pid::new(2, 0, 1), Pid::new(2, 0, 2));
+    let got = texts(&report, watcher);
+    for pid in [trapping, plain] {
+        assert!(got.contains(&format!("EXIT {pid} noconnection")), "{got:?}");
+        assert!(got.contains(&format!("DOWN {pid} noconnection")), "{got:?}");
+    }
+    assert_eq!(
+        texts(&report, trapping),
+        [format!("EXIT {watcher} noconnection")]
+    );
+    let lines = report.trace.lines();
+    assert!(
+        lines.contains(&format!("exit {plain} reason=noconnection")),
+        "{lines:?}"
+    );
+    let partition_at = 100_000;
+    for (at, _, text) in notes(&report) {
+        assert!(
+            at >= partition_at + 4_000_000,
+            "{text} at {at} µs, before net_ticktime"
+        );
+        assert!(at < partition_at + 4_100_000, "{text} at {at} µs");
+    }
+}
+
+/// E3 (probe §3, first half): a crashed node's sockets close, so its peers see the
+/// connection go down at once.
+#[test]
+fn e3_a_crash_is_seen_at_once() {
+    let report = run(0, |ctl| async move {
+        let target = ctl.node(2).spawn(recorder(false));
+        ctl.node(1).spawn(move |p| async move {
+            p.link(target).unwrap();
+            p.monitor(target);
+            recorder(true)(p).await
+        });
+        ctl.sleep(ms(100)).await;
+        ctl.crash(2);
+        ctl.sleep(ms(100)).await;
+    });
+    let target = Pid::new(2, 0, 1);
+    let got = notes(&report);
+    assert_eq!(got.len(), 2, "{got:?}");
+    for (at, _, _) in &got {
+        assert!((100_000..100_100).contains(at), "{got:?}");
+    }
+    let texts: Vec<&str> = got.iter().map(|(_, _, t)| t.as_str()).collect();
+    assert!(texts.contains(&format!("EXIT {target} noconnection").as_str()));
+    assert!(texts.contains(&format!("DOWN {target} noconnection").as_str()));
+}
+
+/// E4 (probe §3, second half): a link or monitor to a process of a node that is down gets
+/// `noconnection` (`link` itself succeeds, as `link/1` returns `true`).
+#[test]
+fn e4_a_link_or_monitor_to_an_unreachable_node_gets_noconnection() {
+    let report = run(0, |ctl| async move {
+        let target = ctl.node(2).spawn(recorder(false));
+        ctl.sleep(ms(10)).await;
+        ctl.crash(2);
+        ctl.node(1).spawn(move |p| async move {
+            p.trap_exit(true);
+            assert!(p.link(target).is_ok());
+            p.monitor(target);
+            recorder(true)(p).await
+        });
+        ctl.sleep(ms(100)).await;
+    });
+    let target = Pid::new(2, 0, 1);
+    let mut got = texts(&report, Pid::new(1, 0, 1));
+    got.sort();
+    let expected = [
+        format!("DOWN {target} noconnection"),
+        format!("EXIT {target} noconnection"),
+    ];
+    assert_eq!(got, expected);
+}
+
+/// E5 (probe §4): a restarted node is a new creation; its old pids are dead: a link or
+/// monitor of one gets `noproc`, and a message to one is dropped (the new incarnation's
+/// process of the same serial gets nothing).
+#[test]
+fn e5_a_restarted_nodes_old_pids_answer_noproc() {
+    let report = run(0, |ctl| async move {
+        let old = ctl.node(2).spawn(recorder(false));
+        ctl.sleep(ms(10)).await;
+        ctl.restart(2);
+        let new = ctl.node(2).spawn(recorder(false));
+        assert_eq!((new.serial(), new.creation()), (old.serial(), 1));
+        ctl.node(1).spawn(move |p| async move {
+            p.trap_exit(true);
+            p.link(old).unwrap();
+            p.monitor(old);
+            p.send(old, 7u32);
+            recorder(true)(p).await
+        });
+        ctl.sleep(ms(100)).await;
+    });
+    let old = Pid::new(2, 0, 1);
+    let mut got = texts(&report, Pid::new(1, 0, 1));
+    got.sort();
+    assert_eq!(
+        got,
+        [format!("DOWN {old} noproc"), format!("EXIT {old} noproc")]
+    );
+    assert!(
+        texts(&report, Pid::new(2, 1, 1)).is_empty(),
+        "the message was dropped"
+    );
+    assert_eq!(Pid::new(2, 1, 1).to_string(), "<2.1.1>");
+}
+
+/// E2 (probe §7, with Erlang's default `dist_auto_connect always`): signals are lost only
+/// when the connection goes down. A partition healed within `net_ticktime` loses nothing
+/// (what waited is delivered, in order); one that outlasts it loses what was sent before the
+/// connection went down and while it was down, and a send after the heal connects again.
+#[test]
+fn e2_signals_are_lost_only_with_the_connection() {
+    let sends = |heal_after: Duration| {
+        run(0, move |ctl| async move {
+            let receiver = ctl.node(2).spawn(recorder(false));
+            let sender = ctl.node(1).spawn(move |p| async move {
+                for n in 1..=10u32 {
+                    p.send(receiver, n);
+                    p.sleep(Duration::from_secs(1)).await;
+                }
+            });
+            let _ = sender;
+            ctl.sleep(ms(500)).await;
+            ctl.partition(&[1]);
+            ctl.sleep(heal_after).await;
+            ctl.heal();
+            ctl.sleep(Duration::from_secs(12)).await;
+        })
+    };
+    let receiver = Pid::new(2, 0, 1);
+    // Healed after 2 s: sends 2 and 3 waited on the stalled link, then arrived in order.
+    let short = sends(Duration::from_secs(2));
+    let all: Vec<String> = (1..=10).map(|n| format!("got {n}")).collect();
+    assert_eq!(texts(&short, receiver), all);
+    // Healed after 6 s (at 6.5 s): sends 2-5 were on the link when it was declared down
+    // (at 4.5 s), sends 6 and 7 found no connection to be had; from send 8 on it is back.
+    let long = sends(Duration::from_secs(6));
+    let after: Vec<String> = [1, 8, 9, 10].iter().map(|n| format!("got {n}")).collect();
+    assert_eq!(texts(&long, receiver), after);
+}
+
+/// Links and monitors across nodes behave as local ones otherwise: an exit reason crosses
+/// the link (a non-trapping process dies of it), a monitor gets the real reason, and a
+/// monitor of a process already dead gets `noproc`.
+#[test]
+fn links_and_monitors_across_nodes_carry_exit_reasons() {
+    let report = run(0, |ctl| async move {
+        let victim = ctl.node(2).spawn(recorder(false));
+        let watcher = ctl.node(3).spawn(recorder(true));
+        ctl.node(1).spawn(move |p| async move {
+            p.link(victim).unwrap();
+            p.send(watcher, 1u32);
+            p.sleep(ms(10)).await;
+            ExitReason::error("boom")
+        });
+        ctl.sleep(ms(5)).await;
+        let node3 = ctl.node(3);
+        node3.spawn(move |p| async move {
+            p.monitor(Pid::new(1, 0, 1));
+            p.sleep(ms(20)).await;
+            p.monitor(Pid::new(1, 0, 1)); // dead by now
+            recorder(true)(p).await
+        });
+        ctl.sleep(ms(100)).await;
+    });
+    let lines = report.trace.lines();
+    assert!(
+        lines.contains(&"exit <2.1> reason=boom".to_string()),
+        "{lines:?}"
+    );
+    assert_eq!(texts(&report, Pid::new(3, 0, 1)), ["got 1"]);
+    let down = texts(&report, Pid::new(3, 0, 2));
+    assert_eq!(down, ["DOWN <1.1> boom", "DOWN <1.1> noproc"]);
+}
+
+/// A cluster run is a function of its seed: the same scenario twice gives the same trace,
+/// to the microsecond.
+#[test]
+fn a_cluster_run_replays_identically() {
+    let scenario = |ctl: ClusterCtl| async move {
+        let a = ctl.node(1).spawn(recorder(true));
+        for k in 2..=3 {
+            ctl.node(k).spawn(move |p| async move {
+                p.link(a).unwrap();
+                for n in 0..20u32 {
+                    p.send(a, n);
+                    p.sleep(ms(1)).await;
+                }
+            });
+        }
+        ctl.sleep(ms(5)).await;
+        ctl.partition(&[3]);
+        ctl.sleep(Duration::from_secs(5)).await;
+        ctl.heal();
+        ctl.restart(2);
+        ctl.sleep(ms(50)).await;
+    };
+    let first = run(4, scenario).trace;
+    let again = run(4, scenario).trace;
+    assert_eq!(first.first_divergence(&again), None);
+    assert!(first
+        .lines()
+        .iter()
+        .any(|l| l.starts_with("connection down n1-n3")));
+}

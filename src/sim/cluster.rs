@@ -1,0 +1,647 @@
+//! Several nodes in one simulation: a cluster of otpsim nodes whose processes link, monitor
+//! and message each other across nodes with Erlang's distribution semantics, over a simulated
+//! switch that a scenario can partition, and nodes it can crash and restart.
+//!
+//! What holds (docs/architecture.md, "Across nodes"):
+//!
+//! * each pair of processes keeps its order across nodes;
+//! * signals are lost only when a connection goes down;
+//! * a lost connection fires `noconnection` at both ends of every link across it (a process
+//!   that does not trap exits dies of it) and `DOWN noconnection` for every monitor;
+//! * a link or monitor to a process of an unreachable node gets `noconnection`, to one of an
+//!   earlier incarnation of a restarted node `noproc`;
+//! * a send to a node that is not connected connects it (Erlang's `dist_auto_connect`), unless
+//!   a partition separates the two;
+//! * a partition is silent: the connection is declared down after `net_ticktime`; a crash
+//!   is seen at once (the peer's sockets close), a silent crash after `net_ticktime`.
+//!
+//! ```
+//! # #[cfg(madsim)] {
+//! use otpsim::sim::cluster::ClusterSim;
+//! use otpsim::{ExitReason, Msg};
+//! let report = ClusterSim::new(1).nodes(2).run(|ctl| async move {
+//!     let (n1, n2) = (ctl.node(1), ctl.node(2));
+//!     let target = n2.spawn(|q| async move { q.recv().await; });
+//!     n1.spawn(move |p| async move {
+//!         p.trap_exit(true);
+//!         p.link(target).unwrap();
+//!         let _ = p.recv().await; // the EXIT of the crash
+//!     });
+//!     ctl.sleep(otpsim::rt::Duration::from_millis(10)).await;
+//!     ctl.crash(2);
+//!     ctl.sleep(otpsim::rt::Duration::from_millis(10)).await;
+//! });
+//! let lines = report.trace.lines();
+//! assert!(lines.iter().any(|l| l == "signal <2.1> -> <1.1> reason=noconnection trapped"));
+//! # }
+//! ```
+
+use crate::process::{Carrier, Halt, Node, NodeConfig, Signal};
+use crate::rt::{self, Duration, Instant};
+use crate::term::Pid;
+use crate::trace::{Event, EventKind, Trace};
+use rand_chacha::ChaCha8Rng;
+use rand_core::{RngCore, SeedableRng};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+
+/// Settings of a simulated cluster run.
+#[derive(Clone, Debug)]
+pub struct ClusterSim {
+    /// The seed: madsim's scheduling and the switch's latencies.
+    pub seed: u64,
+    /// Nodes `1..=nodes`.
+    pub nodes: u16,
+    /// The latency of every link, before jitter.
+    pub latency: Duration,
+    /// Up to this much more, drawn per signal (each pair's order is kept).
+    pub jitter: Duration,
+    /// How long a connection that hears nothing lives (Erlang's `net_ticktime`).
+    pub net_ticktime: Duration,
+    /// The step budget of each node.
+    pub step_budget: u64,
+    /// Simulated time after which the run stops.
+    pub time_limit: Duration,
+}
+
+impl ClusterSim {
+    /// A cluster of three nodes, 200 µs links with up to 100 µs of jitter, `net_ticktime`
+    /// 4 s (what the OTP probes used), 10 million steps per node, 10 simulated minutes.
+    pub fn new(seed: u64) -> ClusterSim {
+        ClusterSim {
+            seed,
+            nodes: 3,
+            latency: Duration::from_micros(200),
+            jitter: Duration::from_micros(100),
+            net_ticktime: Duration::from_secs(4),
+            step_budget: 10_000_000,
+            time_limit: Duration::from_secs(600),
+        }
+    }
+
+    /// The same settings with `n` nodes.
+    pub fn nodes(mut self, n: u16) -> ClusterSim {
+        assert!((1..crate::term::MAX_NODE).contains(&n), "1 to 4094 nodes");
+        self.nodes = n;
+        self
+    }
+
+    /// The same settings with another `net_ticktime`.
+    pub fn net_ticktime(mut self, ticktime: Duration) -> ClusterSim {
+        self.net_ticktime = ticktime;
+        self
+    }
+
+    /// Runs `scenario` against a fresh cluster until it returns (or the time limit passes),
+    /// then halts every node and returns the cluster's one trace.
+    pub fn run<F, Fut>(&self, scenario: F) -> ClusterReport
+    where
+        F: FnOnce(ClusterCtl) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        super::NotSimulated::require("ClusterSim::run");
+        let settings = self.clone();
+        let slack = Duration::from_secs(60);
+        rt::block_on_limited(self.seed, Some(self.time_limit + slack), async move {
+            let cluster = Cluster::new(settings.clone());
+            rt::spawn(switch(Arc::downgrade(&cluster)));
+            let ctl = ClusterCtl {
+                cluster: cluster.clone(),
+            };
+            let waited = rt::timeout(settings.time_limit, scenario(ctl)).await;
+            cluster.finish(waited.is_none())
+        })
+    }
+}
+
+/// What a cluster run did.
+#[derive(Clone, Debug)]
+pub struct ClusterReport {
+    /// Every node's events, and the cluster's own (crashes, restarts, partitions), in time
+    /// order; a process of node `k` labelled `path` prints as `nk:path`.
+    pub trace: Trace,
+    /// The scenario did not return within the time limit.
+    pub timed_out: bool,
+    /// Nodes that halted by themselves (a step budget, a livelock), with why.
+    pub halts: Vec<(u16, Halt)>,
+}
+
+impl ClusterReport {
+    /// What went wrong with the run itself, if anything.
+    pub fn failure(&self) -> Option<String> {
+        if let Some((node, halt)) = self.halts.first() {
+            return Some(format!("node n{node}: {halt}"));
+        }
+        self.timed_out
+            .then(|| "the scenario did not return within the time limit".to_string())
+    }
+}
+
+/// The scenario's handle on the cluster: its nodes, and the faults it injects.
+#[derive(Clone)]
+pub struct ClusterCtl {
+    cluster: Arc<Cluster>,
+}
+
+impl ClusterCtl {
+    /// The current incarnation of node `k` (a handle: spawn on it, send to it).
+    pub fn node(&self, k: u16) -> Node {
+        self.cluster.slot(k, |s| s.node.clone())
+    }
+
+    /// Waits `duration` of simulated time.
+    pub async fn sleep(&self, duration: Duration) {
+        rt::sleep(duration).await
+    }
+
+    /// Node `k` crashes: its processes end without exit signals, and its peers see its
+    /// connections close at once (`noconnection` for everything across them).
+    pub fn crash(&self, k: u16) {
+        self.cluster.crash(k, false);
+    }
+
+    /// Node `k` is lost without a word (a host gone, a cable cut): its peers find out after
+    /// `net_ticktime`.
+    pub fn crash_silently(&self, k: u16) {
+        self.cluster.crash(k, true);
+    }
+
+    /// Node `k` starts again with a new creation (its pids differ from its earlier ones): a
+    /// crashed node boots; a running one crashes first.
+    pub fn restart(&self, k: u16) {
+        self.cluster.restart(k);
+    }
+
+    /// Nothing gets through between the nodes of `side` and the others, either way.
+    pub fn partition(&self, side: &[u16]) {
+        self.cluster.partition(side, true);
+    }
+
+    /// Nothing gets from the nodes of `side` to the others; the other way is open.
+    pub fn partition_one_way(&self, side: &[u16]) {
+        self.cluster.partition(side, false);
+    }
+
+    /// Every partition ends. Connections that were declared down come back when a process
+    /// next sends across them.
+    pub fn heal(&self) {
+        self.cluster.heal();
+    }
+}
+
+/// A node of the cluster: its current incarnation, and the traces of the earlier ones.
+struct Slot {
+    node: Node,
+    creation: u16,
+    /// When the incarnation started, in µs since the run started.
+    offset_us: u64,
+    /// Crashed and not restarted.
+    down: bool,
+    /// Earlier incarnations' traces, with their offsets.
+    past: Vec<(u64, Trace)>,
+}
+
+/// A signal on a link.
+struct Frame {
+    from: Pid,
+    to: Pid,
+    signal: Signal,
+}
+
+/// What the switch knows: connections, partitions, and the signals on their way.
+#[derive(Default)]
+struct Switch {
+    /// Connected pairs of nodes (lower index first).
+    up: BTreeSet<(u16, u16)>,
+    /// Directed links that nothing gets through.
+    stalled: BTreeSet<(u16, u16)>,
+    /// When a connected pair that hears nothing is declared down.
+    deadlines: BTreeMap<(u16, u16), u64>,
+    /// Signals in flight, by (due µs, sequence).
+    queue: BTreeMap<(u64, u64), Frame>,
+    /// Signals that reached a stalled link, per directed link, in order.
+    held: BTreeMap<(u16, u16), VecDeque<Frame>>,
+    /// The due time of each directed link's last signal (its order is kept).
+    last_due: BTreeMap<(u16, u16), u64>,
+    /// Answers for the sending node itself (`noconnection` to a link or monitor that
+    /// cannot be set up), delivered by the switch, never under a node's lock.
+    answers: VecDeque<Frame>,
+    seq: u64,
+}
+
+/// The cluster: its nodes, its switch, its clock and its own events.
+struct Cluster {
+    settings: ClusterSim,
+    slots: Mutex<Vec<Slot>>,
+    switch: Mutex<Switch>,
+    rng: Mutex<ChaCha8Rng>,
+    wake: rt::sync::Notify,
+    start: Instant,
+    /// The cluster's own events (faults, connections), with their times.
+    events: Mutex<Vec<Event>>,
+}
+
+/// The ordered pair of two nodes.
+fn pair(a: u16, b: u16) -> (u16, u16) {
+    (a.min(b), a.max(b))
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Cluster {
+    fn new(settings: ClusterSim) -> Arc<Cluster> {
+        let cluster = Arc::new(Cluster {
+            rng: Mutex::new(ChaCha8Rng::seed_from_u64(
+                settings.seed ^ 0x0063_6c75_7374_6572,
+            )),
+            settings,
+            slots: Mutex::new(Vec::new()),
+            switch: Mutex::default(),
+            wake: rt::sync::Notify::new(),
+            start: rt::now(),
+            events: Mutex::default(),
+        });
+        // Slot 0 is the hidden control node: the scenario's side, never a process host.
+        let slots: Vec<Slot> = (0..=cluster.settings.nodes)
+            .map(|k| Slot {
+                node: cluster.boot(k, 0),
+                creation: 0,
+                offset_us: 0,
+                down: k == 0,
+                past: Vec::new(),
+            })
+            .collect();
+        *lock(&cluster.slots) = slots;
+        cluster
+    }
+
+    /// Microseconds since the run started.
+    fn now_us(&self) -> u64 {
+        (rt::now() - self.start).as_micros() as u64
+    }
+
+    /// A fresh node `k` of creation `creation`, attached to the switch.
+    fn boot(self: &Arc<Self>, k: u16, creation: u16) -> Node {
+        let node = Node::with_config(NodeConfig {
+            trace: true,
+            step_budget: Some(self.settings.step_budget),
+            quiet_panics: true,
+            index: k,
+            creation,
+            ..NodeConfig::default()
+        });
+        node.attach(Arc::new(Port {
+            cluster: Arc::downgrade(self),
+        }));
+        node
+    }
+
+    /// `f` of node `k`'s slot.
+    fn slot<R>(&self, k: u16, f: impl FnOnce(&mut Slot) -> R) -> R {
+        assert!(k >= 1 && k <= self.settings.nodes, "no node n{k}");
+        f(&mut lock(&self.slots)[usize::from(k)])
+    }
+
+    /// Node `k`'s current incarnation, unless it is down.
+    fn live(&self, k: u16) -> Option<Node> {
+        self.slot(k, |s| (!s.down).then(|| s.node.clone()))
+    }
+
+    fn note(&self, text: String) {
+        let at_us = self.now_us();
+        lock(&self.events).push(Event {
+            at_us,
+            kind: EventKind::Line(text),
+        });
+    }
+
+    fn crash(&self, k: u16, silent: bool) {
+        let Some(node) = self.live(k) else {
+            return;
+        };
+        self.slot(k, |s| s.down = true);
+        node.halt();
+        self.note(format!(
+            "node n{k} crash{}",
+            if silent { " (silent)" } else { "" }
+        ));
+        if silent {
+            // Its links stall: the peers' ticks go unanswered until net_ticktime.
+            let mut sw = lock(&self.switch);
+            for j in self.others(k) {
+                sw.stalled.insert((k, j));
+                sw.stalled.insert((j, k));
+            }
+            self.arm_deadlines(&mut sw);
+        } else {
+            let lost = self.disconnect(k);
+            self.lose(lost);
+        }
+        self.wake.notify_one();
+    }
+
+    fn restart(self: &Arc<Self>, k: u16) {
+        self.crash(k, false);
+        // After a silent crash its peers still count it connected: the new incarnation's
+        // first contact replaces the old connection, which goes down now.
+        let lost = self.disconnect(k);
+        self.lose(lost);
+        let creation = self.slot(k, |s| s.creation) + 1;
+        let fresh = self.boot(k, creation);
+        let now = self.now_us();
+        let old = self.slot(k, |s| {
+            let old = std::mem::replace(&mut s.node, fresh);
+            s.creation = creation;
+            (old, std::mem::replace(&mut s.offset_us, now))
+        });
+        let past = (old.1, old.0.take_trace());
+        self.slot(k, |s| {
+            s.past.push(past);
+            s.down = false;
+        });
+        lock(&self.switch)
+            .stalled
+            .retain(|&(a, b)| a != k && b != k);
+        self.note(format!("node n{k} restart creation={creation}"));
+    }
+
+    fn partition(&self, side: &[u16], both_ways: bool) {
+        let inside: BTreeSet<u16> = side.iter().copied().collect();
+        let mut sw = lock(&self.switch);
+        for &a in &inside {
+            for b in (1..=self.settings.nodes).filter(|b| !inside.contains(b)) {
+                sw.stalled.insert((a, b));
+                if both_ways {
+                    sw.stalled.insert((b, a));
+                }
+            }
+        }
+        self.arm_deadlines(&mut sw);
+        drop(sw);
+        self.wake.notify_one();
+        let way = if both_ways { "" } else { " one way" };
+        self.note(format!("partition {side:?}{way}"));
+    }
+
+    fn heal(&self) {
+        let down_nodes: BTreeSet<u16> = (1..=self.settings.nodes)
+            .filter(|&k| self.live(k).is_none())
+            .collect();
+        let mut sw = lock(&self.switch);
+        // A silently crashed node's links stay stalled: nothing answers there.
+        sw.stalled
+            .retain(|(a, b)| down_nodes.contains(a) || down_nodes.contains(b));
+        let now = self.now_us();
+        let stalled = sw.stalled.clone();
+        sw.deadlines
+            .retain(|p, _| stalled.contains(p) || stalled.contains(&(p.1, p.0)));
+        // What waited on the stalled links goes on, in order.
+        let held = std::mem::take(&mut sw.held);
+        for (link, frames) in held {
+            if stalled.contains(&link) {
+                sw.held.insert(link, frames);
+                continue;
+            }
+            for frame in frames {
+                sw.push(link, now, frame);
+            }
+        }
+        drop(sw);
+        self.note("heal".to_string());
+        self.wake.notify_one();
+    }
+
+    /// The cluster's nodes other than `k`.
+    fn others(&self, k: u16) -> impl Iterator<Item = u16> {
+        (1..=self.settings.nodes).filter(move |&j| j != k)
+    }
+
+    /// Every connected pair with a stalled link gets a deadline (if it has none).
+    fn arm_deadlines(&self, sw: &mut Switch) {
+        let due = self.now_us() + self.settings.net_ticktime.as_micros() as u64;
+        let stalled: Vec<(u16, u16)> = sw.stalled.iter().map(|&(a, b)| pair(a, b)).collect();
+        for p in stalled {
+            if sw.up.contains(&p) {
+                sw.deadlines.entry(p).or_insert(due);
+            }
+        }
+    }
+
+    /// Takes down every connection of node `k`: what was on its way is lost. Returns the
+    /// (node, lost peer) pairs whose processes must hear `noconnection`.
+    fn disconnect(&self, k: u16) -> Vec<(u16, u16)> {
+        let mut sw = lock(&self.switch);
+        let pairs: Vec<(u16, u16)> = sw
+            .up
+            .iter()
+            .copied()
+            .filter(|&(a, b)| a == k || b == k)
+            .collect();
+        pairs.into_iter().flat_map(|p| sw.down(p)).collect()
+    }
+
+    /// Each (node, peer): node's processes lose their links and monitors across to peer.
+    fn lose(&self, lost: Vec<(u16, u16)>) {
+        for (at, peer) in lost {
+            if let Some(node) = self.live(at) {
+                node.connection_lost(peer);
+            }
+        }
+    }
+
+    /// Halts every node and merges the traces.
+    fn finish(&self, timed_out: bool) -> ClusterReport {
+        let mut parts: Vec<(u16, u64, Trace)> = Vec::new();
+        let mut halts = Vec::new();
+        for k in 1..=self.settings.nodes {
+            let (node, down, offset, past) = self.slot(k, |s| {
+                (
+                    s.node.clone(),
+                    s.down,
+                    s.offset_us,
+                    std::mem::take(&mut s.past),
+                )
+            });
+            if let Some(halt) = node.halted().filter(|_| !down) {
+                halts.push((k, halt));
+            }
+            node.halt();
+            for (offset, trace) in past {
+                parts.push((k, offset, trace));
+            }
+            parts.push((k, offset, node.take_trace()));
+        }
+        let mut events: Vec<(u64, u16, usize, Event)> = Vec::new();
+        for (k, offset, trace) in parts {
+            for (i, e) in trace.events().iter().enumerate() {
+                let mut e = e.clone();
+                e.at_us += offset;
+                if let EventKind::Label { path, .. } = &mut e.kind {
+                    *path = format!("n{k}:{path}");
+                }
+                events.push((e.at_us, k, i, e));
+            }
+        }
+        for (i, e) in lock(&self.events).drain(..).enumerate() {
+            events.push((e.at_us, 0, i, e));
+        }
+        // Time first; at one instant, node by node, each in its own order (the cluster's
+        // own events before the nodes').
+        events.sort_by_key(|(at, k, i, _)| (*at, *k, *i));
+        let mut trace = Trace::default();
+        for (_, _, _, e) in events {
+            trace.push(e.at_us, e.kind);
+        }
+        ClusterReport {
+            trace,
+            timed_out,
+            halts,
+        }
+    }
+}
+
+impl Switch {
+    /// Queues `frame` on `link`, due no earlier than `due` and after the link's last one.
+    fn push(&mut self, link: (u16, u16), due: u64, frame: Frame) {
+        let last = self.last_due.entry(link).or_insert(0);
+        let due = due.max(*last);
+        *last = due;
+        self.seq += 1;
+        self.queue.insert((due, self.seq), frame);
+    }
+
+    /// The connection of `p` goes down: its signals in flight are lost. Returns who must
+    /// hear it: (node, peer) both ways.
+    fn down(&mut self, p: (u16, u16)) -> Vec<(u16, u16)> {
+        if !self.up.remove(&p) {
+            return Vec::new();
+        }
+        self.deadlines.remove(&p);
+        let across = |f: &Frame| pair(f.from.node(), f.to.node()) == p;
+        self.queue.retain(|_, f| !across(f));
+        self.held.remove(&(p.0, p.1));
+        self.held.remove(&(p.1, p.0));
+        self.last_due.remove(&(p.0, p.1));
+        self.last_due.remove(&(p.1, p.0));
+        vec![(p.0, p.1), (p.1, p.0)]
+    }
+}
+
+/// A node's way into the switch.
+struct Port {
+    cluster: Weak<Cluster>,
+}
+
+impl Carrier for Port {
+    fn carry(&self, from: Pid, to: Pid, signal: Signal) {
+        let Some(cluster) = self.cluster.upgrade() else {
+            return;
+        };
+        let (a, b) = (from.node(), to.node());
+        let reachable = b >= 1 && b <= cluster.settings.nodes && cluster.live(b).is_some() && {
+            let sw = lock(&cluster.switch);
+            !sw.stalled.contains(&(a, b)) && !sw.stalled.contains(&(b, a))
+        };
+        let now = cluster.now_us();
+        let mut sw = lock(&cluster.switch);
+        let p = pair(a, b);
+        if !sw.up.contains(&p) {
+            if !reachable {
+                // No connection and none to be had: a link or monitor fails at once.
+                let answer = match signal {
+                    Signal::Link => Signal::LinkExit(crate::ExitReason::noconnection()),
+                    Signal::Monitor(mref) => Signal::Down {
+                        mref,
+                        reason: crate::ExitReason::noconnection(),
+                    },
+                    _ => return,
+                };
+                sw.answers.push_back(Frame {
+                    from: to,
+                    to: from,
+                    signal: answer,
+                });
+                drop(sw);
+                cluster.wake.notify_one();
+                return;
+            }
+            sw.up.insert(p); // auto-connect
+        }
+        let jitter = cluster.settings.jitter.as_micros() as u64;
+        let extra = match jitter {
+            0 => 0,
+            j => lock(&cluster.rng).next_u64() % (j + 1),
+        };
+        let due = now + cluster.settings.latency.as_micros() as u64 + extra;
+        sw.push((a, b), due, Frame { from, to, signal });
+        drop(sw);
+        cluster.wake.notify_one();
+    }
+}
+
+/// The switch's task: delivers each signal when it is due (holding those of a stalled link),
+/// the answers of failed connections, and declares silent connections down.
+async fn switch(cluster: Weak<Cluster>) {
+    loop {
+        let Some(c) = cluster.upgrade() else {
+            return;
+        };
+        let now = c.now_us();
+        let mut deliveries: Vec<Frame> = Vec::new();
+        let mut lost = Vec::new();
+        let next = {
+            let mut sw = lock(&c.switch);
+            deliveries.extend(sw.answers.drain(..));
+            let expired: Vec<(u16, u16)> = sw
+                .deadlines
+                .iter()
+                .filter(|(_, &due)| due <= now)
+                .map(|(p, _)| *p)
+                .collect();
+            for p in expired {
+                lost.extend(sw.down(p));
+            }
+            while let Some(entry) = sw.queue.first_entry() {
+                if entry.key().0 > now {
+                    break;
+                }
+                let frame = entry.remove();
+                let link = (frame.from.node(), frame.to.node());
+                if sw.stalled.contains(&link) {
+                    sw.held.entry(link).or_default().push_back(frame);
+                } else {
+                    deliveries.push(frame);
+                }
+            }
+            let next_frame = sw.queue.keys().next().map(|k| k.0);
+            let next_deadline = sw.deadlines.values().min().copied();
+            next_frame.into_iter().chain(next_deadline).min()
+        };
+        if !lost.is_empty() {
+            let names: Vec<String> = lost
+                .iter()
+                .filter(|(a, b)| a < b)
+                .map(|(a, b)| format!("n{a}-n{b}"))
+                .collect();
+            c.note(format!(
+                "connection down {} (net_ticktime)",
+                names.join(" ")
+            ));
+        }
+        c.lose(lost);
+        for frame in deliveries {
+            if let Some(node) = c.live(frame.to.node()) {
+                node.arrive(frame.from, frame.to, frame.signal);
+            }
+        }
+        let deadline = match next {
+            Some(us) => c.start + Duration::from_micros(us),
+            None => rt::now() + Duration::from_secs(3600),
+        };
+        // The task holds the cluster while it waits; it is dropped with the run's runtime.
+        rt::sleep_until_notified(deadline, &c.wake).await;
+    }
+}
