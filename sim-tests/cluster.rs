@@ -21,6 +21,8 @@ fn recorder(
                 match p.recv().await {
                     Msg::Exit { from, reason } => p.note(format!("EXIT {from} {reason}")),
                     Msg::Down { pid, reason, .. } => p.note(format!("DOWN {pid} {reason}")),
+                    Msg::NodeDown { node } => p.note(format!("nodedown n{node}")),
+                    Msg::NodeUp { node } => p.note(format!("nodeup n{node}")),
                     Msg::User(v) => match v.downcast::<u32>() {
                         Ok(n) => p.note(format!("got {n}")),
                         Err(_) => p.note("got something"),
@@ -330,4 +332,125 @@ fn a_cluster_run_replays_identically() {
         .lines()
         .iter()
         .any(|l| l.starts_with("connection down n1-n3")));
+}
+
+/// E3 (probe §1 and §3): `monitor_node` gets `{nodedown, Node}` when the connection goes down,
+/// once per monitor made; a node that cannot be reached answers at once.
+#[test]
+fn e3_monitor_node_hears_nodedown_once_per_monitor() {
+    let report = run(0, |ctl| async move {
+        ctl.node(1).spawn(|p| async move {
+            p.monitor_node(2, true);
+            p.monitor_node(2, true);
+            p.monitor_node(3, true);
+            p.monitor_node(3, false); // one monitor made, one removed: none left
+            recorder(true)(p).await
+        });
+        ctl.sleep(ms(10)).await;
+        ctl.crash(2);
+        ctl.crash(3);
+        ctl.sleep(ms(10)).await;
+        ctl.node(1).spawn(|p| async move {
+            p.monitor_node(2, true); // down: at once
+            recorder(true)(p).await
+        });
+        ctl.sleep(ms(10)).await;
+    });
+    assert_eq!(
+        texts(&report, Pid::new(1, 0, 1)),
+        ["nodedown n2", "nodedown n2"]
+    );
+    assert_eq!(texts(&report, Pid::new(1, 0, 2)), ["nodedown n2"]);
+}
+
+/// probe §7: a process subscribed with `monitor_nodes` hears `nodedown` when a partition
+/// takes a connection down, and `nodeup` when it comes back.
+#[test]
+fn monitor_nodes_hears_connections_go_down_and_come_up() {
+    let report = run(0, |ctl| async move {
+        ctl.node(1).spawn(|p| async move {
+            p.monitor_nodes(true);
+            recorder(true)(p).await
+        });
+        let peer = ctl.node(2).spawn(recorder(false));
+        ctl.sleep(ms(1)).await;
+        ctl.node(1).send(peer, 1u32); // connects n1 and n2
+        ctl.sleep(ms(10)).await;
+        ctl.partition(&[2]);
+        ctl.sleep(Duration::from_secs(5)).await;
+        ctl.heal();
+        ctl.node(1).send(peer, 2u32); // connects again
+        ctl.sleep(ms(10)).await;
+    });
+    let got = texts(&report, Pid::new(1, 0, 1));
+    assert_eq!(got, ["nodeup n2", "nodedown n2", "nodeup n2"]);
+    assert_eq!(texts(&report, Pid::new(2, 0, 1)), ["got 1", "got 2"]);
+}
+
+/// A server that answers `true` at once and holds a `false` for ever.
+struct Answers {
+    held: Vec<otpsim::server::From<bool>>,
+}
+
+impl otpsim::server::GenServer for Answers {
+    type Arg = ();
+    type Call = bool;
+    type Reply = bool;
+    type Cast = ();
+    type Cont = ();
+
+    async fn init(_: (), _: &Process) -> otpsim::server::Init<Self> {
+        otpsim::server::Init::Ok(Answers { held: Vec::new() })
+    }
+
+    async fn handle_call(
+        &mut self,
+        answer: bool,
+        from: otpsim::server::From<bool>,
+        _: &Process,
+    ) -> otpsim::server::CallReply<Self> {
+        if answer {
+            otpsim::server::CallReply::Reply(true)
+        } else {
+            self.held.push(from);
+            otpsim::server::CallReply::NoReply
+        }
+    }
+}
+
+/// E7 (probe §7): a call pending when the connection goes down fails with `nodedown`, and a
+/// new call while the node cannot be reached fails at once with it.
+#[test]
+fn e7_calls_across_a_lost_connection_fail_with_nodedown() {
+    use otpsim::server::{self, CallError, ServerRef, StartOptions};
+    let report = run(0, |ctl| async move {
+        let starter = ctl.node(2).spawn(|p| async move {
+            let s = server::start_with::<Answers>(&p, (), StartOptions::default()).await;
+            p.note(format!("started {}", s.unwrap().pid()));
+        });
+        let _ = starter;
+        ctl.sleep(ms(1)).await;
+        let server = ServerRef::<Answers>::from_pid(Pid::new(2, 0, 2));
+        ctl.node(1).spawn(move |p| async move {
+            assert_eq!(server.call(&p, true).await, Ok(true));
+            let pending = server.call(&p, false).await;
+            assert_eq!(pending, Err(CallError::NodeDown(2)));
+            p.note(format!("pending call: {pending:?}"));
+            let started = p.now();
+            let again = server.call(&p, true).await;
+            assert_eq!(again, Err(CallError::NodeDown(2)));
+            let took = p.now() - started;
+            assert!(
+                took < ms(1),
+                "a call to an unreachable node fails at once, not in {took:?}"
+            );
+            p.note("new call: nodedown at once");
+        });
+        ctl.sleep(ms(10)).await;
+        ctl.partition(&[2]);
+        ctl.sleep(Duration::from_secs(5)).await;
+    });
+    let got = texts(&report, Pid::new(1, 0, 1));
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[1], "new call: nodedown at once");
 }

@@ -109,7 +109,9 @@ async fn cache(p: Process, names: Names, stores: DynamicSupervisorRef, cache: Ca
                 }
                 // The store died since the lookup: find or start it again.
                 Err(otpsim::server::CallError::Noproc | otpsim::server::CallError::Exit(_)) => {}
-                Err(otpsim::server::CallError::Timeout) => break,
+                Err(
+                    otpsim::server::CallError::Timeout | otpsim::server::CallError::NodeDown(_),
+                ) => break,
             }
         }
         p.send(from, Stored(stored));

@@ -38,6 +38,18 @@ pub enum Msg {
         /// Its exit reason (`noproc` if it was already dead when monitored).
         reason: ExitReason,
     },
+    /// `{nodedown, Node}`: the connection to node `node` went down, or could not be made
+    /// (see [`Process::monitor_node`](crate::Process::monitor_node)).
+    NodeDown {
+        /// The node's index.
+        node: u16,
+    },
+    /// `{nodeup, Node}`: a connection to node `node` came up (see
+    /// [`Process::monitor_nodes`](crate::Process::monitor_nodes)).
+    NodeUp {
+        /// The node's index.
+        node: u16,
+    },
 }
 
 impl Msg {
@@ -76,6 +88,8 @@ impl fmt::Debug for Msg {
             Msg::Down { mref, pid, reason } => {
                 write!(f, "{{'DOWN',{mref:?},process,{pid},{reason}}}")
             }
+            Msg::NodeDown { node } => write!(f, "{{nodedown,n{node}}}"),
+            Msg::NodeUp { node } => write!(f, "{{nodeup,n{node}}}"),
         }
     }
 }

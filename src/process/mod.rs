@@ -273,6 +273,20 @@ impl Process {
         self.node.monitor(self.pid, target)
     }
 
+    /// Monitors node `node` (`erlang:monitor_node(Node, true)`): when the connection to it
+    /// goes down, a [`Msg::NodeDown`] arrives, once per call; at once if it cannot be
+    /// reached (a node not connected yet is connected first). `on = false` removes one such
+    /// monitor. The `nodedown` is not ordered with the node's other signals.
+    pub fn monitor_node(&self, node: u16, on: bool) {
+        self.node.monitor_node(self.pid, node, on)
+    }
+
+    /// Subscribes to every node's connection going up ([`Msg::NodeUp`]) and down
+    /// ([`Msg::NodeDown`]) (`net_kernel:monitor_nodes(true)`); `false` unsubscribes.
+    pub fn monitor_nodes(&self, on: bool) {
+        self.node.monitor_nodes(self.pid, on)
+    }
+
     /// Removes a monitor. Returns whether it was active; a `DOWN` already delivered stays in
     /// the mailbox (see [`demonitor_flush`](Self::demonitor_flush)).
     pub fn demonitor(&self, mref: MonitorRef) -> bool {

@@ -147,6 +147,10 @@ pub(super) struct State {
     base: u64,
     /// Where signals to other nodes go (none: a node alone drops them, as a dead target's).
     carrier: Option<Arc<dyn Carrier>>,
+    /// `monitor_node` monitors, in the order they were made: (node, watcher), one per call.
+    node_monitors: Vec<(u16, Pid)>,
+    /// Processes subscribed to every node's `nodeup` and `nodedown` (`monitor_nodes`).
+    node_subscribers: Vec<Pid>,
     next_pid: u64,
     next_ref: u64,
     procs: ProcTable,
@@ -315,6 +319,10 @@ pub(crate) enum Signal {
 pub(crate) trait Carrier: Send + Sync {
     /// Carries `signal` from `from` (a process of the handing node) to `to` (another node's).
     fn carry(&self, from: Pid, to: Pid, signal: Signal);
+
+    /// Whether node `from` is connected to node `to`, connecting them if it can (what
+    /// `monitor_node` does first).
+    fn connect(&self, from: u16, to: u16) -> bool;
 }
 
 pub(super) struct Delayed {
@@ -356,6 +364,8 @@ impl Node {
                 state: Mutex::new(State {
                     base: crate::term::id_base(config.index, config.creation),
                     carrier: None,
+                    node_monitors: Vec::new(),
+                    node_subscribers: Vec::new(),
                     next_pid: 1,
                     next_ref: 1,
                     procs: ProcTable::default(),
@@ -508,6 +518,43 @@ impl Node {
         let mut st = self.lock();
         if st.halted.is_none() {
             st.connection_lost(self, index);
+        }
+    }
+
+    /// A connection to node `index` came up: the subscribers hear `nodeup`.
+    pub(crate) fn connection_up(&self, index: u16) {
+        let mut st = self.lock();
+        if st.halted.is_none() {
+            let at = self.stamp();
+            st.tell_subscribers(at, index, true);
+        }
+    }
+
+    /// See [`Process::monitor_node`](super::Process::monitor_node).
+    pub(super) fn monitor_node(&self, watcher: Pid, index: u16, on: bool) {
+        let mut st = self.lock();
+        if !on {
+            if let Some(i) = st.node_monitors.iter().position(|m| *m == (index, watcher)) {
+                st.node_monitors.remove(i);
+            }
+            return;
+        }
+        let own = Pid(st.base).node();
+        let reachable = index == own || st.carrier.as_ref().is_some_and(|c| c.connect(own, index));
+        if reachable {
+            st.node_monitors.push((index, watcher));
+        } else {
+            let at = self.stamp();
+            st.tell(at, watcher, Msg::NodeDown { node: index });
+        }
+    }
+
+    /// See [`Process::monitor_nodes`](super::Process::monitor_nodes).
+    pub(super) fn monitor_nodes(&self, watcher: Pid, on: bool) {
+        let mut st = self.lock();
+        st.node_subscribers.retain(|p| *p != watcher);
+        if on {
+            st.node_subscribers.push(watcher);
         }
     }
 
@@ -1362,6 +1409,10 @@ impl State {
             let reason = reason.clone();
             self.send(node, pid, watcher, Signal::Down { mref, reason });
         }
+        if !self.node_monitors.is_empty() || !self.node_subscribers.is_empty() {
+            self.node_monitors.retain(|(_, w)| *w != pid);
+            self.node_subscribers.retain(|w| *w != pid);
+        }
         for waiter in rare.exit_waiters {
             let _ = waiter.send(Some(reason.clone()));
         }
@@ -1564,7 +1615,43 @@ impl State {
                 self.deliver(at, other, pid, Signal::LinkExit(ExitReason::noconnection()));
             }
         }
+        // `nodedown` is not ordered with the node's other signals (`erlang:monitor_node/2`):
+        // it comes after them here, each monitor once, in the order they were made.
+        let (fired, kept) = std::mem::take(&mut self.node_monitors)
+            .into_iter()
+            .partition(|(n, _)| *n == index);
+        self.node_monitors = kept;
+        for (_, watcher) in fired {
+            self.tell(at, watcher, Msg::NodeDown { node: index });
+        }
+        self.tell_subscribers(at, index, false);
         self.drain(node);
+    }
+
+    /// Delivers a `nodedown` or `nodeup` message to `watcher`, if it is alive.
+    fn tell(&mut self, at: u64, watcher: Pid, msg: Msg) {
+        let Some(p) = self.procs.get_mut(&watcher) else {
+            return;
+        };
+        let kind = match msg {
+            Msg::NodeUp { node } => EventKind::NodeUp { watcher, node },
+            Msg::NodeDown { node } => EventKind::NodeDown { watcher, node },
+            _ => return,
+        };
+        p.push(msg);
+        self.record(at, || kind);
+    }
+
+    /// The `monitor_nodes` subscribers hear that node `index` went up or down.
+    fn tell_subscribers(&mut self, at: u64, index: u16, up: bool) {
+        for watcher in self.node_subscribers.clone() {
+            let msg = if up {
+                Msg::NodeUp { node: index }
+            } else {
+                Msg::NodeDown { node: index }
+            };
+            self.tell(at, watcher, msg);
+        }
     }
 
     /// A trappable exit signal reaches the live process `to`.

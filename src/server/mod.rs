@@ -217,6 +217,10 @@ pub enum CallError {
     /// No reply within the timeout. A late reply is dropped.
     #[error("the call timed out")]
     Timeout,
+    /// The server's node went down during the call, or could not be reached
+    /// (`{nodedown, Node}`: a call's `DOWN noconnection`).
+    #[error("nodedown: node n{0} is not connected")]
+    NodeDown(u16),
 }
 
 /// Why a server did not start.
@@ -305,6 +309,9 @@ impl<S: GenServer> ServerRef<S> {
         match answer {
             Some(Msg::Down { reason, .. }) => Err(match reason {
                 ExitReason::Noproc => CallError::Noproc,
+                reason if reason == ExitReason::noconnection() => {
+                    CallError::NodeDown(self.pid.node())
+                }
                 reason => CallError::Exit(reason),
             }),
             Some(msg) => {

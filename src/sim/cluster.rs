@@ -227,6 +227,8 @@ struct Switch {
     /// Answers for the sending node itself (`noconnection` to a link or monitor that
     /// cannot be set up), delivered by the switch, never under a node's lock.
     answers: VecDeque<Frame>,
+    /// Connections that came up, to tell both nodes (`nodeup`), by the switch.
+    ups: VecDeque<(u16, u16)>,
     seq: u64,
 }
 
@@ -504,6 +506,13 @@ impl Cluster {
 }
 
 impl Switch {
+    /// The pair `p` is connected from now on; both nodes will hear `nodeup`.
+    fn connect(&mut self, p: (u16, u16)) {
+        if self.up.insert(p) {
+            self.ups.push_back(p);
+        }
+    }
+
     /// Queues `frame` on `link`, due no earlier than `due` and after the link's last one.
     fn push(&mut self, link: (u16, u16), due: u64, frame: Frame) {
         let last = self.last_due.entry(link).or_insert(0);
@@ -535,16 +544,39 @@ struct Port {
     cluster: Weak<Cluster>,
 }
 
+impl Port {
+    /// Whether a connection between nodes `a` and `b` can be had now.
+    fn reachable(cluster: &Cluster, a: u16, b: u16) -> bool {
+        b >= 1 && b <= cluster.settings.nodes && cluster.live(b).is_some() && {
+            let sw = lock(&cluster.switch);
+            !sw.stalled.contains(&(a, b)) && !sw.stalled.contains(&(b, a))
+        }
+    }
+}
+
 impl Carrier for Port {
+    fn connect(&self, from: u16, to: u16) -> bool {
+        let Some(cluster) = self.cluster.upgrade() else {
+            return false;
+        };
+        let p = pair(from, to);
+        if lock(&cluster.switch).up.contains(&p) {
+            return true;
+        }
+        if !Port::reachable(&cluster, from, to) {
+            return false;
+        }
+        lock(&cluster.switch).connect(p);
+        cluster.wake.notify_one();
+        true
+    }
+
     fn carry(&self, from: Pid, to: Pid, signal: Signal) {
         let Some(cluster) = self.cluster.upgrade() else {
             return;
         };
         let (a, b) = (from.node(), to.node());
-        let reachable = b >= 1 && b <= cluster.settings.nodes && cluster.live(b).is_some() && {
-            let sw = lock(&cluster.switch);
-            !sw.stalled.contains(&(a, b)) && !sw.stalled.contains(&(b, a))
-        };
+        let reachable = Port::reachable(&cluster, a, b);
         let now = cluster.now_us();
         let mut sw = lock(&cluster.switch);
         let p = pair(a, b);
@@ -568,7 +600,7 @@ impl Carrier for Port {
                 cluster.wake.notify_one();
                 return;
             }
-            sw.up.insert(p); // auto-connect
+            sw.connect(p); // auto-connect
         }
         let jitter = cluster.settings.jitter.as_micros() as u64;
         let extra = match jitter {
@@ -592,8 +624,10 @@ async fn switch(cluster: Weak<Cluster>) {
         let now = c.now_us();
         let mut deliveries: Vec<Frame> = Vec::new();
         let mut lost = Vec::new();
+        let ups: Vec<(u16, u16)>;
         let next = {
             let mut sw = lock(&c.switch);
+            ups = sw.ups.drain(..).collect();
             deliveries.extend(sw.answers.drain(..));
             let expired: Vec<(u16, u16)> = sw
                 .deadlines
@@ -630,6 +664,13 @@ async fn switch(cluster: Weak<Cluster>) {
                 "connection down {} (net_ticktime)",
                 names.join(" ")
             ));
+        }
+        for (a, b) in ups {
+            for (at, peer) in [(a, b), (b, a)] {
+                if let Some(node) = c.live(at) {
+                    node.connection_up(peer);
+                }
+            }
         }
         c.lose(lost);
         for frame in deliveries {

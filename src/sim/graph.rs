@@ -237,6 +237,7 @@ async fn vertex(
             }
             Msg::Exit { from, reason } => w.note(format!("trapped exit of {from}: {reason}")),
             Msg::Down { pid, reason, .. } => w.note(format!("{pid} went down: {reason}")),
+            Msg::NodeDown { .. } | Msg::NodeUp { .. } => {} // a graph is one node
         }
     }
     if ending == Ending::Panic {

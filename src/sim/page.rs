@@ -161,6 +161,9 @@ impl Model {
                 | EventKind::Unregister { pid, .. }
                 | EventKind::RegistryEntry { pid, .. } => ("name", lane(pid), None),
                 EventKind::Note { pid, .. } => ("note", lane(pid), None),
+                EventKind::NodeDown { watcher, .. } | EventKind::NodeUp { watcher, .. } => {
+                    ("down", lane(watcher), None)
+                }
                 EventKind::Label { pid, .. } | EventKind::Library { pid, .. } => {
                     ("other", lane(pid), None)
                 }
@@ -352,6 +355,7 @@ fn actors(kind: &EventKind) -> Vec<Pid> {
             watcher, target, ..
         } => vec![*watcher, *target],
         EventKind::Supervision { sup, .. } => vec![*sup],
+        EventKind::NodeDown { watcher, .. } | EventKind::NodeUp { watcher, .. } => vec![*watcher],
         EventKind::Report { supervisor, .. } => vec![*supervisor],
         EventKind::Line(_) | EventKind::LineTerm(..) => Vec::new(),
     }

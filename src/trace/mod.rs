@@ -140,6 +140,20 @@ pub enum EventKind {
         /// Its exit reason (`noproc` if it was already dead).
         reason: Term,
     },
+    /// `{nodedown, Node}` reached a process that monitors the node.
+    NodeDown {
+        /// The process.
+        watcher: Pid,
+        /// The node's index.
+        node: u16,
+    },
+    /// `{nodeup, Node}` reached a process subscribed to nodes' connections.
+    NodeUp {
+        /// The process.
+        watcher: Pid,
+        /// The node's index.
+        node: u16,
+    },
     /// A local name was registered.
     Register {
         /// The name.
@@ -512,6 +526,8 @@ impl Names {
                     self.term(reason)
                 )
             }
+            EventKind::NodeDown { watcher, node } => write!(s, "nodedown {} n{node}", n(watcher)),
+            EventKind::NodeUp { watcher, node } => write!(s, "nodeup {} n{node}", n(watcher)),
             EventKind::Down {
                 watcher,
                 target,
