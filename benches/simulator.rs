@@ -1,8 +1,10 @@
 //! The simulator's throughput, measured in a release build of the simulation (plain `cargo
 //! bench --bench simulator`, which `benches/run.sh sim` runs): simulated cases per second,
 //! on one core for a small process graph, and on every core for a 50-process supervision
-//! tree hit by 100 faults. Prints `RESULT<TAB>otpsim<TAB>sim<TAB><metric><TAB><value>` lines;
-//! `simulator small`, `simulator large` or `simulator floor` runs one of them.
+//! tree hit by 100 faults; and on one core for a cluster-graph case of 3 nodes and about 15
+//! processes under cluster faults (with the `harness` feature, on by default). Prints
+//! `RESULT<TAB>otpsim<TAB>sim<TAB><metric><TAB><value>` lines; `simulator small`, `simulator
+//! large`, `simulator cluster` or `simulator floor` runs one of them.
 //!
 //! `floor` is madsim alone, with no otpsim code: a fresh runtime running the schedule a small
 //! case averages (6 tasks, 24 timers). It bounds what the small case can reach on this
@@ -156,6 +158,21 @@ fn main() {
             assert!(report.failure().is_none());
         });
         result("small_cases_per_s_per_core", small_rate);
+    }
+    #[cfg(feature = "harness")]
+    if wanted("cluster") {
+        use otpsim::sim::cluster_graph::ClusterGraphCase;
+        let cluster: Vec<ClusterGraphCase> = (0..)
+            .map(ClusterGraphCase::generate)
+            .filter(|c| c.nodes == 3 && (13..=17).contains(&c.vertices.len()))
+            .take(64)
+            .collect();
+        let cluster_rate = rate(0, |n| {
+            let case = &cluster[n as usize % cluster.len()];
+            let report = case.run(n);
+            assert_eq!(case.check(&report), Ok(()));
+        });
+        result("cluster_cases_per_s_per_core", cluster_rate);
     }
     #[cfg(madsim)]
     if wanted("floor") {

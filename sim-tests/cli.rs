@@ -94,7 +94,7 @@ fn a_bad_argument_exits_2_with_its_reason() {
 fn an_unknown_target_exits_2_naming_the_known_ones() {
     fails_with(
         &["fuzz", "--target", "nope", "--seeds", "1"],
-        "unknown target `nope` (known: graph, tree, kv",
+        "unknown target `nope` (known: graph, cluster-graph, tree, kv",
     );
 }
 

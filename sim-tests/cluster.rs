@@ -454,3 +454,28 @@ fn e7_calls_across_a_lost_connection_fail_with_nodedown() {
     assert_eq!(got.len(), 2, "{got:?}");
     assert_eq!(got[1], "new call: nodedown at once");
 }
+
+/// The `cluster-graph` campaign found this: signals that waited on a stalled link were put
+/// back behind the link's later ones at the heal (<2.2> saw 7 from <3.2> after 15). The
+/// switch now keeps them in place; the case, seed 88810, is kept.
+#[test]
+fn a_healed_link_delivers_what_waited_before_what_came_later() {
+    use otpsim::sim::cluster_graph::ClusterGraphCase;
+    let case = ClusterGraphCase::generate(88_810);
+    assert!(case
+        .faults
+        .iter()
+        .any(|(_, f)| matches!(f, otpsim::sim::cluster_graph::ClusterFault::Heal)));
+    let report = case.run(88_810);
+    assert_eq!(case.check(&report), Ok(()));
+}
+
+/// Every cluster-graph case of the first 300 seeds keeps the cross-node rules (E1, E5), and
+/// replays identically.
+#[test]
+fn cluster_graph_cases_keep_the_cross_node_rules() {
+    for seed in 0..300 {
+        let (_, verdict) = otpsim::sim::cluster_graph::run_case(seed, seed % 50 == 0);
+        assert_eq!(verdict, Ok(()), "seed {seed}");
+    }
+}

@@ -53,9 +53,10 @@ enum Command {
         /// Replay every K-th case to check determinism (0: never).
         #[arg(long, default_value_t = 100)]
         replay_every: u64,
-        /// Fuzz only this target (repeatable): `graph` (random process graphs), `tree`
-        /// (generated supervision trees), or an example system: `kv`, `todo`,
-        /// `connections`, `pipeline`, `tickets`. Default: all of them, in turn.
+        /// Fuzz only this target (repeatable): `graph` (random process graphs),
+        /// `cluster-graph` (random processes over 3-5 nodes under node crashes, restarts and
+        /// partitions), `tree` (generated supervision trees), or an example system: `kv`,
+        /// `todo`, `connections`, `pipeline`, `tickets`. Default: all of them, in turn.
         #[arg(long = "target")]
         targets: Vec<String>,
         /// Fault families the harness targets draw from (repeatable): crash, kill, signal,
@@ -193,7 +194,7 @@ fn digest(targets: &[String], seeds: std::ops::Range<u64>) -> ExitCode {
         Ok(digests) => {
             for d in digests {
                 out!(
-                    "{:<12} seeds {}..{}  {:016x}",
+                    "{:<14} seeds {}..{}  {:016x}",
                     d.target,
                     seeds.start,
                     seeds.end,
@@ -411,11 +412,9 @@ fn summarise(report: &campaign::Report) {
         report.replayed,
     );
     let faults = |t: &otpsim::sim::harness::Tally| {
-        let parts: Vec<String> = t
-            .faults
-            .iter()
-            .map(|(family, n)| format!("{} {n}", family.name()))
-            .collect();
+        let families = t.faults.iter().map(|(f, n)| format!("{} {n}", f.name()));
+        let cluster = t.cluster_faults.iter().map(|(k, n)| format!("{k} {n}"));
+        let parts: Vec<String> = families.chain(cluster).collect();
         if parts.is_empty() {
             "none".to_string()
         } else {
@@ -424,7 +423,7 @@ fn summarise(report: &campaign::Report) {
     };
     for (name, t) in &report.targets {
         out!(
-            "  {name:<12} {:>7} cases {:>5} failing  {:>10} checks  faults: {}",
+            "  {name:<14} {:>7} cases {:>5} failing  {:>10} checks  faults: {}",
             t.cases,
             t.failures,
             t.tally.checks,
@@ -433,7 +432,7 @@ fn summarise(report: &campaign::Report) {
     }
     let total = report.total();
     out!(
-        "  {:<12} {:>7} cases {:>5} failing  {:>10} checks  faults: {}",
+        "  {:<14} {:>7} cases {:>5} failing  {:>10} checks  faults: {}",
         "all",
         report.cases,
         report.failures.len(),

@@ -220,8 +220,6 @@ struct Switch {
     deadlines: BTreeMap<(u16, u16), u64>,
     /// Signals in flight, by (due µs, sequence).
     queue: BTreeMap<(u64, u64), Frame>,
-    /// Signals that reached a stalled link, per directed link, in order.
-    held: BTreeMap<(u16, u16), VecDeque<Frame>>,
     /// The due time of each directed link's last signal (its order is kept).
     last_due: BTreeMap<(u16, u16), u64>,
     /// Answers for the sending node itself (`noconnection` to a link or monitor that
@@ -242,6 +240,23 @@ struct Cluster {
     start: Instant,
     /// The cluster's own events (faults, connections), with their times.
     events: Mutex<Vec<Event>>,
+}
+
+/// The kind of cluster fault a line of the cluster's own trace records, if it records one
+/// (what `otpsim fuzz` counts).
+#[cfg(feature = "harness")]
+pub(crate) fn fault_kind(line: &str) -> Option<&'static str> {
+    if line.starts_with("partition ") {
+        Some("partition")
+    } else if line == "heal" {
+        Some("heal")
+    } else if line.starts_with("node n") && line.contains(" restart ") {
+        Some("node_restart")
+    } else if line.starts_with("node n") && line.contains(" crash") {
+        Some("node_crash")
+    } else {
+        None
+    }
 }
 
 /// The ordered pair of two nodes.
@@ -396,21 +411,10 @@ impl Cluster {
         // A silently crashed node's links stay stalled: nothing answers there.
         sw.stalled
             .retain(|(a, b)| down_nodes.contains(a) || down_nodes.contains(b));
-        let now = self.now_us();
         let stalled = sw.stalled.clone();
         sw.deadlines
             .retain(|p, _| stalled.contains(p) || stalled.contains(&(p.1, p.0)));
-        // What waited on the stalled links goes on, in order.
-        let held = std::mem::take(&mut sw.held);
-        for (link, frames) in held {
-            if stalled.contains(&link) {
-                sw.held.insert(link, frames);
-                continue;
-            }
-            for frame in frames {
-                sw.push(link, now, frame);
-            }
-        }
+        // What waited on the healed links is due: it goes on, in order.
         drop(sw);
         self.note("heal".to_string());
         self.wake.notify_one();
@@ -531,8 +535,6 @@ impl Switch {
         self.deadlines.remove(&p);
         let across = |f: &Frame| pair(f.from.node(), f.to.node()) == p;
         self.queue.retain(|_, f| !across(f));
-        self.held.remove(&(p.0, p.1));
-        self.held.remove(&(p.1, p.0));
         self.last_due.remove(&(p.0, p.1));
         self.last_due.remove(&(p.1, p.0));
         vec![(p.0, p.1), (p.1, p.0)]
@@ -638,19 +640,23 @@ async fn switch(cluster: Weak<Cluster>) {
             for p in expired {
                 lost.extend(sw.down(p));
             }
-            while let Some(entry) = sw.queue.first_entry() {
-                if entry.key().0 > now {
-                    break;
-                }
-                let frame = entry.remove();
-                let link = (frame.from.node(), frame.to.node());
-                if sw.stalled.contains(&link) {
-                    sw.held.entry(link).or_default().push_back(frame);
-                } else {
-                    deliveries.push(frame);
-                }
+            // Due signals of open links go; those of a stalled link wait in place, so that
+            // the link's order holds when it opens again (a heal wakes the switch).
+            let due: Vec<(u64, u64)> = sw
+                .queue
+                .iter()
+                .take_while(|(key, _)| key.0 <= now)
+                .filter(|(_, f)| !sw.stalled.contains(&(f.from.node(), f.to.node())))
+                .map(|(key, _)| *key)
+                .collect();
+            for key in due {
+                deliveries.extend(sw.queue.remove(&key));
             }
-            let next_frame = sw.queue.keys().next().map(|k| k.0);
+            let next_frame = sw
+                .queue
+                .iter()
+                .find(|(key, f)| key.0 > now || !sw.stalled.contains(&(f.from.node(), f.to.node())))
+                .map(|(key, _)| key.0.max(now));
             let next_deadline = sw.deadlines.values().min().copied();
             next_frame.into_iter().chain(next_deadline).min()
         };

@@ -21,6 +21,8 @@
 #[cfg(feature = "harness")]
 pub mod campaign;
 pub mod cluster;
+#[cfg(feature = "harness")]
+pub mod cluster_graph;
 pub mod conform;
 pub mod corpus;
 #[cfg(feature = "harness")]

@@ -167,14 +167,16 @@ pub struct CaseReport {
 }
 
 /// What cases injected and checked: faults by family (as the trace records them: a storm
-/// counts each crash), and invariant checks (each event the trace invariants judged, each
-/// operation whose answer the target checked, each final check).
+/// counts each crash), the cluster's faults by kind (node crashes, restarts, partitions,
+/// heals), and invariant checks (each event the trace invariants judged, each operation
+/// whose answer the target checked, each final check).
 ///
 /// ```
 /// use otpsim::sim::harness::{Family, Tally};
 /// let mut total = Tally::default();
-/// total.add(&Tally { faults: [(Family::Kill, 2)].into(), checks: 10 });
-/// total.add(&Tally { faults: [(Family::Kill, 1), (Family::Delay, 4)].into(), checks: 5 });
+/// total.add(&Tally { faults: [(Family::Kill, 2)].into(), checks: 10, ..Tally::default() });
+/// let more = [(Family::Kill, 1), (Family::Delay, 4)].into();
+/// total.add(&Tally { faults: more, checks: 5, ..Tally::default() });
 /// assert_eq!(total.faults[&Family::Kill], 3);
 /// assert_eq!(total.checks, 15);
 /// ```
@@ -182,6 +184,9 @@ pub struct CaseReport {
 pub struct Tally {
     /// Faults injected, by family.
     pub faults: std::collections::BTreeMap<Family, u64>,
+    /// Faults of the cluster, by kind (`node_crash`, `node_restart`, `partition`, `heal`).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub cluster_faults: std::collections::BTreeMap<&'static str, u64>,
     /// Invariant checks made.
     pub checks: u64,
 }
@@ -189,19 +194,33 @@ pub struct Tally {
 impl Tally {
     /// The faults `trace` records, and `checks`.
     pub fn of(trace: &Trace, checks: u64) -> Tally {
-        let mut faults = std::collections::BTreeMap::new();
+        let mut tally = Tally {
+            checks,
+            ..Tally::default()
+        };
         for e in trace.events() {
-            if let EventKind::Fault { fault, .. } = &e.kind {
-                *faults.entry(Family::of(fault)).or_default() += 1;
+            match &e.kind {
+                EventKind::Fault { fault, .. } => {
+                    *tally.faults.entry(Family::of(fault)).or_default() += 1;
+                }
+                EventKind::Line(line) => {
+                    if let Some(kind) = crate::sim::cluster::fault_kind(line) {
+                        *tally.cluster_faults.entry(kind).or_default() += 1;
+                    }
+                }
+                _ => {}
             }
         }
-        Tally { faults, checks }
+        tally
     }
 
     /// Adds `other` to this.
     pub fn add(&mut self, other: &Tally) {
         for (family, n) in &other.faults {
             *self.faults.entry(*family).or_default() += n;
+        }
+        for (kind, n) in &other.cluster_faults {
+            *self.cluster_faults.entry(kind).or_default() += n;
         }
         self.checks += other.checks;
     }

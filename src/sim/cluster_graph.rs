@@ -1,0 +1,337 @@
+//! Randomly wired processes over a cluster, under cluster faults: the `cluster-graph` target
+//! of `otpsim fuzz`. Processes on 3 to 5 nodes link to and monitor each other across nodes,
+//! send each other numbered messages over time, and end by themselves; nodes crash (at once
+//! or silently), restart, and are partitioned and healed.
+//!
+//! A case fails when the run fails (a livelock, a halt), when a process sees a pair's
+//! messages out of order (E1: each process checks the numbers it receives from each sender),
+//! or when a signal of an earlier incarnation of a restarted node is delivered (E5).
+//!
+//! ```
+//! # #[cfg(madsim)] {
+//! use otpsim::sim::cluster_graph::ClusterGraphCase;
+//! let case = ClusterGraphCase::generate(3);
+//! assert!((3..=5).contains(&case.nodes));
+//! let report = case.run(3);
+//! assert_eq!(case.check(&report), Ok(()));
+//! # }
+//! ```
+
+use super::cluster::{ClusterCtl, ClusterReport, ClusterSim};
+use super::graph::Ending;
+use crate::process::{ExitReason, Msg, Process};
+use crate::rt::Duration;
+use crate::term::{Pid, Term};
+use crate::trace::{EventKind, Trace};
+use rand_chacha::ChaCha8Rng;
+use rand_core::{RngCore, SeedableRng};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One process of the cluster graph.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterVertex {
+    /// The node it runs on.
+    pub node: u16,
+    /// Whether it traps exits.
+    pub trap_exit: bool,
+    /// Processes it links to when it starts (any node).
+    pub links: Vec<usize>,
+    /// Processes it monitors when it starts.
+    pub monitors: Vec<usize>,
+    /// Processes it sends numbered messages to, this many each, in bursts of up to three
+    /// every 100 ms (a burst is what a link's jitter could reorder).
+    pub sends: Vec<(usize, u32)>,
+    /// Exits by itself this long after starting, if set.
+    pub lifetime_ms: Option<u64>,
+    /// How it exits by itself.
+    pub ending: Ending,
+}
+
+/// A fault of the cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClusterFault {
+    /// The node crashes; its peers see it at once.
+    Crash(u16),
+    /// The node is lost silently; its peers find out after `net_ticktime`.
+    CrashSilently(u16),
+    /// The node restarts with a new creation.
+    Restart(u16),
+    /// Nothing gets through between these nodes and the others.
+    Partition(Vec<u16>),
+    /// Every partition ends.
+    Heal,
+}
+
+/// A generated cluster graph and its timed faults.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterGraphCase {
+    /// Nodes `1..=nodes`.
+    pub nodes: u16,
+    /// The processes, spawned in order at the start.
+    pub vertices: Vec<ClusterVertex>,
+    /// `(at_ms, fault)` in time order.
+    pub faults: Vec<(u64, ClusterFault)>,
+}
+
+/// How long a case runs, in simulated time.
+const RUN: Duration = Duration::from_secs(10);
+
+impl ClusterGraphCase {
+    /// The case of `seed`: 3 to 5 nodes, 6 to 20 processes, up to 4 faults in the first 8
+    /// simulated seconds.
+    pub fn generate(seed: u64) -> ClusterGraphCase {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6772_6170_6863);
+        let mut below = |n: u64| rng.next_u64() % n.max(1);
+        let nodes = 3 + below(3) as u16;
+        let n = 6 + below(15) as usize;
+        let mut vertices = Vec::with_capacity(n);
+        for _ in 0..n {
+            let mut pick = |count: u64| -> Vec<usize> {
+                (0..count).map(|_| below(n as u64) as usize).collect()
+            };
+            let (links, monitors) = (pick(2), pick(2));
+            // One numbered stream per receiver.
+            let mut targets = pick(2);
+            targets.sort_unstable();
+            targets.dedup();
+            let sends = targets
+                .into_iter()
+                .map(|t| (t, 1 + below(20) as u32))
+                .collect();
+            vertices.push(ClusterVertex {
+                node: 1 + below(u64::from(nodes)) as u16,
+                trap_exit: below(2) == 0,
+                links,
+                monitors,
+                sends,
+                lifetime_ms: (below(3) == 0).then(|| 1 + below(8000)),
+                ending: match below(4) {
+                    0 => Ending::Normal,
+                    1 => Ending::Shutdown,
+                    2 => Ending::Boom,
+                    _ => Ending::Panic,
+                },
+            });
+        }
+        let mut faults: Vec<(u64, ClusterFault)> = (0..below(5))
+            .map(|_| {
+                let at = 1 + below(8000);
+                let node = 1 + below(u64::from(nodes)) as u16;
+                let fault = match below(5) {
+                    0 => ClusterFault::Crash(node),
+                    1 => ClusterFault::CrashSilently(node),
+                    2 => ClusterFault::Restart(node),
+                    3 => ClusterFault::Partition(
+                        (1..=nodes)
+                            .filter(|k| (k + node).is_multiple_of(2))
+                            .collect(),
+                    ),
+                    _ => ClusterFault::Heal,
+                };
+                (at, fault)
+            })
+            .collect();
+        faults.sort_by_key(|(at, _)| *at);
+        ClusterGraphCase {
+            nodes,
+            vertices,
+            faults,
+        }
+    }
+
+    /// Each vertex's pid: its node's processes are numbered in spawn order.
+    fn pids(&self) -> Vec<Pid> {
+        let mut next: BTreeMap<u16, u64> = BTreeMap::new();
+        self.vertices
+            .iter()
+            .map(|v| {
+                let serial = next.entry(v.node).or_insert(0);
+                *serial += 1;
+                Pid::new(v.node, 0, *serial)
+            })
+            .collect()
+    }
+
+    /// Runs the case with `seed` (the switch's latencies and madsim's scheduling).
+    pub fn run(&self, seed: u64) -> ClusterReport {
+        let case = self.clone();
+        ClusterSim::new(seed)
+            .nodes(self.nodes)
+            .run(move |ctl| drive(case, ctl))
+    }
+
+    /// What is wrong with a run of this case, if anything.
+    pub fn check(&self, report: &ClusterReport) -> Result<(), String> {
+        if let Some(f) = report.failure() {
+            return Err(f);
+        }
+        out_of_order(&report.trace)?;
+        old_incarnations(&report.trace)
+    }
+}
+
+/// The scenario: spawn every vertex on its node, then inject the faults at their times.
+async fn drive(case: ClusterGraphCase, ctl: ClusterCtl) {
+    let pids = case.pids();
+    for v in &case.vertices {
+        let (v, pids) = (v.clone(), pids.clone());
+        ctl.node(v.node).spawn(move |p| vertex(v, pids, p));
+    }
+    let start = crate::rt::now();
+    for (at_ms, fault) in &case.faults {
+        let due = start + Duration::from_millis(*at_ms);
+        crate::rt::sleep_until(due).await;
+        match fault {
+            ClusterFault::Crash(k) => ctl.crash(*k),
+            ClusterFault::CrashSilently(k) => ctl.crash_silently(*k),
+            ClusterFault::Restart(k) => ctl.restart(*k),
+            ClusterFault::Partition(side) => ctl.partition(side),
+            ClusterFault::Heal => ctl.heal(),
+        }
+    }
+    crate::rt::sleep_until(start + RUN).await;
+}
+
+/// A numbered message: the `n`-th from its sender to its receiver.
+struct Numbered(u32);
+
+/// One process: its links and monitors, its numbered sends over time, and its checks of
+/// what it receives.
+async fn vertex(v: ClusterVertex, pids: Vec<Pid>, p: Process) -> ExitReason {
+    p.trap_exit(v.trap_exit);
+    for &t in &v.links {
+        let _ = p.link(pids[t]);
+    }
+    for &t in &v.monitors {
+        p.monitor(pids[t]);
+    }
+    // Without a lifetime of its own it lives past the run (the nodes halt at its end).
+    let life = v.lifetime_ms.map_or(RUN + RUN, Duration::from_millis);
+    let deadline = p.now() + life;
+    let mut sent: Vec<(Pid, u32, u32)> = v.sends.iter().map(|&(t, n)| (pids[t], 0, n)).collect();
+    let mut last: BTreeMap<Pid, u32> = BTreeMap::new();
+    let tick = Duration::from_millis(100);
+    let mut next_send = p.now();
+    loop {
+        let now = p.now();
+        if now >= deadline {
+            break;
+        }
+        if now >= next_send {
+            for (to, done, total) in sent.iter_mut() {
+                let burst = (*total - *done).min(3);
+                for _ in 0..burst {
+                    *done += 1;
+                    p.send(*to, (p.pid(), Numbered(*done)));
+                }
+            }
+            next_send = now + tick;
+        }
+        let wait = next_send.min(deadline).saturating_duration_since(p.now());
+        let Some(msg) = p.recv_timeout(wait).await else {
+            continue;
+        };
+        if let Msg::User(_) = &msg {
+            if let Ok((from, Numbered(n))) = msg.downcast::<(Pid, Numbered)>() {
+                let previous = last.insert(from, n).unwrap_or(0);
+                if n <= previous {
+                    panic!("order broken: {n} from {from} after {previous}");
+                }
+            }
+        }
+    }
+    if v.ending == Ending::Panic {
+        panic!("vertex {} gives up", p.pid());
+    }
+    match v.ending {
+        Ending::Normal => ExitReason::Normal,
+        Ending::Shutdown => ExitReason::Shutdown,
+        _ => ExitReason::error("boom"),
+    }
+}
+
+/// E1: a process that saw a pair's messages out of order panicked saying so.
+fn out_of_order(trace: &Trace) -> Result<(), String> {
+    for e in trace.events() {
+        if let EventKind::Exit {
+            pid,
+            reason: Term::Tuple(items),
+        } = &e.kind
+        {
+            if let [Term::Atom(tag), Term::Str(message)] = items.as_slice() {
+                if tag == "panic" && message.starts_with("order broken") {
+                    return Err(format!("per-pair order (E1): {pid}: {message}"));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// E5: after node k restarts with creation c, no signal that a process of an earlier
+/// creation of k sent is delivered (what the runtime says about such a process, `noproc` or
+/// `noconnection`, is not its signal).
+fn old_incarnations(trace: &Trace) -> Result<(), String> {
+    let mut creation: BTreeMap<u16, u16> = BTreeMap::new();
+    for e in trace.events() {
+        let from = match &e.kind {
+            EventKind::Line(text) => {
+                if let Some((node, c)) = restart_of(text) {
+                    creation.insert(node, c);
+                }
+                continue;
+            }
+            EventKind::Signal { from, reason, .. }
+            | EventKind::Down {
+                target: from,
+                reason,
+                ..
+            } if !reason.is_atom("noconnection") && !reason.is_atom("noproc") => *from,
+            _ => continue,
+        };
+        if creation
+            .get(&from.node())
+            .is_some_and(|&c| from.creation() < c)
+        {
+            return Err(format!(
+                "a signal of an earlier incarnation was delivered (E5) at {}us: {:?}",
+                e.at_us, e.kind
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `node nK restart creation=C` (the cluster's own trace line).
+fn restart_of(text: &str) -> Option<(u16, u16)> {
+    let rest = text.strip_prefix("node n")?;
+    let (node, rest) = rest.split_once(" restart creation=")?;
+    Some((node.parse().ok()?, rest.parse().ok()?))
+}
+
+/// Runs the case of `seed` (twice, on this thread and a fresh one, when `check_determinism`),
+/// for a campaign: the tally (one check per case: its verdict) and the failure, if any.
+pub fn run_case(seed: u64, check_determinism: bool) -> (super::harness::Tally, Result<(), String>) {
+    let case = ClusterGraphCase::generate(seed);
+    let report = case.run(seed);
+    let tally = super::harness::Tally::of(&report.trace, 1);
+    if check_determinism {
+        let again = {
+            let case = case.clone();
+            #[allow(clippy::disallowed_methods)] // a fresh thread, outside the simulation
+            std::thread::spawn(move || case.run(seed))
+                .join()
+                .map(|r| r.trace)
+        };
+        match again {
+            Ok(trace) => {
+                if let Some(d) = report.trace.first_divergence(&trace) {
+                    return (tally, Err(format!("determinism: seed {seed}: {d}")));
+                }
+            }
+            Err(_) => return (tally, Err(format!("seed {seed}: the rerun panicked"))),
+        }
+    }
+    (tally, case.check(&report))
+}
