@@ -449,11 +449,17 @@ fn summarise(report: &campaign::Report) {
             first.seed
         );
         out!("  {}", first.what.replace('\n', "\n  "));
-        if target == "graph" {
-            out!(
+        match target {
+            "graph" => out!(
                 "  reproduce: cargo run --release -- run --seed {}",
                 first.seed
-            );
+            ),
+            campaign::CLUSTER_GRAPH => out!(
+                "  reproduce: cargo run --release -- fuzz --target {target} --first-seed {} \
+                 --seeds 1",
+                first.seed
+            ),
+            _ => {}
         }
     }
 }
