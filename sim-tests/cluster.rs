@@ -479,3 +479,44 @@ fn cluster_graph_cases_keep_the_cross_node_rules() {
         assert_eq!(verdict, Ok(()), "seed {seed}");
     }
 }
+
+/// `{Name, Node} ! Msg` (probe §7 addresses its server as `{srv, d@vm}`): the name is looked
+/// up on the far node when the message arrives, in order with the sender's other messages to
+/// that name; an unknown name, or a node that cannot be reached, drops it; the node may be the
+/// sender's own. After a restart the name reaches the new incarnation's process.
+#[test]
+fn a_message_to_a_name_on_a_node_finds_whoever_has_the_name_there() {
+    let report = run(0, |ctl| async move {
+        let named = |p: Process| async move {
+            p.register("srv").unwrap();
+            recorder(false)(p).await
+        };
+        ctl.node(2).spawn(named);
+        ctl.node(1).spawn(named);
+        ctl.sleep(ms(1)).await;
+        ctl.node(1).spawn(|p| async move {
+            for n in 1..=3u32 {
+                p.send_named("srv", 2, n);
+            }
+            p.send_named("nobody", 2, 9u32);
+            p.send_named("srv", 1, 4u32); // this node's own
+        });
+        ctl.sleep(ms(10)).await;
+        ctl.restart(2);
+        ctl.node(2).spawn(named);
+        ctl.sleep(ms(1)).await;
+        ctl.node(1)
+            .spawn(|p| async move { p.send_named("srv", 2, 5u32) });
+        ctl.sleep(ms(10)).await;
+        ctl.crash(2);
+        ctl.node(1)
+            .spawn(|p| async move { p.send_named("srv", 2, 6u32) });
+        ctl.sleep(ms(10)).await;
+    });
+    assert_eq!(
+        texts(&report, Pid::new(2, 0, 1)),
+        ["got 1", "got 2", "got 3"]
+    );
+    assert_eq!(texts(&report, Pid::new(1, 0, 1)), ["got 4"]);
+    assert_eq!(texts(&report, Pid::new(2, 1, 1)), ["got 5"]);
+}

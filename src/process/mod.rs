@@ -213,6 +213,13 @@ impl Process {
         self.send_boxed(to, Box::new(value), None);
     }
 
+    /// Sends `value` to the process registered as `name` on node `node` (`{Name, Node} !
+    /// Msg`): the name is looked up there when the message arrives; nothing happens if no
+    /// process has it then, or if the node cannot be reached. `node` may be this node.
+    pub fn send_named<T: Any + Send>(&self, name: &str, node: u16, value: T) {
+        self.node.send_named(self.pid, name, node, Box::new(value));
+    }
+
     /// Sends through an alias: delivered only while `to` keeps `alias` active.
     pub(crate) fn send_boxed(&self, to: Pid, payload: Box<dyn Any + Send>, alias: Option<Ref>) {
         self.node

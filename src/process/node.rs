@@ -312,6 +312,10 @@ pub(crate) enum Signal {
     Monitor(MonitorRef),
     /// Between nodes only: the far half of `demonitor`, or of the watcher's exit.
     Demonitor(MonitorRef),
+    /// Between nodes only: a message to whoever the far node has registered as a name
+    /// (`{Name, Node} ! Msg`), addressed to that node's serial 0. Boxed: a signal stays as
+    /// small as the common ones.
+    Named(Box<(String, Box<dyn Any + Send>)>),
 }
 
 /// Where a node hands the signals for other nodes' processes: the simulated switch of a
@@ -547,6 +551,21 @@ impl Node {
             let at = self.stamp();
             st.tell(at, watcher, Msg::NodeDown { node: index });
         }
+    }
+
+    /// See [`Process::send_named`](super::Process::send_named).
+    pub(super) fn send_named(
+        &self,
+        from: Pid,
+        name: &str,
+        index: u16,
+        payload: Box<dyn Any + Send>,
+    ) {
+        let mut st = self.lock();
+        // Node `index`'s address: its serial 0, whatever its creation.
+        let to = Pid::new(index, 0, 0);
+        let named = Box::new((name.to_string(), payload));
+        st.send(self, from, to, Signal::Named(named));
     }
 
     /// See [`Process::monitor_nodes`](super::Process::monitor_nodes).
@@ -1486,6 +1505,21 @@ impl State {
 
     /// A signal arrives at `to`; Erlang's rules decide what it does.
     fn deliver(&mut self, at: u64, from: Pid, to: Pid, signal: Signal) {
+        if matches!(signal, Signal::Named(_)) && to.node() == Pid(self.base).node() {
+            // Arrived: the name is looked up here and now; an unknown one drops it.
+            let Signal::Named(named) = signal else {
+                unreachable!("checked above")
+            };
+            let (name, payload) = *named;
+            if let Some(&owner) = self.names.get(&name) {
+                let message = Signal::Message {
+                    payload,
+                    alias: None,
+                };
+                self.deliver(at, from, owner, message);
+            }
+            return;
+        }
         if self.elsewhere(to) {
             match &self.carrier {
                 Some(carrier) if to.node() != Pid(self.base).node() => {
@@ -1549,6 +1583,7 @@ impl State {
             Signal::Demonitor(mref) => {
                 p.watchers.remove(&mref);
             }
+            Signal::Named(_) => {} // resolved above
         }
     }
 
