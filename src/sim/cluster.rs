@@ -281,13 +281,13 @@ impl Cluster {
             start: rt::now(),
             events: Mutex::default(),
         });
-        // Slot 0 is the hidden control node: the scenario's side, never a process host.
-        let slots: Vec<Slot> = (0..=cluster.settings.nodes)
+        // Node 0 is the scenario's side: it hosts no process, so it has no slot.
+        let slots: Vec<Slot> = (1..=cluster.settings.nodes)
             .map(|k| Slot {
                 node: cluster.boot(k, 0),
                 creation: 0,
                 offset_us: 0,
-                down: k == 0,
+                down: false,
                 past: Vec::new(),
             })
             .collect();
@@ -319,7 +319,7 @@ impl Cluster {
     /// `f` of node `k`'s slot.
     fn slot<R>(&self, k: u16, f: impl FnOnce(&mut Slot) -> R) -> R {
         assert!(k >= 1 && k <= self.settings.nodes, "no node n{k}");
-        f(&mut lock(&self.slots)[usize::from(k)])
+        f(&mut lock(&self.slots)[usize::from(k - 1)])
     }
 
     /// Node `k`'s current incarnation, unless it is down.
