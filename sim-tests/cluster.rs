@@ -21,7 +21,7 @@ fn recorder(
                 match p.recv().await {
                     Msg::Exit { from, reason } => p.note(format!("EXIT {from} {reason}")),
                     Msg::Down { pid, reason, .. } => p.note(format!("DOWN {pid} {reason}")),
-                    Msg::NodeDown { node } => p.note(format!("nodedown n{node}")),
+                    Msg::NodeDown { node, .. } => p.note(format!("nodedown n{node}")),
                     Msg::NodeUp { node } => p.note(format!("nodeup n{node}")),
                     Msg::User(v) => match v.downcast::<u32>() {
                         Ok(n) => p.note(format!("got {n}")),

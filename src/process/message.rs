@@ -39,10 +39,14 @@ pub enum Msg {
         reason: ExitReason,
     },
     /// `{nodedown, Node}`: the connection to node `node` went down, or could not be made
-    /// (see [`Process::monitor_node`](crate::Process::monitor_node)).
+    /// (see [`Process::monitor_node`](crate::Process::monitor_node) and
+    /// [`Process::monitor_nodes`](crate::Process::monitor_nodes)).
     NodeDown {
         /// The node's index.
         node: u16,
+        /// Why, for a `monitor_nodes` subscriber (Erlang's `nodedown_reason`); `None` for a
+        /// `monitor_node`, whose message has none.
+        reason: Option<NodeDownReason>,
     },
     /// `{nodeup, Node}`: a connection to node `node` came up (see
     /// [`Process::monitor_nodes`](crate::Process::monitor_nodes)).
@@ -50,6 +54,30 @@ pub enum Msg {
         /// The node's index.
         node: u16,
     },
+}
+
+/// Why a connection went down, as a `monitor_nodes` subscriber hears it (Erlang's
+/// `nodedown_reason`, recorded in `sim-tests/conformance/c08_disconnect_reasons.trace`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NodeDownReason {
+    /// The other side closed it: its node crashed or stopped, or it disconnected
+    /// (`connection_closed`).
+    ConnectionClosed,
+    /// This node disconnected it (`erlang:disconnect_node/1`: `disconnect`).
+    Disconnect,
+    /// Nothing was heard within `net_ticktime` (`net_tick_timeout`).
+    NetTickTimeout,
+}
+
+impl NodeDownReason {
+    /// Erlang's atom for it.
+    pub fn as_atom(self) -> &'static str {
+        match self {
+            NodeDownReason::ConnectionClosed => "connection_closed",
+            NodeDownReason::Disconnect => "disconnect",
+            NodeDownReason::NetTickTimeout => "net_tick_timeout",
+        }
+    }
 }
 
 impl Msg {
@@ -88,7 +116,15 @@ impl fmt::Debug for Msg {
             Msg::Down { mref, pid, reason } => {
                 write!(f, "{{'DOWN',{mref:?},process,{pid},{reason}}}")
             }
-            Msg::NodeDown { node } => write!(f, "{{nodedown,n{node}}}"),
+            Msg::NodeDown { node, reason: None } => write!(f, "{{nodedown,n{node}}}"),
+            Msg::NodeDown {
+                node,
+                reason: Some(r),
+            } => write!(
+                f,
+                "{{nodedown,n{node},#{{nodedown_reason=>{}}}}}",
+                r.as_atom()
+            ),
             Msg::NodeUp { node } => write!(f, "{{nodeup,n{node}}}"),
         }
     }

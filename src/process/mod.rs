@@ -36,7 +36,7 @@ mod reason;
 mod small;
 mod task;
 
-pub use message::{MonitorRef, Msg};
+pub use message::{MonitorRef, Msg, NodeDownReason};
 
 /// A timer of [`Process::send_after`].
 pub type TimerRef = Ref;
@@ -278,6 +278,15 @@ impl Process {
     /// (at once, with `noproc`, if it is not alive).
     pub fn monitor(&self, target: Pid) -> MonitorRef {
         self.node.monitor(self.pid, target)
+    }
+
+    /// Monitors whoever node `node` has registered as `name` (`erlang:monitor(process,
+    /// {Name, Node})`), looked up when the monitor arrives there: its [`Msg::Down`] carries
+    /// the owner's exit reason, `noproc` if nobody has the name, `noconnection` if the node
+    /// cannot be reached or the connection goes down
+    /// (`sim-tests/conformance/c15_monitor_by_name.trace`).
+    pub fn monitor_name(&self, name: &str, node: u16) -> MonitorRef {
+        self.node.monitor_name(self.pid, name, node)
     }
 
     /// Monitors node `node` (`erlang:monitor_node(Node, true)`): when the connection to it
@@ -591,6 +600,16 @@ impl Process {
         make: impl FnOnce(Ref) -> Box<dyn Any + Send>,
     ) -> (MonitorRef, Ref) {
         self.node.request(self.pid, to, make)
+    }
+
+    /// [`request`](Self::request) to whoever node `node` has registered as `name`.
+    pub(crate) fn request_named(
+        &self,
+        name: &str,
+        node: u16,
+        make: impl FnOnce(Ref) -> Box<dyn Any + Send>,
+    ) -> (MonitorRef, Ref) {
+        self.node.request_named(self.pid, name, node, make)
     }
 
     /// Activates an alias: messages sent to this process through it are delivered.

@@ -13,7 +13,7 @@ use super::alive::PidBits;
 use super::message::{MonitorRef, Msg};
 use super::small::{SmallMap, SmallSet};
 use super::task::ProcessTask;
-use super::{ExitReason, IntoExitReason, Process};
+use super::{ExitReason, IntoExitReason, NodeDownReason, Process};
 use crate::rt::{self, Choices, Duration, Instant, NoFaults};
 use crate::term::{Pid, Ref};
 use crate::trace::{EventKind, FaultKind, SignalOutcome, SpawnTie, Trace};
@@ -90,6 +90,8 @@ pub struct NodeConfig {
     pub index: u16,
     /// The incarnation.
     pub creation: u16,
+    /// The simulated machine its processes run on (`None`: wherever the caller runs).
+    pub machine: Option<rt::Machine>,
 }
 
 impl Default for NodeConfig {
@@ -103,6 +105,7 @@ impl Default for NodeConfig {
             watchdog: None,
             index: 0,
             creation: 0,
+            machine: None,
         }
     }
 }
@@ -140,6 +143,7 @@ pub(super) struct Inner {
     tracing: bool,
     /// The choices may jitter timers (otherwise they are not asked).
     jitters: bool,
+    machine: Option<rt::Machine>,
 }
 
 pub(super) struct State {
@@ -316,6 +320,9 @@ pub(crate) enum Signal {
     /// (`{Name, Node} ! Msg`), addressed to that node's serial 0. Boxed: a signal stays as
     /// small as the common ones.
     Named(Box<(String, Box<dyn Any + Send>)>),
+    /// Between nodes only: the far half of a monitor of `{Name, Node}`, addressed like
+    /// [`Signal::Named`]; the name is looked up on arrival (`noproc` if nobody has it).
+    MonitorNamed(Box<(String, MonitorRef)>),
 }
 
 /// Where a node hands the signals for other nodes' processes: the simulated switch of a
@@ -399,6 +406,7 @@ impl Node {
                 quiet_panics: config.quiet_panics,
                 tracing: config.trace,
                 jitters,
+                machine: config.machine,
             }),
         }
     }
@@ -409,6 +417,14 @@ impl Node {
             .state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs `task` on this node's machine.
+    fn spawn_task(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        match &self.inner.machine {
+            Some(machine) => machine.spawn(task),
+            None => rt::spawn(task),
+        }
     }
 
     pub(super) fn quiet_panics(&self) -> bool {
@@ -484,7 +500,7 @@ impl Node {
             );
             (pid, mref)
         };
-        rt::spawn(ProcessTask::new(self.clone(), pid, body));
+        self.spawn_task(ProcessTask::new(self.clone(), pid, body));
         (pid, mref)
     }
 
@@ -518,10 +534,10 @@ impl Node {
     }
 
     /// The connection to node `index` went down (see `State::connection_lost`).
-    pub(crate) fn connection_lost(&self, index: u16) {
+    pub(crate) fn connection_lost(&self, index: u16, reason: NodeDownReason) {
         let mut st = self.lock();
         if st.halted.is_none() {
-            st.connection_lost(self, index);
+            st.connection_lost(self, index, reason);
         }
     }
 
@@ -530,7 +546,7 @@ impl Node {
         let mut st = self.lock();
         if st.halted.is_none() {
             let at = self.stamp();
-            st.tell_subscribers(at, index, true);
+            st.tell_subscribers(at, index, None);
         }
     }
 
@@ -549,7 +565,11 @@ impl Node {
             st.node_monitors.push((index, watcher));
         } else {
             let at = self.stamp();
-            st.tell(at, watcher, Msg::NodeDown { node: index });
+            let msg = Msg::NodeDown {
+                node: index,
+                reason: None,
+            };
+            st.tell(at, watcher, msg);
         }
     }
 
@@ -566,6 +586,30 @@ impl Node {
         let to = Pid::new(index, 0, 0);
         let named = Box::new((name.to_string(), payload));
         st.send(self, from, to, Signal::Named(named));
+    }
+
+    /// A monitor of `name` on node `index` (see
+    /// [`Process::monitor_name`](super::Process::monitor_name)).
+    pub(super) fn monitor_name(&self, watcher: Pid, name: &str, index: u16) -> MonitorRef {
+        self.lock().monitor_name(self, watcher, name, index)
+    }
+
+    /// Like [`request`](Self::request), to whoever node `index` has registered as `name`
+    /// (`gen:call({Name, Node}, ...)`): a monitor of the name, then the message to it.
+    pub(super) fn request_named(
+        &self,
+        from: Pid,
+        name: &str,
+        index: u16,
+        make: impl FnOnce(Ref) -> Box<dyn Any + Send>,
+    ) -> (MonitorRef, Ref) {
+        let mut st = self.lock();
+        let mref = st.monitor_name(self, from, name, index);
+        let alias = st.make_ref();
+        st.proc(from).add_alias(alias);
+        let named = Box::new((name.to_string(), make(alias)));
+        st.send(self, from, Pid::new(index, 0, 0), Signal::Named(named));
+        (mref, alias)
     }
 
     /// See [`Process::monitor_nodes`](super::Process::monitor_nodes).
@@ -1253,6 +1297,31 @@ impl State {
         self.demonitor(node, from, monitor, true);
     }
 
+    /// This node's address (its serial 0, which no process has).
+    fn nobody(&self) -> Pid {
+        let own = Pid(self.base);
+        Pid::new(own.node(), own.creation(), 0)
+    }
+
+    /// A monitor of `{name, index}`: of a local name, the monitor of its owner now (`noproc`
+    /// if nobody has it); of another node's, resolved there on arrival.
+    fn monitor_name(&mut self, node: &Node, watcher: Pid, name: &str, index: u16) -> MonitorRef {
+        if index == Pid(self.base).node() {
+            return match self.names.get(name) {
+                Some(&owner) => self.monitor(node, watcher, owner),
+                // Nobody: an immediate DOWN with `noproc`, from a process no one has.
+                None => self.monitor(node, watcher, self.nobody()),
+            };
+        }
+        let mref = self.make_ref();
+        // The far node's address stands for the owner until a DOWN names it.
+        let there = Pid::new(index, 0, 0);
+        self.proc(watcher).monitors.insert(mref, there);
+        let named = Box::new((name.to_string(), mref));
+        self.send(node, watcher, there, Signal::MonitorNamed(named));
+        mref
+    }
+
     fn monitor(&mut self, node: &Node, watcher: Pid, target: Pid) -> MonitorRef {
         let mref = self.make_ref();
         let at = node.stamp();
@@ -1497,28 +1566,47 @@ impl State {
     fn wake_postman(&mut self, node: &Node) {
         if !self.postman_running {
             self.postman_running = true;
-            rt::spawn(node.clone().postman());
+            node.spawn_task(node.clone().postman());
         } else {
             node.inner.postman.notify_one();
         }
     }
 
     /// A signal arrives at `to`; Erlang's rules decide what it does.
-    fn deliver(&mut self, at: u64, from: Pid, to: Pid, signal: Signal) {
-        if matches!(signal, Signal::Named(_)) && to.node() == Pid(self.base).node() {
-            // Arrived: the name is looked up here and now; an unknown one drops it.
-            let Signal::Named(named) = signal else {
-                unreachable!("checked above")
-            };
-            let (name, payload) = *named;
-            if let Some(&owner) = self.names.get(&name) {
-                let message = Signal::Message {
-                    payload,
-                    alias: None,
-                };
-                self.deliver(at, from, owner, message);
+    fn deliver(&mut self, at: u64, from: Pid, to: Pid, mut signal: Signal) {
+        if to.node() == Pid(self.base).node() {
+            match signal {
+                // Arrived: the name is looked up here and now; an unknown one drops it.
+                Signal::Named(named) => {
+                    let (name, payload) = *named;
+                    if let Some(&owner) = self.names.get(&name) {
+                        let message = Signal::Message {
+                            payload,
+                            alias: None,
+                        };
+                        self.deliver(at, from, owner, message);
+                    }
+                    return;
+                }
+                // A monitor of a name: its owner's, or `noproc` at once.
+                Signal::MonitorNamed(named) => {
+                    let (name, mref) = *named;
+                    let owner = self.names.get(&name).copied();
+                    let owner = owner.unwrap_or(self.nobody());
+                    self.deliver(at, from, owner, Signal::Monitor(mref));
+                    return;
+                }
+                // The end of a monitor of a name: whoever holds it.
+                Signal::Demonitor(mref) if to.serial() == 0 => {
+                    for p in self.procs.values_mut() {
+                        if p.watchers.remove(&mref).is_some() {
+                            break;
+                        }
+                    }
+                    return;
+                }
+                other => signal = other,
             }
-            return;
         }
         if self.elsewhere(to) {
             match &self.carrier {
@@ -1526,12 +1614,12 @@ impl State {
                     carrier.carry(from, to, signal)
                 }
                 // A process of an earlier incarnation of this node is dead.
-                _ => self.answer_for_the_dead(from, to, signal),
+                _ => self.answer_for_the_dead(at, from, to, signal),
             }
             return;
         }
         let Some(p) = self.procs.get_mut(&to) else {
-            self.answer_for_the_dead(from, to, signal);
+            self.answer_for_the_dead(at, from, to, signal);
             return; // sending to a dead process does nothing
         };
         match signal {
@@ -1583,7 +1671,7 @@ impl State {
             Signal::Demonitor(mref) => {
                 p.watchers.remove(&mref);
             }
-            Signal::Named(_) => {} // resolved above
+            Signal::Named(_) | Signal::MonitorNamed(_) => {} // resolved above
         }
     }
 
@@ -1596,7 +1684,7 @@ impl State {
     /// A signal reached a process that is not alive: a far half of `link` or `monitor`
     /// answers `noproc` (what the near half of a local one does at once); anything else is
     /// dropped, as a send to a dead process is.
-    fn answer_for_the_dead(&mut self, from: Pid, to: Pid, signal: Signal) {
+    fn answer_for_the_dead(&mut self, at: u64, from: Pid, to: Pid, signal: Signal) {
         let answer = match signal {
             Signal::Link => Signal::LinkExit(ExitReason::Noproc),
             Signal::Monitor(mref) => Signal::Down {
@@ -1605,8 +1693,12 @@ impl State {
             },
             _ => return,
         };
-        if let Some(carrier) = &self.carrier {
-            carrier.carry(to, from, answer);
+        match &self.carrier {
+            Some(carrier) if from.node() != Pid(self.base).node() => {
+                carrier.carry(to, from, answer)
+            }
+            // A local monitor of a name nobody has.
+            _ => self.deliver(at, to, from, answer),
         }
     }
 
@@ -1614,7 +1706,7 @@ impl State {
     /// delivers `noconnection` here (a process that does not trap exits dies of it), every
     /// monitor of one of them a `DOWN noconnection`, and its processes' monitors of ours
     /// are forgotten (Erlang's distribution; docs/architecture.md, "Across nodes").
-    fn connection_lost(&mut self, node: &Node, index: u16) {
+    fn connection_lost(&mut self, node: &Node, index: u16, reason: NodeDownReason) {
         let mut pids: Vec<Pid> = self.procs.keys().copied().collect();
         pids.sort_unstable();
         let at = node.stamp();
@@ -1657,9 +1749,13 @@ impl State {
             .partition(|(n, _)| *n == index);
         self.node_monitors = kept;
         for (_, watcher) in fired {
-            self.tell(at, watcher, Msg::NodeDown { node: index });
+            let msg = Msg::NodeDown {
+                node: index,
+                reason: None,
+            };
+            self.tell(at, watcher, msg);
         }
-        self.tell_subscribers(at, index, false);
+        self.tell_subscribers(at, index, Some(reason));
         self.drain(node);
     }
 
@@ -1670,20 +1766,23 @@ impl State {
         };
         let kind = match msg {
             Msg::NodeUp { node } => EventKind::NodeUp { watcher, node },
-            Msg::NodeDown { node } => EventKind::NodeDown { watcher, node },
+            Msg::NodeDown { node, .. } => EventKind::NodeDown { watcher, node },
             _ => return,
         };
         p.push(msg);
         self.record(at, || kind);
     }
 
-    /// The `monitor_nodes` subscribers hear that node `index` went up or down.
-    fn tell_subscribers(&mut self, at: u64, index: u16, up: bool) {
+    /// The `monitor_nodes` subscribers hear that node `index` went up (`None`) or down (with
+    /// why).
+    fn tell_subscribers(&mut self, at: u64, index: u16, down: Option<NodeDownReason>) {
         for watcher in self.node_subscribers.clone() {
-            let msg = if up {
-                Msg::NodeUp { node: index }
-            } else {
-                Msg::NodeDown { node: index }
+            let msg = match down {
+                None => Msg::NodeUp { node: index },
+                Some(reason) => Msg::NodeDown {
+                    node: index,
+                    reason: Some(reason),
+                },
             };
             self.tell(at, watcher, msg);
         }

@@ -51,6 +51,64 @@ where
     drop(tokio::spawn(escaped::Catch { future }));
 }
 
+/// A simulated machine: the tasks spawned on it run, pause and resume together (a madsim
+/// node). A cluster's nodes each run on their own, so that pausing one (`SIGSTOP`) stops
+/// exactly its processes and timers. Natively there is one machine, the OS process.
+#[derive(Clone)]
+pub struct Machine {
+    #[cfg(madsim)]
+    node: madsim::runtime::NodeHandle,
+}
+
+impl Machine {
+    /// A new machine, inside the running simulation (natively: this process).
+    pub fn new(name: &str) -> Machine {
+        #[cfg(madsim)]
+        {
+            let node = madsim::runtime::Handle::current()
+                .create_node()
+                .name(name)
+                .build();
+            Machine { node }
+        }
+        #[cfg(not(madsim))]
+        {
+            let _ = name;
+            Machine {}
+        }
+    }
+
+    /// Spawns a detached task on this machine (see [`spawn`]).
+    pub fn spawn<F>(&self, future: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        #[cfg(madsim)]
+        drop(self.node.spawn(future));
+        #[cfg(not(madsim))]
+        spawn(future);
+    }
+
+    /// Stops running this machine's tasks until [`resume`](Self::resume); their timers wait.
+    /// Natively a no-op.
+    pub fn pause(&self) {
+        #[cfg(madsim)]
+        madsim::runtime::Handle::current().pause(self.node.id());
+    }
+
+    /// Runs this machine's tasks again.
+    pub fn resume(&self) {
+        #[cfg(madsim)]
+        madsim::runtime::Handle::current().resume(self.node.id());
+    }
+}
+
+impl std::fmt::Debug for Machine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Machine")
+    }
+}
+
 /// Natively, a panic that escapes a spawned task, kept for [`block_on`] to raise again.
 #[cfg(not(madsim))]
 mod escaped {

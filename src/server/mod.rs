@@ -48,10 +48,11 @@ mod stop;
 
 pub use stop::{stop, StopError};
 
-use crate::process::{catch_panic, ExitReason, Msg, Process, RegisterError};
+use crate::process::{catch_panic, ExitReason, MonitorRef, Msg, Process, RegisterError};
 use crate::rt::Duration;
 use crate::term::{Pid, Ref};
 use crate::trace::SpawnTie;
+use std::any::Any;
 use std::future::Future;
 use std::marker::PhantomData;
 use stop::SystemStop;
@@ -291,43 +292,105 @@ impl<S: GenServer> ServerRef<S> {
         timeout: Option<Duration>,
     ) -> Result<S::Reply, CallError> {
         let caller = p.pid();
-        let (mref, tag) = p.request(self.pid, |tag| {
-            let from = From {
-                pid: caller,
-                tag,
-                _reply: PhantomData,
-            };
-            Box::new(CallRequest::<S> { from, request })
-        });
-        let accept = |m: &Msg| match m {
-            Msg::Down { mref: r, .. } => *r == mref,
-            m => m
-                .downcast_ref::<Reply<S::Reply>>()
-                .is_some_and(|r| r.tag == tag),
-        };
-        let answer = p.await_reply(accept, timeout, (mref, tag)).await;
-        match answer {
-            Some(Msg::Down { reason, .. }) => Err(match reason {
-                ExitReason::Noproc => CallError::Noproc,
-                reason if reason == ExitReason::noconnection() => {
-                    CallError::NodeDown(self.pid.node())
-                }
-                reason => CallError::Exit(reason),
-            }),
-            Some(msg) => {
-                let reply = msg
-                    .downcast::<Reply<S::Reply>>()
-                    .unwrap_or_else(|_| unreachable!("accepted above"));
-                Ok(reply.value)
-            }
-            None => Err(CallError::Timeout),
-        }
+        let wait = p.request(self.pid, |tag| call_request::<S>(caller, tag, request));
+        await_call_reply::<S>(p, wait, timeout, self.pid.node()).await
+    }
+
+    /// Calls the server that node `node` has registered as `name` (`gen_server:call({Name,
+    /// Node}, Request, Timeout)`): `Noproc` if nobody has the name there, `NodeDown` if the
+    /// node cannot be reached or the connection goes down during the call
+    /// (`sim-tests/conformance/c03_call_node_down.trace`, `c09_call_across_disconnect.trace`).
+    pub async fn call_named(
+        p: &Process,
+        name: &str,
+        node: u16,
+        request: S::Call,
+        timeout: Option<Duration>,
+    ) -> Result<S::Reply, CallError> {
+        let caller = p.pid();
+        let wait = p.request_named(name, node, |tag| call_request::<S>(caller, tag, request));
+        await_call_reply::<S>(p, wait, timeout, node).await
     }
 
     /// Sends a cast; casts to a dead server are dropped.
     pub fn cast(&self, p: &Process, request: S::Cast) {
         p.send(self.pid, CastRequest::<S>(request));
     }
+}
+
+/// The message of a call from `caller` with the alias `tag`.
+fn call_request<S: GenServer>(caller: Pid, tag: Ref, request: S::Call) -> Box<dyn Any + Send> {
+    let from = From {
+        pid: caller,
+        tag,
+        _reply: PhantomData,
+    };
+    Box::new(CallRequest::<S> { from, request })
+}
+
+/// The end of a call: its reply, or why there is none (the server on node `node`).
+async fn await_call_reply<S: GenServer>(
+    p: &Process,
+    (mref, tag): (MonitorRef, Ref),
+    timeout: Option<Duration>,
+    node: u16,
+) -> Result<S::Reply, CallError> {
+    let accept = |m: &Msg| match m {
+        Msg::Down { mref: r, .. } => *r == mref,
+        m => m
+            .downcast_ref::<Reply<S::Reply>>()
+            .is_some_and(|r| r.tag == tag),
+    };
+    match p.await_reply(accept, timeout, (mref, tag)).await {
+        Some(Msg::Down { reason, .. }) => Err(match reason {
+            ExitReason::Noproc => CallError::Noproc,
+            reason if reason == ExitReason::noconnection() => CallError::NodeDown(node),
+            reason => CallError::Exit(reason),
+        }),
+        Some(msg) => {
+            let reply = msg
+                .downcast::<Reply<S::Reply>>()
+                .unwrap_or_else(|_| unreachable!("accepted above"));
+            Ok(reply.value)
+        }
+        None => Err(CallError::Timeout),
+    }
+}
+
+/// Takes a call of server type `S` out of a message, for a process that answers calls
+/// without running a [`GenServer`] loop (as an Erlang process may answer `'$gen_call'`
+/// itself); gives the message back if it is not one.
+///
+/// ```
+/// # #[cfg(madsim)] {
+/// use otpsim::server::{self, CallReply, GenServer, ServerRef};
+/// use otpsim::{Node, Process};
+/// struct Echo;
+/// impl GenServer for Echo {
+///     type Call = u32;
+///     type Reply = u32;
+///     type Cast = ();
+///     async fn init(_: &Process) -> server::Init<Self> { server::Init::Ok(Echo) }
+///     async fn handle_call(&mut self, _: &Process, r: u32, _: server::From<u32>) -> CallReply<Self> {
+///         CallReply::Reply(r, server::Next::Continue)
+///     }
+/// }
+/// let answer = otpsim::sim::Sim::new(1).run(|p| async move {
+///     let raw = p.spawn(|q| async move {
+///         let msg = q.recv().await;
+///         if let Ok((n, from)) = server::take_call::<Echo>(msg) {
+///             from.reply(&q, n + 1);
+///         }
+///     });
+///     let reply = ServerRef::<Echo>::from_pid(raw).call(&p, 41).await;
+///     assert_eq!(reply, Ok(42));
+/// });
+/// assert_eq!(answer.failure(), None);
+/// # }
+/// ```
+pub fn take_call<S: GenServer>(msg: Msg) -> Result<(S::Call, From<S::Reply>), Msg> {
+    msg.downcast::<CallRequest<S>>()
+        .map(|CallRequest { from, request }| (request, from))
 }
 
 struct CallRequest<S: GenServer> {

@@ -36,10 +36,10 @@
 //! # }
 //! ```
 
-use crate::process::{Carrier, Halt, Node, NodeConfig, Signal};
+use crate::process::{Carrier, Halt, Node, NodeConfig, NodeDownReason, Signal};
 use crate::rt::{self, Duration, Instant};
 use crate::term::Pid;
-use crate::trace::{Event, EventKind, Trace};
+use crate::trace::{ClusterEvent, Event, EventKind, Trace};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -63,6 +63,11 @@ pub struct ClusterSim {
     pub step_budget: u64,
     /// Simulated time after which the run stops.
     pub time_limit: Duration,
+    /// Whether a send to a node that is not connected connects it (Erlang's default); with
+    /// `false` only [`ClusterCtl::connect`] does (`dist_auto_connect never`).
+    pub auto_connect: bool,
+    /// The nodes' names in the trace (`n1`, `n2`, ... unless set).
+    pub names: Vec<String>,
 }
 
 impl ClusterSim {
@@ -77,6 +82,30 @@ impl ClusterSim {
             net_ticktime: Duration::from_secs(4),
             step_budget: 10_000_000,
             time_limit: Duration::from_secs(600),
+            auto_connect: true,
+            names: Vec::new(),
+        }
+    }
+
+    /// The same settings with a node per name, named so in the trace (`a:root/w`).
+    pub fn names<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> ClusterSim {
+        self.names = names.into_iter().map(Into::into).collect();
+        let n = self.names.len() as u16;
+        self.nodes(n)
+    }
+
+    /// The same settings, where a send never connects a node by itself (`false`: Erlang's
+    /// `dist_auto_connect never`).
+    pub fn auto_connect(mut self, on: bool) -> ClusterSim {
+        self.auto_connect = on;
+        self
+    }
+
+    /// Node `k`'s name in the trace.
+    pub fn name(&self, k: u16) -> String {
+        match self.names.get(usize::from(k) - 1) {
+            Some(name) => name.clone(),
+            None => format!("n{k}"),
         }
     }
 
@@ -188,6 +217,74 @@ impl ClusterCtl {
     pub fn heal(&self) {
         self.cluster.heal();
     }
+
+    /// Node `k` stops (`SIGSTOP`, a long garbage collection): its processes and timers
+    /// wait, nothing gets to or from it, and its peers declare their connections down
+    /// after `net_ticktime`, which it hears only when it [resumes](Self::resume)
+    /// (`sim-tests/conformance/c11_pause_resume.trace`).
+    pub fn pause(&self, k: u16) {
+        self.cluster.pause(k);
+    }
+
+    /// A paused node `k` runs again.
+    pub fn resume(&self, k: u16) {
+        self.cluster.resume(k);
+    }
+
+    /// Node `by` closes its connection to `peer` (`erlang:disconnect_node/1`): what was on
+    /// its way is lost, `by`'s subscribers hear `disconnect`, `peer`'s `connection_closed`.
+    /// The next send connects them again, unless auto-connect is off.
+    pub fn disconnect(&self, by: u16, peer: u16) {
+        self.cluster.disconnect_pair(by, peer);
+    }
+
+    /// Node `from` connects to `to` (`net_kernel:connect_node/1`); `false` if `to` cannot be
+    /// reached (down, or cut off by a partition).
+    pub fn connect(&self, from: u16, to: u16) -> bool {
+        self.cluster.connect_pair(from, to)
+    }
+
+    /// The nodes that node `k` is connected to (`erlang:nodes()` there), in order.
+    pub fn connected(&self, k: u16) -> Vec<u16> {
+        let sw = lock(&self.cluster.switch);
+        let mut peers: Vec<u16> = sw
+            .up
+            .iter()
+            .filter_map(|&(a, b)| (a == k).then_some(b).or((b == k).then_some(a)))
+            .collect();
+        peers.sort_unstable();
+        peers
+    }
+
+    /// Runs `body` in a fresh process on node `k` and returns what it returns (`None` if
+    /// the process ends first: it crashed, or its node went down).
+    ///
+    /// ```
+    /// # #[cfg(madsim)] {
+    /// use otpsim::sim::cluster::ClusterSim;
+    /// ClusterSim::new(1).nodes(2).run(|ctl| async move {
+    ///     let pid = ctl.on(2, |p| async move { p.pid() }).await.unwrap();
+    ///     assert_eq!(pid.node(), 2);
+    /// });
+    /// # }
+    /// ```
+    pub async fn on<T, F, Fut>(&self, k: u16, body: F) -> Option<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(crate::Process) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + Send + 'static,
+    {
+        let (tx, rx) = rt::sync::oneshot::channel();
+        self.node(k).spawn(move |p| async move {
+            let _ = tx.send(body(p).await);
+        });
+        rx.await.ok()
+    }
+
+    /// Writes `text` into the cluster's trace, at this moment (a scenario's own remarks).
+    pub fn note(&self, text: impl Into<String>) {
+        self.cluster.record(EventKind::Line(text.into()));
+    }
 }
 
 /// A node of the cluster: its current incarnation, and the traces of the earlier ones.
@@ -200,6 +297,10 @@ struct Slot {
     down: bool,
     /// Earlier incarnations' traces, with their offsets.
     past: Vec<(u64, Trace)>,
+    /// The machine the incarnation runs on (paused and resumed as one).
+    machine: rt::Machine,
+    /// Paused: the peers whose connections went down meanwhile (it finds out on resume).
+    paused: Option<Vec<u16>>,
 }
 
 /// A signal on a link.
@@ -216,6 +317,8 @@ struct Switch {
     up: BTreeSet<(u16, u16)>,
     /// Directed links that nothing gets through.
     stalled: BTreeSet<(u16, u16)>,
+    /// Paused nodes: nothing gets to or from them.
+    paused: BTreeSet<u16>,
     /// When a connected pair that hears nothing is declared down.
     deadlines: BTreeMap<(u16, u16), u64>,
     /// Signals in flight, by (due µs, sequence).
@@ -242,23 +345,6 @@ struct Cluster {
     events: Mutex<Vec<Event>>,
 }
 
-/// The kind of cluster fault a line of the cluster's own trace records, if it records one
-/// (what `otpsim fuzz` counts).
-#[cfg(feature = "harness")]
-pub(crate) fn fault_kind(line: &str) -> Option<&'static str> {
-    if line.starts_with("partition ") {
-        Some("partition")
-    } else if line == "heal" {
-        Some("heal")
-    } else if line.starts_with("node n") && line.contains(" restart ") {
-        Some("node_restart")
-    } else if line.starts_with("node n") && line.contains(" crash") {
-        Some("node_crash")
-    } else {
-        None
-    }
-}
-
 /// The ordered pair of two nodes.
 fn pair(a: u16, b: u16) -> (u16, u16) {
     (a.min(b), a.max(b))
@@ -283,12 +369,17 @@ impl Cluster {
         });
         // Node 0 is the scenario's side: it hosts no process, so it has no slot.
         let slots: Vec<Slot> = (1..=cluster.settings.nodes)
-            .map(|k| Slot {
-                node: cluster.boot(k, 0),
-                creation: 0,
-                offset_us: 0,
-                down: false,
-                past: Vec::new(),
+            .map(|k| {
+                let (node, machine) = cluster.boot(k, 0);
+                Slot {
+                    node,
+                    creation: 0,
+                    offset_us: 0,
+                    down: false,
+                    past: Vec::new(),
+                    machine,
+                    paused: None,
+                }
             })
             .collect();
         *lock(&cluster.slots) = slots;
@@ -300,20 +391,23 @@ impl Cluster {
         (rt::now() - self.start).as_micros() as u64
     }
 
-    /// A fresh node `k` of creation `creation`, attached to the switch.
-    fn boot(self: &Arc<Self>, k: u16, creation: u16) -> Node {
+    /// A fresh node `k` of creation `creation` on a machine of its own, attached to the
+    /// switch.
+    fn boot(self: &Arc<Self>, k: u16, creation: u16) -> (Node, rt::Machine) {
+        let machine = rt::Machine::new(&format!("{}.{creation}", self.settings.name(k)));
         let node = Node::with_config(NodeConfig {
             trace: true,
             step_budget: Some(self.settings.step_budget),
             quiet_panics: true,
             index: k,
             creation,
+            machine: Some(machine.clone()),
             ..NodeConfig::default()
         });
         node.attach(Arc::new(Port {
             cluster: Arc::downgrade(self),
         }));
-        node
+        (node, machine)
     }
 
     /// `f` of node `k`'s slot.
@@ -327,24 +421,30 @@ impl Cluster {
         self.slot(k, |s| (!s.down).then(|| s.node.clone()))
     }
 
-    fn note(&self, text: String) {
+    fn record(&self, kind: EventKind) {
         let at_us = self.now_us();
-        lock(&self.events).push(Event {
-            at_us,
-            kind: EventKind::Line(text),
-        });
+        lock(&self.events).push(Event { at_us, kind });
+    }
+
+    fn note(&self, event: ClusterEvent) {
+        self.record(EventKind::Cluster(event));
     }
 
     fn crash(&self, k: u16, silent: bool) {
         let Some(node) = self.live(k) else {
             return;
         };
-        self.slot(k, |s| s.down = true);
+        let paused = self.slot(k, |s| {
+            s.down = true;
+            s.paused.take().is_some()
+        });
         node.halt();
-        self.note(format!(
-            "node n{k} crash{}",
-            if silent { " (silent)" } else { "" }
-        ));
+        if paused {
+            // Its tasks end with it; the machine runs again to let them.
+            lock(&self.switch).paused.remove(&k);
+            self.slot(k, |s| s.machine.resume());
+        }
+        self.note(ClusterEvent::Crash { node: k, silent });
         if silent {
             // Its links stall: the peers' ticks go unanswered until net_ticktime.
             let mut sw = lock(&self.switch);
@@ -355,7 +455,7 @@ impl Cluster {
             self.arm_deadlines(&mut sw);
         } else {
             let lost = self.disconnect(k);
-            self.lose(lost);
+            self.lose(lost, NodeDownReason::ConnectionClosed);
         }
         self.wake.notify_one();
     }
@@ -365,11 +465,12 @@ impl Cluster {
         // After a silent crash its peers still count it connected: the new incarnation's
         // first contact replaces the old connection, which goes down now.
         let lost = self.disconnect(k);
-        self.lose(lost);
+        self.lose(lost, NodeDownReason::ConnectionClosed);
         let creation = self.slot(k, |s| s.creation) + 1;
-        let fresh = self.boot(k, creation);
+        let (fresh, machine) = self.boot(k, creation);
         let now = self.now_us();
         let old = self.slot(k, |s| {
+            s.machine = machine;
             let old = std::mem::replace(&mut s.node, fresh);
             s.creation = creation;
             (old, std::mem::replace(&mut s.offset_us, now))
@@ -382,7 +483,7 @@ impl Cluster {
         lock(&self.switch)
             .stalled
             .retain(|&(a, b)| a != k && b != k);
-        self.note(format!("node n{k} restart creation={creation}"));
+        self.note(ClusterEvent::Restart { node: k, creation });
     }
 
     fn partition(&self, side: &[u16], both_ways: bool) {
@@ -399,8 +500,10 @@ impl Cluster {
         self.arm_deadlines(&mut sw);
         drop(sw);
         self.wake.notify_one();
-        let way = if both_ways { "" } else { " one way" };
-        self.note(format!("partition {side:?}{way}"));
+        self.note(ClusterEvent::Partition {
+            side: inside.into_iter().collect(),
+            one_way: !both_ways,
+        });
     }
 
     fn heal(&self) {
@@ -411,12 +514,47 @@ impl Cluster {
         // A silently crashed node's links stay stalled: nothing answers there.
         sw.stalled
             .retain(|(a, b)| down_nodes.contains(a) || down_nodes.contains(b));
-        let stalled = sw.stalled.clone();
-        sw.deadlines
-            .retain(|p, _| stalled.contains(p) || stalled.contains(&(p.1, p.0)));
+        let blocked: BTreeSet<(u16, u16)> = sw
+            .deadlines
+            .keys()
+            .copied()
+            .filter(|&(a, b)| sw.blocked(a, b) || sw.blocked(b, a))
+            .collect();
+        sw.deadlines.retain(|p, _| blocked.contains(p));
         // What waited on the healed links is due: it goes on, in order.
         drop(sw);
-        self.note("heal".to_string());
+        self.note(ClusterEvent::Heal);
+        self.wake.notify_one();
+    }
+
+    /// See [`ClusterCtl::pause`].
+    fn pause(&self, k: u16) {
+        if self.live(k).is_none() || self.slot(k, |s| s.paused.is_some()) {
+            return;
+        }
+        self.slot(k, |s| {
+            s.paused = Some(Vec::new());
+            s.machine.pause();
+        });
+        let mut sw = lock(&self.switch);
+        sw.paused.insert(k);
+        self.arm_deadlines(&mut sw);
+        drop(sw);
+        self.note(ClusterEvent::Pause { node: k });
+        self.wake.notify_one();
+    }
+
+    /// See [`ClusterCtl::resume`].
+    fn resume(&self, k: u16) {
+        let Some(missed) = self.slot(k, |s| s.paused.take()) else {
+            return;
+        };
+        self.slot(k, |s| s.machine.resume());
+        lock(&self.switch).paused.remove(&k);
+        self.note(ClusterEvent::Resume { node: k });
+        // Its peers closed the connections that timed out meanwhile: it hears it now.
+        let lost = missed.into_iter().map(|peer| (k, peer)).collect();
+        self.lose(lost, NodeDownReason::ConnectionClosed);
         self.wake.notify_one();
     }
 
@@ -425,14 +563,17 @@ impl Cluster {
         (1..=self.settings.nodes).filter(move |&j| j != k)
     }
 
-    /// Every connected pair with a stalled link gets a deadline (if it has none).
+    /// Every connected pair with a blocked link gets a deadline (if it has none).
     fn arm_deadlines(&self, sw: &mut Switch) {
         let due = self.now_us() + self.settings.net_ticktime.as_micros() as u64;
-        let stalled: Vec<(u16, u16)> = sw.stalled.iter().map(|&(a, b)| pair(a, b)).collect();
-        for p in stalled {
-            if sw.up.contains(&p) {
-                sw.deadlines.entry(p).or_insert(due);
-            }
+        let blocked: Vec<(u16, u16)> = sw
+            .up
+            .iter()
+            .copied()
+            .filter(|&(a, b)| sw.blocked(a, b) || sw.blocked(b, a))
+            .collect();
+        for p in blocked {
+            sw.deadlines.entry(p).or_insert(due);
         }
     }
 
@@ -449,13 +590,49 @@ impl Cluster {
         pairs.into_iter().flat_map(|p| sw.down(p)).collect()
     }
 
-    /// Each (node, peer): node's processes lose their links and monitors across to peer.
-    fn lose(&self, lost: Vec<(u16, u16)>) {
+    /// Each (node, peer): node's processes lose their links and monitors across to peer,
+    /// and its subscribers hear `reason`; a paused node hears it when it resumes.
+    fn lose(&self, lost: Vec<(u16, u16)>, reason: NodeDownReason) {
         for (at, peer) in lost {
-            if let Some(node) = self.live(at) {
-                node.connection_lost(peer);
+            let Some(node) = self.live(at) else {
+                continue;
+            };
+            let later = self.slot(at, |s| match &mut s.paused {
+                Some(missed) => {
+                    missed.push(peer);
+                    true
+                }
+                None => false,
+            });
+            if !later {
+                node.connection_lost(peer, reason);
             }
         }
+    }
+
+    /// See [`ClusterCtl::disconnect`].
+    fn disconnect_pair(&self, by: u16, peer: u16) {
+        let lost = lock(&self.switch).down(pair(by, peer));
+        if lost.is_empty() {
+            return;
+        }
+        self.note(ClusterEvent::Disconnect { by, peer });
+        self.lose(vec![(by, peer)], NodeDownReason::Disconnect);
+        self.lose(vec![(peer, by)], NodeDownReason::ConnectionClosed);
+        self.wake.notify_one();
+    }
+
+    /// See [`ClusterCtl::connect`].
+    fn connect_pair(&self, from: u16, to: u16) -> bool {
+        if from == to {
+            return true;
+        }
+        if !Port::reachable(self, from, to) {
+            return false;
+        }
+        lock(&self.switch).connect(pair(from, to));
+        self.wake.notify_one();
+        true
     }
 
     /// Halts every node and merges the traces.
@@ -486,7 +663,7 @@ impl Cluster {
                 let mut e = e.clone();
                 e.at_us += offset;
                 if let EventKind::Label { path, .. } = &mut e.kind {
-                    *path = format!("n{k}:{path}");
+                    *path = format!("{}:{path}", self.settings.name(k));
                 }
                 events.push((e.at_us, k, i, e));
             }
@@ -510,6 +687,11 @@ impl Cluster {
 }
 
 impl Switch {
+    /// Whether nothing gets through from node `a` to node `b` now.
+    fn blocked(&self, a: u16, b: u16) -> bool {
+        self.stalled.contains(&(a, b)) || self.paused.contains(&a) || self.paused.contains(&b)
+    }
+
     /// The pair `p` is connected from now on; both nodes will hear `nodeup`.
     fn connect(&mut self, p: (u16, u16)) {
         if self.up.insert(p) {
@@ -551,7 +733,7 @@ impl Port {
     fn reachable(cluster: &Cluster, a: u16, b: u16) -> bool {
         b >= 1 && b <= cluster.settings.nodes && cluster.live(b).is_some() && {
             let sw = lock(&cluster.switch);
-            !sw.stalled.contains(&(a, b)) && !sw.stalled.contains(&(b, a))
+            !sw.blocked(a, b) && !sw.blocked(b, a)
         }
     }
 }
@@ -561,16 +743,10 @@ impl Carrier for Port {
         let Some(cluster) = self.cluster.upgrade() else {
             return false;
         };
-        let p = pair(from, to);
-        if lock(&cluster.switch).up.contains(&p) {
+        if lock(&cluster.switch).up.contains(&pair(from, to)) {
             return true;
         }
-        if !Port::reachable(&cluster, from, to) {
-            return false;
-        }
-        lock(&cluster.switch).connect(p);
-        cluster.wake.notify_one();
-        true
+        cluster.settings.auto_connect && cluster.connect_pair(from, to)
     }
 
     fn carry(&self, from: Pid, to: Pid, signal: Signal) {
@@ -578,7 +754,7 @@ impl Carrier for Port {
             return;
         };
         let (a, b) = (from.node(), to.node());
-        let reachable = Port::reachable(&cluster, a, b);
+        let reachable = cluster.settings.auto_connect && Port::reachable(&cluster, a, b);
         let now = cluster.now_us();
         let mut sw = lock(&cluster.switch);
         let p = pair(a, b);
@@ -589,6 +765,10 @@ impl Carrier for Port {
                     Signal::Link => Signal::LinkExit(crate::ExitReason::noconnection()),
                     Signal::Monitor(mref) => Signal::Down {
                         mref,
+                        reason: crate::ExitReason::noconnection(),
+                    },
+                    Signal::MonitorNamed(named) => Signal::Down {
+                        mref: named.1,
                         reason: crate::ExitReason::noconnection(),
                     },
                     _ => return,
@@ -646,7 +826,7 @@ async fn switch(cluster: Weak<Cluster>) {
                 .queue
                 .iter()
                 .take_while(|(key, _)| key.0 <= now)
-                .filter(|(_, f)| !sw.stalled.contains(&(f.from.node(), f.to.node())))
+                .filter(|(_, f)| !sw.blocked(f.from.node(), f.to.node()))
                 .map(|(key, _)| *key)
                 .collect();
             for key in due {
@@ -655,21 +835,14 @@ async fn switch(cluster: Weak<Cluster>) {
             let next_frame = sw
                 .queue
                 .iter()
-                .find(|(key, f)| key.0 > now || !sw.stalled.contains(&(f.from.node(), f.to.node())))
+                .find(|(key, f)| key.0 > now || !sw.blocked(f.from.node(), f.to.node()))
                 .map(|(key, _)| key.0.max(now));
             let next_deadline = sw.deadlines.values().min().copied();
             next_frame.into_iter().chain(next_deadline).min()
         };
         if !lost.is_empty() {
-            let names: Vec<String> = lost
-                .iter()
-                .filter(|(a, b)| a < b)
-                .map(|(a, b)| format!("n{a}-n{b}"))
-                .collect();
-            c.note(format!(
-                "connection down {} (net_ticktime)",
-                names.join(" ")
-            ));
+            let pairs: Vec<(u16, u16)> = lost.iter().copied().filter(|(a, b)| a < b).collect();
+            c.note(ClusterEvent::TickTimeout { pairs });
         }
         for (a, b) in ups {
             for (at, peer) in [(a, b), (b, a)] {
@@ -678,7 +851,7 @@ async fn switch(cluster: Weak<Cluster>) {
                 }
             }
         }
-        c.lose(lost);
+        c.lose(lost, NodeDownReason::NetTickTimeout);
         for frame in deliveries {
             if let Some(node) = c.live(frame.to.node()) {
                 node.arrive(frame.from, frame.to, frame.signal);

@@ -22,7 +22,7 @@ use super::graph::Ending;
 use crate::process::{ExitReason, Msg, Process};
 use crate::rt::Duration;
 use crate::term::{Pid, Term};
-use crate::trace::{EventKind, Trace};
+use crate::trace::{ClusterEvent, EventKind, Trace};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -276,10 +276,8 @@ fn old_incarnations(trace: &Trace) -> Result<(), String> {
     let mut creation: BTreeMap<u16, u16> = BTreeMap::new();
     for e in trace.events() {
         let from = match &e.kind {
-            EventKind::Line(text) => {
-                if let Some((node, c)) = restart_of(text) {
-                    creation.insert(node, c);
-                }
+            EventKind::Cluster(ClusterEvent::Restart { node, creation: c }) => {
+                creation.insert(*node, *c);
                 continue;
             }
             EventKind::Signal { from, reason, .. }
@@ -301,13 +299,6 @@ fn old_incarnations(trace: &Trace) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// `node nK restart creation=C` (the cluster's own trace line).
-fn restart_of(text: &str) -> Option<(u16, u16)> {
-    let rest = text.strip_prefix("node n")?;
-    let (node, rest) = rest.split_once(" restart creation=")?;
-    Some((node.parse().ok()?, rest.parse().ok()?))
 }
 
 /// Runs the case of `seed` (twice, on this thread and a fresh one, when `check_determinism`),

@@ -167,7 +167,9 @@ impl Model {
                 EventKind::Label { pid, .. } | EventKind::Library { pid, .. } => {
                     ("other", lane(pid), None)
                 }
-                EventKind::Line(_) | EventKind::LineTerm(..) => ("other", None, None),
+                EventKind::Cluster(_) | EventKind::Line(_) | EventKind::LineTerm(..) => {
+                    ("other", None, None)
+                }
             };
             items.push(Item {
                 t: e.at_us,
@@ -357,7 +359,7 @@ fn actors(kind: &EventKind) -> Vec<Pid> {
         EventKind::Supervision { sup, .. } => vec![*sup],
         EventKind::NodeDown { watcher, .. } | EventKind::NodeUp { watcher, .. } => vec![*watcher],
         EventKind::Report { supervisor, .. } => vec![*supervisor],
-        EventKind::Line(_) | EventKind::LineTerm(..) => Vec::new(),
+        EventKind::Cluster(_) | EventKind::Line(_) | EventKind::LineTerm(..) => Vec::new(),
     }
 }
 

@@ -23,7 +23,7 @@
 mod causes;
 pub mod vocab;
 
-pub use vocab::{FaultKind, ReportContext, SupervisorKind};
+pub use vocab::{ClusterEvent, FaultKind, ReportContext, SupervisorKind};
 
 use crate::hash::Fnv1a;
 use crate::term::{Pid, Term};
@@ -223,6 +223,8 @@ pub enum EventKind {
         /// Registered (`true`) or removed (`false`).
         added: bool,
     },
+    /// Something that happened to a cluster's nodes or network (`sim::cluster`).
+    Cluster(ClusterEvent),
     /// A line in the oracle's text form, written by an upper layer (supervisor, harness).
     Line(String),
     /// A line in the oracle's text form that ends with a term, rendered with the pid names
@@ -626,6 +628,7 @@ impl Names {
                 s.write_str(" duplicate")
             }),
             EventKind::Line(line) => s.write_str(line),
+            EventKind::Cluster(event) => write!(s, "{event}"),
             EventKind::LineTerm(prefix, term) => write!(s, "{prefix}{}", self.term(term)),
         };
         s

@@ -325,3 +325,98 @@ impl fmt::Display for FaultKind {
         }
     }
 }
+
+/// What happened to a cluster's nodes and network, by a fault or a scenario's action.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClusterEvent {
+    /// A node crashed: its processes ended without exit signals. `silent`: its peers were
+    /// not told (they find out by ticks).
+    Crash {
+        /// The node's index.
+        node: u16,
+        /// Whether the peers find out only by ticks.
+        silent: bool,
+    },
+    /// A node started again with a new creation.
+    Restart {
+        /// The node's index.
+        node: u16,
+        /// Its new creation.
+        creation: u16,
+    },
+    /// A node stopped running (`SIGSTOP`): its processes and timers wait, its links stall.
+    Pause {
+        /// The node's index.
+        node: u16,
+    },
+    /// A paused node runs again.
+    Resume {
+        /// The node's index.
+        node: u16,
+    },
+    /// Nothing gets between `side` and the other nodes (one way: from `side` only).
+    Partition {
+        /// The nodes on one side.
+        side: Vec<u16>,
+        /// Only the links from `side` stall.
+        one_way: bool,
+    },
+    /// Every partition ended.
+    Heal,
+    /// Node `by` closed its connection to `peer` (`erlang:disconnect_node/1`).
+    Disconnect {
+        /// The node that disconnected.
+        by: u16,
+        /// The other node.
+        peer: u16,
+    },
+    /// Connections declared down after `net_ticktime` of silence (pairs of nodes).
+    TickTimeout {
+        /// The pairs, lower index first.
+        pairs: Vec<(u16, u16)>,
+    },
+}
+
+impl ClusterEvent {
+    /// The fault family it belongs to, for counting (`None`: not a fault).
+    pub fn fault_kind(&self) -> Option<&'static str> {
+        Some(match self {
+            ClusterEvent::Crash { .. } => "node_crash",
+            ClusterEvent::Restart { .. } => "node_restart",
+            ClusterEvent::Pause { .. } => "pause",
+            ClusterEvent::Partition { .. } => "partition",
+            ClusterEvent::Heal => "heal",
+            ClusterEvent::Disconnect { .. } => "disconnect",
+            ClusterEvent::Resume { .. } | ClusterEvent::TickTimeout { .. } => return None,
+        })
+    }
+}
+
+impl fmt::Display for ClusterEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClusterEvent::Crash { node, silent } => {
+                let how = if *silent { " (silent)" } else { "" };
+                write!(f, "node n{node} crash{how}")
+            }
+            ClusterEvent::Restart { node, creation } => {
+                write!(f, "node n{node} restart creation={creation}")
+            }
+            ClusterEvent::Pause { node } => write!(f, "node n{node} pause"),
+            ClusterEvent::Resume { node } => write!(f, "node n{node} resume"),
+            ClusterEvent::Partition { side, one_way } => {
+                let way = if *one_way { " one way" } else { "" };
+                write!(f, "partition {side:?}{way}")
+            }
+            ClusterEvent::Heal => f.write_str("heal"),
+            ClusterEvent::Disconnect { by, peer } => write!(f, "disconnect n{by} n{peer}"),
+            ClusterEvent::TickTimeout { pairs } => {
+                f.write_str("connection down")?;
+                for (a, b) in pairs {
+                    write!(f, " n{a}-n{b}")?;
+                }
+                f.write_str(" (net_ticktime)")
+            }
+        }
+    }
+}

@@ -203,8 +203,8 @@ impl Tally {
                 EventKind::Fault { fault, .. } => {
                     *tally.faults.entry(Family::of(fault)).or_default() += 1;
                 }
-                EventKind::Line(line) => {
-                    if let Some(kind) = crate::sim::cluster::fault_kind(line) {
+                EventKind::Cluster(event) => {
+                    if let Some(kind) = event.fault_kind() {
                         *tally.cluster_faults.entry(kind).or_default() += 1;
                     }
                 }
