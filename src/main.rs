@@ -297,21 +297,21 @@ fn replay(file: &std::path::Path, update: bool, html: Option<&std::path::Path>) 
 }
 
 fn conform(file: &std::path::Path, expect: Option<&std::path::Path>) -> ExitCode {
-    use otpsim::sim::conform::{self, Scenario};
+    use otpsim::sim::conform::AnyScenario;
     let read = |f: &std::path::Path| {
         std::fs::read_to_string(f).map_err(|e| eprintln!("otpsim conform: {}: {e}", f.display()))
     };
     let Ok(text) = read(file) else {
         return ExitCode::from(2);
     };
-    let scenario = match Scenario::parse(&text) {
+    let scenario = match AnyScenario::parse(&text) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("otpsim conform: {}: {e}", file.display());
             return ExitCode::from(2);
         }
     };
-    let lines = conform::run(&scenario);
+    let lines = scenario.run();
     let Some(expect) = expect else {
         for line in &lines {
             out!("{line}");
@@ -322,7 +322,7 @@ fn conform(file: &std::path::Path, expect: Option<&std::path::Path>) -> ExitCode
         return ExitCode::from(2);
     };
     let expected: Vec<String> = expected.lines().map(String::from).collect();
-    match conform::compare(&scenario, &expected, &lines) {
+    match scenario.compare(&expected, &lines) {
         None => {
             out!("{}: conforms ({} lines)", file.display(), lines.len());
             ExitCode::SUCCESS

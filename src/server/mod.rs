@@ -363,26 +363,28 @@ async fn await_call_reply<S: GenServer>(
 ///
 /// ```
 /// # #[cfg(madsim)] {
-/// use otpsim::server::{self, CallReply, GenServer, ServerRef};
-/// use otpsim::{Node, Process};
-/// struct Echo;
-/// impl GenServer for Echo {
+/// use otpsim::server::{self, GenServer, ServerRef};
+/// use otpsim::Process;
+/// /// A server type that is never started: it only names the call's types.
+/// struct Add;
+/// impl GenServer for Add {
+///     type Arg = ();
 ///     type Call = u32;
 ///     type Reply = u32;
 ///     type Cast = ();
-///     async fn init(_: &Process) -> server::Init<Self> { server::Init::Ok(Echo) }
-///     async fn handle_call(&mut self, _: &Process, r: u32, _: server::From<u32>) -> CallReply<Self> {
-///         CallReply::Reply(r, server::Next::Continue)
+///     type Cont = ();
+///     async fn init(_: (), _: &Process) -> server::Init<Self> {
+///         server::Init::Ok(Add)
 ///     }
 /// }
 /// let answer = otpsim::sim::Sim::new(1).run(|p| async move {
 ///     let raw = p.spawn(|q| async move {
 ///         let msg = q.recv().await;
-///         if let Ok((n, from)) = server::take_call::<Echo>(msg) {
+///         if let Ok((n, from)) = server::take_call::<Add>(msg) {
 ///             from.reply(&q, n + 1);
 ///         }
 ///     });
-///     let reply = ServerRef::<Echo>::from_pid(raw).call(&p, 41).await;
+///     let reply = ServerRef::<Add>::from_pid(raw).call(&p, 41).await;
 ///     assert_eq!(reply, Ok(42));
 /// });
 /// assert_eq!(answer.failure(), None);

@@ -662,8 +662,11 @@ impl Cluster {
             for (i, e) in trace.events().iter().enumerate() {
                 let mut e = e.clone();
                 e.at_us += offset;
+                // A label that already names its node (`a:root/w`) stays as it is.
                 if let EventKind::Label { path, .. } = &mut e.kind {
-                    *path = format!("{}:{path}", self.settings.name(k));
+                    if !path.contains(':') {
+                        *path = format!("{}:{path}", self.settings.name(k));
+                    }
                 }
                 events.push((e.at_us, k, i, e));
             }

@@ -24,12 +24,15 @@
 //! The driver of a scenario: the oracle's book (its tracer's state), the workers and every
 //! operation share the book, so they stay in one file (hence its length).
 
+pub mod cluster;
 mod scenario;
 pub mod terms;
 
+pub use cluster::ClusterScenario;
+
 pub use scenario::{
-    Action, ChildFunction, Op, Scenario, ScenarioError, StartAction, StopDelay, Template, TreeNode,
-    WorkerSpec,
+    Action, ChildFunction, Op, PeerSpec, Scenario, ScenarioError, StartAction, StopDelay, Target,
+    Template, TreeNode, WorkerSpec,
 };
 
 use crate::process::{ExitReason, Msg, Process};
@@ -46,6 +49,73 @@ use crate::term::{Pid, Ref, Term};
 use crate::trace::EventKind;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
+
+/// A scenario of either format: one node, or several (with `"nodes"`).
+///
+/// ```
+/// use otpsim::sim::conform::AnyScenario;
+/// let scenario = AnyScenario::parse(r#"{
+///   "nodes": [
+///     {"name": "a", "tree": {"id": "root", "type": "supervisor", "children": [{"id": "m"}]}},
+///     {"name": "b", "tree": {"id": "root", "type": "supervisor", "children": [{"id": "w"}]}}
+///   ],
+///   "script": [{"at": 100, "op": "link_remote", "path": "a:root/m", "target": "b:root/w"},
+///              {"at": 200, "op": "halt", "node": "b"}]
+/// }"#).unwrap();
+/// # #[cfg(madsim)] {
+/// let lines = scenario.run();
+/// assert!(lines.contains(&"trapped a:root/m from=b:root/w reason=noconnection".to_string()));
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub enum AnyScenario {
+    /// One node.
+    Node(Scenario),
+    /// Several nodes.
+    Cluster(ClusterScenario),
+}
+
+impl AnyScenario {
+    /// Parses a scenario file's text, of either format.
+    pub fn parse(text: &str) -> Result<AnyScenario, ScenarioError> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| ScenarioError::Json(e.to_string()))?;
+        if value.get("nodes").is_some() {
+            ClusterScenario::parse(&value).map(AnyScenario::Cluster)
+        } else {
+            Scenario::parse(text).map(AnyScenario::Node)
+        }
+    }
+
+    /// What it shows.
+    pub fn description(&self) -> &str {
+        match self {
+            AnyScenario::Node(s) => &s.description,
+            AnyScenario::Cluster(s) => &s.description,
+        }
+    }
+
+    /// Runs it (seed 0) and returns its canonical trace.
+    pub fn run(&self) -> Vec<String> {
+        self.run_seeded(0)
+    }
+
+    /// Runs it with another scheduling seed.
+    pub fn run_seeded(&self, seed: u64) -> Vec<String> {
+        match self {
+            AnyScenario::Node(s) => run_seeded(s, seed),
+            AnyScenario::Cluster(s) => cluster::run_seeded(s, seed),
+        }
+    }
+
+    /// Compares our trace with the oracle's; the first difference, if any.
+    pub fn compare(&self, expected: &[String], actual: &[String]) -> Option<String> {
+        match self {
+            AnyScenario::Node(s) => compare(s, expected, actual),
+            AnyScenario::Cluster(s) => cluster::compare(s, expected, actual),
+        }
+    }
+}
 
 /// Runs a scenario in a fresh simulation (seed 0, no faults) and returns its canonical trace.
 pub fn run(scenario: &Scenario) -> Vec<String> {
@@ -127,15 +197,19 @@ fn death_of(line: &str) -> Option<&str> {
 
 /// Sorts each run of parallel-shutdown lines so that their order does not matter.
 fn sort_parallel_shutdowns(scenario: &Scenario, lines: &[String]) -> Vec<String> {
+    sort_parallel_by(lines, |path| scenario.parallel_shutdown(path))
+}
+
+/// Sorts each run of `terminate`/`exit` lines of children of a supervisor for which
+/// `parallel(path)` holds.
+fn sort_parallel_by(lines: &[String], parallel_sup: impl Fn(&str) -> bool) -> Vec<String> {
     let parallel = |line: &str| {
         let rest = line
             .strip_prefix("terminate ")
             .or_else(|| line.strip_prefix("exit "))?;
         let path = rest.split(' ').next()?;
         let parent = path.rsplit_once('/')?.0;
-        scenario
-            .parallel_shutdown(parent)
-            .then(|| parent.to_string())
+        parallel_sup(parent).then(|| parent.to_string())
     };
     let mut out: Vec<String> = Vec::with_capacity(lines.len());
     let mut i = 0;
@@ -172,12 +246,32 @@ struct BookState {
     dynamic: BTreeMap<String, WorkerSpec>,
     /// The registries by name (the latest incarnation).
     registries: BTreeMap<String, Registry<Term, Term>>,
+    /// Every pid ever started at each path, in order (a multi-node target's `#n`).
+    history: BTreeMap<String, Vec<Pid>>,
+    /// The path of every pid ever started.
+    paths: BTreeMap<Pid, String>,
+    /// Every path ever started.
+    known: BTreeSet<String>,
+    /// A multi-node scenario's node names, by index - 1 (empty for one node).
+    nodes: Vec<String>,
 }
 
 #[derive(Clone, Default)]
 struct Book(Arc<Mutex<BookState>>);
 
 impl Book {
+    /// The book of a multi-node scenario with these nodes.
+    fn for_nodes(nodes: Vec<String>) -> Book {
+        let book = Book::default();
+        book.with(|b| b.nodes = nodes);
+        book
+    }
+
+    /// Whether the scenario has several nodes (its workers log what they receive).
+    fn multi_node(&self) -> bool {
+        self.with(|b| !b.nodes.is_empty())
+    }
+
     fn with<R>(&self, f: impl FnOnce(&mut BookState) -> R) -> R {
         f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner))
     }
@@ -192,6 +286,9 @@ impl Book {
         p.node().label(pid, path, supervisor);
         let n = self.with(|b| {
             b.current.insert(path.into(), pid);
+            b.history.entry(path.into()).or_default().push(pid);
+            b.paths.insert(pid, path.into());
+            b.known.insert(path.into());
             let n = b.starts.entry(path.into()).or_default();
             *n += 1;
             *n
@@ -284,6 +381,9 @@ async fn run_worker(
     w: WorkerSpec,
 ) -> ExitReason {
     p.trap_exit(w.trap_exit);
+    if let Some(name) = &w.peer.register_as {
+        let _ = p.register(name);
+    }
     book.started(&p, &path, false);
     for r in &w.register {
         let term = register_term(&p, book.registry(&r.registry), &r.key, &r.value);
@@ -291,6 +391,11 @@ async fn run_worker(
         line_term(&p, prefix, term);
     }
     p.send(parent, Ack(tag));
+    let multi_node = book.multi_node();
+    let mut watching = cluster::Watching::default();
+    if multi_node {
+        cluster::after_start(&p, &book, &w.peer, &mut watching);
+    }
     let crash_at = w.crash_after.map(|ms| p.node().elapsed_us() + ms * 1000);
     loop {
         let left =
@@ -312,9 +417,19 @@ async fn run_worker(
                 if let Some(Crash(reason)) = msg.downcast_ref::<Crash>() {
                     return ExitReason::from_term(reason.clone());
                 }
-                if let Ok(Do(work, from, tag)) = msg.downcast::<Do>() {
-                    let answer = work(&p);
-                    p.send(from, Done(tag, answer));
+                match msg.downcast::<Do>() {
+                    Ok(Do(work, from, tag)) => {
+                        let answer = work(&p);
+                        p.send(from, Done(tag, answer));
+                    }
+                    Err(msg) if multi_node => {
+                        let peer = &w.peer;
+                        let ends = cluster::on_message(&p, &book, &path, peer, &mut watching, msg);
+                        if let Some(reason) = ends.await {
+                            return reason;
+                        }
+                    }
+                    Err(_) => {}
                 }
             }
         }

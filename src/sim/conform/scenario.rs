@@ -34,9 +34,9 @@ pub enum ScenarioError {
     },
 }
 
-type Result<T> = std::result::Result<T, ScenarioError>;
+pub(super) type Result<T> = std::result::Result<T, ScenarioError>;
 
-fn invalid(field: &str, message: impl Into<String>) -> ScenarioError {
+pub(super) fn invalid(field: &str, message: impl Into<String>) -> ScenarioError {
     ScenarioError::Invalid {
         field: field.into(),
         message: message.into(),
@@ -44,13 +44,13 @@ fn invalid(field: &str, message: impl Into<String>) -> ScenarioError {
 }
 
 /// A JSON object together with its place in the file, for errors that name the field.
-struct Obj<'a> {
+pub(super) struct Obj<'a> {
     map: &'a Map<String, Value>,
     at: String,
 }
 
 impl<'a> Obj<'a> {
-    fn new(value: &'a Value, at: impl Into<String>) -> Result<Obj<'a>> {
+    pub(super) fn new(value: &'a Value, at: impl Into<String>) -> Result<Obj<'a>> {
         let at = at.into();
         match value {
             Value::Object(map) => Ok(Obj { map, at }),
@@ -58,7 +58,7 @@ impl<'a> Obj<'a> {
         }
     }
 
-    fn field(&self, key: &str) -> String {
+    pub(super) fn field(&self, key: &str) -> String {
         if self.at.is_empty() {
             key.into()
         } else {
@@ -66,11 +66,11 @@ impl<'a> Obj<'a> {
         }
     }
 
-    fn get(&self, key: &str) -> Option<&'a Value> {
+    pub(super) fn get(&self, key: &str) -> Option<&'a Value> {
         self.map.get(key)
     }
 
-    fn str(&self, key: &str) -> Result<Option<&'a str>> {
+    pub(super) fn str(&self, key: &str) -> Result<Option<&'a str>> {
         match self.get(key) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
@@ -78,12 +78,12 @@ impl<'a> Obj<'a> {
         }
     }
 
-    fn req_str(&self, key: &str) -> Result<&'a str> {
+    pub(super) fn req_str(&self, key: &str) -> Result<&'a str> {
         self.str(key)?
             .ok_or_else(|| invalid(&self.field(key), "missing"))
     }
 
-    fn uint(&self, key: &str) -> Result<Option<u64>> {
+    pub(super) fn uint(&self, key: &str) -> Result<Option<u64>> {
         match self.get(key) {
             None => Ok(None),
             Some(v) => v
@@ -93,7 +93,7 @@ impl<'a> Obj<'a> {
         }
     }
 
-    fn bool(&self, key: &str) -> Result<Option<bool>> {
+    pub(super) fn bool(&self, key: &str) -> Result<Option<bool>> {
         match self.get(key) {
             None => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
@@ -101,7 +101,7 @@ impl<'a> Obj<'a> {
         }
     }
 
-    fn term(&self, key: &str) -> Result<Option<Term>> {
+    pub(super) fn term(&self, key: &str) -> Result<Option<Term>> {
         self.get(key)
             .map(|v| json_term(v, &self.field(key)))
             .transpose()
@@ -222,6 +222,144 @@ pub struct WorkerSpec {
     pub crash_reason: Term,
     /// Registrations the worker makes while it starts.
     pub register: Vec<Registration>,
+    /// What it does across nodes (multi-node scenarios only).
+    pub peer: PeerSpec,
+}
+
+/// A worker's fields for multi-node scenarios (`otp-oracle/README.md`, "Worker fields").
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PeerSpec {
+    /// A local name it registers before its start is acknowledged.
+    pub register_as: Option<String>,
+    /// Whether it answers a call with the request (`echo`, the default) or never
+    /// (`noreply`).
+    pub no_reply: bool,
+    /// Milliseconds it sleeps before replying.
+    pub reply_delay: u64,
+    /// What every incarnation links to right after its start.
+    pub link: Vec<Target>,
+    /// What every incarnation monitors right after its start.
+    pub monitor: Vec<Target>,
+    /// The nodes every incarnation monitors (`monitor_node`).
+    pub monitor_node: Vec<String>,
+}
+
+/// The target of a cross-node action.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// The pid started at a path (`b:root/w`): the latest, or the `n`-th ever (`#n`,
+    /// counting across node restarts).
+    Path {
+        /// The path, with its node.
+        path: String,
+        /// Which start, if not the latest.
+        nth: Option<usize>,
+    },
+    /// A registered name on a node (`{Name, Node}`).
+    Name {
+        /// The name.
+        name: String,
+        /// The node's name.
+        node: String,
+    },
+}
+
+impl Target {
+    /// Parses a target (a path string or `{"name", "node"}`).
+    pub(super) fn parse(value: &Value, at: &str) -> Result<Target> {
+        match value {
+            Value::String(s) => {
+                let (path, nth) = match s.split_once('#') {
+                    Some((path, n)) => {
+                        let n = n.parse().map_err(|_| invalid(at, "expected PATH#N"))?;
+                        (path, Some(n))
+                    }
+                    None => (s.as_str(), None),
+                };
+                if !path.contains(':') {
+                    return Err(invalid(at, "a path names its node (\"b:root/w\")"));
+                }
+                Ok(Target::Path {
+                    path: path.into(),
+                    nth,
+                })
+            }
+            value => {
+                let obj = Obj::new(value, at)?;
+                Ok(Target::Name {
+                    name: obj.req_str("name")?.into(),
+                    node: obj.req_str("node")?.into(),
+                })
+            }
+        }
+    }
+
+    /// The node the target is on.
+    pub fn node(&self) -> &str {
+        match self {
+            Target::Path { path, .. } => path.split_once(':').map_or("", |(n, _)| n),
+            Target::Name { node, .. } => node,
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    /// As the oracle prints it: `b:root/w`, `b:root/w#1`, `{srv,b}`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Path { path, nth: None } => f.write_str(path),
+            Target::Path { path, nth: Some(n) } => write!(f, "{path}#{n}"),
+            Target::Name { name, node } => write!(f, "{{{name},{node}}}"),
+        }
+    }
+}
+
+fn targets(obj: &Obj, key: &str) -> Result<Vec<Target>> {
+    let Some(list) = obj.get(key) else {
+        return Ok(Vec::new());
+    };
+    let at = obj.field(key);
+    let list = list
+        .as_array()
+        .ok_or_else(|| invalid(&at, "expected an array"))?;
+    list.iter()
+        .enumerate()
+        .map(|(i, t)| Target::parse(t, &format!("{at}[{i}]")))
+        .collect()
+}
+
+impl PeerSpec {
+    fn parse(obj: &Obj) -> Result<PeerSpec> {
+        let no_reply = match obj.str("reply")? {
+            None | Some("echo") => false,
+            Some("noreply") => true,
+            Some(other) => {
+                let message = format!("expected \"echo\" or \"noreply\", not {other:?}");
+                return Err(invalid(&obj.field("reply"), message));
+            }
+        };
+        let mut monitor_node = Vec::new();
+        if let Some(list) = obj.get("monitor_node") {
+            let at = obj.field("monitor_node");
+            for v in list
+                .as_array()
+                .ok_or_else(|| invalid(&at, "expected an array"))?
+            {
+                let name = v
+                    .as_str()
+                    .ok_or_else(|| invalid(&at, "expected node names"))?;
+                monitor_node.push(name.to_string());
+            }
+        }
+        Ok(PeerSpec {
+            register_as: obj.str("register_as")?.map(String::from),
+            no_reply,
+            reply_delay: obj.uint("reply_delay")?.unwrap_or(0),
+            link: targets(obj, "link")?,
+            monitor: targets(obj, "monitor")?,
+            monitor_node,
+        })
+    }
 }
 
 /// A registration in a registry: `{"registry", "key", "value"}` (a string key stays a
@@ -286,6 +424,7 @@ impl WorkerSpec {
                 .term("crash_reason")?
                 .unwrap_or_else(|| Term::atom("boom")),
             register,
+            peer: PeerSpec::parse(obj)?,
         })
     }
 }
@@ -320,11 +459,20 @@ pub struct TreeNode {
 
 impl TreeNode {
     fn parse(value: &Value, parent: Option<&str>, at: &str) -> Result<TreeNode> {
+        TreeNode::parse_in(value, parent, "", at)
+    }
+
+    /// A node of a multi-node scenario's tree: the root's path names its node (`a:root`).
+    pub(super) fn parse_root_of(value: &Value, node: &str, at: &str) -> Result<TreeNode> {
+        TreeNode::parse_in(value, None, &format!("{node}:"), at)
+    }
+
+    fn parse_in(value: &Value, parent: Option<&str>, prefix: &str, at: &str) -> Result<TreeNode> {
         let obj = Obj::new(value, at)?;
         let id = obj.req_str("id")?.to_string();
         let path = match parent {
             Some(parent) => format!("{parent}/{id}"),
-            None => id.clone(),
+            None => format!("{prefix}{id}"),
         };
         let node_type = obj.str("type")?.unwrap_or("worker");
         let dynamic = node_type == "dynamic_supervisor";
@@ -665,7 +813,7 @@ impl Scenario {
     }
 }
 
-fn collect_supervisors(node: &Arc<TreeNode>, out: &mut BTreeMap<String, Arc<TreeNode>>) {
+pub(super) fn collect_supervisors(node: &Arc<TreeNode>, out: &mut BTreeMap<String, Arc<TreeNode>>) {
     if node.supervisor {
         out.insert(node.path.clone(), node.clone());
         for child in &node.children {
@@ -674,7 +822,11 @@ fn collect_supervisors(node: &Arc<TreeNode>, out: &mut BTreeMap<String, Arc<Tree
     }
 }
 
-fn parse_op(value: &Value, at: &str, sups: &BTreeMap<String, Arc<TreeNode>>) -> Result<Op> {
+pub(super) fn parse_op(
+    value: &Value,
+    at: &str,
+    sups: &BTreeMap<String, Arc<TreeNode>>,
+) -> Result<Op> {
     let obj = Obj::new(value, at)?;
     let op = obj.req_str("op")?;
     let path = || obj.req_str("path").map(String::from);
