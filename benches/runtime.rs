@@ -265,12 +265,145 @@ fn b5() {
     });
 }
 
+/// b6's server on the peer node: answers a call with its pid, counts plain `u64` messages,
+/// and answers a [`Finish`] with how many it counted.
+struct Peer {
+    count: u64,
+}
+
+/// The end of b6's one-way messages: answer the sender with the count.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Finish(Pid);
+
+/// The count of b6's one-way messages.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Counted(u64);
+
+impl GenServer for Peer {
+    type Arg = ();
+    type Call = u64;
+    type Reply = Pid;
+    type Cast = ();
+    type Cont = ();
+
+    async fn init(_: (), _: &Process) -> Init<Self> {
+        Init::Ok(Peer { count: 0 })
+    }
+
+    async fn handle_call(&mut self, _: u64, _: From<Pid>, p: &Process) -> CallReply<Self> {
+        CallReply::Reply(p.pid())
+    }
+
+    async fn handle_info(&mut self, msg: Msg, p: &Process) -> Next<Self> {
+        match msg.downcast::<u64>() {
+            Ok(_) => self.count += 1,
+            Err(msg) => {
+                if let Ok(Finish(to)) = msg.downcast::<Finish>() {
+                    p.send(to, Counted(self.count));
+                }
+            }
+        }
+        Next::Continue
+    }
+}
+
+/// b6's nodes: node `index` on loopback, over TCP, with the peer at `peer`.
+async fn b6_node(index: u16, listen: u16, peer: u16) -> (Node, otpsim::dist::tcp::Tcp) {
+    use otpsim::dist::tcp::{Tcp, TcpConfig};
+    let node = Node::with_config(otpsim::NodeConfig {
+        index,
+        creation: 1,
+        ..otpsim::NodeConfig::default()
+    });
+    let at = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut config = TcpConfig::new(at(listen), "b6");
+    server::register_calls::<Peer>(&mut config.codec, "peer");
+    config.codec.register::<u64>("u64");
+    config.codec.register::<Finish>("finish");
+    config.codec.register::<Counted>("counted");
+    let config = config.peer(3 - index, at(peer));
+    let tcp = Tcp::start(&node, config).await.expect("listens");
+    (node, tcp)
+}
+
+/// b6, the other OS process: node 2 with the server registered as `peer`.
+fn b6_peer(listen: u16, peer: u16) {
+    rt::block_on(0, async move {
+        let (node, _tcp) = b6_node(2, listen, peer).await;
+        let main = node.spawn(|p| async move {
+            let opts = StartOptions::linked().named("peer");
+            let server = server::start_with::<Peer>(&p, (), opts)
+                .await
+                .expect("starts");
+            println!("ready");
+            p.node().wait_exit(server.pid()).await;
+        });
+        node.wait_exit(main).await;
+    });
+}
+
+/// b6: two OS processes on loopback over the TCP transport: 100,000 sequential calls across
+/// them, then 1,000,000 one-way messages with a final acknowledgement.
+fn b6() {
+    use std::io::BufRead;
+    let (calls, msgs) = (100_000 / divide(), 1_000_000 / divide());
+    let port = || {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        l.local_addr().expect("an address").port()
+    };
+    let (mine, theirs) = (port(), port());
+    let mut child = std::process::Command::new(std::env::current_exe().expect("this program"))
+        .args(["b6-peer", &theirs.to_string(), &mine.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the peer starts");
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("piped"));
+    let mut line = String::new();
+    out.read_line(&mut line).expect("the peer says it is ready");
+    assert_eq!(line.trim(), "ready");
+    rt::block_on(0, async move {
+        let (node, _tcp) = b6_node(1, mine, theirs).await;
+        let main = node.spawn(move |p| async move {
+            let first = server::ServerRef::<Peer>::call_named(&p, "peer", 2, 0, None).await;
+            let server = server::ServerRef::<Peer>::from_pid(first.expect("the peer answers"));
+            let t0 = Instant::now();
+            for i in 0..calls {
+                server.call(&p, i).await.expect("reply");
+            }
+            let secs = t0.elapsed().as_secs_f64();
+            result("b6", "calls_per_s", calls as f64 / secs);
+            result("b6", "rtt_us", secs * 1e6 / calls as f64);
+            let t1 = Instant::now();
+            for i in 0..msgs {
+                p.send(server.pid(), i);
+            }
+            p.send(server.pid(), Finish(p.pid()));
+            let counted = p.receive(|m| m.is::<Counted>()).await;
+            let secs = t1.elapsed().as_secs_f64();
+            let Ok(Counted(n)) = counted.downcast::<Counted>() else {
+                unreachable!("accepted above")
+            };
+            assert_eq!(n, msgs, "every message arrived");
+            result("b6", "msgs_per_s", msgs as f64 / secs);
+        });
+        node.wait_exit(main).await;
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("b6-peer") {
+        let port = |i: usize| args[i].parse().expect("a port");
+        b6_peer(port(2), port(3));
+        return;
+    }
     if rt::SIMULATED {
         eprintln!("benchmarks run natively: use benches/run.sh or `cargo bench-native`");
         std::process::exit(2);
     }
-    let all = ["b1", "b2", "b3", "b4", "b5"];
+    let all = ["b1", "b2", "b3", "b4", "b5", "b6"];
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
@@ -287,6 +420,7 @@ fn main() {
             "b3" => b3(),
             "b4" => b4(),
             "b5" => b5(),
+            "b6" => b6(),
             other => {
                 eprintln!("unknown workload {other:?}; known: {all:?}");
                 std::process::exit(2);

@@ -21,6 +21,7 @@ fn scenarios() -> Vec<PathBuf> {
     files
 }
 
+#[cfg(madsim)]
 fn recorded(file: &Path) -> Vec<String> {
     std::fs::read_to_string(file.with_extension("trace"))
         .expect("readable trace")
@@ -193,4 +194,35 @@ fn the_invariant_checker_accepts_every_trace_of_real_otp() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A malformed multi-node scenario is refused with the field it is about, never a panic.
+#[test]
+fn a_malformed_multi_node_scenario_names_its_field() {
+    let tree = r#"{"id": "root", "type": "supervisor", "children": [{"id": "w"}]}"#;
+    let cases = [
+        (r#"{"nodes": []}"#.to_string(), "nodes"),
+        (format!(r#"{{"nodes": [{{"name": "a", "tree": {tree}}}, {{"name": "a"}}]}}"#), "nodes[1].name"),
+        (format!(r#"{{"nodes": [{{"name": "a:b", "tree": {tree}}}]}}"#), "nodes[0].name"),
+        (
+            format!(r#"{{"nodes": [{{"name": "a", "tree": {tree}}}], "script": [{{"op": "send_remote", "path": "a:root/w", "target": "a:root/w", "count": 0}}]}}"#),
+            "script[0].count",
+        ),
+        (
+            format!(r#"{{"nodes": [{{"name": "a", "tree": {tree}}}], "script": [{{"op": "halt", "node": "z"}}]}}"#),
+            "script[0].node",
+        ),
+        (
+            r#"{"nodes": [{"name": "a", "tree": {"id": "root", "type": "supervisor", "children": [{"id": "w", "monitor_node": ["q"]}]}}]}"#.to_string(),
+            "the worker a:root/w",
+        ),
+        (
+            format!(r#"{{"nodes": [{{"name": "a", "tree": {tree}}}], "script": [{{"op": "pg_join", "path": "a:root/w", "group": "g"}}]}}"#),
+            "script[0].op",
+        ),
+    ];
+    for (text, field) in cases {
+        let err = AnyScenario::parse(&text).expect_err(&text);
+        assert!(err.to_string().contains(field), "{text}: {err}");
+    }
 }

@@ -29,3 +29,7 @@ mod supervision_model;
 mod supervisor;
 #[cfg(madsim)]
 mod systems;
+#[cfg(madsim)]
+mod tcp;
+#[cfg(not(madsim))]
+mod tcp_native;

@@ -40,6 +40,8 @@ pub use message::{MonitorRef, Msg, NodeDownReason};
 
 /// A timer of [`Process::send_after`].
 pub type TimerRef = Ref;
+#[cfg(feature = "tcp")]
+pub(crate) use node::WeakNode;
 pub(crate) use node::{Carrier, Signal};
 pub use node::{Halt, Node, NodeConfig};
 pub use reason::{ExitReason, InternalError, IntoExitReason};
@@ -210,6 +212,9 @@ impl Process {
     /// Sends `value` to `to`. Sending to a dead pid does nothing; messages from this process
     /// to one receiver arrive in the order sent.
     pub fn send<T: Any + Send>(&self, to: Pid, value: T) {
+        if to.node() != self.pid.node() {
+            crate::dist::note_type::<T>();
+        }
         self.send_boxed(to, Box::new(value), None);
     }
 
@@ -284,7 +289,9 @@ impl Process {
     /// {Name, Node})`), looked up when the monitor arrives there: its [`Msg::Down`] carries
     /// the owner's exit reason, `noproc` if nobody has the name, `noconnection` if the node
     /// cannot be reached or the connection goes down
-    /// (`sim-tests/conformance/c15_monitor_by_name.trace`).
+    /// (`sim-tests/conformance/c15_monitor_by_name.trace`). Erlang names the target of that
+    /// `DOWN` as `{Name, Node}`; here its `pid` is the owner's, or node `node`'s address
+    /// (serial 0) when there was none: tell the monitors apart by their reference.
     pub fn monitor_name(&self, name: &str, node: u16) -> MonitorRef {
         self.node.monitor_name(self.pid, name, node)
     }

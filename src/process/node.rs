@@ -73,6 +73,19 @@ thread_local! {
 /// How many messages a process takes with waiting receives before it yields to the others.
 pub(super) const REDUCTIONS: u32 = 64;
 
+/// A [`Node`] that may be gone.
+#[derive(Clone)]
+#[cfg_attr(not(feature = "tcp"), allow(dead_code))]
+pub(crate) struct WeakNode(std::sync::Weak<Inner>);
+
+#[cfg_attr(not(feature = "tcp"), allow(dead_code))]
+impl WeakNode {
+    /// The node, if it still exists.
+    pub(crate) fn upgrade(&self) -> Option<Node> {
+        self.0.upgrade().map(|inner| Node { inner })
+    }
+}
+
 /// Settings of a [`Node`].
 pub struct NodeConfig {
     /// Record a [`Trace`] (on in simulations; off by default for production).
@@ -539,6 +552,56 @@ impl Node {
         if st.halted.is_none() {
             st.connection_lost(self, index, reason);
         }
+    }
+
+    /// A connection to node `index` could not be made: its `monitor_node` monitors hear
+    /// `nodedown` (its subscribers hear nothing: it never came up).
+    #[cfg_attr(not(feature = "tcp"), allow(dead_code))]
+    pub(crate) fn connection_failed(&self, index: u16) {
+        let mut st = self.lock();
+        if st.halted.is_none() {
+            let at = self.stamp();
+            let (fired, kept) = std::mem::take(&mut st.node_monitors)
+                .into_iter()
+                .partition(|(n, _)| *n == index);
+            st.node_monitors = kept;
+            for (_, watcher) in fired {
+                let msg = Msg::NodeDown {
+                    node: index,
+                    reason: None,
+                };
+                st.tell(at, watcher, msg);
+            }
+        }
+    }
+
+    /// The node's trace so far, one line per event (empty unless it was made with
+    /// [`NodeConfig::trace`]): what a production node did, for a log.
+    pub fn trace_lines(&self) -> Vec<String> {
+        self.lock()
+            .trace
+            .as_ref()
+            .map(Trace::lines)
+            .unwrap_or_default()
+    }
+
+    /// A signal for another node could not be sent (`why`); recorded in the trace.
+    #[cfg_attr(not(feature = "tcp"), allow(dead_code))]
+    pub(crate) fn undeliverable(&self, from: Pid, to: Pid, why: String) {
+        self.record(EventKind::Undeliverable { from, to, why });
+    }
+
+    /// A handle that does not keep the node alive (for a transport the node holds).
+    #[cfg_attr(not(feature = "tcp"), allow(dead_code))]
+    pub(crate) fn downgrade(&self) -> WeakNode {
+        WeakNode(Arc::downgrade(&self.inner))
+    }
+
+    /// This node's index in its cluster and its creation.
+    #[cfg_attr(not(feature = "tcp"), allow(dead_code))]
+    pub(crate) fn identity(&self) -> (u16, u16) {
+        let own = Pid(self.lock().base);
+        (own.node(), own.creation())
     }
 
     /// A connection to node `index` came up: the subscribers hear `nodeup`.
@@ -1685,19 +1748,24 @@ impl State {
     /// answers `noproc` (what the near half of a local one does at once); anything else is
     /// dropped, as a send to a dead process is.
     fn answer_for_the_dead(&mut self, at: u64, from: Pid, to: Pid, signal: Signal) {
+        let own = Pid(self.base).node();
+        // Another node's process, with no way to reach it: `noconnection`.
+        let reason = if to.node() != own && self.carrier.is_none() {
+            ExitReason::noconnection()
+        } else {
+            ExitReason::Noproc
+        };
         let answer = match signal {
-            Signal::Link => Signal::LinkExit(ExitReason::Noproc),
-            Signal::Monitor(mref) => Signal::Down {
-                mref,
-                reason: ExitReason::Noproc,
-            },
+            Signal::Link => Signal::LinkExit(reason),
+            Signal::Monitor(mref) => Signal::Down { mref, reason },
             _ => return,
         };
         match &self.carrier {
             Some(carrier) if from.node() != Pid(self.base).node() => {
                 carrier.carry(to, from, answer)
             }
-            // A local monitor of a name nobody has.
+            // A link or monitor of ours, to a process of an earlier incarnation of this node
+            // (or to another node's while this node has no carrier): answered here.
             _ => self.deliver(at, to, from, answer),
         }
     }

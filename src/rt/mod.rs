@@ -78,6 +78,57 @@ impl Machine {
         }
     }
 
+    /// A new machine with a network address (madsim's TCP reaches it there; natively the
+    /// address is ignored).
+    pub fn with_ip(name: &str, ip: std::net::IpAddr) -> Machine {
+        #[cfg(madsim)]
+        {
+            let node = madsim::runtime::Handle::current()
+                .create_node()
+                .name(name)
+                .ip(ip)
+                .build();
+            Machine { node }
+        }
+        #[cfg(not(madsim))]
+        {
+            let _ = ip;
+            Machine::new(name)
+        }
+    }
+
+    /// Kills every task of this machine at once (a power cut: its sockets close). Natively a
+    /// no-op.
+    pub fn kill(&self) {
+        #[cfg(madsim)]
+        madsim::runtime::Handle::current().kill(self.node.id());
+    }
+
+    /// Nothing gets between this machine and `other` on madsim's network, either way, until
+    /// [`unclog`](Self::unclog). Natively a no-op.
+    pub fn clog(&self, other: &Machine) {
+        #[cfg(madsim)]
+        {
+            let net = madsim::net::NetSim::current();
+            net.clog_link(self.node.id(), other.node.id());
+            net.clog_link(other.node.id(), self.node.id());
+        }
+        #[cfg(not(madsim))]
+        let _ = other;
+    }
+
+    /// Ends a [`clog`](Self::clog).
+    pub fn unclog(&self, other: &Machine) {
+        #[cfg(madsim)]
+        {
+            let net = madsim::net::NetSim::current();
+            net.unclog_link(self.node.id(), other.node.id());
+            net.unclog_link(other.node.id(), self.node.id());
+        }
+        #[cfg(not(madsim))]
+        let _ = other;
+    }
+
     /// Spawns a detached task on this machine (see [`spawn`]).
     pub fn spawn<F>(&self, future: F)
     where
@@ -511,8 +562,12 @@ pub fn block_on_limited<F: Future>(
         let _ = (seed, time_limit);
         escaped::clear();
         let mut future = std::pin::pin!(future);
-        tokio::runtime::Builder::new_current_thread()
-            .enable_time()
+        let mut builder = tokio::runtime::Builder::new_current_thread();
+        builder.enable_time();
+        // The TCP transport's sockets (`dist::tcp`).
+        #[cfg(feature = "tcp")]
+        builder.enable_io();
+        builder
             .build()
             .expect("a current-thread tokio runtime can always be built")
             .block_on(std::future::poll_fn(|cx| {

@@ -159,9 +159,11 @@ pub trait GenServer: Sized + Send + 'static {
 }
 
 /// The caller of a pending call, for a reply sent later ([`CallReply::NoReply`]).
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct From<R> {
     pid: Pid,
     tag: Ref,
+    #[serde(skip)]
     _reply: PhantomData<fn(R)>,
 }
 
@@ -395,16 +397,58 @@ pub fn take_call<S: GenServer>(msg: Msg) -> Result<(S::Call, From<S::Reply>), Ms
         .map(|CallRequest { from, request }| (request, from))
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(bound(
+    serialize = "S::Call: serde::Serialize",
+    deserialize = "S::Call: serde::de::DeserializeOwned"
+))]
 struct CallRequest<S: GenServer> {
     from: From<S::Reply>,
     request: S::Call,
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(bound(
+    serialize = "S::Cast: serde::Serialize",
+    deserialize = "S::Cast: serde::de::DeserializeOwned"
+))]
 struct CastRequest<S: GenServer>(S::Cast);
 
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Reply<R> {
     tag: Ref,
     value: R,
+}
+
+/// Registers the calls, casts and replies of server `S` in `codec` under `tag` (`tag.call`,
+/// `tag.cast`, `tag.reply`), so that processes on other nodes can call it over a real
+/// network (`dist::tcp`). Both nodes register it.
+///
+/// ```
+/// use otpsim::server::{self, GenServer};
+/// struct Counter(u64);
+/// impl GenServer for Counter {
+///     type Arg = ();
+///     type Call = u64;
+///     type Reply = u64;
+///     type Cast = ();
+///     type Cont = ();
+///     async fn init(_: (), _: &otpsim::Process) -> server::Init<Self> {
+///         server::Init::Ok(Counter(0))
+///     }
+/// }
+/// let mut codec = otpsim::dist::Codec::new();
+/// server::register_calls::<Counter>(&mut codec, "counter");
+/// ```
+pub fn register_calls<S: GenServer>(codec: &mut crate::dist::Codec, tag: &str)
+where
+    S::Call: serde::Serialize + serde::de::DeserializeOwned,
+    S::Reply: serde::Serialize + serde::de::DeserializeOwned,
+    S::Cast: serde::Serialize + serde::de::DeserializeOwned,
+{
+    codec.register::<CallRequest<S>>(&format!("{tag}.call"));
+    codec.register::<CastRequest<S>>(&format!("{tag}.cast"));
+    codec.register::<Reply<S::Reply>>(&format!("{tag}.reply"));
 }
 
 struct StartAck {

@@ -244,6 +244,11 @@ impl ClusterCtl {
         self.cluster.connect_pair(from, to)
     }
 
+    /// Whether node `k` runs (it is not down; it may be paused).
+    pub fn is_up(&self, k: u16) -> bool {
+        self.cluster.live(k).is_some()
+    }
+
     /// The nodes that node `k` is connected to (`erlang:nodes()` there), in order.
     pub fn connected(&self, k: u16) -> Vec<u16> {
         let sw = lock(&self.cluster.switch);
@@ -514,13 +519,7 @@ impl Cluster {
         // A silently crashed node's links stay stalled: nothing answers there.
         sw.stalled
             .retain(|(a, b)| down_nodes.contains(a) || down_nodes.contains(b));
-        let blocked: BTreeSet<(u16, u16)> = sw
-            .deadlines
-            .keys()
-            .copied()
-            .filter(|&(a, b)| sw.blocked(a, b) || sw.blocked(b, a))
-            .collect();
-        sw.deadlines.retain(|p, _| blocked.contains(p));
+        sw.disarm_deadlines();
         // What waited on the healed links is due: it goes on, in order.
         drop(sw);
         self.note(ClusterEvent::Heal);
@@ -550,7 +549,12 @@ impl Cluster {
             return;
         };
         self.slot(k, |s| s.machine.resume());
-        lock(&self.switch).paused.remove(&k);
+        {
+            // A pause shorter than net_ticktime costs no connection.
+            let mut sw = lock(&self.switch);
+            sw.paused.remove(&k);
+            sw.disarm_deadlines();
+        }
         self.note(ClusterEvent::Resume { node: k });
         // Its peers closed the connections that timed out meanwhile: it hears it now.
         let lost = missed.into_iter().map(|peer| (k, peer)).collect();
@@ -690,6 +694,19 @@ impl Cluster {
 }
 
 impl Switch {
+    /// Drops the deadlines of pairs that nothing blocks any more.
+    fn disarm_deadlines(&mut self) {
+        let open: Vec<(u16, u16)> = self
+            .deadlines
+            .keys()
+            .copied()
+            .filter(|&(a, b)| !self.blocked(a, b) && !self.blocked(b, a))
+            .collect();
+        for p in open {
+            self.deadlines.remove(&p);
+        }
+    }
+
     /// Whether nothing gets through from node `a` to node `b` now.
     fn blocked(&self, a: u16, b: u16) -> bool {
         self.stalled.contains(&(a, b)) || self.paused.contains(&a) || self.paused.contains(&b)
@@ -718,6 +735,8 @@ impl Switch {
             return Vec::new();
         }
         self.deadlines.remove(&p);
+        // A `nodeup` not yet told is stale now.
+        self.ups.retain(|u| *u != p);
         let across = |f: &Frame| pair(f.from.node(), f.to.node()) == p;
         self.queue.retain(|_, f| !across(f));
         self.last_due.remove(&(p.0, p.1));

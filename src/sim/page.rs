@@ -161,6 +161,7 @@ impl Model {
                 | EventKind::Unregister { pid, .. }
                 | EventKind::RegistryEntry { pid, .. } => ("name", lane(pid), None),
                 EventKind::Note { pid, .. } => ("note", lane(pid), None),
+                EventKind::Undeliverable { from, to, .. } => ("fault", lane(from), lane(to)),
                 EventKind::NodeDown { watcher, .. } | EventKind::NodeUp { watcher, .. } => {
                     ("down", lane(watcher), None)
                 }
@@ -350,6 +351,7 @@ fn actors(kind: &EventKind) -> Vec<Pid> {
         },
         EventKind::Link { from, to }
         | EventKind::Unlink { from, to }
+        | EventKind::Undeliverable { from, to, .. }
         | EventKind::Signal { from, to, .. } => vec![*from, *to],
         EventKind::Monitor { watcher, target }
         | EventKind::Demonitor { watcher, target }

@@ -225,6 +225,16 @@ pub enum EventKind {
     },
     /// Something that happened to a cluster's nodes or network (`sim::cluster`).
     Cluster(ClusterEvent),
+    /// A signal for another node could not be sent (a message type without a codec,
+    /// `dist::CodecError`): it was dropped.
+    Undeliverable {
+        /// The sender.
+        from: Pid,
+        /// The addressee.
+        to: Pid,
+        /// Why.
+        why: String,
+    },
     /// A line in the oracle's text form, written by an upper layer (supervisor, harness).
     Line(String),
     /// A line in the oracle's text form that ends with a term, rendered with the pid names
@@ -629,6 +639,9 @@ impl Names {
             }),
             EventKind::Line(line) => s.write_str(line),
             EventKind::Cluster(event) => write!(s, "{event}"),
+            EventKind::Undeliverable { from, to, why } => {
+                write!(s, "undeliverable {} -> {}: {why}", n(from), n(to))
+            }
             EventKind::LineTerm(prefix, term) => write!(s, "{prefix}{}", self.term(term)),
         };
         s

@@ -104,7 +104,12 @@ pub enum ClusterAction {
     Busy(String, u64),
     /// `erlang:nodes()` on the node.
     Nodes(usize),
+    /// Nothing (a time marker).
+    Sleep,
 }
+
+/// The most messages one `send_remote` sends.
+const MAX_SENDS: u64 = 100_000;
 
 /// A timed operation of a multi-node scenario.
 #[derive(Clone, Debug)]
@@ -148,10 +153,21 @@ impl ClusterScenario {
             .ok_or_else(|| invalid("nodes", "expected an array"))?;
         let mut nodes = Vec::new();
         let mut supervisors = BTreeMap::new();
+        if list.is_empty() || list.len() > 64 {
+            return Err(invalid("nodes", "expected 1 to 64 nodes"));
+        }
         for (i, n) in list.iter().enumerate() {
             let at = format!("nodes[{i}]");
             let obj = Obj::new(n, at.clone())?;
             let name = obj.req_str("name")?.to_string();
+            let plain = |c: char| c.is_ascii_alphanumeric() || c == '_';
+            if name.is_empty() || !name.chars().all(plain) {
+                let message = "expected a name of letters, digits and `_`";
+                return Err(invalid(&obj.field("name"), message));
+            }
+            if nodes.iter().any(|n: &ScenarioNode| n.name == name) {
+                return Err(invalid(&obj.field("name"), format!("{name:?} twice")));
+            }
             let tree = match obj.get("tree") {
                 None => None,
                 Some(t) => {
@@ -199,6 +215,14 @@ impl ClusterScenario {
             script: Vec::new(),
             supervisors,
         };
+        for (path, node) in &sc.supervisors {
+            for child in node.children.iter().filter(|c| !c.supervisor) {
+                sc.check_peer(
+                    &child.worker.peer,
+                    &format!("the worker {path}/{}", child.id),
+                )?;
+            }
+        }
         if let Some(list) = top.get("script") {
             let list = list
                 .as_array()
@@ -209,6 +233,15 @@ impl ClusterScenario {
             }
         }
         Ok(sc)
+    }
+
+    /// A worker's cross-node fields name nodes of the scenario.
+    fn check_peer(&self, peer: &scenario::PeerSpec, at: &str) -> Result<()> {
+        let targets = peer.link.iter().chain(&peer.monitor).map(Target::node);
+        for node in targets.chain(peer.monitor_node.iter().map(String::as_str)) {
+            self.node(node, at)?;
+        }
+        Ok(())
     }
 
     /// The index of the node called `name`.
@@ -292,13 +325,21 @@ impl ClusterScenario {
             "monitor_remote" => ClusterAction::MonitorRemote(path()?, target()?),
             "monitor_node" => ClusterAction::MonitorNode(path()?, node("node")?),
             "monitor_nodes" => ClusterAction::MonitorNodes(path()?),
-            "send_remote" => ClusterAction::SendRemote {
-                path: path()?,
-                target: target()?,
-                first: obj.uint("first")?.unwrap_or(1),
-                count: obj.uint("count")?.unwrap_or(1),
-                exit: obj.term("exit")?,
-            },
+            "send_remote" => {
+                let first = obj.uint("first")?.unwrap_or(1);
+                let count = obj.uint("count")?.unwrap_or(1);
+                if !(1..=MAX_SENDS).contains(&count) || first.checked_add(count).is_none() {
+                    let message = format!("expected 1 to {MAX_SENDS} messages");
+                    return Err(invalid(&obj.field("count"), message));
+                }
+                ClusterAction::SendRemote {
+                    path: path()?,
+                    target: target()?,
+                    first,
+                    count,
+                    exit: obj.term("exit")?,
+                }
+            }
             "call_remote" => ClusterAction::CallRemote {
                 path: path()?,
                 target: target()?,
@@ -310,6 +351,7 @@ impl ClusterScenario {
             },
             "busy" => ClusterAction::Busy(path()?, obj.uint("ms")?.unwrap_or(0)),
             "nodes" => ClusterAction::Nodes(node("node")?),
+            "sleep" => ClusterAction::Sleep,
             "stop" => match obj.str("node")? {
                 None => ClusterAction::Stop(None),
                 Some(n) => ClusterAction::Stop(Some(self.node(n, &obj.field("node"))?)),
@@ -451,6 +493,12 @@ impl Book {
                 .position(|n| n == name)
                 .map_or(0, |i| i as u16 + 1)
         })
+    }
+
+    /// A node's incarnation ended: its paths start afresh (`start`, not `restart`).
+    fn forget_starts_on(&self, node: &str) {
+        let prefix = format!("{node}:");
+        self.with(|b| b.starts.retain(|path, _| !path.starts_with(&prefix)));
     }
 
     /// The name of a node by index.
@@ -780,8 +828,16 @@ async fn on_agent(ctl: &ClusterCtl, agents: &Agents, i: usize, action: super::Ac
     };
     let (tx, rx) = crate::rt::sync::oneshot::channel();
     ctl.node(i as u16 + 1).send(agent, AgentOp(action, tx));
-    rx.await.is_ok()
+    // A paused node's agent does nothing until it resumes: the driver goes on.
+    let done = crate::rt::timeout(DRIVER_WAIT, rx).await;
+    if done.is_none() {
+        ctl.note(format!("oracle_error node_busy {}", i + 1));
+    }
+    matches!(done, Some(Ok(())))
 }
+
+/// How long the driver waits for a node to carry out an operation (the oracle's 5 s).
+const DRIVER_WAIT: Duration = Duration::from_secs(5);
 
 /// Has the worker at `path` do `act`; waits for its acknowledgement if `wait`.
 async fn on_worker(
@@ -801,13 +857,16 @@ async fn on_worker(
         ctl.node(k).send(worker, ActMsg(act, None));
         return;
     }
-    ctl.on(k, move |h| async move {
+    let acked = ctl.on(k, move |h| async move {
         let tag = h.make_ref();
         h.send(worker, ActMsg(act, Some((h.pid(), tag))));
         let accept = |m: &Msg| m.downcast_ref::<super::Done>().is_some_and(|d| d.0 == tag);
-        let _ = h.receive_timeout(accept, Duration::from_secs(5)).await;
-    })
-    .await;
+        h.receive_timeout(accept, DRIVER_WAIT).await.is_some()
+    });
+    // The helper itself waits on a paused node: the driver bounds the wait too.
+    if crate::rt::timeout(DRIVER_WAIT, acked).await.flatten() != Some(true) {
+        ctl.note(format!("oracle_error worker_timeout {path}"));
+    }
 }
 
 async fn run_op(
@@ -849,18 +908,19 @@ async fn run_op(
             ctl.note(format!("op halt {}", name(*i)));
             agents.remove(i);
             ctl.crash(k(*i));
-            let prefix = format!("{}:", name(*i));
-            book.with(|b| b.starts.retain(|path, _| !path.starts_with(&prefix)));
+            book.forget_starts_on(&name(*i));
         }
         ClusterAction::Restart(i, connect) => {
             ctl.note(format!("op restart {}", name(*i)));
             agents.remove(i);
             ctl.restart(k(*i));
-            let prefix = format!("{}:", name(*i));
-            book.with(|b| b.starts.retain(|path, _| !path.starts_with(&prefix)));
+            book.forget_starts_on(&name(*i));
             let peers: Vec<usize> = match connect {
                 Some(list) => list.clone(),
-                None => agents.keys().copied().collect(),
+                // Every running node.
+                None => (0..sc.nodes.len())
+                    .filter(|&j| j != *i && ctl.is_up(k(j)))
+                    .collect(),
             };
             for j in peers {
                 ctl.connect(k(*i), k(j));
@@ -939,6 +999,7 @@ async fn run_op(
             ctl.note(format!("op busy {path} ms={ms}"));
             on_worker(ctl, sc, book, path, Act::Busy(*ms), false).await;
         }
+        ClusterAction::Sleep => {}
         ClusterAction::Nodes(i) => {
             let peers: Vec<String> = ctl
                 .connected(k(*i))
