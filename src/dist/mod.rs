@@ -6,8 +6,7 @@
 pub mod codec;
 #[cfg(feature = "tcp")]
 pub mod tcp;
-#[cfg(feature = "tcp")]
-mod wire;
+pub(crate) mod wire;
 
 pub(crate) use codec::note_type;
 pub use codec::{Codec, CodecError};

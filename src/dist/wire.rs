@@ -99,7 +99,8 @@ pub(crate) enum WireSignal {
     },
 }
 
-/// One frame on a connection between two nodes.
+/// One frame on a connection between two nodes (the TCP transport's).
+#[cfg_attr(not(feature = "tcp"), allow(dead_code))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) enum Frame {
     /// The first frame of each side: who it is, and the cluster's secret.
@@ -121,6 +122,7 @@ pub(crate) enum Frame {
     },
 }
 
+#[cfg_attr(not(feature = "tcp"), allow(dead_code))]
 impl Frame {
     /// The frame's bytes, after a 4-byte little-endian length.
     pub(crate) fn to_bytes(&self) -> Vec<u8> {

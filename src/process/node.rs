@@ -586,7 +586,6 @@ impl Node {
     }
 
     /// A signal for another node could not be sent (`why`); recorded in the trace.
-    #[cfg_attr(not(feature = "tcp"), allow(dead_code))]
     pub(crate) fn undeliverable(&self, from: Pid, to: Pid, why: String) {
         self.record(EventKind::Undeliverable { from, to, why });
     }

@@ -68,6 +68,10 @@ pub struct ClusterSim {
     pub auto_connect: bool,
     /// The nodes' names in the trace (`n1`, `n2`, ... unless set).
     pub names: Vec<String>,
+    /// If set, every signal between nodes goes through this codec, as on a real network
+    /// (`dist::tcp`): a message of a type it does not know is dropped, and the trace says
+    /// why (`undeliverable ...`).
+    pub codec: Option<crate::dist::Codec>,
 }
 
 impl ClusterSim {
@@ -84,7 +88,31 @@ impl ClusterSim {
             time_limit: Duration::from_secs(600),
             auto_connect: true,
             names: Vec::new(),
+            codec: None,
         }
+    }
+
+    /// The same settings, with every signal between nodes encoded and decoded by `codec`,
+    /// so that a message type production could not send is found in the simulation.
+    ///
+    /// ```
+    /// # #[cfg(madsim)] {
+    /// use otpsim::dist::Codec;
+    /// use otpsim::sim::cluster::ClusterSim;
+    /// let mut codec = Codec::new();
+    /// codec.register::<u32>("u32");
+    /// let report = ClusterSim::new(1).nodes(2).codec(codec).run(|ctl| async move {
+    ///     let sink = ctl.node(2).spawn(|q| async move { q.recv().await; });
+    ///     ctl.node(1).spawn(move |p| async move { p.send(sink, 2.5f64) });
+    ///     ctl.sleep(otpsim::rt::Duration::from_millis(10)).await;
+    /// });
+    /// let lines = report.trace.lines();
+    /// assert!(lines.iter().any(|l| l.starts_with("undeliverable") && l.contains("f64")));
+    /// # }
+    /// ```
+    pub fn codec(mut self, codec: crate::dist::Codec) -> ClusterSim {
+        self.codec = Some(codec);
+        self
     }
 
     /// The same settings with a node per name, named so in the trace (`a:root/w`).
@@ -231,6 +259,21 @@ impl ClusterCtl {
         self.cluster.resume(k);
     }
 
+    /// For `duration`, every signal between nodes `a` and `b` (either way) takes `extra`
+    /// longer (a congested link; each pair's order still holds, and nothing is lost).
+    pub fn slow_link(&self, a: u16, b: u16, extra: Duration, duration: Duration) {
+        let c = &self.cluster;
+        let until = c.now_us() + duration.as_micros() as u64;
+        let extra_us = extra.as_micros() as u64;
+        lock(&c.switch).slow.insert(pair(a, b), (until, extra_us));
+        c.note(ClusterEvent::SlowLink {
+            a: a.min(b),
+            b: a.max(b),
+            extra_ms: extra.as_millis() as u64,
+            for_ms: duration.as_millis() as u64,
+        });
+    }
+
     /// Node `by` closes its connection to `peer` (`erlang:disconnect_node/1`): what was on
     /// its way is lost, `by`'s subscribers hear `disconnect`, `peer`'s `connection_closed`.
     /// The next send connects them again, unless auto-connect is off.
@@ -324,6 +367,8 @@ struct Switch {
     stalled: BTreeSet<(u16, u16)>,
     /// Paused nodes: nothing gets to or from them.
     paused: BTreeSet<u16>,
+    /// Slow pairs of nodes: until when (µs), and how much later their signals arrive.
+    slow: BTreeMap<(u16, u16), (u64, u64)>,
     /// When a connected pair that hears nothing is declared down.
     deadlines: BTreeMap<(u16, u16), u64>,
     /// Signals in flight, by (due µs, sequence).
@@ -614,6 +659,26 @@ impl Cluster {
         }
     }
 
+    /// The frame's signal as the other side of a real network would get it, with a codec
+    /// (`None`, and a trace event on the sender's node, if it could not cross).
+    fn through_codec(&self, frame: Frame) -> Option<Signal> {
+        let Some(codec) = &self.settings.codec else {
+            return Some(frame.signal);
+        };
+        let crossed = codec
+            .encode_signal(frame.signal)
+            .and_then(|wire| codec.decode_signal(wire));
+        match crossed {
+            Ok(signal) => Some(signal),
+            Err(e) => {
+                if let Some(node) = self.live(frame.from.node()) {
+                    node.undeliverable(frame.from, frame.to, e.to_string());
+                }
+                None
+            }
+        }
+    }
+
     /// See [`ClusterCtl::disconnect`].
     fn disconnect_pair(&self, by: u16, peer: u16) {
         let lost = lock(&self.switch).down(pair(by, peer));
@@ -811,7 +876,12 @@ impl Carrier for Port {
             0 => 0,
             j => lock(&cluster.rng).next_u64() % (j + 1),
         };
-        let due = now + cluster.settings.latency.as_micros() as u64 + extra;
+        let slow = sw
+            .slow
+            .get(&p)
+            .filter(|(until, _)| now < *until)
+            .map_or(0, |(_, extra)| *extra);
+        let due = now + cluster.settings.latency.as_micros() as u64 + extra + slow;
         sw.push((a, b), due, Frame { from, to, signal });
         drop(sw);
         cluster.wake.notify_one();
@@ -875,8 +945,12 @@ async fn switch(cluster: Weak<Cluster>) {
         }
         c.lose(lost, NodeDownReason::NetTickTimeout);
         for frame in deliveries {
-            if let Some(node) = c.live(frame.to.node()) {
-                node.arrive(frame.from, frame.to, frame.signal);
+            let (from, to) = (frame.from, frame.to);
+            let Some(signal) = c.through_codec(frame) else {
+                continue;
+            };
+            if let Some(node) = c.live(to.node()) {
+                node.arrive(from, to, signal);
             }
         }
         let deadline = match next {

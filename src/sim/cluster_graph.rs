@@ -1,7 +1,8 @@
 //! Randomly wired processes over a cluster, under cluster faults: the `cluster-graph` target
 //! of `otpsim fuzz`. Processes on 3 to 5 nodes link to and monitor each other across nodes,
 //! send each other numbered messages over time, and end by themselves; nodes crash (at once
-//! or silently), restart, and are partitioned and healed.
+//! or silently), restart, pause and resume, links between nodes slow down, and nodes are
+//! partitioned and healed.
 //!
 //! A case fails when the run fails (a livelock, a halt), when a process sees a pair's
 //! messages out of order (E1: each process checks the numbers it receives from each sender),
@@ -61,6 +62,20 @@ pub enum ClusterFault {
     Partition(Vec<u16>),
     /// Every partition ends.
     Heal,
+    /// The node stops for this many milliseconds (longer than `net_ticktime`: its peers
+    /// declare it down).
+    Pause(u16, u64),
+    /// For `ms` milliseconds, signals between two nodes take `extra_ms` longer.
+    SlowLink {
+        /// One node.
+        a: u16,
+        /// The other.
+        b: u16,
+        /// The added latency.
+        extra_ms: u64,
+        /// For how long.
+        ms: u64,
+    },
 }
 
 /// A generated cluster graph and its timed faults.
@@ -118,7 +133,7 @@ impl ClusterGraphCase {
             .map(|_| {
                 let at = 1 + below(8000);
                 let node = 1 + below(u64::from(nodes)) as u16;
-                let fault = match below(5) {
+                let fault = match below(7) {
                     0 => ClusterFault::Crash(node),
                     1 => ClusterFault::CrashSilently(node),
                     2 => ClusterFault::Restart(node),
@@ -127,6 +142,13 @@ impl ClusterGraphCase {
                             .filter(|k| (k + node).is_multiple_of(2))
                             .collect(),
                     ),
+                    4 => ClusterFault::Pause(node, 100 + below(6000)),
+                    5 => ClusterFault::SlowLink {
+                        a: node,
+                        b: 1 + (node + below(u64::from(nodes) - 1) as u16) % nodes,
+                        extra_ms: 1 + below(500),
+                        ms: 100 + below(3000),
+                    },
                     _ => ClusterFault::Heal,
                 };
                 (at, fault)
@@ -167,7 +189,8 @@ impl ClusterGraphCase {
             return Err(f);
         }
         out_of_order(&report.trace)?;
-        old_incarnations(&report.trace)
+        old_incarnations(&report.trace)?;
+        links_fire_once(&report.trace)
     }
 }
 
@@ -179,15 +202,35 @@ async fn drive(case: ClusterGraphCase, ctl: ClusterCtl) {
         ctl.node(v.node).spawn(move |p| vertex(v, pids, p));
     }
     let start = crate::rt::now();
+    // A pause ends with a resume of its own.
+    let mut steps: Vec<(u64, Option<&ClusterFault>, u16)> = Vec::new();
     for (at_ms, fault) in &case.faults {
-        let due = start + Duration::from_millis(*at_ms);
+        steps.push((*at_ms, Some(fault), 0));
+        if let ClusterFault::Pause(k, ms) = fault {
+            steps.push((at_ms + ms, None, *k));
+        }
+    }
+    steps.sort_by_key(|(at, ..)| *at);
+    for (at_ms, fault, resumed) in steps {
+        let due = start + Duration::from_millis(at_ms);
         crate::rt::sleep_until(due).await;
+        let Some(fault) = fault else {
+            ctl.resume(resumed);
+            continue;
+        };
         match fault {
             ClusterFault::Crash(k) => ctl.crash(*k),
             ClusterFault::CrashSilently(k) => ctl.crash_silently(*k),
             ClusterFault::Restart(k) => ctl.restart(*k),
             ClusterFault::Partition(side) => ctl.partition(side),
             ClusterFault::Heal => ctl.heal(),
+            ClusterFault::Pause(k, _) => ctl.pause(*k),
+            ClusterFault::SlowLink { a, b, extra_ms, ms } => ctl.slow_link(
+                *a,
+                *b,
+                Duration::from_millis(*extra_ms),
+                Duration::from_millis(*ms),
+            ),
         }
     }
     crate::rt::sleep_until(start + RUN).await;
@@ -295,6 +338,136 @@ fn old_incarnations(trace: &Trace) -> Result<(), String> {
             return Err(format!(
                 "a signal of an earlier incarnation was delivered (E5) at {}us: {:?}",
                 e.at_us, e.kind
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// E3, exactly once: every cross-node link fires at its near end when its connection goes
+/// down (the near end made the link and is running), and no link or monitor fires twice
+/// (each is made once, when its process starts).
+fn links_fire_once(trace: &Trace) -> Result<(), String> {
+    use std::collections::BTreeSet;
+    // (from, to) -> when the near end `from` linked to `to` on another node.
+    let mut links: BTreeMap<(Pid, Pid), u64> = BTreeMap::new();
+    let mut monitors: BTreeMap<(Pid, Pid), u32> = BTreeMap::new();
+    let mut signals: BTreeMap<(Pid, Pid), Vec<(u64, bool)>> = BTreeMap::new();
+    let mut downs: BTreeMap<(Pid, Pid), u32> = BTreeMap::new();
+    let mut exits: BTreeMap<Pid, u64> = BTreeMap::new();
+    let mut unlinked: BTreeSet<(Pid, Pid)> = BTreeSet::new();
+    // When connections went down: (pair of nodes, µs); nodes crashed or paused, by time.
+    let mut cuts: Vec<((u16, u16), u64)> = Vec::new();
+    let mut crashes: Vec<(u16, u64)> = Vec::new();
+    let mut pauses: Vec<(u16, u64, bool)> = Vec::new();
+    let nodes: BTreeSet<u16> = trace
+        .events()
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Spawn { pid, .. } => Some(pid.node()),
+            _ => None,
+        })
+        .collect();
+    for e in trace.events() {
+        let at = e.at_us;
+        match &e.kind {
+            EventKind::Link { from, to } if from.node() != to.node() => {
+                links.entry((*from, *to)).or_insert(at);
+            }
+            EventKind::Unlink { from, to } => {
+                unlinked.insert((*from, *to));
+                unlinked.insert((*to, *from));
+            }
+            EventKind::Monitor { watcher, target } => {
+                *monitors.entry((*watcher, *target)).or_default() += 1;
+            }
+            EventKind::Signal {
+                from, to, reason, ..
+            } => {
+                let cut = reason.is_atom("noconnection");
+                signals.entry((*from, *to)).or_default().push((at, cut));
+            }
+            EventKind::Down {
+                watcher,
+                target,
+                reason,
+            } if reason.is_atom("noconnection") => {
+                let n = downs.entry((*watcher, *target)).or_default();
+                *n += 1;
+                if *n > monitors.get(&(*watcher, *target)).copied().unwrap_or(0) {
+                    return Err(format!(
+                        "a monitor fired noconnection twice (E3): {watcher} of {target} at {at}us"
+                    ));
+                }
+            }
+            EventKind::Exit { pid, .. } => {
+                exits.entry(*pid).or_insert(at);
+            }
+            EventKind::Cluster(c) => match c {
+                ClusterEvent::Crash { node, silent } => {
+                    crashes.push((*node, at));
+                    // A silent crash cuts nothing yet: ticks declare it later.
+                    if *silent {
+                        continue;
+                    }
+                    cuts.extend(
+                        nodes
+                            .iter()
+                            .filter(|&k| k != node)
+                            .map(|&k| ((k.min(*node), k.max(*node)), at)),
+                    );
+                }
+                ClusterEvent::TickTimeout { pairs } => cuts.extend(pairs.iter().map(|p| (*p, at))),
+                ClusterEvent::Disconnect { by, peer } => {
+                    cuts.push(((*by.min(peer), *by.max(peer)), at))
+                }
+                ClusterEvent::Pause { node } => pauses.push((*node, at, true)),
+                ClusterEvent::Resume { node } => pauses.push((*node, at, false)),
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+    for ((to, from), list) in &signals {
+        if list.iter().filter(|(_, cut)| *cut).count() > 1 {
+            return Err(format!(
+                "a link fired noconnection twice (E3): {to} -> {from}"
+            ));
+        }
+    }
+    let paused_at = |node: u16, t: u64| {
+        let mut paused = false;
+        for (k, at, on) in &pauses {
+            if *k == node && *at <= t {
+                paused = *on;
+            }
+        }
+        paused
+    };
+    for (&(from, to), &made) in &links {
+        if unlinked.contains(&(from, to)) {
+            continue;
+        }
+        let pair = (from.node().min(to.node()), from.node().max(to.node()));
+        let Some(&(_, cut)) = cuts.iter().find(|(p, at)| *p == pair && *at >= made) else {
+            continue;
+        };
+        let alive = exits.get(&from).is_none_or(|&died| died > cut);
+        let crashed = crashes
+            .iter()
+            .any(|&(k, at)| k == from.node() && at >= made && at <= cut);
+        let consumed = signals
+            .get(&(to, from))
+            .is_some_and(|l| l.iter().any(|&(at, _)| at >= made && at < cut));
+        if !alive || crashed || consumed || paused_at(from.node(), cut) {
+            continue;
+        }
+        let fired = signals
+            .get(&(to, from))
+            .is_some_and(|l| l.iter().any(|&(at, _)| at >= cut && at <= cut + 1_000));
+        if !fired {
+            return Err(format!(
+                "a link did not fire when its connection went down at {cut}us (E3): {from} linked to {to} at {made}us"
             ));
         }
     }

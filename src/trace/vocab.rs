@@ -363,6 +363,17 @@ pub enum ClusterEvent {
     },
     /// Every partition ended.
     Heal,
+    /// For `for_ms`, signals between nodes `a` and `b` take `extra_ms` longer.
+    SlowLink {
+        /// One node.
+        a: u16,
+        /// The other.
+        b: u16,
+        /// The added latency.
+        extra_ms: u64,
+        /// For how long.
+        for_ms: u64,
+    },
     /// Node `by` closed its connection to `peer` (`erlang:disconnect_node/1`).
     Disconnect {
         /// The node that disconnected.
@@ -387,6 +398,7 @@ impl ClusterEvent {
             ClusterEvent::Partition { .. } => "partition",
             ClusterEvent::Heal => "heal",
             ClusterEvent::Disconnect { .. } => "disconnect",
+            ClusterEvent::SlowLink { .. } => "latency_spike",
             ClusterEvent::Resume { .. } | ClusterEvent::TickTimeout { .. } => return None,
         })
     }
@@ -409,6 +421,12 @@ impl fmt::Display for ClusterEvent {
                 write!(f, "partition {side:?}{way}")
             }
             ClusterEvent::Heal => f.write_str("heal"),
+            ClusterEvent::SlowLink {
+                a,
+                b,
+                extra_ms,
+                for_ms,
+            } => write!(f, "slow link n{a}-n{b} +{extra_ms}ms for {for_ms}ms"),
             ClusterEvent::Disconnect { by, peer } => write!(f, "disconnect n{by} n{peer}"),
             ClusterEvent::TickTimeout { pairs } => {
                 f.write_str("connection down")?;
