@@ -522,3 +522,63 @@ fn a_message_to_a_name_on_a_node_finds_whoever_has_the_name_there() {
     assert_eq!(texts(&report, Pid::new(1, 0, 1)), ["got 4"]);
     assert_eq!(texts(&report, Pid::new(2, 1, 1)), ["got 5"]);
 }
+
+/// Remote spawn (`spawn(Node, M, F, A)`, issue 18: start functions registered on every
+/// node): the new process runs on the far node with the spawner's argument; a linked one is
+/// linked to the spawner across nodes (its node's crash fires `noconnection`); a name the
+/// node does not have is `NoSuchStart`; an unreachable node is `NodeDown`; a restarted node
+/// still has the start functions registered on every node.
+#[test]
+fn a_process_spawns_on_another_node_by_start_function() {
+    use otpsim::process::SpawnError;
+    use otpsim::Term;
+    let report = ClusterSim::new(4).nodes(3).run(|ctl| async move {
+        ctl.register_start("sleeper", |p, arg: Term| async move {
+            p.note(format!("started with {arg}"));
+            p.receive(|_| false).await;
+        });
+        let spawner = ctl.node(1).spawn(move |p| async move {
+            p.trap_exit(true);
+            let pid = p.spawn_link_on(2, "sleeper", Term::Int(7)).await;
+            p.note(format!("spawned {:?}", pid.map(|pid| pid.node())));
+            let unknown = p.spawn_on(2, "nobody", Term::Int(0)).await;
+            assert_eq!(unknown, Err(SpawnError::NoSuchStart("nobody".into())));
+            let _ = p.recv().await; // the EXIT of node 2's crash
+            p.note("linked one gone");
+            let down = p.spawn_on(2, "sleeper", Term::Int(8)).await;
+            assert_eq!(down, Err(SpawnError::NodeDown(2)));
+            p.note("node 2 down: NodeDown");
+            p.sleep(Duration::from_millis(30)).await; // node 3 has restarted meanwhile
+            let after = p.spawn_on(3, "sleeper", Term::Int(9)).await;
+            p.note(format!(
+                "on n3: {:?}",
+                after.map(|pid| (pid.node(), pid.creation()))
+            ));
+        });
+        ctl.sleep(Duration::from_millis(10)).await;
+        ctl.crash(2);
+        ctl.sleep(Duration::from_millis(10)).await;
+        ctl.restart(3);
+        ctl.sleep(Duration::from_millis(100)).await;
+        let _ = spawner;
+    });
+    let lines = report.trace.lines();
+    let notes: Vec<&String> = lines.iter().filter(|l| l.starts_with("note")).collect();
+    let text: Vec<String> = notes
+        .iter()
+        .map(|l| l.splitn(3, ' ').nth(2).unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        text,
+        [
+            "started with 7",
+            "spawned Ok(2)",
+            "linked one gone",
+            "node 2 down: NodeDown",
+            "started with 9",
+            "on n3: Ok((3, 1))",
+        ],
+        "{lines:#?}"
+    );
+    assert!(lines.iter().any(|l| l.contains("reason=noconnection")));
+}

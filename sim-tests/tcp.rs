@@ -53,7 +53,7 @@ async fn boot(index: u16, creation: u16, ip: u8, peers: u16) -> (Node, Tcp, Mach
     let mut config = TcpConfig::new(addr(ip), "cookie");
     config.net_ticktime = Duration::from_secs(4);
     server::register_calls::<Echo>(&mut config.codec, "echo");
-    config.codec.register::<u32>("u32");
+    config.codec.register::<u32>("u32").register::<Pid>("pid");
     for k in (1..=peers).filter(|&k| k != index) {
         config = config.peer(k, addr(k as u8));
     }
@@ -250,5 +250,30 @@ fn a_message_without_a_codec_is_undeliverable_and_says_why() {
                 .any(|l| l.contains("undeliverable") && l.contains("NotOnTheWire")),
             "{lines:?}"
         );
+    });
+}
+
+/// Remote spawn over TCP: the request and its answer cross the wire (the answer's type is
+/// the runtime's own, in every codec).
+#[test]
+fn a_process_spawns_on_the_other_node_over_tcp() {
+    rt::block_on(5, async {
+        let (n1, _t1, _m1) = boot(1, 0, 1, 2).await;
+        let (n2, _t2, _m2) = boot(2, 0, 2, 2).await;
+        n2.register_start("adder", |p, arg: Term| async move {
+            if let (Ok(to), Term::Int(n)) = (p.recv().await.downcast::<Pid>(), arg) {
+                p.send(to, n as u32 + 1);
+            }
+        });
+        let (tx, rx) = rt::sync::oneshot::channel();
+        n1.spawn(move |p| async move {
+            let pid = p
+                .spawn_on(2, "adder", Term::Int(41))
+                .await
+                .expect("spawned");
+            p.send(pid, p.pid());
+            let _ = tx.send(p.recv().await.downcast::<u32>().ok());
+        });
+        assert_eq!(rx.await.unwrap(), Some(42));
     });
 }

@@ -54,8 +54,8 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         replay_every: u64,
         /// Fuzz only this target (repeatable): `graph` (random process graphs),
-        /// `cluster-graph` (random processes over 3-5 nodes under node crashes, restarts and
-        /// partitions), `tree` (generated supervision trees), or an example system: `kv`,
+        /// `cluster-graph` (random processes over 3-5 nodes under node crashes, restarts,
+        /// pauses, slow links and partitions), `tree` (generated supervision trees), or an example system: `kv`,
         /// `todo`, `connections`, `pipeline`, `tickets`. Default: all of them, in turn.
         #[arg(long = "target")]
         targets: Vec<String>,

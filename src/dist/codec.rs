@@ -56,7 +56,7 @@ pub enum CodecError {
 
 /// The message types that may cross the network, each under a tag (its name on the wire).
 /// Both nodes must register the same types under the same tags. [`Term`] is registered as
-/// `"term"` from the start.
+/// `"term"` from the start (and the runtime's own answer to a remote spawn).
 #[derive(Clone)]
 pub struct Codec {
     by_type: BTreeMap<TypeId, (Arc<str>, EncodeFn)>,
@@ -120,6 +120,7 @@ impl Codec {
             by_tag: BTreeMap::new(),
         };
         codec.register::<Term>("term");
+        codec.register::<crate::process::SpawnReply>("otpsim.spawn_reply");
         codec
     }
 

@@ -3,7 +3,7 @@
 //! [`Codec`].
 
 use super::codec::{Codec, CodecError};
-use crate::process::{ExitReason, MonitorRef, Signal};
+use crate::process::{ExitReason, MonitorRef, Signal, SpawnRequest};
 use crate::term::{Pid, Ref, Term};
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +42,7 @@ impl Codec {
                 let (name, mref) = *named;
                 WireSignal::MonitorNamed { name, mref }
             }
+            Signal::Spawn(request) => WireSignal::Spawn(*request),
         })
     }
 
@@ -66,6 +67,7 @@ impl Codec {
                 Signal::Named(Box::new((name, self.decode(&tag, &bytes)?)))
             }
             WireSignal::MonitorNamed { name, mref } => Signal::MonitorNamed(Box::new((name, mref))),
+            WireSignal::Spawn(request) => Signal::Spawn(Box::new(request)),
         })
     }
 }
@@ -97,6 +99,7 @@ pub(crate) enum WireSignal {
         name: String,
         mref: MonitorRef,
     },
+    Spawn(SpawnRequest),
 }
 
 /// One frame on a connection between two nodes (the TCP transport's).
@@ -165,6 +168,12 @@ mod tests {
             Signal::Demonitor(r),
             Signal::Named(Box::new(("srv".into(), Box::new(Term::Int(3))))),
             Signal::MonitorNamed(Box::new(("srv".into(), r))),
+            Signal::Spawn(Box::new(SpawnRequest {
+                start: "worker".into(),
+                arg: Term::Int(1),
+                tag: r,
+                link: true,
+            })),
         ];
         for s in signals {
             let wire = codec.encode_signal(s).unwrap();

@@ -42,13 +42,13 @@ pub use message::{MonitorRef, Msg, NodeDownReason};
 pub type TimerRef = Ref;
 #[cfg(feature = "tcp")]
 pub(crate) use node::WeakNode;
-pub(crate) use node::{Carrier, Signal};
-pub use node::{Halt, Node, NodeConfig};
+pub(crate) use node::{Carrier, Signal, SpawnReply, SpawnRequest};
+pub use node::{Halt, Node, NodeConfig, StartFn};
 pub use reason::{ExitReason, InternalError, IntoExitReason};
 pub(crate) use task::catch_panic;
 
 use crate::rt::Duration;
-use crate::term::{Pid, Ref};
+use crate::term::{Pid, Ref, Term};
 use crate::trace::{EventKind, SpawnTie};
 use node::Wait;
 use std::any::Any;
@@ -59,6 +59,17 @@ use std::task::Poll;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("noproc: the process is not alive")]
 pub struct Noproc;
+
+/// Why a process could not be spawned on another node.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SpawnError {
+    /// The node could not be reached, or went down before it answered.
+    #[error("nodedown: node n{0} is not connected")]
+    NodeDown(u16),
+    /// The node has no start function of that name (Erlang's `undef`).
+    #[error("no start function {0:?} on that node (Node::register_start)")]
+    NoSuchStart(String),
+}
 
 /// Why a name could not be registered.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -283,6 +294,94 @@ impl Process {
     /// (at once, with `noproc`, if it is not alive).
     pub fn monitor(&self, target: Pid) -> MonitorRef {
         self.node.monitor(self.pid, target)
+    }
+
+    /// Spawns a process on node `node` from the start function it registered as `start`
+    /// ([`Node::register_start`]), giving it `arg` (`spawn(Node, M, F, A)`), and waits for its
+    /// pid. `NodeDown` if the node cannot be reached or goes down first; `NoSuchStart` if it
+    /// has no such start function. `node` may be this node.
+    ///
+    /// While it waits, it monitors the node (`monitor_node`): a `nodedown` of another
+    /// `monitor_node` of this process for the same node may be taken with it.
+    ///
+    /// ```
+    /// # #[cfg(madsim)] {
+    /// use otpsim::sim::cluster::ClusterSim;
+    /// use otpsim::{Msg, Term};
+    /// ClusterSim::new(1).nodes(2).run(|ctl| async move {
+    ///     ctl.node(2).register_start("echo", |p, arg: Term| async move {
+    ///         if let Ok(to) = p.recv().await.downcast::<otpsim::Pid>() {
+    ///             p.send(to, arg);
+    ///         }
+    ///     });
+    ///     let got = ctl.on(1, |p| async move {
+    ///         let pid = p.spawn_on(2, "echo", Term::atom("hi")).await.unwrap();
+    ///         assert_eq!(pid.node(), 2);
+    ///         p.send(pid, p.pid());
+    ///         p.recv().await.downcast::<Term>().ok()
+    ///     });
+    ///     assert_eq!(got.await.flatten(), Some(Term::atom("hi")));
+    /// });
+    /// # }
+    /// ```
+    pub async fn spawn_on(&self, node: u16, start: &str, arg: Term) -> Result<Pid, SpawnError> {
+        self.spawn_on_tied(node, start, arg, false).await
+    }
+
+    /// Like [`spawn_on`](Self::spawn_on), linked to this process (`spawn_link(Node, M, F,
+    /// A)`).
+    pub async fn spawn_link_on(
+        &self,
+        node: u16,
+        start: &str,
+        arg: Term,
+    ) -> Result<Pid, SpawnError> {
+        self.spawn_on_tied(node, start, arg, true).await
+    }
+
+    async fn spawn_on_tied(
+        &self,
+        node: u16,
+        start: &str,
+        arg: Term,
+        link: bool,
+    ) -> Result<Pid, SpawnError> {
+        if node == self.pid.node() {
+            let Some(f) = self.node.start_fn(start) else {
+                return Err(SpawnError::NoSuchStart(start.to_string()));
+            };
+            let body = move |p: Process| f(p, arg);
+            return Ok(if link {
+                self.spawn_link(body)
+            } else {
+                self.spawn(body)
+            });
+        }
+        let tag = self.make_ref();
+        self.monitor_node(node, true);
+        let request = SpawnRequest {
+            start: start.to_string(),
+            arg,
+            tag,
+            link,
+        };
+        let far = Pid::new(node, 0, 0);
+        self.node
+            .signal(self.pid, far, Signal::Spawn(Box::new(request)));
+        let answer = self
+            .receive(|m| match m {
+                Msg::NodeDown {
+                    node: n,
+                    reason: None,
+                } => *n == node,
+                m => m.downcast_ref::<SpawnReply>().is_some_and(|r| r.tag == tag),
+            })
+            .await;
+        self.monitor_node(node, false);
+        match answer.downcast::<SpawnReply>() {
+            Ok(reply) => reply.result.map_err(SpawnError::NoSuchStart),
+            Err(_) => Err(SpawnError::NodeDown(node)),
+        }
     }
 
     /// Monitors whoever node `node` has registered as `name` (`erlang:monitor(process,

@@ -196,6 +196,10 @@ pub(super) struct State {
     /// Processes an exit signal has just doomed, to be finished at once (see `drain`).
     dying: VecDeque<Pid>,
     draining: bool,
+    /// The start functions other nodes may spawn, by name.
+    starts: BTreeMap<String, StartFn>,
+    /// Spawn requests that arrived, carried out once the lock is released.
+    spawns: Vec<(Pid, SpawnRequest)>,
 }
 
 /// A live process's record in the table. Kept small (it is one table slot per process):
@@ -336,7 +340,36 @@ pub(crate) enum Signal {
     /// Between nodes only: the far half of a monitor of `{Name, Node}`, addressed like
     /// [`Signal::Named`]; the name is looked up on arrival (`noproc` if nobody has it).
     MonitorNamed(Box<(String, MonitorRef)>),
+    /// Between nodes only: a request to spawn a process from one of the node's registered
+    /// start functions (`spawn(Node, M, F, A)`), addressed like [`Signal::Named`].
+    Spawn(Box<SpawnRequest>),
 }
+
+/// A remote spawn's request: the start function's name, its argument, the requester's tag,
+/// and whether the new process links to the requester.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct SpawnRequest {
+    pub(crate) start: String,
+    pub(crate) arg: crate::term::Term,
+    pub(crate) tag: Ref,
+    pub(crate) link: bool,
+}
+
+/// The answer to a remote spawn: the new pid, or the name of a start function the node does
+/// not have.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct SpawnReply {
+    pub(crate) tag: Ref,
+    pub(crate) result: Result<Pid, String>,
+}
+
+/// A start function that processes on other nodes may spawn by name (Erlang's `{M, F}` of
+/// `spawn(Node, M, F, A)`): its process gets the spawner's argument.
+pub type StartFn = Arc<
+    dyn Fn(Process, crate::term::Term) -> std::pin::Pin<Box<dyn Future<Output = ExitReason> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// Where a node hands the signals for other nodes' processes: the simulated switch of a
 /// cluster (`sim::cluster`), later a transport. It must keep each pair's signals in order.
@@ -410,6 +443,8 @@ impl Node {
                     postman_running: false,
                     dying: VecDeque::new(),
                     draining: false,
+                    starts: BTreeMap::new(),
+                    spawns: Vec::new(),
                 }),
                 outside: Pid(crate::term::id_base(config.index, config.creation)),
                 clock: rt::Clock::current(),
@@ -544,6 +579,57 @@ impl Node {
         let at = self.stamp();
         st.deliver(at, from, to, signal);
         st.drain(self);
+        let spawns = std::mem::take(&mut st.spawns);
+        drop(st);
+        for (requester, request) in spawns {
+            self.spawn_requested(requester, request);
+        }
+    }
+
+    /// Registers a start function that processes on other nodes may spawn by name
+    /// ([`Process::spawn_on`](super::Process::spawn_on)); registering a name again replaces
+    /// it.
+    pub fn register_start<F, Fut>(&self, name: &str, start: F)
+    where
+        F: Fn(Process, crate::term::Term) -> Fut + Send + Sync + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: IntoExitReason,
+    {
+        let start: StartFn = Arc::new(move |p, arg| {
+            let body = start(p, arg);
+            Box::pin(async move { body.await.into_exit_reason() })
+        });
+        self.register_start_fn(name, start);
+    }
+
+    /// [`register_start`](Self::register_start) of a start function already boxed.
+    pub(crate) fn register_start_fn(&self, name: &str, start: StartFn) {
+        self.lock().starts.insert(name.to_string(), start);
+    }
+
+    /// The start function registered as `name`, if any.
+    pub(super) fn start_fn(&self, name: &str) -> Option<StartFn> {
+        self.lock().starts.get(name).cloned()
+    }
+
+    /// Carries out a spawn request of `requester` (a process of another node) and answers.
+    fn spawn_requested(&self, requester: Pid, request: SpawnRequest) {
+        let result = match self.start_fn(&request.start) {
+            Some(start) => {
+                let arg = request.arg;
+                let pid = self.spawn(move |p| start(p, arg));
+                if request.link {
+                    let _ = self.link(pid, requester);
+                }
+                Ok(pid)
+            }
+            None => Err(request.start),
+        };
+        let reply = SpawnReply {
+            tag: request.tag,
+            result,
+        };
+        self.send(requester, reply);
     }
 
     /// The connection to node `index` went down (see `State::connection_lost`).
@@ -1658,6 +1744,11 @@ impl State {
                     self.deliver(at, from, owner, Signal::Monitor(mref));
                     return;
                 }
+                // A spawn request: carried out once the node's lock is released.
+                Signal::Spawn(request) => {
+                    self.spawns.push((from, *request));
+                    return;
+                }
                 // The end of a monitor of a name: whoever holds it.
                 Signal::Demonitor(mref) if to.serial() == 0 => {
                     for p in self.procs.values_mut() {
@@ -1733,7 +1824,7 @@ impl State {
             Signal::Demonitor(mref) => {
                 p.watchers.remove(&mref);
             }
-            Signal::Named(_) | Signal::MonitorNamed(_) => {} // resolved above
+            Signal::Named(_) | Signal::MonitorNamed(_) | Signal::Spawn(_) => {} // resolved above
         }
     }
 

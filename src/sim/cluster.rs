@@ -329,6 +329,27 @@ impl ClusterCtl {
         rx.await.ok()
     }
 
+    /// Registers a start function on every node, and on every node that boots later (a
+    /// restart): what processes spawn by name on other nodes
+    /// ([`Process::spawn_on`](crate::Process::spawn_on)).
+    pub fn register_start<F, Fut>(&self, name: &str, start: F)
+    where
+        F: Fn(crate::Process, crate::Term) -> Fut + Send + Sync + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: crate::process::IntoExitReason,
+    {
+        use crate::process::IntoExitReason;
+        let start: crate::process::StartFn = Arc::new(move |p, arg| {
+            let body = start(p, arg);
+            Box::pin(async move { body.await.into_exit_reason() })
+        });
+        lock(&self.cluster.starts).insert(name.to_string(), start.clone());
+        for k in 1..=self.cluster.settings.nodes {
+            self.cluster
+                .slot(k, |s| s.node.register_start_fn(name, start.clone()));
+        }
+    }
+
     /// Writes `text` into the cluster's trace, at this moment (a scenario's own remarks).
     pub fn note(&self, text: impl Into<String>) {
         self.cluster.record(EventKind::Line(text.into()));
@@ -393,6 +414,8 @@ struct Cluster {
     start: Instant,
     /// The cluster's own events (faults, connections), with their times.
     events: Mutex<Vec<Event>>,
+    /// The start functions every node has (`ClusterCtl::register_start`).
+    starts: Mutex<BTreeMap<String, crate::process::StartFn>>,
 }
 
 /// The ordered pair of two nodes.
@@ -416,6 +439,7 @@ impl Cluster {
             wake: rt::sync::Notify::new(),
             start: rt::now(),
             events: Mutex::default(),
+            starts: Mutex::default(),
         });
         // Node 0 is the scenario's side: it hosts no process, so it has no slot.
         let slots: Vec<Slot> = (1..=cluster.settings.nodes)
@@ -457,6 +481,9 @@ impl Cluster {
         node.attach(Arc::new(Port {
             cluster: Arc::downgrade(self),
         }));
+        for (name, start) in lock(&self.starts).iter() {
+            node.register_start_fn(name, start.clone());
+        }
         (node, machine)
     }
 
