@@ -6,6 +6,8 @@ mod build_mode;
 mod cli;
 #[cfg(madsim)]
 mod cluster;
+#[cfg(madsim)]
+mod cluster_planted;
 mod common;
 mod conformance;
 mod determinism;

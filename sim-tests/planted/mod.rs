@@ -9,6 +9,7 @@
 
 pub mod buffer;
 pub mod cache;
+pub mod cluster;
 pub mod dispatch;
 pub mod kv;
 pub mod named;

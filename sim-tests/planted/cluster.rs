@@ -1,0 +1,222 @@
+//! Planted bugs across nodes (issue 18): systems with a flaw of a shape users write in
+//! distributed Erlang, each with its fixed twin, that the cluster harness
+//! (`otpsim::sim::cluster_harness`) must find and shrink.
+//!
+//! * [`Singleton`]: a guard on node 1 keeps one instance of a service on node 2. Buggy, it
+//!   takes `DOWN noconnection` for the instance's death and fails over to node 3, so after a
+//!   partition heals two instances run. Fixed, `noconnection` means "unknown": it watches the
+//!   same instance again once its node answers.
+//! * [`StaleCache`]: a client on node 1 looks up a server on node 2 once and keeps its pid.
+//!   Buggy, it keeps sending to it after node 2 restarted, so every request is lost. Fixed,
+//!   it looks the server up again when a request goes unanswered.
+
+use otpsim::rt::Duration;
+use otpsim::sim::cluster::ClusterCtl;
+use otpsim::sim::cluster_harness::ClusterTarget;
+use otpsim::{ExitReason, Msg, Node, Pid, Process, Term};
+
+/// The guarded service: registers as `singleton` on its node, or, if one is already there,
+/// exits with `{duplicate, Existing}`.
+async fn instance(p: Process, _: Term) -> ExitReason {
+    if p.register("singleton").is_err() {
+        let existing = p
+            .whereis("singleton")
+            .map_or(Term::atom("undefined"), Term::Pid);
+        return ExitReason::from_term(Term::tuple([Term::atom("duplicate"), existing]));
+    }
+    p.receive(|_| false).await;
+    ExitReason::Normal
+}
+
+/// A guard that keeps one instance of a service (see the module's documentation).
+pub struct Singleton {
+    /// Fail over on `noconnection` (the flaw).
+    pub buggy: bool,
+}
+
+async fn guard(p: Process, buggy: bool) -> ExitReason {
+    let retry = Duration::from_millis(500);
+    let mut home = 2;
+    loop {
+        let Ok(mut pid) = p.spawn_on(home, "singleton", Term::atom("nil")).await else {
+            p.sleep(retry).await;
+            continue;
+        };
+        let mut mref = p.monitor(pid);
+        loop {
+            let down = p
+                .receive(move |m| matches!(m, Msg::Down { mref: r, .. } if *r == mref))
+                .await;
+            let Msg::Down { reason, .. } = down else {
+                unreachable!("accepted above")
+            };
+            match reason.to_term() {
+                t if t.is_atom("noconnection") && buggy => {
+                    // The flaw: the instance may well be running still.
+                    home = 3;
+                    break;
+                }
+                t if t.is_atom("noconnection") => {
+                    p.sleep(retry).await;
+                    mref = p.monitor(pid);
+                }
+                Term::Tuple(items) if matches!(items.first(), Some(t) if t.is_atom("duplicate")) => {
+                    match items.get(1) {
+                        Some(Term::Pid(existing)) => {
+                            pid = *existing;
+                            mref = p.monitor(pid);
+                        }
+                        _ => break,
+                    }
+                }
+                _ => break,
+            }
+        }
+    }
+}
+
+impl ClusterTarget for Singleton {
+    fn name(&self) -> String {
+        format!("singleton{}", if self.buggy { "-buggy" } else { "" })
+    }
+
+    fn faulty(&self, _: u16) -> Vec<u16> {
+        vec![2, 3]
+    }
+
+    fn boot(&self, k: u16, node: &Node, first: bool) {
+        node.register_start("singleton", instance);
+        if k == 1 && first {
+            let buggy = self.buggy;
+            node.spawn(move |p| guard(p, buggy));
+        }
+    }
+
+    async fn check(&self, ctl: &ClusterCtl) -> Result<(), String> {
+        let running: Vec<Pid> = [2, 3]
+            .into_iter()
+            .filter_map(|k| ctl.node(k).whereis("singleton"))
+            .collect();
+        match running.len() {
+            1 => Ok(()),
+            n => Err(format!(
+                "{n} instances of the singleton at rest: {running:?}"
+            )),
+        }
+    }
+}
+
+/// A client that caches a server's pid (see the module's documentation).
+pub struct StaleCache {
+    /// Never look the server up again (the flaw).
+    pub buggy: bool,
+}
+
+/// `Hello(from)` to `{server, 2}` asks for its pid; `Req(n, from)` asks for `Ack(n)`.
+struct Hello(Pid);
+struct Here(Pid);
+struct Req(u64, Pid);
+struct Ack(u64);
+/// The client's answer to `Stats(from)`: the last request sent and the last acknowledged.
+struct Stats(Pid);
+struct StatsAre(u64, u64);
+
+async fn server(p: Process) -> ExitReason {
+    p.register("server").expect("one server per node");
+    loop {
+        let msg = p.recv().await;
+        let msg = match msg.downcast::<Hello>() {
+            Ok(Hello(from)) => {
+                p.send(from, Here(p.pid()));
+                continue;
+            }
+            Err(msg) => msg,
+        };
+        if let Ok(Req(n, from)) = msg.downcast::<Req>() {
+            p.send(from, Ack(n));
+        }
+    }
+}
+
+async fn client(p: Process, buggy: bool) -> ExitReason {
+    p.register("client").expect("one client");
+    let (mut sent, mut acked, mut cached, mut asked_at) = (0u64, 0u64, None::<Pid>, 0u64);
+    let tick = Duration::from_millis(200);
+    loop {
+        // Look the server up when there is none, or (fixed) when requests go unanswered.
+        if cached.is_none() || (!buggy && sent > acked + 5 && sent > asked_at + 5) {
+            p.send_named("server", 2, Hello(p.pid()));
+            asked_at = sent;
+        }
+        if let Some(server) = cached {
+            sent += 1;
+            p.send(server, Req(sent, p.pid()));
+        }
+        let until = p.now() + tick;
+        while let Some(msg) = p
+            .recv_timeout(until.saturating_duration_since(p.now()))
+            .await
+        {
+            let msg = match msg.downcast::<Here>() {
+                Ok(Here(pid)) => {
+                    cached = Some(pid);
+                    continue;
+                }
+                Err(msg) => msg,
+            };
+            let msg = match msg.downcast::<Ack>() {
+                Ok(Ack(n)) => {
+                    acked = acked.max(n);
+                    continue;
+                }
+                Err(msg) => msg,
+            };
+            if let Ok(Stats(from)) = msg.downcast::<Stats>() {
+                p.send(from, StatsAre(sent, acked));
+            }
+        }
+    }
+}
+
+impl ClusterTarget for StaleCache {
+    fn name(&self) -> String {
+        format!("stale-cache{}", if self.buggy { "-buggy" } else { "" })
+    }
+
+    fn nodes(&self) -> u16 {
+        2
+    }
+
+    fn faulty(&self, _: u16) -> Vec<u16> {
+        vec![2]
+    }
+
+    fn boot(&self, k: u16, node: &Node, first: bool) {
+        if k == 2 {
+            node.spawn(server);
+        } else if first {
+            let buggy = self.buggy;
+            node.spawn(move |p| client(p, buggy));
+        }
+    }
+
+    async fn check(&self, ctl: &ClusterCtl) -> Result<(), String> {
+        let stats = ctl
+            .on(1, |p| async move {
+                let client = p.whereis("client")?;
+                p.send(client, Stats(p.pid()));
+                let answer = p.receive_timeout(|m| m.is::<StatsAre>(), Duration::from_secs(1));
+                let StatsAre(sent, acked) = answer.await?.downcast::<StatsAre>().ok()?;
+                Some((sent, acked))
+            })
+            .await
+            .flatten();
+        match stats {
+            Some((sent, acked)) if sent <= acked + 3 => Ok(()),
+            Some((sent, acked)) => Err(format!(
+                "requests lost at rest: {sent} sent, the last acknowledged is {acked}"
+            )),
+            None => Err("the client does not answer".into()),
+        }
+    }
+}

@@ -1,0 +1,415 @@
+//! The harness over a cluster: a distributed system (a [`ClusterTarget`]) under generated
+//! cluster faults (node crashes, silent crashes, restarts, pauses, partitions and heals), with
+//! a final "heal all" (paused nodes resume, partitions end, crashed nodes restart) and the
+//! target's quiet period before its at-rest check. A failing case is shrunk (fewer steps,
+//! shorter pauses, seed 0) and can be saved as JSON and replayed.
+//!
+//! Faults name their node by a key, mapped to a node by rendezvous hashing over the nodes the
+//! target lets faults hit: a case keeps its faults on the same nodes when other steps go.
+//!
+//! ```
+//! # #[cfg(madsim)] {
+//! use otpsim::sim::cluster::ClusterCtl;
+//! use otpsim::sim::cluster_harness::{ClusterHarness, ClusterTarget};
+//! use otpsim::Node;
+//!
+//! /// A process on node 2 that node 1 expects to find after every fault: it is not
+//! /// restarted with its node, so the harness finds a case where it is gone.
+//! struct Fragile;
+//!
+//! impl ClusterTarget for Fragile {
+//!     fn name(&self) -> String {
+//!         "fragile".into()
+//!     }
+//!     fn boot(&self, k: u16, node: &Node, first: bool) {
+//!         if k == 2 && first {
+//!             node.spawn(|p| async move {
+//!                 p.register("svc").unwrap();
+//!                 p.receive(|_| false).await;
+//!             });
+//!         }
+//!     }
+//!     async fn check(&self, ctl: &ClusterCtl) -> Result<(), String> {
+//!         match ctl.node(2).whereis("svc") {
+//!             Some(_) => Ok(()),
+//!             None => Err("svc is gone".into()),
+//!         }
+//!     }
+//! }
+//!
+//! let report = ClusterHarness::new(Fragile).cases(200).run();
+//! let failure = report.failure.expect("a crash or restart of node 2 loses it");
+//! assert_eq!(failure.case.steps.len(), 1);
+//! # }
+//! ```
+
+use super::cluster::{ClusterCtl, ClusterReport, ClusterSim};
+use crate::process::Node;
+use crate::rt::Duration;
+use rand_chacha::ChaCha8Rng;
+use rand_core::{RngCore, SeedableRng};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// A distributed system for the cluster harness.
+pub trait ClusterTarget: Send + Sync + 'static {
+    /// Its name (in reports and corpus files).
+    fn name(&self) -> String;
+
+    /// How many nodes it runs on (3).
+    fn nodes(&self) -> u16 {
+        3
+    }
+
+    /// The nodes faults may hit (all of them).
+    fn faulty(&self, nodes: u16) -> Vec<u16> {
+        (1..=nodes).collect()
+    }
+
+    /// Starts what runs on node `k`: at the start (`first`) and after each restart of it.
+    fn boot(&self, k: u16, node: &Node, first: bool);
+
+    /// How long it runs under faults before the final heal (8 s).
+    fn run_for(&self) -> Duration {
+        Duration::from_secs(8)
+    }
+
+    /// How long after the final heal it has to settle before the check (6 s: more than
+    /// `net_ticktime`).
+    fn quiet(&self) -> Duration {
+        Duration::from_secs(6)
+    }
+
+    /// The at-rest check, in the simulation, after the quiet period.
+    fn check(&self, ctl: &ClusterCtl) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// A cluster fault of a generated case; `key` picks its node (rendezvous hashing).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClusterStep {
+    /// The node crashes (its peers see it at once).
+    Crash {
+        /// Picks the node.
+        key: u64,
+    },
+    /// The node is lost silently (its peers find out by ticks).
+    CrashSilently {
+        /// Picks the node.
+        key: u64,
+    },
+    /// The node restarts with a new creation.
+    Restart {
+        /// Picks the node.
+        key: u64,
+    },
+    /// The node stops for `ms` milliseconds.
+    Pause {
+        /// Picks the node.
+        key: u64,
+        /// How long.
+        ms: u64,
+    },
+    /// Nothing gets between the node and the others.
+    Partition {
+        /// Picks the node.
+        key: u64,
+    },
+    /// Every partition ends.
+    Heal,
+}
+
+/// A case: the run's seed, its nodes, and its timed faults.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterCase {
+    /// Madsim's scheduling and the switch's latencies.
+    pub seed: u64,
+    /// Nodes `1..=nodes`.
+    pub nodes: u16,
+    /// `(at_ms, step)`, in time order.
+    pub steps: Vec<(u64, ClusterStep)>,
+}
+
+/// The node of `faulty` that `key` picks: the one with the highest hash of (key, node), so
+/// that a key keeps its node whatever else the case holds.
+pub fn rendezvous(key: u64, faulty: &[u16]) -> Option<u16> {
+    faulty
+        .iter()
+        .copied()
+        .max_by_key(|&k| crate::hash::stable_hash(&(key, k)))
+}
+
+impl ClusterCase {
+    /// The case of `seed` for a target with `nodes` nodes running for `run_for`: up to four
+    /// faults.
+    pub fn generate(seed: u64, nodes: u16, run_for: Duration) -> ClusterCase {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0068_6172_6e65_7373);
+        let mut below = |n: u64| rng.next_u64() % n.max(1);
+        let window = run_for.as_millis() as u64;
+        let count = below(5);
+        let mut steps: Vec<(u64, ClusterStep)> = (0..count)
+            .map(|_| {
+                let at = below(window);
+                let key = below(u64::MAX);
+                let step = match below(6) {
+                    0 => ClusterStep::Crash { key },
+                    1 => ClusterStep::CrashSilently { key },
+                    2 => ClusterStep::Restart { key },
+                    3 => ClusterStep::Pause {
+                        key,
+                        ms: 100 + below(6000),
+                    },
+                    4 => ClusterStep::Partition { key },
+                    _ => ClusterStep::Heal,
+                };
+                (at, step)
+            })
+            .collect();
+        steps.sort_by_key(|(at, _)| *at);
+        ClusterCase { seed, nodes, steps }
+    }
+
+    /// Runs the case against `target`: its report and the at-rest check's verdict (or why
+    /// the run itself failed).
+    pub fn run<T: ClusterTarget>(&self, target: &Arc<T>) -> (ClusterReport, Result<(), String>) {
+        let verdict = Arc::new(Mutex::new(Err("the check did not run".to_string())));
+        let (case, t, v) = (self.clone(), target.clone(), verdict.clone());
+        let report = ClusterSim::new(self.seed)
+            .nodes(self.nodes)
+            .run(move |ctl| drive(case, t, ctl, v));
+        let mut verdict = std::mem::replace(
+            &mut *verdict.lock().unwrap_or_else(PoisonError::into_inner),
+            Ok(()),
+        );
+        if let Some(f) = report.failure() {
+            verdict = Err(f);
+        }
+        (report, verdict)
+    }
+}
+
+async fn drive<T: ClusterTarget>(
+    case: ClusterCase,
+    target: Arc<T>,
+    ctl: ClusterCtl,
+    verdict: Arc<Mutex<Result<(), String>>>,
+) {
+    let faulty = target.faulty(case.nodes);
+    for k in 1..=case.nodes {
+        target.boot(k, &ctl.node(k), true);
+    }
+    let start = crate::rt::now();
+    let mut down: BTreeSet<u16> = BTreeSet::new();
+    let mut paused: Vec<(u64, u16)> = Vec::new();
+    for (at, step) in &case.steps {
+        // Resumes due before this step.
+        paused.sort_unstable();
+        while let Some(&(until, k)) = paused.first() {
+            if until > *at {
+                break;
+            }
+            crate::rt::sleep_until(start + Duration::from_millis(until)).await;
+            ctl.resume(k);
+            paused.remove(0);
+        }
+        crate::rt::sleep_until(start + Duration::from_millis(*at)).await;
+        let node = |key: &u64| rendezvous(*key, &faulty);
+        match step {
+            ClusterStep::Crash { key } | ClusterStep::CrashSilently { key } => {
+                if let Some(k) = node(key) {
+                    if matches!(step, ClusterStep::Crash { .. }) {
+                        ctl.crash(k);
+                    } else {
+                        ctl.crash_silently(k);
+                    }
+                    down.insert(k);
+                }
+            }
+            ClusterStep::Restart { key } => {
+                if let Some(k) = node(key) {
+                    ctl.restart(k);
+                    down.remove(&k);
+                    target.boot(k, &ctl.node(k), false);
+                }
+            }
+            ClusterStep::Pause { key, ms } => {
+                if let Some(k) = node(key) {
+                    ctl.pause(k);
+                    paused.push((at + ms, k));
+                }
+            }
+            ClusterStep::Partition { key } => {
+                if let Some(k) = node(key) {
+                    ctl.partition(&[k]);
+                }
+            }
+            ClusterStep::Heal => ctl.heal(),
+        }
+    }
+    crate::rt::sleep_until(start + target.run_for()).await;
+    // Heal all: paused nodes resume, partitions end, crashed nodes restart.
+    for (_, k) in paused {
+        ctl.resume(k);
+    }
+    ctl.heal();
+    for k in down {
+        ctl.restart(k);
+        target.boot(k, &ctl.node(k), false);
+    }
+    ctl.sleep(target.quiet()).await;
+    let result = target.check(&ctl).await;
+    *verdict.lock().unwrap_or_else(PoisonError::into_inner) = result;
+}
+
+/// A minimised failing case.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClusterFailure {
+    /// What the check said about the minimal case.
+    pub message: String,
+    /// The minimal case.
+    pub case: ClusterCase,
+    /// The generator seed that found it.
+    pub seed: u64,
+    /// The case at which it was found (from 1).
+    pub found_at_case: u64,
+}
+
+impl ClusterFailure {
+    /// The failure as JSON, for a corpus file (`otpsim`'s `corpus/` holds single-node cases;
+    /// a cluster case names its target).
+    pub fn to_json(&self, target: &str) -> serde_json::Value {
+        serde_json::json!({
+            "target": target,
+            "cluster_case": self.case,
+            "message": self.message,
+        })
+    }
+}
+
+/// What a cluster campaign found.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClusterHarnessReport {
+    /// Cases run, up to and including the first failing one.
+    pub cases: u64,
+    /// The minimal failing case, if one was found.
+    pub failure: Option<ClusterFailure>,
+}
+
+/// Runs generated cases of a [`ClusterTarget`] (every 50th twice, to check that it
+/// replays identically), and shrinks the first failure.
+pub struct ClusterHarness<T: ClusterTarget> {
+    target: Arc<T>,
+    cases: u64,
+    first_seed: u64,
+}
+
+impl<T: ClusterTarget> ClusterHarness<T> {
+    /// 1,000 cases from seed 0.
+    pub fn new(target: T) -> ClusterHarness<T> {
+        ClusterHarness {
+            target: Arc::new(target),
+            cases: 1000,
+            first_seed: 0,
+        }
+    }
+
+    /// The same with `n` cases.
+    pub fn cases(mut self, n: u64) -> ClusterHarness<T> {
+        self.cases = n;
+        self
+    }
+
+    /// The same from another first seed.
+    pub fn first_seed(mut self, seed: u64) -> ClusterHarness<T> {
+        self.first_seed = seed;
+        self
+    }
+
+    /// Runs the campaign.
+    pub fn run(&self) -> ClusterHarnessReport {
+        let (nodes, window) = (self.target.nodes(), self.target.run_for());
+        for i in 0..self.cases {
+            let seed = self.first_seed + i;
+            let case = ClusterCase::generate(seed, nodes, window);
+            let (report, verdict) = case.run(&self.target);
+            let verdict = verdict.and_then(|()| {
+                if i % 50 != 0 {
+                    return Ok(());
+                }
+                let (again, _) = case.run(&self.target);
+                match report.trace.first_divergence(&again.trace) {
+                    Some(d) => Err(format!("determinism: {d}")),
+                    None => Ok(()),
+                }
+            });
+            if let Err(message) = verdict {
+                let (case, message) = self.shrink(case, message);
+                return ClusterHarnessReport {
+                    cases: i + 1,
+                    failure: Some(ClusterFailure {
+                        message,
+                        case,
+                        seed,
+                        found_at_case: i + 1,
+                    }),
+                };
+            }
+        }
+        ClusterHarnessReport {
+            cases: self.cases,
+            failure: None,
+        }
+    }
+
+    /// The check's verdict on `case`.
+    fn fails(&self, case: &ClusterCase) -> Option<String> {
+        case.run(&self.target).1.err()
+    }
+
+    /// A smaller case that still fails: fewer steps, shorter pauses, seed 0.
+    fn shrink(&self, mut case: ClusterCase, mut message: String) -> (ClusterCase, String) {
+        let mut budget = 300;
+        let mut better = true;
+        while better && budget > 0 {
+            better = false;
+            let mut i = 0;
+            while i < case.steps.len() && budget > 0 {
+                let mut smaller = case.clone();
+                smaller.steps.remove(i);
+                budget -= 1;
+                match self.fails(&smaller) {
+                    Some(m) => {
+                        (case, message, better) = (smaller, m, true);
+                    }
+                    None => i += 1,
+                }
+            }
+            for i in 0..case.steps.len() {
+                if let (_, ClusterStep::Pause { ms, .. }) = case.steps[i] {
+                    if ms > 100 && budget > 0 {
+                        let mut smaller = case.clone();
+                        if let ClusterStep::Pause { ms, .. } = &mut smaller.steps[i].1 {
+                            *ms /= 2;
+                        }
+                        budget -= 1;
+                        if let Some(m) = self.fails(&smaller) {
+                            (case, message, better) = (smaller, m, true);
+                        }
+                    }
+                }
+            }
+            if case.seed != 0 && budget > 0 {
+                let smaller = ClusterCase {
+                    seed: 0,
+                    ..case.clone()
+                };
+                budget -= 1;
+                if let Some(m) = self.fails(&smaller) {
+                    (case, message, better) = (smaller, m, true);
+                }
+            }
+        }
+        (case, message)
+    }
+}
