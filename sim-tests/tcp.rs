@@ -277,3 +277,29 @@ fn a_process_spawns_on_the_other_node_over_tcp() {
         assert_eq!(rx.await.unwrap(), Some(42));
     });
 }
+
+/// Two nodes that dial each other at the same moment keep one connection (the lower index's)
+/// and lose nothing: what each sent while connecting arrives, in order, and each side hears
+/// one `nodeup`.
+#[test]
+fn two_nodes_dialling_each_other_at_once_lose_nothing() {
+    rt::block_on(6, async {
+        let (n1, t1, _m1) = boot(1, 0, 1, 2).await;
+        let (n2, t2, _m2) = boot(2, 0, 2, 2).await;
+        let (log1, log2) = (Log::default(), Log::default());
+        let (r1, r2) = (recorder(&n1, &log1), recorder(&n2, &log2));
+        for (node, to) in [(&n1, r2), (&n2, r1)] {
+            node.spawn(move |p| async move {
+                p.monitor_nodes(true);
+                for i in 0..20u32 {
+                    p.send(to, i);
+                }
+            });
+        }
+        rt::sleep(Duration::from_millis(200)).await;
+        let want: Vec<String> = (0..20).map(|i| format!("got {i}")).collect();
+        assert_eq!(taken(&log1), want);
+        assert_eq!(taken(&log2), want);
+        assert_eq!((t1.connected(), t2.connected()), (vec![2], vec![1]));
+    });
+}

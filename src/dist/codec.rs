@@ -124,14 +124,17 @@ impl Codec {
         codec
     }
 
-    /// Registers `T` under `tag`. Registering a tag again replaces it.
+    /// Registers `T` under `tag`. A type registered under several tags (two servers with
+    /// the same reply type, say) is sent under its first and received under any; registering
+    /// a tag again for another type replaces it.
     pub fn register<T>(&mut self, tag: &str) -> &mut Codec
     where
         T: Serialize + DeserializeOwned + Send + 'static,
     {
         let tag: Arc<str> = tag.into();
         self.by_type
-            .insert(TypeId::of::<T>(), (tag.clone(), encode_as::<T>));
+            .entry(TypeId::of::<T>())
+            .or_insert((tag.clone(), encode_as::<T>));
         self.by_tag.insert(tag, decode_as::<T>);
         self
     }

@@ -14,14 +14,14 @@
 //! (`examples/cluster.rs`).
 
 use super::codec::Codec;
-use super::wire::Frame;
-use crate::process::{Carrier, ExitReason, Node, NodeDownReason, Signal, WeakNode};
+use super::wire::{Frame, MAX_FRAME};
+use crate::process::{Carrier, Node, NodeDownReason, Signal, WeakNode};
 use crate::rt::{self, Duration};
 use crate::term::Pid;
 use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
@@ -70,14 +70,35 @@ enum Out {
 
 /// A peer as this node knows it.
 enum Peer {
-    /// A dial is under way; these wait for it.
-    Connecting(Vec<(Pid, Pid, Signal)>),
-    /// Connected to the peer's incarnation `creation`.
+    /// Dial `dial` is under way; these wait for it.
+    Connecting {
+        queue: Vec<(Pid, Pid, Signal)>,
+        dial: u64,
+    },
+    /// Connected to the peer's incarnation `creation` by connection `id`.
     Up {
         creation: u16,
         tx: mpsc::UnboundedSender<Out>,
         id: u64,
+        /// Cleared when the connection stops being this peer's: its reader delivers nothing
+        /// more.
+        live: Arc<AtomicBool>,
     },
+}
+
+impl Peer {
+    /// Ends it: a connection's writer closes, and its reader stops delivering; a dial's
+    /// waiting signals are given back.
+    fn end(self) -> Vec<(Pid, Pid, Signal)> {
+        match self {
+            Peer::Connecting { queue, .. } => queue,
+            Peer::Up { tx, live, .. } => {
+                live.store(false, Ordering::Relaxed);
+                let _ = tx.send(Out::Close);
+                Vec::new()
+            }
+        }
+    }
 }
 
 struct Shared {
@@ -88,6 +109,8 @@ struct Shared {
     peers: Mutex<BTreeMap<u16, Peer>>,
     next_id: AtomicU64,
     undeliverable: AtomicU64,
+    /// The node halted: nothing connects any more.
+    halted: AtomicBool,
 }
 
 /// A node's TCP transport (see the module's documentation).
@@ -116,6 +139,7 @@ impl Tcp {
             peers: Mutex::new(BTreeMap::new()),
             next_id: AtomicU64::new(1),
             undeliverable: AtomicU64::new(0),
+            halted: AtomicBool::new(false),
         });
         node.attach(Arc::new(Port(shared.clone())));
         rt::spawn(accept(shared.clone(), listener));
@@ -137,18 +161,24 @@ impl Tcp {
             .collect()
     }
 
-    /// Closes the connection to `peer` (`erlang:disconnect_node/1`).
+    /// Closes the connection to `peer` (`erlang:disconnect_node/1`); a connection still
+    /// being made is given up (what waited for it fails as on an unreachable node).
     pub fn disconnect(&self, peer: u16) {
-        let up = lock(&self.shared.peers).remove(&peer);
-        if let Some(Peer::Up { tx, .. }) = up {
-            let _ = tx.send(Out::Close);
-            if let Some(node) = self.shared.node.upgrade() {
-                node.connection_lost(peer, NodeDownReason::Disconnect);
+        let Some(old) = lock(&self.shared.peers).remove(&peer) else {
+            return;
+        };
+        match old {
+            Peer::Connecting { queue, .. } => fail(&self.shared, peer, queue),
+            up => {
+                up.end();
+                if let Some(node) = self.shared.node.upgrade() {
+                    node.connection_lost(peer, NodeDownReason::Disconnect);
+                }
             }
         }
     }
 
-    /// How many signals could not be sent (a type without a codec).
+    /// How many signals could not be sent (a type without a codec, a frame too large).
     pub fn undeliverable(&self) -> u64 {
         self.shared.undeliverable.load(Ordering::Relaxed)
     }
@@ -156,6 +186,15 @@ impl Tcp {
 
 /// The node's way into the transport. Called under the node's lock: it only queues.
 struct Port(Arc<Shared>);
+
+impl Port {
+    /// Starts a dial to `peer` with `queue` waiting for it.
+    fn dial(&self, peers: &mut BTreeMap<u16, Peer>, peer: u16, queue: Vec<(Pid, Pid, Signal)>) {
+        let dial = self.0.next_id.fetch_add(1, Ordering::Relaxed);
+        peers.insert(peer, Peer::Connecting { queue, dial });
+        rt::spawn(dial_peer(self.0.clone(), peer, dial));
+    }
+}
 
 impl Carrier for Port {
     fn carry(&self, from: Pid, to: Pid, signal: Signal) {
@@ -166,54 +205,67 @@ impl Carrier for Port {
             Some(Peer::Up { tx, .. }) => {
                 let _ = tx.send(Out::Signal(from, to, signal));
             }
-            Some(Peer::Connecting(queue)) => queue.push((from, to, signal)),
-            None => {
-                peers.insert(peer, Peer::Connecting(vec![(from, to, signal)]));
-                rt::spawn(dial(shared.clone(), peer));
-            }
+            Some(Peer::Connecting { queue, .. }) => queue.push((from, to, signal)),
+            None if shared.halted.load(Ordering::Relaxed) => {}
+            None => self.dial(&mut peers, peer, vec![(from, to, signal)]),
         }
     }
 
     fn connect(&self, _from: u16, to: u16) -> bool {
         let shared = &self.0;
-        if !shared.config.peers.contains_key(&to) {
-            return lock(&shared.peers).contains_key(&to);
+        let mut peers = lock(&shared.peers);
+        if peers.contains_key(&to) {
+            return true;
         }
-        if let std::collections::btree_map::Entry::Vacant(e) = lock(&shared.peers).entry(to) {
-            e.insert(Peer::Connecting(Vec::new()));
-            rt::spawn(dial(shared.clone(), to));
+        if !shared.config.peers.contains_key(&to) || shared.halted.load(Ordering::Relaxed) {
+            return false;
         }
+        self.dial(&mut peers, to, Vec::new());
         true
+    }
+
+    fn halt(&self) {
+        let shared = &self.0;
+        shared.halted.store(true, Ordering::Relaxed);
+        let peers = std::mem::take(&mut *lock(&shared.peers));
+        for (_, peer) in peers {
+            peer.end();
+        }
     }
 }
 
 async fn accept(shared: Arc<Shared>, listener: TcpListener) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        if shared.node.upgrade().is_none() {
+        let accepted = listener.accept().await;
+        if shared.halted.load(Ordering::Relaxed) || shared.node.upgrade().is_none() {
             return;
         }
-        rt::spawn(answer(shared.clone(), stream));
+        match accepted {
+            Ok((stream, _)) => rt::spawn(answer(shared.clone(), stream)),
+            // Out of descriptors, say: try again a little later rather than spin.
+            Err(_) => rt::sleep(Duration::from_millis(10)).await,
+        }
     }
 }
 
 /// Writes one frame.
 async fn send_frame<W: tokio::io::AsyncWrite + Unpin>(w: &mut W, frame: &Frame) -> io::Result<()> {
-    w.write_all(&frame.to_bytes()).await?;
+    let bytes = frame.to_bytes().map_err(io::Error::other)?;
+    w.write_all(&bytes).await?;
     w.flush().await
 }
 
-/// Reads one frame (`None` at the end of the stream or for bytes that are not a frame).
+/// Reads one frame of at most `max` bytes (`None` at the end of the stream, for a longer
+/// one, or for bytes that are not a frame).
 async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
     r: &mut R,
     buf: &mut Vec<u8>,
+    max: usize,
 ) -> Option<Frame> {
     let mut len = [0u8; 4];
     r.read_exact(&mut len).await.ok()?;
     let len = u32::from_le_bytes(len) as usize;
-    if len > MAX_FRAME {
+    if len > max {
         return None;
     }
     buf.resize(len, 0);
@@ -221,8 +273,8 @@ async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
     Frame::from_body(buf)
 }
 
-/// The largest frame accepted (a peer that sends more is cut off).
-const MAX_FRAME: usize = 64 << 20;
+/// The largest first frame accepted, before the peer has shown the cookie.
+const MAX_HELLO: usize = 1024;
 
 impl Shared {
     fn hello(&self) -> Frame {
@@ -246,58 +298,77 @@ impl Shared {
     }
 }
 
-/// Dials node `peer` for the signals queued for it.
-async fn dial(shared: Arc<Shared>, peer: u16) {
+/// What a dial's handshake came to.
+enum Dialled {
+    /// Connected to this incarnation of the peer.
+    Up(TcpStream, u16),
+    /// The peer is dialling us too and keeps its own connection (it has the lower index).
+    Refused,
+    /// Nothing (unreachable, another cookie, silence).
+    Failed,
+}
+
+/// Dial `dial` to node `peer`, for the signals queued for it.
+async fn dial_peer(shared: Arc<Shared>, peer: u16, dial: u64) {
     let handshake = async {
-        let addr = *shared.config.peers.get(&peer)?;
-        let mut stream = TcpStream::connect(addr).await.ok()?;
-        send_frame(&mut stream, &shared.hello()).await.ok()?;
-        let mut buf = Vec::new();
-        let (index, creation) = shared.check(read_frame(&mut stream, &mut buf).await)?;
-        (index == peer).then_some((stream, creation))
-    };
-    let result = rt::timeout(shared.config.net_ticktime, handshake)
-        .await
-        .flatten();
-    match result {
-        Some((stream, creation)) => established(&shared, peer, creation, stream),
-        None => {
-            // Refused, unreachable, or beaten by the peer's own connection to us.
-            let queued = {
-                let mut peers = lock(&shared.peers);
-                match peers.get(&peer) {
-                    Some(Peer::Connecting(_)) => match peers.remove(&peer) {
-                        Some(Peer::Connecting(q)) => q,
-                        _ => Vec::new(),
-                    },
-                    _ => return,
-                }
-            };
-            fail(&shared, peer, queued);
+        let Some(&addr) = shared.config.peers.get(&peer) else {
+            return Dialled::Failed;
+        };
+        let Ok(mut stream) = TcpStream::connect(addr).await else {
+            return Dialled::Failed;
+        };
+        if send_frame(&mut stream, &shared.hello()).await.is_err() {
+            return Dialled::Failed;
         }
+        let mut buf = Vec::new();
+        match read_frame(&mut stream, &mut buf, MAX_HELLO).await {
+            Some(Frame::Busy) => Dialled::Refused,
+            reply => match shared.check(reply) {
+                Some((index, creation)) if index == peer => Dialled::Up(stream, creation),
+                _ => Dialled::Failed,
+            },
+        }
+    };
+    let dialled = rt::timeout(shared.config.net_ticktime, handshake).await;
+    match dialled.unwrap_or(Dialled::Failed) {
+        Dialled::Up(stream, creation) => {
+            install(&shared, peer, creation, stream, Some(dial));
+        }
+        Dialled::Refused => {
+            // The peer's own connection is on its way: it takes over what waits here.
+            rt::sleep(shared.config.net_ticktime).await;
+            give_up(&shared, peer, dial);
+        }
+        Dialled::Failed => give_up(&shared, peer, dial),
     }
 }
 
-/// A connection attempt failed: links and monitors waiting for it get `noconnection`, the
-/// node's `monitor_node`s of the peer `nodedown`; messages are dropped.
+/// Dial `dial` to `peer` came to nothing: if it is still the one waiting, what waits for it
+/// fails.
+fn give_up(shared: &Shared, peer: u16, dial: u64) {
+    let queue = {
+        let mut peers = lock(&shared.peers);
+        match peers.get(&peer) {
+            Some(Peer::Connecting { dial: d, .. }) if *d == dial => {
+                peers.remove(&peer).map(Peer::end).unwrap_or_default()
+            }
+            _ => return,
+        }
+    };
+    fail(shared, peer, queue);
+}
+
+/// A connection attempt failed: links and monitors waiting for it get `noconnection`, a
+/// remote spawn `NodeDown`, the node's `monitor_node`s of the peer `nodedown`; messages are
+/// dropped.
 fn fail(shared: &Shared, peer: u16, queued: Vec<(Pid, Pid, Signal)>) {
     let Some(node) = shared.node.upgrade() else {
         return;
     };
     for (from, to, signal) in queued {
-        let answer = match signal {
-            Signal::Link => Signal::LinkExit(ExitReason::noconnection()),
-            Signal::Monitor(mref) => Signal::Down {
-                mref,
-                reason: ExitReason::noconnection(),
-            },
-            Signal::MonitorNamed(named) => Signal::Down {
-                mref: named.1,
-                reason: ExitReason::noconnection(),
-            },
-            _ => continue,
-        };
-        node.arrive(to, from, answer);
+        if let Some(answer) = signal.unreachable_answer() {
+            node.arrive(to, from, answer);
+        }
     }
     node.connection_failed(peer);
 }
@@ -307,66 +378,99 @@ async fn answer(shared: Arc<Shared>, mut stream: TcpStream) {
     let mut buf = Vec::new();
     let hello = rt::timeout(
         shared.config.net_ticktime,
-        read_frame(&mut stream, &mut buf),
+        read_frame(&mut stream, &mut buf, MAX_HELLO),
     )
     .await;
     let Some((peer, creation)) = shared.check(hello.flatten()) else {
         return;
     };
-    let stale = {
-        let peers = lock(&shared.peers);
-        match peers.get(&peer) {
-            // Both dialled: the lower index's connection wins.
-            Some(Peer::Connecting(_)) if shared.index < peer => return,
-            Some(Peer::Up { creation: c, .. }) if *c == creation => return,
-            Some(Peer::Up { .. }) => true,
-            _ => false,
-        }
-    };
-    if stale {
-        // The peer restarted: its old connection is gone.
-        let old = lock(&shared.peers).remove(&peer);
-        if let Some(Peer::Up { tx, .. }) = old {
-            let _ = tx.send(Out::Close);
-        }
-        if let Some(node) = shared.node.upgrade() {
-            node.connection_lost(peer, NodeDownReason::ConnectionClosed);
-        }
-    }
-    if send_frame(&mut stream, &shared.hello()).await.is_err() {
-        return;
-    }
-    established(&shared, peer, creation, stream);
+    // Refused, `install` answers so.
+    install(&shared, peer, creation, stream, None);
 }
 
-/// A connection to `peer` is up: what waited for it goes first, then the writer and the
-/// reader run until it goes down.
-fn established(shared: &Arc<Shared>, peer: u16, creation: u16, stream: TcpStream) {
+/// A connection to `peer` (incarnation `creation`) is handshaken, by our dial `dial` or by
+/// the peer's (`None`). Decides, in one critical section, whether it becomes the peer's
+/// connection:
+///
+/// * our dial only if it is still the one waiting;
+/// * the peer's dial unless ours is under way and we have the lower index (the lower index's
+///   connection wins), or it comes from an older incarnation than the one connected;
+/// * a dial of the peer while it is connected replaces that connection (the old one goes
+///   down first: the peer reconnected or restarted).
+///
+/// What waited goes into the new connection before anything sent later can. Returns whether
+/// it was taken.
+fn install(
+    shared: &Arc<Shared>,
+    peer: u16,
+    creation: u16,
+    mut stream: TcpStream,
+    dial: Option<u64>,
+) -> bool {
     let (tx, rx) = mpsc::unbounded_channel();
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-    {
-        // What waited goes into the channel before anything sent later can.
+    let live = Arc::new(AtomicBool::new(true));
+    let replaced = {
         let mut peers = lock(&shared.peers);
+        let take = !shared.halted.load(Ordering::Relaxed)
+            && match (dial, peers.get(&peer)) {
+                (Some(d), Some(Peer::Connecting { dial, .. })) => *dial == d,
+                (Some(_), _) => false,
+                (None, Some(Peer::Connecting { .. })) => shared.index > peer,
+                (None, Some(Peer::Up { creation: c, .. })) => creation >= *c,
+                (None, None) => true,
+            };
+        if !take {
+            drop(peers);
+            if dial.is_none() {
+                let refusal = async move {
+                    let _ = send_frame(&mut stream, &Frame::Busy).await;
+                };
+                rt::spawn(refusal);
+            }
+            return false;
+        }
         let up = Peer::Up {
             creation,
             tx: tx.clone(),
             id,
+            live: live.clone(),
         };
-        if let Some(Peer::Connecting(queued)) = peers.insert(peer, up) {
-            for (from, to, signal) in queued {
-                let _ = tx.send(Out::Signal(from, to, signal));
+        match peers.insert(peer, up) {
+            Some(Peer::Connecting { queue, .. }) => {
+                for (from, to, signal) in queue {
+                    let _ = tx.send(Out::Signal(from, to, signal));
+                }
+                false
             }
+            Some(old) => {
+                old.end();
+                true
+            }
+            None => false,
         }
-    }
-    let Some(node) = shared.node.upgrade() else {
-        return;
     };
+    let Some(node) = shared.node.upgrade() else {
+        return false;
+    };
+    if replaced {
+        node.connection_lost(peer, NodeDownReason::ConnectionClosed);
+    }
     // Frames are flushed when nothing more waits: Nagle's delay would only add latency.
     let _ = stream.set_nodelay(true);
     node.connection_up(peer);
-    let (reader, writer) = tokio::io::split(stream);
-    rt::spawn(write(shared.clone(), rx, writer));
-    rt::spawn(read(shared.clone(), peer, id, reader));
+    let shared = shared.clone();
+    rt::spawn(async move {
+        // The answer to a dial: our hello, before anything the writer sends.
+        if dial.is_none() && send_frame(&mut stream, &shared.hello()).await.is_err() {
+            down(&shared, peer, id, NodeDownReason::ConnectionClosed);
+            return;
+        }
+        let (reader, writer) = tokio::io::split(stream);
+        rt::spawn(write(shared.clone(), rx, writer));
+        read(shared, peer, id, live, reader).await;
+    });
+    true
 }
 
 /// The connection `id` to `peer` went down (`reason`), unless it already was.
@@ -376,8 +480,8 @@ fn down(shared: &Shared, peer: u16, id: u64, reason: NodeDownReason) {
     if !current {
         return;
     }
-    if let Some(Peer::Up { tx, .. }) = peers.remove(&peer) {
-        let _ = tx.send(Out::Close);
+    if let Some(old) = peers.remove(&peer) {
+        old.end();
     }
     drop(peers);
     if let Some(node) = shared.node.upgrade() {
@@ -425,8 +529,16 @@ async fn write<W: tokio::io::AsyncWrite + Unpin>(
                 }
             }
         };
-        if w.write_all(&frame.to_bytes()).await.is_err() {
-            return;
+        match frame.to_bytes() {
+            Ok(bytes) => {
+                if w.write_all(&bytes).await.is_err() {
+                    return;
+                }
+            }
+            // Too large for a frame: counted like a type without a codec.
+            Err(_) => {
+                shared.undeliverable.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 }
@@ -458,16 +570,26 @@ async fn spinning<F: std::future::Future>(future: F) -> F::Output {
 
 /// Hands the peer's signals to the node; the connection goes down when the peer closes it,
 /// sends something that is not a frame, or says nothing for `net_ticktime`.
-async fn read<R: tokio::io::AsyncRead + Unpin>(shared: Arc<Shared>, peer: u16, id: u64, reader: R) {
+async fn read<R: tokio::io::AsyncRead + Unpin>(
+    shared: Arc<Shared>,
+    peer: u16,
+    id: u64,
+    live: Arc<AtomicBool>,
+    reader: R,
+) {
     let mut r = tokio::io::BufReader::with_capacity(64 << 10, reader);
     let mut buf = Vec::new();
     let reason = loop {
-        let next = spinning(read_frame(&mut r, &mut buf));
+        let next = spinning(read_frame(&mut r, &mut buf, MAX_FRAME));
         let frame = match rt::timeout(shared.config.net_ticktime, next).await {
             None => break NodeDownReason::NetTickTimeout,
             Some(None) => break NodeDownReason::ConnectionClosed,
             Some(Some(frame)) => frame,
         };
+        // Disconnected or replaced: what it still reads is not delivered.
+        if !live.load(Ordering::Relaxed) {
+            return;
+        }
         let Frame::Signal { from, to, signal } = frame else {
             continue; // a tick
         };

@@ -102,6 +102,9 @@ pub(crate) enum WireSignal {
     Spawn(SpawnRequest),
 }
 
+/// The largest frame a node accepts from a connected peer (one that sends more is cut off).
+pub(crate) const MAX_FRAME: usize = 64 << 20;
+
 /// One frame on a connection between two nodes (the TCP transport's).
 #[cfg_attr(not(feature = "tcp"), allow(dead_code))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -117,6 +120,9 @@ pub(crate) enum Frame {
     },
     /// Nothing to say: the connection is alive.
     Tick,
+    /// The answer to a dial that loses to the answering node's own dial of the dialler
+    /// (the lower index's connection wins): wait for that one.
+    Busy,
     /// A signal from a process of the sender's to one of the receiver's.
     Signal {
         from: Pid,
@@ -127,13 +133,17 @@ pub(crate) enum Frame {
 
 #[cfg_attr(not(feature = "tcp"), allow(dead_code))]
 impl Frame {
-    /// The frame's bytes, after a 4-byte little-endian length.
-    pub(crate) fn to_bytes(&self) -> Vec<u8> {
-        let body = bincode::serialize(self).unwrap_or_default();
+    /// The frame's bytes, after a 4-byte little-endian length; an error for a frame that
+    /// cannot be encoded or is larger than a peer accepts.
+    pub(crate) fn to_bytes(&self) -> Result<Vec<u8>, String> {
+        let body = bincode::serialize(self).map_err(|e| e.to_string())?;
+        if body.len() > MAX_FRAME {
+            return Err(format!("a frame of {} bytes is too large", body.len()));
+        }
         let mut out = Vec::with_capacity(4 + body.len());
         out.extend_from_slice(&(body.len() as u32).to_le_bytes());
         out.extend_from_slice(&body);
-        out
+        Ok(out)
     }
 
     /// A frame from its body (without the length); `None` for bytes that are not one.
@@ -182,7 +192,7 @@ mod tests {
                 to: Pid(2),
                 signal: wire.clone(),
             };
-            let bytes = frame.to_bytes();
+            let bytes = frame.to_bytes().unwrap();
             let back = Frame::from_body(&bytes[4..]).unwrap();
             assert_eq!(back, frame);
             let again = codec.encode_signal(codec.decode_signal(wire.clone()).unwrap());

@@ -61,7 +61,7 @@ use std::task::Poll;
 pub struct Noproc;
 
 /// Why a process could not be spawned on another node.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum SpawnError {
     /// The node could not be reached, or went down before it answered.
     #[error("nodedown: node n{0} is not connected")]
@@ -301,9 +301,6 @@ impl Process {
     /// pid. `NodeDown` if the node cannot be reached or goes down first; `NoSuchStart` if it
     /// has no such start function. `node` may be this node.
     ///
-    /// While it waits, it monitors the node (`monitor_node`): a `nodedown` of another
-    /// `monitor_node` of this process for the same node may be taken with it.
-    ///
     /// ```
     /// # #[cfg(madsim)] {
     /// use otpsim::sim::cluster::ClusterSim;
@@ -357,30 +354,18 @@ impl Process {
                 self.spawn(body)
             });
         }
-        let tag = self.make_ref();
-        self.monitor_node(node, true);
-        let request = SpawnRequest {
-            start: start.to_string(),
-            arg,
-            tag,
-            link,
-        };
-        let far = Pid::new(node, 0, 0);
-        self.node
-            .signal(self.pid, far, Signal::Spawn(Box::new(request)));
+        let tag = self.node.request_spawn(self.pid, node, start, arg, link);
         let answer = self
-            .receive(|m| match m {
-                Msg::NodeDown {
-                    node: n,
-                    reason: None,
-                } => *n == node,
-                m => m.downcast_ref::<SpawnReply>().is_some_and(|r| r.tag == tag),
-            })
+            .receive(|m| m.downcast_ref::<SpawnReply>().is_some_and(|r| r.tag == tag))
             .await;
-        self.monitor_node(node, false);
+        self.node.end_spawn(self.pid, tag);
         match answer.downcast::<SpawnReply>() {
-            Ok(reply) => reply.result.map_err(SpawnError::NoSuchStart),
-            Err(_) => Err(SpawnError::NodeDown(node)),
+            Ok(SpawnReply {
+                result: Err(SpawnError::NodeDown(_)),
+                ..
+            }) => Err(SpawnError::NodeDown(node)),
+            Ok(reply) => reply.result,
+            Err(_) => unreachable!("accepted above"),
         }
     }
 

@@ -200,6 +200,8 @@ pub(super) struct State {
     starts: BTreeMap<String, StartFn>,
     /// Spawn requests that arrived, carried out once the lock is released.
     spawns: Vec<(Pid, SpawnRequest)>,
+    /// This node's spawn requests waiting for their answer: (tag, requester, node).
+    pending_spawns: Vec<(Ref, Pid, u16)>,
 }
 
 /// A live process's record in the table. Kept small (it is one table slot per process):
@@ -355,12 +357,12 @@ pub(crate) struct SpawnRequest {
     pub(crate) link: bool,
 }
 
-/// The answer to a remote spawn: the new pid, or the name of a start function the node does
-/// not have.
+/// The answer to a remote spawn: the new pid, or why there is none. Sent to the spawner's
+/// alias `tag`, so that an answer that comes too late is dropped.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct SpawnReply {
     pub(crate) tag: Ref,
-    pub(crate) result: Result<Pid, String>,
+    pub(crate) result: Result<Pid, super::SpawnError>,
 }
 
 /// A start function that processes on other nodes may spawn by name (Erlang's `{M, F}` of
@@ -380,6 +382,34 @@ pub(crate) trait Carrier: Send + Sync {
     /// Whether node `from` is connected to node `to`, connecting them if it can (what
     /// `monitor_node` does first).
     fn connect(&self, from: u16, to: u16) -> bool;
+
+    /// The node halted: close every connection, make no new ones.
+    fn halt(&self) {}
+}
+
+impl Signal {
+    /// What a signal that cannot reach another node's process answers its sender with, if
+    /// anything: a link's `noconnection` exit, a monitor's `DOWN noconnection` (messages and
+    /// the others are dropped).
+    pub(crate) fn unreachable_answer(self) -> Option<Signal> {
+        let reason = ExitReason::noconnection();
+        match self {
+            Signal::Link => Some(Signal::LinkExit(reason)),
+            Signal::Monitor(mref) => Some(Signal::Down { mref, reason }),
+            Signal::MonitorNamed(named) => Some(Signal::Down {
+                mref: named.1,
+                reason,
+            }),
+            Signal::Spawn(request) => Some(Signal::Message {
+                payload: Box::new(SpawnReply {
+                    tag: request.tag,
+                    result: Err(super::SpawnError::NodeDown(0)),
+                }),
+                alias: Some(request.tag),
+            }),
+            _ => None,
+        }
+    }
 }
 
 pub(super) struct Delayed {
@@ -445,6 +475,7 @@ impl Node {
                     draining: false,
                     starts: BTreeMap::new(),
                     spawns: Vec::new(),
+                    pending_spawns: Vec::new(),
                 }),
                 outside: Pid(crate::term::id_base(config.index, config.creation)),
                 clock: rt::Clock::current(),
@@ -623,13 +654,53 @@ impl Node {
                 }
                 Ok(pid)
             }
-            None => Err(request.start),
+            None => Err(super::SpawnError::NoSuchStart(request.start)),
         };
         let reply = SpawnReply {
             tag: request.tag,
             result,
         };
-        self.send(requester, reply);
+        let alias = Some(request.tag);
+        let payload = Box::new(reply);
+        self.signal(
+            self.inner.outside,
+            requester,
+            Signal::Message { payload, alias },
+        );
+    }
+
+    /// Sends a spawn request of `requester` to node `index`: its answer comes to the alias
+    /// returned, and the node answers `NodeDown` itself if the connection goes down first.
+    pub(super) fn request_spawn(
+        &self,
+        requester: Pid,
+        index: u16,
+        start: &str,
+        arg: crate::term::Term,
+        link: bool,
+    ) -> Ref {
+        let mut st = self.lock();
+        let tag = st.make_ref();
+        st.proc(requester).add_alias(tag);
+        st.pending_spawns.push((tag, requester, index));
+        let request = SpawnRequest {
+            start: start.to_string(),
+            arg,
+            tag,
+            link,
+        };
+        let far = Pid::new(index, 0, 0);
+        st.send(self, requester, far, Signal::Spawn(Box::new(request)));
+        tag
+    }
+
+    /// The end of a spawn request (its answer taken): its alias and its record go.
+    pub(super) fn end_spawn(&self, requester: Pid, tag: Ref) {
+        let mut st = self.lock();
+        st.pending_spawns.retain(|(t, ..)| *t != tag);
+        if let Some(p) = st.procs.get_mut(&requester) {
+            p.remove_alias(tag);
+        }
     }
 
     /// The connection to node `index` went down (see `State::connection_lost`).
@@ -887,8 +958,16 @@ impl Node {
 
     /// Stops every process at its next step, without exit processing (used to end a run).
     pub fn halt(&self) {
-        self.lock().halt(Halt::Requested);
+        let carrier = {
+            let mut st = self.lock();
+            st.halt(Halt::Requested);
+            st.carrier.clone()
+        };
         self.inner.postman.notify_one();
+        // Outside the lock: a transport closes its connections.
+        if let Some(carrier) = carrier {
+            carrier.halt();
+        }
     }
 
     /// Why the node halted, if it did.
@@ -1722,7 +1801,13 @@ impl State {
 
     /// A signal arrives at `to`; Erlang's rules decide what it does.
     fn deliver(&mut self, at: u64, from: Pid, to: Pid, mut signal: Signal) {
-        if to.node() == Pid(self.base).node() {
+        // Signals addressed to this node rather than to one of its processes (serial 0).
+        let to_node = match &signal {
+            Signal::Named(_) | Signal::MonitorNamed(_) | Signal::Spawn(_) => true,
+            Signal::Demonitor(_) => to.serial() == 0,
+            _ => false,
+        };
+        if to_node && to.node() == Pid(self.base).node() {
             match signal {
                 // Arrived: the name is looked up here and now; an unknown one drops it.
                 Signal::Named(named) => {
@@ -1914,7 +1999,28 @@ impl State {
             self.tell(at, watcher, msg);
         }
         self.tell_subscribers(at, index, Some(reason));
+        // Spawn requests to that node get no answer from it now.
+        let (lost, kept) = std::mem::take(&mut self.pending_spawns)
+            .into_iter()
+            .partition(|(_, _, n)| *n == index);
+        self.pending_spawns = kept;
+        for (tag, requester, _) in lost {
+            self.spawn_failed(at, requester, tag, index);
+        }
         self.drain(node);
+    }
+
+    /// Answers `requester`'s spawn request `tag` to node `index` with `NodeDown`.
+    fn spawn_failed(&mut self, at: u64, requester: Pid, tag: Ref, index: u16) {
+        let reply = SpawnReply {
+            tag,
+            result: Err(super::SpawnError::NodeDown(index)),
+        };
+        let message = Signal::Message {
+            payload: Box::new(reply),
+            alias: Some(tag),
+        };
+        self.deliver(at, Pid::new(index, 0, 0), requester, message);
     }
 
     /// Delivers a `nodedown` or `nodeup` message to `watcher`, if it is alive.

@@ -875,17 +875,8 @@ impl Carrier for Port {
         if !sw.up.contains(&p) {
             if !reachable {
                 // No connection and none to be had: a link or monitor fails at once.
-                let answer = match signal {
-                    Signal::Link => Signal::LinkExit(crate::ExitReason::noconnection()),
-                    Signal::Monitor(mref) => Signal::Down {
-                        mref,
-                        reason: crate::ExitReason::noconnection(),
-                    },
-                    Signal::MonitorNamed(named) => Signal::Down {
-                        mref: named.1,
-                        reason: crate::ExitReason::noconnection(),
-                    },
-                    _ => return,
+                let Some(answer) = signal.unreachable_answer() else {
+                    return;
                 };
                 sw.answers.push_back(Frame {
                     from: to,

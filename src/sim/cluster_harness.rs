@@ -6,6 +6,8 @@
 //!
 //! Faults name their node by a key, mapped to a node by rendezvous hashing over the nodes the
 //! target lets faults hit: a case keeps its faults on the same nodes when other steps go.
+//! As with [`Harness`](super::harness::Harness), `OTPSIM_CASES` overrides the number of cases
+//! and `OTPSIM_SEED` the first seed (`random` picks one and prints it).
 //!
 //! ```
 //! # #[cfg(madsim)] {
@@ -44,6 +46,7 @@
 //! ```
 
 use super::cluster::{ClusterCtl, ClusterReport, ClusterSim};
+use super::harness::{env_cases, env_seed};
 use crate::process::Node;
 use crate::rt::Duration;
 use rand_chacha::ChaCha8Rng;
@@ -200,21 +203,35 @@ async fn drive<T: ClusterTarget>(
         target.boot(k, &ctl.node(k), true);
     }
     let start = crate::rt::now();
-    let mut down: BTreeSet<u16> = BTreeSet::new();
-    let mut paused: Vec<(u64, u16)> = Vec::new();
-    for (at, step) in &case.steps {
-        // Resumes due before this step.
-        paused.sort_unstable();
-        while let Some(&(until, k)) = paused.first() {
-            if until > *at {
-                break;
-            }
-            crate::rt::sleep_until(start + Duration::from_millis(until)).await;
-            ctl.resume(k);
-            paused.remove(0);
+    // The steps, and the end of each pause that ends before the run does, in time order.
+    let mut timeline: Vec<(u64, usize, bool)> = Vec::new();
+    for (i, (at, step)) in case.steps.iter().enumerate() {
+        timeline.push((*at, i, false));
+        if let ClusterStep::Pause { ms, .. } = step {
+            timeline.push((at + ms, i, true));
         }
-        crate::rt::sleep_until(start + Duration::from_millis(*at)).await;
+    }
+    timeline.sort_by_key(|(at, i, end)| (*at, *end, *i));
+    let run_for = target.run_for().as_millis() as u64;
+    let mut down: BTreeSet<u16> = BTreeSet::new();
+    // The pause in effect on each paused node (its step), so that only its own end resumes it.
+    let mut pauses: std::collections::BTreeMap<u16, usize> = std::collections::BTreeMap::new();
+    for (at, i, end) in timeline {
+        if at >= run_for {
+            break;
+        }
+        crate::rt::sleep_until(start + Duration::from_millis(at)).await;
+        let (_, step) = &case.steps[i];
         let node = |key: &u64| rendezvous(*key, &faulty);
+        if end {
+            if let ClusterStep::Pause { key, .. } = step {
+                if let Some(k) = node(key).filter(|k| pauses.get(k) == Some(&i)) {
+                    ctl.resume(k);
+                    pauses.remove(&k);
+                }
+            }
+            continue;
+        }
         match step {
             ClusterStep::Crash { key } | ClusterStep::CrashSilently { key } => {
                 if let Some(k) = node(key) {
@@ -224,19 +241,21 @@ async fn drive<T: ClusterTarget>(
                         ctl.crash_silently(k);
                     }
                     down.insert(k);
+                    pauses.remove(&k);
                 }
             }
             ClusterStep::Restart { key } => {
                 if let Some(k) = node(key) {
                     ctl.restart(k);
                     down.remove(&k);
+                    pauses.remove(&k);
                     target.boot(k, &ctl.node(k), false);
                 }
             }
-            ClusterStep::Pause { key, ms } => {
-                if let Some(k) = node(key) {
+            ClusterStep::Pause { key, .. } => {
+                if let Some(k) = node(key).filter(|k| !down.contains(k)) {
                     ctl.pause(k);
-                    paused.push((at + ms, k));
+                    pauses.insert(k, i);
                 }
             }
             ClusterStep::Partition { key } => {
@@ -249,7 +268,7 @@ async fn drive<T: ClusterTarget>(
     }
     crate::rt::sleep_until(start + target.run_for()).await;
     // Heal all: paused nodes resume, partitions end, crashed nodes restart.
-    for (_, k) in paused {
+    for k in pauses.into_keys() {
         ctl.resume(k);
     }
     ctl.heal();
@@ -305,24 +324,24 @@ pub struct ClusterHarness<T: ClusterTarget> {
 }
 
 impl<T: ClusterTarget> ClusterHarness<T> {
-    /// 1,000 cases from seed 0.
+    /// 1,000 cases from seed 0 (unless `OTPSIM_CASES` / `OTPSIM_SEED` say otherwise).
     pub fn new(target: T) -> ClusterHarness<T> {
         ClusterHarness {
             target: Arc::new(target),
-            cases: 1000,
-            first_seed: 0,
+            cases: env_cases().map_or(1000, u64::from),
+            first_seed: env_seed().unwrap_or(0),
         }
     }
 
-    /// The same with `n` cases.
+    /// The same with `n` cases (unless `OTPSIM_CASES` says otherwise).
     pub fn cases(mut self, n: u64) -> ClusterHarness<T> {
-        self.cases = n;
+        self.cases = env_cases().map_or(n, u64::from);
         self
     }
 
-    /// The same from another first seed.
+    /// The same from another first seed (unless `OTPSIM_SEED` says otherwise).
     pub fn first_seed(mut self, seed: u64) -> ClusterHarness<T> {
-        self.first_seed = seed;
+        self.first_seed = env_seed().unwrap_or(seed);
         self
     }
 
@@ -344,7 +363,12 @@ impl<T: ClusterTarget> ClusterHarness<T> {
                 }
             });
             if let Err(message) = verdict {
-                let (case, message) = self.shrink(case, message);
+                // A determinism failure is not the check's: it is reported as found.
+                let (case, message) = if message.starts_with("determinism") {
+                    (case, message)
+                } else {
+                    self.shrink(case, message)
+                };
                 return ClusterHarnessReport {
                     cases: i + 1,
                     failure: Some(ClusterFailure {
@@ -362,12 +386,24 @@ impl<T: ClusterTarget> ClusterHarness<T> {
         }
     }
 
-    /// The check's verdict on `case`.
-    fn fails(&self, case: &ClusterCase) -> Option<String> {
-        case.run(&self.target).1.err()
+    /// What the check says about `case`, if it fails the same way as `like` (the same words,
+    /// whatever the numbers): a shrink must not drift to another bug.
+    fn fails(&self, case: &ClusterCase, like: &str) -> Option<String> {
+        let kind = |m: &str| -> String {
+            let words: String = m.chars().filter(|c| !c.is_ascii_digit()).collect();
+            words
+                .split_whitespace()
+                .take(4)
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        case.run(&self.target)
+            .1
+            .err()
+            .filter(|m| kind(m) == kind(like))
     }
 
-    /// A smaller case that still fails: fewer steps, shorter pauses, seed 0.
+    /// A smaller case that still fails the same way: fewer steps, shorter pauses, seed 0.
     fn shrink(&self, mut case: ClusterCase, mut message: String) -> (ClusterCase, String) {
         let mut budget = 300;
         let mut better = true;
@@ -378,7 +414,7 @@ impl<T: ClusterTarget> ClusterHarness<T> {
                 let mut smaller = case.clone();
                 smaller.steps.remove(i);
                 budget -= 1;
-                match self.fails(&smaller) {
+                match self.fails(&smaller, &message) {
                     Some(m) => {
                         (case, message, better) = (smaller, m, true);
                     }
@@ -393,7 +429,7 @@ impl<T: ClusterTarget> ClusterHarness<T> {
                             *ms /= 2;
                         }
                         budget -= 1;
-                        if let Some(m) = self.fails(&smaller) {
+                        if let Some(m) = self.fails(&smaller, &message) {
                             (case, message, better) = (smaller, m, true);
                         }
                     }
@@ -405,7 +441,7 @@ impl<T: ClusterTarget> ClusterHarness<T> {
                     ..case.clone()
                 };
                 budget -= 1;
-                if let Some(m) = self.fails(&smaller) {
+                if let Some(m) = self.fails(&smaller, &message) {
                     (case, message, better) = (smaller, m, true);
                 }
             }

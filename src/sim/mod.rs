@@ -23,6 +23,7 @@ pub mod campaign;
 pub mod cluster;
 #[cfg(feature = "harness")]
 pub mod cluster_graph;
+#[cfg(feature = "harness")]
 pub mod cluster_harness;
 pub mod conform;
 pub mod corpus;

@@ -640,11 +640,11 @@ impl<T: Target> Harness<T> {
     }
 }
 
-fn env_cases() -> Option<u32> {
+pub(crate) fn env_cases() -> Option<u32> {
     std::env::var("OTPSIM_CASES").ok()?.parse().ok()
 }
 
-fn env_seed() -> Option<u64> {
+pub(crate) fn env_seed() -> Option<u64> {
     let value = std::env::var("OTPSIM_SEED").ok()?;
     if value == "random" {
         #[allow(clippy::disallowed_methods)] // harness code, outside any simulation
