@@ -458,18 +458,16 @@ fn e7_calls_across_a_lost_connection_fail_with_nodedown() {
 /// The `cluster-graph` campaign found this: signals that waited on a stalled link were put
 /// back behind the link's later ones at the heal (<2.2> saw 7 from <3.2> after 15). The
 /// switch now keeps them in place; the case (seed 88810 of the generator before pauses and
-/// slow links were added) is kept in `sim-tests/cluster-cases/`, run with seed 88810.
+/// slow links were added) is kept in `corpus/`, which `cargo test` replays; here it is
+/// replayed through the corpus API as `otpsim replay` does.
 #[test]
 fn a_healed_link_delivers_what_waited_before_what_came_later() {
-    use otpsim::sim::cluster_graph::ClusterGraphCase;
-    let text = include_str!("cluster-cases/heal-order-88810.json");
-    let case: ClusterGraphCase = serde_json::from_str(text).expect("a cluster-graph case");
-    assert!(case
-        .faults
-        .iter()
-        .any(|(_, f)| matches!(f, otpsim::sim::cluster_graph::ClusterFault::Heal)));
-    let report = case.run(88_810);
-    assert_eq!(case.check(&report), Ok(()));
+    use otpsim::sim::corpus;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("corpus/cluster-graph-heal-order-88810.json");
+    let file = corpus::load(&path).expect("a corpus file");
+    let report = corpus::replay_file(&file, &otpsim::targets()).expect("it passes");
+    assert!(report.trace.lines().iter().any(|l| l == "heal"));
 }
 
 /// Every cluster-graph case of the first 300 seeds keeps the cross-node rules (E1, E3 exactly

@@ -36,12 +36,14 @@ pub mod trace;
 
 pub use process::{ExitReason, Msg, Node, NodeConfig, Process};
 
-/// Every built-in target of `otpsim fuzz` and `otpsim replay`: the generated supervision trees
-/// (`tree`) and the [example systems](systems).
+/// Every built-in target of `otpsim fuzz` and `otpsim replay`: the random processes over a
+/// cluster (`cluster-graph`), the generated supervision trees (`tree`) and the
+/// [example systems](systems).
 #[cfg(feature = "harness")]
 pub fn targets() -> Vec<std::sync::Arc<dyn sim::harness::AnyTarget>> {
     use std::sync::Arc;
     vec![
+        Arc::new(sim::cluster_graph::ClusterGraphTarget),
         Arc::new(sim::tree::Tree),
         Arc::new(systems::kv::KvTarget),
         Arc::new(systems::todo::TodoTarget),

@@ -449,17 +449,11 @@ fn summarise(report: &campaign::Report) {
             first.seed
         );
         out!("  {}", first.what.replace('\n', "\n  "));
-        match target {
-            "graph" => out!(
+        if target == "graph" {
+            out!(
                 "  reproduce: cargo run --release -- run --seed {}",
                 first.seed
-            ),
-            campaign::CLUSTER_GRAPH => out!(
-                "  reproduce: cargo run --release -- fuzz --target {target} --first-seed {} \
-                 --seeds 1",
-                first.seed
-            ),
-            _ => {}
+            );
         }
     }
 }

@@ -180,10 +180,6 @@ pub fn swarm_faults(seed: u64) -> SeededConfig {
     }
 }
 
-/// The built-in target of randomly wired processes over a cluster
-/// ([`cluster_graph`](super::cluster_graph)).
-pub const CLUSTER_GRAPH: &str = "cluster-graph";
-
 /// Runs one case of the built-in generator; `Err` describes the failure. The tally counts
 /// its injected faults and one check: the run's outcome (the root exits, no livelock).
 pub fn run_case(seed: u64, check_determinism: bool) -> (Tally, Result<(), String>) {
@@ -212,10 +208,10 @@ pub fn run_case(seed: u64, check_determinism: bool) -> (Tally, Result<(), String
     (tally, outcome)
 }
 
-/// The names a campaign over `targets` accepts: `graph`, `cluster-graph` and the targets'
-/// own.
+/// The names a campaign over `targets` accepts: `graph` and the targets' own
+/// (`cluster-graph` among [`crate::targets`]).
 pub fn target_names(targets: &[Arc<dyn AnyTarget>]) -> Vec<String> {
-    let mut names = vec!["graph".to_string(), CLUSTER_GRAPH.to_string()];
+    let mut names = vec!["graph".to_string()];
     names.extend(targets.iter().map(|t| t.name()));
     names
 }
@@ -280,10 +276,6 @@ pub fn digest(
         let hash = |seed: u64| -> Result<u64, String> {
             match target {
                 Some(target) => target.clone().trace_hash(seed),
-                None if name == CLUSTER_GRAPH => {
-                    let case = super::cluster_graph::ClusterGraphCase::generate(seed);
-                    Ok(case.run(seed).trace.hash())
-                }
                 None => {
                     let sim = Sim::new(seed).with_faults(swarm_faults(seed));
                     Ok(sim.run(GraphCase::generate(seed).root()).trace.hash())
@@ -343,10 +335,6 @@ pub fn run(
     let run_one = |seed: u64, replay: bool| -> (&str, Tally, Option<(String, String)>) {
         let name = &names[(seed % names.len() as u64) as usize];
         match harness.iter().find(|t| t.name() == *name) {
-            None if name == CLUSTER_GRAPH => {
-                let (tally, outcome) = super::cluster_graph::run_case(seed, replay);
-                (name, tally, outcome.err().map(|what| ("run".into(), what)))
-            }
             None => {
                 let (tally, outcome) = run_case(seed, replay);
                 (name, tally, outcome.err().map(|what| ("run".into(), what)))

@@ -19,7 +19,10 @@
 //! ```
 
 use super::cluster::{ClusterCtl, ClusterReport, ClusterSim};
+use super::corpus::CorpusFile;
 use super::graph::Ending;
+use super::harness::{AnyTarget, CaseReport, Failure, Family, HarnessReport};
+use super::invariants::{Invariant, Violation};
 use crate::process::{ExitReason, Msg, Process};
 use crate::rt::Duration;
 use crate::term::{Pid, Term};
@@ -498,4 +501,225 @@ pub fn run_case(seed: u64, check_determinism: bool) -> (super::harness::Tally, R
         }
     }
     (tally, case.check(&report))
+}
+
+/// The invariant a cluster-graph failure broke, from its message.
+fn violation_of(message: &str) -> Violation {
+    let invariant = if message.starts_with("determinism") {
+        Invariant::Determinism
+    } else if message.contains("(E1)") {
+        Invariant::App("cluster-order".into())
+    } else if message.contains("(E3)") {
+        Invariant::App("cluster-links-fire-once".into())
+    } else if message.contains("(E5)") {
+        Invariant::App("cluster-old-incarnations".into())
+    } else {
+        Invariant::Run
+    };
+    Violation::new(invariant, "cluster", message)
+}
+
+impl ClusterGraphCase {
+    /// The case on one node fewer, if its last node runs no process and no fault names it
+    /// alone (partitions forget it).
+    fn without_last_node(&self) -> Option<ClusterGraphCase> {
+        let last = self.nodes;
+        let named = |f: &ClusterFault| match f {
+            ClusterFault::Crash(k)
+            | ClusterFault::CrashSilently(k)
+            | ClusterFault::Restart(k)
+            | ClusterFault::Pause(k, _) => *k == last,
+            ClusterFault::SlowLink { a, b, .. } => *a == last || *b == last,
+            ClusterFault::Partition(_) | ClusterFault::Heal => false,
+        };
+        if last <= 2
+            || self.vertices.iter().any(|v| v.node == last)
+            || self.faults.iter().any(|(_, f)| named(f))
+        {
+            return None;
+        }
+        let faults = self
+            .faults
+            .iter()
+            .map(|(at, f)| match f {
+                ClusterFault::Partition(side) => {
+                    let side = side.iter().copied().filter(|k| *k != last).collect();
+                    (*at, ClusterFault::Partition(side))
+                }
+                f => (*at, f.clone()),
+            })
+            .collect();
+        Some(ClusterGraphCase {
+            nodes: last - 1,
+            vertices: self.vertices.clone(),
+            faults,
+        })
+    }
+
+    /// The case without vertex `i`: what referred to it goes, later indices move down.
+    fn without_vertex(&self, i: usize) -> ClusterGraphCase {
+        let keep = |refs: &[usize]| -> Vec<usize> {
+            refs.iter()
+                .filter(|&&r| r != i)
+                .map(|&r| if r > i { r - 1 } else { r })
+                .collect()
+        };
+        let mut vertices = self.vertices.clone();
+        vertices.remove(i);
+        for v in &mut vertices {
+            v.links = keep(&v.links);
+            v.monitors = keep(&v.monitors);
+            v.sends = v
+                .sends
+                .iter()
+                .filter(|(t, _)| *t != i)
+                .map(|&(t, n)| (if t > i { t - 1 } else { t }, n))
+                .collect();
+        }
+        ClusterGraphCase {
+            vertices,
+            ..self.clone()
+        }
+    }
+}
+
+/// A smaller case that still breaks the same invariant: fewer faults, fewer processes, seed
+/// 0, shorter pauses. Returns the case, its run seed and the failure's message.
+pub fn shrink(
+    case: ClusterGraphCase,
+    seed: u64,
+    message: String,
+) -> (ClusterGraphCase, u64, String) {
+    let kind = violation_of(&message).invariant;
+    if kind == Invariant::Determinism {
+        return (case, seed, message);
+    }
+    let fails = |c: &ClusterGraphCase, s: u64| -> Option<String> {
+        let report = c.run(s);
+        c.check(&report)
+            .err()
+            .filter(|m| violation_of(m).invariant == kind)
+    };
+    let (mut case, mut seed, mut message) = (case, seed, message);
+    let mut budget = 400;
+    let mut better = true;
+    while better && budget > 0 {
+        better = false;
+        let mut i = 0;
+        while i < case.faults.len() && budget > 0 {
+            let mut smaller = case.clone();
+            smaller.faults.remove(i);
+            budget -= 1;
+            match fails(&smaller, seed) {
+                Some(m) => (case, message, better) = (smaller, m, true),
+                None => i += 1,
+            }
+        }
+        let mut i = case.vertices.len();
+        while i > 0 && budget > 0 {
+            i -= 1;
+            let smaller = case.without_vertex(i);
+            budget -= 1;
+            if let Some(m) = fails(&smaller, seed) {
+                (case, message, better) = (smaller, m, true);
+            }
+        }
+        for i in 0..case.faults.len() {
+            if let (_, ClusterFault::Pause(_, ms)) = case.faults[i] {
+                if ms > 100 && budget > 0 {
+                    let mut smaller = case.clone();
+                    if let (_, ClusterFault::Pause(_, ms)) = &mut smaller.faults[i] {
+                        *ms /= 2;
+                    }
+                    budget -= 1;
+                    if let Some(m) = fails(&smaller, seed) {
+                        (case, message, better) = (smaller, m, true);
+                    }
+                }
+            }
+        }
+        if let Some(smaller) = case.without_last_node().filter(|_| budget > 0) {
+            budget -= 1;
+            if let Some(m) = fails(&smaller, seed) {
+                (case, message, better) = (smaller, m, true);
+            }
+        }
+        if seed != 0 && budget > 0 {
+            budget -= 1;
+            if let Some(m) = fails(&case, 0) {
+                (seed, message, better) = (0, m, true);
+            }
+        }
+    }
+    (case, seed, message)
+}
+
+/// `cluster-graph` as a target of the campaign, the corpus and `otpsim replay`: a failing
+/// case is shrunk and saved as `{"seed": S, "graph": case}`.
+pub struct ClusterGraphTarget;
+
+/// A saved cluster-graph case.
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    seed: u64,
+    graph: ClusterGraphCase,
+}
+
+impl AnyTarget for ClusterGraphTarget {
+    fn name(&self) -> String {
+        "cluster-graph".into()
+    }
+
+    fn fuzz_seed(
+        self: std::sync::Arc<Self>,
+        seed: u64,
+        _: &[Family],
+        determinism: bool,
+        corpus: Option<std::path::PathBuf>,
+    ) -> HarnessReport {
+        let (tally, outcome) = run_case(seed, determinism);
+        let failure = outcome.err().map(|message| {
+            let (graph, run_seed, message) =
+                shrink(ClusterGraphCase::generate(seed), seed, message);
+            let violation = violation_of(&message);
+            let case = serde_json::to_value(Saved {
+                seed: run_seed,
+                graph,
+            })
+            .unwrap_or_default();
+            let file = CorpusFile::failure(&self.name(), case.clone(), &violation);
+            let saved = corpus.and_then(|dir| super::corpus::save(&dir, &file).ok());
+            Failure {
+                violation,
+                case,
+                saved,
+                seed,
+                found_at_case: 1,
+                found_after: std::time::Duration::ZERO,
+            }
+        });
+        HarnessReport {
+            cases: 1,
+            failure,
+            regressions: Vec::new(),
+            tally,
+        }
+    }
+
+    fn replay(self: std::sync::Arc<Self>, case: &serde_json::Value) -> Result<CaseReport, String> {
+        let saved: Saved = serde_json::from_value(case.clone()).map_err(|e| e.to_string())?;
+        let report = saved.graph.run(saved.seed);
+        let violation = saved.graph.check(&report).err().map(|m| violation_of(&m));
+        let tally = super::harness::Tally::of(&report.trace, 1);
+        Ok(CaseReport {
+            violation,
+            trace: report.trace,
+            held: Vec::new(),
+            tally,
+        })
+    }
+
+    fn trace_hash(self: std::sync::Arc<Self>, seed: u64) -> Result<u64, String> {
+        Ok(ClusterGraphCase::generate(seed).run(seed).trace.hash())
+    }
 }
