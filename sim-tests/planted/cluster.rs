@@ -9,6 +9,10 @@
 //! * [`StaleCache`]: a client on node 1 looks up a server on node 2 once and keeps its pid.
 //!   Buggy, it keeps sending to it after node 2 restarted, so every request is lost. Fixed,
 //!   it looks the server up again when a request goes unanswered.
+//! * [`Books`]: a collector on node 1 books what a producer on node 2 sends. Buggy, it takes
+//!   `nodedown` as coming after node 2's last message and books nothing after it, so items
+//!   that arrive after it are lost to the books (Erlang does not order `nodedown` with the
+//!   node's other signals). Fixed, it books whatever arrives.
 
 use otpsim::rt::Duration;
 use otpsim::sim::cluster::ClusterCtl;
@@ -217,6 +221,93 @@ impl ClusterTarget for StaleCache {
                 "requests lost at rest: {sent} sent, the last acknowledged is {acked}"
             )),
             None => Err("the client does not answer".into()),
+        }
+    }
+}
+
+/// A collector on node 1 that books what a producer on node 2 sends it (see the module's
+/// documentation, bug (c)).
+pub struct Books {
+    /// Close the books at `nodedown` (the flaw: a message of that node may still come).
+    pub buggy: bool,
+}
+
+/// One item of the producer.
+struct Item;
+/// Asks the collector for `Counted(received, booked)`.
+struct Count(Pid);
+struct Counted(u64, u64);
+
+async fn producer(p: Process) -> ExitReason {
+    loop {
+        p.send_named("collector", 1, Item);
+        p.sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn collector(p: Process, buggy: bool) -> ExitReason {
+    p.register("collector").expect("one collector");
+    p.monitor_nodes(true);
+    let (mut received, mut booked, mut closed) = (0u64, 0u64, false);
+    loop {
+        match p.recv().await {
+            Msg::NodeDown { node: 2, .. } => closed = true,
+            Msg::NodeUp { node: 2 } => closed = false,
+            m if m.is::<Item>() => {
+                received += 1;
+                // The flaw: after `nodedown` nothing more of node 2 is expected.
+                if !(buggy && closed) {
+                    booked += 1;
+                }
+            }
+            m => {
+                if let Ok(Count(from)) = m.downcast::<Count>() {
+                    p.send(from, Counted(received, booked));
+                }
+            }
+        }
+    }
+}
+
+impl ClusterTarget for Books {
+    fn name(&self) -> String {
+        format!("books{}", if self.buggy { "-buggy" } else { "" })
+    }
+
+    fn nodes(&self) -> u16 {
+        2
+    }
+
+    fn faulty(&self, _: u16) -> Vec<u16> {
+        vec![2]
+    }
+
+    fn boot(&self, k: u16, node: &Node, first: bool) {
+        if k == 2 {
+            node.spawn(producer);
+        } else if first {
+            let buggy = self.buggy;
+            node.spawn(move |p| collector(p, buggy));
+        }
+    }
+
+    async fn check(&self, ctl: &ClusterCtl) -> Result<(), String> {
+        let counts = ctl
+            .on(1, |p| async move {
+                let collector = p.whereis("collector")?;
+                p.send(collector, Count(p.pid()));
+                let answer = p.receive_timeout(|m| m.is::<Counted>(), Duration::from_secs(1));
+                let Counted(received, booked) = answer.await?.downcast::<Counted>().ok()?;
+                Some((received, booked))
+            })
+            .await
+            .flatten();
+        match counts {
+            Some((received, booked)) if received == booked => Ok(()),
+            Some((received, booked)) => Err(format!(
+                "items lost to the books: {received} received, {booked} booked"
+            )),
+            None => Err("the collector does not answer".into()),
         }
     }
 }

@@ -202,6 +202,8 @@ pub(super) struct State {
     spawns: Vec<(Pid, SpawnRequest)>,
     /// This node's spawn requests waiting for their answer: (tag, requester, node).
     pending_spawns: Vec<(Ref, Pid, u16)>,
+    /// Nodes whose `nodedown` was told before their connection was lost.
+    told_down: BTreeSet<u16>,
 }
 
 /// A live process's record in the table. Kept small (it is one table slot per process):
@@ -476,6 +478,7 @@ impl Node {
                     starts: BTreeMap::new(),
                     spawns: Vec::new(),
                     pending_spawns: Vec::new(),
+                    told_down: BTreeSet::new(),
                 }),
                 outside: Pid(crate::term::id_base(config.index, config.creation)),
                 clock: rt::Clock::current(),
@@ -718,17 +721,19 @@ impl Node {
         let mut st = self.lock();
         if st.halted.is_none() {
             let at = self.stamp();
-            let (fired, kept) = std::mem::take(&mut st.node_monitors)
-                .into_iter()
-                .partition(|(n, _)| *n == index);
-            st.node_monitors = kept;
-            for (_, watcher) in fired {
-                let msg = Msg::NodeDown {
-                    node: index,
-                    reason: None,
-                };
-                st.tell(at, watcher, msg);
-            }
+            st.fire_node_monitors(at, index);
+        }
+    }
+
+    /// The connection to node `index` is going down: its `nodedown` is told now, before
+    /// signals of that node that are still arriving, and the coming
+    /// [`connection_lost`](Self::connection_lost) does not tell it again. (Erlang does not
+    /// order `nodedown` with the node's other signals: `erlang:monitor_node/2`.)
+    pub(crate) fn nodedown_first(&self, index: u16, reason: NodeDownReason) {
+        let mut st = self.lock();
+        if st.halted.is_none() && st.told_down.insert(index) {
+            let at = self.stamp();
+            st.tell_nodedown(at, index, reason);
         }
     }
 
@@ -1986,7 +1991,30 @@ impl State {
             }
         }
         // `nodedown` is not ordered with the node's other signals (`erlang:monitor_node/2`):
-        // it comes after them here, each monitor once, in the order they were made.
+        // it comes after them here, unless it was told first (`Node::nodedown_first`).
+        if !self.told_down.remove(&index) {
+            self.tell_nodedown(at, index, reason);
+        }
+        // Spawn requests to that node get no answer from it now.
+        let (lost, kept) = std::mem::take(&mut self.pending_spawns)
+            .into_iter()
+            .partition(|(_, _, n)| *n == index);
+        self.pending_spawns = kept;
+        for (tag, requester, _) in lost {
+            self.spawn_failed(at, requester, tag, index);
+        }
+        self.drain(node);
+    }
+
+    /// The `nodedown` of node `index`: each of its `monitor_node` monitors once, in the order
+    /// they were made, then the `monitor_nodes` subscribers with `reason`.
+    fn tell_nodedown(&mut self, at: u64, index: u16, reason: NodeDownReason) {
+        self.fire_node_monitors(at, index);
+        self.tell_subscribers(at, index, Some(reason));
+    }
+
+    /// Each `monitor_node` monitor of node `index` hears `nodedown`, once.
+    fn fire_node_monitors(&mut self, at: u64, index: u16) {
         let (fired, kept) = std::mem::take(&mut self.node_monitors)
             .into_iter()
             .partition(|(n, _)| *n == index);
@@ -1998,16 +2026,6 @@ impl State {
             };
             self.tell(at, watcher, msg);
         }
-        self.tell_subscribers(at, index, Some(reason));
-        // Spawn requests to that node get no answer from it now.
-        let (lost, kept) = std::mem::take(&mut self.pending_spawns)
-            .into_iter()
-            .partition(|(_, _, n)| *n == index);
-        self.pending_spawns = kept;
-        for (tag, requester, _) in lost {
-            self.spawn_failed(at, requester, tag, index);
-        }
-        self.drain(node);
     }
 
     /// Answers `requester`'s spawn request `tag` to node `index` with `NodeDown`.

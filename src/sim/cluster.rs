@@ -401,6 +401,9 @@ struct Switch {
     answers: VecDeque<Frame>,
     /// Connections that came up, to tell both nodes (`nodeup`), by the switch.
     ups: VecDeque<(u16, u16)>,
+    /// Signals of connections that went down which had arrived: handed over when the loss
+    /// is (`Cluster::lose`).
+    arrived: Vec<Frame>,
     seq: u64,
 }
 
@@ -663,13 +666,27 @@ impl Cluster {
             .copied()
             .filter(|&(a, b)| a == k || b == k)
             .collect();
-        pairs.into_iter().flat_map(|p| sw.down(p)).collect()
+        let now = self.now_us();
+        pairs.into_iter().flat_map(|p| sw.down(p, now)).collect()
     }
 
     /// Each (node, peer): node's processes lose their links and monitors across to peer,
     /// and its subscribers hear `reason`; a paused node hears it when it resumes.
+    ///
+    /// Signals from `peer` that had arrived are handed over first; whether `nodedown` comes
+    /// before or after them is the seeded choice of the run (Erlang does not order it with
+    /// the node's other signals: `erlang:monitor_node/2`), while links and monitors fire
+    /// after them (each pair keeps its order).
     fn lose(&self, lost: Vec<(u16, u16)>, reason: NodeDownReason) {
         for (at, peer) in lost {
+            let arrived: Vec<Frame> = {
+                let mut sw = lock(&self.switch);
+                let (mine, rest) = std::mem::take(&mut sw.arrived)
+                    .into_iter()
+                    .partition(|f| f.to.node() == at && f.from.node() == peer);
+                sw.arrived = rest;
+                mine
+            };
             let Some(node) = self.live(at) else {
                 continue;
             };
@@ -680,9 +697,19 @@ impl Cluster {
                 }
                 None => false,
             });
-            if !later {
-                node.connection_lost(peer, reason);
+            if later {
+                continue;
             }
+            if !arrived.is_empty() && lock(&self.rng).next_u64().is_multiple_of(2) {
+                node.nodedown_first(peer, reason);
+            }
+            for frame in arrived {
+                let (from, to) = (frame.from, frame.to);
+                if let Some(signal) = self.through_codec(frame) {
+                    node.arrive(from, to, signal);
+                }
+            }
+            node.connection_lost(peer, reason);
         }
     }
 
@@ -708,7 +735,8 @@ impl Cluster {
 
     /// See [`ClusterCtl::disconnect`].
     fn disconnect_pair(&self, by: u16, peer: u16) {
-        let lost = lock(&self.switch).down(pair(by, peer));
+        let now = self.now_us();
+        let lost = lock(&self.switch).down(pair(by, peer), now);
         if lost.is_empty() {
             return;
         }
@@ -822,15 +850,29 @@ impl Switch {
 
     /// The connection of `p` goes down: its signals in flight are lost. Returns who must
     /// hear it: (node, peer) both ways.
-    fn down(&mut self, p: (u16, u16)) -> Vec<(u16, u16)> {
+    fn down(&mut self, p: (u16, u16), now: u64) -> Vec<(u16, u16)> {
         if !self.up.remove(&p) {
             return Vec::new();
         }
         self.deadlines.remove(&p);
         // A `nodeup` not yet told is stale now.
         self.ups.retain(|u| *u != p);
+        // What had arrived (due by now, on a link that was open) is still handed over, after
+        // or before the `nodedown` (`Cluster::lose`); the rest is lost.
         let across = |f: &Frame| pair(f.from.node(), f.to.node()) == p;
-        self.queue.retain(|_, f| !across(f));
+        let keys: Vec<(u64, u64)> = self
+            .queue
+            .iter()
+            .filter(|(_, f)| across(f))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in keys {
+            if let Some(f) = self.queue.remove(&key) {
+                if key.0 <= now && !self.blocked(f.from.node(), f.to.node()) {
+                    self.arrived.push(f);
+                }
+            }
+        }
         self.last_due.remove(&(p.0, p.1));
         self.last_due.remove(&(p.1, p.0));
         vec![(p.0, p.1), (p.1, p.0)]
@@ -928,7 +970,7 @@ async fn switch(cluster: Weak<Cluster>) {
                 .map(|(p, _)| *p)
                 .collect();
             for p in expired {
-                lost.extend(sw.down(p));
+                lost.extend(sw.down(p, now));
             }
             // Due signals of open links go; those of a stalled link wait in place, so that
             // the link's order holds when it opens again (a heal wakes the switch).
