@@ -580,3 +580,38 @@ fn a_process_spawns_on_another_node_by_start_function() {
     );
     assert!(lines.iter().any(|l| l.contains("reason=noconnection")));
 }
+
+/// A message of a type the codec does not know is not carried (as over TCP, `dist::tcp`), and
+/// the trace names the type, however it was sent (by pid, by name, as a reply): the name
+/// comes from this run's own send, never from another run on another thread.
+#[test]
+fn a_type_without_a_codec_is_undeliverable_by_name_however_it_is_sent() {
+    struct ByName;
+    struct ByPid;
+    let mut codec = otpsim::dist::Codec::new();
+    codec.register::<u32>("u32");
+    let report = ClusterSim::new(5)
+        .nodes(2)
+        .codec(codec)
+        .run(|ctl| async move {
+            let sink = ctl.node(2).spawn(|q| async move {
+                q.register("sink").unwrap();
+                q.receive(|_| false).await;
+            });
+            ctl.sleep(Duration::from_millis(1)).await;
+            ctl.node(1).spawn(move |p| async move {
+                p.send_named("sink", 2, ByName);
+                p.send(sink, ByPid);
+                p.send(sink, 1u32);
+            });
+            ctl.sleep(Duration::from_millis(10)).await;
+        });
+    let lines = report.trace.lines();
+    let undeliverable: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("undeliverable"))
+        .collect();
+    assert_eq!(undeliverable.len(), 2, "{lines:#?}");
+    assert!(undeliverable[0].contains("ByName"), "{}", undeliverable[0]);
+    assert!(undeliverable[1].contains("ByPid"), "{}", undeliverable[1]);
+}

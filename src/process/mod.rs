@@ -233,6 +233,9 @@ impl Process {
     /// Msg`): the name is looked up there when the message arrives; nothing happens if no
     /// process has it then, or if the node cannot be reached. `node` may be this node.
     pub fn send_named<T: Any + Send>(&self, name: &str, node: u16, value: T) {
+        if node != self.pid.node() {
+            crate::dist::note_type::<T>();
+        }
         self.node.send_named(self.pid, name, node, Box::new(value));
     }
 

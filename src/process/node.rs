@@ -588,6 +588,9 @@ impl Node {
 
     /// Sends `value` to `to` from outside any process. Sending to a dead pid does nothing.
     pub fn send<T: Any + Send>(&self, to: Pid, value: T) {
+        if to.node() != self.inner.outside.node() {
+            crate::dist::note_type::<T>();
+        }
         self.signal(
             self.inner.outside,
             to,

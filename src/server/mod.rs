@@ -175,6 +175,9 @@ impl<R: Send + 'static> From<R> {
 
     /// Sends the reply (`gen_server:reply/2`). A reply to a caller that gave up is dropped.
     pub fn reply(self, p: &Process, reply: R) {
+        if self.pid.node() != p.pid().node() {
+            crate::dist::note_type::<Reply<R>>();
+        }
         let tag = self.tag;
         p.send_boxed(self.pid, Box::new(Reply { tag, value: reply }), Some(tag));
     }
@@ -294,6 +297,9 @@ impl<S: GenServer> ServerRef<S> {
         timeout: Option<Duration>,
     ) -> Result<S::Reply, CallError> {
         let caller = p.pid();
+        if self.pid.node() != caller.node() {
+            crate::dist::note_type::<CallRequest<S>>();
+        }
         let wait = p.request(self.pid, |tag| call_request::<S>(caller, tag, request));
         await_call_reply::<S>(p, wait, timeout, self.pid.node()).await
     }
@@ -310,6 +316,9 @@ impl<S: GenServer> ServerRef<S> {
         timeout: Option<Duration>,
     ) -> Result<S::Reply, CallError> {
         let caller = p.pid();
+        if node != caller.node() {
+            crate::dist::note_type::<CallRequest<S>>();
+        }
         let wait = p.request_named(name, node, |tag| call_request::<S>(caller, tag, request));
         await_call_reply::<S>(p, wait, timeout, node).await
     }
