@@ -84,3 +84,27 @@ pub async fn start_simple(p: &Process, sup: otpsim::supervisor::SupervisorRef) -
     let started = sup.start_child_args(p, vec![]).await;
     started.expect("the child starts").pid().expect("a pid")
 }
+
+/// A server whose calls echo a term (the tests of `dist::tcp`).
+pub struct Echo;
+
+impl otpsim::server::GenServer for Echo {
+    type Arg = ();
+    type Call = otpsim::Term;
+    type Reply = otpsim::Term;
+    type Cast = ();
+    type Cont = ();
+
+    async fn init(_: (), _: &Process) -> otpsim::server::Init<Self> {
+        otpsim::server::Init::Ok(Echo)
+    }
+
+    async fn handle_call(
+        &mut self,
+        request: otpsim::Term,
+        _: otpsim::server::From<otpsim::Term>,
+        _: &Process,
+    ) -> otpsim::server::CallReply<Self> {
+        otpsim::server::CallReply::Reply(request)
+    }
+}

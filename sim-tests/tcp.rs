@@ -4,39 +4,16 @@
 //! `sim-tests/conformance/c*`).
 #![cfg(madsim)]
 
+use crate::common::Echo;
 use otpsim::dist::tcp::{Tcp, TcpConfig};
 use otpsim::rt::{self, Duration, Machine};
-use otpsim::server::{self, GenServer, ServerRef};
+use otpsim::server::{self, ServerRef};
 use otpsim::{Msg, Node, NodeConfig, Pid, Process, Term};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 fn addr(i: u8) -> SocketAddr {
     SocketAddr::from(([10, 0, 0, i], 4370))
-}
-
-/// A server whose calls echo a term.
-struct Echo;
-
-impl GenServer for Echo {
-    type Arg = ();
-    type Call = Term;
-    type Reply = Term;
-    type Cast = ();
-    type Cont = ();
-
-    async fn init(_: (), _: &Process) -> server::Init<Self> {
-        server::Init::Ok(Echo)
-    }
-
-    async fn handle_call(
-        &mut self,
-        request: Term,
-        _: server::From<Term>,
-        _: &Process,
-    ) -> server::CallReply<Self> {
-        server::CallReply::Reply(request)
-    }
 }
 
 /// Node `index` (creation `creation`) on machine `ip`, over TCP, knowing where nodes

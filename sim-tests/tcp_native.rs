@@ -3,33 +3,11 @@
 //! example runs three OS processes).
 #![cfg(not(madsim))]
 
+use crate::common::Echo;
 use otpsim::dist::tcp::{Tcp, TcpConfig};
-use otpsim::server::{self, GenServer, ServerRef, StartOptions};
-use otpsim::{rt, Node, NodeConfig, Process, Term};
+use otpsim::server::{self, ServerRef, StartOptions};
+use otpsim::{rt, Node, NodeConfig, Term};
 use std::net::SocketAddr;
-
-struct Echo;
-
-impl GenServer for Echo {
-    type Arg = ();
-    type Call = Term;
-    type Reply = Term;
-    type Cast = ();
-    type Cont = ();
-
-    async fn init(_: (), _: &Process) -> server::Init<Self> {
-        server::Init::Ok(Echo)
-    }
-
-    async fn handle_call(
-        &mut self,
-        request: Term,
-        _: server::From<Term>,
-        _: &Process,
-    ) -> server::CallReply<Self> {
-        server::CallReply::Reply(request)
-    }
-}
 
 fn config(peer: Option<SocketAddr>) -> TcpConfig {
     let mut c = TcpConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), "cookie");

@@ -40,6 +40,7 @@ pub use message::{MonitorRef, Msg, NodeDownReason};
 
 /// A timer of [`Process::send_after`].
 pub type TimerRef = Ref;
+pub(crate) use node::box_start;
 #[cfg(feature = "tcp")]
 pub(crate) use node::WeakNode;
 pub(crate) use node::{Carrier, Signal, SpawnReply, SpawnRequest};

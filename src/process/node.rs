@@ -367,6 +367,19 @@ pub(crate) struct SpawnReply {
     pub(crate) result: Result<Pid, super::SpawnError>,
 }
 
+/// `start` as a [`StartFn`].
+pub(crate) fn box_start<F, Fut>(start: F) -> StartFn
+where
+    F: Fn(Process, crate::term::Term) -> Fut + Send + Sync + 'static,
+    Fut: Future + Send + 'static,
+    Fut::Output: IntoExitReason,
+{
+    Arc::new(move |p, arg| {
+        let body = start(p, arg);
+        Box::pin(async move { body.await.into_exit_reason() })
+    })
+}
+
 /// A start function that processes on other nodes may spawn by name (Erlang's `{M, F}` of
 /// `spawn(Node, M, F, A)`): its process gets the spawner's argument.
 pub type StartFn = Arc<
@@ -632,11 +645,7 @@ impl Node {
         Fut: Future + Send + 'static,
         Fut::Output: IntoExitReason,
     {
-        let start: StartFn = Arc::new(move |p, arg| {
-            let body = start(p, arg);
-            Box::pin(async move { body.await.into_exit_reason() })
-        });
-        self.register_start_fn(name, start);
+        self.register_start_fn(name, box_start(start));
     }
 
     /// [`register_start`](Self::register_start) of a start function already boxed.

@@ -338,11 +338,7 @@ impl ClusterCtl {
         Fut: Future + Send + 'static,
         Fut::Output: crate::process::IntoExitReason,
     {
-        use crate::process::IntoExitReason;
-        let start: crate::process::StartFn = Arc::new(move |p, arg| {
-            let body = start(p, arg);
-            Box::pin(async move { body.await.into_exit_reason() })
-        });
+        let start = crate::process::box_start(start);
         lock(&self.cluster.starts).insert(name.to_string(), start.clone());
         for k in 1..=self.cluster.settings.nodes {
             self.cluster
