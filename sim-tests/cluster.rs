@@ -615,3 +615,140 @@ fn a_type_without_a_codec_is_undeliverable_by_name_however_it_is_sent() {
     assert!(undeliverable[0].contains("ByName"), "{}", undeliverable[0]);
     assert!(undeliverable[1].contains("ByPid"), "{}", undeliverable[1]);
 }
+
+/// A node's clock skew (docs/architecture.md, "Time"): its drift holds for the whole run and
+/// across a restart (it is the host's oscillator), its `send_after` timers and `now` drift
+/// with it, and a jump of its wall clock moves `system_time` only. A "lease" measured with
+/// `system_time` is thereby wrong by the jump, one measured with `now` is not.
+#[test]
+fn a_node_clock_drifts_across_restarts_and_its_wall_clock_jumps_alone() {
+    let report = ClusterSim::new(3)
+        .nodes(2)
+        .drift(2, 50_000)
+        .run(|ctl| async move {
+            let lease = |p: Process| async move {
+                let (t0, wall0) = (p.now(), p.system_time());
+                p.send_after(Duration::from_secs(1), p.pid(), 1u32);
+                p.recv().await;
+                let by_now = (p.now() - t0).as_millis();
+                let by_wall = match p.system_time().duration_since(wall0) {
+                    Ok(ahead) => ahead.as_millis() as i128,
+                    Err(behind) => -(behind.duration().as_millis() as i128),
+                };
+                p.note(format!("now {by_now}ms wall {by_wall}ms"));
+            };
+            ctl.node(2).spawn(lease);
+            ctl.sleep(Duration::from_millis(500)).await;
+            ctl.jump_clock(2, -2_000);
+            ctl.sleep(Duration::from_secs(1)).await;
+            ctl.restart(2);
+            ctl.node(2).spawn(lease);
+            ctl.sleep(Duration::from_secs(2)).await;
+        });
+    let lines = report.trace.lines();
+    assert_eq!(lines[0], "clock n2 drift +50000ppm", "{lines:#?}");
+    let notes: Vec<(u64, &str)> = report
+        .trace
+        .events()
+        .iter()
+        .zip(&lines)
+        .filter_map(|(e, l)| l.strip_prefix("note ").map(|l| (e.at_us, l)))
+        .collect();
+    // 1 s on a clock 5% fast takes 1/1.05 s of true time; the wall clock, stepped back 2 s
+    // meanwhile, says -1 s (a hair less: it rounds down).
+    assert_eq!(
+        notes[0],
+        (952_381, "<2.1> now 1000ms wall -999ms"),
+        "{lines:#?}"
+    );
+    // After the restart, the same drift and no further jump.
+    let restarted = report
+        .trace
+        .events()
+        .iter()
+        .zip(&lines)
+        .find(|(_, l)| l.starts_with("node n2 restart"))
+        .map(|(e, _)| e.at_us)
+        .unwrap();
+    assert_eq!(
+        notes[1],
+        (restarted + 952_381, "<2.1.1> now 1000ms wall 1000ms")
+    );
+}
+
+/// A node's disk outlives its incarnations (docs/architecture.md, "Across nodes"): what a
+/// process wrote is there after a crash and a restart; after a power failure only what it
+/// synced is.
+#[test]
+fn a_node_disk_survives_restarts_and_loses_unsynced_writes_to_a_power_failure() {
+    let report = ClusterSim::new(4).nodes(2).run(|ctl| async move {
+        let counter = |p: Process| async move {
+            let disk = p.node().disk();
+            let n = disk.read("boots").map_or(0, |b| b[0]) + 1;
+            disk.write("boots", &[n]);
+            if n % 2 == 1 {
+                disk.sync("boots");
+            }
+            p.note(format!("boot {n}"));
+        };
+        ctl.node(2).spawn(counter);
+        ctl.sleep(Duration::from_millis(10)).await;
+        ctl.crash(2);
+        ctl.restart(2);
+        ctl.node(2).spawn(counter); // boot 2, not synced
+        ctl.sleep(Duration::from_millis(10)).await;
+        ctl.power_fail(2);
+        ctl.restart(2);
+        ctl.node(2).spawn(counter); // boot 1 was the last synced: boot 2 again
+        ctl.sleep(Duration::from_millis(10)).await;
+        assert_eq!(ctl.disk(2).read("boots"), Some(vec![2]));
+    });
+    assert_eq!(report.failure(), None);
+    let lines = report.trace.lines();
+    let boots: Vec<&String> = lines.iter().filter(|l| l.contains("boot ")).collect();
+    assert_eq!(
+        boots,
+        [
+            "note <2.1> boot 1",
+            "note <2.1.1> boot 2",
+            "note <2.1.2> boot 2"
+        ],
+        "{lines:#?}"
+    );
+    assert!(lines.contains(&"disk n2 power failure".to_string()));
+}
+
+/// One step budget per run (issue 18, "one trace, step budget and halt per run"): a process
+/// on node 2 that never waits spends the budget of the whole cluster, every node halts, and
+/// the report names that process, not the busiest one of another node.
+#[test]
+fn a_livelock_on_one_node_halts_the_whole_cluster_and_is_named() {
+    let mut sim = ClusterSim::new(6).nodes(3);
+    sim.step_budget = 5_000;
+    let report = sim.run(|ctl| async move {
+        for k in [1, 3] {
+            ctl.node(k).spawn(|p| async move {
+                loop {
+                    p.sleep(Duration::from_millis(1)).await;
+                }
+                #[allow(unreachable_code)]
+                ()
+            });
+        }
+        ctl.sleep(Duration::from_millis(100)).await;
+        ctl.node(2).spawn(|p| async move {
+            loop {
+                p.send(p.pid(), 0u32);
+                p.recv().await;
+            }
+            #[allow(unreachable_code)]
+            ()
+        });
+        ctl.sleep(Duration::from_secs(1)).await;
+    });
+    let halted: Vec<u16> = report.halts.iter().map(|(k, _)| *k).collect();
+    assert_eq!(halted, [1, 2, 3]);
+    let failure = report.failure().unwrap();
+    assert!(failure.starts_with("node n2: livelock"), "{failure}");
+    assert!(failure.contains("process <2.1> took"), "{failure}");
+}

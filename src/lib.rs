@@ -34,7 +34,7 @@ pub mod systems;
 pub mod term;
 pub mod trace;
 
-pub use process::{ExitReason, Msg, Node, NodeConfig, Process};
+pub use process::{Disk, ExitReason, Msg, Node, NodeConfig, Process};
 
 /// Every built-in target of `otpsim fuzz` and `otpsim replay`: the random processes over a
 /// cluster (`cluster-graph`), the generated supervision trees (`tree`) and the

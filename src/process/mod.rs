@@ -30,12 +30,14 @@
 //! ```
 
 mod alive;
+mod disk;
 mod message;
 mod node;
 mod reason;
 mod small;
 mod task;
 
+pub use disk::Disk;
 pub use message::{MonitorRef, Msg, NodeDownReason};
 
 /// A timer of [`Process::send_after`].
@@ -614,6 +616,14 @@ impl Process {
     /// `erlang:monotonic_time()`, for deadlines.
     pub fn now(&self) -> crate::rt::Instant {
         self.node.clock().now()
+    }
+
+    /// The wall time on the node's clock: Erlang's `os:system_time()`. Unlike
+    /// [`now`](Process::now) it jumps when the host's clock is stepped (in a simulated cluster,
+    /// [`ClusterCtl::jump_clock`](crate::sim::cluster::ClusterCtl::jump_clock)), so a deadline
+    /// or a lease measured with it is wrong by as much as the jump.
+    pub fn system_time(&self) -> std::time::SystemTime {
+        self.node.clock().system_time()
     }
 
     /// Sends `value` to `to` after `delay` (plus any jitter the simulator chooses), as

@@ -105,6 +105,15 @@ pub struct NodeConfig {
     pub creation: u16,
     /// The simulated machine its processes run on (`None`: wherever the caller runs).
     pub machine: Option<rt::Machine>,
+    /// How its clock differs from true time (`None`: it does not): its processes' time,
+    /// timers and wall time drift and jump with it; the trace is stamped in true time.
+    pub skew: Option<rt::Skew>,
+    /// Its disk, which may outlive it (`None`: a fresh, empty one).
+    pub disk: Option<super::Disk>,
+    /// A step counter shared with the other nodes of a run (`None`: its own): the step
+    /// budget then bounds their steps together, and once it is spent every node halts at its
+    /// next step, each naming its own busiest process.
+    pub shared_steps: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl Default for NodeConfig {
@@ -119,6 +128,9 @@ impl Default for NodeConfig {
             index: 0,
             creation: 0,
             machine: None,
+            skew: None,
+            disk: None,
+            shared_steps: None,
         }
     }
 }
@@ -148,7 +160,12 @@ pub(super) struct Inner {
     state: Mutex<State>,
     /// "Outside any process" on this node (serial 0).
     outside: Pid,
+    /// The node's clock, with its skew: its processes' time and timers.
     clock: rt::Clock,
+    /// The executor's clock without skew: the trace's stamps.
+    true_clock: rt::Clock,
+    disk: super::Disk,
+    shared_steps: Option<Arc<std::sync::atomic::AtomicU64>>,
     started: rt::Mark,
     watchdog: Arc<AtomicBool>,
     postman: Notify,
@@ -461,6 +478,7 @@ impl Node {
     /// A node with the given settings.
     pub fn with_config(config: NodeConfig) -> Node {
         let jitters = config.choices.may_jitter();
+        let true_clock = rt::Clock::current();
         Node {
             inner: Arc::new(Inner {
                 state: Mutex::new(State {
@@ -494,8 +512,14 @@ impl Node {
                     told_down: BTreeSet::new(),
                 }),
                 outside: Pid(crate::term::id_base(config.index, config.creation)),
-                clock: rt::Clock::current(),
-                started: rt::Clock::current().mark(),
+                clock: match &config.skew {
+                    Some(skew) => true_clock.skewed(skew),
+                    None => true_clock.clone(),
+                },
+                started: true_clock.mark(),
+                true_clock,
+                disk: config.disk.unwrap_or_default(),
+                shared_steps: config.shared_steps,
                 watchdog: config.watchdog.unwrap_or_default(),
                 postman: Notify::new(),
                 quiet_panics: config.quiet_panics,
@@ -526,9 +550,10 @@ impl Node {
         self.inner.quiet_panics
     }
 
-    /// Microseconds since the node started, on the executor's clock.
+    /// Microseconds since the node started, in true time (the executor's, without the
+    /// node's skew).
     pub fn elapsed_us(&self) -> u64 {
-        self.inner.clock.since(self.inner.started).as_micros() as u64
+        self.inner.true_clock.since(self.inner.started).as_micros() as u64
     }
 
     /// The time stamp of a trace event: the clock is read only when tracing (reading it is
@@ -1141,7 +1166,11 @@ impl Node {
             return Step::Halted;
         }
         st.steps += 1;
-        if let Some(budget) = st.step_budget.filter(|b| st.steps > *b) {
+        let steps = match &self.inner.shared_steps {
+            Some(shared) => shared.fetch_add(1, Ordering::Relaxed) + 1,
+            None => st.steps,
+        };
+        if let Some(budget) = st.step_budget.filter(|b| steps > *b) {
             let (pid, steps) = st
                 .procs
                 .iter()
@@ -1319,6 +1348,12 @@ impl Node {
     }
 
     /// The executor's clock, as this node reads it.
+    /// The node's disk: what its processes write there outlives this incarnation when the
+    /// node was given a disk of its host's (as a simulated cluster does).
+    pub fn disk(&self) -> &super::Disk {
+        &self.inner.disk
+    }
+
     pub(super) fn clock(&self) -> &rt::Clock {
         &self.inner.clock
     }
@@ -1468,7 +1503,8 @@ impl Node {
                     }
                 }
             };
-            rt::sleep_until_notified(next, &self.inner.postman).await;
+            let clock = &self.inner.clock;
+            clock.sleep_until_notified(next, &self.inner.postman).await;
         }
     }
 }

@@ -59,7 +59,8 @@ pub struct ClusterSim {
     pub jitter: Duration,
     /// How long a connection that hears nothing lives (Erlang's `net_ticktime`).
     pub net_ticktime: Duration,
-    /// The step budget of each node.
+    /// The step budget of the run: every node's steps together. Once it is spent, every node
+    /// halts ([`Halt::StepBudget`]).
     pub step_budget: u64,
     /// Simulated time after which the run stops.
     pub time_limit: Duration,
@@ -72,11 +73,14 @@ pub struct ClusterSim {
     /// (`dist::tcp`): a message of a type it does not know is dropped, and the trace says
     /// why (`undeliverable ...`).
     pub codec: Option<crate::dist::Codec>,
+    /// The drift of each node's clock in parts per million, from node 1 (missing: 0); see
+    /// [`ClusterSim::drift`].
+    pub drift_ppm: Vec<i32>,
 }
 
 impl ClusterSim {
     /// A cluster of three nodes, 200 µs links with up to 100 µs of jitter, `net_ticktime`
-    /// 4 s (what the OTP probes used), 10 million steps per node, 10 simulated minutes.
+    /// 4 s (what the OTP probes used), 10 million steps, 10 simulated minutes.
     pub fn new(seed: u64) -> ClusterSim {
         ClusterSim {
             seed,
@@ -89,7 +93,44 @@ impl ClusterSim {
             auto_connect: true,
             names: Vec::new(),
             codec: None,
+            drift_ppm: Vec::new(),
         }
+    }
+
+    /// The same settings, with node `k`'s clock `ppm` parts per million fast (negative:
+    /// slow) for the whole run, across its restarts: its processes' [`now`](crate::Process::now),
+    /// timers and wall time drift; the trace stays in true time.
+    ///
+    /// ```
+    /// # #[cfg(madsim)] {
+    /// use otpsim::rt::Duration;
+    /// use otpsim::sim::cluster::ClusterSim;
+    /// let report = ClusterSim::new(1).drift(2, -100_000).run(|ctl| async move {
+    ///     for k in [1, 2] {
+    ///         ctl.node(k).spawn(|p| async move {
+    ///             p.sleep(Duration::from_secs(1)).await;
+    ///             p.note("a second");
+    ///         });
+    ///     }
+    ///     ctl.sleep(Duration::from_secs(2)).await;
+    /// });
+    /// let lines = report.trace.lines();
+    /// assert_eq!(lines[0], "clock n2 drift -100000ppm");
+    /// let at = |pid: &str| {
+    ///     let i = lines.iter().position(|l| *l == format!("note {pid} a second"));
+    ///     report.trace.events()[i.unwrap()].at_us
+    /// };
+    /// assert!(at("<1.1>") < 1_010_000);
+    /// assert!(at("<2.1>") > 1_111_000); // 10% slow: its second lasts 1.11 s
+    /// # }
+    /// ```
+    pub fn drift(mut self, k: u16, ppm: i32) -> ClusterSim {
+        let i = usize::from(k.max(1) - 1);
+        if self.drift_ppm.len() <= i {
+            self.drift_ppm.resize(i + 1, 0);
+        }
+        self.drift_ppm[i] = ppm;
+        self
     }
 
     /// The same settings, with every signal between nodes encoded and decoded by `codec`,
@@ -127,6 +168,11 @@ impl ClusterSim {
     pub fn auto_connect(mut self, on: bool) -> ClusterSim {
         self.auto_connect = on;
         self
+    }
+
+    /// Node `k`'s drift in parts per million.
+    fn drift_of(&self, k: u16) -> i32 {
+        self.drift_ppm.get(usize::from(k) - 1).copied().unwrap_or(0)
     }
 
     /// Node `k`'s name in the trace.
@@ -180,14 +226,24 @@ pub struct ClusterReport {
     pub trace: Trace,
     /// The scenario did not return within the time limit.
     pub timed_out: bool,
-    /// Nodes that halted by themselves (a step budget, a livelock), with why.
+    /// Nodes that halted by themselves, with why: a spent step budget (a livelock) halts
+    /// every running node, each naming its busiest process.
     pub halts: Vec<(u16, Halt)>,
 }
 
 impl ClusterReport {
-    /// What went wrong with the run itself, if anything.
+    /// What went wrong with the run itself, if anything: for a spent step budget, the node
+    /// whose busiest process took the most steps (the livelock's likeliest place).
     pub fn failure(&self) -> Option<String> {
-        if let Some((node, halt)) = self.halts.first() {
+        let steps = |halt: &Halt| match halt {
+            Halt::StepBudget { steps, .. } => *steps,
+            _ => u64::MAX,
+        };
+        let worst = self
+            .halts
+            .iter()
+            .max_by_key(|(k, halt)| (steps(halt), std::cmp::Reverse(*k)));
+        if let Some((node, halt)) = worst {
             return Some(format!("node n{node}: {halt}"));
         }
         self.timed_out
@@ -222,6 +278,26 @@ impl ClusterCtl {
     /// `net_ticktime`.
     pub fn crash_silently(&self, k: u16) {
         self.cluster.crash(k, true);
+    }
+
+    /// Node `k`'s host loses power: the node is lost silently (as
+    /// [`crash_silently`](ClusterCtl::crash_silently)), and its [disk](crate::Disk) keeps only
+    /// what was synced. A running node only: a node already down lost power long ago.
+    pub fn power_fail(&self, k: u16) {
+        let c = &self.cluster;
+        if c.live(k).is_some() {
+            c.crash(k, true);
+            c.disks[usize::from(k - 1)].power_fail();
+            c.note(ClusterEvent::PowerFail { node: k });
+        }
+    }
+
+    /// Node `k`'s disk, which outlives its incarnations (the one its processes see as
+    /// [`Node::disk`]).
+    pub fn disk(&self, k: u16) -> crate::Disk {
+        let c = &self.cluster;
+        assert!(k >= 1 && k <= c.settings.nodes, "no node n{k}");
+        c.disks[usize::from(k - 1)].clone()
     }
 
     /// Node `k` starts again with a new creation (its pids differ from its earlier ones): a
@@ -272,6 +348,16 @@ impl ClusterCtl {
             extra_ms: extra.as_millis() as u64,
             for_ms: duration.as_millis() as u64,
         });
+    }
+
+    /// Node `k`'s wall clock is stepped by `ms` milliseconds (forward if positive), as NTP
+    /// steps a host's clock: its processes' [`system_time`](crate::Process::system_time)
+    /// jumps; their [`now`](crate::Process::now) and timers do not.
+    pub fn jump_clock(&self, k: u16, ms: i64) {
+        let c = &self.cluster;
+        assert!(k >= 1 && k <= c.settings.nodes, "no node n{k}");
+        c.skews[usize::from(k - 1)].jump(ms);
+        c.note(ClusterEvent::ClockJump { node: k, ms });
     }
 
     /// Node `by` closes its connection to `peer` (`erlang:disconnect_node/1`): what was on
@@ -415,6 +501,11 @@ struct Cluster {
     events: Mutex<Vec<Event>>,
     /// The start functions every node has (`ClusterCtl::register_start`).
     starts: Mutex<BTreeMap<String, crate::process::StartFn>>,
+    /// Each node's clock skew and disk (node 1 first), which outlive its incarnations.
+    skews: Vec<rt::Skew>,
+    disks: Vec<crate::Disk>,
+    /// Every node's steps, against the run's budget.
+    steps: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The ordered pair of two nodes.
@@ -428,6 +519,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Cluster {
     fn new(settings: ClusterSim) -> Arc<Cluster> {
+        let skews: Vec<rt::Skew> = (1..=settings.nodes)
+            .map(|k| rt::Skew::new(settings.drift_of(k)))
+            .collect();
         let cluster = Arc::new(Cluster {
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(
                 settings.seed ^ 0x0063_6c75_7374_6572,
@@ -439,7 +533,16 @@ impl Cluster {
             start: rt::now(),
             events: Mutex::default(),
             starts: Mutex::default(),
+            disks: skews.iter().map(|_| crate::Disk::new()).collect(),
+            steps: Arc::default(),
+            skews,
         });
+        for k in 1..=cluster.settings.nodes {
+            let ppm = cluster.settings.drift_of(k);
+            if ppm != 0 {
+                cluster.note(ClusterEvent::Drift { node: k, ppm });
+            }
+        }
         // Node 0 is the scenario's side: it hosts no process, so it has no slot.
         let slots: Vec<Slot> = (1..=cluster.settings.nodes)
             .map(|k| {
@@ -475,6 +578,9 @@ impl Cluster {
             index: k,
             creation,
             machine: Some(machine.clone()),
+            skew: Some(self.skews[usize::from(k - 1)].clone()),
+            disk: Some(self.disks[usize::from(k - 1)].clone()),
+            shared_steps: Some(self.steps.clone()),
             ..NodeConfig::default()
         });
         node.attach(Arc::new(Port {

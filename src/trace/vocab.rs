@@ -381,6 +381,28 @@ pub enum ClusterEvent {
         /// The other node.
         peer: u16,
     },
+    /// A node's host lost power: after its silent crash, its disk lost every write it had
+    /// not synced.
+    PowerFail {
+        /// The node's index.
+        node: u16,
+    },
+    /// A node's clock runs `ppm` parts per million fast (negative: slow), from the start
+    /// of the run and across its restarts.
+    Drift {
+        /// The node's index.
+        node: u16,
+        /// The drift.
+        ppm: i32,
+    },
+    /// A node's wall clock was stepped by `ms` (forward if positive); its monotonic time
+    /// and timers were not.
+    ClockJump {
+        /// The node's index.
+        node: u16,
+        /// The step.
+        ms: i64,
+    },
     /// Connections declared down after `net_ticktime` of silence (pairs of nodes).
     TickTimeout {
         /// The pairs, lower index first.
@@ -399,6 +421,9 @@ impl ClusterEvent {
             ClusterEvent::Heal => "heal",
             ClusterEvent::Disconnect { .. } => "disconnect",
             ClusterEvent::SlowLink { .. } => "latency_spike",
+            ClusterEvent::PowerFail { .. } => "power_fail",
+            ClusterEvent::Drift { .. } => "clock_drift",
+            ClusterEvent::ClockJump { .. } => "clock_jump",
             ClusterEvent::Resume { .. } | ClusterEvent::TickTimeout { .. } => return None,
         })
     }
@@ -428,6 +453,9 @@ impl fmt::Display for ClusterEvent {
                 for_ms,
             } => write!(f, "slow link n{a}-n{b} +{extra_ms}ms for {for_ms}ms"),
             ClusterEvent::Disconnect { by, peer } => write!(f, "disconnect n{by} n{peer}"),
+            ClusterEvent::PowerFail { node } => write!(f, "disk n{node} power failure"),
+            ClusterEvent::Drift { node, ppm } => write!(f, "clock n{node} drift {ppm:+}ppm"),
+            ClusterEvent::ClockJump { node, ms } => write!(f, "clock n{node} jump {ms:+}ms"),
             ClusterEvent::TickTimeout { pairs } => {
                 f.write_str("connection down")?;
                 for (a, b) in pairs {
