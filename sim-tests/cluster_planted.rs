@@ -1,8 +1,20 @@
 //! The planted cluster bugs (`sim-tests/planted/cluster.rs`) under the cluster harness:
 //! each found within 2,000 cases and shrunk to at most 3 steps; the fixed twins pass.
 #![cfg(madsim)]
-use crate::planted::cluster::{Books, Singleton, StaleCache};
-use otpsim::sim::cluster_harness::{ClusterHarness, ClusterHarnessReport};
+use crate::planted::cluster::{Books, Cron, Singleton, StaleCache};
+use otpsim::sim::cluster_harness::{
+    ClusterFamily, ClusterHarness, ClusterHarnessReport, ClusterStep, ClusterTarget,
+};
+
+/// The harness for a planted system: every family but process faults (the systems are
+/// deliberately unsupervised, so a killed process stays dead, which is not their flaw).
+fn harness<T: ClusterTarget>(target: T, cases: u64) -> ClusterHarness<T> {
+    let families: Vec<ClusterFamily> = ClusterFamily::ALL
+        .into_iter()
+        .filter(|f| *f != ClusterFamily::Process)
+        .collect();
+    ClusterHarness::new(target).families(&families).cases(cases)
+}
 
 fn found(report: &ClusterHarnessReport, name: &str) {
     let failure = report.failure.as_ref().unwrap_or_else(|| {
@@ -28,9 +40,7 @@ fn found(report: &ClusterHarnessReport, name: &str) {
 /// Issue 18, planted bug (a): two copies of a singleton after a partition heals.
 #[test]
 fn a_singleton_that_fails_over_on_noconnection_is_found_and_shrunk() {
-    let report = ClusterHarness::new(Singleton { buggy: true })
-        .cases(2000)
-        .run();
+    let report = harness(Singleton { buggy: true }, 2000).run();
     found(&report, "singleton");
     let message = &report.failure.as_ref().unwrap().message;
     assert!(message.starts_with("2 instances"), "{message}");
@@ -39,9 +49,7 @@ fn a_singleton_that_fails_over_on_noconnection_is_found_and_shrunk() {
 /// Issue 18, planted bug (b): requests lost to a remote pid of an old incarnation.
 #[test]
 fn a_cache_of_a_remote_pid_across_a_restart_is_found_and_shrunk() {
-    let report = ClusterHarness::new(StaleCache { buggy: true })
-        .cases(2000)
-        .run();
+    let report = harness(StaleCache { buggy: true }, 2000).run();
     found(&report, "stale-cache");
     let message = &report.failure.as_ref().unwrap().message;
     assert!(message.starts_with("requests lost"), "{message}");
@@ -50,10 +58,32 @@ fn a_cache_of_a_remote_pid_across_a_restart_is_found_and_shrunk() {
 /// Issue 18, planted bug (c): `nodedown` taken as ordered after the node's last message.
 #[test]
 fn books_closed_at_nodedown_are_found_and_shrunk() {
-    let report = ClusterHarness::new(Books { buggy: true }).cases(2000).run();
+    let report = harness(Books { buggy: true }, 2000).run();
     found(&report, "books");
     let message = &report.failure.as_ref().unwrap().message;
     assert!(message.starts_with("items lost"), "{message}");
+}
+
+/// Planted bug (d): a periodic job waiting on the wall clock stalls when NTP steps it back
+/// (docs/architecture.md, "Time"); found by the clock-jump family.
+#[test]
+fn a_job_scheduled_on_the_wall_clock_is_found_and_shrunk() {
+    let report = harness(Cron { buggy: true }, 2000).run();
+    found(&report, "cron");
+    let failure = report.failure.as_ref().unwrap();
+    assert!(
+        failure.message.starts_with("the job stalled"),
+        "{}",
+        failure.message
+    );
+    assert!(
+        matches!(
+            failure.case.steps[..],
+            [(_, ClusterStep::ClockJump { ms, .. })] if ms < 0
+        ),
+        "{:?}",
+        failure.case
+    );
 }
 
 /// The same systems without their flaws pass (10,000 cases each in the closing check of
@@ -61,13 +91,10 @@ fn books_closed_at_nodedown_are_found_and_shrunk() {
 #[test]
 fn the_fixed_twins_pass() {
     for report in [
-        ClusterHarness::new(Singleton { buggy: false })
-            .cases(200)
-            .run(),
-        ClusterHarness::new(StaleCache { buggy: false })
-            .cases(200)
-            .run(),
-        ClusterHarness::new(Books { buggy: false }).cases(200).run(),
+        harness(Singleton { buggy: false }, 200).run(),
+        harness(StaleCache { buggy: false }, 200).run(),
+        harness(Books { buggy: false }, 200).run(),
+        harness(Cron { buggy: false }, 200).run(),
     ] {
         assert_eq!(report.failure, None);
     }
@@ -78,16 +105,51 @@ fn the_fixed_twins_pass() {
 #[test]
 #[ignore]
 fn the_fixed_twins_pass_10000() {
-    let a = ClusterHarness::new(Singleton { buggy: false })
-        .cases(10_000)
-        .run();
+    let a = harness(Singleton { buggy: false }, 10_000).run();
     assert_eq!(a.failure, None);
-    let c = ClusterHarness::new(Books { buggy: false })
-        .cases(10_000)
-        .run();
+    let c = harness(Books { buggy: false }, 10_000).run();
     assert_eq!(c.failure, None);
-    let b = ClusterHarness::new(StaleCache { buggy: false })
-        .cases(10_000)
-        .run();
+    let b = harness(StaleCache { buggy: false }, 10_000).run();
     assert_eq!(b.failure, None);
+    let d = harness(Cron { buggy: false }, 10_000).run();
+    assert_eq!(d.failure, None);
+}
+
+/// The process family reaches inside a node (issue 18: "the existing families keep working
+/// inside each node"): a worker nobody restarts is lost to a crash, a kill or an exit signal
+/// of it alone, which only that family causes here.
+#[test]
+fn process_faults_inside_a_node_find_an_unsupervised_worker() {
+    use otpsim::sim::cluster::ClusterCtl;
+    use otpsim::Node;
+    struct Unsupervised;
+    impl ClusterTarget for Unsupervised {
+        fn name(&self) -> String {
+            "unsupervised".into()
+        }
+        fn boot(&self, k: u16, node: &Node, _: bool) {
+            if k == 2 {
+                node.spawn(|p| async move {
+                    p.register("svc").unwrap();
+                    p.receive(|_| false).await;
+                });
+            }
+        }
+        async fn check(&self, ctl: &ClusterCtl) -> Result<(), String> {
+            match ctl.node(2).whereis("svc") {
+                Some(_) => Ok(()),
+                None => Err("svc is gone".into()),
+            }
+        }
+    }
+    let report = ClusterHarness::new(Unsupervised)
+        .families(&[ClusterFamily::Process])
+        .cases(200)
+        .run();
+    let failure = report.failure.expect("a process fault ends the worker");
+    assert!(
+        matches!(failure.case.steps[..], [(_, ClusterStep::Process { .. })]),
+        "{:?}",
+        failure.case
+    );
 }

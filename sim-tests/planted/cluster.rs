@@ -13,6 +13,10 @@
 //!   `nodedown` as coming after node 2's last message and books nothing after it, so items
 //!   that arrive after it are lost to the books (Erlang does not order `nodedown` with the
 //!   node's other signals). Fixed, it books whatever arrives.
+//! * [`Cron`]: a job on node 2 runs every 500 ms. Buggy, it waits for the next run by
+//!   polling the wall clock (`system_time`), so when NTP steps the clock back it stalls for as
+//!   long as the step. Fixed, it waits on monotonic time (`now`, or a timer), which never
+//!   jumps.
 
 use otpsim::rt::Duration;
 use otpsim::sim::cluster::ClusterCtl;
@@ -308,6 +312,79 @@ impl ClusterTarget for Books {
                 "items lost to the books: {received} received, {booked} booked"
             )),
             None => Err("the collector does not answer".into()),
+        }
+    }
+}
+
+/// A periodic job (see the module's documentation).
+pub struct Cron {
+    /// Wait for the next run on the wall clock (the flaw).
+    pub buggy: bool,
+}
+
+/// `Runs(from)` asks the job how often it has run: `RunsAre(n)`.
+struct Runs(Pid);
+struct RunsAre(u64);
+
+async fn cron(p: Process, buggy: bool) -> ExitReason {
+    p.register("cron").expect("one job per node");
+    let period = Duration::from_millis(500);
+    let mut runs = 0u64;
+    loop {
+        let (next, next_wall) = (p.now() + period, p.system_time() + period);
+        // Answer questions until the next run is due.
+        loop {
+            let due = if buggy {
+                p.system_time() >= next_wall
+            } else {
+                p.now() >= next
+            };
+            if due {
+                break;
+            }
+            if let Some(msg) = p.recv_timeout(Duration::from_millis(50)).await {
+                if let Ok(Runs(from)) = msg.downcast::<Runs>() {
+                    p.send(from, RunsAre(runs));
+                }
+            }
+        }
+        runs += 1;
+    }
+}
+
+impl ClusterTarget for Cron {
+    fn name(&self) -> String {
+        format!("cron{}", if self.buggy { "-buggy" } else { "" })
+    }
+
+    fn nodes(&self) -> u16 {
+        2
+    }
+
+    fn boot(&self, k: u16, node: &Node, _: bool) {
+        if k == 2 {
+            let buggy = self.buggy;
+            node.spawn(move |p| cron(p, buggy));
+        }
+    }
+
+    /// At rest the job runs: at least twice in 1.5 s.
+    async fn check(&self, ctl: &ClusterCtl) -> Result<(), String> {
+        let runs = || {
+            ctl.on(2, |p| async move {
+                p.send_named("cron", 2, Runs(p.pid()));
+                let answer = p.receive_timeout(|m| m.is::<RunsAre>(), Duration::from_secs(1));
+                let RunsAre(n) = answer.await?.downcast::<RunsAre>().ok()?;
+                Some(n)
+            })
+        };
+        let before = runs().await.flatten();
+        ctl.sleep(Duration::from_millis(1500)).await;
+        let after = runs().await.flatten();
+        match (before, after) {
+            (Some(a), Some(b)) if b >= a + 2 => Ok(()),
+            (Some(a), Some(b)) => Err(format!("the job stalled: {a} runs, then {b} 1.5 s later")),
+            _ => Err("the job does not answer".into()),
         }
     }
 }

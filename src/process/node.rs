@@ -922,6 +922,14 @@ impl Node {
         inside.into_iter().collect()
     }
 
+    /// Every live process of the node, in pid order.
+    #[cfg(feature = "harness")]
+    pub(crate) fn live_pids(&self) -> Vec<Pid> {
+        let mut pids: Vec<Pid> = self.lock().procs.keys().copied().collect();
+        pids.sort_unstable();
+        pids
+    }
+
     #[cfg(feature = "harness")]
     /// Whether a process other than `pid`'s parent and children monitors it or is linked to
     /// it: whether its death is someone's business besides its supervisor's.

@@ -1,8 +1,10 @@
 //! The harness over a cluster: a distributed system (a [`ClusterTarget`]) under generated
-//! cluster faults (node crashes, silent crashes, restarts, pauses, partitions and heals), with
-//! a final "heal all" (paused nodes resume, partitions end, crashed nodes restart) and the
-//! target's quiet period before its at-rest check. A failing case is shrunk (fewer steps,
-//! shorter pauses, seed 0) and can be saved as JSON and replayed.
+//! cluster faults (node crashes, silent crashes, power failures, restarts, pauses, partitions
+//! both ways and one way, heals, slow links, clock jumps, and clock drift per node), each case
+//! enabling a random subset of the [`ClusterFamily`]s, with a final "heal all" (paused nodes resume,
+//! partitions end, crashed nodes restart; slow links have ended by then) and the target's quiet
+//! period before its at-rest check. A failing case is shrunk (fewer steps, shorter pauses,
+//! slow links and jumps, no drift, seed 0) and can be saved as JSON and replayed.
 //!
 //! Faults name their node by a key, mapped to a node by rendezvous hashing over the nodes the
 //! target lets faults hit: a case keeps its faults on the same nodes when other steps go.
@@ -46,6 +48,7 @@
 //! ```
 
 use super::cluster::{ClusterCtl, ClusterReport, ClusterSim};
+use super::faults::{CrashReason, Fault, StopHow};
 use super::harness::{env_cases, env_seed};
 use crate::process::Node;
 use crate::rt::Duration;
@@ -102,6 +105,11 @@ pub enum ClusterStep {
         /// Picks the node.
         key: u64,
     },
+    /// The node's host loses power: a silent crash, and its disk loses what it did not sync.
+    PowerFail {
+        /// Picks the node.
+        key: u64,
+    },
     /// The node restarts with a new creation.
     Restart {
         /// Picks the node.
@@ -119,17 +127,98 @@ pub enum ClusterStep {
         /// Picks the node.
         key: u64,
     },
+    /// Nothing gets from the node to the others; the other way is open.
+    PartitionOneWay {
+        /// Picks the node.
+        key: u64,
+    },
     /// Every partition ends.
     Heal,
+    /// For `for_ms`, signals between two nodes take `ms` longer.
+    SlowLink {
+        /// Picks one node.
+        key: u64,
+        /// Picks the other, among the rest.
+        other: u64,
+        /// The added latency.
+        ms: u64,
+        /// For how long.
+        for_ms: u64,
+    },
+    /// The node's wall clock is stepped by `ms` (forward if positive).
+    ClockJump {
+        /// Picks the node.
+        key: u64,
+        /// The step.
+        ms: i64,
+    },
+    /// A fault of one process on the node, as the single-node harness injects them (a crash,
+    /// a kill, a stranger's exit signal, a crash storm, a graceful restart), its victim
+    /// picked among the node's processes by their tree paths.
+    Process {
+        /// Picks the node.
+        key: u64,
+        /// The fault.
+        fault: Fault,
+    },
 }
 
-/// A case: the run's seed, its nodes, and its timed faults.
+/// A family of cluster faults. Each case enables a random subset of the families its
+/// harness allows (swarm testing: a case with few families goes deeper into each).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterFamily {
+    /// [`ClusterStep::Process`]: the single-node harness's faults, inside one node.
+    Process,
+    /// [`ClusterStep::Crash`].
+    Crash,
+    /// [`ClusterStep::CrashSilently`].
+    CrashSilently,
+    /// [`ClusterStep::PowerFail`].
+    PowerFail,
+    /// [`ClusterStep::Restart`].
+    Restart,
+    /// [`ClusterStep::Pause`].
+    Pause,
+    /// [`ClusterStep::Partition`] (and [`ClusterStep::Heal`]).
+    Partition,
+    /// [`ClusterStep::PartitionOneWay`] (and [`ClusterStep::Heal`]).
+    PartitionOneWay,
+    /// [`ClusterStep::SlowLink`].
+    SlowLink,
+    /// [`ClusterStep::ClockJump`].
+    ClockJump,
+    /// The nodes' clock drifts ([`ClusterCase::drift_ppm`]).
+    Drift,
+}
+
+impl ClusterFamily {
+    /// Every family.
+    pub const ALL: [ClusterFamily; 11] = [
+        ClusterFamily::Process,
+        ClusterFamily::Crash,
+        ClusterFamily::CrashSilently,
+        ClusterFamily::PowerFail,
+        ClusterFamily::Restart,
+        ClusterFamily::Pause,
+        ClusterFamily::Partition,
+        ClusterFamily::PartitionOneWay,
+        ClusterFamily::SlowLink,
+        ClusterFamily::ClockJump,
+        ClusterFamily::Drift,
+    ];
+}
+
+/// A case: the run's seed, its nodes' clocks, and its timed faults.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterCase {
     /// Madsim's scheduling and the switch's latencies.
     pub seed: u64,
     /// Nodes `1..=nodes`.
     pub nodes: u16,
+    /// Each node's clock drift in parts per million, from node 1 (missing: 0).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift_ppm: Vec<i32>,
     /// `(at_ms, step)`, in time order.
     pub steps: Vec<(u64, ClusterStep)>,
 }
@@ -145,32 +234,112 @@ pub fn rendezvous(key: u64, faulty: &[u16]) -> Option<u16> {
 
 impl ClusterCase {
     /// The case of `seed` for a target with `nodes` nodes running for `run_for`: up to four
-    /// faults.
-    pub fn generate(seed: u64, nodes: u16, run_for: Duration) -> ClusterCase {
+    /// faults of a random subset of `families`, and clock drifts if that subset has
+    /// [`ClusterFamily::Drift`].
+    pub fn generate(
+        seed: u64,
+        nodes: u16,
+        run_for: Duration,
+        families: &[ClusterFamily],
+    ) -> ClusterCase {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0068_6172_6e65_7373);
         let mut below = |n: u64| rng.next_u64() % n.max(1);
+        let enabled: Vec<ClusterFamily> = loop {
+            let mask = below(1 << families.len());
+            let on: Vec<ClusterFamily> = families
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| mask & (1 << i) != 0)
+                .map(|(_, f)| *f)
+                .collect();
+            if !on.is_empty() || families.is_empty() {
+                break on;
+            }
+        };
+        let drift_ppm = if enabled.contains(&ClusterFamily::Drift) {
+            const DRIFTS: [i32; 7] = [0, 1_000, -1_000, 10_000, -10_000, 50_000, -50_000];
+            (0..nodes)
+                .map(|_| DRIFTS[below(DRIFTS.len() as u64) as usize])
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let faults: Vec<ClusterFamily> = enabled
+            .into_iter()
+            .filter(|f| *f != ClusterFamily::Drift)
+            .collect();
         let window = run_for.as_millis() as u64;
-        let count = below(5);
+        let count = if faults.is_empty() { 0 } else { below(5) };
         let mut steps: Vec<(u64, ClusterStep)> = (0..count)
             .map(|_| {
                 let at = below(window);
                 let key = below(u64::MAX);
-                let step = match below(6) {
-                    0 => ClusterStep::Crash { key },
-                    1 => ClusterStep::CrashSilently { key },
-                    2 => ClusterStep::Restart { key },
-                    3 => ClusterStep::Pause {
+                let family = faults[below(faults.len() as u64) as usize];
+                let step = match family {
+                    ClusterFamily::Crash => ClusterStep::Crash { key },
+                    ClusterFamily::CrashSilently => ClusterStep::CrashSilently { key },
+                    ClusterFamily::PowerFail => ClusterStep::PowerFail { key },
+                    ClusterFamily::Restart => ClusterStep::Restart { key },
+                    ClusterFamily::Pause => ClusterStep::Pause {
                         key,
                         ms: 100 + below(6000),
                     },
-                    4 => ClusterStep::Partition { key },
-                    _ => ClusterStep::Heal,
+                    // A partition is healed half the time before the final heal.
+                    ClusterFamily::Partition | ClusterFamily::PartitionOneWay if below(2) == 0 => {
+                        ClusterStep::Heal
+                    }
+                    ClusterFamily::Partition => ClusterStep::Partition { key },
+                    ClusterFamily::PartitionOneWay => ClusterStep::PartitionOneWay { key },
+                    ClusterFamily::SlowLink => ClusterStep::SlowLink {
+                        key,
+                        other: below(u64::MAX),
+                        ms: 10 + below(2000),
+                        for_ms: 100 + below(6000),
+                    },
+                    ClusterFamily::ClockJump => ClusterStep::ClockJump {
+                        key,
+                        ms: (below(240_001) as i64 - 120_000),
+                    },
+                    ClusterFamily::Process | ClusterFamily::Drift => {
+                        const REASONS: [CrashReason; 5] = [
+                            CrashReason::Panic,
+                            CrashReason::Error,
+                            CrashReason::Normal,
+                            CrashReason::Shutdown,
+                            CrashReason::ShutdownWith,
+                        ];
+                        let victim = below(1 << 16) as u16;
+                        let reason = REASONS[below(5) as usize];
+                        let fault = match below(5) {
+                            0 => Fault::Crash { victim, reason },
+                            1 => Fault::Kill { victim },
+                            2 => Fault::Signal { victim, reason },
+                            3 => Fault::Storm {
+                                victim,
+                                over: below(2) == 0,
+                            },
+                            _ => Fault::Stop {
+                                victim,
+                                how: if below(2) == 0 {
+                                    StopHow::Cycle
+                                } else {
+                                    StopHow::Stop
+                                },
+                            },
+                        };
+                        ClusterStep::Process { key, fault }
+                    }
                 };
                 (at, step)
             })
             .collect();
         steps.sort_by_key(|(at, _)| *at);
-        ClusterCase { seed, nodes, steps }
+        ClusterCase {
+            seed,
+            nodes,
+            drift_ppm,
+            steps,
+        }
     }
 
     /// Runs the case against `target`: its report and the at-rest check's verdict (or why
@@ -178,9 +347,11 @@ impl ClusterCase {
     pub fn run<T: ClusterTarget>(&self, target: &Arc<T>) -> (ClusterReport, Result<(), String>) {
         let verdict = Arc::new(Mutex::new(Err("the check did not run".to_string())));
         let (case, t, v) = (self.clone(), target.clone(), verdict.clone());
-        let report = ClusterSim::new(self.seed)
-            .nodes(self.nodes)
-            .run(move |ctl| drive(case, t, ctl, v));
+        let mut sim = ClusterSim::new(self.seed).nodes(self.nodes);
+        for (i, ppm) in self.drift_ppm.iter().enumerate() {
+            sim = sim.drift(i as u16 + 1, *ppm);
+        }
+        let report = sim.run(move |ctl| drive(case, t, ctl, v));
         let mut verdict = std::mem::replace(
             &mut *verdict.lock().unwrap_or_else(PoisonError::into_inner),
             Ok(()),
@@ -233,12 +404,14 @@ async fn drive<T: ClusterTarget>(
             continue;
         }
         match step {
-            ClusterStep::Crash { key } | ClusterStep::CrashSilently { key } => {
+            ClusterStep::Crash { key }
+            | ClusterStep::CrashSilently { key }
+            | ClusterStep::PowerFail { key } => {
                 if let Some(k) = node(key) {
-                    if matches!(step, ClusterStep::Crash { .. }) {
-                        ctl.crash(k);
-                    } else {
-                        ctl.crash_silently(k);
+                    match step {
+                        ClusterStep::Crash { .. } => ctl.crash(k),
+                        ClusterStep::CrashSilently { .. } => ctl.crash_silently(k),
+                        _ => ctl.power_fail(k),
                     }
                     down.insert(k);
                     pauses.remove(&k);
@@ -263,7 +436,46 @@ async fn drive<T: ClusterTarget>(
                     ctl.partition(&[k]);
                 }
             }
+            ClusterStep::PartitionOneWay { key } => {
+                if let Some(k) = node(key) {
+                    ctl.partition_one_way(&[k]);
+                }
+            }
             ClusterStep::Heal => ctl.heal(),
+            ClusterStep::SlowLink {
+                key,
+                other,
+                ms,
+                for_ms,
+            } => {
+                if let Some(a) = node(key) {
+                    let rest: Vec<u16> = (1..=case.nodes).filter(|k| *k != a).collect();
+                    if let Some(b) = rendezvous(*other, &rest) {
+                        // It ends with the faults, before the final heal.
+                        let for_ms = (*for_ms).min(run_for - at);
+                        let (extra, window) =
+                            (Duration::from_millis(*ms), Duration::from_millis(for_ms));
+                        ctl.slow_link(a, b, extra, window);
+                    }
+                }
+            }
+            ClusterStep::ClockJump { key, ms } => {
+                if let Some(k) = node(key) {
+                    ctl.jump_clock(k, *ms);
+                }
+            }
+            ClusterStep::Process { key, fault } => {
+                if let Some(k) = node(key).filter(|k| !down.contains(k) && !pauses.contains_key(k))
+                {
+                    let fault = *fault;
+                    // Injected from a process of its own on that node, as the single-node
+                    // harness does from its driver.
+                    ctl.on(k, move |p| async move {
+                        crate::sim::faults::inject(&fault, None, &p).await;
+                    })
+                    .await;
+                }
+            }
         }
     }
     crate::rt::sleep_until(start + target.run_for()).await;
@@ -321,6 +533,7 @@ pub struct ClusterHarness<T: ClusterTarget> {
     target: Arc<T>,
     cases: u64,
     first_seed: u64,
+    families: Vec<ClusterFamily>,
 }
 
 impl<T: ClusterTarget> ClusterHarness<T> {
@@ -330,7 +543,14 @@ impl<T: ClusterTarget> ClusterHarness<T> {
             target: Arc::new(target),
             cases: env_cases().map_or(1000, u64::from),
             first_seed: env_seed().unwrap_or(0),
+            families: ClusterFamily::ALL.to_vec(),
         }
+    }
+
+    /// Only these fault families (each case enables a random subset of them).
+    pub fn families(mut self, families: &[ClusterFamily]) -> ClusterHarness<T> {
+        self.families = families.to_vec();
+        self
     }
 
     /// The same with `n` cases (unless `OTPSIM_CASES` says otherwise).
@@ -350,7 +570,7 @@ impl<T: ClusterTarget> ClusterHarness<T> {
         let (nodes, window) = (self.target.nodes(), self.target.run_for());
         for i in 0..self.cases {
             let seed = self.first_seed + i;
-            let case = ClusterCase::generate(seed, nodes, window);
+            let case = ClusterCase::generate(seed, nodes, window, &self.families);
             let (report, verdict) = case.run(&self.target);
             let verdict = verdict.and_then(|()| {
                 if i % 50 != 0 {
@@ -403,7 +623,8 @@ impl<T: ClusterTarget> ClusterHarness<T> {
             .filter(|m| kind(m) == kind(like))
     }
 
-    /// A smaller case that still fails the same way: fewer steps, shorter pauses, seed 0.
+    /// A smaller case that still fails the same way: fewer steps, shorter pauses, slow links
+    /// and clock jumps, no drift, seed 0.
     fn shrink(&self, mut case: ClusterCase, mut message: String) -> (ClusterCase, String) {
         let mut budget = 300;
         let mut better = true;
@@ -422,16 +643,30 @@ impl<T: ClusterTarget> ClusterHarness<T> {
                 }
             }
             for i in 0..case.steps.len() {
-                if let (_, ClusterStep::Pause { ms, .. }) = case.steps[i] {
-                    if ms > 100 && budget > 0 {
-                        let mut smaller = case.clone();
-                        if let ClusterStep::Pause { ms, .. } = &mut smaller.steps[i].1 {
-                            *ms /= 2;
-                        }
-                        budget -= 1;
-                        if let Some(m) = self.fails(&smaller, &message) {
-                            (case, message, better) = (smaller, m, true);
-                        }
+                if budget == 0 {
+                    break;
+                }
+                let Some(smaller_step) = halved(&case.steps[i].1) else {
+                    continue;
+                };
+                let mut smaller = case.clone();
+                smaller.steps[i].1 = smaller_step;
+                budget -= 1;
+                if let Some(m) = self.fails(&smaller, &message) {
+                    (case, message, better) = (smaller, m, true);
+                }
+            }
+            for i in 0..case.drift_ppm.len() {
+                if case.drift_ppm[i] != 0 && budget > 0 {
+                    let mut smaller = case.clone();
+                    smaller.drift_ppm[i] = 0;
+                    if smaller.drift_ppm.iter().all(|d| *d == 0) {
+                        smaller.drift_ppm.clear();
+                    }
+                    budget -= 1;
+                    if let Some(m) = self.fails(&smaller, &message) {
+                        (case, message, better) = (smaller, m, true);
+                        break;
                     }
                 }
             }
@@ -448,4 +683,18 @@ impl<T: ClusterTarget> ClusterHarness<T> {
         }
         (case, message)
     }
+}
+
+/// The same step, half as long or as far (`None`: it is as small as it gets).
+fn halved(step: &ClusterStep) -> Option<ClusterStep> {
+    let mut step = step.clone();
+    match &mut step {
+        ClusterStep::Pause { ms, .. } if *ms > 100 => *ms /= 2,
+        ClusterStep::SlowLink { ms, for_ms, .. } if *for_ms > 100 || *ms > 10 => {
+            (*ms, *for_ms) = ((*ms / 2).max(10), (*for_ms / 2).max(100));
+        }
+        ClusterStep::ClockJump { ms, .. } if ms.abs() > 1000 => *ms /= 2,
+        _ => return None,
+    }
+    Some(step)
 }

@@ -253,12 +253,22 @@ pub fn fault_strategy(families: &[Family]) -> Option<BoxedStrategy<Fault>> {
     (!options.is_empty()).then(|| proptest::strategy::Union::new(options).boxed())
 }
 
-/// Injects one fault into the tree under `root`, from the driver `p`.
-pub(crate) async fn inject(fault: &Fault, root: Pid, p: &Process) {
+/// Injects one fault into the tree under `root` (`None`: into any process of the node but
+/// `p`), from the driver `p`.
+pub(crate) async fn inject(fault: &Fault, root: Option<Pid>, p: &Process) {
     let node = p.node();
+    // The processes under `root`, or (`None`) every process of the node but the injector.
+    let scope = || match root {
+        Some(root) => node.descendants(root),
+        None => {
+            let mut all = node.live_pids();
+            all.retain(|pid| *pid != p.pid());
+            all
+        }
+    };
     // `keep` runs with the node locked (it reads the index): it must not use the node.
     let pick = |victim: u16, keep: &dyn Fn(&TraceIndex, Pid) -> bool| {
-        let candidates = node.descendants(root);
+        let candidates = scope();
         let candidates = with_index(node, |index| {
             candidates
                 .into_iter()
@@ -310,7 +320,7 @@ pub(crate) async fn inject(fault: &Fault, root: Pid, p: &Process) {
             // them); not library internals.
             let servers: std::collections::BTreeSet<Pid> = match how {
                 StopHow::Stop => {
-                    let all = node.descendants(root).into_iter();
+                    let all = scope().into_iter();
                     all.filter(|pid| node.is_server(*pid)).collect()
                 }
                 StopHow::Cycle => Default::default(),

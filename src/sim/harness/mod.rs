@@ -344,7 +344,7 @@ async fn drive<T: Target>(target: &T, case: &Case<T::Setup, T::Op>, p: &Process)
                 target.apply(&mut state, op, p).await
             }
             Step::Fault(fault) => {
-                crate::sim::faults::inject(fault, root, p).await;
+                crate::sim::faults::inject(fault, Some(root), p).await;
                 Ok(())
             }
             Step::Wait(ms) => {
