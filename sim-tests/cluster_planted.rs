@@ -153,3 +153,105 @@ fn process_faults_inside_a_node_find_an_unsupervised_worker() {
         failure.case
     );
 }
+
+/// A cluster target is one of `otpsim`'s targets through `AsTarget` (issue 19, item 2): a
+/// failing seed is shrunk and saved in the corpus, the saved file replays with the violation
+/// it records, and a harness with that corpus replays it before its own cases.
+#[test]
+fn a_cluster_failure_is_saved_in_the_corpus_and_replays() {
+    use otpsim::sim::cluster_harness::AsTarget;
+    use otpsim::sim::corpus;
+    use otpsim::sim::harness::AnyTarget;
+    use std::sync::Arc;
+    let dir = std::env::temp_dir().join(format!("otpsim-cluster-corpus-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let target: Arc<dyn AnyTarget> = Arc::new(AsTarget::new(Cron { buggy: true }));
+    let failure = (0..50)
+        .find_map(|seed| {
+            let report = target
+                .clone()
+                .fuzz_seed(seed, &[], false, Some(dir.clone()));
+            report.failure
+        })
+        .expect("a backward clock jump within 50 seeds");
+    let saved = failure.saved.expect("saved in the corpus");
+    let file = corpus::load(&saved).unwrap();
+    assert_eq!(file.target, "cron-buggy");
+    let replayed = corpus::replay_file(&file, std::slice::from_ref(&target)).unwrap();
+    assert_eq!(
+        replayed.violation.map(|v| v.invariant),
+        Some(failure.violation.invariant)
+    );
+    let regressions = corpus::replay_corpus(&dir, &[target], false, false);
+    assert_eq!(regressions, Vec::<String>::new());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Supervised clients of a service on another node (as in `examples/cluster.rs`) under every
+/// node and network family: each dies of `noconnection` when its link to the service is cut
+/// and its supervisor restarts it, and each node incarnation's own trace keeps the
+/// single-node invariants (restart types, intensity, order, orphans: `ClusterSim::check_nodes`,
+/// on in the harness).
+#[test]
+fn supervised_clients_of_a_remote_service_keep_every_invariant() {
+    use otpsim::sim::cluster::ClusterCtl;
+    use otpsim::supervisor::{self, ChildSpec, Flags, Start, Started, Strategy, SupervisorSpec};
+    use otpsim::{ExitReason, Node, Pid};
+    struct Clients;
+    struct Hello(Pid);
+    impl ClusterTarget for Clients {
+        fn name(&self) -> String {
+            "clients".into()
+        }
+        fn boot(&self, k: u16, node: &Node, _: bool) {
+            if k == 1 {
+                node.spawn(|p| async move {
+                    p.register("work").unwrap();
+                    loop {
+                        if let Ok(Hello(client)) = p.recv().await.downcast::<Hello>() {
+                            let _ = p.link(client);
+                        }
+                    }
+                    #[allow(unreachable_code)]
+                    ()
+                });
+                return;
+            }
+            node.spawn(|p| async move {
+                let client = ChildSpec::worker(
+                    "client",
+                    Start::new(|p| {
+                        let pid = p.spawn_link(|q| async move {
+                            q.register("client").unwrap();
+                            q.send_named("work", 1, Hello(q.pid()));
+                            q.receive(|_| false).await;
+                            ExitReason::Normal
+                        });
+                        Box::pin(async move { Ok(Started::Pid(pid)) })
+                    }),
+                );
+                let flags = Flags {
+                    intensity: 1000,
+                    ..Flags::elixir(Strategy::OneForOne)
+                };
+                let sup = supervisor::start_link(&p, SupervisorSpec::new(flags).child(client));
+                let sup = sup.await.expect("the tree starts");
+                p.node()
+                    .wait_exit(sup.pid())
+                    .await
+                    .unwrap_or(ExitReason::Normal)
+            });
+        }
+        async fn check(&self, ctl: &ClusterCtl) -> Result<(), String> {
+            for k in 2..=3 {
+                if ctl.node(k).whereis("client").is_none() {
+                    return Err(format!("no client on n{k}"));
+                }
+            }
+            Ok(())
+        }
+    }
+    let report = harness(Clients, 300).run();
+    assert_eq!(report.failure, None);
+}

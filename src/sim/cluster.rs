@@ -76,6 +76,9 @@ pub struct ClusterSim {
     /// The drift of each node's clock in parts per million, from node 1 (missing: 0); see
     /// [`ClusterSim::drift`].
     pub drift_ppm: Vec<i32>,
+    /// Check each node incarnation's trace with the single-node invariants
+    /// ([`ClusterReport::node_violation`]); see [`ClusterSim::check_nodes`].
+    pub check_nodes: bool,
 }
 
 impl ClusterSim {
@@ -94,7 +97,17 @@ impl ClusterSim {
             names: Vec::new(),
             codec: None,
             drift_ppm: Vec::new(),
+            check_nodes: false,
         }
+    }
+
+    /// The same settings, with the single-node invariants (`sim::invariants`: orphans,
+    /// restart types and intensity, restart order, shutdown, registry) checked on each node
+    /// incarnation's own trace at the end of the run. An incarnation that crashed simply
+    /// stops: its processes end with it, without exits.
+    pub fn check_nodes(mut self, on: bool) -> ClusterSim {
+        self.check_nodes = on;
+        self
     }
 
     /// The same settings, with node `k`'s clock `ppm` parts per million fast (negative:
@@ -229,6 +242,9 @@ pub struct ClusterReport {
     /// Nodes that halted by themselves, with why: a spent step budget (a livelock) halts
     /// every running node, each naming its busiest process.
     pub halts: Vec<(u16, Halt)>,
+    /// The first violation of a single-node invariant in a node incarnation's own trace, with
+    /// the node (when [`ClusterSim::check_nodes`] is on).
+    pub node_violation: Option<(u16, crate::sim::invariants::Violation)>,
 }
 
 impl ClusterReport {
@@ -430,6 +446,13 @@ impl ClusterCtl {
             self.cluster
                 .slot(k, |s| s.node.register_start_fn(name, start.clone()));
         }
+    }
+
+    /// Marks the trace: the faults are healed and the quiet period is over, so from here on
+    /// the cluster invariants' at-rest rules apply (`sim::cluster_invariants`). The cluster
+    /// harness does it before its at-rest check.
+    pub fn at_rest(&self) {
+        self.cluster.note(ClusterEvent::AtRest);
     }
 
     /// Writes `text` into the cluster's trace, at this moment (a scenario's own remarks).
@@ -883,6 +906,15 @@ impl Cluster {
             }
             parts.push((k, offset, node.take_trace()));
         }
+        let node_violation = if self.settings.check_nodes {
+            parts.iter().find_map(|(k, _, trace)| {
+                let options = crate::sim::invariants::CheckOptions::default();
+                let violation = crate::sim::invariants::check(trace, &options).err()?;
+                Some((*k, violation))
+            })
+        } else {
+            None
+        };
         let mut events: Vec<(u64, u16, usize, Event)> = Vec::new();
         for (k, offset, trace) in parts {
             for (i, e) in trace.events().iter().enumerate() {
@@ -911,6 +943,7 @@ impl Cluster {
             trace,
             timed_out,
             halts,
+            node_violation,
         }
     }
 }

@@ -700,12 +700,7 @@ impl AnyTarget for ClusterGraphTarget {
                 found_after: std::time::Duration::ZERO,
             }
         });
-        HarnessReport {
-            cases: 1,
-            failure,
-            regressions: Vec::new(),
-            tally,
-        }
+        HarnessReport::of_one_case(failure, tally)
     }
 
     fn replay(self: std::sync::Arc<Self>, case: &serde_json::Value) -> Result<CaseReport, String> {

@@ -48,8 +48,11 @@
 //! ```
 
 use super::cluster::{ClusterCtl, ClusterReport, ClusterSim};
+use super::cluster_invariants::{self, Consistency};
+use super::corpus::CorpusFile;
 use super::faults::{CrashReason, Fault, StopHow};
-use super::harness::{env_cases, env_seed};
+use super::harness::{env_cases, env_seed, AnyTarget, CaseReport, Failure, HarnessReport, Tally};
+use super::invariants::{Invariant, Violation};
 use crate::process::Node;
 use crate::rt::Duration;
 use rand_chacha::ChaCha8Rng;
@@ -57,6 +60,7 @@ use rand_core::{RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// A distributed system for the cluster harness.
@@ -90,6 +94,18 @@ pub trait ClusterTarget: Send + Sync + 'static {
 
     /// The at-rest check, in the simulation, after the quiet period.
     fn check(&self, ctl: &ClusterCtl) -> impl Future<Output = Result<(), String>> + Send;
+
+    /// The fault families its cases draw from (all of them): a target can leave out what
+    /// it does not claim to survive.
+    fn families(&self) -> Vec<ClusterFamily> {
+        ClusterFamily::ALL.to_vec()
+    }
+
+    /// When it may run two instances of a name (for the cluster invariants, which read what
+    /// its distributed supervisors and registries record): never ([`Consistency::Cp`]).
+    fn consistency(&self) -> Consistency {
+        Consistency::Cp
+    }
 }
 
 /// A cluster fault of a generated case; `key` picks its node (rendezvous hashing).
@@ -342,23 +358,31 @@ impl ClusterCase {
         }
     }
 
-    /// Runs the case against `target`: its report and the at-rest check's verdict (or why
-    /// the run itself failed).
-    pub fn run<T: ClusterTarget>(&self, target: &Arc<T>) -> (ClusterReport, Result<(), String>) {
+    /// Runs the case against `target`: its report, and its verdict: the run's own failure, a
+    /// cluster invariant's violation, or the target's at-rest check's.
+    pub fn run<T: ClusterTarget>(&self, target: &Arc<T>) -> (ClusterReport, Result<(), Violation>) {
         let verdict = Arc::new(Mutex::new(Err("the check did not run".to_string())));
         let (case, t, v) = (self.clone(), target.clone(), verdict.clone());
-        let mut sim = ClusterSim::new(self.seed).nodes(self.nodes);
+        let mut sim = ClusterSim::new(self.seed)
+            .nodes(self.nodes)
+            .check_nodes(true);
         for (i, ppm) in self.drift_ppm.iter().enumerate() {
             sim = sim.drift(i as u16 + 1, *ppm);
         }
         let report = sim.run(move |ctl| drive(case, t, ctl, v));
-        let mut verdict = std::mem::replace(
+        let checked = std::mem::replace(
             &mut *verdict.lock().unwrap_or_else(PoisonError::into_inner),
             Ok(()),
         );
-        if let Some(f) = report.failure() {
-            verdict = Err(f);
-        }
+        let verdict = match (report.failure(), &report.node_violation) {
+            (Some(failure), _) => Err(Violation::new(Invariant::Run, "run", failure)),
+            (None, Some((k, violation))) => Err(Violation {
+                subject: format!("n{k}: {}", violation.subject),
+                ..violation.clone()
+            }),
+            (None, None) => cluster_invariants::check(&report.trace, target.consistency())
+                .and_then(|()| checked.map_err(|m| Violation::app(&target.name(), m))),
+        };
         (report, verdict)
     }
 }
@@ -489,6 +513,7 @@ async fn drive<T: ClusterTarget>(
         target.boot(k, &ctl.node(k), false);
     }
     ctl.sleep(target.quiet()).await;
+    ctl.at_rest();
     let result = target.check(&ctl).await;
     *verdict.lock().unwrap_or_else(PoisonError::into_inner) = result;
 }
@@ -496,7 +521,9 @@ async fn drive<T: ClusterTarget>(
 /// A minimised failing case.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClusterFailure {
-    /// What the check said about the minimal case.
+    /// What the minimal case breaks.
+    pub violation: Violation,
+    /// The violation's message (what the check or the invariant said).
     pub message: String,
     /// The minimal case.
     pub case: ClusterCase,
@@ -504,50 +531,60 @@ pub struct ClusterFailure {
     pub seed: u64,
     /// The case at which it was found (from 1).
     pub found_at_case: u64,
+    /// Where it was saved (a campaign with a corpus).
+    pub saved: Option<PathBuf>,
 }
 
 impl ClusterFailure {
-    /// The failure as JSON, for a corpus file (`otpsim`'s `corpus/` holds single-node cases;
-    /// a cluster case names its target).
-    pub fn to_json(&self, target: &str) -> serde_json::Value {
-        serde_json::json!({
-            "target": target,
-            "cluster_case": self.case,
-            "message": self.message,
-        })
+    /// The failure as a corpus file of `target`.
+    pub fn to_corpus(&self, target: &str) -> CorpusFile {
+        let case = serde_json::to_value(&self.case).unwrap_or_default();
+        CorpusFile::failure(target, case, &self.violation)
     }
 }
 
 /// What a cluster campaign found.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClusterHarnessReport {
-    /// Cases run, up to and including the first failing one.
+    /// Cases run, up to and including the first failing one (corpus replays not counted).
     pub cases: u64,
     /// The minimal failing case, if one was found.
     pub failure: Option<ClusterFailure>,
+    /// Corpus files of the target that no longer do what they say, one line each.
+    pub regressions: Vec<String>,
 }
 
 /// Runs generated cases of a [`ClusterTarget`] (every 50th twice, to check that it
-/// replays identically), and shrinks the first failure.
+/// replays identically), and shrinks the first failure; with a corpus, replays the target's
+/// saved cases first and saves the minimal failure there.
 pub struct ClusterHarness<T: ClusterTarget> {
     target: Arc<T>,
     cases: u64,
     first_seed: u64,
     families: Vec<ClusterFamily>,
+    corpus: Option<PathBuf>,
 }
 
 impl<T: ClusterTarget> ClusterHarness<T> {
-    /// 1,000 cases from seed 0 (unless `OTPSIM_CASES` / `OTPSIM_SEED` say otherwise).
+    /// 1,000 cases from seed 0 (unless `OTPSIM_CASES` / `OTPSIM_SEED` say otherwise), no
+    /// corpus.
     pub fn new(target: T) -> ClusterHarness<T> {
+        ClusterHarness::of(Arc::new(target))
+    }
+
+    /// The same, for a shared target.
+    pub fn of(target: Arc<T>) -> ClusterHarness<T> {
         ClusterHarness {
-            target: Arc::new(target),
+            families: target.families(),
+            target,
             cases: env_cases().map_or(1000, u64::from),
             first_seed: env_seed().unwrap_or(0),
-            families: ClusterFamily::ALL.to_vec(),
+            corpus: None,
         }
     }
 
-    /// Only these fault families (each case enables a random subset of them).
+    /// Only these fault families (each case enables a random subset of them; the target's
+    /// [`families`](ClusterTarget::families) unless set).
     pub fn families(mut self, families: &[ClusterFamily]) -> ClusterHarness<T> {
         self.families = families.to_vec();
         self
@@ -565,67 +602,95 @@ impl<T: ClusterTarget> ClusterHarness<T> {
         self
     }
 
-    /// Runs the campaign.
+    /// Where the target's saved cases are replayed from and a minimal failure is saved
+    /// (`None`: neither), as [`Harness::corpus`](super::harness::Harness::corpus).
+    pub fn corpus(mut self, dir: Option<PathBuf>) -> ClusterHarness<T> {
+        self.corpus = dir;
+        self
+    }
+
+    /// Runs the campaign: the corpus's cases of the target, then the generated ones.
     pub fn run(&self) -> ClusterHarnessReport {
+        let regressions = match &self.corpus {
+            Some(dir) => {
+                let me: Arc<dyn AnyTarget> = Arc::new(AsTarget(self.target.clone()));
+                super::corpus::replay_corpus(dir, &[me], false, false)
+            }
+            None => Vec::new(),
+        };
         let (nodes, window) = (self.target.nodes(), self.target.run_for());
         for i in 0..self.cases {
             let seed = self.first_seed + i;
             let case = ClusterCase::generate(seed, nodes, window, &self.families);
-            let (report, verdict) = case.run(&self.target);
-            let verdict = verdict.and_then(|()| {
-                if i % 50 != 0 {
-                    return Ok(());
-                }
-                let (again, _) = case.run(&self.target);
-                match report.trace.first_divergence(&again.trace) {
-                    Some(d) => Err(format!("determinism: {d}")),
-                    None => Ok(()),
-                }
-            });
-            if let Err(message) = verdict {
-                // A determinism failure is not the check's: it is reported as found.
-                let (case, message) = if message.starts_with("determinism") {
-                    (case, message)
+            if let Err(violation) = self.verdict(&case, i % 50 == 0) {
+                // A determinism failure is not the target's: it is reported as found.
+                let (case, violation) = if violation.invariant == Invariant::Determinism {
+                    (case, violation)
                 } else {
-                    self.shrink(case, message)
+                    self.shrink(case, violation)
                 };
+                let mut failure = ClusterFailure {
+                    message: violation.message.clone(),
+                    violation,
+                    case,
+                    seed,
+                    found_at_case: i + 1,
+                    saved: None,
+                };
+                let file = failure.to_corpus(&self.target.name());
+                failure.saved = self
+                    .corpus
+                    .as_ref()
+                    .and_then(|dir| super::corpus::save(dir, &file).ok());
                 return ClusterHarnessReport {
                     cases: i + 1,
-                    failure: Some(ClusterFailure {
-                        message,
-                        case,
-                        seed,
-                        found_at_case: i + 1,
-                    }),
+                    failure: Some(failure),
+                    regressions,
                 };
             }
         }
         ClusterHarnessReport {
             cases: self.cases,
             failure: None,
+            regressions,
         }
     }
 
-    /// What the check says about `case`, if it fails the same way as `like` (the same words,
-    /// whatever the numbers): a shrink must not drift to another bug.
-    fn fails(&self, case: &ClusterCase, like: &str) -> Option<String> {
-        let kind = |m: &str| -> String {
-            let words: String = m.chars().filter(|c| !c.is_ascii_digit()).collect();
-            words
+    /// What `case` breaks, if anything; run twice if `twice`, to check that it replays
+    /// identically.
+    fn verdict(&self, case: &ClusterCase, twice: bool) -> Result<(), Violation> {
+        let (report, verdict) = case.run(&self.target);
+        verdict?;
+        if twice {
+            let (again, _) = case.run(&self.target);
+            if let Some(d) = report.trace.first_divergence(&again.trace) {
+                return Err(Violation::new(Invariant::Determinism, "run", d.to_string()));
+            }
+        }
+        Ok(())
+    }
+
+    /// What `case` breaks, if it breaks it the same way as `like` (the same invariant, and
+    /// the same words whatever the numbers): a shrink must not drift to another bug.
+    fn fails(&self, case: &ClusterCase, like: &Violation) -> Option<Violation> {
+        let kind = |v: &Violation| -> (Invariant, String) {
+            let words: String = v.message.chars().filter(|c| !c.is_ascii_digit()).collect();
+            let words = words
                 .split_whitespace()
                 .take(4)
                 .collect::<Vec<_>>()
-                .join(" ")
+                .join(" ");
+            (v.invariant.clone(), words)
         };
         case.run(&self.target)
             .1
             .err()
-            .filter(|m| kind(m) == kind(like))
+            .filter(|v| kind(v) == kind(like))
     }
 
     /// A smaller case that still fails the same way: fewer steps, shorter pauses, slow links
     /// and clock jumps, no drift, seed 0.
-    fn shrink(&self, mut case: ClusterCase, mut message: String) -> (ClusterCase, String) {
+    fn shrink(&self, mut case: ClusterCase, mut message: Violation) -> (ClusterCase, Violation) {
         let mut budget = 300;
         let mut better = true;
         while better && budget > 0 {
@@ -697,4 +762,120 @@ fn halved(step: &ClusterStep) -> Option<ClusterStep> {
         _ => return None,
     }
     Some(step)
+}
+
+/// A [`ClusterTarget`] as one of `otpsim`'s targets: `otpsim fuzz` (a seed is one generated
+/// case, shrunk and saved in the corpus when it fails), `otpsim replay`, `otpsim digest`, and
+/// the corpus that `cargo test` replays.
+///
+/// ```
+/// # #[cfg(madsim)] {
+/// use otpsim::sim::cluster::ClusterCtl;
+/// use otpsim::sim::cluster_harness::{AsTarget, ClusterTarget};
+/// use otpsim::sim::harness::AnyTarget;
+/// use otpsim::Node;
+/// use std::sync::Arc;
+///
+/// struct Quiet;
+/// impl ClusterTarget for Quiet {
+///     fn name(&self) -> String {
+///         "quiet".into()
+///     }
+///     fn boot(&self, _: u16, _: &Node, _: bool) {}
+///     async fn check(&self, _: &ClusterCtl) -> Result<(), String> {
+///         Ok(())
+///     }
+/// }
+/// let target: Arc<dyn AnyTarget> = Arc::new(AsTarget::new(Quiet));
+/// let report = target.fuzz_seed(7, &[], true, None);
+/// assert_eq!((report.cases, report.failure), (1, None));
+/// # }
+/// ```
+pub struct AsTarget<T: ClusterTarget>(Arc<T>);
+
+impl<T: ClusterTarget> AsTarget<T> {
+    /// The target, for `otpsim`'s list.
+    pub fn new(target: T) -> AsTarget<T> {
+        AsTarget(Arc::new(target))
+    }
+
+    /// A harness of one case, `seed`, whatever the environment says.
+    fn harness(&self, seed: u64, corpus: Option<PathBuf>) -> ClusterHarness<T> {
+        ClusterHarness {
+            target: self.0.clone(),
+            cases: 1,
+            first_seed: seed,
+            families: self.0.families(),
+            corpus,
+        }
+    }
+}
+
+impl<T: ClusterTarget> AnyTarget for AsTarget<T> {
+    fn name(&self) -> String {
+        self.0.name()
+    }
+
+    fn fuzz_seed(
+        self: Arc<Self>,
+        seed: u64,
+        _: &[super::faults::Family],
+        determinism: bool,
+        corpus: Option<PathBuf>,
+    ) -> HarnessReport {
+        let harness = self.harness(seed, corpus);
+        let case = ClusterCase::generate(seed, self.0.nodes(), self.0.run_for(), &harness.families);
+        let (report, verdict) = case.run(&self.0);
+        let verdict = verdict.and_then(|()| match determinism {
+            true => harness.verdict(&case, true),
+            false => Ok(()),
+        });
+        let failure = verdict.err().map(|violation| {
+            let (case, violation) = match violation.invariant {
+                Invariant::Determinism => (case, violation),
+                _ => harness.shrink(case, violation),
+            };
+            let failure = ClusterFailure {
+                message: violation.message.clone(),
+                violation,
+                case,
+                seed,
+                found_at_case: 1,
+                saved: None,
+            };
+            let file = failure.to_corpus(&self.0.name());
+            Failure {
+                saved: harness
+                    .corpus
+                    .as_ref()
+                    .and_then(|dir| super::corpus::save(dir, &file).ok()),
+                violation: failure.violation,
+                case: file.case,
+                seed,
+                found_at_case: 1,
+                found_after: std::time::Duration::ZERO,
+            }
+        });
+        HarnessReport::of_one_case(failure, Tally::of(&report.trace, 1))
+    }
+
+    fn replay(self: Arc<Self>, case: &serde_json::Value) -> Result<CaseReport, String> {
+        super::NotSimulated::check("a corpus replay").map_err(|e| e.to_string())?;
+        let case: ClusterCase =
+            serde_json::from_value(case.clone()).map_err(|e| format!("field `case`: {e}"))?;
+        let (report, verdict) = case.run(&self.0);
+        Ok(CaseReport {
+            violation: verdict.err(),
+            tally: Tally::of(&report.trace, 1),
+            trace: report.trace,
+            held: Vec::new(),
+        })
+    }
+
+    fn trace_hash(self: Arc<Self>, seed: u64) -> Result<u64, String> {
+        super::NotSimulated::check("a digest").map_err(|e| e.to_string())?;
+        let families = self.0.families();
+        let case = ClusterCase::generate(seed, self.0.nodes(), self.0.run_for(), &families);
+        Ok(case.run(&self.0).0.trace.hash())
+    }
 }

@@ -77,6 +77,22 @@ pub enum Invariant {
     Determinism,
     /// The run itself failed: a livelock, the watchdog, a panic of the harness.
     Run,
+    /// I1: two instances of a name ran at once (`sim::cluster_invariants`).
+    OneInstance,
+    /// I2: a desired name had no instance at rest.
+    NoLostChildren,
+    /// I3: a node's registry disagreed with the live instances at rest.
+    RegistryAgreement,
+    /// I4: a node's registry held a dead instance at rest.
+    NoDanglingEntries,
+    /// I6: a handoff's state was delivered twice, to an overlapping instance, or never.
+    Handoff,
+    /// I7: a conflict dropped the loser's state, or was resolved twice.
+    ConflictResolution,
+    /// I9: an API call did not return within its timeout.
+    BoundedProgress,
+    /// S3: a terminated name started again.
+    NoResurrection,
     /// An invariant of the application under test.
     App(String),
 }
@@ -126,6 +142,17 @@ impl Violation {
         }
     }
 
+    /// The same violation with its events, indices into `trace`, as timeline lines.
+    pub fn with_evidence(mut self, trace: &Trace) -> Violation {
+        let timeline = trace.timeline();
+        self.evidence = self
+            .events
+            .iter()
+            .filter_map(|&i| timeline.get(i).cloned())
+            .collect();
+        self
+    }
+
     /// An application invariant's violation.
     pub fn app(name: &str, message: impl Into<String>) -> Self {
         Violation::new(Invariant::App(name.into()), name, message)
@@ -165,16 +192,7 @@ pub struct CheckOptions {
 /// Checks `trace`; the first violation found, with up to a few events that show it.
 pub fn check(trace: &Trace, options: &CheckOptions) -> Result<(), Violation> {
     let mut c = Checker::new(trace, options);
-    c.run().map_err(|v| {
-        let mut v = *v;
-        let timeline = trace.timeline();
-        v.evidence = v
-            .events
-            .iter()
-            .filter_map(|&i| timeline.get(i).cloned())
-            .collect();
-        v
-    })
+    c.run().map_err(|v| v.with_evidence(trace))
 }
 
 /// A violation found by the checker, with the indices of the events that show it.

@@ -25,6 +25,7 @@ pub mod cluster;
 pub mod cluster_graph;
 #[cfg(feature = "harness")]
 pub mod cluster_harness;
+pub mod cluster_invariants;
 pub mod conform;
 pub mod corpus;
 #[cfg(feature = "harness")]

@@ -168,9 +168,10 @@ impl Model {
                 EventKind::Label { pid, .. } | EventKind::Library { pid, .. } => {
                     ("other", lane(pid), None)
                 }
-                EventKind::Cluster(_) | EventKind::Line(_) | EventKind::LineTerm(..) => {
-                    ("other", None, None)
-                }
+                EventKind::Cluster(_)
+                | EventKind::Dist(_)
+                | EventKind::Line(_)
+                | EventKind::LineTerm(..) => ("other", None, None),
             };
             items.push(Item {
                 t: e.at_us,
@@ -361,7 +362,10 @@ fn actors(kind: &EventKind) -> Vec<Pid> {
         EventKind::Supervision { sup, .. } => vec![*sup],
         EventKind::NodeDown { watcher, .. } | EventKind::NodeUp { watcher, .. } => vec![*watcher],
         EventKind::Report { supervisor, .. } => vec![*supervisor],
-        EventKind::Cluster(_) | EventKind::Line(_) | EventKind::LineTerm(..) => Vec::new(),
+        EventKind::Cluster(_)
+        | EventKind::Dist(_)
+        | EventKind::Line(_)
+        | EventKind::LineTerm(..) => Vec::new(),
     }
 }
 

@@ -23,7 +23,7 @@
 mod causes;
 pub mod vocab;
 
-pub use vocab::{ClusterEvent, FaultKind, ReportContext, SupervisorKind};
+pub use vocab::{ClusterEvent, DistEvent, FaultKind, HandoffPhase, ReportContext, SupervisorKind};
 
 use crate::hash::Fnv1a;
 use crate::term::{Pid, Term};
@@ -225,6 +225,8 @@ pub enum EventKind {
     },
     /// Something that happened to a cluster's nodes or network (`sim::cluster`).
     Cluster(ClusterEvent),
+    /// What a distributed supervisor or registry did with a name.
+    Dist(DistEvent),
     /// A signal for another node could not be sent (a message type without a codec,
     /// `dist::CodecError`): it was dropped.
     Undeliverable {
@@ -639,6 +641,7 @@ impl Names {
             }),
             EventKind::Line(line) => s.write_str(line),
             EventKind::Cluster(event) => write!(s, "{event}"),
+            EventKind::Dist(event) => s.write_str(&event.render(&n)),
             EventKind::Undeliverable { from, to, why } => {
                 write!(s, "undeliverable {} -> {}: {why}", n(from), n(to))
             }

@@ -403,6 +403,9 @@ pub enum ClusterEvent {
         /// The step.
         ms: i64,
     },
+    /// The cluster harness's final heal and quiet period are over: from here on its at-rest
+    /// checks (and the cluster invariants' at-rest rules) apply.
+    AtRest,
     /// Connections declared down after `net_ticktime` of silence (pairs of nodes).
     TickTimeout {
         /// The pairs, lower index first.
@@ -424,7 +427,9 @@ impl ClusterEvent {
             ClusterEvent::PowerFail { .. } => "power_fail",
             ClusterEvent::Drift { .. } => "clock_drift",
             ClusterEvent::ClockJump { .. } => "clock_jump",
-            ClusterEvent::Resume { .. } | ClusterEvent::TickTimeout { .. } => return None,
+            ClusterEvent::Resume { .. }
+            | ClusterEvent::TickTimeout { .. }
+            | ClusterEvent::AtRest => return None,
         })
     }
 }
@@ -454,6 +459,7 @@ impl fmt::Display for ClusterEvent {
             } => write!(f, "slow link n{a}-n{b} +{extra_ms}ms for {for_ms}ms"),
             ClusterEvent::Disconnect { by, peer } => write!(f, "disconnect n{by} n{peer}"),
             ClusterEvent::PowerFail { node } => write!(f, "disk n{node} power failure"),
+            ClusterEvent::AtRest => f.write_str("at rest"),
             ClusterEvent::Drift { node, ppm } => write!(f, "clock n{node} drift {ppm:+}ppm"),
             ClusterEvent::ClockJump { node, ms } => write!(f, "clock n{node} jump {ms:+}ms"),
             ClusterEvent::TickTimeout { pairs } => {
@@ -463,6 +469,150 @@ impl fmt::Display for ClusterEvent {
                 }
                 f.write_str(" (net_ticktime)")
             }
+        }
+    }
+}
+
+/// What a distributed supervisor or registry did with a name (`cluster::swarm`, and the CP
+/// design's): the events the cluster invariants (`sim::cluster_invariants`) read. An instance
+/// of a name is a pid, which carries its node and that node's incarnation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DistEvent {
+    /// `pid` serves `name` from now on (its node registered it).
+    Start {
+        /// The name.
+        name: String,
+        /// The instance.
+        pid: Pid,
+    },
+    /// `name` should run (`on`: a `start_child` succeeded) or not (its `terminate_child` was
+    /// acknowledged, or its restart type says it is done).
+    Desired {
+        /// The name.
+        name: String,
+        /// Whether it should run.
+        on: bool,
+    },
+    /// Node `node`'s registry maps `name` to `pid` from now on (`None`: to nothing).
+    View {
+        /// The node whose registry changed.
+        node: u16,
+        /// The name.
+        name: String,
+        /// The instance it maps to.
+        pid: Option<Pid>,
+    },
+    /// A step of handoff `id`, the move of `name` with its state to another node.
+    Handoff {
+        /// The handoff.
+        id: u64,
+        /// The name.
+        name: String,
+        /// The step.
+        phase: HandoffPhase,
+    },
+    /// Two instances of `name` met after a heal: `loser` goes, and its state reached `winner`
+    /// (`resolve_conflict`) or was dropped.
+    Conflict {
+        /// The name.
+        name: String,
+        /// The instance that stays.
+        winner: Pid,
+        /// The instance that goes.
+        loser: Pid,
+        /// Whether the loser's state was delivered to the winner.
+        state_delivered: bool,
+    },
+    /// API call `id` on node `node` (`what`: `start_child k1`, `whereis k1`, ...), which
+    /// should return within `timeout_ms`.
+    Call {
+        /// The call.
+        id: u64,
+        /// Where it was made.
+        node: u16,
+        /// What was called.
+        what: String,
+        /// Its timeout.
+        timeout_ms: u64,
+    },
+    /// What call `id` returned.
+    Return {
+        /// The call.
+        id: u64,
+        /// Its result.
+        result: String,
+    },
+}
+
+/// A step of a handoff ([`DistEvent::Handoff`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HandoffPhase {
+    /// The instance `from` is asked to hand its state over to node `to`.
+    Begin {
+        /// The instance that moves.
+        from: Pid,
+        /// Where to.
+        to: u16,
+    },
+    /// The state left for the new instance (the old one has been told to stop).
+    StateSent,
+    /// The state reached the new instance `pid` (`end_handoff`).
+    Delivered {
+        /// The new instance.
+        pid: Pid,
+    },
+    /// The handoff ended without a move (`why`).
+    Aborted {
+        /// Why.
+        why: String,
+    },
+}
+
+impl DistEvent {
+    /// The event as a trace line, naming pids with `n`.
+    pub fn render(&self, n: &dyn Fn(&Pid) -> String) -> String {
+        match self {
+            DistEvent::Start { name, pid } => format!("managed {name} start {}", n(pid)),
+            DistEvent::Desired { name, on } => {
+                format!("desired {name} {}", if *on { "on" } else { "off" })
+            }
+            DistEvent::View { node, name, pid } => {
+                let to = pid.as_ref().map_or_else(|| "none".into(), n);
+                format!("view n{node} {name} -> {to}")
+            }
+            DistEvent::Handoff { id, name, phase } => {
+                let phase = match phase {
+                    HandoffPhase::Begin { from, to } => format!("begin {} -> n{to}", n(from)),
+                    HandoffPhase::StateSent => "state sent".into(),
+                    HandoffPhase::Delivered { pid } => format!("delivered to {}", n(pid)),
+                    HandoffPhase::Aborted { why } => format!("aborted: {why}"),
+                };
+                format!("handoff #{id} {name} {phase}")
+            }
+            DistEvent::Conflict {
+                name,
+                winner,
+                loser,
+                state_delivered,
+            } => {
+                let state = if *state_delivered {
+                    "state delivered"
+                } else {
+                    "state dropped"
+                };
+                format!(
+                    "conflict {name} winner {} loser {} {state}",
+                    n(winner),
+                    n(loser)
+                )
+            }
+            DistEvent::Call {
+                id,
+                node,
+                what,
+                timeout_ms,
+            } => format!("api #{id} n{node} {what} (timeout {timeout_ms}ms)"),
+            DistEvent::Return { id, result } => format!("api #{id} -> {result}"),
         }
     }
 }

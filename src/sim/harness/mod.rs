@@ -395,6 +395,19 @@ pub struct HarnessReport {
     pub tally: Tally,
 }
 
+impl HarnessReport {
+    /// The report of a campaign of one case, with no corpus (a target whose seed is one
+    /// case: `cluster-graph`, a cluster target).
+    pub fn of_one_case(failure: Option<Failure>, tally: Tally) -> HarnessReport {
+        HarnessReport {
+            cases: 1,
+            failure,
+            regressions: Vec::new(),
+            tally,
+        }
+    }
+}
+
 /// A minimised failing case.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Failure {

@@ -1,0 +1,717 @@
+//! The cluster invariants (docs/cluster-invariants.md), read from a cluster run's trace: what a
+//! distributed supervisor or registry must keep, whatever the network and the nodes did.
+//!
+//! The checker reads the library's [`DistEvent`]s, the processes' exits and the cluster's own
+//! events. An instance of a name lives from its `managed ... start` until its process exits or
+//! its node crashes (a crash ends every process of that incarnation, without exit events). The
+//! at-rest rules apply from the harness's `at rest` event (after its final heal and the
+//! target's quiet period); a trace without one is checked only by the rules that hold always.
+//!
+//! | invariant | rule |
+//! | --- | --- |
+//! | I1 [`OneInstance`](Invariant::OneInstance) | at most one live instance per name: always ([`Consistency::Cp`]) or at rest ([`Consistency::Ap`]) |
+//! | I2 [`NoLostChildren`](Invariant::NoLostChildren) | at rest, every desired name has a live instance |
+//! | I3 [`RegistryAgreement`](Invariant::RegistryAgreement) | at rest, every live node's registry maps each name to its live instance |
+//! | I4 [`NoDanglingEntries`](Invariant::NoDanglingEntries) | at rest, no live node's registry maps a name to a dead instance |
+//! | I6 [`Handoff`](Invariant::Handoff) | a handoff's state is delivered at most once, to an instance that starts after the old one stopped; exactly once in a run without faults |
+//! | I7 [`ConflictResolution`](Invariant::ConflictResolution) | a conflict's loser hands its state to the winner, once per name per heal |
+//! | I9 [`BoundedProgress`](Invariant::BoundedProgress) | every API call returns within its timeout |
+//! | S3 [`NoResurrection`](Invariant::NoResurrection) | a name whose child was terminated does not start again unless started again |
+//!
+//! ```
+//! use otpsim::sim::cluster_invariants::{check, Consistency};
+//! use otpsim::sim::invariants::Invariant;
+//! use otpsim::trace::{ClusterEvent, DistEvent, EventKind, Trace};
+//! use otpsim::Pid;
+//! let (a, b) = (Pid::new(1, 0, 3), Pid::new(2, 0, 3));
+//! let start = |pid| EventKind::Dist(DistEvent::Start { name: "k1".into(), pid });
+//! let mut trace = Trace::default();
+//! trace.push(10, start(a));
+//! trace.push(20, EventKind::Cluster(ClusterEvent::Partition { side: vec![1], one_way: false }));
+//! trace.push(30, start(b));
+//! trace.push(40, EventKind::Cluster(ClusterEvent::Heal));
+//! trace.push(90, EventKind::Cluster(ClusterEvent::AtRest));
+//! // Two instances during the partition are allowed in AP mode, not at rest.
+//! let violation = check(&trace, Consistency::Ap).unwrap_err();
+//! assert_eq!(violation.invariant, Invariant::OneInstance);
+//! assert_eq!(violation.subject, "k1");
+//! // The evidence: both starts, and the moment the system was at rest.
+//! assert_eq!(violation.evidence.len(), 3);
+//! ```
+
+use super::invariants::{Invariant, Violation};
+use crate::term::Pid;
+use crate::trace::{ClusterEvent, DistEvent, EventKind, HandoffPhase, Trace};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// When two instances of a name may run at once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Consistency {
+    /// Never (a CP design: a minority stops before the majority takes over).
+    #[default]
+    Cp,
+    /// During faults and until the system is at rest (Swarm's, Horde's: both sides of a
+    /// partition run one).
+    Ap,
+}
+
+/// madsim advances the clock by a few microseconds per scheduling step, so "within the
+/// timeout" means within this much after it.
+const SLACK_US: u64 = 1000;
+
+/// Checks `trace`; the first violation found, with the events that show it.
+pub fn check(trace: &Trace, consistency: Consistency) -> Result<(), Violation> {
+    let mut c = Checker {
+        consistency,
+        ..Checker::default()
+    };
+    c.run(trace).map_err(|v| v.with_evidence(trace))
+}
+
+#[derive(Default)]
+struct Checker {
+    consistency: Consistency,
+    /// Live instances per name, with the index of their start event.
+    live: BTreeMap<String, BTreeMap<Pid, usize>>,
+    /// Every live instance's name.
+    names: BTreeMap<Pid, String>,
+    /// Desired names, with the event that made them so; and terminated ones.
+    desired: BTreeMap<String, usize>,
+    terminated: BTreeMap<String, usize>,
+    /// Each node's registry: name -> (instance, the event that set it); the nodes that ever
+    /// recorded a view are those whose registry the at-rest rules judge.
+    views: BTreeMap<u16, BTreeMap<String, (Pid, usize)>>,
+    /// Nodes that are down.
+    down: BTreeSet<u16>,
+    /// Dead instances, with their end's event.
+    dead: BTreeMap<Pid, usize>,
+    /// The end of each name's last instance.
+    last_end: BTreeMap<String, usize>,
+    /// Handoffs: their begin, and their deliveries.
+    handoffs: BTreeMap<u64, Handoff>,
+    /// Conflicts per name since the last heal.
+    conflicts: BTreeMap<String, usize>,
+    /// Calls without a return: (node, when, timeout, event).
+    calls: BTreeMap<u64, (u64, u64, usize)>,
+    /// Whether any fault happened.
+    faulted: bool,
+    at_rest: Option<usize>,
+}
+
+#[derive(Default)]
+struct Handoff {
+    begin: Option<(Pid, usize)>,
+    delivered: Vec<usize>,
+    ended: bool,
+}
+
+type Found = Box<Violation>;
+
+fn found(invariant: Invariant, subject: &str, message: String, events: Vec<usize>) -> Found {
+    Box::new(Violation {
+        events,
+        ..Violation::new(invariant, subject, message)
+    })
+}
+
+impl Checker {
+    fn run(&mut self, trace: &Trace) -> Result<(), Found> {
+        let mut last_at = 0;
+        for (i, e) in trace.events().iter().enumerate() {
+            self.overdue(e.at_us)?;
+            last_at = e.at_us;
+            match &e.kind {
+                EventKind::Exit { pid, .. } => self.end(*pid, i),
+                EventKind::Cluster(c) => self.cluster(i, c)?,
+                EventKind::Dist(d) => self.dist(i, e.at_us, d)?,
+                _ => {}
+            }
+        }
+        if self.at_rest.is_some() {
+            self.at_rest_rules()?;
+        }
+        self.overdue(last_at)?;
+        Ok(())
+    }
+
+    /// An instance ends.
+    fn end(&mut self, pid: Pid, i: usize) {
+        if let Some(name) = self.names.remove(&pid) {
+            if let Some(set) = self.live.get_mut(&name) {
+                set.remove(&pid);
+            }
+            self.dead.insert(pid, i);
+            self.last_end.insert(name, i);
+        }
+    }
+
+    fn cluster(&mut self, i: usize, c: &ClusterEvent) -> Result<(), Found> {
+        if c.fault_kind().is_some() {
+            self.faulted = true;
+        }
+        match c {
+            ClusterEvent::Crash { node, .. } => {
+                self.down.insert(*node);
+                let gone: Vec<Pid> = self
+                    .names
+                    .keys()
+                    .copied()
+                    .filter(|p| p.node() == *node)
+                    .collect();
+                for pid in gone {
+                    self.end(pid, i);
+                }
+            }
+            ClusterEvent::Restart { node, .. } => {
+                self.down.remove(node);
+                // The new incarnation starts with an empty registry of its own.
+                if let Some(view) = self.views.get_mut(node) {
+                    view.clear();
+                }
+            }
+            ClusterEvent::Heal => self.conflicts.clear(),
+            ClusterEvent::AtRest => {
+                self.at_rest = Some(i);
+                if self.consistency == Consistency::Ap {
+                    let names: Vec<String> = self.live.keys().cloned().collect();
+                    for name in names {
+                        self.one_instance(&name, i)?;
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// I1 for `name`, after event `i`.
+    fn one_instance(&self, name: &str, i: usize) -> Result<(), Found> {
+        let live = &self.live[name];
+        if live.len() > 1 {
+            let mut events: Vec<usize> = live.values().copied().collect();
+            if !events.contains(&i) {
+                events.push(i);
+            }
+            let pids: Vec<String> = live.keys().map(|p| p.to_string()).collect();
+            let when = if self.at_rest.is_some() && self.consistency == Consistency::Ap {
+                " at rest"
+            } else {
+                ""
+            };
+            return Err(found(
+                Invariant::OneInstance,
+                name,
+                format!("{} live instances{when}: {}", live.len(), pids.join(", ")),
+                events,
+            ));
+        }
+        Ok(())
+    }
+
+    fn dist(&mut self, i: usize, at: u64, d: &DistEvent) -> Result<(), Found> {
+        match d {
+            DistEvent::Start { name, pid } => {
+                if let Some(&t) = self.terminated.get(name) {
+                    if !self.desired.contains_key(name) {
+                        return Err(found(
+                            Invariant::NoResurrection,
+                            name,
+                            format!("{pid} started after the name was terminated"),
+                            vec![t, i],
+                        ));
+                    }
+                }
+                self.live.entry(name.clone()).or_default().insert(*pid, i);
+                self.names.insert(*pid, name.clone());
+                if self.consistency == Consistency::Cp || self.at_rest.is_some() {
+                    self.one_instance(name, i)?;
+                }
+            }
+            DistEvent::Desired { name, on: true } => {
+                self.desired.insert(name.clone(), i);
+                self.terminated.remove(name);
+            }
+            DistEvent::Desired { name, on: false } => {
+                self.desired.remove(name);
+                self.terminated.insert(name.clone(), i);
+            }
+            DistEvent::View { node, name, pid } => {
+                let view = self.views.entry(*node).or_default();
+                match pid {
+                    Some(pid) => view.insert(name.clone(), (*pid, i)),
+                    None => view.remove(name),
+                };
+            }
+            DistEvent::Handoff { id, name, phase } => self.handoff(i, *id, name, phase)?,
+            DistEvent::Conflict {
+                name,
+                winner,
+                loser,
+                state_delivered,
+            } => {
+                let count = self.conflicts.entry(name.clone()).or_default();
+                *count += 1;
+                if *count > 1 {
+                    return Err(found(
+                        Invariant::ConflictResolution,
+                        name,
+                        format!("a second conflict for the name since the last heal ({loser} lost to {winner})"),
+                        vec![i],
+                    ));
+                }
+                if !state_delivered {
+                    return Err(found(
+                        Invariant::ConflictResolution,
+                        name,
+                        format!("{loser} lost to {winner} and its state was dropped, not resolved"),
+                        vec![i],
+                    ));
+                }
+            }
+            DistEvent::Call { id, timeout_ms, .. } => {
+                self.calls.insert(*id, (at, *timeout_ms, i));
+            }
+            DistEvent::Return { id, .. } => {
+                if let Some((made, timeout_ms, call)) = self.calls.remove(id) {
+                    if at > made + timeout_ms * 1000 + SLACK_US {
+                        return Err(late(call, i, at - made, timeout_ms));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn handoff(
+        &mut self,
+        i: usize,
+        id: u64,
+        name: &str,
+        phase: &HandoffPhase,
+    ) -> Result<(), Found> {
+        let h = self.handoffs.entry(id).or_default();
+        match phase {
+            HandoffPhase::Begin { from, .. } => h.begin = Some((*from, i)),
+            HandoffPhase::StateSent => {}
+            HandoffPhase::Aborted { .. } => h.ended = true,
+            HandoffPhase::Delivered { pid } => {
+                h.delivered.push(i);
+                h.ended = true;
+                if h.delivered.len() > 1 {
+                    return Err(found(
+                        Invariant::Handoff,
+                        name,
+                        format!(
+                            "handoff #{id}'s state delivered {} times",
+                            h.delivered.len()
+                        ),
+                        h.delivered.clone(),
+                    ));
+                }
+                if let Some((from, begin)) = h.begin {
+                    if self.names.contains_key(&from) {
+                        return Err(found(
+                            Invariant::Handoff,
+                            name,
+                            format!("{pid} got handoff #{id}'s state while {from} still runs"),
+                            vec![begin, i],
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// I9: a call older than its timeout at `now` without a return.
+    fn overdue(&self, now: u64) -> Result<(), Found> {
+        for (made, timeout_ms, call) in self.calls.values() {
+            if now > made + timeout_ms * 1000 + SLACK_US {
+                return Err(found(
+                    Invariant::BoundedProgress,
+                    "api",
+                    format!(
+                        "a call made {} ms ago has not returned within its {timeout_ms} ms",
+                        (now - made) / 1000
+                    ),
+                    vec![*call],
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// I2, I3, I4 and I6's exactly-once, at the end of a run that came to rest.
+    fn at_rest_rules(&self) -> Result<(), Found> {
+        for (name, &why) in &self.desired {
+            if self.live.get(name).is_none_or(|l| l.is_empty()) {
+                let mut events = vec![why];
+                events.extend(self.last_end.get(name).copied());
+                return Err(found(
+                    Invariant::NoLostChildren,
+                    name,
+                    "desired, and no instance runs at rest".into(),
+                    events,
+                ));
+            }
+        }
+        for (node, view) in &self.views {
+            if self.down.contains(node) {
+                continue;
+            }
+            for (name, (pid, set)) in view {
+                if let Some(&died) = self.dead.get(pid) {
+                    return Err(found(
+                        Invariant::NoDanglingEntries,
+                        name,
+                        format!("n{node}'s registry maps it to {pid}, which is dead"),
+                        vec![*set, died],
+                    ));
+                }
+                let live = self.live.get(name);
+                if !live.is_some_and(|l| l.contains_key(pid)) {
+                    let mut events = vec![*set];
+                    events.extend(live.and_then(|l| l.values().next().copied()));
+                    return Err(found(
+                        Invariant::RegistryAgreement,
+                        name,
+                        format!("n{node}'s registry maps it to {pid}, not to its live instance"),
+                        events,
+                    ));
+                }
+            }
+            for (name, live) in &self.live {
+                if let (Some((pid, start)), None) = (live.iter().next(), view.get(name)) {
+                    return Err(found(
+                        Invariant::RegistryAgreement,
+                        name,
+                        format!("n{node}'s registry does not have it, while {pid} runs"),
+                        vec![*start],
+                    ));
+                }
+            }
+        }
+        if !self.faulted {
+            for (id, h) in &self.handoffs {
+                if let (Some((from, begin)), false) = (h.begin, h.ended) {
+                    return Err(found(
+                        Invariant::Handoff,
+                        &self.names.get(&from).cloned().unwrap_or_default(),
+                        format!("handoff #{id} of {from} never delivered its state, in a run without faults"),
+                        vec![begin],
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn late(call: usize, ret: usize, took_us: u64, timeout_ms: u64) -> Found {
+    found(
+        Invariant::BoundedProgress,
+        "api",
+        format!(
+            "a call returned after {} ms, past its {timeout_ms} ms",
+            took_us / 1000
+        ),
+        vec![call, ret],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    //! One trace that keeps each invariant and one that breaks it (docs/cluster-invariants.md).
+    use super::*;
+
+    const K: &str = "k1";
+
+    fn a() -> Pid {
+        Pid::new(1, 0, 3)
+    }
+    fn b() -> Pid {
+        Pid::new(2, 0, 4)
+    }
+
+    /// A trace built event by event, one millisecond apart.
+    #[derive(Default)]
+    struct T(Trace);
+
+    impl T {
+        fn dist(mut self, d: DistEvent) -> T {
+            let at = self.0.len() as u64 * 1000;
+            self.0.push(at, EventKind::Dist(d));
+            self
+        }
+        fn at(mut self, at_ms: u64, kind: EventKind) -> T {
+            self.0.push(at_ms * 1000, kind);
+            self
+        }
+        fn cluster(self, c: ClusterEvent) -> T {
+            let at = self.0.len() as u64;
+            self.at(at, EventKind::Cluster(c))
+        }
+        fn start(self, pid: Pid) -> T {
+            self.dist(DistEvent::Start {
+                name: K.into(),
+                pid,
+            })
+        }
+        fn desired(self, on: bool) -> T {
+            self.dist(DistEvent::Desired { name: K.into(), on })
+        }
+        fn view(self, node: u16, pid: Option<Pid>) -> T {
+            self.dist(DistEvent::View {
+                node,
+                name: K.into(),
+                pid,
+            })
+        }
+        fn exit(self, pid: Pid) -> T {
+            let at = self.0.len() as u64;
+            let reason = crate::term::Term::atom("shutdown");
+            self.at(at, EventKind::Exit { pid, reason })
+        }
+        fn rest(self) -> T {
+            self.cluster(ClusterEvent::AtRest)
+        }
+        fn check(&self, consistency: Consistency) -> Result<(), Invariant> {
+            check(&self.0, consistency).map_err(|v| {
+                assert!(!v.evidence.is_empty(), "{v}: no evidence");
+                v.invariant
+            })
+        }
+    }
+
+    fn split() -> ClusterEvent {
+        ClusterEvent::Partition {
+            side: vec![1],
+            one_way: false,
+        }
+    }
+
+    #[test]
+    fn i1_one_instance_always_in_cp_and_at_rest_in_ap() {
+        let healed = T::default()
+            .start(a())
+            .cluster(split())
+            .start(b())
+            .cluster(ClusterEvent::Heal)
+            .exit(a())
+            .rest();
+        assert_eq!(healed.check(Consistency::Ap), Ok(()));
+        assert_eq!(healed.check(Consistency::Cp), Err(Invariant::OneInstance));
+        let duplicate = T::default().start(a()).start(b()).rest();
+        assert_eq!(
+            duplicate.check(Consistency::Ap),
+            Err(Invariant::OneInstance)
+        );
+        let later = T::default().rest().start(a()).start(b());
+        assert_eq!(later.check(Consistency::Ap), Err(Invariant::OneInstance));
+    }
+
+    #[test]
+    fn a_node_crash_ends_its_instances() {
+        let t = T::default()
+            .start(b())
+            .cluster(ClusterEvent::Crash {
+                node: 2,
+                silent: false,
+            })
+            .start(a());
+        assert_eq!(t.check(Consistency::Cp), Ok(()));
+    }
+
+    #[test]
+    fn i2_a_desired_name_runs_at_rest() {
+        let kept = T::default()
+            .desired(true)
+            .start(a())
+            .exit(a())
+            .start(b())
+            .view(1, Some(b()))
+            .view(2, Some(b()))
+            .rest();
+        assert_eq!(kept.check(Consistency::Cp), Ok(()));
+        let lost = T::default().desired(true).start(a()).exit(a()).rest();
+        assert_eq!(lost.check(Consistency::Cp), Err(Invariant::NoLostChildren));
+        let stopped = T::default()
+            .desired(true)
+            .start(a())
+            .desired(false)
+            .exit(a())
+            .rest();
+        assert_eq!(stopped.check(Consistency::Cp), Ok(()));
+    }
+
+    #[test]
+    fn i3_every_live_node_maps_the_name_to_its_instance() {
+        let agreed = T::default()
+            .start(a())
+            .view(1, Some(a()))
+            .view(2, Some(a()))
+            .rest();
+        assert_eq!(agreed.check(Consistency::Cp), Ok(()));
+        let missing = T::default()
+            .start(a())
+            .view(1, Some(a()))
+            .view(2, None)
+            .rest();
+        assert_eq!(
+            missing.check(Consistency::Cp),
+            Err(Invariant::RegistryAgreement)
+        );
+        // A node that is down at rest has no say.
+        let down = T::default()
+            .start(a())
+            .view(1, Some(a()))
+            .view(3, None)
+            .cluster(ClusterEvent::Crash {
+                node: 3,
+                silent: true,
+            })
+            .rest();
+        assert_eq!(down.check(Consistency::Cp), Ok(()));
+    }
+
+    #[test]
+    fn i4_no_registry_maps_a_name_to_a_dead_instance() {
+        let cleaned = T::default()
+            .start(a())
+            .view(2, Some(a()))
+            .exit(a())
+            .view(2, None)
+            .rest();
+        assert_eq!(cleaned.check(Consistency::Cp), Ok(()));
+        let dangling = T::default().start(a()).view(2, Some(a())).exit(a()).rest();
+        assert_eq!(
+            dangling.check(Consistency::Cp),
+            Err(Invariant::NoDanglingEntries)
+        );
+    }
+
+    fn handoff(phase: HandoffPhase) -> DistEvent {
+        DistEvent::Handoff {
+            id: 1,
+            name: K.into(),
+            phase,
+        }
+    }
+
+    #[test]
+    fn i6_a_handoff_delivers_once_to_an_instance_after_the_old_one() {
+        let begin = HandoffPhase::Begin { from: a(), to: 2 };
+        let delivered = HandoffPhase::Delivered { pid: b() };
+        let good = T::default()
+            .start(a())
+            .dist(handoff(begin.clone()))
+            .exit(a())
+            .dist(handoff(HandoffPhase::StateSent))
+            .start(b())
+            .dist(handoff(delivered.clone()))
+            .rest();
+        assert_eq!(good.check(Consistency::Cp), Ok(()));
+        let overlap = T::default()
+            .start(a())
+            .dist(handoff(begin.clone()))
+            .dist(handoff(delivered.clone()));
+        assert_eq!(overlap.check(Consistency::Ap), Err(Invariant::Handoff));
+        let twice = T::default()
+            .dist(handoff(begin.clone()))
+            .dist(handoff(delivered.clone()))
+            .dist(handoff(delivered));
+        assert_eq!(twice.check(Consistency::Ap), Err(Invariant::Handoff));
+        let lost = T::default()
+            .start(a())
+            .dist(handoff(begin.clone()))
+            .exit(a())
+            .rest();
+        assert_eq!(lost.check(Consistency::Ap), Err(Invariant::Handoff));
+        // With a fault in the run, a handoff may end without delivery (I2 then judges).
+        let faulted = T::default()
+            .start(a())
+            .dist(handoff(begin))
+            .exit(a())
+            .cluster(ClusterEvent::Crash {
+                node: 2,
+                silent: false,
+            })
+            .rest();
+        assert_eq!(faulted.check(Consistency::Ap), Ok(()));
+    }
+
+    fn conflict(state_delivered: bool) -> DistEvent {
+        DistEvent::Conflict {
+            name: K.into(),
+            winner: a(),
+            loser: b(),
+            state_delivered,
+        }
+    }
+
+    #[test]
+    fn i7_a_conflict_hands_the_losers_state_over_once_per_heal() {
+        let resolved = T::default()
+            .dist(conflict(true))
+            .cluster(ClusterEvent::Heal)
+            .dist(conflict(true));
+        assert_eq!(resolved.check(Consistency::Ap), Ok(()));
+        let dropped = T::default().dist(conflict(false));
+        assert_eq!(
+            dropped.check(Consistency::Ap),
+            Err(Invariant::ConflictResolution)
+        );
+        let twice = T::default().dist(conflict(true)).dist(conflict(true));
+        assert_eq!(
+            twice.check(Consistency::Ap),
+            Err(Invariant::ConflictResolution)
+        );
+    }
+
+    fn call(timeout_ms: u64) -> DistEvent {
+        DistEvent::Call {
+            id: 7,
+            node: 1,
+            what: "whereis k1".into(),
+            timeout_ms,
+        }
+    }
+
+    #[test]
+    fn i9_every_call_returns_within_its_timeout() {
+        let ret = || DistEvent::Return {
+            id: 7,
+            result: "undefined".into(),
+        };
+        let prompt = T::default().dist(call(5)).dist(ret());
+        assert_eq!(prompt.check(Consistency::Ap), Ok(()));
+        let late = T::default().dist(call(5)).at(20, EventKind::Dist(ret()));
+        assert_eq!(late.check(Consistency::Ap), Err(Invariant::BoundedProgress));
+        let hung = T::default()
+            .dist(call(5))
+            .at(20, EventKind::Line("later".into()));
+        assert_eq!(hung.check(Consistency::Ap), Err(Invariant::BoundedProgress));
+    }
+
+    #[test]
+    fn s3_a_terminated_name_does_not_start_again_unless_started_again() {
+        let restarted = T::default()
+            .desired(true)
+            .start(a())
+            .desired(false)
+            .exit(a())
+            .desired(true)
+            .start(b());
+        assert_eq!(restarted.check(Consistency::Cp), Ok(()));
+        let resurrected = T::default()
+            .desired(true)
+            .start(a())
+            .desired(false)
+            .exit(a())
+            .start(b());
+        assert_eq!(
+            resurrected.check(Consistency::Cp),
+            Err(Invariant::NoResurrection)
+        );
+    }
+}
