@@ -124,6 +124,8 @@ fn process_faults_inside_a_node_find_an_unsupervised_worker() {
     use otpsim::Node;
     struct Unsupervised;
     impl ClusterTarget for Unsupervised {
+        type Op = ();
+
         fn name(&self) -> String {
             "unsupervised".into()
         }
@@ -201,6 +203,8 @@ fn supervised_clients_of_a_remote_service_keep_every_invariant() {
     struct Clients;
     struct Hello(Pid);
     impl ClusterTarget for Clients {
+        type Op = ();
+
         fn name(&self) -> String {
             "clients".into()
         }
@@ -254,4 +258,64 @@ fn supervised_clients_of_a_remote_service_keep_every_invariant() {
     }
     let report = harness(Clients, 300).run();
     assert_eq!(report.failure, None);
+}
+
+/// A target's workload is case steps (`ClusterTarget::Op`): drawn by the target, applied
+/// beside the faults, and shrunk away like them. Here the only way to fail is an operation:
+/// one that stops the service on node 2, among others that stop nothing.
+#[test]
+fn workload_operations_are_steps_that_shrink() {
+    use otpsim::sim::cluster::ClusterCtl;
+    use otpsim::{ExitReason, Node};
+    #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Stop(u16);
+    struct Service;
+    impl ClusterTarget for Service {
+        type Op = Stop;
+        fn name(&self) -> String {
+            "service".into()
+        }
+        fn families(&self) -> Vec<ClusterFamily> {
+            Vec::new()
+        }
+        fn boot(&self, k: u16, node: &Node, _: bool) {
+            node.spawn(move |p| async move {
+                p.register("svc").unwrap();
+                p.receive(|_| false).await;
+            });
+            let _ = k;
+        }
+        fn op(&self, draw: &mut dyn FnMut(u64) -> u64) -> Option<Stop> {
+            Some(Stop(1 + draw(3) as u16))
+        }
+        async fn apply(&self, ctl: &ClusterCtl, op: &Stop) {
+            // Stopping node 2's service is the bug; the others are stopped and started.
+            let Stop(k) = *op;
+            ctl.on(k, move |p| async move {
+                if let Some(svc) = p.whereis("svc") {
+                    p.exit(svc, ExitReason::Kill);
+                }
+                if k != 2 {
+                    p.node().spawn(|q| async move {
+                        let _ = q.register("svc");
+                        q.receive(|_| false).await;
+                    });
+                }
+            })
+            .await;
+        }
+        async fn check(&self, ctl: &ClusterCtl) -> Result<(), String> {
+            match ctl.node(2).whereis("svc") {
+                Some(_) => Ok(()),
+                None => Err("svc is gone from n2".into()),
+            }
+        }
+    }
+    let report = ClusterHarness::new(Service).cases(100).run();
+    let failure = report.failure.expect("an operation stops node 2's service");
+    assert!(
+        matches!(failure.case.steps[..], [(_, ClusterStep::Op(Stop(2)))]),
+        "{:?}",
+        failure.case
+    );
 }

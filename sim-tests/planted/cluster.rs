@@ -84,6 +84,8 @@ async fn guard(p: Process, buggy: bool) -> ExitReason {
 }
 
 impl ClusterTarget for Singleton {
+    type Op = ();
+
     fn name(&self) -> String {
         format!("singleton{}", if self.buggy { "-buggy" } else { "" })
     }
@@ -187,6 +189,8 @@ async fn client(p: Process, buggy: bool) -> ExitReason {
 }
 
 impl ClusterTarget for StaleCache {
+    type Op = ();
+
     fn name(&self) -> String {
         format!("stale-cache{}", if self.buggy { "-buggy" } else { "" })
     }
@@ -274,6 +278,8 @@ async fn collector(p: Process, buggy: bool) -> ExitReason {
 }
 
 impl ClusterTarget for Books {
+    type Op = ();
+
     fn name(&self) -> String {
         format!("books{}", if self.buggy { "-buggy" } else { "" })
     }
@@ -353,6 +359,8 @@ async fn cron(p: Process, buggy: bool) -> ExitReason {
 }
 
 impl ClusterTarget for Cron {
+    type Op = ();
+
     fn name(&self) -> String {
         format!("cron{}", if self.buggy { "-buggy" } else { "" })
     }

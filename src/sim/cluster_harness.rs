@@ -22,6 +22,8 @@
 //! struct Fragile;
 //!
 //! impl ClusterTarget for Fragile {
+//!     type Op = ();
+//!
 //!     fn name(&self) -> String {
 //!         "fragile".into()
 //!     }
@@ -57,6 +59,7 @@ use crate::process::Node;
 use crate::rt::Duration;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -78,8 +81,34 @@ pub trait ClusterTarget: Send + Sync + 'static {
         (1..=nodes).collect()
     }
 
+    /// One operation of its workload: a case step like a fault, drawn by
+    /// [`op`](ClusterTarget::op), run by [`apply`](ClusterTarget::apply), and dropped by
+    /// shrinking like one (`()` for a target without a workload of steps).
+    type Op: Clone
+        + std::fmt::Debug
+        + PartialEq
+        + Serialize
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static;
+
     /// Starts what runs on node `k`: at the start (`first`) and after each restart of it.
     fn boot(&self, k: u16, node: &Node, first: bool);
+
+    /// A random operation, from `draw(n)` (a number below `n`); `None` (the default): the
+    /// target has no workload of steps.
+    fn op(&self, draw: &mut dyn FnMut(u64) -> u64) -> Option<Self::Op> {
+        let _ = draw;
+        None
+    }
+
+    /// Runs `op`, from the scenario's side (`ctl.on(k, ..)` runs a body on node `k`). It runs
+    /// beside the faults and the other operations, not before them.
+    fn apply(&self, ctl: &ClusterCtl, op: &Self::Op) -> impl Future<Output = ()> + Send {
+        let _ = (ctl, op);
+        async {}
+    }
 
     /// How long it runs under faults before the final heal (8 s).
     fn run_for(&self) -> Duration {
@@ -108,9 +137,10 @@ pub trait ClusterTarget: Send + Sync + 'static {
     }
 }
 
-/// A cluster fault of a generated case; `key` picks its node (rendezvous hashing).
+/// A step of a generated case: a cluster fault (`key` picks its node by rendezvous
+/// hashing), or an operation of the target's workload.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ClusterStep {
+pub enum ClusterStep<O = ()> {
     /// The node crashes (its peers see it at once).
     Crash {
         /// Picks the node.
@@ -177,6 +207,8 @@ pub enum ClusterStep {
         /// The fault.
         fault: Fault,
     },
+    /// An operation of the target's workload ([`ClusterTarget::Op`]).
+    Op(O),
 }
 
 /// A family of cluster faults. Each case enables a random subset of the families its
@@ -225,9 +257,9 @@ impl ClusterFamily {
     ];
 }
 
-/// A case: the run's seed, its nodes' clocks, and its timed faults.
+/// A case: the run's seed, its nodes' clocks, and its timed faults and operations.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClusterCase {
+pub struct ClusterCase<O = ()> {
     /// Madsim's scheduling and the switch's latencies.
     pub seed: u64,
     /// Nodes `1..=nodes`.
@@ -236,7 +268,7 @@ pub struct ClusterCase {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drift_ppm: Vec<i32>,
     /// `(at_ms, step)`, in time order.
-    pub steps: Vec<(u64, ClusterStep)>,
+    pub steps: Vec<(u64, ClusterStep<O>)>,
 }
 
 /// The node of `faulty` that `key` picks: the one with the highest hash of (key, node), so
@@ -248,7 +280,7 @@ pub fn rendezvous(key: u64, faulty: &[u16]) -> Option<u16> {
         .max_by_key(|&k| crate::hash::stable_hash(&(key, k)))
 }
 
-impl ClusterCase {
+impl<O> ClusterCase<O> {
     /// The case of `seed` for a target with `nodes` nodes running for `run_for`: up to four
     /// faults of a random subset of `families`, and clock drifts if that subset has
     /// [`ClusterFamily::Drift`].
@@ -257,7 +289,7 @@ impl ClusterCase {
         nodes: u16,
         run_for: Duration,
         families: &[ClusterFamily],
-    ) -> ClusterCase {
+    ) -> ClusterCase<O> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0068_6172_6e65_7373);
         let mut below = |n: u64| rng.next_u64() % n.max(1);
         let enabled: Vec<ClusterFamily> = loop {
@@ -286,7 +318,7 @@ impl ClusterCase {
             .collect();
         let window = run_for.as_millis() as u64;
         let count = if faults.is_empty() { 0 } else { below(5) };
-        let mut steps: Vec<(u64, ClusterStep)> = (0..count)
+        let mut steps: Vec<(u64, ClusterStep<O>)> = (0..count)
             .map(|_| {
                 let at = below(window);
                 let key = below(u64::MAX);
@@ -360,7 +392,13 @@ impl ClusterCase {
 
     /// Runs the case against `target`: its report, and its verdict: the run's own failure, a
     /// cluster invariant's violation, or the target's at-rest check's.
-    pub fn run<T: ClusterTarget>(&self, target: &Arc<T>) -> (ClusterReport, Result<(), Violation>) {
+    pub fn run<T: ClusterTarget<Op = O>>(
+        &self,
+        target: &Arc<T>,
+    ) -> (ClusterReport, Result<(), Violation>)
+    where
+        O: Clone + Send + Sync + 'static,
+    {
         let verdict = Arc::new(Mutex::new(Err("the check did not run".to_string())));
         let (case, t, v) = (self.clone(), target.clone(), verdict.clone());
         let mut sim = ClusterSim::new(self.seed)
@@ -388,7 +426,7 @@ impl ClusterCase {
 }
 
 async fn drive<T: ClusterTarget>(
-    case: ClusterCase,
+    case: ClusterCase<T::Op>,
     target: Arc<T>,
     ctl: ClusterCtl,
     verdict: Arc<Mutex<Result<(), String>>>,
@@ -488,6 +526,10 @@ async fn drive<T: ClusterTarget>(
                     ctl.jump_clock(k, *ms);
                 }
             }
+            ClusterStep::Op(op) => {
+                let (target, ctl, op) = (target.clone(), ctl.clone(), op.clone());
+                crate::rt::spawn(async move { target.apply(&ctl, &op).await });
+            }
             ClusterStep::Process { key, fault } => {
                 if let Some(k) = node(key).filter(|k| !down.contains(k) && !pauses.contains_key(k))
                 {
@@ -520,13 +562,13 @@ async fn drive<T: ClusterTarget>(
 
 /// A minimised failing case.
 #[derive(Clone, Debug, PartialEq)]
-pub struct ClusterFailure {
+pub struct ClusterFailure<O = ()> {
     /// What the minimal case breaks.
     pub violation: Violation,
     /// The violation's message (what the check or the invariant said).
     pub message: String,
     /// The minimal case.
-    pub case: ClusterCase,
+    pub case: ClusterCase<O>,
     /// The generator seed that found it.
     pub seed: u64,
     /// The case at which it was found (from 1).
@@ -535,7 +577,7 @@ pub struct ClusterFailure {
     pub saved: Option<PathBuf>,
 }
 
-impl ClusterFailure {
+impl<O: Serialize> ClusterFailure<O> {
     /// The failure as a corpus file of `target`.
     pub fn to_corpus(&self, target: &str) -> CorpusFile {
         let case = serde_json::to_value(&self.case).unwrap_or_default();
@@ -545,11 +587,11 @@ impl ClusterFailure {
 
 /// What a cluster campaign found.
 #[derive(Clone, Debug, PartialEq)]
-pub struct ClusterHarnessReport {
+pub struct ClusterHarnessReport<O = ()> {
     /// Cases run, up to and including the first failing one (corpus replays not counted).
     pub cases: u64,
     /// The minimal failing case, if one was found.
-    pub failure: Option<ClusterFailure>,
+    pub failure: Option<ClusterFailure<O>>,
     /// Corpus files of the target that no longer do what they say, one line each.
     pub regressions: Vec<String>,
 }
@@ -610,7 +652,7 @@ impl<T: ClusterTarget> ClusterHarness<T> {
     }
 
     /// Runs the campaign: the corpus's cases of the target, then the generated ones.
-    pub fn run(&self) -> ClusterHarnessReport {
+    pub fn run(&self) -> ClusterHarnessReport<T::Op> {
         let regressions = match &self.corpus {
             Some(dir) => {
                 let me: Arc<dyn AnyTarget> = Arc::new(AsTarget(self.target.clone()));
@@ -618,10 +660,9 @@ impl<T: ClusterTarget> ClusterHarness<T> {
             }
             None => Vec::new(),
         };
-        let (nodes, window) = (self.target.nodes(), self.target.run_for());
         for i in 0..self.cases {
             let seed = self.first_seed + i;
-            let case = ClusterCase::generate(seed, nodes, window, &self.families);
+            let case = self.generate(seed);
             if let Err(violation) = self.verdict(&case, i % 50 == 0) {
                 // A determinism failure is not the target's: it is reported as found.
                 let (case, violation) = if violation.invariant == Invariant::Determinism {
@@ -656,9 +697,29 @@ impl<T: ClusterTarget> ClusterHarness<T> {
         }
     }
 
+    /// The case of `seed`: faults of the harness's families, and operations of the target's
+    /// workload (up to eight, from a stream of their own, so that the faults of a seed do not
+    /// depend on the workload).
+    pub fn generate(&self, seed: u64) -> ClusterCase<T::Op> {
+        let t = &self.target;
+        let mut case = ClusterCase::generate(seed, t.nodes(), t.run_for(), &self.families);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x776f_726b_6c6f_6164);
+        let mut draw = |n: u64| rng.next_u64() % n.max(1);
+        let window = t.run_for().as_millis() as u64;
+        for _ in 0..draw(9) {
+            let at = draw(window);
+            if let Some(op) = t.op(&mut draw) {
+                case.steps.push((at, ClusterStep::Op(op)));
+            }
+        }
+        // Stable: at one instant, faults before operations.
+        case.steps.sort_by_key(|(at, _)| *at);
+        case
+    }
+
     /// What `case` breaks, if anything; run twice if `twice`, to check that it replays
     /// identically.
-    fn verdict(&self, case: &ClusterCase, twice: bool) -> Result<(), Violation> {
+    fn verdict(&self, case: &ClusterCase<T::Op>, twice: bool) -> Result<(), Violation> {
         let (report, verdict) = case.run(&self.target);
         verdict?;
         if twice {
@@ -672,7 +733,7 @@ impl<T: ClusterTarget> ClusterHarness<T> {
 
     /// What `case` breaks, if it breaks it the same way as `like` (the same invariant, and
     /// the same words whatever the numbers): a shrink must not drift to another bug.
-    fn fails(&self, case: &ClusterCase, like: &Violation) -> Option<Violation> {
+    fn fails(&self, case: &ClusterCase<T::Op>, like: &Violation) -> Option<Violation> {
         let kind = |v: &Violation| -> (Invariant, String) {
             let words: String = v.message.chars().filter(|c| !c.is_ascii_digit()).collect();
             let words = words
@@ -690,7 +751,11 @@ impl<T: ClusterTarget> ClusterHarness<T> {
 
     /// A smaller case that still fails the same way: fewer steps, shorter pauses, slow links
     /// and clock jumps, no drift, seed 0.
-    fn shrink(&self, mut case: ClusterCase, mut message: Violation) -> (ClusterCase, Violation) {
+    fn shrink(
+        &self,
+        mut case: ClusterCase<T::Op>,
+        mut message: Violation,
+    ) -> (ClusterCase<T::Op>, Violation) {
         let mut budget = 300;
         let mut better = true;
         while better && budget > 0 {
@@ -751,7 +816,7 @@ impl<T: ClusterTarget> ClusterHarness<T> {
 }
 
 /// The same step, half as long or as far (`None`: it is as small as it gets).
-fn halved(step: &ClusterStep) -> Option<ClusterStep> {
+fn halved<O: Clone>(step: &ClusterStep<O>) -> Option<ClusterStep<O>> {
     let mut step = step.clone();
     match &mut step {
         ClusterStep::Pause { ms, .. } if *ms > 100 => *ms /= 2,
@@ -778,6 +843,7 @@ fn halved(step: &ClusterStep) -> Option<ClusterStep> {
 ///
 /// struct Quiet;
 /// impl ClusterTarget for Quiet {
+///     type Op = ();
 ///     fn name(&self) -> String {
 ///         "quiet".into()
 ///     }
@@ -824,7 +890,7 @@ impl<T: ClusterTarget> AnyTarget for AsTarget<T> {
         corpus: Option<PathBuf>,
     ) -> HarnessReport {
         let harness = self.harness(seed, corpus);
-        let case = ClusterCase::generate(seed, self.0.nodes(), self.0.run_for(), &harness.families);
+        let case = harness.generate(seed);
         let (report, verdict) = case.run(&self.0);
         let verdict = verdict.and_then(|()| match determinism {
             true => harness.verdict(&case, true),
@@ -861,7 +927,7 @@ impl<T: ClusterTarget> AnyTarget for AsTarget<T> {
 
     fn replay(self: Arc<Self>, case: &serde_json::Value) -> Result<CaseReport, String> {
         super::NotSimulated::check("a corpus replay").map_err(|e| e.to_string())?;
-        let case: ClusterCase =
+        let case: ClusterCase<T::Op> =
             serde_json::from_value(case.clone()).map_err(|e| format!("field `case`: {e}"))?;
         let (report, verdict) = case.run(&self.0);
         Ok(CaseReport {
@@ -874,8 +940,7 @@ impl<T: ClusterTarget> AnyTarget for AsTarget<T> {
 
     fn trace_hash(self: Arc<Self>, seed: u64) -> Result<u64, String> {
         super::NotSimulated::check("a digest").map_err(|e| e.to_string())?;
-        let families = self.0.families();
-        let case = ClusterCase::generate(seed, self.0.nodes(), self.0.run_for(), &families);
+        let case = self.harness(seed, None).generate(seed);
         Ok(case.run(&self.0).0.trace.hash())
     }
 }
