@@ -30,6 +30,8 @@ mod stops;
 mod supervision_model;
 mod supervisor;
 #[cfg(madsim)]
+mod swarm;
+#[cfg(madsim)]
 mod systems;
 #[cfg(madsim)]
 mod tcp;

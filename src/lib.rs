@@ -22,6 +22,7 @@ macro_rules! internal_check {
     };
 }
 
+pub mod cluster;
 pub mod dist;
 pub mod hash;
 pub mod process;

@@ -221,6 +221,8 @@ pub(super) struct State {
     pending_spawns: Vec<(Ref, Pid, u16)>,
     /// Nodes whose `nodedown` was told before their connection was lost.
     told_down: BTreeSet<u16>,
+    /// The nodes it is connected to (`nodes()`), as its `nodeup`s and `nodedown`s say.
+    connected: BTreeSet<u16>,
 }
 
 /// A live process's record in the table. Kept small (it is one table slot per process):
@@ -510,6 +512,7 @@ impl Node {
                     spawns: Vec::new(),
                     pending_spawns: Vec::new(),
                     told_down: BTreeSet::new(),
+                    connected: BTreeSet::new(),
                 }),
                 outside: Pid(crate::term::id_base(config.index, config.creation)),
                 clock: match &config.skew {
@@ -800,6 +803,11 @@ impl Node {
     pub(crate) fn identity(&self) -> (u16, u16) {
         let own = Pid(self.lock().base);
         (own.node(), own.creation())
+    }
+
+    /// The nodes this node is connected to, in order (Erlang's `nodes()`).
+    pub fn nodes(&self) -> Vec<u16> {
+        self.lock().connected.iter().copied().collect()
     }
 
     /// A connection to node `index` came up: the subscribers hear `nodeup`.
@@ -2114,6 +2122,10 @@ impl State {
     /// The `monitor_nodes` subscribers hear that node `index` went up (`None`) or down (with
     /// why).
     fn tell_subscribers(&mut self, at: u64, index: u16, down: Option<NodeDownReason>) {
+        match down {
+            None => self.connected.insert(index),
+            Some(_) => self.connected.remove(&index),
+        };
         for watcher in self.node_subscribers.clone() {
             let msg = match down {
                 None => Msg::NodeUp { node: index },

@@ -1,0 +1,241 @@
+//! The Swarm model (`otpsim::cluster::swarm`) in plain scenarios: what its users see when all
+//! goes well, and the failures its upstream issues report.
+#![cfg(madsim)]
+
+use otpsim::cluster::swarm::{
+    self, Config, DynamicSupervisor, HandoffAnswer, HandoffReply, SwarmMsg,
+};
+use otpsim::rt::Duration;
+use otpsim::sim::cluster::{ClusterCtl, ClusterReport, ClusterSim};
+use otpsim::sim::cluster_invariants::{check, Consistency};
+use otpsim::{ExitReason, Process, Term};
+
+/// A worker of the seed system: it counts what it is told, hands its count over when asked
+/// to move, adopts a predecessor's count, and stops when told to die.
+pub async fn worker(p: Process, _: Term) -> ExitReason {
+    let mut count = 0i64;
+    loop {
+        let msg = p.recv().await;
+        match msg.downcast::<SwarmMsg>() {
+            Ok(SwarmMsg::BeginHandoff { reply }) => {
+                let answer = HandoffAnswer {
+                    from: p.pid(),
+                    reply: HandoffReply::Resume(Term::Int(count)),
+                };
+                p.send(reply, answer);
+            }
+            Ok(SwarmMsg::EndHandoff(Term::Int(n))) => count = n,
+            Ok(SwarmMsg::ResolveConflict(Term::Int(n))) => count += n,
+            Ok(SwarmMsg::Die) => return ExitReason::Shutdown,
+            Ok(_) => {}
+            Err(msg) => {
+                if msg.is::<u32>() {
+                    count += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Boots Swarm on node `k` of a cluster of `n`: its tracker and its supervisor.
+pub fn boot(ctl: &ClusterCtl, k: u16, n: u16) {
+    let config = Config::new(1..=n);
+    ctl.node(k).spawn(move |p| swarm::tracker(p, config));
+    ctl.node(k).spawn(DynamicSupervisor::run);
+}
+
+fn cluster(
+    seed: u64,
+    scenario: impl FnOnce(ClusterCtl) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+        + Send
+        + 'static,
+) -> ClusterReport {
+    ClusterSim::new(seed).nodes(3).run(move |ctl| async move {
+        ctl.register_start("worker", worker);
+        for k in 1..=3 {
+            boot(&ctl, k, 3);
+        }
+        scenario(ctl).await;
+    })
+}
+
+/// After the trackers sync (5 s), a child started by name from any node runs once, on its
+/// name's owner, and every node finds it; when its node crashes, the new owner restarts it;
+/// when the node is back, the child is handed back with its state; the cluster invariants
+/// hold (docs/cluster-invariants.md).
+#[test]
+fn a_child_runs_once_and_moves_when_its_node_crashes() {
+    let report = cluster(1, |ctl| {
+        Box::pin(async move {
+            ctl.sleep(Duration::from_secs(6)).await;
+            let started = ctl
+                .on(1, |p| async move {
+                    DynamicSupervisor::start_child(&p, "k1", "worker", Term::atom("nil")).await
+                })
+                .await
+                .unwrap();
+            let pid = started.expect("started");
+            ctl.sleep(Duration::from_millis(100)).await;
+            for k in 1..=3 {
+                let found = ctl
+                    .on(k, |p| async move { swarm::whereis_name(&p, "k1").await })
+                    .await
+                    .flatten();
+                assert_eq!(found, Some(pid), "n{k} finds it");
+            }
+            let home = pid.node();
+            ctl.crash(home);
+            ctl.sleep(Duration::from_secs(1)).await;
+            let other = if home == 1 { 2 } else { 1 };
+            let moved = ctl
+                .on(
+                    other,
+                    |p| async move { swarm::whereis_name(&p, "k1").await },
+                )
+                .await
+                .flatten()
+                .expect("restarted");
+            assert_ne!(moved.node(), home);
+            ctl.restart(home);
+            boot(&ctl, home, 3);
+            ctl.sleep(Duration::from_secs(8)).await;
+            ctl.at_rest();
+        })
+    });
+    let lines = report.trace.lines();
+    assert_eq!(
+        report.failure(),
+        None,
+        "{}",
+        report.trace.timeline().join("\n")
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("managed k1 start")),
+        "{lines:#?}"
+    );
+    check(&report.trace, Consistency::Ap).unwrap_or_else(|v| panic!("{v}\n{}", lines.join("\n")));
+}
+
+/// The seed system as a cluster target: Swarm on three nodes, a workload of children started
+/// by name from any node, looked up, and crashed, under every cluster fault. Swarm is AP:
+/// two instances of a name may run until the cluster is at rest.
+pub struct SwarmSystem;
+
+/// An operation of the workload: from node `on`, start or look up child `k{name}`, or crash
+/// it wherever it runs.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum SwarmOp {
+    /// `DynamicSupervisor.start_child` of `k{name}` from node `on`.
+    Start { name: u8, on: u16 },
+    /// `Swarm.whereis_name` of `k{name}` on node `on`.
+    Whereis { name: u8, on: u16 },
+    /// `k{name}`'s instance, as node `on` finds it, crashes.
+    Crash { name: u8, on: u16 },
+}
+
+impl otpsim::sim::cluster_harness::ClusterTarget for SwarmSystem {
+    type Op = SwarmOp;
+
+    fn name(&self) -> String {
+        "swarm".into()
+    }
+
+    fn boot(&self, k: u16, node: &otpsim::Node, first: bool) {
+        let _ = (k, first);
+        node.register_start("worker", worker);
+        let config = Config::new(1..=3);
+        node.spawn(move |p| swarm::tracker(p, config));
+        node.spawn(DynamicSupervisor::run);
+    }
+
+    fn op(&self, draw: &mut dyn FnMut(u64) -> u64) -> Option<SwarmOp> {
+        let (name, on) = (draw(3) as u8, 1 + draw(3) as u16);
+        Some(match draw(4) {
+            0 | 1 => SwarmOp::Start { name, on },
+            2 => SwarmOp::Whereis { name, on },
+            _ => SwarmOp::Crash { name, on },
+        })
+    }
+
+    async fn apply(&self, ctl: &ClusterCtl, op: &SwarmOp) {
+        let op = op.clone();
+        match op {
+            SwarmOp::Start { name, on } => {
+                let _ = ctl
+                    .on(on, move |p| async move {
+                        let name = format!("k{name}");
+                        let _ =
+                            DynamicSupervisor::start_child(&p, &name, "worker", Term::atom("nil"))
+                                .await;
+                    })
+                    .await;
+            }
+            SwarmOp::Whereis { name, on } => {
+                let _ = ctl
+                    .on(on, move |p| async move {
+                        let _ = swarm::whereis_name(&p, &format!("k{name}")).await;
+                    })
+                    .await;
+            }
+            SwarmOp::Crash { name, on } => {
+                let _ = ctl
+                    .on(on, move |p| async move {
+                        if let Some(pid) = swarm::whereis_name(&p, &format!("k{name}")).await {
+                            p.exit(pid, ExitReason::error("crash"));
+                        }
+                    })
+                    .await;
+            }
+        }
+    }
+
+    fn run_for(&self) -> Duration {
+        Duration::from_secs(12)
+    }
+
+    /// The final heal, then a sync (5 s) and a handoff (5 s) and a tick (4 s) to settle.
+    fn quiet(&self) -> Duration {
+        Duration::from_secs(15)
+    }
+
+    fn consistency(&self) -> Consistency {
+        Consistency::Ap
+    }
+
+    async fn check(&self, _: &ClusterCtl) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// The harness finds where Swarm fails on its own, and shrinks it. The first failure of the
+/// default seeds is the bring-up deadlock of bitwalker/swarm#60, #91 and #136: with one
+/// node's clock 1% fast, its tracker asks for a sync before the others; its peer, still
+/// collecting nodes, keeps the request for later and asks back; each then waits for the
+/// other for ever, and a `whereis` on that node never returns (I9). The minimal case is the
+/// drift and one `whereis`.
+#[test]
+fn the_harness_finds_the_swarm_bring_up_deadlock_and_shrinks_it() {
+    use otpsim::sim::cluster_harness::{ClusterHarness, ClusterStep};
+    use otpsim::sim::invariants::Invariant;
+    let report = ClusterHarness::new(SwarmSystem).cases(300).run();
+    let failure = report.failure.expect("Swarm fails within 300 cases");
+    println!(
+        "found at case {}: {}\nshrunk to {:?}",
+        failure.found_at_case, failure.violation, failure.case
+    );
+    assert_eq!(failure.violation.invariant, Invariant::BoundedProgress);
+    assert!(
+        failure.message.contains("has not returned"),
+        "{}",
+        failure.message
+    );
+    assert!(
+        matches!(
+            failure.case.steps[..],
+            [(_, ClusterStep::Op(SwarmOp::Whereis { .. }))]
+        ),
+        "{:?}",
+        failure.case
+    );
+    assert!(failure.case.drift_ppm.iter().any(|d| *d != 0));
+}

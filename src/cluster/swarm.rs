@@ -1,0 +1,1150 @@
+//! Elixir's Swarm (bitwalker/swarm 3.4) and `Swarm.DynamicSupervisor`
+//! (kelostrada/swarm_dynamic_supervisor 0.1.0) as they are: a model to run a cluster's
+//! workers the way their users do, and to watch it fail where they failed.
+//!
+//! **The tracker** ([`tracker`], one per node, registered as [`TRACKER`]) keeps a full copy of
+//! the registry. It starts in `cluster_wait`, collects the nodes that come up for
+//! `sync_nodes_timeout`, syncs its registry with one of them (`syncing`, then the other side
+//! in `awaiting_sync_ack`) and only then serves (`tracking`). Until then every call waits in
+//! its mailbox (Swarm postpones them), including other trackers' requests: three trackers
+//! that start syncing with each other in a cycle wait for ever (bitwalker/swarm#60, #91,
+//! #130, #136; a `whereis` then never returns).
+//!
+//! **Placement** is by a hash of the name over the nodes *this* tracker sees (its own
+//! `nodeup`/`nodedown`), with an optional static quorum ([`Config::quorum`], Swarm's
+//! `StaticQuorumRing`). There is no agreement on membership: trackers with different views
+//! pick different owners. (Rendezvous hashing stands for libring's ring: the same
+//! property, an owner that depends only on the members seen.)
+//!
+//! **Registration** (`register_name`) is serialised through the owner's tracker, which starts
+//! the process by its start function and broadcasts the entry to the trackers it sees, fire
+//! and forget. An entry that conflicts with the local one with concurrent clocks is dropped
+//! ("event unhandled", bitwalker/swarm#149). A version vector per entry stands for Swarm's
+//! interval tree clock (both order updates causally). A local process's death removes its
+//! entry everywhere; Swarm never restarts it: [`DynamicSupervisor`] does.
+//!
+//! **Topology changes.** On a `nodedown`, an entry whose process ran on the lost node is
+//! restarted by whichever tracker now owns its name in its own view. On a `nodeup`, a local
+//! process whose name now belongs elsewhere is handed off: the tracker asks it
+//! ([`SwarmMsg::BeginHandoff`], synchronously, for at most `handoff_timeout`), and for
+//! `Resume(state)` removes its registration, tells it to die, and *then* casts the state to
+//! the owner's tracker, unacknowledged: if the owner is lost meanwhile, so are the process and
+//! its state (bitwalker/swarm#67). The owner starts the process and delivers the state
+//! ([`SwarmMsg::EndHandoff`]), or, if it already runs one under the name (a healed
+//! netsplit), delivers it as [`SwarmMsg::ResolveConflict`].
+//!
+//! **A tracker that had lost every peer** treats the next `nodeup` as a join: it syncs the
+//! registries instead of handing off, and of two instances of a name the loser is told to die
+//! without its state reaching the winner (bitwalker/swarm#89).
+//!
+//! `{swarm, die}` is advisory ([`SwarmMsg::Die`]): a worker that ignores it keeps running,
+//! unregistered.
+//!
+//! What the model leaves out: the `which_applications` probe of a new node (every node runs
+//! Swarm here), groups, `unregister_name`, and the owner lookup of a `whereis` that misses
+//! locally (it answers from the local copy).
+
+use crate::process::{ExitReason, Msg, Process};
+use crate::rt::Duration;
+use crate::term::{Pid, Term};
+use crate::trace::{DistEvent, EventKind, HandoffPhase};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The name of each node's tracker.
+pub const TRACKER: &str = "swarm_tracker";
+
+/// The name of each node's [`DynamicSupervisor`].
+pub const SUPERVISOR: &str = "swarm_dynamic_supervisor";
+
+/// Swarm's settings (its defaults, at simulation scale where they are long).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The nodes to connect to (libcluster's topology), this one included or not.
+    pub peers: Vec<u16>,
+    /// How long a new tracker collects nodes before it syncs (`sync_nodes_timeout`, 5 s).
+    pub sync_nodes_timeout: Duration,
+    /// How often a tracker syncs with one other node (`anti_entropy_interval`, 5 minutes).
+    pub anti_entropy_interval: Duration,
+    /// How long a tracker waits for `begin_handoff`'s answer (`GenServer.call`'s 5 s).
+    pub handoff_timeout: Duration,
+    /// How often the peers are connected again (libcluster's polling, 5 s).
+    pub connect_interval: Duration,
+    /// `StaticQuorumRing`: no owner while fewer nodes are seen (`None`: Swarm's `Ring`).
+    pub quorum: Option<usize>,
+}
+
+impl Config {
+    /// Swarm's defaults, with these peers.
+    pub fn new(peers: impl IntoIterator<Item = u16>) -> Config {
+        Config {
+            peers: peers.into_iter().collect(),
+            sync_nodes_timeout: Duration::from_secs(5),
+            anti_entropy_interval: Duration::from_secs(300),
+            handoff_timeout: Duration::from_secs(5),
+            connect_interval: Duration::from_secs(5),
+            quorum: None,
+        }
+    }
+}
+
+/// What Swarm tells a worker it started (the `{swarm, ...}` messages of its contract).
+#[derive(Clone, Debug, PartialEq)]
+pub enum SwarmMsg {
+    /// Its name belongs to another node now: answer `reply` with a [`HandoffAnswer`].
+    BeginHandoff {
+        /// The tracker that asks.
+        reply: Pid,
+    },
+    /// The state a predecessor handed over, after this worker started.
+    EndHandoff(Term),
+    /// The state of another instance of the name, which lost a conflict after a netsplit.
+    ResolveConflict(Term),
+    /// Stop: the name has gone elsewhere (advisory: nothing enforces it).
+    Die,
+}
+
+/// A worker's answer to [`SwarmMsg::BeginHandoff`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum HandoffReply {
+    /// Start afresh on the new owner.
+    Restart,
+    /// Move, with this state.
+    Resume(Term),
+    /// Stay here.
+    Ignore,
+}
+
+/// A worker's answer to [`SwarmMsg::BeginHandoff`], sent to the tracker that asked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HandoffAnswer {
+    /// The worker.
+    pub from: Pid,
+    /// What it answers.
+    pub reply: HandoffReply,
+}
+
+/// Why a Swarm call failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SwarmError {
+    /// The name is registered already (`{:already_registered, pid}`).
+    #[error("already registered as {0}")]
+    AlreadyRegistered(Pid),
+    /// No node owns the name (`StaticQuorumRing` below its quorum).
+    #[error("no node available")]
+    NoNodeAvailable,
+    /// The start function failed.
+    #[error("the start failed: {0}")]
+    StartFailed(String),
+    /// A `DynamicSupervisor` start was not answered within its 5 s (`Task.await`).
+    #[error("timeout")]
+    Timeout,
+}
+
+/// How the owner's tracker starts a process for a name (the `{m, f, a}` Swarm keeps).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Mfa {
+    /// Spawn the start function (registered on every node) unlinked.
+    Spawn {
+        /// The start function.
+        start: String,
+        /// Its argument.
+        arg: Term,
+    },
+    /// Ask the node's [`DynamicSupervisor`] to start it as its child.
+    Supervised {
+        /// The start function.
+        start: String,
+        /// Its argument.
+        arg: Term,
+    },
+}
+
+/// A registry entry.
+#[derive(Clone, Debug, PartialEq)]
+struct Entry {
+    pid: Pid,
+    /// How Swarm started it (`None`: registered by hand).
+    mfa: Option<Mfa>,
+    clock: Clock,
+}
+
+/// A version vector: updates per node.
+type Clock = BTreeMap<u16, u64>;
+
+/// Whether `a` has seen everything `b` has, and more.
+fn dominates(a: &Clock, b: &Clock) -> bool {
+    a != b && b.iter().all(|(k, n)| a.get(k).is_some_and(|m| m >= n))
+}
+
+/// What the API asks of the local tracker.
+enum Api {
+    Register { name: String, mfa: Mfa, reply: Pid },
+    Whereis { name: String, reply: Pid },
+}
+
+/// The tracker's answer to an [`Api`] call.
+struct ApiReply(Result<Option<Pid>, SwarmError>);
+
+/// What trackers tell each other.
+enum Peer {
+    /// libcluster's connection attempt.
+    Hello,
+    /// Start `name` here, the owner, and answer `reply` with a [`TrackReply`].
+    Track { name: String, mfa: Mfa, reply: Pid },
+    /// A replicated change.
+    Event { change: Change },
+    /// Send me your registry ([`Peer::SyncRecv`]).
+    Sync { from: u16 },
+    /// My registry; answer with yours ([`Peer::SyncAck`]).
+    SyncRecv {
+        from: u16,
+        registry: Vec<(String, Entry)>,
+    },
+    /// My registry, in return.
+    SyncAck {
+        from: u16,
+        registry: Vec<(String, Entry)>,
+    },
+    /// A handed-off process's state: start it here.
+    Handoff(HandedOff),
+}
+
+struct TrackReply(Result<Option<Pid>, SwarmError>);
+
+/// A handed-off process, as the old owner's tracker casts it to the new owner's.
+struct HandedOff {
+    from: u16,
+    id: u64,
+    name: String,
+    mfa: Mfa,
+    state: Term,
+    /// The instance that was told to die.
+    old: Pid,
+    /// Its entry's version.
+    clock: Clock,
+}
+
+enum Change {
+    Track { name: String, entry: Entry },
+    Untrack { name: String, pid: Pid },
+}
+
+enum Tick {
+    Connect,
+    SyncNodes,
+    AntiEntropy,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    ClusterWait,
+    Syncing { with: u16 },
+    AwaitingSyncAck { to: u16 },
+    Tracking,
+}
+
+/// The owner of `name` among `nodes` (rendezvous hashing), unless a quorum is not met.
+fn owner(name: &str, nodes: &BTreeSet<u16>, quorum: Option<usize>) -> Option<u16> {
+    if quorum.is_some_and(|q| nodes.len() < q) {
+        return None;
+    }
+    nodes
+        .iter()
+        .copied()
+        .max_by_key(|k| crate::hash::stable_hash(&(name, *k)))
+}
+
+struct Tracker {
+    me: u16,
+    config: Config,
+    phase: Phase,
+    /// The nodes this tracker sees up (itself excluded).
+    nodes: BTreeSet<u16>,
+    registry: BTreeMap<String, Entry>,
+    /// Monitors of registered processes.
+    monitors: BTreeMap<Pid, crate::process::MonitorRef>,
+    clock: u64,
+    handoffs: u64,
+    /// Sync requests that came while this tracker was not tracking.
+    pending_syncs: Vec<u16>,
+}
+
+/// The tracker of this node: run it as a process (see the [module](self) documentation).
+pub async fn tracker(p: Process, config: Config) -> ExitReason {
+    if p.register(TRACKER).is_err() {
+        return ExitReason::error("a tracker runs already");
+    }
+    p.monitor_nodes(true);
+    let mut t = Tracker {
+        me: p.pid().node(),
+        config,
+        phase: Phase::ClusterWait,
+        // The nodes connected already (`Node.list()`); the others come as `nodeup`s.
+        nodes: p.node().nodes().into_iter().collect(),
+        registry: BTreeMap::new(),
+        monitors: BTreeMap::new(),
+        clock: 0,
+        handoffs: 0,
+        pending_syncs: Vec::new(),
+    };
+    t.hello(&p);
+    p.send_after(t.config.connect_interval, p.pid(), Tick::Connect);
+    p.send_after(t.config.sync_nodes_timeout, p.pid(), Tick::SyncNodes);
+    p.send_after(t.config.anti_entropy_interval, p.pid(), Tick::AntiEntropy);
+    loop {
+        let tracking = t.phase == Phase::Tracking;
+        // Swarm postpones every call until it tracks: what it cannot take yet waits in the
+        // mailbox, in order.
+        let msg = p
+            .receive(|m| tracking || !(m.is::<Api>() || is_postponed_peer(m)))
+            .await;
+        t.handle(&p, msg).await;
+    }
+}
+
+/// A tracker's request that waits while the tracker is not tracking.
+fn is_postponed_peer(m: &Msg) -> bool {
+    matches!(
+        m.downcast_ref::<Peer>(),
+        Some(Peer::Track { .. } | Peer::Event { .. } | Peer::Handoff(_))
+    )
+}
+
+impl Tracker {
+    fn record(&self, p: &Process, event: DistEvent) {
+        p.node().record(EventKind::Dist(event));
+    }
+
+    /// A new version: `seen` (what the update replaces), and one more update of this node.
+    fn tick(&mut self, seen: Option<&Clock>) -> Clock {
+        self.clock += 1;
+        let mut clock = seen.cloned().unwrap_or_default();
+        clock.insert(self.me, self.clock);
+        clock
+    }
+
+    /// Every node this tracker may place names on: itself and those it sees.
+    fn members(&self) -> BTreeSet<u16> {
+        let mut members = self.nodes.clone();
+        members.insert(self.me);
+        members
+    }
+
+    fn owner(&self, name: &str) -> Option<u16> {
+        owner(name, &self.members(), self.config.quorum)
+    }
+
+    fn hello(&self, p: &Process) {
+        for &k in self.config.peers.iter().filter(|k| **k != self.me) {
+            p.send_named(TRACKER, k, Peer::Hello);
+        }
+    }
+
+    fn broadcast(&self, p: &Process, change: impl Fn() -> Change) {
+        for &k in &self.nodes {
+            p.send_named(TRACKER, k, Peer::Event { change: change() });
+        }
+    }
+
+    /// Adds or replaces `name`'s entry, monitoring its process.
+    fn insert(&mut self, p: &Process, name: &str, entry: Entry) {
+        if let Some(old) = self.registry.get(name) {
+            if old.pid != entry.pid {
+                if let Some(m) = self.monitors.remove(&old.pid) {
+                    p.demonitor(m);
+                }
+            }
+        }
+        self.monitors
+            .entry(entry.pid)
+            .or_insert_with(|| p.monitor(entry.pid));
+        self.record(
+            p,
+            DistEvent::View {
+                node: self.me,
+                name: name.into(),
+                pid: Some(entry.pid),
+            },
+        );
+        self.registry.insert(name.into(), entry);
+    }
+
+    fn remove(&mut self, p: &Process, name: &str) -> Option<Entry> {
+        let entry = self.registry.remove(name)?;
+        if let Some(m) = self.monitors.remove(&entry.pid) {
+            p.demonitor(m);
+        }
+        self.record(
+            p,
+            DistEvent::View {
+                node: self.me,
+                name: name.into(),
+                pid: None,
+            },
+        );
+        Some(entry)
+    }
+
+    async fn handle(&mut self, p: &Process, msg: Msg) {
+        let msg = match msg.downcast::<Peer>() {
+            Ok(peer) => return self.peer(p, peer).await,
+            Err(msg) => msg,
+        };
+        let msg = match msg.downcast::<Api>() {
+            Ok(api) => return self.api(p, api).await,
+            Err(msg) => msg,
+        };
+        let msg = match msg.downcast::<Tick>() {
+            Ok(tick) => return self.timer(p, tick),
+            Err(msg) => msg,
+        };
+        match msg {
+            Msg::NodeUp { node } => self.nodeup(p, node).await,
+            Msg::NodeDown { node, .. } => self.nodedown(p, node).await,
+            Msg::Down { pid, reason, .. } => self.down(p, pid, &reason),
+            _ => {}
+        }
+    }
+
+    fn timer(&mut self, p: &Process, tick: Tick) {
+        match tick {
+            Tick::Connect => {
+                self.hello(p);
+                p.send_after(self.config.connect_interval, p.pid(), Tick::Connect);
+            }
+            Tick::SyncNodes => {
+                if self.phase == Phase::ClusterWait {
+                    self.start_sync(p);
+                }
+            }
+            Tick::AntiEntropy => {
+                if self.phase == Phase::Tracking {
+                    if let Some(&k) = self.nodes.iter().next() {
+                        p.send_named(TRACKER, k, Peer::Sync { from: self.me });
+                        self.phase = Phase::Syncing { with: k };
+                    }
+                }
+                p.send_after(
+                    self.config.anti_entropy_interval,
+                    p.pid(),
+                    Tick::AntiEntropy,
+                );
+            }
+        }
+    }
+
+    /// Syncs with one node it sees (the first), or tracks alone.
+    fn start_sync(&mut self, p: &Process) {
+        match self.nodes.iter().next() {
+            Some(&k) => {
+                p.send_named(TRACKER, k, Peer::Sync { from: self.me });
+                self.phase = Phase::Syncing { with: k };
+            }
+            None => self.phase = Phase::Tracking,
+        }
+    }
+
+    /// Starts tracking; what waited is taken in order from the mailbox.
+    async fn tracking(&mut self, p: &Process) {
+        self.phase = Phase::Tracking;
+        for k in std::mem::take(&mut self.pending_syncs) {
+            self.answer_sync(p, k);
+            if self.phase != Phase::Tracking {
+                return;
+            }
+        }
+        self.topology_change(p).await;
+    }
+
+    fn answer_sync(&mut self, p: &Process, k: u16) {
+        let registry = self.snapshot();
+        p.send_named(
+            TRACKER,
+            k,
+            Peer::SyncRecv {
+                from: self.me,
+                registry,
+            },
+        );
+        self.phase = Phase::AwaitingSyncAck { to: k };
+    }
+
+    fn snapshot(&self) -> Vec<(String, Entry)> {
+        self.registry
+            .iter()
+            .map(|(n, e)| (n.clone(), e.clone()))
+            .collect()
+    }
+
+    async fn nodeup(&mut self, p: &Process, node: u16) {
+        let alone = self.nodes.is_empty();
+        self.nodes.insert(node);
+        if self.phase != Phase::Tracking {
+            return;
+        }
+        if alone {
+            // A tracker that had lost every peer treats the node as a join: a full sync,
+            // no handoff (the re-sync path).
+            p.send_named(TRACKER, node, Peer::Sync { from: self.me });
+            self.phase = Phase::Syncing { with: node };
+        } else {
+            self.topology_change(p).await;
+        }
+    }
+
+    async fn nodedown(&mut self, p: &Process, node: u16) {
+        self.nodes.remove(&node);
+        self.pending_syncs.retain(|k| *k != node);
+        match self.phase {
+            Phase::Syncing { with } if with == node => {
+                self.phase = Phase::ClusterWait;
+                self.start_sync(p);
+                if self.phase == Phase::Tracking {
+                    self.tracking(p).await;
+                }
+            }
+            Phase::AwaitingSyncAck { to } if to == node => self.tracking(p).await,
+            Phase::Tracking => self.topology_change(p).await,
+            _ => {}
+        }
+    }
+
+    fn down(&mut self, p: &Process, pid: Pid, reason: &ExitReason) {
+        // A process lost with its node stays until the topology change handles it.
+        if reason.to_term().is_atom("noconnection") {
+            return;
+        }
+        self.monitors.remove(&pid);
+        let names: Vec<String> = self
+            .registry
+            .iter()
+            .filter(|(_, e)| e.pid == pid)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in names {
+            self.remove(p, &name);
+            if pid.node() == self.me {
+                let n = name.clone();
+                self.broadcast(p, || Change::Untrack {
+                    name: n.clone(),
+                    pid,
+                });
+            }
+        }
+    }
+
+    /// `handle_topology_change`: every entry judged by this tracker's own view.
+    async fn topology_change(&mut self, p: &Process) {
+        let entries = self.snapshot();
+        for (name, entry) in entries {
+            let Some(mfa) = entry.mfa.clone() else {
+                if entry.pid.node() != self.me && !self.nodes.contains(&entry.pid.node()) {
+                    self.remove(p, &name);
+                }
+                continue;
+            };
+            let owner = self.owner(&name);
+            if entry.pid.node() == self.me {
+                match owner {
+                    None => {
+                        self.remove(p, &name);
+                        p.send(entry.pid, SwarmMsg::Die);
+                        let pid = entry.pid;
+                        let n = name.clone();
+                        self.broadcast(p, || Change::Untrack {
+                            name: n.clone(),
+                            pid,
+                        });
+                    }
+                    Some(k) if k == self.me => {}
+                    Some(k) => self.handoff(p, &name, &entry, mfa, k).await,
+                }
+            } else if !self.nodes.contains(&entry.pid.node()) && owner == Some(self.me) {
+                // Its node is gone, and the name is ours now: start it here.
+                self.remove(p, &name);
+                let _ = self.start_here(p, &name, &mfa, Some(&entry.clock)).await;
+            }
+        }
+    }
+
+    /// Hands `name`'s local process over to node `to`.
+    async fn handoff(&mut self, p: &Process, name: &str, entry: &Entry, mfa: Mfa, to: u16) {
+        self.handoffs += 1;
+        let id = (u64::from(self.me) << 32) | self.handoffs;
+        let phase = |phase| DistEvent::Handoff {
+            id,
+            name: name.into(),
+            phase,
+        };
+        let from = entry.pid;
+        self.record(p, phase(HandoffPhase::Begin { from, to }));
+        p.send(from, SwarmMsg::BeginHandoff { reply: p.pid() });
+        // Synchronous, inside the tracker: everything else waits meanwhile.
+        let answer = p
+            .receive_timeout(
+                move |m| {
+                    m.downcast_ref::<HandoffAnswer>()
+                        .is_some_and(|a| a.from == from)
+                },
+                self.config.handoff_timeout,
+            )
+            .await
+            .and_then(|m| m.downcast::<HandoffAnswer>().ok());
+        let untrack = |t: &mut Tracker| {
+            t.remove(p, name);
+            let n = name.to_string();
+            t.broadcast(p, || Change::Untrack {
+                name: n.clone(),
+                pid: from,
+            });
+            p.send(from, SwarmMsg::Die);
+        };
+        match answer.map(|a| a.reply) {
+            None => {
+                let why = "begin_handoff timed out".into();
+                self.record(p, phase(HandoffPhase::Aborted { why }));
+            }
+            Some(HandoffReply::Ignore) => {
+                let why = "ignore".into();
+                self.record(p, phase(HandoffPhase::Aborted { why }));
+            }
+            Some(HandoffReply::Restart) => {
+                untrack(self);
+                let why = "restart".into();
+                self.record(p, phase(HandoffPhase::Aborted { why }));
+                self.track_remote(p, to, name, mfa, None);
+            }
+            Some(HandoffReply::Resume(state)) => {
+                // The process is told to die before its state has arrived anywhere, and the
+                // state goes as a cast that nothing acknowledges.
+                untrack(self);
+                let handed = HandedOff {
+                    from: self.me,
+                    id,
+                    name: name.into(),
+                    mfa,
+                    state,
+                    old: from,
+                    clock: entry.clock.clone(),
+                };
+                p.send_named(TRACKER, to, Peer::Handoff(handed));
+                self.record(p, phase(HandoffPhase::StateSent));
+            }
+        }
+    }
+
+    /// Starts `name` on this node by its `mfa`, registers it (a newer version than `seen`, the
+    /// entry it replaces) and broadcasts it.
+    async fn start_here(
+        &mut self,
+        p: &Process,
+        name: &str,
+        mfa: &Mfa,
+        seen: Option<&Clock>,
+    ) -> Result<Pid, SwarmError> {
+        let pid = apply(p, name, mfa).await?;
+        self.record(
+            p,
+            DistEvent::Start {
+                name: name.into(),
+                pid,
+            },
+        );
+        let entry = Entry {
+            pid,
+            mfa: Some(mfa.clone()),
+            clock: self.tick(seen),
+        };
+        self.insert(p, name, entry.clone());
+        let n = name.to_string();
+        self.broadcast(p, || Change::Track {
+            name: n.clone(),
+            entry: entry.clone(),
+        });
+        Ok(pid)
+    }
+
+    /// `do_track`: start `name` on its owner, answering `reply` (if any) with an [`ApiReply`].
+    async fn track(&mut self, p: &Process, name: &str, mfa: Mfa, reply: Option<Pid>) {
+        let answer = match self.owner(name) {
+            None => Err(SwarmError::NoNodeAvailable),
+            Some(k) if k == self.me => match self.registry.get(name) {
+                Some(e) => Err(SwarmError::AlreadyRegistered(e.pid)),
+                None => self.start_here(p, name, &mfa, None).await.map(Some),
+            },
+            Some(k) => return self.track_remote(p, k, name, mfa, reply),
+        };
+        if let Some(reply) = reply {
+            p.send(reply, ApiReply(answer));
+        }
+    }
+
+    /// Asks node `owner`'s tracker to start `name`, from a task of its own, which retries
+    /// through this tracker when the owner goes away.
+    fn track_remote(&self, p: &Process, owner: u16, name: &str, mfa: Mfa, reply: Option<Pid>) {
+        let name = name.to_string();
+        p.spawn(move |q| async move {
+            let mref = q.monitor_name(TRACKER, owner);
+            q.send_named(
+                TRACKER,
+                owner,
+                Peer::Track {
+                    name: name.clone(),
+                    mfa: mfa.clone(),
+                    reply: q.pid(),
+                },
+            );
+            let msg = q
+                .receive(move |m| {
+                    m.is::<TrackReply>() || matches!(m, Msg::Down { mref: r, .. } if *r == mref)
+                })
+                .await;
+            match msg.downcast::<TrackReply>() {
+                Ok(TrackReply(answer)) => {
+                    if let Some(reply) = reply {
+                        q.send(reply, ApiReply(answer));
+                    }
+                }
+                Err(_) => {
+                    // The owner went away: ask again once the view has changed (Swarm
+                    // retries each second).
+                    q.sleep(Duration::from_secs(1)).await;
+                    q.send_named(
+                        TRACKER,
+                        q.pid().node(),
+                        Api::Register {
+                            name,
+                            mfa,
+                            reply: reply.unwrap_or(q.pid()),
+                        },
+                    );
+                }
+            }
+        });
+    }
+
+    async fn api(&mut self, p: &Process, api: Api) {
+        match api {
+            Api::Register { name, mfa, reply } => self.track(p, &name, mfa, Some(reply)).await,
+            Api::Whereis { name, reply } => {
+                let pid = self.registry.get(&name).map(|e| e.pid);
+                p.send(reply, ApiReply(Ok(pid)));
+            }
+        }
+    }
+
+    async fn peer(&mut self, p: &Process, peer: Peer) {
+        match peer {
+            Peer::Hello => {}
+            Peer::Track { name, mfa, reply } => {
+                let answer = match self.owner(&name) {
+                    Some(k) if k == self.me => match self.registry.get(&name) {
+                        Some(e) => Err(SwarmError::AlreadyRegistered(e.pid)),
+                        None => self.start_here(p, &name, &mfa, None).await.map(Some),
+                    },
+                    None => Err(SwarmError::NoNodeAvailable),
+                    // Not ours in this tracker's view: pass it on.
+                    Some(k) => {
+                        p.send_named(TRACKER, k, Peer::Track { name, mfa, reply });
+                        return;
+                    }
+                };
+                p.send(reply, TrackReply(answer));
+            }
+            Peer::Event { change, .. } => self.replicated(p, change),
+            Peer::Sync { from } => match self.phase {
+                Phase::Tracking => self.answer_sync(p, from),
+                // Two trackers syncing with each other: the lower node answers, the higher
+                // discards the request of its own sync node (Swarm's PR #118).
+                Phase::Syncing { with } if with == from => {
+                    if self.me < from {
+                        self.answer_sync(p, from)
+                    }
+                }
+                _ => self.pending_syncs.push(from),
+            },
+            Peer::SyncRecv { from, registry } => {
+                if self.phase == (Phase::Syncing { with: from }) {
+                    let mine = self.snapshot();
+                    self.merge(p, registry);
+                    p.send_named(
+                        TRACKER,
+                        from,
+                        Peer::SyncAck {
+                            from: self.me,
+                            registry: mine,
+                        },
+                    );
+                    self.tracking(p).await;
+                }
+            }
+            Peer::SyncAck { from, registry } => {
+                if self.phase == (Phase::AwaitingSyncAck { to: from }) {
+                    self.merge(p, registry);
+                    self.tracking(p).await;
+                }
+            }
+            Peer::Handoff(handed) => self.receive_handoff(p, handed).await,
+        }
+    }
+
+    /// `handle_handoff`, on the new owner.
+    async fn receive_handoff(&mut self, p: &Process, handed: HandedOff) {
+        let HandedOff {
+            from,
+            id,
+            name,
+            mfa,
+            state,
+            old,
+            clock,
+        } = handed;
+        let name = name.as_str();
+        let phase = |phase| DistEvent::Handoff {
+            id,
+            name: name.into(),
+            phase,
+        };
+        match self.registry.get(name).map(|e| e.pid) {
+            Some(local) if local.node() == self.me => {
+                // A healed netsplit: the local instance gets the other's state.
+                p.send(local, SwarmMsg::ResolveConflict(state));
+                self.record(
+                    p,
+                    DistEvent::Conflict {
+                        name: name.into(),
+                        winner: local,
+                        loser: old,
+                        state_delivered: true,
+                    },
+                );
+                let why = "resolved as a conflict".into();
+                self.record(p, phase(HandoffPhase::Aborted { why }));
+                let entry = self.registry[name].clone();
+                let n = name.to_string();
+                self.broadcast(p, || Change::Track {
+                    name: n.clone(),
+                    entry: entry.clone(),
+                });
+            }
+            other => {
+                if other.is_some_and(|pid| pid.node() == from) {
+                    self.remove(p, name);
+                }
+                if let Ok(pid) = self.start_here(p, name, &mfa, Some(&clock)).await {
+                    p.send(pid, SwarmMsg::EndHandoff(state));
+                    self.record(p, phase(HandoffPhase::Delivered { pid }));
+                }
+            }
+        }
+    }
+
+    /// A change broadcast by another tracker.
+    fn replicated(&mut self, p: &Process, change: Change) {
+        match change {
+            Change::Track { name, entry } => match self.registry.get(&name) {
+                None => self.insert(p, &name, entry),
+                Some(local) if local.pid == entry.pid => {
+                    let mut merged = local.clone();
+                    for (k, n) in entry.clock {
+                        let c = merged.clock.entry(k).or_default();
+                        *c = (*c).max(n);
+                    }
+                    self.registry.insert(name, merged);
+                }
+                Some(local) if dominates(&entry.clock, &local.clock) => {
+                    self.insert(p, &name, entry)
+                }
+                // Older, or concurrent: "event unhandled", dropped.
+                Some(_) => {}
+            },
+            Change::Untrack { name, pid } => {
+                if self.registry.get(&name).is_some_and(|e| e.pid == pid) {
+                    self.remove(p, &name);
+                }
+            }
+        }
+    }
+
+    /// `sync_registry`: another tracker's registry merged into this one's. Of two instances
+    /// of a name, the newer (by clock) wins, or with concurrent clocks the one on the name's
+    /// owner; this tracker tells its own loser to die, without handing its state over.
+    fn merge(&mut self, p: &Process, registry: Vec<(String, Entry)>) {
+        for (name, remote) in registry {
+            let Some(local) = self.registry.get(&name).cloned() else {
+                self.insert(p, &name, remote);
+                continue;
+            };
+            if local.pid == remote.pid {
+                continue;
+            }
+            let remote_wins = if dominates(&remote.clock, &local.clock) {
+                true
+            } else if dominates(&local.clock, &remote.clock) {
+                false
+            } else {
+                match self.owner(&name) {
+                    Some(k) if k == remote.pid.node() && k != local.pid.node() => true,
+                    Some(k) if k == local.pid.node() && k != remote.pid.node() => false,
+                    _ => remote.pid < local.pid,
+                }
+            };
+            if remote_wins {
+                if local.pid.node() == self.me {
+                    p.send(local.pid, SwarmMsg::Die);
+                    self.record(
+                        p,
+                        DistEvent::Conflict {
+                            name: name.clone(),
+                            winner: remote.pid,
+                            loser: local.pid,
+                            state_delivered: false,
+                        },
+                    );
+                }
+                self.insert(p, &name, remote);
+            }
+        }
+    }
+}
+
+/// Runs `mfa` on this node for `name`: the process it starts.
+async fn apply(p: &Process, name: &str, mfa: &Mfa) -> Result<Pid, SwarmError> {
+    let me = p.pid().node();
+    match mfa {
+        Mfa::Spawn { start, arg } => p
+            .spawn_on(me, start, arg.clone())
+            .await
+            .map_err(|e| SwarmError::StartFailed(e.to_string())),
+        Mfa::Supervised { start, arg } => {
+            let Some(sup) = p.whereis(SUPERVISOR) else {
+                return Err(SwarmError::StartFailed("no supervisor on the node".into()));
+            };
+            p.send(
+                sup,
+                StartChild {
+                    name: name.into(),
+                    start: start.clone(),
+                    arg: arg.clone(),
+                    reply: p.pid(),
+                },
+            );
+            let answer = p.receive(|m| m.is::<Started>()).await;
+            match answer.downcast::<Started>() {
+                Ok(Started(result)) => result,
+                Err(_) => Err(SwarmError::StartFailed("no answer".into())),
+            }
+        }
+    }
+}
+
+/// An API call of `timeout`, recorded around `body` for the bounded-progress invariant.
+async fn recorded<R>(
+    p: &Process,
+    what: String,
+    timeout: Duration,
+    body: impl std::future::Future<Output = R>,
+    shown: impl Fn(&R) -> String,
+) -> R {
+    let id = p.make_ref().0;
+    let node = p.pid().node();
+    p.node().record(EventKind::Dist(DistEvent::Call {
+        id,
+        node,
+        what,
+        timeout_ms: timeout.as_millis() as u64,
+    }));
+    let result = body.await;
+    let result_shown = shown(&result);
+    p.node().record(EventKind::Dist(DistEvent::Return {
+        id,
+        result: result_shown,
+    }));
+    result
+}
+
+fn show(result: &Result<Option<Pid>, SwarmError>) -> String {
+    match result {
+        Ok(Some(pid)) => pid.to_string(),
+        Ok(None) => "undefined".into(),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+/// Makes a Swarm call to this node's tracker and waits for its answer, however long.
+async fn call(p: &Process, api: Api) -> Result<Option<Pid>, SwarmError> {
+    p.send_named(TRACKER, p.pid().node(), api);
+    let answer = p.receive(|m| m.is::<ApiReply>()).await;
+    match answer.downcast::<ApiReply>() {
+        Ok(ApiReply(result)) => result,
+        Err(_) => Err(SwarmError::StartFailed("no answer".into())),
+    }
+}
+
+/// Swarm's `register_name(name, m, f, a)`: the owner of `name` starts it by `mfa` and
+/// registers it cluster-wide. It waits as long as it takes (Swarm's `:infinity`).
+pub async fn register_name(p: &Process, name: &str, mfa: Mfa) -> Result<Pid, SwarmError> {
+    let api = Api::Register {
+        name: name.into(),
+        mfa,
+        reply: p.pid(),
+    };
+    call(p, api)
+        .await
+        .and_then(|pid| pid.ok_or_else(|| SwarmError::StartFailed("no pid".into())))
+}
+
+/// Swarm's `whereis_name(name)`: this node's copy of the registry (possibly stale); it waits
+/// while the tracker is not tracking. Recorded as an API call of 5 s.
+pub async fn whereis_name(p: &Process, name: &str) -> Option<Pid> {
+    let api = Api::Whereis {
+        name: name.into(),
+        reply: p.pid(),
+    };
+    let what = format!("whereis {name}");
+    let result = recorded(p, what, Duration::from_secs(5), call(p, api), show).await;
+    result.ok().flatten()
+}
+
+/// A [`DynamicSupervisor`]'s request to start a child.
+struct StartChild {
+    name: String,
+    start: String,
+    arg: Term,
+    reply: Pid,
+}
+
+/// Its answer.
+struct Started(Result<Pid, SwarmError>);
+
+/// `Swarm.DynamicSupervisor` (swarm_dynamic_supervisor 0.1.0): one per node, registered as
+/// [`SUPERVISOR`]. Its children are started through Swarm by name, on the name's owner; a
+/// child that crashes is registered again through Swarm, possibly on another node, and
+/// *without* counting the restart, so a crash loop never ends; a child told to
+/// [die](SwarmMsg::Die) stops with `shutdown` and is not restarted.
+pub struct DynamicSupervisor;
+
+impl DynamicSupervisor {
+    /// The supervisor process of a node.
+    pub async fn run(p: Process) -> ExitReason {
+        if p.register(SUPERVISOR).is_err() {
+            return ExitReason::error("a supervisor runs already");
+        }
+        p.trap_exit(true);
+        let me = p.pid().node();
+        let mut children: BTreeMap<Pid, (String, String, Term)> = BTreeMap::new();
+        loop {
+            let msg = p.recv().await;
+            let msg = match msg.downcast::<StartChild>() {
+                Ok(StartChild {
+                    name,
+                    start,
+                    arg,
+                    reply,
+                }) => {
+                    let started = p.spawn_link_on(me, &start, arg.clone()).await;
+                    let result = started.map_err(|e| SwarmError::StartFailed(e.to_string()));
+                    if let Ok(pid) = &result {
+                        children.insert(*pid, (name, start, arg));
+                    }
+                    p.send(reply, Started(result));
+                    continue;
+                }
+                Err(msg) => msg,
+            };
+            if let Msg::Exit { from, reason } = msg {
+                let Some((name, start, arg)) = children.remove(&from) else {
+                    continue;
+                };
+                if !reason.is_normal() && !reason.is_shutdown() {
+                    // `maybe_restart_child`: through Swarm again, no restart counted, the
+                    // result discarded.
+                    p.spawn(move |q| async move {
+                        let _ = register_name(&q, &name, Mfa::Supervised { start, arg }).await;
+                    });
+                }
+            }
+        }
+    }
+
+    /// `start_child(sup, spec)`: `AlreadyRegistered` if the name is registered, else
+    /// `register_name` through Swarm, awaited 5 s (`Task.await`); recorded as an API call of
+    /// 5 s. A successful start makes the name desired.
+    pub async fn start_child(
+        p: &Process,
+        name: &str,
+        start: &str,
+        arg: Term,
+    ) -> Result<Pid, SwarmError> {
+        let what = format!("start_child {name}");
+        let shown = |r: &Result<Pid, SwarmError>| show(&r.clone().map(Some));
+        let timeout = Duration::from_secs(5);
+        recorded(p, what, timeout, Self::start(p, name, start, arg), shown).await
+    }
+
+    async fn start(p: &Process, name: &str, start: &str, arg: Term) -> Result<Pid, SwarmError> {
+        if let Some(pid) = whereis_name(p, name).await {
+            return Err(SwarmError::AlreadyRegistered(pid));
+        }
+        let (name, start) = (name.to_string(), start.to_string());
+        let task = p.spawn({
+            let name = name.clone();
+            let reply = p.pid();
+            move |q| async move {
+                let result = register_name(&q, &name, Mfa::Supervised { start, arg }).await;
+                q.send(reply, StartResult(result));
+            }
+        });
+        let answer = p
+            .receive_timeout(|m| m.is::<StartResult>(), Duration::from_secs(5))
+            .await;
+        let result = match answer.map(|m| m.downcast::<StartResult>()) {
+            Some(Ok(StartResult(result))) => result,
+            _ => {
+                p.exit(task, ExitReason::Kill);
+                Err(SwarmError::Timeout)
+            }
+        };
+        if result.is_ok() {
+            p.node()
+                .record(EventKind::Dist(DistEvent::Desired { name, on: true }));
+        }
+        result
+    }
+}
+
+struct StartResult(Result<Pid, SwarmError>);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clocks_order_updates_causally() {
+        let a = Clock::from([(1, 2), (2, 1)]);
+        let b = Clock::from([(1, 1), (2, 1)]);
+        let c = Clock::from([(1, 1), (2, 2)]);
+        assert!(dominates(&a, &b) && !dominates(&b, &a));
+        assert!(!dominates(&a, &c) && !dominates(&c, &a), "concurrent");
+        assert!(!dominates(&a, &a));
+    }
+
+    /// Every tracker that sees the same nodes picks the same owner; a static quorum leaves a
+    /// name without one below it.
+    #[test]
+    fn the_owner_depends_only_on_the_nodes_seen() {
+        let all = BTreeSet::from([1, 2, 3]);
+        let owners: Vec<u16> = (0..30)
+            .map(|i| owner(&format!("k{i}"), &all, None).unwrap())
+            .collect();
+        assert!([1, 2, 3].iter().all(|k| owners.contains(k)));
+        let without_3 = BTreeSet::from([1, 2]);
+        for (i, o) in owners.iter().enumerate() {
+            let name = format!("k{i}");
+            if *o != 3 {
+                assert_eq!(owner(&name, &without_3, None), Some(*o), "a name stays put");
+            }
+        }
+        assert_eq!(owner("k1", &without_3, Some(3)), None);
+    }
+}
