@@ -444,16 +444,14 @@ impl Tracker {
         }
     }
 
-    /// Starts tracking; what waited is taken in order from the mailbox.
-    async fn tracking(&mut self, p: &Process) {
+    /// Starts tracking; what waited is taken in order from the mailbox. A sync ends without
+    /// a topology change: after a re-sync, a misplaced process stays where it is.
+    fn tracking(&mut self, p: &Process) {
         self.phase = Phase::Tracking;
-        for k in std::mem::take(&mut self.pending_syncs) {
+        if let Some(k) = self.pending_syncs.first().copied() {
+            self.pending_syncs.remove(0);
             self.answer_sync(p, k);
-            if self.phase != Phase::Tracking {
-                return;
-            }
         }
-        self.topology_change(p).await;
     }
 
     fn answer_sync(&mut self, p: &Process, k: u16) {
@@ -500,10 +498,10 @@ impl Tracker {
                 self.phase = Phase::ClusterWait;
                 self.start_sync(p);
                 if self.phase == Phase::Tracking {
-                    self.tracking(p).await;
+                    self.tracking(p);
                 }
             }
-            Phase::AwaitingSyncAck { to } if to == node => self.tracking(p).await,
+            Phase::AwaitingSyncAck { to } if to == node => self.tracking(p),
             Phase::Tracking => self.topology_change(p).await,
             _ => {}
         }
@@ -775,13 +773,13 @@ impl Tracker {
                             registry: mine,
                         },
                     );
-                    self.tracking(p).await;
+                    self.tracking(p);
                 }
             }
             Peer::SyncAck { from, registry } => {
                 if self.phase == (Phase::AwaitingSyncAck { to: from }) {
                     self.merge(p, registry);
-                    self.tracking(p).await;
+                    self.tracking(p);
                 }
             }
             Peer::Handoff(handed) => self.receive_handoff(p, handed).await,

@@ -6,6 +6,8 @@
 //! its node crashes (a crash ends every process of that incarnation, without exit events). The
 //! at-rest rules apply from the harness's `at rest` event (after its final heal and the
 //! target's quiet period); a trace without one is checked only by the rules that hold always.
+//! A call is overdue when a later event is past its timeout, so a scenario that ends while
+//! a call hangs should end with `at rest` (`ClusterCtl::at_rest`), as the harness does.
 //!
 //! | invariant | rule |
 //! | --- | --- |
