@@ -40,9 +40,15 @@
 //! `{swarm, die}` is advisory ([`SwarmMsg::Die`]): a worker that ignores it keeps running,
 //! unregistered.
 //!
-//! What the model leaves out: the `which_applications` probe of a new node (every node runs
-//! Swarm here), groups, `unregister_name`, and the owner lookup of a `whereis` that misses
-//! locally (it answers from the local copy).
+//! Where the model departs from Swarm, knowingly: the `which_applications` probe of a new
+//! node is left out (every node runs Swarm here), and so are groups, `unregister_name` and
+//! the owner lookup of a `whereis` that misses locally (it answers from the local copy); a
+//! tracker syncs with the first node it sees where Swarm picks one at random, two trackers
+//! that sync with each other settle it by node order where Swarm rolls dice, and every
+//! tracker runs anti-entropy where Swarm starts it only on a tracker that joined alone; entry
+//! versions are version vectors that a restart or a handoff advances, where Swarm's interval
+//! tree clocks mostly compare as concurrent; a `whereis` of a name this node has waits while
+//! the tracker syncs, where Swarm reads its table.
 
 use crate::process::{ExitReason, Msg, Process};
 use crate::rt::Duration;
@@ -189,8 +195,14 @@ struct ApiReply(Result<Option<Pid>, SwarmError>);
 enum Peer {
     /// libcluster's connection attempt.
     Hello,
-    /// Start `name` here, the owner, and answer `reply` with a [`TrackReply`].
-    Track { name: String, mfa: Mfa, reply: Pid },
+    /// Start `name` here, the owner, and answer `reply` with a [`TrackReply`]; `hops`
+    /// trackers passed it on already (each thinking another node owns it).
+    Track {
+        name: String,
+        mfa: Mfa,
+        reply: Pid,
+        hops: u8,
+    },
     /// A replicated change.
     Event { change: Change },
     /// Send me your registry ([`Peer::SyncRecv`]).
@@ -200,11 +212,8 @@ enum Peer {
         from: u16,
         registry: Vec<(String, Entry)>,
     },
-    /// My registry, in return.
-    SyncAck {
-        from: u16,
-        registry: Vec<(String, Entry)>,
-    },
+    /// Your registry arrived (or was dropped).
+    SyncAck { from: u16 },
     /// A handed-off process's state: start it here.
     Handoff(HandedOff),
 }
@@ -267,6 +276,8 @@ struct Tracker {
     handoffs: u64,
     /// Sync requests that came while this tracker was not tracking.
     pending_syncs: Vec<u16>,
+    /// The monitor of the tracker it syncs with (Swarm's `sync_ref`).
+    sync_ref: Option<crate::process::MonitorRef>,
 }
 
 /// The tracker of this node: run it as a process (see the [module](self) documentation).
@@ -286,6 +297,7 @@ pub async fn tracker(p: Process, config: Config) -> ExitReason {
         clock: 0,
         handoffs: 0,
         pending_syncs: Vec::new(),
+        sync_ref: None,
     };
     t.hello(&p);
     p.send_after(t.config.connect_interval, p.pid(), Tick::Connect);
@@ -401,7 +413,11 @@ impl Tracker {
         match msg {
             Msg::NodeUp { node } => self.nodeup(p, node).await,
             Msg::NodeDown { node, .. } => self.nodedown(p, node).await,
-            Msg::Down { pid, reason, .. } => self.down(p, pid, &reason),
+            Msg::Down { mref, pid, .. } if Some(mref) == self.sync_ref => {
+                self.sync_ref = None;
+                self.sync_lost(p, pid.node());
+            }
+            Msg::Down { pid, reason, .. } => self.down(p, pid, &reason).await,
             _ => {}
         }
     }
@@ -420,8 +436,7 @@ impl Tracker {
             Tick::AntiEntropy => {
                 if self.phase == Phase::Tracking {
                     if let Some(&k) = self.nodes.iter().next() {
-                        p.send_named(TRACKER, k, Peer::Sync { from: self.me });
-                        self.phase = Phase::Syncing { with: k };
+                        self.sync_with(p, k);
                     }
                 }
                 p.send_after(
@@ -436,25 +451,43 @@ impl Tracker {
     /// Syncs with one node it sees (the first), or tracks alone.
     fn start_sync(&mut self, p: &Process) {
         match self.nodes.iter().next() {
-            Some(&k) => {
-                p.send_named(TRACKER, k, Peer::Sync { from: self.me });
-                self.phase = Phase::Syncing { with: k };
-            }
+            Some(&k) => self.sync_with(p, k),
             None => self.phase = Phase::Tracking,
         }
     }
 
-    /// Starts tracking; what waited is taken in order from the mailbox. A sync ends without
-    /// a topology change: after a re-sync, a misplaced process stays where it is.
-    fn tracking(&mut self, p: &Process) {
-        self.phase = Phase::Tracking;
-        if let Some(k) = self.pending_syncs.first().copied() {
-            self.pending_syncs.remove(0);
-            self.answer_sync(p, k);
+    /// Asks node `k`'s tracker for its registry, watching it.
+    fn sync_with(&mut self, p: &Process, k: u16) {
+        self.watch_sync(p, k);
+        p.send_named(TRACKER, k, Peer::Sync { from: self.me });
+        self.phase = Phase::Syncing { with: k };
+    }
+
+    fn watch_sync(&mut self, p: &Process, k: u16) {
+        if let Some(old) = self.sync_ref.take() {
+            p.demonitor(old);
         }
+        self.sync_ref = Some(p.monitor_name(TRACKER, k));
+    }
+
+    /// `resolve_pending_sync_requests`: answers the next pending request of a node it still
+    /// sees, or starts tracking. A sync ends without a topology change: after a re-sync, a
+    /// misplaced process stays where it is.
+    fn resolve_pending(&mut self, p: &Process) {
+        if let Some(old) = self.sync_ref.take() {
+            p.demonitor(old);
+        }
+        while !self.pending_syncs.is_empty() {
+            let k = self.pending_syncs.remove(0);
+            if self.nodes.contains(&k) {
+                return self.answer_sync(p, k);
+            }
+        }
+        self.phase = Phase::Tracking;
     }
 
     fn answer_sync(&mut self, p: &Process, k: u16) {
+        self.watch_sync(p, k);
         let registry = self.snapshot();
         p.send_named(
             TRACKER,
@@ -465,6 +498,23 @@ impl Tracker {
             },
         );
         self.phase = Phase::AwaitingSyncAck { to: k };
+    }
+
+    /// The tracker it syncs with is gone (its node, or itself): another node, or alone.
+    fn sync_lost(&mut self, p: &Process, k: u16) {
+        match self.phase {
+            Phase::Syncing { with } if with == k => {
+                if let Some(old) = self.sync_ref.take() {
+                    p.demonitor(old);
+                }
+                match self.nodes.iter().copied().find(|n| *n != k) {
+                    Some(other) => self.sync_with(p, other),
+                    None => self.resolve_pending(p),
+                }
+            }
+            Phase::AwaitingSyncAck { to } if to == k => self.resolve_pending(p),
+            _ => {}
+        }
     }
 
     fn snapshot(&self) -> Vec<(String, Entry)> {
@@ -483,36 +533,31 @@ impl Tracker {
         if alone {
             // A tracker that had lost every peer treats the node as a join: a full sync,
             // no handoff (the re-sync path).
-            p.send_named(TRACKER, node, Peer::Sync { from: self.me });
-            self.phase = Phase::Syncing { with: node };
+            self.sync_with(p, node);
         } else {
             self.topology_change(p).await;
         }
     }
 
     async fn nodedown(&mut self, p: &Process, node: u16) {
-        self.nodes.remove(&node);
-        self.pending_syncs.retain(|k| *k != node);
+        // A node already dropped from the view (a `noconnection` came first) changes nothing.
+        if !self.nodes.remove(&node) {
+            return self.sync_lost(p, node);
+        }
         match self.phase {
-            Phase::Syncing { with } if with == node => {
-                self.phase = Phase::ClusterWait;
-                self.start_sync(p);
-                if self.phase == Phase::Tracking {
-                    self.tracking(p);
-                }
-            }
-            Phase::AwaitingSyncAck { to } if to == node => self.tracking(p),
             Phase::Tracking => self.topology_change(p).await,
-            _ => {}
+            _ => self.sync_lost(p, node),
         }
     }
 
-    fn down(&mut self, p: &Process, pid: Pid, reason: &ExitReason) {
-        // A process lost with its node stays until the topology change handles it.
-        if reason.to_term().is_atom("noconnection") {
+    /// `handle_monitor`: a registered process is down. Its registration goes (and the
+    /// removal is broadcast). Lost with its connection (`noconnection`), its node leaves this
+    /// tracker's view at once, and if the name is now this node's, it starts here.
+    async fn down(&mut self, p: &Process, pid: Pid, reason: &ExitReason) {
+        if self.monitors.remove(&pid).is_none() {
             return;
         }
-        self.monitors.remove(&pid);
+        let lost = reason.to_term().is_atom("noconnection");
         let names: Vec<String> = self
             .registry
             .iter()
@@ -520,13 +565,19 @@ impl Tracker {
             .map(|(n, _)| n.clone())
             .collect();
         for name in names {
-            self.remove(p, &name);
-            if pid.node() == self.me {
-                let n = name.clone();
-                self.broadcast(p, || Change::Untrack {
-                    name: n.clone(),
-                    pid,
-                });
+            let Some(entry) = self.remove(p, &name) else {
+                continue;
+            };
+            let n = name.clone();
+            self.broadcast(p, || Change::Untrack {
+                name: n.clone(),
+                pid,
+            });
+            if let (true, Some(mfa)) = (lost, entry.mfa) {
+                self.nodes.remove(&pid.node());
+                if self.owner(&name) == Some(self.me) {
+                    let _ = self.start_here(p, &name, &mfa, Some(&entry.clock)).await;
+                }
             }
         }
     }
@@ -690,6 +741,7 @@ impl Tracker {
                     name: name.clone(),
                     mfa: mfa.clone(),
                     reply: q.pid(),
+                    hops: 0,
                 },
             );
             let msg = q
@@ -734,16 +786,30 @@ impl Tracker {
     async fn peer(&mut self, p: &Process, peer: Peer) {
         match peer {
             Peer::Hello => {}
-            Peer::Track { name, mfa, reply } => {
+            Peer::Track {
+                name,
+                mfa,
+                reply,
+                hops,
+            } => {
                 let answer = match self.owner(&name) {
                     Some(k) if k == self.me => match self.registry.get(&name) {
                         Some(e) => Err(SwarmError::AlreadyRegistered(e.pid)),
                         None => self.start_here(p, &name, &mfa, None).await.map(Some),
                     },
                     None => Err(SwarmError::NoNodeAvailable),
-                    // Not ours in this tracker's view: pass it on.
+                    // Not ours in this tracker's view: pass it on, up to ten times (Swarm's
+                    // retries); trackers whose views disagree may pass it back and forth.
+                    Some(_) if hops >= 10 => Err(SwarmError::NoNodeAvailable),
                     Some(k) => {
-                        p.send_named(TRACKER, k, Peer::Track { name, mfa, reply });
+                        let hops = hops + 1;
+                        let track = Peer::Track {
+                            name,
+                            mfa,
+                            reply,
+                            hops,
+                        };
+                        p.send_named(TRACKER, k, track);
                         return;
                     }
                 };
@@ -751,35 +817,32 @@ impl Tracker {
             }
             Peer::Event { change, .. } => self.replicated(p, change),
             Peer::Sync { from } => match self.phase {
-                Phase::Tracking => self.answer_sync(p, from),
-                // Two trackers syncing with each other: the lower node answers, the higher
-                // discards the request of its own sync node (Swarm's PR #118).
+                Phase::Tracking | Phase::ClusterWait => self.answer_sync(p, from),
+                // Two trackers syncing with each other: Swarm rolls dice, the lower node
+                // answers here.
                 Phase::Syncing { with } if with == from => {
                     if self.me < from {
                         self.answer_sync(p, from)
                     }
                 }
-                _ => self.pending_syncs.push(from),
+                _ => {
+                    if !self.pending_syncs.contains(&from) {
+                        self.pending_syncs.push(from);
+                    }
+                }
             },
             Peer::SyncRecv { from, registry } => {
+                // Acknowledged even when dropped, so that the sender does not wait for ever.
+                p.send_named(TRACKER, from, Peer::SyncAck { from: self.me });
                 if self.phase == (Phase::Syncing { with: from }) {
-                    let mine = self.snapshot();
-                    self.merge(p, registry);
-                    p.send_named(
-                        TRACKER,
-                        from,
-                        Peer::SyncAck {
-                            from: self.me,
-                            registry: mine,
-                        },
-                    );
-                    self.tracking(p);
+                    self.merge(p, from, registry);
+                    self.pending_syncs.retain(|k| *k != from);
+                    self.resolve_pending(p);
                 }
             }
-            Peer::SyncAck { from, registry } => {
+            Peer::SyncAck { from } => {
                 if self.phase == (Phase::AwaitingSyncAck { to: from }) {
-                    self.merge(p, registry);
-                    self.tracking(p);
+                    self.resolve_pending(p);
                 }
             }
             Peer::Handoff(handed) => self.receive_handoff(p, handed).await,
@@ -850,10 +913,16 @@ impl Tracker {
                     }
                     self.registry.insert(name, merged);
                 }
-                Some(local) if dominates(&entry.clock, &local.clock) => {
+                // Newer, and the old instance is local: it is killed.
+                Some(local)
+                    if local.pid.node() == self.me
+                        && (local.clock == entry.clock
+                            || dominates(&entry.clock, &local.clock)) =>
+                {
+                    p.exit(local.pid, ExitReason::Kill);
                     self.insert(p, &name, entry)
                 }
-                // Older, or concurrent: "event unhandled", dropped.
+                // Anything else: "mismatched pids ... event unhandled", dropped.
                 Some(_) => {}
             },
             Change::Untrack { name, pid } => {
@@ -864,10 +933,12 @@ impl Tracker {
         }
     }
 
-    /// `sync_registry`: another tracker's registry merged into this one's. Of two instances
-    /// of a name, the newer (by clock) wins, or with concurrent clocks the one on the name's
-    /// owner; this tracker tells its own loser to die, without handing its state over.
-    fn merge(&mut self, p: &Process, registry: Vec<(String, Entry)>) {
+    /// `sync_registry`, on the syncing side: node `from`'s registry merged into this one's.
+    /// Of two instances of a name, the newer (by clock) wins; with concurrent clocks, the one
+    /// on the name's owner, or on one node the higher pid; else neither. The loser is told to
+    /// die, wherever it runs, without its state reaching the winner, and a losing remote
+    /// registration is corrected at `from`.
+    fn merge(&mut self, p: &Process, from: u16, registry: Vec<(String, Entry)>) {
         for (name, remote) in registry {
             let Some(local) = self.registry.get(&name).cloned() else {
                 self.insert(p, &name, remote);
@@ -876,31 +947,51 @@ impl Tracker {
             if local.pid == remote.pid {
                 continue;
             }
-            let remote_wins = if dominates(&remote.clock, &local.clock) {
-                true
-            } else if dominates(&local.clock, &remote.clock) {
-                false
-            } else {
-                match self.owner(&name) {
-                    Some(k) if k == remote.pid.node() && k != local.pid.node() => true,
-                    Some(k) if k == local.pid.node() && k != remote.pid.node() => false,
-                    _ => remote.pid < local.pid,
-                }
+            let (l, r) = (local.pid.node(), remote.pid.node());
+            let remote_wins =
+                if dominates(&remote.clock, &local.clock) || local.clock == remote.clock {
+                    Some(true)
+                } else if dominates(&local.clock, &remote.clock) {
+                    Some(false)
+                } else {
+                    match self.owner(&name) {
+                        Some(k) if k == r && l != r => Some(true),
+                        Some(k) if k == l && r != l => Some(false),
+                        _ if l == r => Some(remote.pid > local.pid),
+                        // "cannot be resolved"
+                        _ => None,
+                    }
+                };
+            let Some(remote_wins) = remote_wins else {
+                continue;
             };
+            let (winner, loser) = match remote_wins {
+                true => (remote.pid, local.pid),
+                false => (local.pid, remote.pid),
+            };
+            p.send(loser, SwarmMsg::Die);
+            self.record(
+                p,
+                DistEvent::Conflict {
+                    name: name.clone(),
+                    winner,
+                    loser,
+                    state_delivered: false,
+                },
+            );
             if remote_wins {
-                if local.pid.node() == self.me {
-                    p.send(local.pid, SwarmMsg::Die);
-                    self.record(
-                        p,
-                        DistEvent::Conflict {
-                            name: name.clone(),
-                            winner: remote.pid,
-                            loser: local.pid,
-                            state_delivered: false,
-                        },
-                    );
-                }
                 self.insert(p, &name, remote);
+            } else {
+                let untrack = Change::Untrack {
+                    name: name.clone(),
+                    pid: loser,
+                };
+                p.send_named(TRACKER, from, Peer::Event { change: untrack });
+                let track = Change::Track {
+                    name: name.clone(),
+                    entry: local,
+                };
+                p.send_named(TRACKER, from, Peer::Event { change: track });
             }
         }
     }
@@ -918,6 +1009,8 @@ async fn apply(p: &Process, name: &str, mfa: &Mfa) -> Result<Pid, SwarmError> {
             let Some(sup) = p.whereis(SUPERVISOR) else {
                 return Err(SwarmError::StartFailed("no supervisor on the node".into()));
             };
+            // A `GenServer.call`: it fails if the supervisor goes first.
+            let mref = p.monitor(sup);
             p.send(
                 sup,
                 StartChild {
@@ -927,10 +1020,15 @@ async fn apply(p: &Process, name: &str, mfa: &Mfa) -> Result<Pid, SwarmError> {
                     reply: p.pid(),
                 },
             );
-            let answer = p.receive(|m| m.is::<Started>()).await;
+            let answer = p
+                .receive(move |m| {
+                    m.is::<Started>() || matches!(m, Msg::Down { mref: r, .. } if *r == mref)
+                })
+                .await;
+            p.demonitor(mref);
             match answer.downcast::<Started>() {
                 Ok(Started(result)) => result,
-                Err(_) => Err(SwarmError::StartFailed("no answer".into())),
+                Err(_) => Err(SwarmError::StartFailed("the supervisor is gone".into())),
             }
         }
     }
@@ -1017,9 +1115,10 @@ struct Started(Result<Pid, SwarmError>);
 
 /// `Swarm.DynamicSupervisor` (swarm_dynamic_supervisor 0.1.0): one per node, registered as
 /// [`SUPERVISOR`]. Its children are started through Swarm by name, on the name's owner; a
-/// child that crashes is registered again through Swarm, possibly on another node, and
-/// *without* counting the restart, so a crash loop never ends; a child told to
-/// [die](SwarmMsg::Die) stops with `shutdown` and is not restarted.
+/// child that exits, for whatever reason (they are `permanent`, the default), is registered
+/// again through Swarm, possibly on another node, and *without* counting the restart, so a
+/// crash loop never ends; one told to [die](SwarmMsg::Die) is registered again too, which
+/// finds the name taken once the new instance is registered.
 pub struct DynamicSupervisor;
 
 impl DynamicSupervisor {
@@ -1054,13 +1153,13 @@ impl DynamicSupervisor {
                 let Some((name, start, arg)) = children.remove(&from) else {
                     continue;
                 };
-                if !reason.is_normal() && !reason.is_shutdown() {
-                    // `maybe_restart_child`: through Swarm again, no restart counted, the
-                    // result discarded.
-                    p.spawn(move |q| async move {
-                        let _ = register_name(&q, &name, Mfa::Supervised { start, arg }).await;
-                    });
-                }
+                // `maybe_restart_child` of a permanent child (the default), whatever its
+                // exit, `die` included: through Swarm again, no restart counted, the result
+                // discarded.
+                let _ = reason;
+                p.spawn(move |q| async move {
+                    let _ = register_name(&q, &name, Mfa::Supervised { start, arg }).await;
+                });
             }
         }
     }
