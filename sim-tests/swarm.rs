@@ -17,9 +17,9 @@ pub async fn worker(p: Process, _: Term) -> ExitReason {
     loop {
         let msg = p.recv().await;
         match msg.downcast::<SwarmMsg>() {
-            Ok(SwarmMsg::BeginHandoff { reply }) => {
+            Ok(SwarmMsg::BeginHandoff { reply, tag }) => {
                 let answer = HandoffAnswer {
-                    from: p.pid(),
+                    tag,
                     reply: HandoffReply::Resume(Term::Int(count)),
                 };
                 p.send(reply, answer);

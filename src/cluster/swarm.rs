@@ -96,10 +96,13 @@ impl Config {
 /// What Swarm tells a worker it started (the `{swarm, ...}` messages of its contract).
 #[derive(Clone, Debug, PartialEq)]
 pub enum SwarmMsg {
-    /// Its name belongs to another node now: answer `reply` with a [`HandoffAnswer`].
+    /// Its name belongs to another node now: answer `reply` with a [`HandoffAnswer`] that
+    /// carries `tag`.
     BeginHandoff {
         /// The tracker that asks.
         reply: Pid,
+        /// What the answer carries, to match it with this question.
+        tag: u64,
     },
     /// The state a predecessor handed over, after this worker started.
     EndHandoff(Term),
@@ -123,8 +126,8 @@ pub enum HandoffReply {
 /// A worker's answer to [`SwarmMsg::BeginHandoff`], sent to the tracker that asked.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HandoffAnswer {
-    /// The worker.
-    pub from: Pid,
+    /// The question's tag.
+    pub tag: u64,
     /// What it answers.
     pub reply: HandoffReply,
 }
@@ -608,10 +611,20 @@ impl Tracker {
                     Some(k) if k == self.me => {}
                     Some(k) => self.handoff(p, &name, &entry, mfa, k).await,
                 }
-            } else if !self.nodes.contains(&entry.pid.node()) && owner == Some(self.me) {
-                // Its node is gone, and the name is ours now: start it here.
-                self.remove(p, &name);
-                let _ = self.start_here(p, &name, &mfa, Some(&entry.clock)).await;
+            } else if !self.nodes.contains(&entry.pid.node()) {
+                match owner {
+                    // No owner (the quorum is lost): the registration goes, for good.
+                    None => {
+                        self.remove(p, &name);
+                    }
+                    // Its node is gone, and the name is ours now: start it here.
+                    Some(k) if k == self.me => {
+                        self.remove(p, &name);
+                        let _ = self.start_here(p, &name, &mfa, Some(&entry.clock)).await;
+                    }
+                    // "The other node will tell us."
+                    Some(_) => {}
+                }
             }
         }
     }
@@ -627,18 +640,23 @@ impl Tracker {
         };
         let from = entry.pid;
         self.record(p, phase(HandoffPhase::Begin { from, to }));
-        p.send(from, SwarmMsg::BeginHandoff { reply: p.pid() });
-        // Synchronous, inside the tracker: everything else waits meanwhile.
+        let reply = p.pid();
+        p.send(from, SwarmMsg::BeginHandoff { reply, tag: id });
+        // Synchronous, inside the tracker: everything else waits meanwhile (a
+        // `GenServer.call`, which fails at once if the worker is gone).
+        let mref = p.monitor(from);
         let answer = p
             .receive_timeout(
                 move |m| {
                     m.downcast_ref::<HandoffAnswer>()
-                        .is_some_and(|a| a.from == from)
+                        .is_some_and(|a| a.tag == id)
+                        || matches!(m, Msg::Down { mref: r, .. } if *r == mref)
                 },
                 self.config.handoff_timeout,
             )
             .await
             .and_then(|m| m.downcast::<HandoffAnswer>().ok());
+        p.demonitor(mref);
         let untrack = |t: &mut Tracker| {
             t.remove(p, name);
             let n = name.to_string();
@@ -888,8 +906,14 @@ impl Tracker {
                     entry: entry.clone(),
                 });
             }
+            // Registered to a process on a third node: no case of Swarm's matches, and the
+            // handoff is dropped, the state and the process with it.
+            Some(pid) if pid.node() != from => {
+                let why = format!("{name} is registered to {pid} on a third node");
+                self.record(p, phase(HandoffPhase::Aborted { why }));
+            }
             other => {
-                if other.is_some_and(|pid| pid.node() == from) {
+                if other.is_some() {
                     self.remove(p, name);
                 }
                 if let Ok(pid) = self.start_here(p, name, &mfa, Some(&clock)).await {
