@@ -2,9 +2,10 @@
 //! bench --bench simulator`, which `benches/run.sh sim` runs): simulated cases per second,
 //! on one core for a small process graph, and on every core for a 50-process supervision
 //! tree hit by 100 faults; and on one core for a cluster-graph case of 3 nodes and about 15
-//! processes under cluster faults (with the `harness` feature, on by default). Prints
+//! processes under cluster faults, and for a case of seed 003 on Swarm (3 nodes, its workload
+//! and every cluster fault) (both with the `harness` feature, on by default). Prints
 //! `RESULT<TAB>otpsim<TAB>sim<TAB><metric><TAB><value>` lines; `simulator small`, `simulator
-//! large`, `simulator cluster` or `simulator floor` runs one of them.
+//! large`, `simulator cluster`, `simulator swarm` or `simulator floor` runs one of them.
 //!
 //! `floor` is madsim alone, with no otpsim code: a fresh runtime running the schedule a small
 //! case averages (6 tasks, 24 timers). It bounds what the small case can reach on this
@@ -173,6 +174,19 @@ fn main() {
             assert_eq!(case.check(&report), Ok(()));
         });
         result("cluster_cases_per_s_per_core", cluster_rate);
+    }
+    #[cfg(feature = "harness")]
+    if wanted("swarm") {
+        // Seed 003 on Swarm, 3 nodes: generated cases of the cluster harness, whatever they
+        // find (Swarm's failures are its own).
+        use otpsim::sim::cluster_harness::ClusterHarness;
+        use otpsim::systems::swarm::SwarmSystem;
+        let target = std::sync::Arc::new(SwarmSystem);
+        let harness = ClusterHarness::of(target.clone());
+        let swarm_rate = rate(0, |n| {
+            let _ = harness.generate(n).run(&target);
+        });
+        result("swarm_cases_per_s_per_core", swarm_rate);
     }
     #[cfg(madsim)]
     if wanted("floor") {

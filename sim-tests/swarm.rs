@@ -2,40 +2,12 @@
 //! goes well, and the failures its upstream issues report.
 #![cfg(madsim)]
 
-use otpsim::cluster::swarm::{
-    self, Config, DynamicSupervisor, HandoffAnswer, HandoffReply, SwarmMsg,
-};
+use otpsim::cluster::swarm::{self, Config, DynamicSupervisor};
 use otpsim::rt::Duration;
 use otpsim::sim::cluster::{ClusterCtl, ClusterReport, ClusterSim};
 use otpsim::sim::cluster_invariants::{check, Consistency};
-use otpsim::{ExitReason, Process, Term};
-
-/// A worker of the seed system: it counts what it is told, hands its count over when asked
-/// to move, adopts a predecessor's count, and stops when told to die.
-pub async fn worker(p: Process, _: Term) -> ExitReason {
-    let mut count = 0i64;
-    loop {
-        let msg = p.recv().await;
-        match msg.downcast::<SwarmMsg>() {
-            Ok(SwarmMsg::BeginHandoff { reply, tag }) => {
-                let answer = HandoffAnswer {
-                    tag,
-                    reply: HandoffReply::Resume(Term::Int(count)),
-                };
-                p.send(reply, answer);
-            }
-            Ok(SwarmMsg::EndHandoff(Term::Int(n))) => count = n,
-            Ok(SwarmMsg::ResolveConflict(Term::Int(n))) => count += n,
-            Ok(SwarmMsg::Die) => return ExitReason::Shutdown,
-            Ok(_) => {}
-            Err(msg) => {
-                if msg.is::<u32>() {
-                    count += 1;
-                }
-            }
-        }
-    }
-}
+use otpsim::systems::swarm::{worker, SwarmSystem};
+use otpsim::Term;
 
 /// Boots Swarm on node `k` of a cluster of `n`: its tracker and its supervisor.
 pub fn boot(ctl: &ClusterCtl, k: u16, n: u16) {
@@ -119,97 +91,6 @@ fn a_child_runs_once_and_moves_when_its_node_crashes() {
         "{lines:#?}"
     );
     check(&report.trace, Consistency::Ap).unwrap_or_else(|v| panic!("{v}\n{}", lines.join("\n")));
-}
-
-/// The seed system as a cluster target: Swarm on three nodes, a workload of children started
-/// by name from any node, looked up, and crashed, under every cluster fault. Swarm is AP:
-/// two instances of a name may run until the cluster is at rest.
-pub struct SwarmSystem;
-
-/// An operation of the workload: from node `on`, start or look up child `k{name}`, or crash
-/// it wherever it runs.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub enum SwarmOp {
-    /// `DynamicSupervisor.start_child` of `k{name}` from node `on`.
-    Start { name: u8, on: u16 },
-    /// `Swarm.whereis_name` of `k{name}` on node `on`.
-    Whereis { name: u8, on: u16 },
-    /// `k{name}`'s instance, as node `on` finds it, crashes.
-    Crash { name: u8, on: u16 },
-}
-
-impl otpsim::sim::cluster_harness::ClusterTarget for SwarmSystem {
-    type Op = SwarmOp;
-
-    fn name(&self) -> String {
-        "swarm".into()
-    }
-
-    fn boot(&self, k: u16, node: &otpsim::Node, first: bool) {
-        let _ = (k, first);
-        node.register_start("worker", worker);
-        let config = Config::new(1..=3);
-        node.spawn(move |p| swarm::tracker(p, config));
-        node.spawn(DynamicSupervisor::run);
-    }
-
-    fn op(&self, draw: &mut dyn FnMut(u64) -> u64) -> Option<SwarmOp> {
-        let (name, on) = (draw(3) as u8, 1 + draw(3) as u16);
-        Some(match draw(4) {
-            0 | 1 => SwarmOp::Start { name, on },
-            2 => SwarmOp::Whereis { name, on },
-            _ => SwarmOp::Crash { name, on },
-        })
-    }
-
-    async fn apply(&self, ctl: &ClusterCtl, op: &SwarmOp) {
-        let op = op.clone();
-        match op {
-            SwarmOp::Start { name, on } => {
-                let _ = ctl
-                    .on(on, move |p| async move {
-                        let name = format!("k{name}");
-                        let _ =
-                            DynamicSupervisor::start_child(&p, &name, "worker", Term::atom("nil"))
-                                .await;
-                    })
-                    .await;
-            }
-            SwarmOp::Whereis { name, on } => {
-                let _ = ctl
-                    .on(on, move |p| async move {
-                        let _ = swarm::whereis_name(&p, &format!("k{name}")).await;
-                    })
-                    .await;
-            }
-            SwarmOp::Crash { name, on } => {
-                let _ = ctl
-                    .on(on, move |p| async move {
-                        if let Some(pid) = swarm::whereis_name(&p, &format!("k{name}")).await {
-                            p.exit(pid, ExitReason::error("crash"));
-                        }
-                    })
-                    .await;
-            }
-        }
-    }
-
-    fn run_for(&self) -> Duration {
-        Duration::from_secs(12)
-    }
-
-    /// The final heal, then a sync (5 s) and a handoff (5 s) and a tick (4 s) to settle.
-    fn quiet(&self) -> Duration {
-        Duration::from_secs(15)
-    }
-
-    fn consistency(&self) -> Consistency {
-        Consistency::Ap
-    }
-
-    async fn check(&self, _: &ClusterCtl) -> Result<(), String> {
-        Ok(())
-    }
 }
 
 /// The harness finds where Swarm fails on its own, and shrinks it to at most three

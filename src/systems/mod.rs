@@ -11,11 +11,15 @@
 //! * [`pipeline`]: source, transformer and sink under rest_for_one, each item delivered once.
 //! * [`tickets`]: a support desk (tickets restarted with their last state, a queue rebuilt
 //!   from the store, notifications under a TaskSupervisor) and a chat room over a registry.
+//! * [`swarm`] (feature `harness`): seed 003, workers spread over a cluster by Elixir's Swarm,
+//!   as a cluster target whose failures are Swarm's own.
 //! * [`todo`](mod@todo): a to-do service: a database pool under via names, to-do servers started on
 //!   demand by a find-or-start cache, every change stored before it is acknowledged.
 
 pub mod connections;
 pub mod kv;
 pub mod pipeline;
+#[cfg(feature = "harness")]
+pub mod swarm;
 pub mod tickets;
 pub mod todo;
