@@ -42,6 +42,15 @@ pub async fn worker(p: Process, _: Term) -> ExitReason {
     }
 }
 
+/// Starts Swarm on `node` of a cluster of nodes `1..=nodes`: the worker's start function,
+/// the tracker and the dynamic supervisor (at its first boot and at every restart).
+pub fn boot(node: &crate::Node, nodes: u16) {
+    node.register_start("worker", worker);
+    let config = Config::new(1..=nodes);
+    node.spawn(move |p| swarm::tracker(p, config));
+    node.spawn(DynamicSupervisor::run);
+}
+
 /// The seed system as a cluster target: Swarm on three nodes, a workload of children started
 /// by name from any node, looked up, and crashed, under every cluster fault. Swarm is AP:
 /// two instances of a name may run until the cluster is at rest.
@@ -81,12 +90,8 @@ impl ClusterTarget for SwarmSystem {
         "swarm".into()
     }
 
-    fn boot(&self, k: u16, node: &crate::Node, first: bool) {
-        let _ = (k, first);
-        node.register_start("worker", worker);
-        let config = Config::new(1..=3);
-        node.spawn(move |p| swarm::tracker(p, config));
-        node.spawn(DynamicSupervisor::run);
+    fn boot(&self, _: u16, node: &crate::Node, _: bool) {
+        boot(node, 3);
     }
 
     fn op(&self, draw: &mut dyn FnMut(u64) -> u64) -> Option<SwarmOp> {
