@@ -173,7 +173,7 @@ fn a_cluster_failure_is_saved_in_the_corpus_and_replays() {
         .find_map(|seed| {
             let report = target
                 .clone()
-                .fuzz_seed(seed, &[], false, Some(dir.clone()));
+                .fuzz_seed(seed, &[], false, Some(dir.clone()), &|_| false);
             report.failure
         })
         .expect("a backward clock jump within 50 seeds");

@@ -83,6 +83,10 @@ pub struct Failure {
     pub invariant: String,
     /// What went wrong.
     pub what: String,
+    /// The known flaw of a modelled system it is an instance of (an expected failure), if
+    /// it is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub known: Option<String>,
     /// Which case of the campaign it was (from 1, in seed order).
     pub found_at_case: u64,
     /// Wall-clock time from the campaign's start to the failure (before shrinking).
@@ -106,8 +110,10 @@ pub struct Progress {
 pub struct TargetSummary {
     /// Cases run.
     pub cases: u64,
-    /// Failing cases.
+    /// Failing cases, known flaws of a modelled system left out.
     pub failures: u64,
+    /// Cases that failed with a known flaw of a modelled system.
+    pub expected: u64,
     /// Faults injected and invariant checks made.
     #[serde(flatten)]
     pub tally: Tally,
@@ -125,8 +131,11 @@ pub struct Report {
     pub replayed: u64,
     /// Per target.
     pub targets: BTreeMap<String, TargetSummary>,
-    /// Failing cases, by seed.
+    /// Failing cases, by seed: the regressions.
     pub failures: Vec<Failure>,
+    /// Cases that failed with a known flaw of a modelled system (Swarm's), by seed: expected,
+    /// and reported apart.
+    pub expected: Vec<Failure>,
     /// Wall-clock time taken.
     #[serde(serialize_with = "seconds")]
     pub elapsed: std::time::Duration,
@@ -145,18 +154,31 @@ impl Report {
     /// The distinct failures: (target, invariant) with how many cases broke it, and the
     /// first of them.
     pub fn distinct_failures(&self) -> Vec<(&str, &str, u64, &Failure)> {
-        let mut distinct: Vec<(&str, &str, u64, &Failure)> = Vec::new();
-        for f in &self.failures {
-            match distinct
-                .iter_mut()
-                .find(|(t, i, _, _)| *t == f.target && *i == f.invariant)
-            {
-                Some(d) => d.2 += 1,
-                None => distinct.push((&f.target, &f.invariant, 1, f)),
-            }
-        }
-        distinct
+        distinct(&self.failures)
     }
+
+    /// The distinct expected failures: (target, known flaw) with how many cases showed it,
+    /// and the first of them.
+    pub fn distinct_expected(&self) -> Vec<(&str, &str, u64, &Failure)> {
+        distinct(&self.expected)
+    }
+}
+
+/// `failures` grouped by target and known flaw (or invariant, for a regression): how many
+/// of each, and the first.
+fn distinct(failures: &[Failure]) -> Vec<(&str, &str, u64, &Failure)> {
+    let mut distinct: Vec<(&str, &str, u64, &Failure)> = Vec::new();
+    for f in failures {
+        let kind = f.known.as_deref().unwrap_or(&f.invariant);
+        match distinct
+            .iter_mut()
+            .find(|(t, k, _, _)| *t == f.target && *k == kind)
+        {
+            Some(d) => d.2 += 1,
+            None => distinct.push((&f.target, kind, 1, f)),
+        }
+    }
+    distinct
 }
 
 fn seconds<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -331,20 +353,38 @@ pub fn run(
     super::NotSimulated::check("a campaign").map_err(|e| e.to_string())?;
     let names = resolve(&campaign.targets, harness)?;
     let start = Instant::now();
-    // One case: its target, its tally, and its failure (invariant, what) if any.
-    let run_one = |seed: u64, replay: bool| -> (&str, Tally, Option<(String, String)>) {
+    let shrunk = Mutex::new(std::collections::BTreeSet::new());
+    // One case: its target, its tally, and its failure (invariant, what, known flaw) if any.
+    type Found = (String, String, Option<String>);
+    let run_one = |seed: u64, replay: bool| -> (&str, Tally, Option<Found>) {
         let name = &names[(seed % names.len() as u64) as usize];
         match harness.iter().find(|t| t.name() == *name) {
             None => {
                 let (tally, outcome) = run_case(seed, replay);
-                (name, tally, outcome.err().map(|what| ("run".into(), what)))
+                (
+                    name,
+                    tally,
+                    outcome.err().map(|what| ("run".into(), what, None)),
+                )
             }
             Some(target) => {
+                // A known flaw is shrunk and saved only by a campaign that asked for its
+                // target by name, and only its first case: elsewhere it is expected, and
+                // shrinking it would take time from the search for regressions.
+                let named = campaign.targets.contains(name);
+                let shrink_known = |flaw: &str| {
+                    named
+                        && shrunk
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .insert(format!("{name} {flaw}"))
+                };
                 let report = target.clone().fuzz_seed(
                     seed,
                     &campaign.families,
                     replay,
                     campaign.corpus.clone(),
+                    &shrink_known,
                 );
                 let failure = report.failure.map(|f| {
                     let saved = f
@@ -354,6 +394,7 @@ pub fn run(
                     (
                         f.violation.invariant.to_string(),
                         format!("{}{saved}", f.violation),
+                        f.violation.known.map(|k| k.to_string()),
                     )
                 });
                 (name, report.tally, failure)
@@ -364,6 +405,7 @@ pub fn run(
     let done = AtomicU64::new(0);
     let replayed = AtomicU64::new(0);
     let failures = Mutex::new(Vec::new());
+    let expected = Mutex::new(Vec::new());
     let targets: Mutex<BTreeMap<String, TargetSummary>> = Mutex::default();
     let (shard, shards) = campaign.shard;
     let last_report = Mutex::new(start);
@@ -384,18 +426,27 @@ pub fn run(
             let mut targets = targets.lock().unwrap_or_else(PoisonError::into_inner);
             let summary = targets.entry(target.to_string()).or_default();
             summary.cases += 1;
-            summary.failures += u64::from(failure.is_some());
+            match &failure {
+                Some((_, _, Some(_))) => summary.expected += 1,
+                Some(_) => summary.failures += 1,
+                None => {}
+            }
             summary.tally.add(&tally);
         }
-        if let Some((invariant, what)) = failure {
-            failures
-                .lock()
+        if let Some((invariant, what, known)) = failure {
+            let list = if known.is_some() {
+                &expected
+            } else {
+                &failures
+            };
+            list.lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .push(Failure {
                     seed,
                     target: target.to_string(),
                     invariant,
                     what,
+                    known,
                     found_at_case: index + 1,
                     found_after: start.elapsed(),
                 });
@@ -423,12 +474,17 @@ pub fn run(
         .into_inner()
         .unwrap_or_else(PoisonError::into_inner);
     failures.sort_by_key(|f| f.seed);
+    let mut expected = expected
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner);
+    expected.sort_by_key(|f| f.seed);
     Ok(Report {
         first_seed: campaign.first_seed,
         cases: done.into_inner(),
         replayed: replayed.into_inner(),
         targets: targets.into_inner().unwrap_or_else(PoisonError::into_inner),
         failures,
+        expected,
         elapsed: start.elapsed(),
     })
 }

@@ -678,6 +678,7 @@ impl AnyTarget for ClusterGraphTarget {
         _: &[Family],
         determinism: bool,
         corpus: Option<std::path::PathBuf>,
+        _: &dyn Fn(&str) -> bool,
     ) -> HarnessReport {
         let (tally, outcome) = run_case(seed, determinism);
         let failure = outcome.err().map(|message| {

@@ -54,9 +54,10 @@ use super::cluster_invariants::{self, Consistency};
 use super::corpus::CorpusFile;
 use super::faults::{CrashReason, Fault, StopHow};
 use super::harness::{env_cases, env_seed, AnyTarget, CaseReport, Failure, HarnessReport, Tally};
-use super::invariants::{Invariant, Violation};
+use super::invariants::{Invariant, KnownFlaw, Violation};
 use crate::process::Node;
 use crate::rt::Duration;
+use crate::trace::Trace;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use serde::de::DeserializeOwned;
@@ -134,6 +135,16 @@ pub trait ClusterTarget: Send + Sync + 'static {
     /// its distributed supervisors and registries record): never ([`Consistency::Cp`]).
     fn consistency(&self) -> Consistency {
         Consistency::Cp
+    }
+
+    /// The documented flaw of the system it models that `violation` (of a run whose trace
+    /// is `trace`) is an instance of, if any (none, the default: every failure is a
+    /// regression). A model of a flawed system, such as Swarm's, names its flaws here, and
+    /// campaigns report them apart from regressions and shrink them only when asked for the
+    /// target by name.
+    fn known_flaw(&self, violation: &Violation, trace: &Trace) -> Option<&'static KnownFlaw> {
+        let _ = (violation, trace);
+        None
     }
 }
 
@@ -421,6 +432,10 @@ impl<O> ClusterCase<O> {
             (None, None) => cluster_invariants::check(&report.trace, target.consistency())
                 .and_then(|()| checked.map_err(|m| Violation::app(&target.name(), m))),
         };
+        let verdict = verdict.map_err(|mut v| {
+            v.known = target.known_flaw(&v, &report.trace);
+            v
+        });
         (report, verdict)
     }
 }
@@ -734,14 +749,14 @@ impl<T: ClusterTarget> ClusterHarness<T> {
     /// What `case` breaks, if it breaks it the same way as `like` (the same invariant, and
     /// the same words whatever the numbers): a shrink must not drift to another bug.
     fn fails(&self, case: &ClusterCase<T::Op>, like: &Violation) -> Option<Violation> {
-        let kind = |v: &Violation| -> (Invariant, String) {
+        let kind = |v: &Violation| -> (Invariant, Option<&KnownFlaw>, String) {
             let words: String = v.message.chars().filter(|c| !c.is_ascii_digit()).collect();
             let words = words
                 .split_whitespace()
                 .take(4)
                 .collect::<Vec<_>>()
                 .join(" ");
-            (v.invariant.clone(), words)
+            (v.invariant.clone(), v.known, words)
         };
         case.run(&self.target)
             .1
@@ -853,7 +868,7 @@ fn halved<O: Clone>(step: &ClusterStep<O>) -> Option<ClusterStep<O>> {
 ///     }
 /// }
 /// let target: Arc<dyn AnyTarget> = Arc::new(AsTarget::new(Quiet));
-/// let report = target.fuzz_seed(7, &[], true, None);
+/// let report = target.fuzz_seed(7, &[], true, None, &|_| false);
 /// assert_eq!((report.cases, report.failure), (1, None));
 /// # }
 /// ```
@@ -888,6 +903,7 @@ impl<T: ClusterTarget> AnyTarget for AsTarget<T> {
         _: &[super::faults::Family],
         determinism: bool,
         corpus: Option<PathBuf>,
+        shrink_known: &dyn Fn(&str) -> bool,
     ) -> HarnessReport {
         let harness = self.harness(seed, corpus);
         let case = harness.generate(seed);
@@ -897,6 +913,19 @@ impl<T: ClusterTarget> AnyTarget for AsTarget<T> {
             false => Ok(()),
         });
         let failure = verdict.err().map(|violation| {
+            if violation
+                .known
+                .is_some_and(|k| !shrink_known(&k.to_string()))
+            {
+                return Failure {
+                    case: serde_json::to_value(&case).unwrap_or_default(),
+                    violation,
+                    seed,
+                    found_at_case: 1,
+                    found_after: std::time::Duration::ZERO,
+                    saved: None,
+                };
+            }
             let (case, violation) = match violation.invariant {
                 Invariant::Determinism => (case, violation),
                 _ => harness.shrink(case, violation),

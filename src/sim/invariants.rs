@@ -63,7 +63,8 @@ pub enum Invariant {
     NoOrphans,
     /// A child was (not) restarted against its restart type.
     RestartType,
-    /// A supervisor gave up too early or too late.
+    /// A supervisor gave up too early or too late; I8 across nodes: a name was restarted
+    /// after crashes more often than its intensity allows (`sim::cluster_invariants`).
     RestartIntensity,
     /// A group restart terminated or started children out of order.
     RestartOrder,
@@ -122,8 +123,37 @@ pub struct Violation {
     pub evidence: Vec<String>,
     /// The same events, as indices into the run's trace (where the why-chain of
     /// [`why`](super::why) ends); empty for an application's violation.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub events: Vec<usize>,
+    #[serde(default, skip_serializing_if = "<[usize]>::is_empty")]
+    pub events: Box<[usize]>,
+    /// The documented flaw of the system under test this is an instance of, if it is one
+    /// (a model of a flawed system, such as `systems::swarm`): campaigns report these apart
+    /// from regressions. Set by the cluster harness from
+    /// [`ClusterTarget::known_flaw`](super::cluster_harness::ClusterTarget::known_flaw) (not
+    /// saved: a replay asks the target again).
+    #[serde(skip)]
+    pub known: Option<&'static KnownFlaw>,
+}
+
+/// A documented flaw of a modelled system, which a violation may be an instance of
+/// ([`ClusterTarget::known_flaw`](super::cluster_harness::ClusterTarget::known_flaw)).
+///
+/// ```
+/// use otpsim::sim::invariants::KnownFlaw;
+/// let flaw = KnownFlaw { name: "duplicate-after-heal", source: "bitwalker/swarm#86" };
+/// assert_eq!(flaw.to_string(), "duplicate-after-heal, bitwalker/swarm#86");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KnownFlaw {
+    /// A short name for it.
+    pub name: &'static str,
+    /// Where it is documented: an upstream issue, or the file that infers it.
+    pub source: &'static str,
+}
+
+impl std::fmt::Display for KnownFlaw {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}, {}", self.name, self.source)
+    }
 }
 
 impl Violation {
@@ -138,7 +168,8 @@ impl Violation {
             subject: subject.into(),
             message: message.into(),
             evidence: Vec::new(),
-            events: Vec::new(),
+            events: Box::default(),
+            known: None,
         }
     }
 
@@ -166,6 +197,9 @@ impl std::fmt::Display for Violation {
             "{} violated at {}: {}",
             self.invariant, self.subject, self.message
         )?;
+        if let Some(known) = &self.known {
+            write!(f, " (known flaw: {known})")?;
+        }
         for line in &self.evidence {
             write!(f, "\n    {line}")?;
         }
@@ -200,7 +234,7 @@ type Found = Box<Violation>;
 
 fn found(invariant: Invariant, subject: String, message: String, events: Vec<usize>) -> Found {
     Box::new(Violation {
-        events,
+        events: events.into(),
         ..Violation::new(invariant, subject, message)
     })
 }

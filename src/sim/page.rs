@@ -133,7 +133,7 @@ impl Model {
         let causes = trace.causes();
         let lanes = Lanes::of(trace);
         let lane = |pid: &Pid| Some(lanes.of_pid[pid]);
-        let shows: Vec<usize> = violation.map(|v| v.events.clone()).unwrap_or_default();
+        let shows: Vec<usize> = violation.map(|v| v.events.to_vec()).unwrap_or_default();
         let mut items = Vec::with_capacity(events.len());
         for (i, e) in events.iter().enumerate() {
             let (kind, at, from) = match &e.kind {

@@ -163,10 +163,17 @@ pub enum CorpusError {
 }
 
 impl CorpusFile {
-    /// A found failure.
+    /// A found failure (its description leads with the known flaw it is an instance of, if
+    /// it is one).
     pub fn failure(target: &str, case: serde_json::Value, violation: &Violation) -> CorpusFile {
-        let mut description = format!("{}: {}", violation.subject, violation.message);
-        description.truncate(200);
+        let known = match violation.known {
+            Some(known) => format!("known flaw {known}: "),
+            None => String::new(),
+        };
+        let mut description = format!("{known}{}: {}", violation.subject, violation.message);
+        if let Some((end, _)) = description.char_indices().nth(200) {
+            description.truncate(end);
+        }
         CorpusFile {
             schema: SCHEMA,
             target: target.into(),

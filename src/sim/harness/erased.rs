@@ -24,13 +24,16 @@ pub trait AnyTarget: Send + Sync {
     fn name(&self) -> String;
 
     /// Generates the case of `seed`, runs it (checking determinism if `determinism`), and on a
-    /// failure shrinks it and saves it in `corpus` (if given).
+    /// failure shrinks it and saves it in `corpus` (if given); a failure that is a known flaw
+    /// of a modelled system ([`Violation::known`](crate::sim::invariants::Violation::known))
+    /// only if `shrink_known(flaw)` says so (a campaign shrinks the first case of each).
     fn fuzz_seed(
         self: Arc<Self>,
         seed: u64,
         families: &[Family],
         determinism: bool,
         corpus: Option<PathBuf>,
+        shrink_known: &dyn Fn(&str) -> bool,
     ) -> HarnessReport;
 
     /// Runs a case given as JSON (a corpus file's `case`); `Err` if it does not parse.
@@ -52,6 +55,7 @@ impl<T: Target> AnyTarget for T {
         families: &[Family],
         determinism: bool,
         corpus: Option<PathBuf>,
+        _: &dyn Fn(&str) -> bool,
     ) -> HarnessReport {
         let mut harness = Harness::of(self).families(families).corpus(corpus);
         harness.seed = seed;
