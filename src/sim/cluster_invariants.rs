@@ -17,6 +17,7 @@
 //! | I4 [`NoDanglingEntries`](Invariant::NoDanglingEntries) | at rest, no live node's registry maps a name to a dead instance |
 //! | I6 [`Handoff`](Invariant::Handoff) | a handoff's state is delivered at most once, to an instance that starts after the old one stopped; exactly once in a run without faults |
 //! | I7 [`ConflictResolution`](Invariant::ConflictResolution) | a conflict's loser hands its state to the winner, once per name per heal |
+//! | I8 [`RestartIntensity`](Invariant::RestartIntensity) | a desired name is not restarted after crashes more often than its intensity allows, wherever it runs |
 //! | I9 [`BoundedProgress`](Invariant::BoundedProgress) | every API call returns within its timeout |
 //! | S3 [`NoResurrection`](Invariant::NoResurrection) | a name whose child was terminated does not start again unless started again |
 //!
@@ -89,6 +90,11 @@ struct Checker {
     dead: BTreeMap<Pid, usize>,
     /// The end of each name's last instance.
     last_end: BTreeMap<String, usize>,
+    /// Each name's restart intensity (restarts, seconds), its restarts after crashes (when,
+    /// and the event), and whether its last instance crashed.
+    intensity: BTreeMap<String, (u32, u32)>,
+    restarts: BTreeMap<String, Vec<(u64, usize)>>,
+    crashed: BTreeSet<String>,
     /// Handoffs: their begin, and their deliveries.
     handoffs: BTreeMap<u64, Handoff>,
     /// Conflicts per name since the last heal.
@@ -111,7 +117,7 @@ type Found = Box<Violation>;
 
 fn found(invariant: Invariant, subject: &str, message: String, events: Vec<usize>) -> Found {
     Box::new(Violation {
-        events,
+        events: events.into(),
         ..Violation::new(invariant, subject, message)
     })
 }
@@ -123,7 +129,15 @@ impl Checker {
             self.overdue(e.at_us)?;
             last_at = e.at_us;
             match &e.kind {
-                EventKind::Exit { pid, .. } => self.end(*pid, i),
+                EventKind::Exit { pid, reason } => {
+                    if let Some(name) = self.names.get(pid) {
+                        let reason = crate::ExitReason::from_term(reason.clone());
+                        if !reason.is_normal() && !reason.is_shutdown() {
+                            self.crashed.insert(name.clone());
+                        }
+                    }
+                    self.end(*pid, i);
+                }
                 EventKind::Cluster(c) => self.cluster(i, c)?,
                 EventKind::Dist(d) => self.dist(i, e.at_us, d)?,
                 _ => {}
@@ -223,6 +237,9 @@ impl Checker {
                         ));
                     }
                 }
+                if self.crashed.remove(name) && self.desired.contains_key(name) {
+                    self.restarted(name, at, i)?;
+                }
                 self.live.entry(name.clone()).or_default().insert(*pid, i);
                 self.names.insert(*pid, name.clone());
                 if self.consistency == Consistency::Cp || self.at_rest.is_some() {
@@ -236,6 +253,14 @@ impl Checker {
             DistEvent::Desired { name, on: false } => {
                 self.desired.remove(name);
                 self.terminated.insert(name.clone(), i);
+            }
+            DistEvent::Intensity {
+                name,
+                max_restarts,
+                max_seconds,
+            } => {
+                self.intensity
+                    .insert(name.clone(), (*max_restarts, *max_seconds));
             }
             DistEvent::View { node, name, pid } => {
                 let view = self.views.entry(*node).or_default();
@@ -280,6 +305,30 @@ impl Checker {
                     }
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// I8: `name` restarts after a crash, at `at` (event `i`).
+    fn restarted(&mut self, name: &str, at: u64, i: usize) -> Result<(), Found> {
+        let Some(&(max_restarts, max_seconds)) = self.intensity.get(name) else {
+            return Ok(());
+        };
+        let restarts = self.restarts.entry(name.to_string()).or_default();
+        restarts.push((at, i));
+        let window = u64::from(max_seconds) * 1_000_000;
+        restarts.retain(|(t, _)| t + window > at);
+        if restarts.len() > max_restarts as usize {
+            return Err(found(
+                Invariant::RestartIntensity,
+                name,
+                format!(
+                    "restarted {} times after crashes within {max_seconds} s, past its \
+                     intensity of {max_restarts}, and nothing gave up",
+                    restarts.len()
+                ),
+                restarts.iter().map(|(_, e)| *e).collect(),
+            ));
         }
         Ok(())
     }
@@ -677,6 +726,66 @@ mod tests {
             what: "whereis k1".into(),
             timeout_ms,
         }
+    }
+
+    /// The instance `n` of the name on node 1, for a crash loop.
+    fn nth(n: u32) -> Pid {
+        Pid::new(1, 0, u64::from(10 + n))
+    }
+
+    /// `name` runs and crashes `crashes` times in a row, `gap_ms` apart, under an intensity
+    /// of 3 in 5 s.
+    fn crash_loop(crashes: u32, gap_ms: u64) -> T {
+        let mut t = T::default().desired(true).dist(DistEvent::Intensity {
+            name: K.into(),
+            max_restarts: 3,
+            max_seconds: 5,
+        });
+        let mut at = 10;
+        for n in 0..=crashes {
+            let start = DistEvent::Start {
+                name: K.into(),
+                pid: nth(n),
+            };
+            t = t.at(at, EventKind::Dist(start));
+            if n < crashes {
+                let reason = crate::term::Term::atom("boom");
+                t = t.at(
+                    at + 1,
+                    EventKind::Exit {
+                        pid: nth(n),
+                        reason,
+                    },
+                );
+            }
+            at += gap_ms;
+        }
+        t
+    }
+
+    #[test]
+    fn i8_crash_restarts_stay_within_the_names_intensity_across_nodes() {
+        // docs/cluster-invariants.md I8: three restarts in 5 s are allowed, a fourth is a
+        // crash loop nothing stops (swarm_dynamic_supervisor's crash path counts none).
+        assert_eq!(crash_loop(3, 100).check(Consistency::Ap), Ok(()));
+        assert_eq!(
+            crash_loop(4, 100).check(Consistency::Ap),
+            Err(Invariant::RestartIntensity)
+        );
+        // Spread out, as many as it likes.
+        assert_eq!(crash_loop(8, 2000).check(Consistency::Ap), Ok(()));
+        // A shutdown is not a crash, and a name nobody asked for is not judged.
+        let shut = T::default()
+            .desired(true)
+            .dist(DistEvent::Intensity {
+                name: K.into(),
+                max_restarts: 0,
+                max_seconds: 5,
+            })
+            .start(a())
+            .exit(a())
+            .start(b());
+        assert_eq!(shut.check(Consistency::Ap), Ok(()));
     }
 
     #[test]

@@ -493,6 +493,16 @@ pub enum DistEvent {
         /// Whether it should run.
         on: bool,
     },
+    /// `name`'s supervisor allows it `max_restarts` restarts after crashes in any
+    /// `max_seconds` (its restart intensity, counted for the name wherever it runs).
+    Intensity {
+        /// The name.
+        name: String,
+        /// Restarts allowed in the period.
+        max_restarts: u32,
+        /// The period, in seconds.
+        max_seconds: u32,
+    },
     /// Node `node`'s registry maps `name` to `pid` from now on (`None`: to nothing).
     View {
         /// The node whose registry changed.
@@ -576,6 +586,11 @@ impl DistEvent {
             DistEvent::Desired { name, on } => {
                 format!("desired {name} {}", if *on { "on" } else { "off" })
             }
+            DistEvent::Intensity {
+                name,
+                max_restarts,
+                max_seconds,
+            } => format!("intensity {name} {max_restarts} in {max_seconds}s"),
             DistEvent::View { node, name, pid } => {
                 let to = pid.as_ref().map_or_else(|| "none".into(), n);
                 format!("view n{node} {name} -> {to}")
