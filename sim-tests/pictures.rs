@@ -9,15 +9,19 @@ use otpsim::sim::{page, why};
 use otpsim::trace::EventKind;
 use std::path::{Path, PathBuf};
 
-/// Every corpus file of one node with its replayed run. (A `cluster-graph` case is left out:
-/// the why-chain does not follow a cluster's faults, a crash or a partition, to what they
-/// cause yet.)
+/// Every corpus file of one node with its replayed run. (A cluster's cases, `cluster-graph`
+/// and `swarm`, are left out: the why-chain does not follow a cluster's faults, a crash or a
+/// partition, to what they cause yet, and its page has no lanes per node.)
 fn corpus_runs() -> Vec<(PathBuf, CorpusFile, CaseReport)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
     let targets = planted::corpus_targets();
     corpus::files(&dir)
         .into_iter()
-        .filter(|path| !stem(path).starts_with("cluster-graph"))
+        .filter(|path| {
+            !["cluster-graph", "swarm"]
+                .iter()
+                .any(|c| stem(path).starts_with(c))
+        })
         .map(|path| {
             let file = corpus::load(&path).expect("a corpus file parses");
             let target = targets

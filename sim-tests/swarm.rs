@@ -150,3 +150,71 @@ fn a_two_node_split_heals_by_resync_and_drops_the_losers_state() {
         "{violation}"
     );
 }
+
+/// A campaign over every built-in target counts Swarm's failures as its known flaws, apart
+/// from regressions, and neither shrinks nor saves them (docs/cluster-invariants.md, "What
+/// the harness finds in Swarm").
+#[test]
+fn a_default_campaign_reports_swarms_flaws_apart_from_regressions() {
+    use otpsim::sim::campaign::{run, Campaign};
+    let dir = std::env::temp_dir().join(format!("otpsim-swarm-default-{}", std::process::id()));
+    let campaign = Campaign {
+        seeds: Some(180),
+        threads: 2,
+        corpus: Some(dir.clone()),
+        ..Campaign::default()
+    };
+    let report = run(&campaign, &otpsim::targets(), |_| {}).unwrap();
+    assert_eq!(report.failures, vec![], "no regressions");
+    assert!(!report.expected.is_empty(), "Swarm fails in 20 cases");
+    for f in &report.expected {
+        assert_eq!(f.target, "swarm");
+        assert!(f.known.is_some(), "{f:?}");
+        assert!(
+            !f.what.contains("saved:"),
+            "a known flaw is not saved: {}",
+            f.what
+        );
+    }
+    let swarm = &report.targets["swarm"];
+    assert_eq!(
+        (swarm.failures, swarm.expected),
+        (0, report.expected.len() as u64)
+    );
+    assert!(!dir.exists(), "nothing saved");
+}
+
+/// Named with `--target swarm`, a campaign shrinks and saves the first case of each flaw
+/// it finds, described by the flaw and its upstream issue, and expected to fail again.
+#[test]
+fn a_swarm_campaign_shrinks_and_saves_the_first_case_of_each_flaw() {
+    use otpsim::sim::campaign::{run, Campaign};
+    use otpsim::sim::corpus::{self, Expect};
+    let dir = std::env::temp_dir().join(format!("otpsim-swarm-named-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let campaign = Campaign {
+        seeds: Some(40),
+        threads: 2,
+        targets: vec!["swarm".into()],
+        corpus: Some(dir.clone()),
+        ..Campaign::default()
+    };
+    let report = run(&campaign, &otpsim::targets(), |_| {}).unwrap();
+    assert_eq!(report.failures, vec![]);
+    let distinct = report.distinct_expected();
+    assert!(distinct.len() >= 3, "{distinct:?}");
+    let saved: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert_eq!(saved.len(), distinct.len());
+    for file in saved {
+        let file = corpus::load(&file.unwrap().path()).unwrap();
+        assert!(
+            file.description.starts_with("known flaw "),
+            "{}",
+            file.description
+        );
+        assert!(matches!(file.expect, Expect::Violates(_)));
+        let replayed = corpus::replay_file(&file, &otpsim::targets()).unwrap();
+        assert!(replayed.violation.is_some_and(|v| v.known.is_some()));
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

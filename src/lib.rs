@@ -38,8 +38,9 @@ pub mod trace;
 pub use process::{Disk, ExitReason, Msg, Node, NodeConfig, Process};
 
 /// Every built-in target of `otpsim fuzz` and `otpsim replay`: the random processes over a
-/// cluster (`cluster-graph`), the generated supervision trees (`tree`) and the
-/// [example systems](systems).
+/// cluster (`cluster-graph`), the generated supervision trees (`tree`), the
+/// [example systems](systems), and Swarm (`swarm`, [`systems::swarm`]), whose failures are
+/// its known flaws.
 #[cfg(feature = "harness")]
 pub fn targets() -> Vec<std::sync::Arc<dyn sim::harness::AnyTarget>> {
     use std::sync::Arc;
@@ -51,6 +52,9 @@ pub fn targets() -> Vec<std::sync::Arc<dyn sim::harness::AnyTarget>> {
         Arc::new(systems::connections::ConnectionsTarget),
         Arc::new(systems::pipeline::PipelineTarget),
         Arc::new(systems::tickets::TicketsTarget),
+        Arc::new(sim::cluster_harness::AsTarget::new(
+            systems::swarm::SwarmSystem,
+        )),
     ]
 }
 pub use term::{Pid, Ref, Term};

@@ -276,7 +276,6 @@ struct Tracker {
     /// Monitors of registered processes.
     monitors: BTreeMap<Pid, crate::process::MonitorRef>,
     clock: u64,
-    handoffs: u64,
     /// Sync requests that came while this tracker was not tracking.
     pending_syncs: Vec<u16>,
     /// The monitor of the tracker it syncs with (Swarm's `sync_ref`).
@@ -298,7 +297,6 @@ pub async fn tracker(p: Process, config: Config) -> ExitReason {
         registry: BTreeMap::new(),
         monitors: BTreeMap::new(),
         clock: 0,
-        handoffs: 0,
         pending_syncs: Vec::new(),
         sync_ref: None,
     };
@@ -631,8 +629,8 @@ impl Tracker {
 
     /// Hands `name`'s local process over to node `to`.
     async fn handoff(&mut self, p: &Process, name: &str, entry: &Entry, mfa: Mfa, to: u16) {
-        self.handoffs += 1;
-        let id = (u64::from(self.me) << 32) | self.handoffs;
+        // A ref: unique across the node's incarnations, as a counter is not.
+        let id = p.make_ref().0;
         let phase = |phase| DistEvent::Handoff {
             id,
             name: name.into(),
@@ -1227,8 +1225,17 @@ impl DynamicSupervisor {
             }
         };
         if result.is_ok() {
-            p.node()
-                .record(EventKind::Dist(DistEvent::Desired { name, on: true }));
+            let node = p.node();
+            node.record(EventKind::Dist(DistEvent::Desired {
+                name: name.clone(),
+                on: true,
+            }));
+            // Elixir's DynamicSupervisor defaults, which the crash path never consults.
+            node.record(EventKind::Dist(DistEvent::Intensity {
+                name,
+                max_restarts: 3,
+                max_seconds: 5,
+            }));
         }
         result
     }

@@ -11,8 +11,10 @@ use crate::cluster::swarm::{
 };
 use crate::rt::Duration;
 use crate::sim::cluster::ClusterCtl;
-use crate::sim::cluster_harness::ClusterTarget;
+use crate::sim::cluster_harness::{ClusterFamily, ClusterTarget};
 use crate::sim::cluster_invariants::Consistency;
+use crate::sim::invariants::{KnownFlaw, Violation};
+use crate::trace::Trace;
 use crate::{ExitReason, Process, Term};
 
 /// A worker of the seed system: it counts what it is told, hands its count over when asked
@@ -42,10 +44,19 @@ pub async fn worker(p: Process, _: Term) -> ExitReason {
     }
 }
 
-/// Starts Swarm on `node` of a cluster of nodes `1..=nodes`: the worker's start function,
-/// the tracker and the dynamic supervisor (at its first boot and at every restart).
+/// A worker that cannot work (a bad configuration, a dependency that is gone): it crashes
+/// 200 ms after every start.
+pub async fn faulty(p: Process, _: Term) -> ExitReason {
+    p.sleep(Duration::from_millis(200)).await;
+    ExitReason::error("bad_config")
+}
+
+/// Starts Swarm on `node` of a cluster of nodes `1..=nodes`: the workers' start functions
+/// (`worker`, `faulty`), the tracker and the dynamic supervisor (at its first boot and at
+/// every restart).
 pub fn boot(node: &crate::Node, nodes: u16) {
     node.register_start("worker", worker);
+    node.register_start("faulty", faulty);
     let config = Config::new(1..=nodes);
     node.spawn(move |p| swarm::tracker(p, config));
     node.spawn(DynamicSupervisor::run);
@@ -81,6 +92,13 @@ pub enum SwarmOp {
         /// The node that finds it.
         on: u16,
     },
+    /// `DynamicSupervisor.start_child` of `k{name}` from node `on`, with a [`faulty`] worker.
+    StartFaulty {
+        /// Which child.
+        name: u8,
+        /// The node it is called on.
+        on: u16,
+    },
 }
 
 impl ClusterTarget for SwarmSystem {
@@ -96,23 +114,27 @@ impl ClusterTarget for SwarmSystem {
 
     fn op(&self, draw: &mut dyn FnMut(u64) -> u64) -> Option<SwarmOp> {
         let (name, on) = (draw(3) as u8, 1 + draw(3) as u16);
-        Some(match draw(4) {
-            0 | 1 => SwarmOp::Start { name, on },
-            2 => SwarmOp::Whereis { name, on },
-            _ => SwarmOp::Crash { name, on },
+        Some(match draw(16) {
+            0..=5 => SwarmOp::Start { name, on },
+            6..=9 => SwarmOp::Whereis { name, on },
+            10..=14 => SwarmOp::Crash { name, on },
+            _ => SwarmOp::StartFaulty { name, on },
         })
     }
 
     async fn apply(&self, ctl: &ClusterCtl, op: &SwarmOp) {
         let op = op.clone();
         match op {
-            SwarmOp::Start { name, on } => {
+            SwarmOp::Start { name, on } | SwarmOp::StartFaulty { name, on } => {
+                let start = match op {
+                    SwarmOp::Start { .. } => "worker",
+                    _ => "faulty",
+                };
                 let _ = ctl
                     .on(on, move |p| async move {
                         let name = format!("k{name}");
-                        let _ =
-                            DynamicSupervisor::start_child(&p, &name, "worker", Term::atom("nil"))
-                                .await;
+                        let nil = Term::atom("nil");
+                        let _ = DynamicSupervisor::start_child(&p, &name, start, nil).await;
                     })
                     .await;
             }
@@ -148,7 +170,199 @@ impl ClusterTarget for SwarmSystem {
         Consistency::Ap
     }
 
+    /// Every cluster family but faults inside a node: the model's trackers and supervisors
+    /// run unsupervised (Swarm's restart of its tracker is not modelled), and a worker's
+    /// crash is an operation of the workload.
+    fn families(&self) -> Vec<ClusterFamily> {
+        let mut families = ClusterFamily::ALL.to_vec();
+        families.retain(|f| *f != ClusterFamily::Process);
+        families
+    }
+
     async fn check(&self, _: &ClusterCtl) -> Result<(), String> {
         Ok(())
+    }
+
+    /// Every cluster invariant Swarm breaks is one of its [`flaws`]; anything else (a
+    /// panic, a livelock, a run that does not replay) is a regression of the model.
+    fn known_flaw(&self, violation: &Violation, trace: &Trace) -> Option<&'static KnownFlaw> {
+        flaws::of(violation, trace)
+    }
+}
+
+/// Swarm's documented flaws, as the cluster invariants see them (docs/cluster-invariants.md,
+/// "What the harness finds in Swarm"): each with the upstream issue or the file that
+/// infers it.
+pub mod flaws {
+    use crate::sim::invariants::{Invariant, KnownFlaw, Violation};
+    use crate::trace::{ClusterEvent, DistEvent, EventKind, HandoffPhase, Trace};
+
+    /// I1: after a partition or a pause heals, both sides' instances of a name keep running.
+    pub static DUPLICATE_AFTER_HEAL: KnownFlaw = KnownFlaw {
+        name: "duplicate-after-heal",
+        source: "bitwalker/swarm#86",
+    };
+    /// I1: node crashes seen through trackers with different views of the cluster (each its
+    /// own ring) restart a name twice.
+    pub static TWO_RESTARTS: KnownFlaw = KnownFlaw {
+        name: "divergent-rings-two-restarts",
+        source: "docs/cluster-invariants.md (divergent rings, inferred)",
+    };
+    /// I2: a node crash seen through trackers with different views of the cluster: each
+    /// leaves the restart to an owner that does not make it.
+    pub static NO_RESTART: KnownFlaw = KnownFlaw {
+        name: "divergent-rings-no-restart",
+        source: "bitwalker/swarm#44",
+    };
+    /// I2: the state of a handoff is cast to a node that is lost before it starts the
+    /// process: process and state are gone.
+    pub static HANDOFF_TARGET_LOST: KnownFlaw = KnownFlaw {
+        name: "handoff-target-lost",
+        source: "bitwalker/swarm#67",
+    };
+    /// I2: a crashed child's re-registration meets its own dead entry (`already_registered`)
+    /// and nobody retries.
+    pub static CRASH_RESTART_RACE: KnownFlaw = KnownFlaw {
+        name: "crash-restart-race",
+        source: "docs/cluster-invariants.md (swarm_dynamic_supervisor, inferred)",
+    };
+    /// I3: a node's registry misses a name or keeps an old instance for longer than the
+    /// quiet period (replication is fire and forget, anti-entropy every 5 minutes).
+    pub static REGISTRY_DIVERGES: KnownFlaw = KnownFlaw {
+        name: "registry-diverges",
+        source: "bitwalker/swarm#45",
+    };
+    /// I4: a registry keeps a dead instance.
+    pub static DANGLING_ENTRY: KnownFlaw = KnownFlaw {
+        name: "dangling-entry",
+        source: "bitwalker/swarm#90",
+    };
+    /// I6: a handoff delivered twice, or to an instance that overlaps the old one.
+    pub static HANDOFF_OVERLAP: KnownFlaw = KnownFlaw {
+        name: "handoff-overlap",
+        source: "bitwalker/swarm#149",
+    };
+    /// I7: a re-sync after a netsplit tells the loser to die and drops its state.
+    pub static CONFLICT_STATE_DROPPED: KnownFlaw = KnownFlaw {
+        name: "conflict-state-dropped",
+        source: "bitwalker/swarm#89",
+    };
+    /// I8: a crashing child is registered again for ever: the crash path counts no restarts.
+    pub static CRASH_LOOP: KnownFlaw = KnownFlaw {
+        name: "unbounded-crash-loop",
+        source: "docs/cluster-invariants.md (swarm_dynamic_supervisor has no intensity)",
+    };
+    /// I9: a `whereis` waits in the tracker's mailbox while it syncs (or waits on a tracker
+    /// that is gone), past its caller's timeout.
+    pub static WHEREIS_POSTPONED: KnownFlaw = KnownFlaw {
+        name: "whereis-postponed",
+        source: "bitwalker/swarm#136",
+    };
+    /// I9: `start_child` waits on Swarm past `Task.await`'s 5 s (a syncing tracker, or an
+    /// owner that is gone).
+    pub static START_CHILD_HANGS: KnownFlaw = KnownFlaw {
+        name: "start-child-hangs",
+        source: "bitwalker/swarm#91",
+    };
+
+    /// Which of the flaws `violation`, of a run whose trace is `trace`, is.
+    pub fn of(violation: &Violation, trace: &Trace) -> Option<&'static KnownFlaw> {
+        let name = violation.subject.as_str();
+        Some(match violation.invariant {
+            Invariant::OneInstance if restarted_twice(trace, name) => &TWO_RESTARTS,
+            Invariant::OneInstance => &DUPLICATE_AFTER_HEAL,
+            Invariant::NoLostChildren if handoff_undelivered(trace, name) => &HANDOFF_TARGET_LOST,
+            Invariant::NoLostChildren if last_crashed(trace, name) => &CRASH_RESTART_RACE,
+            Invariant::NoLostChildren => &NO_RESTART,
+            Invariant::RegistryAgreement => &REGISTRY_DIVERGES,
+            Invariant::NoDanglingEntries => &DANGLING_ENTRY,
+            Invariant::Handoff => &HANDOFF_OVERLAP,
+            Invariant::ConflictResolution => &CONFLICT_STATE_DROPPED,
+            Invariant::RestartIntensity => &CRASH_LOOP,
+            Invariant::BoundedProgress if call_of(violation, trace).starts_with("whereis") => {
+                &WHEREIS_POSTPONED
+            }
+            Invariant::BoundedProgress => &START_CHILD_HANGS,
+            _ => return None,
+        })
+    }
+
+    /// Whether two of `name`'s live instances at the end both started after the last node
+    /// crash that took one of its instances: two restarts of one lost instance, where the
+    /// other duplicates keep an instance that was never lost.
+    fn restarted_twice(trace: &Trace, name: &str) -> bool {
+        let mut live = std::collections::BTreeSet::new();
+        let mut since_crash: Option<Vec<crate::Pid>> = None;
+        for e in trace.events() {
+            match &e.kind {
+                EventKind::Dist(DistEvent::Start { name: n, pid }) if n == name => {
+                    live.insert(*pid);
+                    if let Some(started) = &mut since_crash {
+                        started.push(*pid);
+                    }
+                }
+                EventKind::Exit { pid, .. } => {
+                    live.remove(pid);
+                }
+                EventKind::Cluster(ClusterEvent::Crash { node, .. })
+                    if live.iter().any(|p| p.node() == *node) =>
+                {
+                    live.retain(|p| p.node() != *node);
+                    since_crash = Some(Vec::new());
+                }
+                _ => {}
+            }
+        }
+        since_crash.is_some_and(|s| s.iter().filter(|p| live.contains(*p)).count() >= 2)
+    }
+
+    /// Whether a handoff of `name` sent its state that never reached a new instance.
+    fn handoff_undelivered(trace: &Trace, name: &str) -> bool {
+        let mut sent = std::collections::BTreeSet::new();
+        for e in trace.events() {
+            if let EventKind::Dist(DistEvent::Handoff { id, name: n, phase }) = &e.kind {
+                match phase {
+                    HandoffPhase::StateSent if n == name => {
+                        sent.insert(*id);
+                    }
+                    HandoffPhase::Delivered { .. } => {
+                        sent.remove(id);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        !sent.is_empty()
+    }
+
+    /// Whether `name`'s last instance crashed (an exit neither `normal` nor `shutdown`).
+    fn last_crashed(trace: &Trace, name: &str) -> bool {
+        let mut last = None;
+        let mut crashed = false;
+        for e in trace.events() {
+            match &e.kind {
+                EventKind::Dist(DistEvent::Start { name: n, pid }) if n == name => {
+                    (last, crashed) = (Some(*pid), false);
+                }
+                EventKind::Exit { pid, reason } if Some(*pid) == last => {
+                    let reason = crate::ExitReason::from_term(reason.clone());
+                    crashed = !reason.is_normal() && !reason.is_shutdown();
+                }
+                _ => {}
+            }
+        }
+        crashed
+    }
+
+    /// What the late call of a [`BoundedProgress`](Invariant::BoundedProgress) violation was.
+    fn call_of<'t>(violation: &Violation, trace: &'t Trace) -> &'t str {
+        let call = violation
+            .events
+            .first()
+            .and_then(|&i| trace.events().get(i));
+        match call.map(|e| &e.kind) {
+            Some(EventKind::Dist(DistEvent::Call { what, .. })) => what,
+            _ => "",
+        }
     }
 }
