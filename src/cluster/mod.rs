@@ -1,10 +1,13 @@
 //! Distributed libraries built on the runtime's distribution: a name registry and a dynamic
 //! supervisor spread over a cluster.
 //!
+//! * [`handoff`]: the contract of a worker that moves between nodes with its state, which
+//!   Swarm's model and other distributed supervisors drive alike.
 //! * [`swarm`]: Elixir's Swarm and `Swarm.DynamicSupervisor` as they are, failures included,
 //!   so that the harness shows where they fail (docs/cluster-invariants.md).
 //!
 //! Both record what they do with names as [`DistEvent`](crate::trace::DistEvent)s, which the
 //! cluster invariants (`sim::cluster_invariants`) read.
 
+pub mod handoff;
 pub mod swarm;

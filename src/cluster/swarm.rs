@@ -50,6 +50,8 @@
 //! tree clocks mostly compare as concurrent; a `whereis` of a name this node has waits while
 //! the tracker syncs, where Swarm reads its table.
 
+use super::handoff::Handoff;
+pub use super::handoff::HandoffReply;
 use crate::process::{ExitReason, Msg, Process};
 use crate::rt::Duration;
 use crate::term::{Pid, Term};
@@ -61,6 +63,23 @@ pub const TRACKER: &str = "swarm_tracker";
 
 /// The name of each node's [`DynamicSupervisor`].
 pub const SUPERVISOR: &str = "swarm_dynamic_supervisor";
+
+/// Registers the messages Swarm's trackers send each other, and the `{swarm, ...}`
+/// messages a tracker may send to a worker on another node, in `codec`: what a node needs
+/// to run Swarm over a real network (`dist::tcp`).
+///
+/// ```
+/// let mut codec = otpsim::dist::Codec::new();
+/// otpsim::cluster::swarm::codec(&mut codec);
+/// let die = codec.encode(&otpsim::cluster::swarm::SwarmMsg::Die).unwrap();
+/// assert!(codec.decode("swarm_msg", &die).is_ok());
+/// ```
+pub fn codec(codec: &mut crate::dist::Codec) -> &mut crate::dist::Codec {
+    codec
+        .register::<Peer>("swarm_peer")
+        .register::<TrackReply>("swarm_track_reply")
+        .register::<SwarmMsg>("swarm_msg")
+}
 
 /// Swarm's settings (its defaults, at simulation scale where they are long).
 #[derive(Clone, Debug)]
@@ -94,7 +113,7 @@ impl Config {
 }
 
 /// What Swarm tells a worker it started (the `{swarm, ...}` messages of its contract).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum SwarmMsg {
     /// Its name belongs to another node now: answer `reply` with a [`HandoffAnswer`] that
     /// carries `tag`.
@@ -112,17 +131,6 @@ pub enum SwarmMsg {
     Die,
 }
 
-/// A worker's answer to [`SwarmMsg::BeginHandoff`].
-#[derive(Clone, Debug, PartialEq)]
-pub enum HandoffReply {
-    /// Start afresh on the new owner.
-    Restart,
-    /// Move, with this state.
-    Resume(Term),
-    /// Stay here.
-    Ignore,
-}
-
 /// A worker's answer to [`SwarmMsg::BeginHandoff`], sent to the tracker that asked.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HandoffAnswer {
@@ -133,7 +141,7 @@ pub struct HandoffAnswer {
 }
 
 /// Why a Swarm call failed.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum SwarmError {
     /// The name is registered already (`{:already_registered, pid}`).
     #[error("already registered as {0}")]
@@ -150,7 +158,7 @@ pub enum SwarmError {
 }
 
 /// How the owner's tracker starts a process for a name (the `{m, f, a}` Swarm keeps).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Mfa {
     /// Spawn the start function (registered on every node) unlinked.
     Spawn {
@@ -169,7 +177,7 @@ pub enum Mfa {
 }
 
 /// A registry entry.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Entry {
     pid: Pid,
     /// How Swarm started it (`None`: registered by hand).
@@ -195,6 +203,7 @@ enum Api {
 struct ApiReply(Result<Option<Pid>, SwarmError>);
 
 /// What trackers tell each other.
+#[derive(serde::Serialize, serde::Deserialize)]
 enum Peer {
     /// libcluster's connection attempt.
     Hello,
@@ -221,9 +230,11 @@ enum Peer {
     Handoff(HandedOff),
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 struct TrackReply(Result<Option<Pid>, SwarmError>);
 
 /// A handed-off process, as the old owner's tracker casts it to the new owner's.
+#[derive(serde::Serialize, serde::Deserialize)]
 struct HandedOff {
     from: u16,
     id: u64,
@@ -236,6 +247,7 @@ struct HandedOff {
     clock: Clock,
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 enum Change {
     Track { name: String, entry: Entry },
     Untrack { name: String, pid: Pid },
@@ -1134,6 +1146,25 @@ struct StartChild {
 
 /// Its answer.
 struct Started(Result<Pid, SwarmError>);
+
+/// Runs `worker` as a process Swarm started: its `{swarm, ...}` messages go to the
+/// [`Handoff`] contract's methods (a `die` ends it), every other message to
+/// [`Handoff::handle`].
+pub async fn serve<W: Handoff>(p: Process, mut worker: W) -> ExitReason {
+    loop {
+        let msg = p.recv().await;
+        match msg.downcast::<SwarmMsg>() {
+            Ok(SwarmMsg::BeginHandoff { reply: to, tag }) => {
+                let reply = worker.begin_handoff(&p);
+                p.send(to, HandoffAnswer { tag, reply });
+            }
+            Ok(SwarmMsg::EndHandoff(state)) => worker.end_handoff(&p, state),
+            Ok(SwarmMsg::ResolveConflict(state)) => worker.resolve_conflict(&p, state),
+            Ok(SwarmMsg::Die) => return worker.die(&p),
+            Err(msg) => worker.handle(&p, msg),
+        }
+    }
+}
 
 /// `Swarm.DynamicSupervisor` (swarm_dynamic_supervisor 0.1.0): one per node, registered as
 /// [`SUPERVISOR`]. Its children are started through Swarm by name, on the name's owner; a

@@ -6,9 +6,8 @@
 //! Swarm fails; its failures are Swarm's own (docs/cluster-invariants.md names the upstream
 //! issues), not regressions.
 
-use crate::cluster::swarm::{
-    self, Config, DynamicSupervisor, HandoffAnswer, HandoffReply, SwarmMsg,
-};
+use crate::cluster::handoff::{Handoff, HandoffReply};
+use crate::cluster::swarm::{self, Config, DynamicSupervisor};
 use crate::rt::Duration;
 use crate::sim::cluster::ClusterCtl;
 use crate::sim::cluster_harness::{ClusterFamily, ClusterTarget};
@@ -17,31 +16,38 @@ use crate::sim::invariants::{KnownFlaw, Violation};
 use crate::trace::Trace;
 use crate::{ExitReason, Process, Term};
 
-/// A worker of the seed system: it counts what it is told, hands its count over when asked
-/// to move, adopts a predecessor's count, and stops when told to die.
-pub async fn worker(p: Process, _: Term) -> ExitReason {
-    let mut count = 0i64;
-    loop {
-        let msg = p.recv().await;
-        match msg.downcast::<SwarmMsg>() {
-            Ok(SwarmMsg::BeginHandoff { reply, tag }) => {
-                let answer = HandoffAnswer {
-                    tag,
-                    reply: HandoffReply::Resume(Term::Int(count)),
-                };
-                p.send(reply, answer);
-            }
-            Ok(SwarmMsg::EndHandoff(Term::Int(n))) => count = n,
-            Ok(SwarmMsg::ResolveConflict(Term::Int(n))) => count += n,
-            Ok(SwarmMsg::Die) => return ExitReason::Shutdown,
-            Ok(_) => {}
-            Err(msg) => {
-                if msg.is::<u32>() {
-                    count += 1;
-                }
-            }
+/// A worker of the seed system: it counts what it is told (`u32`s), hands its count over
+/// when asked to move, adopts a predecessor's count, adds a conflict loser's, and stops when
+/// told to die ([`Handoff`]).
+pub struct Counter(pub i64);
+
+impl Handoff for Counter {
+    fn begin_handoff(&mut self, _: &Process) -> HandoffReply {
+        HandoffReply::Resume(Term::Int(self.0))
+    }
+
+    fn end_handoff(&mut self, _: &Process, state: Term) {
+        if let Term::Int(n) = state {
+            self.0 = n;
         }
     }
+
+    fn resolve_conflict(&mut self, _: &Process, state: Term) {
+        if let Term::Int(n) = state {
+            self.0 += n;
+        }
+    }
+
+    fn handle(&mut self, _: &Process, msg: crate::Msg) {
+        if msg.is::<u32>() {
+            self.0 += 1;
+        }
+    }
+}
+
+/// The [`Counter`] worker's start function, from 0.
+pub async fn worker(p: Process, _: Term) -> ExitReason {
+    swarm::serve(p, Counter(0)).await
 }
 
 /// A worker that cannot work (a bad configuration, a dependency that is gone): it crashes
