@@ -17,27 +17,23 @@ fn main() {
 
 #[cfg(not(madsim))]
 fn main() -> std::process::ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    match args.get(1).map(String::as_str) {
-        Some("node") => real::node(&args[2..]),
-        _ => real::parent(),
-    }
+    nodes::main(real::node, real::parent)
 }
 
 #[cfg(not(madsim))]
+#[path = "common/nodes.rs"]
+mod nodes;
+
+#[cfg(not(madsim))]
 mod real {
-    // The parent drives OS processes in real time, outside any simulation.
-    #![allow(clippy::disallowed_methods)]
-    use otpsim::dist::tcp::{Tcp, TcpConfig};
-    use otpsim::rt::{self, Duration};
+    use super::nodes::{self, Nodes};
+    use otpsim::dist::tcp::Tcp;
+    use otpsim::rt;
     use otpsim::supervisor::{self, ChildSpec, Flags, Start, Started, Strategy, SupervisorSpec};
-    use otpsim::{ExitReason, Msg, Node, NodeConfig, Pid, Process};
+    use otpsim::{ExitReason, Msg, Pid, Process};
     use serde::{Deserialize, Serialize};
-    use std::io::{BufRead, BufReader};
-    use std::process::{Child, Command, ExitCode, Stdio};
+    use std::process::ExitCode;
     use std::sync::atomic::{AtomicU32, Ordering};
-    use std::sync::mpsc;
-    use std::time::Instant;
 
     /// A client's hello to `{work, 3}`: link to me.
     #[derive(Serialize, Deserialize)]
@@ -49,25 +45,13 @@ mod real {
 
     /// Runs one node: `node K PORT1 PORT2 PORT3`.
     pub fn node(args: &[String]) -> ExitCode {
-        let index: u16 = args[0].parse().expect("node index");
-        let ports: Vec<u16> = args[1..].iter().map(|p| p.parse().expect("port")).collect();
+        let (index, ports) = nodes::args(args);
         rt::block_on(index.into(), async move {
-            let node = Node::with_config(NodeConfig {
-                index,
-                creation: 1,
-                ..NodeConfig::default()
-            });
-            let at =
-                |k: u16| std::net::SocketAddr::from(([127, 0, 0, 1], ports[usize::from(k) - 1]));
-            let mut config = TcpConfig::new(at(index), "example-cookie");
-            config.net_ticktime = Duration::from_secs(4);
+            let (node, mut config) = nodes::node(index, &ports);
             config
                 .codec
                 .register::<Hello>("hello")
                 .register::<Linked>("linked");
-            for k in (1..=3).filter(|&k| k != index) {
-                config = config.peer(k, at(k));
-            }
             let _tcp = Tcp::start(&node, config).await.expect("listens");
             let main = if index == 3 {
                 node.spawn(work)
@@ -135,85 +119,41 @@ mod real {
             .unwrap_or(ExitReason::Normal)
     }
 
-    fn free_port() -> u16 {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-        l.local_addr().expect("an address").port()
-    }
-
     /// Starts the three nodes, kills node 3 once both clients are linked to it, and checks
     /// what the survivors say.
     pub fn parent() -> ExitCode {
-        let ports: Vec<String> = (0..3).map(|_| free_port().to_string()).collect();
-        let exe = std::env::current_exe().expect("this program");
-        let (tx, rx) = mpsc::channel::<String>();
-        let mut children: Vec<Child> = Vec::new();
-        let start = |k: u16, children: &mut Vec<Child>| {
-            let mut child = Command::new(&exe)
-                .arg("node")
-                .arg(k.to_string())
-                .args(&ports)
-                .stdout(Stdio::piped())
-                .spawn()
-                .expect("a node starts");
-            let out = child.stdout.take().expect("piped");
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(out).lines().map_while(Result::ok) {
-                    let _ = tx.send(line);
-                }
-            });
-            children.push(child);
-        };
-        let mut seen: Vec<String> = Vec::new();
-        let wait_for = |want: &[&str], seen: &mut Vec<String>| -> bool {
-            let deadline = Instant::now() + std::time::Duration::from_secs(20);
-            while !want.iter().all(|w| seen.iter().any(|s| s == w)) {
-                let left = deadline.saturating_duration_since(Instant::now());
-                match rx.recv_timeout(left) {
-                    Ok(line) => {
-                        println!("{line}");
-                        seen.push(line);
-                    }
-                    Err(_) => return false,
-                }
-            }
-            true
-        };
+        let mut nodes = Nodes::new(3);
         // Node 3 first: the others reach it as they start.
-        start(3, &mut children);
-        let ok = wait_for(&["n3 ready"], &mut seen)
+        nodes.start(3);
+        let ok = nodes.wait_for(&["n3 ready"])
             && {
-                start(1, &mut children);
-                start(2, &mut children);
-                let linked = [
+                nodes.start(1);
+                nodes.start(2);
+                nodes.wait_for(&[
                     "n1 ready",
                     "n2 ready",
                     "n1 client #1 linked to work",
                     "n2 client #1 linked to work",
-                ];
-                wait_for(&linked, &mut seen)
+                ])
             }
             && {
                 println!("-- SIGKILL node 3");
-                let _ = children[0].kill();
-                let _ = children[0].wait();
-                let after = [
+                nodes.kill(3);
+                nodes.wait_for(&[
                     "n1 client started #2",
                     "n2 client started #2",
                     "n1 nodedown n3",
                     "n2 nodedown n3",
-                ];
-                wait_for(&after, &mut seen)
+                ])
             };
-        for c in &mut children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
         if ok {
             println!("done: the survivors' clients died of noconnection and were restarted");
             ExitCode::SUCCESS
         } else {
-            eprintln!("the cluster example did not see what it expected; it saw: {seen:?}");
+            eprintln!(
+                "the cluster example did not see what it expected; it saw: {:?}",
+                nodes.seen
+            );
             ExitCode::FAILURE
         }
     }
