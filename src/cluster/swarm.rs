@@ -312,6 +312,7 @@ pub async fn tracker(p: Process, config: Config) -> ExitReason {
         pending_syncs: Vec::new(),
         sync_ref: None,
     };
+    t.record_members(&p);
     t.hello(&p);
     p.send_after(t.config.connect_interval, p.pid(), Tick::Connect);
     p.send_after(t.config.sync_nodes_timeout, p.pid(), Tick::SyncNodes);
@@ -349,6 +350,18 @@ impl Tracker {
     }
 
     /// Every node this tracker may place names on: itself and those it sees.
+    /// Records this tracker's view of the members (after a change of `nodes`).
+    fn record_members(&self, p: &Process) {
+        let members = self.members().into_iter().collect();
+        self.record(
+            p,
+            DistEvent::Members {
+                node: self.me,
+                members,
+            },
+        );
+    }
+
     fn members(&self) -> BTreeSet<u16> {
         let mut members = self.nodes.clone();
         members.insert(self.me);
@@ -539,7 +552,9 @@ impl Tracker {
 
     async fn nodeup(&mut self, p: &Process, node: u16) {
         let alone = self.nodes.is_empty();
-        self.nodes.insert(node);
+        if self.nodes.insert(node) {
+            self.record_members(p);
+        }
         if self.phase != Phase::Tracking {
             return;
         }
@@ -557,6 +572,7 @@ impl Tracker {
         if !self.nodes.remove(&node) {
             return self.sync_lost(p, node);
         }
+        self.record_members(p);
         match self.phase {
             Phase::Tracking => self.topology_change(p).await,
             _ => self.sync_lost(p, node),
@@ -587,7 +603,9 @@ impl Tracker {
                 pid,
             });
             if let (true, Some(mfa)) = (lost, entry.mfa) {
-                self.nodes.remove(&pid.node());
+                if self.nodes.remove(&pid.node()) {
+                    self.record_members(p);
+                }
                 if self.owner(&name) == Some(self.me) {
                     let _ = self.start_here(p, &name, &mfa, Some(&entry.clock)).await;
                 }

@@ -19,6 +19,7 @@
 //! | I7 [`ConflictResolution`](Invariant::ConflictResolution) | a conflict's loser hands its state to the winner, once per name per heal |
 //! | I8 [`RestartIntensity`](Invariant::RestartIntensity) | a desired name is not restarted after crashes more often than its intensity allows, wherever it runs |
 //! | I9 [`BoundedProgress`](Invariant::BoundedProgress) | every API call returns within its timeout |
+//! | I10 [`MembershipAgreement`](Invariant::MembershipAgreement) | at rest, every live node that keeps a membership counts exactly the live nodes that do |
 //! | S3 [`NoResurrection`](Invariant::NoResurrection) | a name whose child was terminated does not start again unless started again |
 //!
 //! ```
@@ -86,6 +87,8 @@ struct Checker {
     views: BTreeMap<u16, BTreeMap<String, (Pid, usize)>>,
     /// Nodes that are down.
     down: BTreeSet<u16>,
+    /// Each node's view of the members, with the event that set it (since its last restart).
+    members: BTreeMap<u16, (BTreeSet<u16>, usize)>,
     /// Dead instances, with their end's event.
     dead: BTreeMap<Pid, usize>,
     /// The end of each name's last instance.
@@ -180,10 +183,12 @@ impl Checker {
             }
             ClusterEvent::Restart { node, .. } => {
                 self.down.remove(node);
-                // The new incarnation starts with an empty registry of its own.
+                // The new incarnation starts with an empty registry of its own, and has no
+                // view of the members until it records one.
                 if let Some(view) = self.views.get_mut(node) {
                     view.clear();
                 }
+                self.members.remove(node);
             }
             ClusterEvent::Heal => self.conflicts.clear(),
             ClusterEvent::AtRest => {
@@ -261,6 +266,10 @@ impl Checker {
             } => {
                 self.intensity
                     .insert(name.clone(), (*max_restarts, *max_seconds));
+            }
+            DistEvent::Members { node, members } => {
+                let members = members.iter().copied().collect();
+                self.members.insert(*node, (members, i));
             }
             DistEvent::View { node, name, pid } => {
                 let view = self.views.entry(*node).or_default();
@@ -442,6 +451,7 @@ impl Checker {
                 }
             }
         }
+        self.membership()?;
         if !self.faulted {
             for (id, h) in &self.handoffs {
                 if let (Some((from, begin)), false) = (h.begin, h.ended) {
@@ -452,6 +462,38 @@ impl Checker {
                         vec![begin],
                     ));
                 }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Checker {
+    /// I10 at rest: the live nodes that keep a membership all count exactly themselves.
+    fn membership(&self) -> Result<(), Found> {
+        let live: BTreeSet<u16> = self
+            .members
+            .keys()
+            .copied()
+            .filter(|k| !self.down.contains(k))
+            .collect();
+        for k in &live {
+            let (seen, set) = &self.members[k];
+            if *seen != live {
+                let show = |s: &BTreeSet<u16>| {
+                    let names: Vec<String> = s.iter().map(|k| format!("n{k}")).collect();
+                    names.join(",")
+                };
+                return Err(found(
+                    Invariant::MembershipAgreement,
+                    &format!("n{k}"),
+                    format!(
+                        "n{k} counts {} as the members at rest, while {} are live",
+                        show(seen),
+                        show(&live)
+                    ),
+                    vec![*set],
+                ));
             }
         }
         Ok(())
@@ -786,6 +828,57 @@ mod tests {
             .exit(a())
             .start(b());
         assert_eq!(shut.check(Consistency::Ap), Ok(()));
+    }
+
+    fn members(node: u16, members: &[u16]) -> DistEvent {
+        DistEvent::Members {
+            node,
+            members: members.to_vec(),
+        }
+    }
+
+    #[test]
+    fn i10_live_nodes_agree_on_the_members_at_rest() {
+        // docs/cluster-invariants.md I10: every node counts the live ones, a crashed node
+        // is left out, and a restarted one counts again from what it records.
+        let agreed = T::default()
+            .dist(members(1, &[1, 2]))
+            .dist(members(2, &[1, 2]))
+            .rest();
+        assert_eq!(agreed.check(Consistency::Ap), Ok(()));
+        let split = T::default()
+            .dist(members(1, &[1, 2]))
+            .dist(members(2, &[2]))
+            .rest();
+        assert_eq!(
+            split.check(Consistency::Ap),
+            Err(Invariant::MembershipAgreement)
+        );
+        let crashed = T::default()
+            .dist(members(1, &[1, 2, 3]))
+            .dist(members(2, &[1, 2, 3]))
+            .dist(members(3, &[1, 2, 3]))
+            .cluster(ClusterEvent::Crash {
+                node: 3,
+                silent: false,
+            })
+            .dist(members(1, &[1, 2]))
+            .dist(members(2, &[1, 2]))
+            .rest();
+        assert_eq!(crashed.check(Consistency::Ap), Ok(()));
+        let stale = T::default()
+            .dist(members(1, &[1, 2]))
+            .dist(members(2, &[1, 2]))
+            .cluster(ClusterEvent::Restart {
+                node: 2,
+                creation: 1,
+            })
+            .dist(members(2, &[2]))
+            .rest();
+        assert_eq!(
+            stale.check(Consistency::Ap),
+            Err(Invariant::MembershipAgreement)
+        );
     }
 
     #[test]

@@ -92,6 +92,8 @@ pub enum Invariant {
     ConflictResolution,
     /// I9: an API call did not return within its timeout.
     BoundedProgress,
+    /// I10: live nodes disagreed on the cluster's members at rest.
+    MembershipAgreement,
     /// S3: a terminated name started again.
     NoResurrection,
     /// An invariant of the application under test.

@@ -258,6 +258,12 @@ pub mod flaws {
         name: "unbounded-crash-loop",
         source: "docs/cluster-invariants.md (swarm_dynamic_supervisor has no intensity)",
     };
+    /// I10: a tracker's view of the members stays wrong at rest (a `noconnection` dropped a
+    /// node that no `nodeup` brings back, as the connection never went down).
+    pub static MEMBERSHIP_DIVERGES: KnownFlaw = KnownFlaw {
+        name: "membership-diverges",
+        source: "bitwalker/swarm#149",
+    };
     /// I9: a `whereis` waits in the tracker's mailbox while it syncs (or waits on a tracker
     /// that is gone), past its caller's timeout.
     pub static WHEREIS_POSTPONED: KnownFlaw = KnownFlaw {
@@ -289,6 +295,7 @@ pub mod flaws {
                 &WHEREIS_POSTPONED
             }
             Invariant::BoundedProgress => &START_CHILD_HANGS,
+            Invariant::MembershipAgreement => &MEMBERSHIP_DIVERGES,
             _ => return None,
         })
     }

@@ -503,6 +503,14 @@ pub enum DistEvent {
         /// The period, in seconds.
         max_seconds: u32,
     },
+    /// Node `node` counts these nodes (itself included) as the cluster's members from now
+    /// on: its ring's, its membership's.
+    Members {
+        /// The node whose view changed.
+        node: u16,
+        /// The members it sees.
+        members: Vec<u16>,
+    },
     /// Node `node`'s registry maps `name` to `pid` from now on (`None`: to nothing).
     View {
         /// The node whose registry changed.
@@ -591,6 +599,10 @@ impl DistEvent {
                 max_restarts,
                 max_seconds,
             } => format!("intensity {name} {max_restarts} in {max_seconds}s"),
+            DistEvent::Members { node, members } => {
+                let members: Vec<String> = members.iter().map(|k| format!("n{k}")).collect();
+                format!("members n{node} {}", members.join(","))
+            }
             DistEvent::View { node, name, pid } => {
                 let to = pid.as_ref().map_or_else(|| "none".into(), n);
                 format!("view n{node} {name} -> {to}")
