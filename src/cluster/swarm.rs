@@ -1151,7 +1151,13 @@ pub async fn whereis_name(p: &Process, name: &str) -> Option<Pid> {
     };
     let what = format!("whereis {name}");
     let result = recorded(p, what, Duration::from_secs(5), call(p, api), show).await;
-    result.ok().flatten()
+    let pid = result.ok().flatten();
+    p.node().record(EventKind::Dist(DistEvent::Lookup {
+        node: p.pid().node(),
+        name: name.into(),
+        pid,
+    }));
+    pid
 }
 
 /// A [`DynamicSupervisor`]'s request to start a child.

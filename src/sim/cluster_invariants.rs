@@ -14,7 +14,7 @@
 //! | I1 [`OneInstance`](Invariant::OneInstance) | at most one live instance per name: always ([`Consistency::Cp`]) or at rest ([`Consistency::Ap`]) |
 //! | I2 [`NoLostChildren`](Invariant::NoLostChildren) | at rest, every desired name has a live instance |
 //! | I3 [`RegistryAgreement`](Invariant::RegistryAgreement) | at rest, every live node's registry maps each name to its live instance |
-//! | I4 [`NoDanglingEntries`](Invariant::NoDanglingEntries) | at rest, no live node's registry maps a name to a dead instance |
+//! | I4 [`NoDanglingEntries`](Invariant::NoDanglingEntries) | a lookup never answers an instance its node has seen die (its `DOWN`, or its node's `nodedown`); at rest, no live node's registry maps a name to a dead instance |
 //! | I6 [`Handoff`](Invariant::Handoff) | a handoff's state is delivered at most once, to an instance that starts after the old one stopped; exactly once in a run without faults |
 //! | I7 [`ConflictResolution`](Invariant::ConflictResolution) | a conflict's loser hands its state to the winner, once per name per heal |
 //! | I8 [`RestartIntensity`](Invariant::RestartIntensity) | a desired name is not restarted after crashes more often than its intensity allows, wherever it runs |
@@ -91,6 +91,12 @@ struct Checker {
     members: BTreeMap<u16, (BTreeSet<u16>, usize)>,
     /// Dead instances, with their end's event.
     dead: BTreeMap<Pid, usize>,
+    /// Every instance's start event.
+    started: BTreeMap<Pid, usize>,
+    /// Per node, what its processes have seen die: an instance (its `DOWN`), or a whole
+    /// node (a `nodedown`), with the event.
+    seen_dead: BTreeMap<u16, BTreeMap<Pid, usize>>,
+    seen_down: BTreeMap<u16, BTreeMap<u16, usize>>,
     /// The end of each name's last instance.
     last_end: BTreeMap<String, usize>,
     /// Each name's restart intensity (restarts, seconds), its restarts after crashes (when,
@@ -140,6 +146,20 @@ impl Checker {
                         }
                     }
                     self.end(*pid, i);
+                }
+                EventKind::Down {
+                    watcher, target, ..
+                } => {
+                    self.seen_dead
+                        .entry(watcher.node())
+                        .or_default()
+                        .insert(*target, i);
+                }
+                EventKind::NodeDown { watcher, node } => {
+                    self.seen_down
+                        .entry(watcher.node())
+                        .or_default()
+                        .insert(*node, i);
                 }
                 EventKind::Cluster(c) => self.cluster(i, c)?,
                 EventKind::Dist(d) => self.dist(i, e.at_us, d)?,
@@ -247,6 +267,7 @@ impl Checker {
                 }
                 self.live.entry(name.clone()).or_default().insert(*pid, i);
                 self.names.insert(*pid, name.clone());
+                self.started.insert(*pid, i);
                 if self.consistency == Consistency::Cp || self.at_rest.is_some() {
                     self.one_instance(name, i)?;
                 }
@@ -271,6 +292,12 @@ impl Checker {
                 let members = members.iter().copied().collect();
                 self.members.insert(*node, (members, i));
             }
+            DistEvent::Lookup {
+                node,
+                name,
+                pid: Some(pid),
+            } => self.lookup(i, *node, name, *pid)?,
+            DistEvent::Lookup { pid: None, .. } => {}
             DistEvent::View { node, name, pid } => {
                 let view = self.views.entry(*node).or_default();
                 match pid {
@@ -316,6 +343,31 @@ impl Checker {
             }
         }
         Ok(())
+    }
+
+    /// I4 always: node `node`'s lookup of `name` answered `pid` (event `i`); dangling if
+    /// `pid` is dead and the node had seen it die (its `DOWN`, or a `nodedown` of its node
+    /// after it started).
+    fn lookup(&self, i: usize, node: u16, name: &str, pid: Pid) -> Result<(), Found> {
+        let Some(&died) = self.dead.get(&pid) else {
+            return Ok(());
+        };
+        let down = self.seen_dead.get(&node).and_then(|s| s.get(&pid));
+        let start = self.started.get(&pid).copied().unwrap_or(0);
+        let node_down = self
+            .seen_down
+            .get(&node)
+            .and_then(|s| s.get(&pid.node()))
+            .filter(|&&at| at > start);
+        match down.or(node_down) {
+            Some(&seen) => Err(found(
+                Invariant::NoDanglingEntries,
+                name,
+                format!("n{node}'s lookup answered {pid}, which it had seen die"),
+                vec![died, seen, i],
+            )),
+            None => Ok(()),
+        }
     }
 
     /// I8: `name` restarts after a crash, at `at` (event `i`).
@@ -689,6 +741,56 @@ mod tests {
             name: K.into(),
             phase,
         }
+    }
+
+    fn lookup(node: u16, pid: Pid) -> DistEvent {
+        DistEvent::Lookup {
+            node,
+            name: K.into(),
+            pid: Some(pid),
+        }
+    }
+
+    #[test]
+    fn i4_a_lookup_never_answers_an_instance_its_node_saw_die() {
+        // docs/cluster-invariants.md I4: n2 saw a's DOWN, or n1 go down with a on it.
+        let reason = crate::term::Term::atom("noconnection");
+        let down = EventKind::Down {
+            watcher: Pid::new(2, 0, 1),
+            target: a(),
+            reason,
+        };
+        let nodedown = EventKind::NodeDown {
+            watcher: Pid::new(2, 0, 1),
+            node: 1,
+        };
+        let crash = ClusterEvent::Crash {
+            node: 1,
+            silent: false,
+        };
+        let after_down = T::default()
+            .start(a())
+            .cluster(crash.clone())
+            .at(2, down)
+            .dist(lookup(2, a()));
+        assert_eq!(
+            after_down.check(Consistency::Ap),
+            Err(Invariant::NoDanglingEntries)
+        );
+        let after_nodedown = T::default()
+            .start(a())
+            .cluster(crash.clone())
+            .at(2, nodedown)
+            .dist(lookup(2, a()));
+        assert_eq!(
+            after_nodedown.check(Consistency::Ap),
+            Err(Invariant::NoDanglingEntries)
+        );
+        // Before its node heard of it, a stale answer is allowed; so is a live instance.
+        let unaware = T::default().start(a()).cluster(crash).dist(lookup(2, a()));
+        assert_eq!(unaware.check(Consistency::Ap), Ok(()));
+        let alive = T::default().start(a()).dist(lookup(2, a()));
+        assert_eq!(alive.check(Consistency::Ap), Ok(()));
     }
 
     #[test]

@@ -511,6 +511,15 @@ pub enum DistEvent {
         /// The members it sees.
         members: Vec<u16>,
     },
+    /// A lookup of `name` on node `node` answered `pid` (`None`: no such name).
+    Lookup {
+        /// Where it was made.
+        node: u16,
+        /// The name.
+        name: String,
+        /// The answer.
+        pid: Option<Pid>,
+    },
     /// Node `node`'s registry maps `name` to `pid` from now on (`None`: to nothing).
     View {
         /// The node whose registry changed.
@@ -602,6 +611,10 @@ impl DistEvent {
             DistEvent::Members { node, members } => {
                 let members: Vec<String> = members.iter().map(|k| format!("n{k}")).collect();
                 format!("members n{node} {}", members.join(","))
+            }
+            DistEvent::Lookup { node, name, pid } => {
+                let to = pid.as_ref().map_or_else(|| "none".into(), n);
+                format!("lookup n{node} {name} -> {to}")
             }
             DistEvent::View { node, name, pid } => {
                 let to = pid.as_ref().map_or_else(|| "none".into(), n);
