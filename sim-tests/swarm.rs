@@ -218,3 +218,36 @@ fn a_swarm_campaign_shrinks_and_saves_the_first_case_of_each_flaw() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Each of Swarm's flaws kept in `corpus/` is still the flaw its description names, so a
+/// change to the model or to the classification (`systems::swarm::flaws`) that turns one
+/// into another shows here.
+#[test]
+fn every_swarm_corpus_case_is_the_flaw_it_names() {
+    use otpsim::sim::corpus;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
+    let files: Vec<_> = corpus::files(&dir)
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("swarm-"))
+        })
+        .collect();
+    assert!(files.len() >= 12, "{files:?}");
+    for path in files {
+        let file = corpus::load(&path).unwrap();
+        let replayed = corpus::replay_file(&file, &otpsim::targets()).unwrap();
+        let known = replayed
+            .violation
+            .and_then(|v| v.known)
+            .expect("a known flaw");
+        let named = format!("known flaw {known}: ");
+        assert!(
+            file.description.starts_with(&named),
+            "{}: {named}",
+            path.display()
+        );
+        let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+        assert_eq!(stem, format!("swarm-{}", known.name));
+    }
+}

@@ -183,6 +183,9 @@ struct Entry {
     /// How Swarm started it (`None`: registered by hand).
     mfa: Option<Mfa>,
     clock: Clock,
+    /// The groups it joined (Swarm keeps them in the entry's metadata).
+    #[serde(default)]
+    groups: BTreeSet<String>,
 }
 
 /// A version vector: updates per node.
@@ -197,7 +200,12 @@ fn dominates(a: &Clock, b: &Clock) -> bool {
 enum Api {
     Register { name: String, mfa: Mfa, reply: Pid },
     Whereis { name: String, reply: Pid },
+    Join { group: String, pid: Pid, reply: Pid },
+    Members { group: String, reply: Pid },
 }
+
+/// The tracker's answer to [`Api::Members`].
+struct MembersReply(Vec<Pid>);
 
 /// The tracker's answer to an [`Api`] call.
 struct ApiReply(Result<Option<Pid>, SwarmError>);
@@ -245,6 +253,8 @@ struct HandedOff {
     old: Pid,
     /// Its entry's version.
     clock: Clock,
+    /// Its groups.
+    groups: BTreeSet<String>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -386,6 +396,17 @@ impl Tracker {
 
     /// Adds or replaces `name`'s entry, monitoring its process.
     fn insert(&mut self, p: &Process, name: &str, entry: Entry) {
+        let old_groups = self.registry.get(name).map(|e| &e.groups);
+        if old_groups.unwrap_or(&BTreeSet::new()) != &entry.groups {
+            self.record(
+                p,
+                DistEvent::Groups {
+                    node: self.me,
+                    name: name.into(),
+                    groups: entry.groups.iter().cloned().collect(),
+                },
+            );
+        }
         if let Some(old) = self.registry.get(name) {
             if old.pid != entry.pid {
                 if let Some(m) = self.monitors.remove(&old.pid) {
@@ -607,7 +628,10 @@ impl Tracker {
                     self.record_members(p);
                 }
                 if self.owner(&name) == Some(self.me) {
-                    let _ = self.start_here(p, &name, &mfa, Some(&entry.clock)).await;
+                    let groups = entry.groups.clone();
+                    let _ = self
+                        .start_here(p, &name, &mfa, Some(&entry.clock), groups)
+                        .await;
                 }
             }
         }
@@ -648,7 +672,10 @@ impl Tracker {
                     // Its node is gone, and the name is ours now: start it here.
                     Some(k) if k == self.me => {
                         self.remove(p, &name);
-                        let _ = self.start_here(p, &name, &mfa, Some(&entry.clock)).await;
+                        let groups = entry.groups.clone();
+                        let _ = self
+                            .start_here(p, &name, &mfa, Some(&entry.clock), groups)
+                            .await;
                     }
                     // "The other node will tell us."
                     Some(_) => {}
@@ -721,6 +748,7 @@ impl Tracker {
                     state,
                     old: from,
                     clock: entry.clock.clone(),
+                    groups: entry.groups.clone(),
                 };
                 p.send_named(TRACKER, to, Peer::Handoff(handed));
                 self.record(p, phase(HandoffPhase::StateSent));
@@ -729,13 +757,14 @@ impl Tracker {
     }
 
     /// Starts `name` on this node by its `mfa`, registers it (a newer version than `seen`, the
-    /// entry it replaces) and broadcasts it.
+    /// entry it replaces, in `groups`) and broadcasts it.
     async fn start_here(
         &mut self,
         p: &Process,
         name: &str,
         mfa: &Mfa,
         seen: Option<&Clock>,
+        groups: BTreeSet<String>,
     ) -> Result<Pid, SwarmError> {
         let pid = apply(p, name, mfa).await?;
         self.record(
@@ -749,6 +778,7 @@ impl Tracker {
             pid,
             mfa: Some(mfa.clone()),
             clock: self.tick(seen),
+            groups,
         };
         self.insert(p, name, entry.clone());
         let n = name.to_string();
@@ -765,7 +795,10 @@ impl Tracker {
             None => Err(SwarmError::NoNodeAvailable),
             Some(k) if k == self.me => match self.registry.get(name) {
                 Some(e) => Err(SwarmError::AlreadyRegistered(e.pid)),
-                None => self.start_here(p, name, &mfa, None).await.map(Some),
+                None => {
+                    let fresh = BTreeSet::new();
+                    self.start_here(p, name, &mfa, None, fresh).await.map(Some)
+                }
             },
             Some(k) => return self.track_remote(p, k, name, mfa, reply),
         };
@@ -826,7 +859,41 @@ impl Tracker {
                 let pid = self.registry.get(&name).map(|e| e.pid);
                 p.send(reply, ApiReply(Ok(pid)));
             }
+            Api::Join { group, pid, reply } => {
+                self.join(p, group, pid);
+                p.send(reply, ApiReply(Ok(Some(pid))));
+            }
+            Api::Members { group, reply } => {
+                let members = self.registry.values().filter(|e| e.groups.contains(&group));
+                p.send(reply, MembersReply(members.map(|e| e.pid).collect()));
+            }
         }
+    }
+
+    /// `add_meta_by_pid`: `pid`'s entry, if this registry has one, joins `group` (a newer
+    /// version, broadcast); a pid it does not have is left alone.
+    fn join(&mut self, p: &Process, group: String, pid: Pid) {
+        let Some((name, entry)) = self.registry.iter().find(|(_, e)| e.pid == pid) else {
+            return;
+        };
+        if entry.groups.contains(&group) {
+            return;
+        }
+        let (name, mut entry) = (name.clone(), entry.clone());
+        entry.groups.insert(group.clone());
+        entry.clock = self.tick(Some(&entry.clock));
+        self.record(
+            p,
+            DistEvent::Joined {
+                name: name.clone(),
+                group,
+            },
+        );
+        self.insert(p, &name, entry.clone());
+        self.broadcast(p, || Change::Track {
+            name: name.clone(),
+            entry: entry.clone(),
+        });
     }
 
     async fn peer(&mut self, p: &Process, peer: Peer) {
@@ -841,7 +908,10 @@ impl Tracker {
                 let answer = match self.owner(&name) {
                     Some(k) if k == self.me => match self.registry.get(&name) {
                         Some(e) => Err(SwarmError::AlreadyRegistered(e.pid)),
-                        None => self.start_here(p, &name, &mfa, None).await.map(Some),
+                        None => {
+                            let fresh = BTreeSet::new();
+                            self.start_here(p, &name, &mfa, None, fresh).await.map(Some)
+                        }
                     },
                     None => Err(SwarmError::NoNodeAvailable),
                     // Not ours in this tracker's view: pass it on, up to ten times (Swarm's
@@ -905,6 +975,7 @@ impl Tracker {
             state,
             old,
             clock,
+            groups,
         } = handed;
         let name = name.as_str();
         let phase = |phase| DistEvent::Handoff {
@@ -944,7 +1015,7 @@ impl Tracker {
                 if other.is_some() {
                     self.remove(p, name);
                 }
-                if let Ok(pid) = self.start_here(p, name, &mfa, Some(&clock)).await {
+                if let Ok(pid) = self.start_here(p, name, &mfa, Some(&clock), groups).await {
                     p.send(pid, SwarmMsg::EndHandoff(state));
                     self.record(p, phase(HandoffPhase::Delivered { pid }));
                 }
@@ -959,11 +1030,19 @@ impl Tracker {
                 None => self.insert(p, &name, entry),
                 Some(local) if local.pid == entry.pid => {
                     let mut merged = local.clone();
-                    for (k, n) in entry.clock {
-                        let c = merged.clock.entry(k).or_default();
-                        *c = (*c).max(n);
+                    // A newer version's groups (`update_meta`).
+                    let regroup =
+                        entry.groups != local.groups && dominates(&entry.clock, &local.clock);
+                    for (k, n) in &entry.clock {
+                        let c = merged.clock.entry(*k).or_default();
+                        *c = (*c).max(*n);
                     }
-                    self.registry.insert(name, merged);
+                    if regroup {
+                        merged.groups = entry.groups;
+                        self.insert(p, &name, merged);
+                    } else {
+                        self.registry.insert(name, merged);
+                    }
                 }
                 // Newer, and the old instance is local: it is killed.
                 Some(local)
@@ -997,6 +1076,9 @@ impl Tracker {
                 continue;
             };
             if local.pid == remote.pid {
+                if remote.groups != local.groups && dominates(&remote.clock, &local.clock) {
+                    self.insert(p, &name, remote);
+                }
                 continue;
             }
             let (l, r) = (local.pid.node(), remote.pid.node());
@@ -1158,6 +1240,36 @@ pub async fn whereis_name(p: &Process, name: &str) -> Option<Pid> {
         pid,
     }));
     pid
+}
+
+/// Swarm's `join(group, pid)`: `pid`'s registration joins `group` (kept in its entry's
+/// metadata, so it moves with a handoff and survives a restart by the tracker, but not a
+/// re-registration: a [`DynamicSupervisor`]'s restart after a crash leaves every group). A
+/// pid this node's registry does not have is left alone, as Swarm does. Recorded as an API
+/// call of 5 s.
+pub async fn join(p: &Process, group: &str, pid: Pid) {
+    let api = Api::Join {
+        group: group.into(),
+        pid,
+        reply: p.pid(),
+    };
+    let what = format!("join {group} {pid}");
+    let _ = recorded(p, what, Duration::from_secs(5), call(p, api), show).await;
+}
+
+/// Swarm's `members(group)`: the registered processes of `group`, as this node's registry
+/// has them (it waits while the tracker is not tracking).
+pub async fn members(p: &Process, group: &str) -> Vec<Pid> {
+    let api = Api::Members {
+        group: group.into(),
+        reply: p.pid(),
+    };
+    p.send_named(TRACKER, p.pid().node(), api);
+    let answer = p.receive(|m| m.is::<MembersReply>()).await;
+    answer
+        .downcast::<MembersReply>()
+        .map(|MembersReply(pids)| pids)
+        .unwrap_or_default()
 }
 
 /// A [`DynamicSupervisor`]'s request to start a child.

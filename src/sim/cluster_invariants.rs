@@ -21,6 +21,7 @@
 //! | I9 [`BoundedProgress`](Invariant::BoundedProgress) | every API call returns within its timeout |
 //! | I10 [`MembershipAgreement`](Invariant::MembershipAgreement) | at rest, every live node that keeps a membership counts exactly the live nodes that do |
 //! | S3 [`NoResurrection`](Invariant::NoResurrection) | a name whose child was terminated does not start again unless started again |
+//! | S4 [`GroupMembership`](Invariant::GroupMembership) | at rest, every live node's registry counts a desired name in each group it joined, whatever restarts and moves came since |
 //!
 //! ```
 //! use otpsim::sim::cluster_invariants::{check, Consistency};
@@ -87,6 +88,10 @@ struct Checker {
     views: BTreeMap<u16, BTreeMap<String, (Pid, usize)>>,
     /// Nodes that are down.
     down: BTreeSet<u16>,
+    /// The groups each name joined (with the event), and each node's registry's groups of
+    /// each name.
+    joined: BTreeMap<String, BTreeMap<String, usize>>,
+    groups: BTreeMap<u16, BTreeMap<String, (BTreeSet<String>, usize)>>,
     /// Each node's view of the members, with the event that set it (since its last restart).
     members: BTreeMap<u16, (BTreeSet<u16>, usize)>,
     /// Dead instances, with their end's event.
@@ -208,6 +213,7 @@ impl Checker {
                 if let Some(view) = self.views.get_mut(node) {
                     view.clear();
                 }
+                self.groups.remove(node);
                 self.members.remove(node);
             }
             ClusterEvent::Heal => self.conflicts.clear(),
@@ -292,6 +298,17 @@ impl Checker {
                 let members = members.iter().copied().collect();
                 self.members.insert(*node, (members, i));
             }
+            DistEvent::Joined { name, group } => {
+                self.joined
+                    .entry(name.clone())
+                    .or_default()
+                    .insert(group.clone(), i);
+            }
+            DistEvent::Groups { node, name, groups } => {
+                let groups = groups.iter().cloned().collect();
+                let view = self.groups.entry(*node).or_default();
+                view.insert(name.clone(), (groups, i));
+            }
             DistEvent::Lookup {
                 node,
                 name,
@@ -304,6 +321,11 @@ impl Checker {
                     Some(pid) => view.insert(name.clone(), (*pid, i)),
                     None => view.remove(name),
                 };
+                if pid.is_none() {
+                    if let Some(groups) = self.groups.get_mut(node) {
+                        groups.remove(name);
+                    }
+                }
             }
             DistEvent::Handoff { id, name, phase } => self.handoff(i, *id, name, phase)?,
             DistEvent::Conflict {
@@ -504,6 +526,7 @@ impl Checker {
             }
         }
         self.membership()?;
+        self.group_membership()?;
         if !self.faulted {
             for (id, h) in &self.handoffs {
                 if let (Some((from, begin)), false) = (h.begin, h.ended) {
@@ -521,6 +544,38 @@ impl Checker {
 }
 
 impl Checker {
+    /// S4 at rest: every live node whose registry has a desired name counts it in each group
+    /// it joined.
+    fn group_membership(&self) -> Result<(), Found> {
+        for (name, joined) in &self.joined {
+            if !self.desired.contains_key(name) {
+                continue;
+            }
+            for (node, view) in &self.views {
+                if self.down.contains(node) || !view.contains_key(name) {
+                    continue;
+                }
+                let has = self.groups.get(node).and_then(|g| g.get(name));
+                for (group, &join) in joined {
+                    if !has.is_some_and(|(g, _)| g.contains(group)) {
+                        let mut events = vec![join];
+                        events.extend(has.map(|(_, set)| *set));
+                        events.push(view[name].1);
+                        return Err(found(
+                            Invariant::GroupMembership,
+                            name,
+                            format!(
+                                "n{node}'s registry has it in no group {group}, which it joined"
+                            ),
+                            events,
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// I10 at rest: the live nodes that keep a membership all count exactly themselves.
     fn membership(&self) -> Result<(), Found> {
         let live: BTreeSet<u16> = self
@@ -981,6 +1036,44 @@ mod tests {
             stale.check(Consistency::Ap),
             Err(Invariant::MembershipAgreement)
         );
+    }
+
+    #[test]
+    fn s4_a_name_keeps_its_groups_across_restarts_at_rest() {
+        // docs/cluster-invariants.md S4 (bitwalker/swarm#26): k1 joined g; after a restart,
+        // a registry that counts the new instance in g keeps it, one that does not breaks it.
+        let groups = |node: u16, groups: &[&str]| DistEvent::Groups {
+            node,
+            name: K.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        };
+        let joined = DistEvent::Joined {
+            name: K.into(),
+            group: "g".into(),
+        };
+        let kept = T::default()
+            .desired(true)
+            .start(a())
+            .view(1, Some(a()))
+            .dist(joined.clone())
+            .dist(groups(1, &["g"]))
+            .exit(a())
+            .start(b())
+            .view(1, Some(b()))
+            .rest();
+        assert_eq!(kept.check(Consistency::Ap), Ok(()));
+        let lost = T::default()
+            .desired(true)
+            .start(a())
+            .view(1, Some(a()))
+            .dist(joined)
+            .dist(groups(1, &["g"]))
+            .exit(a())
+            .view(1, None)
+            .start(b())
+            .view(1, Some(b()))
+            .rest();
+        assert_eq!(lost.check(Consistency::Ap), Err(Invariant::GroupMembership));
     }
 
     #[test]

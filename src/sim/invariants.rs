@@ -96,6 +96,8 @@ pub enum Invariant {
     MembershipAgreement,
     /// S3: a terminated name started again.
     NoResurrection,
+    /// S4: a name lost a group it had joined, across a restart or a move.
+    GroupMembership,
     /// An invariant of the application under test.
     App(String),
 }

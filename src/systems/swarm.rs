@@ -98,6 +98,13 @@ pub enum SwarmOp {
         /// The node that finds it.
         on: u16,
     },
+    /// `Swarm.join("g", pid)` of `k{name}`'s instance, as node `on` finds it.
+    Join {
+        /// Which child.
+        name: u8,
+        /// The node it is called on.
+        on: u16,
+    },
     /// `DynamicSupervisor.start_child` of `k{name}` from node `on`, with a [`faulty`] worker.
     StartFaulty {
         /// Which child.
@@ -120,10 +127,11 @@ impl ClusterTarget for SwarmSystem {
 
     fn op(&self, draw: &mut dyn FnMut(u64) -> u64) -> Option<SwarmOp> {
         let (name, on) = (draw(3) as u8, 1 + draw(3) as u16);
-        Some(match draw(16) {
+        Some(match draw(20) {
             0..=5 => SwarmOp::Start { name, on },
             6..=9 => SwarmOp::Whereis { name, on },
             10..=14 => SwarmOp::Crash { name, on },
+            15..=18 => SwarmOp::Join { name, on },
             _ => SwarmOp::StartFaulty { name, on },
         })
     }
@@ -148,6 +156,15 @@ impl ClusterTarget for SwarmSystem {
                 let _ = ctl
                     .on(on, move |p| async move {
                         let _ = swarm::whereis_name(&p, &format!("k{name}")).await;
+                    })
+                    .await;
+            }
+            SwarmOp::Join { name, on } => {
+                let _ = ctl
+                    .on(on, move |p| async move {
+                        if let Some(pid) = swarm::whereis_name(&p, &format!("k{name}")).await {
+                            swarm::join(&p, "g", pid).await;
+                        }
                     })
                     .await;
             }
@@ -226,14 +243,16 @@ pub mod flaws {
         name: "handoff-target-lost",
         source: "bitwalker/swarm#67",
     };
-    /// I2: a crashed child's re-registration meets its own dead entry (`already_registered`)
+    /// I2: a crashed child's re-registration by its node's supervisor starts no other
+    /// instance (it meets the dead entry, `already_registered`, or is lost with its node),
     /// and nobody retries.
-    pub static CRASH_RESTART_RACE: KnownFlaw = KnownFlaw {
-        name: "crash-restart-race",
+    pub static CRASH_RESTART_LOST: KnownFlaw = KnownFlaw {
+        name: "crash-restart-lost",
         source: "docs/cluster-invariants.md (swarm_dynamic_supervisor, inferred)",
     };
-    /// I3: a node's registry misses a name or keeps an old instance for longer than the
-    /// quiet period (replication is fire and forget, anti-entropy every 5 minutes).
+    /// I3 (and S4): a node's registry misses a name, keeps an old instance, or misses a
+    /// group update, for longer than the quiet period (replication is fire and forget,
+    /// anti-entropy every 5 minutes).
     pub static REGISTRY_DIVERGES: KnownFlaw = KnownFlaw {
         name: "registry-diverges",
         source: "bitwalker/swarm#45",
@@ -257,6 +276,12 @@ pub mod flaws {
     pub static CRASH_LOOP: KnownFlaw = KnownFlaw {
         name: "unbounded-crash-loop",
         source: "docs/cluster-invariants.md (swarm_dynamic_supervisor has no intensity)",
+    };
+    /// S4: a child restarted after a crash by its `DynamicSupervisor` is registered anew,
+    /// in no group.
+    pub static GROUP_LOST: KnownFlaw = KnownFlaw {
+        name: "group-lost-on-restart",
+        source: "bitwalker/swarm#26",
     };
     /// I10: a tracker's view of the members stays wrong at rest (a `noconnection` dropped a
     /// node that no `nodeup` brings back, as the connection never went down).
@@ -284,7 +309,7 @@ pub mod flaws {
             Invariant::OneInstance if restarted_twice(trace, name) => &TWO_RESTARTS,
             Invariant::OneInstance => &DUPLICATE_AFTER_HEAL,
             Invariant::NoLostChildren if handoff_undelivered(trace, name) => &HANDOFF_TARGET_LOST,
-            Invariant::NoLostChildren if last_crashed(trace, name) => &CRASH_RESTART_RACE,
+            Invariant::NoLostChildren if last_crashed(trace, name) => &CRASH_RESTART_LOST,
             Invariant::NoLostChildren => &NO_RESTART,
             Invariant::RegistryAgreement => &REGISTRY_DIVERGES,
             Invariant::NoDanglingEntries => &DANGLING_ENTRY,
@@ -296,6 +321,8 @@ pub mod flaws {
             }
             Invariant::BoundedProgress => &START_CHILD_HANGS,
             Invariant::MembershipAgreement => &MEMBERSHIP_DIVERGES,
+            Invariant::GroupMembership if grouped_somewhere(trace, name) => &REGISTRY_DIVERGES,
+            Invariant::GroupMembership => &GROUP_LOST,
             _ => return None,
         })
     }
@@ -327,6 +354,36 @@ pub mod flaws {
             }
         }
         since_crash.is_some_and(|s| s.iter().filter(|p| live.contains(*p)).count() >= 2)
+    }
+
+    /// Whether some node's registry still counts `name` in a group at the end: a group
+    /// update that did not reach every node, where a group lost by a restart is lost
+    /// everywhere.
+    fn grouped_somewhere(trace: &Trace, name: &str) -> bool {
+        let mut grouped = std::collections::BTreeMap::new();
+        for e in trace.events() {
+            match &e.kind {
+                EventKind::Dist(DistEvent::Groups {
+                    node,
+                    name: n,
+                    groups,
+                }) if n == name => {
+                    grouped.insert(*node, !groups.is_empty());
+                }
+                EventKind::Dist(DistEvent::View {
+                    node,
+                    name: n,
+                    pid: None,
+                }) if n == name => {
+                    grouped.remove(node);
+                }
+                EventKind::Cluster(ClusterEvent::Restart { node, .. }) => {
+                    grouped.remove(node);
+                }
+                _ => {}
+            }
+        }
+        grouped.values().any(|g| *g)
     }
 
     /// Whether a handoff of `name` sent its state that never reached a new instance.

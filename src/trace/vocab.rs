@@ -511,6 +511,22 @@ pub enum DistEvent {
         /// The members it sees.
         members: Vec<u16>,
     },
+    /// `name`'s instance joined `group` (the workload asked, and its tracker took it).
+    Joined {
+        /// The name.
+        name: String,
+        /// The group.
+        group: String,
+    },
+    /// Node `node`'s registry counts `name` in these groups from now on.
+    Groups {
+        /// The node whose registry changed.
+        node: u16,
+        /// The name.
+        name: String,
+        /// Its groups, in that registry.
+        groups: Vec<String>,
+    },
     /// A lookup of `name` on node `node` answered `pid` (`None`: no such name).
     Lookup {
         /// Where it was made.
@@ -611,6 +627,10 @@ impl DistEvent {
             DistEvent::Members { node, members } => {
                 let members: Vec<String> = members.iter().map(|k| format!("n{k}")).collect();
                 format!("members n{node} {}", members.join(","))
+            }
+            DistEvent::Joined { name, group } => format!("joined {name} {group}"),
+            DistEvent::Groups { node, name, groups } => {
+                format!("groups n{node} {name} [{}]", groups.join(","))
             }
             DistEvent::Lookup { node, name, pid } => {
                 let to = pid.as_ref().map_or_else(|| "none".into(), n);
