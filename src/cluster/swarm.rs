@@ -41,8 +41,11 @@
 //! unregistered.
 //!
 //! Where the model departs from Swarm, knowingly: the `which_applications` probe of a new
-//! node is left out (every node runs Swarm here), and so are groups, `unregister_name` and
-//! the owner lookup of a `whereis` that misses locally (it answers from the local copy); a
+//! node is left out (every node runs Swarm here), and so are `unregister_name`, groups'
+//! `leave`, `publish` and `multi_call`, and the owner lookup of a `whereis` that misses
+//! locally (it answers from the local copy); `members` asks the tracker where Swarm reads
+//! its table, and a worker that answers a handoff with `Restart` starts afresh in no group
+//! where Swarm keeps its metadata; a
 //! tracker syncs with the first node it sees where Swarm picks one at random, two trackers
 //! that sync with each other settle it by node order where Swarm rolls dice, and every
 //! tracker runs anti-entropy where Swarm starts it only on a tracker that joined alone; entry
@@ -191,6 +194,18 @@ struct Entry {
 /// A version vector: updates per node.
 type Clock = BTreeMap<u16, u64>;
 
+/// The groups of one registration as two versions of it have them (`update_meta`): the
+/// newer version's, or with concurrent versions both (Swarm merges their metadata).
+fn merged_groups(local: &Entry, remote: &Entry) -> BTreeSet<String> {
+    if dominates(&remote.clock, &local.clock) {
+        remote.groups.clone()
+    } else if dominates(&local.clock, &remote.clock) || local.clock == remote.clock {
+        local.groups.clone()
+    } else {
+        local.groups.union(&remote.groups).cloned().collect()
+    }
+}
+
 /// Whether `a` has seen everything `b` has, and more.
 fn dominates(a: &Clock, b: &Clock) -> bool {
     a != b && b.iter().all(|(k, n)| a.get(k).is_some_and(|m| m >= n))
@@ -322,6 +337,13 @@ pub async fn tracker(p: Process, config: Config) -> ExitReason {
         pending_syncs: Vec::new(),
         sync_ref: None,
     };
+    t.record(
+        &p,
+        DistEvent::Serving {
+            node: t.me,
+            on: false,
+        },
+    );
     t.record_members(&p);
     t.hello(&p);
     p.send_after(t.config.connect_interval, p.pid(), Tick::Connect);
@@ -360,6 +382,21 @@ impl Tracker {
     }
 
     /// Every node this tracker may place names on: itself and those it sees.
+    /// Moves to `phase`, recording when the tracker starts or stops serving calls.
+    fn set_phase(&mut self, p: &Process, phase: Phase) {
+        let serving = phase == Phase::Tracking;
+        if serving != (self.phase == Phase::Tracking) {
+            self.record(
+                p,
+                DistEvent::Serving {
+                    node: self.me,
+                    on: serving,
+                },
+            );
+        }
+        self.phase = phase;
+    }
+
     /// Records this tracker's view of the members (after a change of `nodes`).
     fn record_members(&self, p: &Process) {
         let members = self.members().into_iter().collect();
@@ -499,7 +536,7 @@ impl Tracker {
     fn start_sync(&mut self, p: &Process) {
         match self.nodes.iter().next() {
             Some(&k) => self.sync_with(p, k),
-            None => self.phase = Phase::Tracking,
+            None => self.set_phase(p, Phase::Tracking),
         }
     }
 
@@ -507,7 +544,7 @@ impl Tracker {
     fn sync_with(&mut self, p: &Process, k: u16) {
         self.watch_sync(p, k);
         p.send_named(TRACKER, k, Peer::Sync { from: self.me });
-        self.phase = Phase::Syncing { with: k };
+        self.set_phase(p, Phase::Syncing { with: k });
     }
 
     fn watch_sync(&mut self, p: &Process, k: u16) {
@@ -530,7 +567,7 @@ impl Tracker {
                 return self.answer_sync(p, k);
             }
         }
-        self.phase = Phase::Tracking;
+        self.set_phase(p, Phase::Tracking);
     }
 
     fn answer_sync(&mut self, p: &Process, k: u16) {
@@ -544,7 +581,7 @@ impl Tracker {
                 registry,
             },
         );
-        self.phase = Phase::AwaitingSyncAck { to: k };
+        self.set_phase(p, Phase::AwaitingSyncAck { to: k });
     }
 
     /// The tracker it syncs with is gone (its node, or itself): another node, or alone.
@@ -887,6 +924,7 @@ impl Tracker {
             DistEvent::Joined {
                 name: name.clone(),
                 group,
+                pid,
             },
         );
         self.insert(p, &name, entry.clone());
@@ -1030,15 +1068,12 @@ impl Tracker {
                 None => self.insert(p, &name, entry),
                 Some(local) if local.pid == entry.pid => {
                     let mut merged = local.clone();
-                    // A newer version's groups (`update_meta`).
-                    let regroup =
-                        entry.groups != local.groups && dominates(&entry.clock, &local.clock);
+                    merged.groups = merged_groups(local, &entry);
                     for (k, n) in &entry.clock {
                         let c = merged.clock.entry(*k).or_default();
                         *c = (*c).max(*n);
                     }
-                    if regroup {
-                        merged.groups = entry.groups;
+                    if merged.groups != local.groups {
                         self.insert(p, &name, merged);
                     } else {
                         self.registry.insert(name, merged);
@@ -1076,8 +1111,9 @@ impl Tracker {
                 continue;
             };
             if local.pid == remote.pid {
-                if remote.groups != local.groups && dominates(&remote.clock, &local.clock) {
-                    self.insert(p, &name, remote);
+                let groups = merged_groups(&local, &remote);
+                if groups != local.groups {
+                    self.insert(p, &name, Entry { groups, ..local });
                 }
                 continue;
             }
@@ -1175,7 +1211,7 @@ async fn recorded<R>(
     timeout: Duration,
     body: impl std::future::Future<Output = R>,
     shown: impl Fn(&R) -> String,
-) -> R {
+) -> (u64, R) {
     let id = p.make_ref().0;
     let node = p.pid().node();
     p.node().record(EventKind::Dist(DistEvent::Call {
@@ -1190,7 +1226,7 @@ async fn recorded<R>(
         id,
         result: result_shown,
     }));
-    result
+    (id, result)
 }
 
 fn show(result: &Result<Option<Pid>, SwarmError>) -> String {
@@ -1232,12 +1268,13 @@ pub async fn whereis_name(p: &Process, name: &str) -> Option<Pid> {
         reply: p.pid(),
     };
     let what = format!("whereis {name}");
-    let result = recorded(p, what, Duration::from_secs(5), call(p, api), show).await;
+    let (call, result) = recorded(p, what, Duration::from_secs(5), call(p, api), show).await;
     let pid = result.ok().flatten();
     p.node().record(EventKind::Dist(DistEvent::Lookup {
         node: p.pid().node(),
         name: name.into(),
         pid,
+        call,
     }));
     pid
 }
@@ -1365,7 +1402,9 @@ impl DynamicSupervisor {
         let what = format!("start_child {name}");
         let shown = |r: &Result<Pid, SwarmError>| show(&r.clone().map(Some));
         let timeout = Duration::from_secs(5);
-        recorded(p, what, timeout, Self::start(p, name, start, arg), shown).await
+        recorded(p, what, timeout, Self::start(p, name, start, arg), shown)
+            .await
+            .1
     }
 
     async fn start(p: &Process, name: &str, start: &str, arg: Term) -> Result<Pid, SwarmError> {

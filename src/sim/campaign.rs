@@ -318,6 +318,48 @@ pub fn digest(
     Ok(digests)
 }
 
+/// What a harness target's failure says, with where it was saved.
+fn describe(f: &super::harness::Failure) -> String {
+    let saved = f
+        .saved
+        .as_ref()
+        .map(|p| format!("\n  saved: {} (otpsim replay {0})", p.display()))
+        .unwrap_or_default();
+    format!("{}{saved}", f.violation)
+}
+
+/// Shrinks and saves the first case (by seed) of each known flaw of a target the campaign
+/// asked for by name. Elsewhere a known flaw is expected, and shrinking it would take time
+/// from the search for regressions; done after the campaign, the choice of case does not
+/// depend on which thread got there first.
+fn shrink_first_known(
+    campaign: &Campaign,
+    harness: &[Arc<dyn AnyTarget>],
+    expected: &mut [Failure],
+) {
+    let mut done: Vec<(String, Option<String>)> = Vec::new();
+    for f in expected.iter_mut() {
+        let key = (f.target.clone(), f.known.clone());
+        if !campaign.targets.contains(&f.target) || done.contains(&key) {
+            continue;
+        }
+        done.push(key);
+        let Some(target) = harness.iter().find(|t| t.name() == f.target) else {
+            continue;
+        };
+        let report = target.clone().fuzz_seed(
+            f.seed,
+            &campaign.families,
+            false,
+            campaign.corpus.clone(),
+            &|_| true,
+        );
+        if let Some(shrunk) = report.failure {
+            f.what = describe(&shrunk);
+        }
+    }
+}
+
 /// `f` of every seed, in seed order, computed on `threads` threads; the first error, if any.
 fn in_parallel(
     seeds: std::ops::Range<u64>,
@@ -353,7 +395,6 @@ pub fn run(
     super::NotSimulated::check("a campaign").map_err(|e| e.to_string())?;
     let names = resolve(&campaign.targets, harness)?;
     let start = Instant::now();
-    let shrunk = Mutex::new(std::collections::BTreeSet::new());
     // One case: its target, its tally, and its failure (invariant, what, known flaw) if any.
     type Found = (String, String, Option<String>);
     let run_one = |seed: u64, replay: bool| -> (&str, Tally, Option<Found>) {
@@ -368,32 +409,18 @@ pub fn run(
                 )
             }
             Some(target) => {
-                // A known flaw is shrunk and saved only by a campaign that asked for its
-                // target by name, and only its first case: elsewhere it is expected, and
-                // shrinking it would take time from the search for regressions.
-                let named = campaign.targets.contains(name);
-                let shrink_known = |flaw: &str| {
-                    named
-                        && shrunk
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .insert(format!("{name} {flaw}"))
-                };
+                // A known flaw is not shrunk here (see `shrink_first_known`).
                 let report = target.clone().fuzz_seed(
                     seed,
                     &campaign.families,
                     replay,
                     campaign.corpus.clone(),
-                    &shrink_known,
+                    &|_| false,
                 );
                 let failure = report.failure.map(|f| {
-                    let saved = f
-                        .saved
-                        .map(|p| format!("\n  saved: {} (otpsim replay {0})", p.display()))
-                        .unwrap_or_default();
                     (
                         f.violation.invariant.to_string(),
-                        format!("{}{saved}", f.violation),
+                        describe(&f),
                         f.violation.known.map(|k| k.to_string()),
                     )
                 });
@@ -478,6 +505,7 @@ pub fn run(
         .into_inner()
         .unwrap_or_else(PoisonError::into_inner);
     expected.sort_by_key(|f| f.seed);
+    shrink_first_known(campaign, harness, &mut expected);
     Ok(Report {
         first_seed: campaign.first_seed,
         cases: done.into_inner(),

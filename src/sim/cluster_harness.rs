@@ -429,13 +429,15 @@ impl<O> ClusterCase<O> {
                 subject: format!("n{k}: {}", violation.subject),
                 ..violation.clone()
             }),
+            // Only a cluster invariant's violation may be a known flaw of the system: a
+            // failed run, a node's own invariant or the target's check never is.
             (None, None) => cluster_invariants::check(&report.trace, target.consistency())
+                .map_err(|mut v| {
+                    v.known = target.known_flaw(&v, &report.trace);
+                    v
+                })
                 .and_then(|()| checked.map_err(|m| Violation::app(&target.name(), m))),
         };
-        let verdict = verdict.map_err(|mut v| {
-            v.known = target.known_flaw(&v, &report.trace);
-            v
-        });
         (report, verdict)
     }
 }
@@ -736,14 +738,20 @@ impl<T: ClusterTarget> ClusterHarness<T> {
     /// identically.
     fn verdict(&self, case: &ClusterCase<T::Op>, twice: bool) -> Result<(), Violation> {
         let (report, verdict) = case.run(&self.target);
-        verdict?;
         if twice {
-            let (again, _) = case.run(&self.target);
-            if let Some(d) = report.trace.first_divergence(&again.trace) {
-                return Err(Violation::new(Invariant::Determinism, "run", d.to_string()));
-            }
+            self.replays(case, &report)?;
         }
-        Ok(())
+        verdict
+    }
+
+    /// Whether `case` runs again exactly as it did in `report` (whatever its verdict: a
+    /// failure must replay too); a [`Determinism`](Invariant::Determinism) violation if not.
+    fn replays(&self, case: &ClusterCase<T::Op>, report: &ClusterReport) -> Result<(), Violation> {
+        let (again, _) = case.run(&self.target);
+        match report.trace.first_divergence(&again.trace) {
+            Some(d) => Err(Violation::new(Invariant::Determinism, "run", d.to_string())),
+            None => Ok(()),
+        }
     }
 
     /// What `case` breaks, if it breaks it the same way as `like` (the same invariant, and
@@ -908,10 +916,13 @@ impl<T: ClusterTarget> AnyTarget for AsTarget<T> {
         let harness = self.harness(seed, corpus);
         let case = harness.generate(seed);
         let (report, verdict) = case.run(&self.0);
-        let verdict = verdict.and_then(|()| match determinism {
-            true => harness.verdict(&case, true),
+        // A case picked for the determinism check is replayed whatever its verdict: a known
+        // flaw must replay too, and a run that does not is the finding.
+        let replayed = match determinism {
+            true => harness.replays(&case, &report),
             false => Ok(()),
-        });
+        };
+        let verdict = replayed.and(verdict);
         let failure = verdict.err().map(|violation| {
             if violation
                 .known

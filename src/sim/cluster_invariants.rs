@@ -15,6 +15,7 @@
 //! | I2 [`NoLostChildren`](Invariant::NoLostChildren) | at rest, every desired name has a live instance |
 //! | I3 [`RegistryAgreement`](Invariant::RegistryAgreement) | at rest, every live node's registry maps each name to its live instance |
 //! | I4 [`NoDanglingEntries`](Invariant::NoDanglingEntries) | a lookup never answers an instance its node has seen die (its `DOWN`, or its node's `nodedown`); at rest, no live node's registry maps a name to a dead instance |
+//! | I5 [`RegistrationFidelity`](Invariant::RegistrationFidelity) | at rest, every live instance is registered under its name in some live node's registry (no orphan that nothing can find or stop) |
 //! | I6 [`Handoff`](Invariant::Handoff) | a handoff's state is delivered at most once, to an instance that starts after the old one stopped; exactly once in a run without faults |
 //! | I7 [`ConflictResolution`](Invariant::ConflictResolution) | a conflict's loser hands its state to the winner, once per name per heal |
 //! | I8 [`RestartIntensity`](Invariant::RestartIntensity) | a desired name is not restarted after crashes more often than its intensity allows, wherever it runs |
@@ -98,10 +99,12 @@ struct Checker {
     dead: BTreeMap<Pid, usize>,
     /// Every instance's start event.
     started: BTreeMap<Pid, usize>,
-    /// Per node, what its processes have seen die: an instance (its `DOWN`), or a whole
-    /// node (a `nodedown`), with the event.
-    seen_dead: BTreeMap<u16, BTreeMap<Pid, usize>>,
-    seen_down: BTreeMap<u16, BTreeMap<u16, usize>>,
+    /// Per node, what its processes have heard die: an instance (its `DOWN`), or a whole
+    /// node (a `nodedown`), each time with the event and whether its registry was holding
+    /// calls then; and the nodes whose registry holds calls (`Serving`).
+    seen_dead: BTreeMap<u16, BTreeMap<Pid, Vec<(usize, bool)>>>,
+    seen_down: BTreeMap<u16, BTreeMap<u16, Vec<(usize, bool)>>>,
+    holding: BTreeSet<u16>,
     /// The end of each name's last instance.
     last_end: BTreeMap<String, usize>,
     /// Each name's restart intensity (restarts, seconds), its restarts after crashes (when,
@@ -115,6 +118,8 @@ struct Checker {
     conflicts: BTreeMap<String, usize>,
     /// Calls without a return: (node, when, timeout, event).
     calls: BTreeMap<u64, (u64, u64, usize)>,
+    /// Every call's event.
+    asked: BTreeMap<u64, usize>,
     /// Whether any fault happened.
     faulted: bool,
     at_rest: Option<usize>,
@@ -155,16 +160,14 @@ impl Checker {
                 EventKind::Down {
                     watcher, target, ..
                 } => {
-                    self.seen_dead
-                        .entry(watcher.node())
-                        .or_default()
-                        .insert(*target, i);
+                    let holding = self.holding.contains(&watcher.node());
+                    let seen = self.seen_dead.entry(watcher.node()).or_default();
+                    seen.entry(*target).or_default().push((i, holding));
                 }
                 EventKind::NodeDown { watcher, node } => {
-                    self.seen_down
-                        .entry(watcher.node())
-                        .or_default()
-                        .insert(*node, i);
+                    let holding = self.holding.contains(&watcher.node());
+                    let seen = self.seen_down.entry(watcher.node()).or_default();
+                    seen.entry(*node).or_default().push((i, holding));
                 }
                 EventKind::Cluster(c) => self.cluster(i, c)?,
                 EventKind::Dist(d) => self.dist(i, e.at_us, d)?,
@@ -284,6 +287,7 @@ impl Checker {
             }
             DistEvent::Desired { name, on: false } => {
                 self.desired.remove(name);
+                self.joined.remove(name);
                 self.terminated.insert(name.clone(), i);
             }
             DistEvent::Intensity {
@@ -298,22 +302,34 @@ impl Checker {
                 let members = members.iter().copied().collect();
                 self.members.insert(*node, (members, i));
             }
-            DistEvent::Joined { name, group } => {
+            // A join of an instance already dead (a stale entry) binds no later one.
+            DistEvent::Joined { name, group, pid } if !self.dead.contains_key(pid) => {
                 self.joined
                     .entry(name.clone())
                     .or_default()
                     .insert(group.clone(), i);
             }
+            DistEvent::Joined { .. } => {}
             DistEvent::Groups { node, name, groups } => {
                 let groups = groups.iter().cloned().collect();
                 let view = self.groups.entry(*node).or_default();
                 view.insert(name.clone(), (groups, i));
             }
+            DistEvent::Serving { node, on: true } => {
+                self.holding.remove(node);
+            }
+            DistEvent::Serving { node, on: false } => {
+                self.holding.insert(*node);
+            }
             DistEvent::Lookup {
                 node,
                 name,
                 pid: Some(pid),
-            } => self.lookup(i, *node, name, *pid)?,
+                call,
+            } => {
+                let asked = self.asked.get(call).copied().unwrap_or(i);
+                self.lookup(i, asked, *node, name, *pid)?;
+            }
             DistEvent::Lookup { pid: None, .. } => {}
             DistEvent::View { node, name, pid } => {
                 let view = self.views.entry(*node).or_default();
@@ -354,6 +370,7 @@ impl Checker {
                 }
             }
             DistEvent::Call { id, timeout_ms, .. } => {
+                self.asked.insert(*id, i);
                 self.calls.insert(*id, (at, *timeout_ms, i));
             }
             DistEvent::Return { id, .. } => {
@@ -367,22 +384,24 @@ impl Checker {
         Ok(())
     }
 
-    /// I4 always: node `node`'s lookup of `name` answered `pid` (event `i`); dangling if
-    /// `pid` is dead and the node had seen it die (its `DOWN`, or a `nodedown` of its node
-    /// after it started).
-    fn lookup(&self, i: usize, node: u16, name: &str, pid: Pid) -> Result<(), Found> {
+    /// I4 always: node `node`'s lookup of `name`, asked at event `asked`, answered `pid`
+    /// (event `i`); dangling if `pid` had died and the node had heard it die (a `DOWN` of
+    /// it, or a `nodedown` of its node, after the death) where its registry had taken the
+    /// news before it answered: before the lookup was asked, or while the registry was
+    /// holding calls (the lookup waited behind the news).
+    fn lookup(&self, i: usize, asked: usize, node: u16, name: &str, pid: Pid) -> Result<(), Found> {
         let Some(&died) = self.dead.get(&pid) else {
             return Ok(());
         };
-        let down = self.seen_dead.get(&node).and_then(|s| s.get(&pid));
-        let start = self.started.get(&pid).copied().unwrap_or(0);
-        let node_down = self
-            .seen_down
-            .get(&node)
-            .and_then(|s| s.get(&pid.node()))
-            .filter(|&&at| at > start);
+        let heard = |seen: Option<&Vec<(usize, bool)>>| {
+            let mut seen = seen.into_iter().flatten();
+            seen.find(|&&(at, holding)| at > died && (at < asked || holding))
+                .map(|&(at, _)| at)
+        };
+        let down = heard(self.seen_dead.get(&node).and_then(|s| s.get(&pid)));
+        let node_down = heard(self.seen_down.get(&node).and_then(|s| s.get(&pid.node())));
         match down.or(node_down) {
-            Some(&seen) => Err(found(
+            Some(seen) => Err(found(
                 Invariant::NoDanglingEntries,
                 name,
                 format!("n{node}'s lookup answered {pid}, which it had seen die"),
@@ -489,6 +508,7 @@ impl Checker {
                 ));
             }
         }
+        self.no_orphans()?;
         for (node, view) in &self.views {
             if self.down.contains(node) {
                 continue;
@@ -544,6 +564,30 @@ impl Checker {
 }
 
 impl Checker {
+    /// I5 at rest: every live instance is in some live node's registry (when registries are
+    /// recorded at all).
+    fn no_orphans(&self) -> Result<(), Found> {
+        if self.views.is_empty() {
+            return Ok(());
+        }
+        for (name, live) in &self.live {
+            for (pid, &start) in live {
+                let registered = self.views.iter().any(|(node, view)| {
+                    !self.down.contains(node) && view.get(name).is_some_and(|(p, _)| p == pid)
+                });
+                if !registered {
+                    return Err(found(
+                        Invariant::RegistrationFidelity,
+                        name,
+                        format!("{pid} runs at rest, and no live registry has it"),
+                        vec![start],
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// S4 at rest: every live node whose registry has a desired name counts it in each group
     /// it joined.
     fn group_membership(&self) -> Result<(), Found> {
@@ -803,6 +847,7 @@ mod tests {
             node,
             name: K.into(),
             pid: Some(pid),
+            call: 7,
         }
     }
 
@@ -835,7 +880,7 @@ mod tests {
         let after_nodedown = T::default()
             .start(a())
             .cluster(crash.clone())
-            .at(2, nodedown)
+            .at(2, nodedown.clone())
             .dist(lookup(2, a()));
         assert_eq!(
             after_nodedown.check(Consistency::Ap),
@@ -846,6 +891,53 @@ mod tests {
         assert_eq!(unaware.check(Consistency::Ap), Ok(()));
         let alive = T::default().start(a()).dist(lookup(2, a()));
         assert_eq!(alive.check(Consistency::Ap), Ok(()));
+        // Asked before the news came: a registry that answers in order may answer stale,
+        // unless it was holding calls when the news came (the lookup waited behind it).
+        let asked = |t: T| {
+            t.dist(DistEvent::Call {
+                id: 7,
+                node: 2,
+                what: "whereis k1".into(),
+                timeout_ms: 5000,
+            })
+        };
+        let crash = ClusterEvent::Crash {
+            node: 1,
+            silent: false,
+        };
+        let queued = asked(T::default().start(a()))
+            .cluster(crash.clone())
+            .at(3, nodedown.clone())
+            .dist(lookup(2, a()));
+        assert_eq!(queued.check(Consistency::Ap), Ok(()));
+        let held = asked(T::default().start(a()))
+            .dist(DistEvent::Serving { node: 2, on: false })
+            .cluster(crash)
+            .at(4, nodedown)
+            .dist(lookup(2, a()));
+        assert_eq!(
+            held.check(Consistency::Ap),
+            Err(Invariant::NoDanglingEntries)
+        );
+    }
+
+    #[test]
+    fn i5_every_live_instance_is_registered_somewhere_at_rest() {
+        // docs/cluster-invariants.md I5: registered, fine; in no registry, an orphan (which
+        // I5 names before I3 sees the registries disagree); no registries, not judged.
+        let registered = T::default().start(a()).view(1, Some(a())).rest();
+        assert_eq!(registered.check(Consistency::Ap), Ok(()));
+        let orphan = T::default()
+            .start(a())
+            .view(1, Some(a()))
+            .view(1, None)
+            .rest();
+        assert_eq!(
+            orphan.check(Consistency::Ap),
+            Err(Invariant::RegistrationFidelity)
+        );
+        let unrecorded = T::default().start(a()).rest();
+        assert_eq!(unrecorded.check(Consistency::Ap), Ok(()));
     }
 
     #[test]
@@ -1050,6 +1142,7 @@ mod tests {
         let joined = DistEvent::Joined {
             name: K.into(),
             group: "g".into(),
+            pid: a(),
         };
         let kept = T::default()
             .desired(true)
@@ -1074,6 +1167,20 @@ mod tests {
             .view(1, Some(b()))
             .rest();
         assert_eq!(lost.check(Consistency::Ap), Err(Invariant::GroupMembership));
+        // A join taken on a stale entry of a dead instance binds no later one.
+        let stale = T::default()
+            .desired(true)
+            .start(a())
+            .exit(a())
+            .dist(DistEvent::Joined {
+                name: K.into(),
+                group: "g".into(),
+                pid: a(),
+            })
+            .start(b())
+            .view(1, Some(b()))
+            .rest();
+        assert_eq!(stale.check(Consistency::Ap), Ok(()));
     }
 
     #[test]

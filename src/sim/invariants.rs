@@ -86,6 +86,8 @@ pub enum Invariant {
     RegistryAgreement,
     /// I4: a node's registry held a dead instance at rest.
     NoDanglingEntries,
+    /// I5: an instance ran at rest that no live node's registry had (an orphan).
+    RegistrationFidelity,
     /// I6: a handoff's state was delivered twice, to an overlapping instance, or never.
     Handoff,
     /// I7: a conflict dropped the loser's state, or was resolved twice.

@@ -511,12 +511,14 @@ pub enum DistEvent {
         /// The members it sees.
         members: Vec<u16>,
     },
-    /// `name`'s instance joined `group` (the workload asked, and its tracker took it).
+    /// `name`'s instance `pid` joined `group` (its tracker took the request).
     Joined {
         /// The name.
         name: String,
         /// The group.
         group: String,
+        /// The instance that joined.
+        pid: Pid,
     },
     /// Node `node`'s registry counts `name` in these groups from now on.
     Groups {
@@ -527,7 +529,16 @@ pub enum DistEvent {
         /// Its groups, in that registry.
         groups: Vec<String>,
     },
-    /// A lookup of `name` on node `node` answered `pid` (`None`: no such name).
+    /// Node `node`'s registry answers calls from now on (`on`), or holds them until it does
+    /// (Swarm's tracker, while it syncs).
+    Serving {
+        /// The node.
+        node: u16,
+        /// Whether it answers.
+        on: bool,
+    },
+    /// A lookup of `name` on node `node` (API call `call`) answered `pid` (`None`: no such
+    /// name).
     Lookup {
         /// Where it was made.
         node: u16,
@@ -535,6 +546,8 @@ pub enum DistEvent {
         name: String,
         /// The answer.
         pid: Option<Pid>,
+        /// The [`Call`](DistEvent::Call) it answered.
+        call: u64,
     },
     /// Node `node`'s registry maps `name` to `pid` from now on (`None`: to nothing).
     View {
@@ -628,11 +641,16 @@ impl DistEvent {
                 let members: Vec<String> = members.iter().map(|k| format!("n{k}")).collect();
                 format!("members n{node} {}", members.join(","))
             }
-            DistEvent::Joined { name, group } => format!("joined {name} {group}"),
+            DistEvent::Joined { name, group, pid } => format!("joined {name} {group} {}", n(pid)),
             DistEvent::Groups { node, name, groups } => {
                 format!("groups n{node} {name} [{}]", groups.join(","))
             }
-            DistEvent::Lookup { node, name, pid } => {
+            DistEvent::Serving { node, on } => {
+                format!("serving n{node} {}", if *on { "on" } else { "off" })
+            }
+            DistEvent::Lookup {
+                node, name, pid, ..
+            } => {
                 let to = pid.as_ref().map_or_else(|| "none".into(), n);
                 format!("lookup n{node} {name} -> {to}")
             }
