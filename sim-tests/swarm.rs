@@ -233,7 +233,7 @@ fn every_swarm_corpus_case_is_the_flaw_it_names() {
                 .is_some_and(|n| n.to_string_lossy().starts_with("swarm-"))
         })
         .collect();
-    assert!(files.len() >= 12, "{files:?}");
+    assert!(files.len() >= 14, "{files:?}");
     for path in files {
         let file = corpus::load(&path).unwrap();
         let replayed = corpus::replay_file(&file, &otpsim::targets()).unwrap();

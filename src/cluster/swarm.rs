@@ -292,6 +292,12 @@ enum Phase {
     Tracking,
 }
 
+/// Where Swarm's `Ring` places `name` among `nodes` (the placement of the cluster harness's
+/// S2 check).
+pub fn placement(name: &str, nodes: &BTreeSet<u16>) -> Option<u16> {
+    owner(name, nodes, None)
+}
+
 /// The owner of `name` among `nodes` (rendezvous hashing), unless a quorum is not met.
 fn owner(name: &str, nodes: &BTreeSet<u16>, quorum: Option<usize>) -> Option<u16> {
     if quorum.is_some_and(|q| nodes.len() < q) {

@@ -137,6 +137,12 @@ pub trait ClusterTarget: Send + Sync + 'static {
         Consistency::Cp
     }
 
+    /// Where it places a name among the live members, for the placement check (S2): none,
+    /// the default, leaves placement unchecked.
+    fn placement(&self) -> Option<cluster_invariants::Placement> {
+        None
+    }
+
     /// The documented flaw of the system it models that `violation` (of a run whose trace
     /// is `trace`) is an instance of, if any (none, the default: every failure is a
     /// regression). A model of a flawed system, such as Swarm's, names its flaws here, and
@@ -431,12 +437,16 @@ impl<O> ClusterCase<O> {
             }),
             // Only a cluster invariant's violation may be a known flaw of the system: a
             // failed run, a node's own invariant or the target's check never is.
-            (None, None) => cluster_invariants::check(&report.trace, target.consistency())
-                .map_err(|mut v| {
-                    v.known = target.known_flaw(&v, &report.trace);
-                    v
-                })
-                .and_then(|()| checked.map_err(|m| Violation::app(&target.name(), m))),
+            (None, None) => cluster_invariants::check_placed(
+                &report.trace,
+                target.consistency(),
+                target.placement(),
+            )
+            .map_err(|mut v| {
+                v.known = target.known_flaw(&v, &report.trace);
+                v
+            })
+            .and_then(|()| checked.map_err(|m| Violation::app(&target.name(), m))),
         };
         (report, verdict)
     }

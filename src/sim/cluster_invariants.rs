@@ -21,6 +21,7 @@
 //! | I8 [`RestartIntensity`](Invariant::RestartIntensity) | a desired name is not restarted after crashes more often than its intensity allows, wherever it runs |
 //! | I9 [`BoundedProgress`](Invariant::BoundedProgress) | every API call returns within its timeout |
 //! | I10 [`MembershipAgreement`](Invariant::MembershipAgreement) | at rest, every live node that keeps a membership counts exactly the live nodes that do |
+//! | S2 [`Placement`](Invariant::Placement) | at rest, with a placement rule given ([`check_placed`]), every live instance runs on the node the rule names over the live members |
 //! | S3 [`NoResurrection`](Invariant::NoResurrection) | a name whose child was terminated does not start again unless started again |
 //! | S4 [`GroupMembership`](Invariant::GroupMembership) | at rest, every live node's registry counts a desired name in each group it joined, whatever restarts and moves came since |
 //!
@@ -65,10 +66,25 @@ pub enum Consistency {
 /// timeout" means within this much after it.
 const SLACK_US: u64 = 1000;
 
+/// Where a system places a name among the live members (its ring, its shard table), for S2:
+/// the node, or none.
+pub type Placement = fn(&str, &BTreeSet<u16>) -> Option<u16>;
+
 /// Checks `trace`; the first violation found, with the events that show it.
 pub fn check(trace: &Trace, consistency: Consistency) -> Result<(), Violation> {
+    check_placed(trace, consistency, None)
+}
+
+/// [`check`], and S2 with `placement`: at rest, every live instance runs where `placement`
+/// puts its name over the live members (the nodes that keep a membership and are up).
+pub fn check_placed(
+    trace: &Trace,
+    consistency: Consistency,
+    placement: Option<Placement>,
+) -> Result<(), Violation> {
     let mut c = Checker {
         consistency,
+        placement,
         ..Checker::default()
     };
     c.run(trace).map_err(|v| v.with_evidence(trace))
@@ -77,6 +93,7 @@ pub fn check(trace: &Trace, consistency: Consistency) -> Result<(), Violation> {
 #[derive(Default)]
 struct Checker {
     consistency: Consistency,
+    placement: Option<Placement>,
     /// Live instances per name, with the index of their start event.
     live: BTreeMap<String, BTreeMap<Pid, usize>>,
     /// Every live instance's name.
@@ -546,6 +563,7 @@ impl Checker {
             }
         }
         self.membership()?;
+        self.placed()?;
         self.group_membership()?;
         if !self.faulted {
             for (id, h) in &self.handoffs {
@@ -564,6 +582,39 @@ impl Checker {
 }
 
 impl Checker {
+    /// The nodes that keep a membership and are up.
+    fn live_members(&self) -> BTreeSet<u16> {
+        let up = |k: &u16| !self.down.contains(k);
+        self.members.keys().copied().filter(up).collect()
+    }
+
+    /// S2 at rest: every live instance runs where the placement puts its name.
+    fn placed(&self) -> Result<(), Found> {
+        let (Some(placement), members) = (self.placement, self.live_members()) else {
+            return Ok(());
+        };
+        if members.is_empty() {
+            return Ok(());
+        }
+        for (name, live) in &self.live {
+            let Some(home) = placement(name, &members) else {
+                continue;
+            };
+            if let Some((pid, &start)) = live.iter().find(|(p, _)| p.node() != home) {
+                return Err(found(
+                    Invariant::Placement,
+                    name,
+                    format!(
+                        "{pid} runs at rest on n{}, and its place is n{home}",
+                        pid.node()
+                    ),
+                    vec![start],
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// I5 at rest: every live instance is in some live node's registry (when registries are
     /// recorded at all).
     fn no_orphans(&self) -> Result<(), Found> {
@@ -622,12 +673,7 @@ impl Checker {
 
     /// I10 at rest: the live nodes that keep a membership all count exactly themselves.
     fn membership(&self) -> Result<(), Found> {
-        let live: BTreeSet<u16> = self
-            .members
-            .keys()
-            .copied()
-            .filter(|k| !self.down.contains(k))
-            .collect();
+        let live = self.live_members();
         for k in &live {
             let (seen, set) = &self.members[k];
             if *seen != live {
@@ -1197,6 +1243,38 @@ mod tests {
             .dist(call(5))
             .at(20, EventKind::Line("later".into()));
         assert_eq!(hung.check(Consistency::Ap), Err(Invariant::BoundedProgress));
+    }
+
+    #[test]
+    fn s2_every_instance_runs_where_its_placement_puts_it_at_rest() {
+        // docs/cluster-invariants.md S2: with node 2 the place of every name, an instance on
+        // node 1 is misplaced at rest; without a placement rule nothing is judged.
+        fn on_two(_: &str, members: &BTreeSet<u16>) -> Option<u16> {
+            members.contains(&2).then_some(2)
+        }
+        let members = |node| DistEvent::Members {
+            node,
+            members: vec![1, 2],
+        };
+        let t = |pid| {
+            T::default()
+                .dist(members(1))
+                .dist(members(2))
+                .start(pid)
+                .view(1, Some(pid))
+                .view(2, Some(pid))
+                .rest()
+        };
+        assert_eq!(
+            check_placed(&t(b()).0, Consistency::Ap, Some(on_two)),
+            Ok(())
+        );
+        let misplaced = check_placed(&t(a()).0, Consistency::Ap, Some(on_two));
+        assert_eq!(
+            misplaced.map_err(|v| v.invariant),
+            Err(Invariant::Placement)
+        );
+        assert_eq!(t(a()).check(Consistency::Ap), Ok(()));
     }
 
     #[test]

@@ -96,6 +96,8 @@ pub enum Invariant {
     BoundedProgress,
     /// I10: live nodes disagreed on the cluster's members at rest.
     MembershipAgreement,
+    /// S2: an instance ran at rest elsewhere than where its placement puts it.
+    Placement,
     /// S3: a terminated name started again.
     NoResurrection,
     /// S4: a name lost a group it had joined, across a restart or a move.

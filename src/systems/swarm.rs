@@ -206,6 +206,11 @@ impl ClusterTarget for SwarmSystem {
         Ok(())
     }
 
+    /// Swarm's `Ring` (the model's [`swarm::placement`]).
+    fn placement(&self) -> Option<crate::sim::cluster_invariants::Placement> {
+        Some(swarm::placement)
+    }
+
     /// Every cluster invariant Swarm breaks is one of its [`flaws`]; anything else (a
     /// panic, a livelock, a run that does not replay) is a regression of the model.
     fn known_flaw(&self, violation: &Violation, trace: &Trace) -> Option<&'static KnownFlaw> {
@@ -268,6 +273,12 @@ pub mod flaws {
         name: "dangling-entry",
         source: "bitwalker/swarm#90",
     };
+    /// S2: an instance runs at rest away from the node its ring names: a re-sync ends
+    /// without a topology change, so nothing moves it.
+    pub static NOT_REBALANCED: KnownFlaw = KnownFlaw {
+        name: "not-rebalanced",
+        source: "bitwalker/swarm#89",
+    };
     /// I7: a re-sync after a netsplit tells the loser to die and drops its state.
     pub static CONFLICT_STATE_DROPPED: KnownFlaw = KnownFlaw {
         name: "conflict-state-dropped",
@@ -325,6 +336,7 @@ pub mod flaws {
                 &CALL_POSTPONED
             }
             Invariant::BoundedProgress if call.starts_with("start_child") => &START_CHILD_HANGS,
+            Invariant::Placement if faulted => &NOT_REBALANCED,
             Invariant::GroupMembership if grouped_somewhere(trace, name) => &REGISTRY_DIVERGES,
             Invariant::GroupMembership => &GROUP_LOST,
             _ => return None,
