@@ -323,8 +323,10 @@ pub mod flaws {
             Invariant::OneInstance if restarted_twice(violation, trace) => &TWO_RESTARTS,
             Invariant::OneInstance if split_or_paused(trace) => &DUPLICATE_AFTER_HEAL,
             Invariant::NoLostChildren if handoff_undelivered(trace, name) => &HANDOFF_TARGET_LOST,
-            Invariant::NoLostChildren if last_crashed(trace, name) => &CRASH_RESTART_LOST,
-            Invariant::NoLostChildren if lost_with_its_node(trace, name) => &NO_RESTART,
+            Invariant::NoLostChildren if last_end(trace, name) == End::Crashed => {
+                &CRASH_RESTART_LOST
+            }
+            Invariant::NoLostChildren if last_end(trace, name) == End::WithItsNode => &NO_RESTART,
             Invariant::RegistryAgreement if faulted => &REGISTRY_DIVERGES,
             Invariant::NoDanglingEntries => &DANGLING_ENTRY,
             Invariant::RegistrationFidelity if faulted => &ORPHAN,
@@ -351,27 +353,6 @@ pub mod flaws {
                 EventKind::Cluster(ClusterEvent::Partition { .. } | ClusterEvent::Pause { .. })
             )
         })
-    }
-
-    /// Whether `name`'s last instance ended with its node (a crash took it).
-    fn lost_with_its_node(trace: &Trace, name: &str) -> bool {
-        let mut last = None;
-        let mut lost = false;
-        for e in trace.events() {
-            match &e.kind {
-                EventKind::Dist(DistEvent::Start { name: n, pid }) if n == name => {
-                    (last, lost) = (Some(*pid), false);
-                }
-                EventKind::Exit { pid, .. } if Some(*pid) == last => last = None,
-                EventKind::Cluster(ClusterEvent::Crash { node, .. })
-                    if last.is_some_and(|p| p.node() == *node) =>
-                {
-                    (last, lost) = (None, true);
-                }
-                _ => {}
-            }
-        }
-        lost
     }
 
     /// Whether the two instances of `violation` (their `managed ... start` events are its
@@ -468,23 +449,45 @@ pub mod flaws {
         !sent.is_empty()
     }
 
-    /// Whether `name`'s last instance crashed (an exit neither `normal` nor `shutdown`).
-    fn last_crashed(trace: &Trace, name: &str) -> bool {
+    /// How a name's last instance ended.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum End {
+        /// It crashed (an exit neither `normal` nor `shutdown`).
+        Crashed,
+        /// A crash of its node took it.
+        WithItsNode,
+        /// It exited normally, or has not ended.
+        Otherwise,
+    }
+
+    /// How `name`'s last instance ended.
+    fn last_end(trace: &Trace, name: &str) -> End {
         let mut last = None;
-        let mut crashed = false;
+        let mut end = End::Otherwise;
         for e in trace.events() {
             match &e.kind {
                 EventKind::Dist(DistEvent::Start { name: n, pid }) if n == name => {
-                    (last, crashed) = (Some(*pid), false);
+                    (last, end) = (Some(*pid), End::Otherwise);
                 }
                 EventKind::Exit { pid, reason } if Some(*pid) == last => {
                     let reason = crate::ExitReason::from_term(reason.clone());
-                    crashed = !reason.is_normal() && !reason.is_shutdown();
+                    let crashed = !reason.is_normal() && !reason.is_shutdown();
+                    end = if crashed {
+                        End::Crashed
+                    } else {
+                        End::Otherwise
+                    };
+                    last = None;
+                }
+                EventKind::Cluster(ClusterEvent::Crash { node, .. })
+                    if last.is_some_and(|p| p.node() == *node) =>
+                {
+                    (last, end) = (None, End::WithItsNode);
                 }
                 _ => {}
             }
         }
-        crashed
+        end
     }
 
     /// What the late call of a [`BoundedProgress`](Invariant::BoundedProgress) violation was.
