@@ -1,233 +1,24 @@
-//! Elixir's Swarm (bitwalker/swarm 3.4) and `Swarm.DynamicSupervisor`
-//! (kelostrada/swarm_dynamic_supervisor 0.1.0) as they are: a model to run a cluster's
-//! workers the way their users do, and to watch it fail where they failed.
+//! Swarm's tracker (`Swarm.Tracker`), one per node: its states, its registry and how it
+//! keeps it in step with the other trackers', placement, topology changes and the handoff
+//! (the [module](super) documentation tells the story).
 //!
-//! **The tracker** ([`tracker`], one per node, registered as [`TRACKER`]) keeps a full copy of
-//! the registry. It starts in `cluster_wait`, collects the nodes that come up for
-//! `sync_nodes_timeout`, syncs its registry with one of them (`syncing`, then the other side
-//! in `awaiting_sync_ack`) and only then serves (`tracking`). Until then every call waits in
-//! its mailbox (Swarm postpones them), including other trackers' requests: three trackers
-//! that start syncing with each other in a cycle wait for ever (bitwalker/swarm#60, #91,
-//! #130, #136; a `whereis` then never returns).
-//!
-//! **Placement** is by a hash of the name over the nodes *this* tracker sees (its own
-//! `nodeup`/`nodedown`), with an optional static quorum ([`Config::quorum`], Swarm's
-//! `StaticQuorumRing`). There is no agreement on membership: trackers with different views
-//! pick different owners. (Rendezvous hashing stands for libring's ring: the same
-//! property, an owner that depends only on the members seen.)
-//!
-//! **Registration** (`register_name`) is serialised through the owner's tracker, which starts
-//! the process by its start function and broadcasts the entry to the trackers it sees, fire
-//! and forget. An entry that conflicts with the local one with concurrent clocks is dropped
-//! ("event unhandled", bitwalker/swarm#149). A version vector per entry stands for Swarm's
-//! interval tree clock (both order updates causally). A local process's death removes its
-//! entry everywhere; Swarm never restarts it: [`DynamicSupervisor`] does.
-//!
-//! **Topology changes.** On a `nodedown`, an entry whose process ran on the lost node is
-//! restarted by whichever tracker now owns its name in its own view. On a `nodeup`, a local
-//! process whose name now belongs elsewhere is handed off: the tracker asks it
-//! ([`SwarmMsg::BeginHandoff`], synchronously, for at most `handoff_timeout`), and for
-//! `Resume(state)` removes its registration, tells it to die, and *then* casts the state to
-//! the owner's tracker, unacknowledged: if the owner is lost meanwhile, so are the process and
-//! its state (bitwalker/swarm#67). The owner starts the process and delivers the state
-//! ([`SwarmMsg::EndHandoff`]), or, if it already runs one under the name (a healed
-//! netsplit), delivers it as [`SwarmMsg::ResolveConflict`].
-//!
-//! **A tracker that had lost every peer** treats the next `nodeup` as a join: it syncs the
-//! registries instead of handing off, and of two instances of a name the loser is told to die
-//! without its state reaching the winner (bitwalker/swarm#89).
-//!
-//! `{swarm, die}` is advisory ([`SwarmMsg::Die`]): a worker that ignores it keeps running,
-//! unregistered.
-//!
-//! Where the model departs from Swarm, knowingly: the `which_applications` probe of a new
-//! node is left out (every node runs Swarm here), and so are `unregister_name`, groups'
-//! `leave`, `publish` and `multi_call`, and the owner lookup of a `whereis` that misses
-//! locally (it answers from the local copy); `members` asks the tracker where Swarm reads
-//! its table, and a worker that answers a handoff with `Restart` starts afresh in no group
-//! where Swarm keeps its metadata; a
-//! tracker syncs with the first node it sees where Swarm picks one at random, two trackers
-//! that sync with each other settle it by node order where Swarm rolls dice, and every
-//! tracker runs anti-entropy where Swarm starts it only on a tracker that joined alone; entry
-//! versions are version vectors that a restart or a handoff advances, where Swarm's interval
-//! tree clocks mostly compare as concurrent; a `whereis` of a name this node has waits while
-//! the tracker syncs, where Swarm reads its table.
+//! One file over 600 lines, on purpose: it is one state machine whose handlers share the
+//! tracker's state, and they read best together, in the order Swarm's `tracker.ex` has them.
 
-use super::handoff::Handoff;
-pub use super::handoff::HandoffReply;
+use super::api::{Api, ApiReply, MembersReply};
+use super::supervisor::{StartChild, Started};
+use super::{dominates, merged_groups, owner, Clock, Config, Entry, HandoffAnswer, Mfa};
+use super::{SwarmError, SwarmMsg, SUPERVISOR, TRACKER};
+use crate::cluster::handoff::HandoffReply;
 use crate::process::{ExitReason, Msg, Process};
 use crate::rt::Duration;
 use crate::term::{Pid, Term};
 use crate::trace::{DistEvent, EventKind, HandoffPhase};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// The name of each node's tracker.
-pub const TRACKER: &str = "swarm_tracker";
-
-/// The name of each node's [`DynamicSupervisor`].
-pub const SUPERVISOR: &str = "swarm_dynamic_supervisor";
-
-/// Registers the messages Swarm's trackers send each other, and the `{swarm, ...}`
-/// messages a tracker may send to a worker on another node, in `codec`: what a node needs
-/// to run Swarm over a real network (`dist::tcp`).
-///
-/// ```
-/// let mut codec = otpsim::dist::Codec::new();
-/// otpsim::cluster::swarm::codec(&mut codec);
-/// let die = codec.encode(&otpsim::cluster::swarm::SwarmMsg::Die).unwrap();
-/// assert!(codec.decode("swarm_msg", &die).is_ok());
-/// ```
-pub fn codec(codec: &mut crate::dist::Codec) -> &mut crate::dist::Codec {
-    codec
-        .register::<Peer>("swarm_peer")
-        .register::<TrackReply>("swarm_track_reply")
-        .register::<SwarmMsg>("swarm_msg")
-}
-
-/// Swarm's settings (its defaults, at simulation scale where they are long).
-#[derive(Clone, Debug)]
-pub struct Config {
-    /// The nodes to connect to (libcluster's topology), this one included or not.
-    pub peers: Vec<u16>,
-    /// How long a new tracker collects nodes before it syncs (`sync_nodes_timeout`, 5 s).
-    pub sync_nodes_timeout: Duration,
-    /// How often a tracker syncs with one other node (`anti_entropy_interval`, 5 minutes).
-    pub anti_entropy_interval: Duration,
-    /// How long a tracker waits for `begin_handoff`'s answer (`GenServer.call`'s 5 s).
-    pub handoff_timeout: Duration,
-    /// How often the peers are connected again (libcluster's polling, 5 s).
-    pub connect_interval: Duration,
-    /// `StaticQuorumRing`: no owner while fewer nodes are seen (`None`: Swarm's `Ring`).
-    pub quorum: Option<usize>,
-}
-
-impl Config {
-    /// Swarm's defaults, with these peers.
-    pub fn new(peers: impl IntoIterator<Item = u16>) -> Config {
-        Config {
-            peers: peers.into_iter().collect(),
-            sync_nodes_timeout: Duration::from_secs(5),
-            anti_entropy_interval: Duration::from_secs(300),
-            handoff_timeout: Duration::from_secs(5),
-            connect_interval: Duration::from_secs(5),
-            quorum: None,
-        }
-    }
-}
-
-/// What Swarm tells a worker it started (the `{swarm, ...}` messages of its contract).
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub enum SwarmMsg {
-    /// Its name belongs to another node now: answer `reply` with a [`HandoffAnswer`] that
-    /// carries `tag`.
-    BeginHandoff {
-        /// The tracker that asks.
-        reply: Pid,
-        /// What the answer carries, to match it with this question.
-        tag: u64,
-    },
-    /// The state a predecessor handed over, after this worker started.
-    EndHandoff(Term),
-    /// The state of another instance of the name, which lost a conflict after a netsplit.
-    ResolveConflict(Term),
-    /// Stop: the name has gone elsewhere (advisory: nothing enforces it).
-    Die,
-}
-
-/// A worker's answer to [`SwarmMsg::BeginHandoff`], sent to the tracker that asked.
-#[derive(Clone, Debug, PartialEq)]
-pub struct HandoffAnswer {
-    /// The question's tag.
-    pub tag: u64,
-    /// What it answers.
-    pub reply: HandoffReply,
-}
-
-/// Why a Swarm call failed.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
-pub enum SwarmError {
-    /// The name is registered already (`{:already_registered, pid}`).
-    #[error("already registered as {0}")]
-    AlreadyRegistered(Pid),
-    /// No node owns the name (`StaticQuorumRing` below its quorum).
-    #[error("no node available")]
-    NoNodeAvailable,
-    /// The start function failed.
-    #[error("the start failed: {0}")]
-    StartFailed(String),
-    /// A `DynamicSupervisor` start was not answered within its 5 s (`Task.await`).
-    #[error("timeout")]
-    Timeout,
-}
-
-/// How the owner's tracker starts a process for a name (the `{m, f, a}` Swarm keeps).
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub enum Mfa {
-    /// Spawn the start function (registered on every node) unlinked.
-    Spawn {
-        /// The start function.
-        start: String,
-        /// Its argument.
-        arg: Term,
-    },
-    /// Ask the node's [`DynamicSupervisor`] to start it as its child.
-    Supervised {
-        /// The start function.
-        start: String,
-        /// Its argument.
-        arg: Term,
-    },
-}
-
-/// A registry entry.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-struct Entry {
-    pid: Pid,
-    /// How Swarm started it (`None`: registered by hand).
-    mfa: Option<Mfa>,
-    clock: Clock,
-    /// The groups it joined (Swarm keeps them in the entry's metadata).
-    #[serde(default)]
-    groups: BTreeSet<String>,
-}
-
-/// A version vector: updates per node.
-type Clock = BTreeMap<u16, u64>;
-
-/// The groups of one registration as two versions of it have them (`update_meta`): the
-/// newer version's, or with concurrent versions both (Swarm merges their metadata).
-fn merged_groups(local: &Entry, remote: &Entry) -> BTreeSet<String> {
-    if dominates(&remote.clock, &local.clock) {
-        remote.groups.clone()
-    } else if dominates(&local.clock, &remote.clock) || local.clock == remote.clock {
-        local.groups.clone()
-    } else {
-        local.groups.union(&remote.groups).cloned().collect()
-    }
-}
-
-/// Whether `a` has seen everything `b` has, and more.
-fn dominates(a: &Clock, b: &Clock) -> bool {
-    a != b && b.iter().all(|(k, n)| a.get(k).is_some_and(|m| m >= n))
-}
-
-/// What the API asks of the local tracker.
-enum Api {
-    Register { name: String, mfa: Mfa, reply: Pid },
-    Whereis { name: String, reply: Pid },
-    Join { group: String, pid: Pid, reply: Pid },
-    Members { group: String, reply: Pid },
-}
-
-/// The tracker's answer to [`Api::Members`].
-struct MembersReply(Vec<Pid>);
-
-/// The tracker's answer to an [`Api`] call.
-struct ApiReply(Result<Option<Pid>, SwarmError>);
-
 /// What trackers tell each other.
 #[derive(serde::Serialize, serde::Deserialize)]
-enum Peer {
+pub(super) enum Peer {
     /// libcluster's connection attempt.
     Hello,
     /// Start `name` here, the owner, and answer `reply` with a [`TrackReply`]; `hops`
@@ -254,11 +45,11 @@ enum Peer {
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
-struct TrackReply(Result<Option<Pid>, SwarmError>);
+pub(super) struct TrackReply(Result<Option<Pid>, SwarmError>);
 
 /// A handed-off process, as the old owner's tracker casts it to the new owner's.
 #[derive(serde::Serialize, serde::Deserialize)]
-struct HandedOff {
+pub(super) struct HandedOff {
     from: u16,
     id: u64,
     name: String,
@@ -273,7 +64,7 @@ struct HandedOff {
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
-enum Change {
+pub(super) enum Change {
     Track { name: String, entry: Entry },
     Untrack { name: String, pid: Pid },
 }
@@ -292,23 +83,6 @@ enum Phase {
     Tracking,
 }
 
-/// Where Swarm's `Ring` places `name` among `nodes` (the placement of the cluster harness's
-/// S2 check).
-pub fn placement(name: &str, nodes: &BTreeSet<u16>) -> Option<u16> {
-    owner(name, nodes, None)
-}
-
-/// The owner of `name` among `nodes` (rendezvous hashing), unless a quorum is not met.
-fn owner(name: &str, nodes: &BTreeSet<u16>, quorum: Option<usize>) -> Option<u16> {
-    if quorum.is_some_and(|q| nodes.len() < q) {
-        return None;
-    }
-    nodes
-        .iter()
-        .copied()
-        .max_by_key(|k| crate::hash::stable_hash(&(name, *k)))
-}
-
 struct Tracker {
     me: u16,
     config: Config,
@@ -325,7 +99,7 @@ struct Tracker {
     sync_ref: Option<crate::process::MonitorRef>,
 }
 
-/// The tracker of this node: run it as a process (see the [module](self) documentation).
+/// The tracker of this node: run it as a process (see the [module](super) documentation).
 pub async fn tracker(p: Process, config: Config) -> ExitReason {
     if p.register(TRACKER).is_err() {
         return ExitReason::error("a tracker runs already");
@@ -1207,284 +981,5 @@ async fn apply(p: &Process, name: &str, mfa: &Mfa) -> Result<Pid, SwarmError> {
                 Err(_) => Err(SwarmError::StartFailed("the supervisor is gone".into())),
             }
         }
-    }
-}
-
-/// An API call of `timeout`, recorded around `body` for the bounded-progress invariant.
-async fn recorded<R>(
-    p: &Process,
-    what: String,
-    timeout: Duration,
-    body: impl std::future::Future<Output = R>,
-    shown: impl Fn(&R) -> String,
-) -> (u64, R) {
-    let id = p.make_ref().0;
-    let node = p.pid().node();
-    p.node().record(EventKind::Dist(DistEvent::Call {
-        id,
-        node,
-        what,
-        timeout_ms: timeout.as_millis() as u64,
-    }));
-    let result = body.await;
-    let result_shown = shown(&result);
-    p.node().record(EventKind::Dist(DistEvent::Return {
-        id,
-        result: result_shown,
-    }));
-    (id, result)
-}
-
-fn show(result: &Result<Option<Pid>, SwarmError>) -> String {
-    match result {
-        Ok(Some(pid)) => pid.to_string(),
-        Ok(None) => "undefined".into(),
-        Err(e) => format!("error: {e}"),
-    }
-}
-
-/// Makes a Swarm call to this node's tracker and waits for its answer, however long.
-async fn call(p: &Process, api: Api) -> Result<Option<Pid>, SwarmError> {
-    p.send_named(TRACKER, p.pid().node(), api);
-    let answer = p.receive(|m| m.is::<ApiReply>()).await;
-    match answer.downcast::<ApiReply>() {
-        Ok(ApiReply(result)) => result,
-        Err(_) => Err(SwarmError::StartFailed("no answer".into())),
-    }
-}
-
-/// Swarm's `register_name(name, m, f, a)`: the owner of `name` starts it by `mfa` and
-/// registers it cluster-wide. It waits as long as it takes (Swarm's `:infinity`).
-pub async fn register_name(p: &Process, name: &str, mfa: Mfa) -> Result<Pid, SwarmError> {
-    let api = Api::Register {
-        name: name.into(),
-        mfa,
-        reply: p.pid(),
-    };
-    call(p, api)
-        .await
-        .and_then(|pid| pid.ok_or_else(|| SwarmError::StartFailed("no pid".into())))
-}
-
-/// Swarm's `whereis_name(name)`: this node's copy of the registry (possibly stale); it waits
-/// while the tracker is not tracking. Recorded as an API call of 5 s.
-pub async fn whereis_name(p: &Process, name: &str) -> Option<Pid> {
-    let api = Api::Whereis {
-        name: name.into(),
-        reply: p.pid(),
-    };
-    let what = format!("whereis {name}");
-    let (call, result) = recorded(p, what, Duration::from_secs(5), call(p, api), show).await;
-    let pid = result.ok().flatten();
-    p.node().record(EventKind::Dist(DistEvent::Lookup {
-        node: p.pid().node(),
-        name: name.into(),
-        pid,
-        call,
-    }));
-    pid
-}
-
-/// Swarm's `join(group, pid)`: `pid`'s registration joins `group` (kept in its entry's
-/// metadata, so it moves with a handoff and survives a restart by the tracker, but not a
-/// re-registration: a [`DynamicSupervisor`]'s restart after a crash leaves every group). A
-/// pid this node's registry does not have is left alone, as Swarm does. Recorded as an API
-/// call of 5 s.
-pub async fn join(p: &Process, group: &str, pid: Pid) {
-    let api = Api::Join {
-        group: group.into(),
-        pid,
-        reply: p.pid(),
-    };
-    let what = format!("join {group} {pid}");
-    let _ = recorded(p, what, Duration::from_secs(5), call(p, api), show).await;
-}
-
-/// Swarm's `members(group)`: the registered processes of `group`, as this node's registry
-/// has them (it waits while the tracker is not tracking).
-pub async fn members(p: &Process, group: &str) -> Vec<Pid> {
-    let api = Api::Members {
-        group: group.into(),
-        reply: p.pid(),
-    };
-    p.send_named(TRACKER, p.pid().node(), api);
-    let answer = p.receive(|m| m.is::<MembersReply>()).await;
-    answer
-        .downcast::<MembersReply>()
-        .map(|MembersReply(pids)| pids)
-        .unwrap_or_default()
-}
-
-/// A [`DynamicSupervisor`]'s request to start a child.
-struct StartChild {
-    name: String,
-    start: String,
-    arg: Term,
-    reply: Pid,
-}
-
-/// Its answer.
-struct Started(Result<Pid, SwarmError>);
-
-/// Runs `worker` as a process Swarm started: its `{swarm, ...}` messages go to the
-/// [`Handoff`] contract's methods (a `die` ends it), every other message to
-/// [`Handoff::handle`].
-pub async fn serve<W: Handoff>(p: Process, mut worker: W) -> ExitReason {
-    loop {
-        let msg = p.recv().await;
-        match msg.downcast::<SwarmMsg>() {
-            Ok(SwarmMsg::BeginHandoff { reply: to, tag }) => {
-                let reply = worker.begin_handoff(&p);
-                p.send(to, HandoffAnswer { tag, reply });
-            }
-            Ok(SwarmMsg::EndHandoff(state)) => worker.end_handoff(&p, state),
-            Ok(SwarmMsg::ResolveConflict(state)) => worker.resolve_conflict(&p, state),
-            Ok(SwarmMsg::Die) => return worker.die(&p),
-            Err(msg) => worker.handle(&p, msg),
-        }
-    }
-}
-
-/// `Swarm.DynamicSupervisor` (swarm_dynamic_supervisor 0.1.0): one per node, registered as
-/// [`SUPERVISOR`]. Its children are started through Swarm by name, on the name's owner; a
-/// child that exits, for whatever reason (they are `permanent`, the default), is registered
-/// again through Swarm, possibly on another node, and *without* counting the restart, so a
-/// crash loop never ends; one told to [die](SwarmMsg::Die) is registered again too, which
-/// finds the name taken once the new instance is registered.
-pub struct DynamicSupervisor;
-
-impl DynamicSupervisor {
-    /// The supervisor process of a node.
-    pub async fn run(p: Process) -> ExitReason {
-        if p.register(SUPERVISOR).is_err() {
-            return ExitReason::error("a supervisor runs already");
-        }
-        p.trap_exit(true);
-        let me = p.pid().node();
-        let mut children: BTreeMap<Pid, (String, String, Term)> = BTreeMap::new();
-        loop {
-            let msg = p.recv().await;
-            let msg = match msg.downcast::<StartChild>() {
-                Ok(StartChild {
-                    name,
-                    start,
-                    arg,
-                    reply,
-                }) => {
-                    let started = p.spawn_link_on(me, &start, arg.clone()).await;
-                    let result = started.map_err(|e| SwarmError::StartFailed(e.to_string()));
-                    if let Ok(pid) = &result {
-                        children.insert(*pid, (name, start, arg));
-                    }
-                    p.send(reply, Started(result));
-                    continue;
-                }
-                Err(msg) => msg,
-            };
-            if let Msg::Exit { from, reason } = msg {
-                let Some((name, start, arg)) = children.remove(&from) else {
-                    continue;
-                };
-                // `maybe_restart_child` of a permanent child (the default), whatever its
-                // exit, `die` included: through Swarm again, no restart counted, the result
-                // discarded.
-                let _ = reason;
-                p.spawn(move |q| async move {
-                    let _ = register_name(&q, &name, Mfa::Supervised { start, arg }).await;
-                });
-            }
-        }
-    }
-
-    /// `start_child(sup, spec)`: `AlreadyRegistered` if the name is registered, else
-    /// `register_name` through Swarm, awaited 5 s (`Task.await`); recorded as an API call of
-    /// 5 s. A successful start makes the name desired.
-    pub async fn start_child(
-        p: &Process,
-        name: &str,
-        start: &str,
-        arg: Term,
-    ) -> Result<Pid, SwarmError> {
-        let what = format!("start_child {name}");
-        let shown = |r: &Result<Pid, SwarmError>| show(&r.clone().map(Some));
-        let timeout = Duration::from_secs(5);
-        recorded(p, what, timeout, Self::start(p, name, start, arg), shown)
-            .await
-            .1
-    }
-
-    async fn start(p: &Process, name: &str, start: &str, arg: Term) -> Result<Pid, SwarmError> {
-        if let Some(pid) = whereis_name(p, name).await {
-            return Err(SwarmError::AlreadyRegistered(pid));
-        }
-        let (name, start) = (name.to_string(), start.to_string());
-        let task = p.spawn({
-            let name = name.clone();
-            let reply = p.pid();
-            move |q| async move {
-                let result = register_name(&q, &name, Mfa::Supervised { start, arg }).await;
-                q.send(reply, StartResult(result));
-            }
-        });
-        let answer = p
-            .receive_timeout(|m| m.is::<StartResult>(), Duration::from_secs(5))
-            .await;
-        let result = match answer.map(|m| m.downcast::<StartResult>()) {
-            Some(Ok(StartResult(result))) => result,
-            _ => {
-                p.exit(task, ExitReason::Kill);
-                Err(SwarmError::Timeout)
-            }
-        };
-        if result.is_ok() {
-            let node = p.node();
-            node.record(EventKind::Dist(DistEvent::Desired {
-                name: name.clone(),
-                on: true,
-            }));
-            // Elixir's DynamicSupervisor defaults, which the crash path never consults.
-            node.record(EventKind::Dist(DistEvent::Intensity {
-                name,
-                max_restarts: 3,
-                max_seconds: 5,
-            }));
-        }
-        result
-    }
-}
-
-struct StartResult(Result<Pid, SwarmError>);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn clocks_order_updates_causally() {
-        let a = Clock::from([(1, 2), (2, 1)]);
-        let b = Clock::from([(1, 1), (2, 1)]);
-        let c = Clock::from([(1, 1), (2, 2)]);
-        assert!(dominates(&a, &b) && !dominates(&b, &a));
-        assert!(!dominates(&a, &c) && !dominates(&c, &a), "concurrent");
-        assert!(!dominates(&a, &a));
-    }
-
-    /// Every tracker that sees the same nodes picks the same owner; a static quorum leaves a
-    /// name without one below it.
-    #[test]
-    fn the_owner_depends_only_on_the_nodes_seen() {
-        let all = BTreeSet::from([1, 2, 3]);
-        let owners: Vec<u16> = (0..30)
-            .map(|i| owner(&format!("k{i}"), &all, None).unwrap())
-            .collect();
-        assert!([1, 2, 3].iter().all(|k| owners.contains(k)));
-        let without_3 = BTreeSet::from([1, 2]);
-        for (i, o) in owners.iter().enumerate() {
-            let name = format!("k{i}");
-            if *o != 3 {
-                assert_eq!(owner(&name, &without_3, None), Some(*o), "a name stays put");
-            }
-        }
-        assert_eq!(owner("k1", &without_3, Some(3)), None);
     }
 }

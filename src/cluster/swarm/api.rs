@@ -1,0 +1,147 @@
+//! Swarm's API, as a node's processes call it: each call goes to the node's tracker
+//! ([`tracker`](super::tracker())), and the API calls a user waits on are recorded for the
+//! bounded-progress invariant (I9); and [`serve`], which runs a worker by the handoff contract.
+
+use super::{HandoffAnswer, Mfa, SwarmError, SwarmMsg, TRACKER};
+use crate::cluster::handoff::Handoff;
+use crate::process::{ExitReason, Process};
+use crate::rt::Duration;
+use crate::term::Pid;
+use crate::trace::{DistEvent, EventKind};
+
+/// What the API asks of the local tracker.
+pub(super) enum Api {
+    Register { name: String, mfa: Mfa, reply: Pid },
+    Whereis { name: String, reply: Pid },
+    Join { group: String, pid: Pid, reply: Pid },
+    Members { group: String, reply: Pid },
+}
+
+/// The tracker's answer to [`Api::Members`].
+pub(super) struct MembersReply(pub(super) Vec<Pid>);
+
+/// The tracker's answer to an [`Api`] call.
+pub(super) struct ApiReply(pub(super) Result<Option<Pid>, SwarmError>);
+
+/// An API call of `timeout`, recorded around `body` for the bounded-progress invariant.
+pub(super) async fn recorded<R>(
+    p: &Process,
+    what: String,
+    timeout: Duration,
+    body: impl std::future::Future<Output = R>,
+    shown: impl Fn(&R) -> String,
+) -> (u64, R) {
+    let id = p.make_ref().0;
+    let node = p.pid().node();
+    p.node().record(EventKind::Dist(DistEvent::Call {
+        id,
+        node,
+        what,
+        timeout_ms: timeout.as_millis() as u64,
+    }));
+    let result = body.await;
+    let result_shown = shown(&result);
+    p.node().record(EventKind::Dist(DistEvent::Return {
+        id,
+        result: result_shown,
+    }));
+    (id, result)
+}
+
+pub(super) fn show(result: &Result<Option<Pid>, SwarmError>) -> String {
+    match result {
+        Ok(Some(pid)) => pid.to_string(),
+        Ok(None) => "undefined".into(),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+/// Makes a Swarm call to this node's tracker and waits for its answer, however long.
+async fn call(p: &Process, api: Api) -> Result<Option<Pid>, SwarmError> {
+    p.send_named(TRACKER, p.pid().node(), api);
+    let answer = p.receive(|m| m.is::<ApiReply>()).await;
+    match answer.downcast::<ApiReply>() {
+        Ok(ApiReply(result)) => result,
+        Err(_) => Err(SwarmError::StartFailed("no answer".into())),
+    }
+}
+
+/// Swarm's `register_name(name, m, f, a)`: the owner of `name` starts it by `mfa` and
+/// registers it cluster-wide. It waits as long as it takes (Swarm's `:infinity`).
+pub async fn register_name(p: &Process, name: &str, mfa: Mfa) -> Result<Pid, SwarmError> {
+    let api = Api::Register {
+        name: name.into(),
+        mfa,
+        reply: p.pid(),
+    };
+    call(p, api)
+        .await
+        .and_then(|pid| pid.ok_or_else(|| SwarmError::StartFailed("no pid".into())))
+}
+
+/// Swarm's `whereis_name(name)`: this node's copy of the registry (possibly stale); it waits
+/// while the tracker is not tracking. Recorded as an API call of 5 s.
+pub async fn whereis_name(p: &Process, name: &str) -> Option<Pid> {
+    let api = Api::Whereis {
+        name: name.into(),
+        reply: p.pid(),
+    };
+    let what = format!("whereis {name}");
+    let (call, result) = recorded(p, what, Duration::from_secs(5), call(p, api), show).await;
+    let pid = result.ok().flatten();
+    p.node().record(EventKind::Dist(DistEvent::Lookup {
+        node: p.pid().node(),
+        name: name.into(),
+        pid,
+        call,
+    }));
+    pid
+}
+
+/// Swarm's `join(group, pid)`: `pid`'s registration joins `group` (kept in its entry's
+/// metadata, so it moves with a handoff and survives a restart by the tracker, but not a
+/// re-registration: a [`DynamicSupervisor`](super::DynamicSupervisor)'s restart after a crash leaves every group). A
+/// pid this node's registry does not have is left alone, as Swarm does. Recorded as an API
+/// call of 5 s.
+pub async fn join(p: &Process, group: &str, pid: Pid) {
+    let api = Api::Join {
+        group: group.into(),
+        pid,
+        reply: p.pid(),
+    };
+    let what = format!("join {group} {pid}");
+    let _ = recorded(p, what, Duration::from_secs(5), call(p, api), show).await;
+}
+
+/// Swarm's `members(group)`: the registered processes of `group`, as this node's registry
+/// has them (it waits while the tracker is not tracking).
+pub async fn members(p: &Process, group: &str) -> Vec<Pid> {
+    let api = Api::Members {
+        group: group.into(),
+        reply: p.pid(),
+    };
+    p.send_named(TRACKER, p.pid().node(), api);
+    let answer = p.receive(|m| m.is::<MembersReply>()).await;
+    answer
+        .downcast::<MembersReply>()
+        .map(|MembersReply(pids)| pids)
+        .unwrap_or_default()
+}
+/// Runs `worker` as a process Swarm started: its `{swarm, ...}` messages go to the
+/// [`Handoff`] contract's methods (a `die` ends it), every other message to
+/// [`Handoff::handle`].
+pub async fn serve<W: Handoff>(p: Process, mut worker: W) -> ExitReason {
+    loop {
+        let msg = p.recv().await;
+        match msg.downcast::<SwarmMsg>() {
+            Ok(SwarmMsg::BeginHandoff { reply: to, tag }) => {
+                let reply = worker.begin_handoff(&p);
+                p.send(to, HandoffAnswer { tag, reply });
+            }
+            Ok(SwarmMsg::EndHandoff(state)) => worker.end_handoff(&p, state),
+            Ok(SwarmMsg::ResolveConflict(state)) => worker.resolve_conflict(&p, state),
+            Ok(SwarmMsg::Die) => return worker.die(&p),
+            Err(msg) => worker.handle(&p, msg),
+        }
+    }
+}
