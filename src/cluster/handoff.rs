@@ -35,7 +35,28 @@
 //! ```
 
 use crate::process::{ExitReason, Msg, Process};
-use crate::term::Term;
+use crate::term::{Pid, Term};
+
+/// A synchronous request to a worker run by the contract (a `GenServer.call` of Swarm's
+/// `multi_call`): the worker answers `reply` with a [`CallReply`] that carries `tag`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Call {
+    /// What is asked.
+    pub request: Term,
+    /// Who waits for the answer.
+    pub reply: Pid,
+    /// What the answer carries, to match it with this request.
+    pub tag: u64,
+}
+
+/// A worker's answer to a [`Call`].
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CallReply {
+    /// The request's tag.
+    pub tag: u64,
+    /// The answer.
+    pub reply: Term,
+}
 
 /// A worker's answer to `begin_handoff`.
 #[derive(Clone, Debug, PartialEq)]
@@ -62,6 +83,16 @@ pub trait Handoff: Send + 'static {
 
     /// Any other message.
     fn handle(&mut self, p: &Process, msg: Msg);
+
+    /// A [`Call`]: the answer, or the reason to exit with. By default the worker exits with
+    /// `{bad_call, request}`, as a GenServer without a matching `handle_call` clause crashes.
+    fn handle_call(&mut self, p: &Process, request: Term) -> Result<Term, ExitReason> {
+        let _ = p;
+        Err(ExitReason::error(Term::tuple([
+            Term::atom("bad_call"),
+            request,
+        ])))
+    }
 
     /// Told to stop (its name went elsewhere): the reason it exits with (`shutdown`).
     fn die(&mut self, p: &Process) -> ExitReason {

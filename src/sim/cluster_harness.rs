@@ -335,9 +335,17 @@ impl<O> ClusterCase<O> {
             .collect();
         let window = run_for.as_millis() as u64;
         let count = if faults.is_empty() { 0 } else { below(5) };
+        // Half the faults come within 3 s after the one before: bugs that depend on a
+        // sequence (a crash during a pause, a restart during a handoff) need faults close
+        // together, which uniform times over the whole window seldom give.
+        let mut last: Option<u64> = None;
         let mut steps: Vec<(u64, ClusterStep<O>)> = (0..count)
             .map(|_| {
-                let at = below(window);
+                let at = match last {
+                    Some(t) if below(2) == 0 => (t + below(3000)).min(window.saturating_sub(1)),
+                    _ => below(window),
+                };
+                last = Some(at);
                 let key = below(u64::MAX);
                 let family = faults[below(faults.len() as u64) as usize];
                 let step = match family {
@@ -725,7 +733,7 @@ impl<T: ClusterTarget> ClusterHarness<T> {
     }
 
     /// The case of `seed`: faults of the harness's families, and operations of the target's
-    /// workload (up to eight, from a stream of their own, so that the faults of a seed do not
+    /// workload (up to twelve, from a stream of their own, so that the faults of a seed do not
     /// depend on the workload).
     pub fn generate(&self, seed: u64) -> ClusterCase<T::Op> {
         let t = &self.target;
@@ -733,8 +741,15 @@ impl<T: ClusterTarget> ClusterHarness<T> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x776f_726b_6c6f_6164);
         let mut draw = |n: u64| rng.next_u64() % n.max(1);
         let window = t.run_for().as_millis() as u64;
-        for _ in 0..draw(9) {
-            let at = draw(window);
+        // As with faults, half the operations come within a second after the one before:
+        // races between operations (a crash and a join of one name) need them close.
+        let mut last: Option<u64> = None;
+        for _ in 0..draw(13) {
+            let at = match last {
+                Some(prev) if draw(2) == 0 => (prev + draw(1000)).min(window.saturating_sub(1)),
+                _ => draw(window),
+            };
+            last = Some(at);
             if let Some(op) = t.op(&mut draw) {
                 case.steps.push((at, ClusterStep::Op(op)));
             }
@@ -782,14 +797,39 @@ impl<T: ClusterTarget> ClusterHarness<T> {
             .filter(|v| kind(v) == kind(like))
     }
 
-    /// A smaller case that still fails the same way: fewer steps, shorter pauses, slow links
-    /// and clock jumps, no drift, seed 0.
+    /// Whether `case` fails like `like` with its own seed or, since a removed step moves the
+    /// schedule of everything after it and a failure that depends on the schedule may then
+    /// need another, with one of the first eight seeds (left in `case`); each run spends one
+    /// of `budget`.
+    fn fails_on_some_seed(
+        &self,
+        case: &mut ClusterCase<T::Op>,
+        like: &Violation,
+        budget: &mut u32,
+    ) -> Option<Violation> {
+        let own = case.seed;
+        for seed in std::iter::once(own).chain((0..8).filter(|&s| s != own)) {
+            if *budget == 0 {
+                break;
+            }
+            *budget -= 1;
+            case.seed = seed;
+            if let Some(m) = self.fails(case, like) {
+                return Some(m);
+            }
+        }
+        case.seed = own;
+        None
+    }
+
+    /// A smaller case that still fails the same way: fewer steps (one at a time, then two
+    /// together), shorter pauses, slow links and clock jumps, no drift, seed 0.
     fn shrink(
         &self,
         mut case: ClusterCase<T::Op>,
         mut message: Violation,
     ) -> (ClusterCase<T::Op>, Violation) {
-        let mut budget = 300;
+        let mut budget: u32 = 300;
         let mut better = true;
         while better && budget > 0 {
             better = false;
@@ -797,12 +837,27 @@ impl<T: ClusterTarget> ClusterHarness<T> {
             while i < case.steps.len() && budget > 0 {
                 let mut smaller = case.clone();
                 smaller.steps.remove(i);
-                budget -= 1;
-                match self.fails(&smaller, &message) {
+                match self.fails_on_some_seed(&mut smaller, &message, &mut budget) {
                     Some(m) => {
                         (case, message, better) = (smaller, m, true);
                     }
                     None => i += 1,
+                }
+            }
+            // Steps that only matter together (a crash and the restart after it) go in pairs,
+            // at the case's own seed (trying others too would spend the budget on pairs).
+            'pairs: for i in 0..case.steps.len() {
+                for j in i + 1..case.steps.len() {
+                    if better || budget == 0 {
+                        break 'pairs;
+                    }
+                    let mut smaller = case.clone();
+                    smaller.steps.remove(j);
+                    smaller.steps.remove(i);
+                    budget -= 1;
+                    if let Some(m) = self.fails(&smaller, &message) {
+                        (case, message, better) = (smaller, m, true);
+                    }
                 }
             }
             for i in 0..case.steps.len() {

@@ -21,6 +21,7 @@
 //! | I8 [`RestartIntensity`](Invariant::RestartIntensity) | a desired name is not restarted after crashes more often than its intensity allows, wherever it runs |
 //! | I9 [`BoundedProgress`](Invariant::BoundedProgress) | every API call returns within its timeout |
 //! | I10 [`MembershipAgreement`](Invariant::MembershipAgreement) | at rest, every live node that keeps a membership counts exactly the live nodes that do |
+//! | S1 [`MessageRouting`](Invariant::MessageRouting) | a message sent by name is handled at most once, in its sender's order, never by an instance whose state has moved on; one sent during a move is not lost |
 //! | S2 [`Placement`](Invariant::Placement) | at rest, with a placement rule given ([`check_placed`]), every live instance runs on the node the rule names over the live members |
 //! | S3 [`NoResurrection`](Invariant::NoResurrection) | a name whose child was terminated does not start again unless started again |
 //! | S4 [`GroupMembership`](Invariant::GroupMembership) | at rest, every live node's registry counts a desired name in each group it joined, whatever restarts and moves came since |
@@ -98,9 +99,14 @@ struct Checker {
     live: BTreeMap<String, BTreeMap<Pid, usize>>,
     /// Every live instance's name.
     names: BTreeMap<Pid, String>,
-    /// Desired names, with the event that made them so; and terminated ones.
+    /// Desired names, with the event that made them so; terminated ones; and instances
+    /// started after their name was terminated (its termination's event, the start's),
+    /// resurrected unless, while they still run, a start returns that desires the name again
+    /// (it may be the start of that very instance: a start returns after its instance
+    /// started).
     desired: BTreeMap<String, usize>,
     terminated: BTreeMap<String, usize>,
+    resurrected: BTreeMap<String, (Pid, usize, usize)>,
     /// Each node's registry: name -> (instance, the event that set it); the nodes that ever
     /// recorded a view are those whose registry the at-rest rules judge.
     views: BTreeMap<u16, BTreeMap<String, (Pid, usize)>>,
@@ -137,8 +143,23 @@ struct Checker {
     calls: BTreeMap<u64, (u64, u64, usize)>,
     /// Every call's event.
     asked: BTreeMap<u64, usize>,
-    /// Whether any fault happened.
+    /// Whether any fault happened; the last event that may have lost a message in flight
+    /// (any fault, a process fault, a resume, a connection lost to the tick).
     faulted: bool,
+    last_fault: Option<usize>,
+    /// S1: messages sent by name (sender, number) with their name and event; those not yet
+    /// handled, per instance they went to; those handled, with the event; per sender and
+    /// name, the send event of the latest message handled, and the handling event.
+    sent: BTreeMap<(Pid, u64), (String, usize)>,
+    unhandled: BTreeMap<Pid, Vec<(Pid, u64, usize)>>,
+    handled: BTreeMap<(Pid, u64), usize>,
+    handled_upto: BTreeMap<(Pid, String), (usize, usize)>,
+    /// S1: names moving (handoff id -> the name, its begin event, the nodes it moves
+    /// between); instances a handoff began from (its begin event); instances whose state was
+    /// sent to a successor (the event).
+    moving: BTreeMap<u64, (String, usize, [u16; 2])>,
+    moved: BTreeMap<Pid, usize>,
+    handed: BTreeMap<Pid, usize>,
     at_rest: Option<usize>,
 }
 
@@ -166,11 +187,15 @@ impl Checker {
             last_at = e.at_us;
             match &e.kind {
                 EventKind::Exit { pid, reason } => {
+                    let reason = crate::ExitReason::from_term(reason.clone());
+                    let crashed = !reason.is_normal() && !reason.is_shutdown();
                     if let Some(name) = self.names.get(pid) {
-                        let reason = crate::ExitReason::from_term(reason.clone());
-                        if !reason.is_normal() && !reason.is_shutdown() {
+                        if crashed {
                             self.crashed.insert(name.clone());
                         }
+                    }
+                    if !crashed {
+                        self.left_by_move(*pid, i)?;
                     }
                     self.end(*pid, i);
                 }
@@ -186,10 +211,20 @@ impl Checker {
                     let seen = self.seen_down.entry(watcher.node()).or_default();
                     seen.entry(*node).or_default().push((i, holding));
                 }
+                EventKind::Fault { .. } => self.last_fault = Some(i),
                 EventKind::Cluster(c) => self.cluster(i, c)?,
                 EventKind::Dist(d) => self.dist(i, e.at_us, d)?,
                 _ => {}
             }
+        }
+        let earliest = self.resurrected.iter().min_by_key(|(_, (_, _, i))| *i);
+        if let Some((name, &(pid, t, i))) = earliest {
+            return Err(found(
+                Invariant::NoResurrection,
+                name,
+                format!("{pid} started after the name was terminated, and no start asked for it"),
+                vec![t, i],
+            ));
         }
         if self.at_rest.is_some() {
             self.at_rest_rules()?;
@@ -213,9 +248,13 @@ impl Checker {
         if c.fault_kind().is_some() {
             self.faulted = true;
         }
+        if !matches!(c, ClusterEvent::AtRest) {
+            self.last_fault = Some(i);
+        }
         match c {
             ClusterEvent::Crash { node, .. } => {
                 self.down.insert(*node);
+                self.moving.retain(|_, (_, _, nodes)| !nodes.contains(node));
                 let gone: Vec<Pid> = self
                     .names
                     .keys()
@@ -280,17 +319,13 @@ impl Checker {
             DistEvent::Start { name, pid } => {
                 if let Some(&t) = self.terminated.get(name) {
                     if !self.desired.contains_key(name) {
-                        return Err(found(
-                            Invariant::NoResurrection,
-                            name,
-                            format!("{pid} started after the name was terminated"),
-                            vec![t, i],
-                        ));
+                        self.resurrected.entry(name.clone()).or_insert((*pid, t, i));
                     }
                 }
                 if self.crashed.remove(name) && self.desired.contains_key(name) {
                     self.restarted(name, at, i)?;
                 }
+                self.moving.retain(|_, (n, ..)| n != name);
                 self.live.entry(name.clone()).or_default().insert(*pid, i);
                 self.names.insert(*pid, name.clone());
                 self.started.insert(*pid, i);
@@ -301,9 +336,18 @@ impl Checker {
             DistEvent::Desired { name, on: true } => {
                 self.desired.insert(name.clone(), i);
                 self.terminated.remove(name);
+                let names = &self.names;
+                if self
+                    .resurrected
+                    .get(name)
+                    .is_some_and(|(pid, ..)| names.contains_key(pid))
+                {
+                    self.resurrected.remove(name);
+                }
             }
             DistEvent::Desired { name, on: false } => {
                 self.desired.remove(name);
+                self.moving.retain(|_, (n, ..)| n != name);
                 self.joined.remove(name);
                 self.terminated.insert(name.clone(), i);
             }
@@ -327,6 +371,19 @@ impl Checker {
                     .insert(group.clone(), i);
             }
             DistEvent::Joined { .. } => {}
+            DistEvent::Left { name, group, pid } if !self.dead.contains_key(pid) => {
+                if let Some(groups) = self.joined.get_mut(name) {
+                    groups.remove(group);
+                }
+            }
+            DistEvent::Left { .. } => {}
+            DistEvent::Sent {
+                from,
+                seq,
+                name,
+                to,
+            } => self.sent(i, *from, *seq, name, *to)?,
+            DistEvent::Handled { pid, from, seq } => self.handled(i, *pid, *from, *seq)?,
             DistEvent::Groups { node, name, groups } => {
                 let groups = groups.iter().cloned().collect();
                 let view = self.groups.entry(*node).or_default();
@@ -461,10 +518,27 @@ impl Checker {
     ) -> Result<(), Found> {
         let h = self.handoffs.entry(id).or_default();
         match phase {
-            HandoffPhase::Begin { from, .. } => h.begin = Some((*from, i)),
-            HandoffPhase::StateSent => {}
-            HandoffPhase::Aborted { .. } => h.ended = true,
+            HandoffPhase::Begin { from, to } => {
+                h.begin = Some((*from, i));
+                let nodes = [from.node(), *to];
+                self.moving.insert(id, (name.to_string(), i, nodes));
+                self.moved.insert(*from, i);
+            }
+            HandoffPhase::StateSent => {
+                if let Some((from, _)) = h.begin {
+                    self.handed.insert(from, i);
+                }
+            }
+            HandoffPhase::Aborted { .. } => {
+                h.ended = true;
+                self.moving.remove(&id);
+                // The old instance may run on (an `ignore`, a timeout): no move of it.
+                if let Some((from, _)) = h.begin {
+                    self.moved.remove(&from);
+                }
+            }
             HandoffPhase::Delivered { pid } => {
+                self.moving.remove(&id);
                 h.delivered.push(i);
                 h.ended = true;
                 if h.delivered.len() > 1 {
@@ -491,6 +565,103 @@ impl Checker {
             }
         }
         Ok(())
+    }
+
+    /// S1: `from` sent its message `seq` to `name` (event `i`), to instance `to` or, with
+    /// none registered, nowhere: lost, if the name was moving then.
+    fn sent(
+        &mut self,
+        i: usize,
+        from: Pid,
+        seq: u64,
+        name: &str,
+        to: Option<Pid>,
+    ) -> Result<(), Found> {
+        self.sent.insert((from, seq), (name.to_string(), i));
+        match to {
+            Some(pid) => {
+                self.unhandled.entry(pid).or_default().push((from, seq, i));
+                Ok(())
+            }
+            // A move that a fault may have cut short (its nodes lost, a message dropped) is
+            // judged by I2 and I6, not here.
+            None => match self.moving.values().find(|(n, ..)| n == name) {
+                Some(&(_, begin, _)) if self.last_fault.is_none_or(|f| f < begin) => Err(found(
+                    Invariant::MessageRouting,
+                    name,
+                    format!(
+                        "{from}'s message #{seq} found no instance while the name moved, \
+                         and nothing kept it: lost in the move"
+                    ),
+                    vec![begin, i],
+                )),
+                _ => Ok(()),
+            },
+        }
+    }
+
+    /// S1: instance `pid` handled `from`'s message `seq` (event `i`): not twice, not after
+    /// a later message of the same sender to the same name, not after its state went to a
+    /// successor (its effect would be lost).
+    fn handled(&mut self, i: usize, pid: Pid, from: Pid, seq: u64) -> Result<(), Found> {
+        if let Some(list) = self.unhandled.get_mut(&pid) {
+            list.retain(|&(f, s, _)| (f, s) != (from, seq));
+        }
+        let Some((name, sent)) = self.sent.get(&(from, seq)).cloned() else {
+            return Ok(());
+        };
+        let violation = |message: String, events: Vec<usize>| {
+            Err(found(Invariant::MessageRouting, &name, message, events))
+        };
+        if let Some(&first) = self.handled.get(&(from, seq)) {
+            let message = format!("{from}'s message #{seq} handled twice");
+            return violation(message, vec![sent, first, i]);
+        }
+        self.handled.insert((from, seq), i);
+        if let Some(&handed) = self.handed.get(&pid) {
+            let message = format!(
+                "{pid} handled {from}'s message #{seq} after its state went to its \
+                 successor: its effect is lost"
+            );
+            return violation(message, vec![handed, i]);
+        }
+        let upto = self.handled_upto.entry((from, name.clone())).or_default();
+        if upto.0 > sent {
+            let message =
+                format!("{from}'s message #{seq} handled after a later one of the same sender");
+            return violation(message, vec![upto.0, sent, upto.1, i]);
+        }
+        *upto = (sent, i);
+        Ok(())
+    }
+
+    /// S1: `pid`, from which a handoff began, stopped (event `i`, not a crash): a message
+    /// sent to it that it did not handle, with no fault since it was sent, is lost in the
+    /// move.
+    fn left_by_move(&mut self, pid: Pid, i: usize) -> Result<(), Found> {
+        let unhandled = self.unhandled.remove(&pid).unwrap_or_default();
+        let Some(&begin) = self.moved.get(&pid) else {
+            return Ok(());
+        };
+        let after_faults = |sent: usize| self.last_fault.is_none_or(|f| f < sent);
+        match unhandled
+            .into_iter()
+            .find(|&(_, _, sent)| after_faults(sent))
+        {
+            Some((from, seq, sent)) => {
+                let name = self.sent[&(from, seq)].0.clone();
+                Err(found(
+                    Invariant::MessageRouting,
+                    &name,
+                    format!(
+                        "{from}'s message #{seq} went to {pid}, which moved away without \
+                         handling it: lost in the move"
+                    ),
+                    vec![begin, sent, i],
+                ))
+            }
+            None => Ok(()),
+        }
     }
 
     /// I9: a call older than its timeout at `now` without a return.
@@ -986,6 +1157,124 @@ mod tests {
         assert_eq!(unrecorded.check(Consistency::Ap), Ok(()));
     }
 
+    /// S1 (docs/cluster-invariants.md): a message sent by name is handled once, in its
+    /// sender's order, and a move loses none, neither one sent to the old instance nor one
+    /// sent while no instance was registered.
+    #[test]
+    fn s1_messages_sent_by_name_survive_a_move_once_and_in_order() {
+        let client = Pid::new(3, 0, 9);
+        let sent = |seq, to| DistEvent::Sent {
+            from: client,
+            seq,
+            name: K.into(),
+            to,
+        };
+        let handled = |pid, seq| DistEvent::Handled {
+            pid,
+            from: client,
+            seq,
+        };
+        let begin = HandoffPhase::Begin { from: a(), to: 2 };
+        let moved = |t: T| {
+            t.exit(a())
+                .start(b())
+                .dist(handoff(HandoffPhase::Delivered { pid: b() }))
+        };
+        let good = moved(
+            T::default()
+                .start(a())
+                .dist(sent(0, Some(a())))
+                .dist(handled(a(), 0))
+                .dist(handoff(begin.clone()))
+                .dist(handoff(HandoffPhase::StateSent)),
+        )
+        .dist(sent(1, Some(b())))
+        .dist(handled(b(), 1))
+        .rest();
+        assert_eq!(good.check(Consistency::Cp), Ok(()));
+        let lost_in_mailbox = T::default()
+            .start(a())
+            .dist(handoff(begin.clone()))
+            .dist(sent(0, Some(a())));
+        assert_eq!(
+            moved(lost_in_mailbox).check(Consistency::Cp),
+            Err(Invariant::MessageRouting)
+        );
+        let dropped = T::default()
+            .start(a())
+            .dist(handoff(begin.clone()))
+            .exit(a())
+            .dist(sent(0, None));
+        assert_eq!(
+            dropped.check(Consistency::Cp),
+            Err(Invariant::MessageRouting)
+        );
+        let after_state = T::default()
+            .start(a())
+            .dist(sent(0, Some(a())))
+            .dist(handoff(begin.clone()))
+            .dist(handoff(HandoffPhase::StateSent))
+            .dist(handled(a(), 0));
+        assert_eq!(
+            after_state.check(Consistency::Cp),
+            Err(Invariant::MessageRouting)
+        );
+        let twice = T::default()
+            .start(a())
+            .dist(sent(0, Some(a())))
+            .dist(handled(a(), 0))
+            .dist(handled(a(), 0));
+        assert_eq!(twice.check(Consistency::Cp), Err(Invariant::MessageRouting));
+        let reordered = T::default()
+            .start(a())
+            .start(b())
+            .dist(sent(0, Some(a())))
+            .dist(sent(1, Some(b())))
+            .dist(handled(b(), 1))
+            .dist(handled(a(), 0));
+        assert_eq!(
+            reordered.check(Consistency::Ap),
+            Err(Invariant::MessageRouting)
+        );
+        // A crash loses its mailbox, as in Erlang; a fault after the send may lose the
+        // message on the way: neither is a routing failure.
+        let crashed = T::default().start(a()).dist(sent(0, Some(a()))).at(
+            10,
+            EventKind::Exit {
+                pid: a(),
+                reason: crate::term::Term::atom("boom"),
+            },
+        );
+        assert_eq!(crashed.check(Consistency::Cp), Ok(()));
+        let faulted = T::default()
+            .start(a())
+            .dist(handoff(begin.clone()))
+            .dist(sent(0, Some(a())))
+            .cluster(split());
+        assert_eq!(moved(faulted).check(Consistency::Ap), Ok(()));
+        // A move cut short by a fault (its target lost) is I2's and I6's to judge; an
+        // aborted one moved nothing.
+        let cut_short = T::default()
+            .start(a())
+            .dist(handoff(begin.clone()))
+            .exit(a())
+            .cluster(ClusterEvent::Crash {
+                node: 2,
+                silent: false,
+            })
+            .dist(sent(0, None));
+        assert_eq!(cut_short.check(Consistency::Ap), Ok(()));
+        let aborted = T::default()
+            .start(a())
+            .dist(handoff(begin))
+            .dist(handoff(HandoffPhase::Aborted {
+                why: "ignore".into(),
+            }))
+            .dist(sent(0, Some(a())))
+            .exit(a());
+        assert_eq!(aborted.check(Consistency::Ap), Ok(()));
+    }
+
     #[test]
     fn i6_a_handoff_delivers_once_to_an_instance_after_the_old_one() {
         let begin = HandoffPhase::Begin { from: a(), to: 2 };
@@ -1287,6 +1576,28 @@ mod tests {
             .desired(true)
             .start(b());
         assert_eq!(restarted.check(Consistency::Cp), Ok(()));
+        // A start records the name desired when it returns, after its instance started.
+        let started_again = T::default()
+            .desired(true)
+            .start(a())
+            .desired(false)
+            .exit(a())
+            .start(b())
+            .desired(true);
+        assert_eq!(started_again.check(Consistency::Cp), Ok(()));
+        // A start after the resurrected instance ended does not excuse it.
+        let excused_late = T::default()
+            .desired(true)
+            .start(a())
+            .desired(false)
+            .exit(a())
+            .start(b())
+            .exit(b())
+            .desired(true);
+        assert_eq!(
+            excused_late.check(Consistency::Cp),
+            Err(Invariant::NoResurrection)
+        );
         let resurrected = T::default()
             .desired(true)
             .start(a())

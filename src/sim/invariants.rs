@@ -96,6 +96,9 @@ pub enum Invariant {
     BoundedProgress,
     /// I10: live nodes disagreed on the cluster's members at rest.
     MembershipAgreement,
+    /// S1: a message sent by name during a move was lost, handled twice, handled out of its
+    /// sender's order, or handled after its instance's state had moved on.
+    MessageRouting,
     /// S2: an instance ran at rest elsewhere than where its placement puts it.
     Placement,
     /// S3: a terminated name started again.

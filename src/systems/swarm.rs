@@ -13,13 +13,24 @@ use crate::sim::cluster::ClusterCtl;
 use crate::sim::cluster_harness::{ClusterFamily, ClusterTarget};
 use crate::sim::cluster_invariants::Consistency;
 use crate::sim::invariants::{KnownFlaw, Violation};
-use crate::trace::Trace;
-use crate::{ExitReason, Process, Term};
+use crate::trace::{DistEvent, EventKind, Trace};
+use crate::{ExitReason, Pid, Process, Term};
 
-/// A worker of the seed system: it counts what it is told (`u32`s), hands its count over
-/// when asked to move, adopts a predecessor's count, adds a conflict loser's, and stops when
-/// told to die ([`Handoff`]).
+/// A worker of the seed system: it counts what it is told (`u32`s, and [`Bump`]s, which it
+/// records as handled), hands its count over when asked to move, adopts a predecessor's
+/// count, adds a conflict loser's, answers a call with its count, and stops when told to
+/// die ([`Handoff`]).
 pub struct Counter(pub i64);
+
+/// A message sent by name to a [`Counter`], numbered by its sender: the worker records
+/// handling it, for the message-routing invariant (S1, docs/cluster-invariants.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Bump {
+    /// The sender.
+    pub from: Pid,
+    /// The sender's count of its messages, from 0.
+    pub seq: u64,
+}
 
 impl Handoff for Counter {
     fn begin_handoff(&mut self, _: &Process) -> HandoffReply {
@@ -38,10 +49,21 @@ impl Handoff for Counter {
         }
     }
 
-    fn handle(&mut self, _: &Process, msg: crate::Msg) {
-        if msg.is::<u32>() {
+    fn handle(&mut self, p: &Process, msg: crate::Msg) {
+        if let Some(&Bump { from, seq }) = msg.downcast_ref::<Bump>() {
+            p.node().record(EventKind::Dist(DistEvent::Handled {
+                pid: p.pid(),
+                from,
+                seq,
+            }));
+            self.0 += 1;
+        } else if msg.is::<u32>() {
             self.0 += 1;
         }
+    }
+
+    fn handle_call(&mut self, _: &Process, _: Term) -> Result<Term, ExitReason> {
+        Ok(Term::Int(self.0))
     }
 }
 
@@ -84,6 +106,14 @@ pub enum SwarmOp {
         /// The node it is called on.
         on: u16,
     },
+    /// `Swarm.register_name` of `k{name}` (a [`Counter`] worker, spawned by the owner's
+    /// tracker, unsupervised) from node `on`.
+    Register {
+        /// Which child.
+        name: u8,
+        /// The node it is called on.
+        on: u16,
+    },
     /// `Swarm.whereis_name` of `k{name}` on node `on`.
     Whereis {
         /// Which child.
@@ -103,6 +133,21 @@ pub enum SwarmOp {
         /// Which child.
         name: u8,
         /// The node it is called on.
+        on: u16,
+    },
+    /// `Swarm.leave("g", pid)` of `k{name}`'s instance, as node `on` finds it.
+    Leave {
+        /// Which child.
+        name: u8,
+        /// The node it is called on.
+        on: u16,
+    },
+    /// A client on node `on` sends three [`Bump`]s to `k{name}` with `Swarm.send`, 300 ms
+    /// apart.
+    Send {
+        /// Which child.
+        name: u8,
+        /// The node the client runs on.
         on: u16,
     },
     /// `DynamicSupervisor.start_child` of `k{name}` from node `on`, with a [`faulty`] worker.
@@ -127,11 +172,14 @@ impl ClusterTarget for SwarmSystem {
 
     fn op(&self, draw: &mut dyn FnMut(u64) -> u64) -> Option<SwarmOp> {
         let (name, on) = (draw(3) as u8, 1 + draw(3) as u16);
-        Some(match draw(20) {
+        Some(match draw(26) {
             0..=5 => SwarmOp::Start { name, on },
-            6..=9 => SwarmOp::Whereis { name, on },
-            10..=14 => SwarmOp::Crash { name, on },
-            15..=18 => SwarmOp::Join { name, on },
+            24 | 25 => SwarmOp::Register { name, on },
+            6..=8 => SwarmOp::Whereis { name, on },
+            9..=13 => SwarmOp::Crash { name, on },
+            14..=16 => SwarmOp::Join { name, on },
+            17 => SwarmOp::Leave { name, on },
+            18..=22 => SwarmOp::Send { name, on },
             _ => SwarmOp::StartFaulty { name, on },
         })
     }
@@ -152,6 +200,15 @@ impl ClusterTarget for SwarmSystem {
                     })
                     .await;
             }
+            SwarmOp::Register { name, on } => {
+                let _ = ctl
+                    .on(on, move |p| async move {
+                        let (start, arg) = ("worker".into(), Term::atom("nil"));
+                        let mfa = swarm::Mfa::Spawn { start, arg };
+                        let _ = swarm::register_name(&p, &format!("k{name}"), mfa).await;
+                    })
+                    .await;
+            }
             SwarmOp::Whereis { name, on } => {
                 let _ = ctl
                     .on(on, move |p| async move {
@@ -159,11 +216,36 @@ impl ClusterTarget for SwarmSystem {
                     })
                     .await;
             }
-            SwarmOp::Join { name, on } => {
+            SwarmOp::Join { name, on } | SwarmOp::Leave { name, on } => {
+                let join = matches!(op, SwarmOp::Join { .. });
                 let _ = ctl
                     .on(on, move |p| async move {
                         if let Some(pid) = swarm::whereis_name(&p, &format!("k{name}")).await {
-                            swarm::join(&p, "g", pid).await;
+                            if join {
+                                swarm::join(&p, "g", pid).await;
+                            } else {
+                                swarm::leave(&p, "g", pid).await;
+                            }
+                        }
+                    })
+                    .await;
+            }
+            SwarmOp::Send { name, on } => {
+                let _ = ctl
+                    .on(on, move |p| async move {
+                        let name = format!("k{name}");
+                        for seq in 0..3 {
+                            let from = p.pid();
+                            let to = swarm::send(&p, &name, Bump { from, seq }).await;
+                            let name = name.clone();
+                            let sent = DistEvent::Sent {
+                                from,
+                                seq,
+                                name,
+                                to,
+                            };
+                            p.node().record(EventKind::Dist(sent));
+                            p.sleep(Duration::from_millis(300)).await;
                         }
                     })
                     .await;
@@ -225,7 +307,9 @@ pub mod flaws {
     use crate::sim::invariants::{Invariant, KnownFlaw, Violation};
     use crate::trace::{ClusterEvent, DistEvent, EventKind, HandoffPhase, Trace};
 
-    /// I1: after a partition or a pause heals, both sides' instances of a name keep running.
+    /// I1: after a partition, a pause or a silent node loss heals, both sides' instances of
+    /// a name keep running (one side may have started its own through a registration that
+    /// Swarm retried while the owner it had picked was gone).
     pub static DUPLICATE_AFTER_HEAL: KnownFlaw = KnownFlaw {
         name: "duplicate-after-heal",
         source: "bitwalker/swarm#86",
@@ -289,8 +373,9 @@ pub mod flaws {
         name: "unbounded-crash-loop",
         source: "docs/cluster-invariants.md (swarm_dynamic_supervisor has no intensity)",
     };
-    /// S4: a child restarted after a crash by its `DynamicSupervisor` is registered anew,
-    /// in no group.
+    /// S4: a name loses a group it joined: a child restarted after a crash by its
+    /// `DynamicSupervisor` is registered anew, in no group; or a join raced a move, and the
+    /// handoff carried the entry as it was before.
     pub static GROUP_LOST: KnownFlaw = KnownFlaw {
         name: "group-lost-on-restart",
         source: "bitwalker/swarm#26",
@@ -300,6 +385,21 @@ pub mod flaws {
     pub static CALL_POSTPONED: KnownFlaw = KnownFlaw {
         name: "call-postponed",
         source: "bitwalker/swarm#136",
+    };
+    /// S1: a message sent by name while the name moves is lost, or handled by the old
+    /// instance after its state went: Swarm keeps nothing for a name between its old
+    /// instance's `die` and its new one's registration, and lets the old one work on after
+    /// `begin_handoff`.
+    pub static LOST_IN_MOVE: KnownFlaw = KnownFlaw {
+        name: "message-lost-in-move",
+        source: "docs/cluster-invariants.md (Swarm.send keeps nothing during a handoff)",
+    };
+    /// S3: a process `register_name` started ends of its own accord, the news (an `untrack`,
+    /// fire and forget) does not reach a node cut off meanwhile, and that node restarts the
+    /// name when it sees the process's node go down: a name nobody wants any more runs again.
+    pub static RESURRECTED: KnownFlaw = KnownFlaw {
+        name: "restarted-after-exit",
+        source: "docs/cluster-invariants.md (fire-and-forget untrack, inferred)",
     };
     /// I9: `start_child` waits on Swarm past `Task.await`'s 5 s (a syncing tracker, or an
     /// owner that is gone).
@@ -339,18 +439,27 @@ pub mod flaws {
             }
             Invariant::BoundedProgress if call.starts_with("start_child") => &START_CHILD_HANGS,
             Invariant::Placement if faulted => &NOT_REBALANCED,
+            Invariant::MessageRouting if evidence_has(violation, trace, is_handoff) => {
+                &LOST_IN_MOVE
+            }
+            Invariant::NoResurrection if faulted => &RESURRECTED,
             Invariant::GroupMembership if grouped_somewhere(trace, name) => &REGISTRY_DIVERGES,
             Invariant::GroupMembership => &GROUP_LOST,
             _ => return None,
         })
     }
 
-    /// Whether a partition or a pause happened.
+    /// Whether the cluster split: a partition, a pause, or a node lost silently (the others
+    /// keep it for a while, then see it down, and it comes back).
     fn split_or_paused(trace: &Trace) -> bool {
         trace.events().iter().any(|e| {
             matches!(
                 e.kind,
-                EventKind::Cluster(ClusterEvent::Partition { .. } | ClusterEvent::Pause { .. })
+                EventKind::Cluster(
+                    ClusterEvent::Partition { .. }
+                        | ClusterEvent::Pause { .. }
+                        | ClusterEvent::Crash { silent: true, .. }
+                )
             )
         })
     }
@@ -396,6 +505,20 @@ pub mod flaws {
             }
         }
         false
+    }
+
+    /// Whether one of `violation`'s events is one `is` picks.
+    fn evidence_has(violation: &Violation, trace: &Trace, is: fn(&EventKind) -> bool) -> bool {
+        let events = trace.events();
+        violation
+            .events
+            .iter()
+            .any(|&i| events.get(i).is_some_and(|e| is(&e.kind)))
+    }
+
+    /// Whether an event is a step of a handoff.
+    fn is_handoff(kind: &EventKind) -> bool {
+        matches!(kind, EventKind::Dist(DistEvent::Handoff { .. }))
     }
 
     /// Whether some node's registry still counts `name` in a group at the end: a group

@@ -520,6 +520,37 @@ pub enum DistEvent {
         /// The instance that joined.
         pid: Pid,
     },
+    /// `name`'s instance `pid` left `group` (its tracker took the request).
+    Left {
+        /// The name.
+        name: String,
+        /// The group.
+        group: String,
+        /// The instance that left.
+        pid: Pid,
+    },
+    /// Process `from` sent its message number `seq` to `name`, through the registry: to the
+    /// instance `to` the registry had, or nowhere (`None`: it had none, and the message is
+    /// dropped).
+    Sent {
+        /// The sender.
+        from: Pid,
+        /// The sender's count of its messages, from 0.
+        seq: u64,
+        /// The name it was sent to.
+        name: String,
+        /// The instance it went to.
+        to: Option<Pid>,
+    },
+    /// Instance `pid` handled message number `seq` of `from` (one sent by name: [`Sent`](DistEvent::Sent)).
+    Handled {
+        /// The instance.
+        pid: Pid,
+        /// The sender.
+        from: Pid,
+        /// The sender's number of the message.
+        seq: u64,
+    },
     /// Node `node`'s registry counts `name` in these groups from now on.
     Groups {
         /// The node whose registry changed.
@@ -642,6 +673,19 @@ impl DistEvent {
                 format!("members n{node} {}", members.join(","))
             }
             DistEvent::Joined { name, group, pid } => format!("joined {name} {group} {}", n(pid)),
+            DistEvent::Left { name, group, pid } => format!("left {name} {group} {}", n(pid)),
+            DistEvent::Sent {
+                from,
+                seq,
+                name,
+                to,
+            } => {
+                let to = to.as_ref().map_or_else(|| "none".into(), n);
+                format!("sent {} #{seq} {name} -> {to}", n(from))
+            }
+            DistEvent::Handled { pid, from, seq } => {
+                format!("handled {} {} #{seq}", n(pid), n(from))
+            }
             DistEvent::Groups { node, name, groups } => {
                 format!("groups n{node} {name} [{}]", groups.join(","))
             }

@@ -3,18 +3,34 @@
 //! bounded-progress invariant (I9); and [`serve`], which runs a worker by the handoff contract.
 
 use super::{HandoffAnswer, Mfa, SwarmError, SwarmMsg, TRACKER};
-use crate::cluster::handoff::Handoff;
-use crate::process::{ExitReason, Process};
+use crate::cluster::handoff::{Call, CallReply, Handoff};
+use crate::process::{ExitReason, Msg, Process};
 use crate::rt::Duration;
-use crate::term::Pid;
+use crate::term::{Pid, Term};
 use crate::trace::{DistEvent, EventKind};
 
 /// What the API asks of the local tracker.
 pub(super) enum Api {
-    Register { name: String, mfa: Mfa, reply: Pid },
-    Whereis { name: String, reply: Pid },
-    Join { group: String, pid: Pid, reply: Pid },
-    Members { group: String, reply: Pid },
+    Register {
+        name: String,
+        mfa: Mfa,
+        reply: Pid,
+    },
+    Whereis {
+        name: String,
+        reply: Pid,
+    },
+    /// `pid` joins (`member`) or leaves `group`.
+    Group {
+        group: String,
+        pid: Pid,
+        member: bool,
+        reply: Pid,
+    },
+    Members {
+        group: String,
+        reply: Pid,
+    },
 }
 
 /// The tracker's answer to [`Api::Members`].
@@ -67,7 +83,10 @@ async fn call(p: &Process, api: Api) -> Result<Option<Pid>, SwarmError> {
 }
 
 /// Swarm's `register_name(name, m, f, a)`: the owner of `name` starts it by `mfa` and
-/// registers it cluster-wide. It waits as long as it takes (Swarm's `:infinity`).
+/// registers it cluster-wide. It waits as long as it takes (Swarm's `:infinity`). A name
+/// started this way ([`Mfa::Spawn`]) is desired from then on, until its process exits of
+/// its own accord: Swarm moves it when the cluster changes, and never restarts it after it
+/// ends.
 pub async fn register_name(p: &Process, name: &str, mfa: Mfa) -> Result<Pid, SwarmError> {
     let api = Api::Register {
         name: name.into(),
@@ -104,12 +123,25 @@ pub async fn whereis_name(p: &Process, name: &str) -> Option<Pid> {
 /// pid this node's registry does not have is left alone, as Swarm does. Recorded as an API
 /// call of 5 s.
 pub async fn join(p: &Process, group: &str, pid: Pid) {
-    let api = Api::Join {
+    set_group(p, group, pid, true).await;
+}
+
+/// Swarm's `leave(group, pid)`: `pid`'s registration leaves `group` (a newer version of its
+/// entry, broadcast like a join). A pid this node's registry does not have, or one not in the
+/// group, is left alone. Recorded as an API call of 5 s.
+pub async fn leave(p: &Process, group: &str, pid: Pid) {
+    set_group(p, group, pid, false).await;
+}
+
+/// [`join`] (`member`) or [`leave`].
+async fn set_group(p: &Process, group: &str, pid: Pid, member: bool) {
+    let api = Api::Group {
         group: group.into(),
         pid,
+        member,
         reply: p.pid(),
     };
-    let what = format!("join {group} {pid}");
+    let what = format!("{} {group} {pid}", if member { "join" } else { "leave" });
     let _ = recorded(p, what, Duration::from_secs(5), call(p, api), show).await;
 }
 
@@ -127,8 +159,92 @@ pub async fn members(p: &Process, group: &str) -> Vec<Pid> {
         .map(|MembersReply(pids)| pids)
         .unwrap_or_default()
 }
+/// Swarm's `publish(group, msg)`: `msg` to every member of `group` as this node's registry
+/// has them ([`members`]), each a plain send that nothing acknowledges; the members it went
+/// to.
+pub async fn publish<T: Clone + Send + 'static>(p: &Process, group: &str, msg: T) -> Vec<Pid> {
+    let to = members(p, group).await;
+    for &pid in &to {
+        p.send(pid, msg.clone());
+    }
+    to
+}
+
+/// Swarm's `multi_call(group, request, timeout)`: a call ([`Call`]) of `request` to every
+/// member of `group` as this node's registry has them, all at once, each given `timeout`;
+/// their answers in the members' order. Swarm awaits each call's task for ever, so the first
+/// call (in that order) that fails — a member that is gone, a node that is unreachable, a
+/// member that does not answer within `timeout` — fails it all: the caller exits with that
+/// reason, here the `Err` to exit with.
+pub async fn multi_call(
+    p: &Process,
+    group: &str,
+    request: Term,
+    timeout: Duration,
+) -> Result<Vec<Term>, ExitReason> {
+    let asked: Vec<(u64, crate::process::MonitorRef)> = members(p, group)
+        .await
+        .into_iter()
+        .map(|pid| {
+            let tag = p.make_ref().0;
+            let mref = p.monitor(pid);
+            let (request, reply) = (request.clone(), p.pid());
+            p.send(
+                pid,
+                Call {
+                    request,
+                    reply,
+                    tag,
+                },
+            );
+            (tag, mref)
+        })
+        .collect();
+    let deadline = p.now() + timeout;
+    let mut answers = Vec::with_capacity(asked.len());
+    let mut asked = asked.into_iter();
+    while let Some((tag, mref)) = asked.next() {
+        let left = deadline.saturating_duration_since(p.now());
+        let answer = p
+            .receive_timeout(
+                move |m| {
+                    m.downcast_ref::<CallReply>().is_some_and(|r| r.tag == tag)
+                        || matches!(m, Msg::Down { mref: r, .. } if *r == mref)
+                },
+                left,
+            )
+            .await;
+        p.demonitor(mref);
+        let failed = match answer.map(|m| m.downcast::<CallReply>()) {
+            Some(Ok(CallReply { reply, .. })) => {
+                answers.push(reply);
+                continue;
+            }
+            Some(Err(Msg::Down { reason, .. })) => reason,
+            _ => ExitReason::error("timeout"),
+        };
+        for (_, mref) in asked {
+            p.demonitor(mref);
+        }
+        return Err(failed);
+    }
+    Ok(answers)
+}
+
+/// Swarm's `send(name, msg)`: `msg` to the instance of `name` this node's registry has
+/// ([`whereis_name`]), or nowhere if it has none (Swarm answers `:ok` either way, and keeps
+/// nothing for later); the instance it went to.
+pub async fn send<T: Send + 'static>(p: &Process, name: &str, msg: T) -> Option<Pid> {
+    let to = whereis_name(p, name).await;
+    if let Some(pid) = to {
+        p.send(pid, msg);
+    }
+    to
+}
+
 /// Runs `worker` as a process Swarm started: its `{swarm, ...}` messages go to the
-/// [`Handoff`] contract's methods (a `die` ends it), every other message to
+/// [`Handoff`] contract's methods (a `die` ends it), a [`Call`] to [`Handoff::handle_call`],
+/// every other message to
 /// [`Handoff::handle`].
 pub async fn serve<W: Handoff>(p: Process, mut worker: W) -> ExitReason {
     loop {
@@ -141,7 +257,17 @@ pub async fn serve<W: Handoff>(p: Process, mut worker: W) -> ExitReason {
             Ok(SwarmMsg::EndHandoff(state)) => worker.end_handoff(&p, state),
             Ok(SwarmMsg::ResolveConflict(state)) => worker.resolve_conflict(&p, state),
             Ok(SwarmMsg::Die) => return worker.die(&p),
-            Err(msg) => worker.handle(&p, msg),
+            Err(msg) => match msg.downcast::<Call>() {
+                Ok(Call {
+                    request,
+                    reply,
+                    tag,
+                }) => match worker.handle_call(&p, request) {
+                    Ok(answer) => p.send(reply, CallReply { tag, reply: answer }),
+                    Err(reason) => return reason,
+                },
+                Err(msg) => worker.handle(&p, msg),
+            },
         }
     }
 }

@@ -40,12 +40,18 @@
 //! `{swarm, die}` is advisory ([`SwarmMsg::Die`]): a worker that ignores it keeps running,
 //! unregistered.
 //!
+//! **Groups** live in the entries' metadata ([`join`], [`leave`]), so a group follows its
+//! member through a handoff and a restart by the tracker, not through a
+//! [`DynamicSupervisor`]'s re-registration (bitwalker/swarm#26). [`publish`] and
+//! [`multi_call`] reach the members this node's registry has; one gone member fails a whole
+//! `multi_call`. [`send`] goes to the instance this node's registry has, and nowhere while a
+//! name moves: Swarm keeps nothing for later.
+//!
 //! Where the model departs from Swarm, knowingly: the `which_applications` probe of a new
-//! node is left out (every node runs Swarm here), and so are `unregister_name`, groups'
-//! `leave`, `publish` and `multi_call`, and the owner lookup of a `whereis` that misses
-//! locally (it answers from the local copy); `members` asks the tracker where Swarm reads
-//! its table, and a worker that answers a handoff with `Restart` starts afresh in no group
-//! where Swarm keeps its metadata; a
+//! node is left out (every node runs Swarm here), and so are `unregister_name` and the
+//! owner lookup of a `whereis` that misses locally (it answers from the local copy);
+//! `members` asks the tracker where Swarm reads its table, and a worker that answers a
+//! handoff with `Restart` starts afresh in no group where Swarm keeps its metadata; a
 //! tracker syncs with the first node it sees where Swarm picks one at random, two trackers
 //! that sync with each other settle it by node order where Swarm rolls dice, and every
 //! tracker runs anti-entropy where Swarm starts it only on a tracker that joined alone; entry
@@ -58,7 +64,9 @@ mod supervisor;
 mod tracker;
 
 pub use super::handoff::HandoffReply;
-pub use api::{join, members, register_name, serve, whereis_name};
+pub use api::{
+    join, leave, members, multi_call, publish, register_name, send, serve, whereis_name,
+};
 pub use supervisor::DynamicSupervisor;
 pub use tracker::tracker;
 
@@ -88,6 +96,8 @@ pub fn codec(codec: &mut crate::dist::Codec) -> &mut crate::dist::Codec {
         .register::<Peer>("swarm_peer")
         .register::<TrackReply>("swarm_track_reply")
         .register::<SwarmMsg>("swarm_msg")
+        .register::<super::handoff::Call>("handoff_call")
+        .register::<super::handoff::CallReply>("handoff_call_reply")
 }
 
 /// Swarm's settings (its defaults, at simulation scale where they are long).

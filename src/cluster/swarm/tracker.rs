@@ -435,6 +435,19 @@ impl Tracker {
             let Some(entry) = self.remove(p, &name) else {
                 continue;
             };
+            // A process `register_name` started ended of its own accord (not `shutdown`, the
+            // reason of one told to die): Swarm forgets it (its own node's tracker says so
+            // once).
+            let own_accord = !lost && !reason.is_shutdown() && pid.node() == self.me;
+            if own_accord && matches!(entry.mfa, Some(Mfa::Spawn { .. })) {
+                self.record(
+                    p,
+                    DistEvent::Desired {
+                        name: name.clone(),
+                        on: false,
+                    },
+                );
+            }
             let n = name.clone();
             self.broadcast(p, || Change::Untrack {
                 name: n.clone(),
@@ -612,16 +625,30 @@ impl Tracker {
             None => Err(SwarmError::NoNodeAvailable),
             Some(k) if k == self.me => match self.registry.get(name) {
                 Some(e) => Err(SwarmError::AlreadyRegistered(e.pid)),
-                None => {
-                    let fresh = BTreeSet::new();
-                    self.start_here(p, name, &mfa, None, fresh).await.map(Some)
-                }
+                None => self.register_here(p, name, &mfa).await.map(Some),
             },
             Some(k) => return self.track_remote(p, k, name, mfa, reply),
         };
         if let Some(reply) = reply {
             p.send(reply, ApiReply(answer));
         }
+    }
+
+    /// A registration this node owns: starts `name` by `mfa`, in no group. A name that
+    /// `register_name` starts itself ([`Mfa::Spawn`]) is desired from then on, until its
+    /// process ends of its own accord (see `down`).
+    async fn register_here(
+        &mut self,
+        p: &Process,
+        name: &str,
+        mfa: &Mfa,
+    ) -> Result<Pid, SwarmError> {
+        let started = self.start_here(p, name, mfa, None, BTreeSet::new()).await;
+        if started.is_ok() && matches!(mfa, Mfa::Spawn { .. }) {
+            let name = name.into();
+            self.record(p, DistEvent::Desired { name, on: true });
+        }
+        started
     }
 
     /// Asks node `owner`'s tracker to start `name`, from a task of its own, which retries
@@ -676,8 +703,13 @@ impl Tracker {
                 let pid = self.registry.get(&name).map(|e| e.pid);
                 p.send(reply, ApiReply(Ok(pid)));
             }
-            Api::Join { group, pid, reply } => {
-                self.join(p, group, pid);
+            Api::Group {
+                group,
+                pid,
+                member,
+                reply,
+            } => {
+                self.set_group(p, group, pid, member);
                 p.send(reply, ApiReply(Ok(Some(pid))));
             }
             Api::Members { group, reply } => {
@@ -687,24 +719,38 @@ impl Tracker {
         }
     }
 
-    /// `add_meta_by_pid`: `pid`'s entry, if this registry has one, joins `group` (a newer
-    /// version, broadcast); a pid it does not have is left alone.
-    fn join(&mut self, p: &Process, group: String, pid: Pid) {
+    /// `add_meta_by_pid` (`join`) and `remove_meta_by_pid` (`leave`): `pid`'s entry, if this
+    /// registry has one, joins or leaves `group` (a newer version, broadcast); a pid it does
+    /// not have, or one already in (or out of) the group, is left alone.
+    fn set_group(&mut self, p: &Process, group: String, pid: Pid, member: bool) {
         let Some((name, entry)) = self.registry.iter().find(|(_, e)| e.pid == pid) else {
             return;
         };
-        if entry.groups.contains(&group) {
+        if entry.groups.contains(&group) == member {
             return;
         }
         let (name, mut entry) = (name.clone(), entry.clone());
-        entry.groups.insert(group.clone());
+        if member {
+            entry.groups.insert(group.clone());
+        } else {
+            entry.groups.remove(&group);
+        }
         entry.clock = self.tick(Some(&entry.clock));
+        let name_ = name.clone();
         self.record(
             p,
-            DistEvent::Joined {
-                name: name.clone(),
-                group,
-                pid,
+            if member {
+                DistEvent::Joined {
+                    name: name_,
+                    group,
+                    pid,
+                }
+            } else {
+                DistEvent::Left {
+                    name: name_,
+                    group,
+                    pid,
+                }
             },
         );
         self.insert(p, &name, entry.clone());
@@ -726,10 +772,7 @@ impl Tracker {
                 let answer = match self.owner(&name) {
                     Some(k) if k == self.me => match self.registry.get(&name) {
                         Some(e) => Err(SwarmError::AlreadyRegistered(e.pid)),
-                        None => {
-                            let fresh = BTreeSet::new();
-                            self.start_here(p, &name, &mfa, None, fresh).await.map(Some)
-                        }
+                        None => self.register_here(p, &name, &mfa).await.map(Some),
                     },
                     None => Err(SwarmError::NoNodeAvailable),
                     // Not ours in this tracker's view: pass it on, up to ten times (Swarm's
