@@ -5,7 +5,7 @@
 //! hears nothing for `net_ticktime` is declared down (each side sends a tick when it has had
 //! nothing to say for a quarter of it).
 //!
-//! Frames are a 4-byte little-endian length and a bincode [`Frame`]. Each side's first frame
+//! Frames are a 4-byte little-endian length and a bincode `Frame`. Each side's first frame
 //! is a `Hello` with the shared cookie, its index and its creation; a node with another cookie
 //! is refused. Two nodes that dial each other at once keep the lower index's connection. A
 //! peer that comes back with a new creation replaces its old connection (which goes down).

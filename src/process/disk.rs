@@ -24,7 +24,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-/// A node's disk (see the [module](self)). Clones are the same disk.
+/// A node's disk: named files that outlive the node's crashes and restarts, and lose what was not
+/// [synced](Disk::sync) when the host loses power ([`Disk::power_fail`]). Clones are the same disk.
 #[derive(Clone, Debug, Default)]
 pub struct Disk(Arc<Mutex<BTreeMap<String, File>>>);
 

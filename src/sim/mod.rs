@@ -79,7 +79,7 @@ pub fn descendants(node: &Node, root: Pid) -> Vec<Pid> {
     node.descendants(root)
 }
 
-/// What a simulated entry point (the [harness](harness), [`Sim::check_determinism`],
+/// What a simulated entry point (the [`harness`], [`Sim::check_determinism`],
 /// campaigns, corpus replay) says in a native build, at once and without writing anything:
 /// natively the clock is real and the executor's order is not fixed by a seed, so a case
 /// neither repeats nor shrinks, and a "failure" would be an artefact of the build.

@@ -2,7 +2,7 @@
 //! supervision tree, a lane per process over the run's events (a restarted child is a new
 //! bar in its lane), links, exit signals, `DOWN`s and held signals as arrows, injected faults
 //! marked, the restart-intensity window of a supervisor that gave up, the violation
-//! highlighted, and the [why](super::why)-chain. Clicking an event shows it and its causes.
+//! highlighted, and the [`why`]-chain. Clicking an event shows it and its causes.
 //!
 //! The page is [`Model`] (built here, from the trace alone) drawn by `page.js`.
 //!
