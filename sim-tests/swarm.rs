@@ -183,10 +183,11 @@ fn a_default_campaign_reports_swarms_flaws_apart_from_regressions() {
     assert!(!dir.exists(), "nothing saved");
 }
 
-/// Named with `--target swarm`, a campaign shrinks and saves the first case of each flaw
-/// it finds, described by the flaw and its upstream issue, and expected to fail again.
+/// Named with `--target swarm`, a campaign shrinks the first cases of each flaw it finds and
+/// saves one of each, the smallest, described by the flaw and its upstream issue, and expected
+/// to fail again.
 #[test]
-fn a_swarm_campaign_shrinks_and_saves_the_first_case_of_each_flaw() {
+fn a_swarm_campaign_shrinks_and_saves_one_case_of_each_flaw() {
     use otpsim::sim::campaign::{run, Campaign};
     use otpsim::sim::corpus::{self, Expect};
     let dir = std::env::temp_dir().join(format!("otpsim-swarm-named-{}", std::process::id()));

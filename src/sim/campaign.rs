@@ -375,7 +375,14 @@ fn shrink_first_known(
         // Shrinking is deterministic: the same case again, saved this time.
         if let Some(shrunk) = shrink(expected[i].seed, campaign.corpus.clone()) {
             let first = cases[0];
-            expected[first].what = describe(&shrunk);
+            let mut what = describe(&shrunk);
+            if i != first {
+                let (n, seed) = (cases.len(), expected[i].seed);
+                what.push_str(&format!(
+                    "\n  (the smallest of its first {n} cases: seed {seed})"
+                ));
+            }
+            expected[first].what = what;
         }
     }
 }
