@@ -318,3 +318,43 @@ fn groups_publish_call_and_send_reach_the_members_a_node_has() {
     });
     assert_eq!(report.failure(), None);
 }
+
+/// A worker run by the handoff contract without a `handle_call` of its own crashes on a call
+/// with `{bad_call, request}`, as a GenServer without a matching clause does
+/// (`cluster::handoff::Handoff::handle_call`), and the `multi_call` that asked fails with it.
+#[test]
+fn a_worker_without_handle_call_crashes_on_a_call() {
+    use otpsim::cluster::handoff::{Handoff, HandoffReply};
+    struct Mute;
+    impl Handoff for Mute {
+        fn begin_handoff(&mut self, _: &otpsim::Process) -> HandoffReply {
+            HandoffReply::Restart
+        }
+        fn end_handoff(&mut self, _: &otpsim::Process, _: Term) {}
+        fn resolve_conflict(&mut self, _: &otpsim::Process, _: Term) {}
+        fn handle(&mut self, _: &otpsim::Process, _: otpsim::Msg) {}
+    }
+    let report = cluster(5, |ctl| {
+        Box::pin(async move {
+            for k in 1..=3 {
+                ctl.node(k)
+                    .register_start("mute", |p, _| swarm::serve(p, Mute));
+            }
+            ctl.sleep(Duration::from_secs(6)).await;
+            let failed = ctl
+                .on(1, |p| async move {
+                    let (start, arg) = ("mute".to_string(), Term::atom("nil"));
+                    let mfa = swarm::Mfa::Spawn { start, arg };
+                    let pid = swarm::register_name(&p, "m1", mfa).await.expect("started");
+                    swarm::join(&p, "g", pid).await;
+                    let asked = Term::atom("count");
+                    swarm::multi_call(&p, "g", asked, Duration::from_secs(1)).await
+                })
+                .await
+                .expect("n1 runs");
+            let bad_call = Term::tuple([Term::atom("bad_call"), Term::atom("count")]);
+            assert_eq!(failed, Err(otpsim::ExitReason::error(bad_call)));
+        })
+    });
+    assert_eq!(report.failure(), None);
+}
