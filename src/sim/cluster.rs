@@ -35,6 +35,10 @@
 //! assert!(lines.iter().any(|l| l == "signal <2.1> -> <1.1> reason=noconnection trapped"));
 //! # }
 //! ```
+//!
+//! The cluster's state (nodes, incarnations, connections, partitions, the switch's queues) sits
+//! behind one lock, as a node's does, and every operation on it is here, so that what changes under
+//! it is decided in one place (hence its length).
 
 use crate::process::{Carrier, Halt, Node, NodeConfig, NodeDownReason, Signal};
 use crate::rt::{self, Duration, Instant};
@@ -226,7 +230,10 @@ impl ClusterSim {
                 cluster: cluster.clone(),
             };
             let waited = rt::timeout(settings.time_limit, scenario(ctl)).await;
-            cluster.finish(waited.is_none())
+            let report = cluster.finish(waited.is_none());
+            // Let every halted task run once so that nothing is left pending (and leaked).
+            rt::sleep(Duration::from_millis(1)).await;
+            report
         })
     }
 }
@@ -529,6 +536,8 @@ struct Cluster {
     disks: Vec<crate::Disk>,
     /// Every node's steps, against the run's budget.
     steps: Arc<std::sync::atomic::AtomicU64>,
+    /// The run is over: the switch stops.
+    finished: std::sync::atomic::AtomicBool,
 }
 
 /// The ordered pair of two nodes.
@@ -558,6 +567,7 @@ impl Cluster {
             starts: Mutex::default(),
             disks: skews.iter().map(|_| crate::Disk::new()).collect(),
             steps: Arc::default(),
+            finished: Default::default(),
             skews,
         });
         for k in 1..=cluster.settings.nodes {
@@ -886,6 +896,9 @@ impl Cluster {
 
     /// Halts every node and merges the traces.
     fn finish(&self, timed_out: bool) -> ClusterReport {
+        self.finished
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.wake.notify_one();
         let mut parts: Vec<(u16, u64, Trace)> = Vec::new();
         let mut halts = Vec::new();
         for k in 1..=self.settings.nodes {
@@ -901,6 +914,13 @@ impl Cluster {
                 halts.push((k, halt));
             }
             node.halt();
+            // A paused machine's tasks wait in madsim's executor, which would keep them (and
+            // the node they hold) for ever: they run again, halted, and end.
+            self.slot(k, |s| {
+                if s.paused.take().is_some() {
+                    s.machine.resume();
+                }
+            });
             for (offset, trace) in past {
                 parts.push((k, offset, trace));
             }
@@ -1090,6 +1110,9 @@ async fn switch(cluster: Weak<Cluster>) {
         let Some(c) = cluster.upgrade() else {
             return;
         };
+        if c.finished.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
         let now = c.now_us();
         let mut deliveries: Vec<Frame> = Vec::new();
         let mut lost = Vec::new();
@@ -1152,7 +1175,9 @@ async fn switch(cluster: Weak<Cluster>) {
             Some(us) => c.start + Duration::from_micros(us),
             None => rt::now() + Duration::from_secs(3600),
         };
-        // The task holds the cluster while it waits; it is dropped with the run's runtime.
+        // The task holds the cluster while it waits, until the run finishes and wakes it: a
+        // task left waiting when the run ends would never be freed (madsim's runtime keeps
+        // a pending task's timer, and the timer the task).
         rt::sleep_until_notified(deadline, &c.wake).await;
     }
 }
