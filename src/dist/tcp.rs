@@ -12,6 +12,9 @@
 //!
 //! The same code runs in a simulation on madsim's TCP (`sim-tests/tcp.rs`) and natively
 //! (`examples/cluster.rs`).
+//!
+//! The transport's connection life cycle (dial, handshake, tie-break, replacement, ticks, teardown)
+//! shares one `Shared` state and one lock, so it is one file (hence its length).
 
 use super::codec::Codec;
 use super::wire::{Frame, MAX_FRAME};

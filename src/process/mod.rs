@@ -28,6 +28,10 @@
 //!     assert_eq!(node.wait_exit(root).await, Some(ExitReason::Normal));
 //! });
 //! ```
+//!
+//! The public face of a process (its handle, receive, links, monitors, timers, names) is one
+//! concept users learn together; what runs under the node's lock is in `node.rs` (hence this file's
+//! length).
 
 mod alive;
 mod disk;

@@ -17,6 +17,9 @@
 //! assert_eq!(case.check(&report), Ok(()));
 //! # }
 //! ```
+//!
+//! The target is one unit: its case, the processes it wires, its checks, its shrinker and its
+//! corpus form, each of which reads the others' fields (hence its length).
 
 use super::cluster::{ClusterCtl, ClusterReport, ClusterSim};
 use super::corpus::CorpusFile;

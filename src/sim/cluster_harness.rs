@@ -48,6 +48,10 @@
 //! assert_eq!(failure.case.steps.len(), 1);
 //! # }
 //! ```
+//!
+//! The cluster case (its steps and their generation), the driver that applies them to a
+//! `ClusterSim`, and the shrinker that edits them share the step type at every line, so they are
+//! kept in one file (hence its length); `sim::harness` is the single-node counterpart.
 
 use super::cluster::{ClusterCtl, ClusterReport, ClusterSim};
 use super::cluster_invariants::{self, Consistency};

@@ -5,6 +5,9 @@
 //! As a [`ClusterTarget`] (`SwarmSystem`) it is what the harness points at to show where
 //! Swarm fails; its failures are Swarm's own (docs/cluster-invariants.md names the upstream
 //! issues), not regressions.
+//!
+//! The target's worker, its workload, its cluster wiring and the catalogue of Swarm's flaws that
+//! its failures are matched to belong together (hence its length).
 
 use crate::cluster::handoff::{Handoff, HandoffReply};
 use crate::cluster::swarm::{self, Config, DynamicSupervisor};

@@ -17,6 +17,9 @@
 //! assert_eq!(Shutdown::Timeout(500).to_string(), "500");
 //! assert_eq!(serde_json::to_string(&Shutdown::BrutalKill).unwrap(), "\"brutal_kill\"");
 //! ```
+//!
+//! Every word the trace records is one enum here with its rendering next to it, so a new event's
+//! wording is decided in one place (hence the file's length).
 
 use crate::term::{Pid, Term};
 use serde::{Deserialize, Serialize};

@@ -50,6 +50,10 @@
 //! `otpsim::sim::harness::proptest` is the proptest this crate uses, for the strategies of
 //! a target without a dependency of its own. The environment variable `OTPSIM_CASES` overrides the number of cases and
 //! `OTPSIM_SEED` the generator's seed (`random` picks one and prints it).
+//!
+//! This file holds the `Target` API, `run_case` and the `Harness` that generates, shrinks and saves
+//! cases, with their reports and their doc examples (hence its length); cases, shrinking and
+//! workloads are in the files beside it.
 
 mod case;
 

@@ -1,0 +1,727 @@
+//! One trace that keeps each invariant and one that breaks it (docs/cluster-invariants.md).
+use super::*;
+
+const K: &str = "k1";
+
+fn a() -> Pid {
+    Pid::new(1, 0, 3)
+}
+fn b() -> Pid {
+    Pid::new(2, 0, 4)
+}
+
+/// A trace built event by event, one millisecond apart.
+#[derive(Default)]
+struct T(Trace);
+
+impl T {
+    fn dist(mut self, d: DistEvent) -> T {
+        let at = self.0.len() as u64 * 1000;
+        self.0.push(at, EventKind::Dist(d));
+        self
+    }
+    fn at(mut self, at_ms: u64, kind: EventKind) -> T {
+        self.0.push(at_ms * 1000, kind);
+        self
+    }
+    fn cluster(self, c: ClusterEvent) -> T {
+        let at = self.0.len() as u64;
+        self.at(at, EventKind::Cluster(c))
+    }
+    fn start(self, pid: Pid) -> T {
+        self.dist(DistEvent::Start {
+            name: K.into(),
+            pid,
+        })
+    }
+    fn desired(self, on: bool) -> T {
+        self.dist(DistEvent::Desired { name: K.into(), on })
+    }
+    fn view(self, node: u16, pid: Option<Pid>) -> T {
+        self.dist(DistEvent::View {
+            node,
+            name: K.into(),
+            pid,
+        })
+    }
+    fn exit(self, pid: Pid) -> T {
+        let at = self.0.len() as u64;
+        let reason = crate::term::Term::atom("shutdown");
+        self.at(at, EventKind::Exit { pid, reason })
+    }
+    fn rest(self) -> T {
+        self.cluster(ClusterEvent::AtRest)
+    }
+    fn check(&self, consistency: Consistency) -> Result<(), Invariant> {
+        check(&self.0, consistency).map_err(|v| {
+            assert!(!v.evidence.is_empty(), "{v}: no evidence");
+            v.invariant
+        })
+    }
+}
+
+fn split() -> ClusterEvent {
+    ClusterEvent::Partition {
+        side: vec![1],
+        one_way: false,
+    }
+}
+
+#[test]
+fn i1_one_instance_always_in_cp_and_at_rest_in_ap() {
+    let healed = T::default()
+        .start(a())
+        .cluster(split())
+        .start(b())
+        .cluster(ClusterEvent::Heal)
+        .exit(a())
+        .rest();
+    assert_eq!(healed.check(Consistency::Ap), Ok(()));
+    assert_eq!(healed.check(Consistency::Cp), Err(Invariant::OneInstance));
+    let duplicate = T::default().start(a()).start(b()).rest();
+    assert_eq!(
+        duplicate.check(Consistency::Ap),
+        Err(Invariant::OneInstance)
+    );
+    let later = T::default().rest().start(a()).start(b());
+    assert_eq!(later.check(Consistency::Ap), Err(Invariant::OneInstance));
+}
+
+#[test]
+fn a_node_crash_ends_its_instances() {
+    let t = T::default()
+        .start(b())
+        .cluster(ClusterEvent::Crash {
+            node: 2,
+            silent: false,
+        })
+        .start(a());
+    assert_eq!(t.check(Consistency::Cp), Ok(()));
+}
+
+#[test]
+fn i2_a_desired_name_runs_at_rest() {
+    let kept = T::default()
+        .desired(true)
+        .start(a())
+        .exit(a())
+        .start(b())
+        .view(1, Some(b()))
+        .view(2, Some(b()))
+        .rest();
+    assert_eq!(kept.check(Consistency::Cp), Ok(()));
+    let lost = T::default().desired(true).start(a()).exit(a()).rest();
+    assert_eq!(lost.check(Consistency::Cp), Err(Invariant::NoLostChildren));
+    let stopped = T::default()
+        .desired(true)
+        .start(a())
+        .desired(false)
+        .exit(a())
+        .rest();
+    assert_eq!(stopped.check(Consistency::Cp), Ok(()));
+}
+
+#[test]
+fn i3_every_live_node_maps_the_name_to_its_instance() {
+    let agreed = T::default()
+        .start(a())
+        .view(1, Some(a()))
+        .view(2, Some(a()))
+        .rest();
+    assert_eq!(agreed.check(Consistency::Cp), Ok(()));
+    let missing = T::default()
+        .start(a())
+        .view(1, Some(a()))
+        .view(2, None)
+        .rest();
+    assert_eq!(
+        missing.check(Consistency::Cp),
+        Err(Invariant::RegistryAgreement)
+    );
+    // A node that is down at rest has no say.
+    let down = T::default()
+        .start(a())
+        .view(1, Some(a()))
+        .view(3, None)
+        .cluster(ClusterEvent::Crash {
+            node: 3,
+            silent: true,
+        })
+        .rest();
+    assert_eq!(down.check(Consistency::Cp), Ok(()));
+}
+
+#[test]
+fn i4_no_registry_maps_a_name_to_a_dead_instance() {
+    let cleaned = T::default()
+        .start(a())
+        .view(2, Some(a()))
+        .exit(a())
+        .view(2, None)
+        .rest();
+    assert_eq!(cleaned.check(Consistency::Cp), Ok(()));
+    let dangling = T::default().start(a()).view(2, Some(a())).exit(a()).rest();
+    assert_eq!(
+        dangling.check(Consistency::Cp),
+        Err(Invariant::NoDanglingEntries)
+    );
+}
+
+fn handoff(phase: HandoffPhase) -> DistEvent {
+    DistEvent::Handoff {
+        id: 1,
+        name: K.into(),
+        phase,
+    }
+}
+
+fn lookup(node: u16, pid: Pid) -> DistEvent {
+    DistEvent::Lookup {
+        node,
+        name: K.into(),
+        pid: Some(pid),
+        call: 7,
+    }
+}
+
+#[test]
+fn i4_a_lookup_never_answers_an_instance_its_node_saw_die() {
+    // docs/cluster-invariants.md I4: n2 saw a's DOWN, or n1 go down with a on it.
+    let reason = crate::term::Term::atom("noconnection");
+    let down = EventKind::Down {
+        watcher: Pid::new(2, 0, 1),
+        target: a(),
+        reason,
+    };
+    let nodedown = EventKind::NodeDown {
+        watcher: Pid::new(2, 0, 1),
+        node: 1,
+    };
+    let crash = ClusterEvent::Crash {
+        node: 1,
+        silent: false,
+    };
+    let after_down = T::default()
+        .start(a())
+        .cluster(crash.clone())
+        .at(2, down)
+        .dist(lookup(2, a()));
+    assert_eq!(
+        after_down.check(Consistency::Ap),
+        Err(Invariant::NoDanglingEntries)
+    );
+    let after_nodedown = T::default()
+        .start(a())
+        .cluster(crash.clone())
+        .at(2, nodedown.clone())
+        .dist(lookup(2, a()));
+    assert_eq!(
+        after_nodedown.check(Consistency::Ap),
+        Err(Invariant::NoDanglingEntries)
+    );
+    // Before its node heard of it, a stale answer is allowed; so is a live instance.
+    let unaware = T::default().start(a()).cluster(crash).dist(lookup(2, a()));
+    assert_eq!(unaware.check(Consistency::Ap), Ok(()));
+    let alive = T::default().start(a()).dist(lookup(2, a()));
+    assert_eq!(alive.check(Consistency::Ap), Ok(()));
+    // Asked before the news came: a registry that answers in order may answer stale,
+    // unless it was holding calls when the news came (the lookup waited behind it).
+    let asked = |t: T| {
+        t.dist(DistEvent::Call {
+            id: 7,
+            node: 2,
+            what: "whereis k1".into(),
+            timeout_ms: 5000,
+        })
+    };
+    let crash = ClusterEvent::Crash {
+        node: 1,
+        silent: false,
+    };
+    let queued = asked(T::default().start(a()))
+        .cluster(crash.clone())
+        .at(3, nodedown.clone())
+        .dist(lookup(2, a()));
+    assert_eq!(queued.check(Consistency::Ap), Ok(()));
+    let held = asked(T::default().start(a()))
+        .dist(DistEvent::Serving { node: 2, on: false })
+        .cluster(crash)
+        .at(4, nodedown)
+        .dist(lookup(2, a()));
+    assert_eq!(
+        held.check(Consistency::Ap),
+        Err(Invariant::NoDanglingEntries)
+    );
+}
+
+#[test]
+fn i5_every_live_instance_is_registered_somewhere_at_rest() {
+    // docs/cluster-invariants.md I5: registered, fine; in no registry, an orphan (which
+    // I5 names before I3 sees the registries disagree); no registries, not judged.
+    let registered = T::default().start(a()).view(1, Some(a())).rest();
+    assert_eq!(registered.check(Consistency::Ap), Ok(()));
+    let orphan = T::default()
+        .start(a())
+        .view(1, Some(a()))
+        .view(1, None)
+        .rest();
+    assert_eq!(
+        orphan.check(Consistency::Ap),
+        Err(Invariant::RegistrationFidelity)
+    );
+    let unrecorded = T::default().start(a()).rest();
+    assert_eq!(unrecorded.check(Consistency::Ap), Ok(()));
+}
+
+/// S1 (docs/cluster-invariants.md): a message sent by name is handled once, in its
+/// sender's order, and a move loses none, neither one sent to the old instance nor one
+/// sent while no instance was registered.
+#[test]
+fn s1_messages_sent_by_name_survive_a_move_once_and_in_order() {
+    let client = Pid::new(3, 0, 9);
+    let sent = |seq, to| DistEvent::Sent {
+        from: client,
+        seq,
+        name: K.into(),
+        to,
+    };
+    let handled = |pid, seq| DistEvent::Handled {
+        pid,
+        from: client,
+        seq,
+    };
+    let begin = HandoffPhase::Begin { from: a(), to: 2 };
+    let moved = |t: T| {
+        t.exit(a())
+            .start(b())
+            .dist(handoff(HandoffPhase::Delivered { pid: b() }))
+    };
+    let good = moved(
+        T::default()
+            .start(a())
+            .dist(sent(0, Some(a())))
+            .dist(handled(a(), 0))
+            .dist(handoff(begin.clone()))
+            .dist(handoff(HandoffPhase::StateSent)),
+    )
+    .dist(sent(1, Some(b())))
+    .dist(handled(b(), 1))
+    .rest();
+    assert_eq!(good.check(Consistency::Cp), Ok(()));
+    let lost_in_mailbox = T::default()
+        .start(a())
+        .dist(handoff(begin.clone()))
+        .dist(sent(0, Some(a())));
+    assert_eq!(
+        moved(lost_in_mailbox).check(Consistency::Cp),
+        Err(Invariant::MessageRouting)
+    );
+    let dropped = T::default()
+        .start(a())
+        .dist(handoff(begin.clone()))
+        .exit(a())
+        .dist(sent(0, None));
+    assert_eq!(
+        dropped.check(Consistency::Cp),
+        Err(Invariant::MessageRouting)
+    );
+    let after_state = T::default()
+        .start(a())
+        .dist(sent(0, Some(a())))
+        .dist(handoff(begin.clone()))
+        .dist(handoff(HandoffPhase::StateSent))
+        .dist(handled(a(), 0));
+    assert_eq!(
+        after_state.check(Consistency::Cp),
+        Err(Invariant::MessageRouting)
+    );
+    let twice = T::default()
+        .start(a())
+        .dist(sent(0, Some(a())))
+        .dist(handled(a(), 0))
+        .dist(handled(a(), 0));
+    assert_eq!(twice.check(Consistency::Cp), Err(Invariant::MessageRouting));
+    let reordered = T::default()
+        .start(a())
+        .start(b())
+        .dist(sent(0, Some(a())))
+        .dist(sent(1, Some(b())))
+        .dist(handled(b(), 1))
+        .dist(handled(a(), 0));
+    assert_eq!(
+        reordered.check(Consistency::Ap),
+        Err(Invariant::MessageRouting)
+    );
+    // A crash loses its mailbox, as in Erlang; a fault after the send may lose the
+    // message on the way: neither is a routing failure.
+    let crashed = T::default().start(a()).dist(sent(0, Some(a()))).at(
+        10,
+        EventKind::Exit {
+            pid: a(),
+            reason: crate::term::Term::atom("boom"),
+        },
+    );
+    assert_eq!(crashed.check(Consistency::Cp), Ok(()));
+    let faulted = T::default()
+        .start(a())
+        .dist(handoff(begin.clone()))
+        .dist(sent(0, Some(a())))
+        .cluster(split());
+    assert_eq!(moved(faulted).check(Consistency::Ap), Ok(()));
+    // A move cut short by a fault (its target lost) is I2's and I6's to judge; an
+    // aborted one moved nothing.
+    let cut_short = T::default()
+        .start(a())
+        .dist(handoff(begin.clone()))
+        .exit(a())
+        .cluster(ClusterEvent::Crash {
+            node: 2,
+            silent: false,
+        })
+        .dist(sent(0, None));
+    assert_eq!(cut_short.check(Consistency::Ap), Ok(()));
+    let aborted = T::default()
+        .start(a())
+        .dist(handoff(begin))
+        .dist(handoff(HandoffPhase::Aborted {
+            why: "ignore".into(),
+        }))
+        .dist(sent(0, Some(a())))
+        .exit(a());
+    assert_eq!(aborted.check(Consistency::Ap), Ok(()));
+}
+
+#[test]
+fn i6_a_handoff_delivers_once_to_an_instance_after_the_old_one() {
+    let begin = HandoffPhase::Begin { from: a(), to: 2 };
+    let delivered = HandoffPhase::Delivered { pid: b() };
+    let good = T::default()
+        .start(a())
+        .dist(handoff(begin.clone()))
+        .exit(a())
+        .dist(handoff(HandoffPhase::StateSent))
+        .start(b())
+        .dist(handoff(delivered.clone()))
+        .rest();
+    assert_eq!(good.check(Consistency::Cp), Ok(()));
+    let overlap = T::default()
+        .start(a())
+        .dist(handoff(begin.clone()))
+        .dist(handoff(delivered.clone()));
+    assert_eq!(overlap.check(Consistency::Ap), Err(Invariant::Handoff));
+    let twice = T::default()
+        .dist(handoff(begin.clone()))
+        .dist(handoff(delivered.clone()))
+        .dist(handoff(delivered));
+    assert_eq!(twice.check(Consistency::Ap), Err(Invariant::Handoff));
+    let lost = T::default()
+        .start(a())
+        .dist(handoff(begin.clone()))
+        .exit(a())
+        .rest();
+    assert_eq!(lost.check(Consistency::Ap), Err(Invariant::Handoff));
+    // With a fault in the run, a handoff may end without delivery (I2 then judges).
+    let faulted = T::default()
+        .start(a())
+        .dist(handoff(begin))
+        .exit(a())
+        .cluster(ClusterEvent::Crash {
+            node: 2,
+            silent: false,
+        })
+        .rest();
+    assert_eq!(faulted.check(Consistency::Ap), Ok(()));
+}
+
+fn conflict(state_delivered: bool) -> DistEvent {
+    DistEvent::Conflict {
+        name: K.into(),
+        winner: a(),
+        loser: b(),
+        state_delivered,
+    }
+}
+
+#[test]
+fn i7_a_conflict_hands_the_losers_state_over_once_per_heal() {
+    let resolved = T::default()
+        .dist(conflict(true))
+        .cluster(ClusterEvent::Heal)
+        .dist(conflict(true));
+    assert_eq!(resolved.check(Consistency::Ap), Ok(()));
+    let dropped = T::default().dist(conflict(false));
+    assert_eq!(
+        dropped.check(Consistency::Ap),
+        Err(Invariant::ConflictResolution)
+    );
+    let twice = T::default().dist(conflict(true)).dist(conflict(true));
+    assert_eq!(
+        twice.check(Consistency::Ap),
+        Err(Invariant::ConflictResolution)
+    );
+}
+
+fn call(timeout_ms: u64) -> DistEvent {
+    DistEvent::Call {
+        id: 7,
+        node: 1,
+        what: "whereis k1".into(),
+        timeout_ms,
+    }
+}
+
+/// The instance `n` of the name on node 1, for a crash loop.
+fn nth(n: u32) -> Pid {
+    Pid::new(1, 0, u64::from(10 + n))
+}
+
+/// `name` runs and crashes `crashes` times in a row, `gap_ms` apart, under an intensity
+/// of 3 in 5 s.
+fn crash_loop(crashes: u32, gap_ms: u64) -> T {
+    let mut t = T::default().desired(true).dist(DistEvent::Intensity {
+        name: K.into(),
+        max_restarts: 3,
+        max_seconds: 5,
+    });
+    let mut at = 10;
+    for n in 0..=crashes {
+        let start = DistEvent::Start {
+            name: K.into(),
+            pid: nth(n),
+        };
+        t = t.at(at, EventKind::Dist(start));
+        if n < crashes {
+            let reason = crate::term::Term::atom("boom");
+            t = t.at(
+                at + 1,
+                EventKind::Exit {
+                    pid: nth(n),
+                    reason,
+                },
+            );
+        }
+        at += gap_ms;
+    }
+    t
+}
+
+#[test]
+fn i8_crash_restarts_stay_within_the_names_intensity_across_nodes() {
+    // docs/cluster-invariants.md I8: three restarts in 5 s are allowed, a fourth is a
+    // crash loop nothing stops (swarm_dynamic_supervisor's crash path counts none).
+    assert_eq!(crash_loop(3, 100).check(Consistency::Ap), Ok(()));
+    assert_eq!(
+        crash_loop(4, 100).check(Consistency::Ap),
+        Err(Invariant::RestartIntensity)
+    );
+    // Spread out, as many as it likes.
+    assert_eq!(crash_loop(8, 2000).check(Consistency::Ap), Ok(()));
+    // A shutdown is not a crash, and a name nobody asked for is not judged.
+    let shut = T::default()
+        .desired(true)
+        .dist(DistEvent::Intensity {
+            name: K.into(),
+            max_restarts: 0,
+            max_seconds: 5,
+        })
+        .start(a())
+        .exit(a())
+        .start(b());
+    assert_eq!(shut.check(Consistency::Ap), Ok(()));
+}
+
+fn members(node: u16, members: &[u16]) -> DistEvent {
+    DistEvent::Members {
+        node,
+        members: members.to_vec(),
+    }
+}
+
+#[test]
+fn i10_live_nodes_agree_on_the_members_at_rest() {
+    // docs/cluster-invariants.md I10: every node counts the live ones, a crashed node
+    // is left out, and a restarted one counts again from what it records.
+    let agreed = T::default()
+        .dist(members(1, &[1, 2]))
+        .dist(members(2, &[1, 2]))
+        .rest();
+    assert_eq!(agreed.check(Consistency::Ap), Ok(()));
+    let split = T::default()
+        .dist(members(1, &[1, 2]))
+        .dist(members(2, &[2]))
+        .rest();
+    assert_eq!(
+        split.check(Consistency::Ap),
+        Err(Invariant::MembershipAgreement)
+    );
+    let crashed = T::default()
+        .dist(members(1, &[1, 2, 3]))
+        .dist(members(2, &[1, 2, 3]))
+        .dist(members(3, &[1, 2, 3]))
+        .cluster(ClusterEvent::Crash {
+            node: 3,
+            silent: false,
+        })
+        .dist(members(1, &[1, 2]))
+        .dist(members(2, &[1, 2]))
+        .rest();
+    assert_eq!(crashed.check(Consistency::Ap), Ok(()));
+    let stale = T::default()
+        .dist(members(1, &[1, 2]))
+        .dist(members(2, &[1, 2]))
+        .cluster(ClusterEvent::Restart {
+            node: 2,
+            creation: 1,
+        })
+        .dist(members(2, &[2]))
+        .rest();
+    assert_eq!(
+        stale.check(Consistency::Ap),
+        Err(Invariant::MembershipAgreement)
+    );
+}
+
+#[test]
+fn s4_a_name_keeps_its_groups_across_restarts_at_rest() {
+    // docs/cluster-invariants.md S4 (bitwalker/swarm#26): k1 joined g; after a restart,
+    // a registry that counts the new instance in g keeps it, one that does not breaks it.
+    let groups = |node: u16, groups: &[&str]| DistEvent::Groups {
+        node,
+        name: K.into(),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+    };
+    let joined = DistEvent::Joined {
+        name: K.into(),
+        group: "g".into(),
+        pid: a(),
+    };
+    let kept = T::default()
+        .desired(true)
+        .start(a())
+        .view(1, Some(a()))
+        .dist(joined.clone())
+        .dist(groups(1, &["g"]))
+        .exit(a())
+        .start(b())
+        .view(1, Some(b()))
+        .rest();
+    assert_eq!(kept.check(Consistency::Ap), Ok(()));
+    let lost = T::default()
+        .desired(true)
+        .start(a())
+        .view(1, Some(a()))
+        .dist(joined)
+        .dist(groups(1, &["g"]))
+        .exit(a())
+        .view(1, None)
+        .start(b())
+        .view(1, Some(b()))
+        .rest();
+    assert_eq!(lost.check(Consistency::Ap), Err(Invariant::GroupMembership));
+    // A join taken on a stale entry of a dead instance binds no later one.
+    let stale = T::default()
+        .desired(true)
+        .start(a())
+        .exit(a())
+        .dist(DistEvent::Joined {
+            name: K.into(),
+            group: "g".into(),
+            pid: a(),
+        })
+        .start(b())
+        .view(1, Some(b()))
+        .rest();
+    assert_eq!(stale.check(Consistency::Ap), Ok(()));
+}
+
+#[test]
+fn i9_every_call_returns_within_its_timeout() {
+    let ret = || DistEvent::Return {
+        id: 7,
+        result: "undefined".into(),
+    };
+    let prompt = T::default().dist(call(5)).dist(ret());
+    assert_eq!(prompt.check(Consistency::Ap), Ok(()));
+    let late = T::default().dist(call(5)).at(20, EventKind::Dist(ret()));
+    assert_eq!(late.check(Consistency::Ap), Err(Invariant::BoundedProgress));
+    let hung = T::default()
+        .dist(call(5))
+        .at(20, EventKind::Line("later".into()));
+    assert_eq!(hung.check(Consistency::Ap), Err(Invariant::BoundedProgress));
+}
+
+#[test]
+fn s2_every_instance_runs_where_its_placement_puts_it_at_rest() {
+    // docs/cluster-invariants.md S2: with node 2 the place of every name, an instance on
+    // node 1 is misplaced at rest; without a placement rule nothing is judged.
+    fn on_two(_: &str, members: &BTreeSet<u16>) -> Option<u16> {
+        members.contains(&2).then_some(2)
+    }
+    let members = |node| DistEvent::Members {
+        node,
+        members: vec![1, 2],
+    };
+    let t = |pid| {
+        T::default()
+            .dist(members(1))
+            .dist(members(2))
+            .start(pid)
+            .view(1, Some(pid))
+            .view(2, Some(pid))
+            .rest()
+    };
+    assert_eq!(
+        check_placed(&t(b()).0, Consistency::Ap, Some(on_two)),
+        Ok(())
+    );
+    let misplaced = check_placed(&t(a()).0, Consistency::Ap, Some(on_two));
+    assert_eq!(
+        misplaced.map_err(|v| v.invariant),
+        Err(Invariant::Placement)
+    );
+    assert_eq!(t(a()).check(Consistency::Ap), Ok(()));
+}
+
+#[test]
+fn s3_a_terminated_name_does_not_start_again_unless_started_again() {
+    let restarted = T::default()
+        .desired(true)
+        .start(a())
+        .desired(false)
+        .exit(a())
+        .desired(true)
+        .start(b());
+    assert_eq!(restarted.check(Consistency::Cp), Ok(()));
+    // A start records the name desired when it returns, after its instance started.
+    let started_again = T::default()
+        .desired(true)
+        .start(a())
+        .desired(false)
+        .exit(a())
+        .start(b())
+        .desired(true);
+    assert_eq!(started_again.check(Consistency::Cp), Ok(()));
+    // A start after the resurrected instance ended does not excuse it.
+    let excused_late = T::default()
+        .desired(true)
+        .start(a())
+        .desired(false)
+        .exit(a())
+        .start(b())
+        .exit(b())
+        .desired(true);
+    assert_eq!(
+        excused_late.check(Consistency::Cp),
+        Err(Invariant::NoResurrection)
+    );
+    let resurrected = T::default()
+        .desired(true)
+        .start(a())
+        .desired(false)
+        .exit(a())
+        .start(b());
+    assert_eq!(
+        resurrected.check(Consistency::Cp),
+        Err(Invariant::NoResurrection)
+    );
+}
