@@ -639,7 +639,7 @@ fn register(
 
 /// The body of a registered server process: `init`, then the loop.
 async fn run<S: GenServer>(p: Process, arg: S::Arg, start: Start) -> ExitReason {
-    let (mut state, mut cont) = match catch_panic(S::init(arg, &p)).await {
+    let (state, cont) = match catch_panic(S::init(arg, &p)).await {
         Ok(Init::Ok(state)) => (state, None),
         Ok(Init::Continue(state, c)) => (state, Some(c)),
         Ok(Init::Ignore) => {
@@ -657,10 +657,62 @@ async fn run<S: GenServer>(p: Process, arg: S::Arg, start: Start) -> ExitReason 
         }
     };
     start.ack(&p, Ok(()));
+    serve_loop(p, state, cont, start.parent).await
+}
+
+/// Makes the calling process a server with `state`, whose `init` the caller has done itself
+/// (`gen_server:enter_loop/3`): a process that must set itself up before it serves (register
+/// a name, read a disk) and is not started by [`start_link`]. It has no parent, so it stops
+/// only by a handler's `Stop`, [`stop`], or a signal.
+///
+/// ```
+/// use otpsim::{rt, Node, Process, ExitReason};
+/// use otpsim::server::{self, GenServer, Init, CallReply, From, ServerRef};
+///
+/// struct Echo;
+/// impl GenServer for Echo {
+///     type Arg = ();
+///     type Call = u32;
+///     type Reply = u32;
+///     type Cast = ();
+///     type Cont = ();
+///     async fn init(_: (), _: &Process) -> Init<Self> {
+///         Init::Ok(Echo)
+///     }
+///     async fn handle_call(&mut self, n: u32, _: From<u32>, _: &Process) -> CallReply<Self> {
+///         CallReply::Reply(n)
+///     }
+/// }
+///
+/// rt::block_on(1, async {
+///     let node = Node::new();
+///     let echo = node.spawn(|p| async move {
+///         p.register("echo").unwrap();
+///         server::enter_loop(p, Echo).await
+///     });
+///     let main = node.spawn(move |p| async move {
+///         assert_eq!(ServerRef::<Echo>::from_pid(echo).call(&p, 7).await, Ok(7));
+///     });
+///     assert_eq!(node.wait_exit(main).await, Some(ExitReason::Normal));
+/// });
+/// ```
+pub async fn enter_loop<S: GenServer>(p: Process, state: S) -> ExitReason {
+    p.mark_server();
+    let parent = p.pid();
+    serve_loop(p, state, None, parent).await
+}
+
+/// A server's loop: each message to its callback, until one stops it.
+async fn serve_loop<S: GenServer>(
+    p: Process,
+    mut state: S,
+    mut cont: Option<S::Cont>,
+    parent: Pid,
+) -> ExitReason {
     loop {
         let next = match cont.take() {
             Some(c) => catch_panic(state.handle_continue(c, &p)).await,
-            None => match dispatch::<S>(p.recv().await, start.parent) {
+            None => match dispatch::<S>(p.recv().await, parent) {
                 Dispatch::Call(request, from) => {
                     let caller = (from.pid, from.tag);
                     match catch_panic(state.handle_call(request, from, &p)).await {
