@@ -10,6 +10,8 @@ mod cluster;
 mod cluster_planted;
 mod common;
 mod conformance;
+#[cfg(all(madsim, feature = "cp"))]
+mod cp;
 mod determinism;
 mod harness;
 #[cfg(madsim)]

@@ -5,9 +5,12 @@
 //!   Swarm's model and other distributed supervisors drive alike.
 //! * [`swarm`]: Elixir's Swarm and `Swarm.DynamicSupervisor` as they are, failures included,
 //!   so that the harness shows where they fail (docs/cluster-invariants.md).
+//! * `cp` (feature `cp`): the design that keeps what Swarm breaks, on Raft (docs/cp.md).
 //!
 //! Both record what they do with names as [`DistEvent`](crate::trace::DistEvent)s, which the
 //! cluster invariants (`sim::cluster_invariants`) read.
 
+#[cfg(feature = "cp")]
+pub mod cp;
 pub mod handoff;
 pub mod swarm;

@@ -1,0 +1,574 @@
+//! A Raft group in a process: TiKV's Raft core (raft-rs) driven by a [`GenServer`] on each
+//! node of the group, its log on the node's [`Disk`](crate::Disk), its messages sent over the
+//! distribution to the same server on the other nodes, and its committed commands applied to
+//! a [`Replicated`] state machine in the same order on every node.
+//!
+//! raft-rs is a pure state machine: the server ticks it from a timer
+//! ([`RaftConfig::tick`]), steps it with the peers' messages, and handles its `Ready` in the
+//! order raft-rs documents (send what a leader may send at once, apply what is committed,
+//! persist and sync the new entries and hard state, then send what had to wait for them).
+//! Its one source of randomness, the election timeout drawn from `rand::thread_rng` (which
+//! the simulator cannot seed), is pinned: each node's timeout is a fixed number of ticks, a
+//! different one per node ([`RaftConfig::election_ticks_of`]), so a run depends only on its
+//! seed (docs/cp.md, "Consensus").
+//!
+//! Proposals go to the leader: a follower answers [`ConsensusError::NotLeader`] with the
+//! leader it knows, and [`propose`] follows it. A proposal is answered when its entry is
+//! applied on the node that proposed it, or [`ConsensusError::Dropped`] when another entry
+//! took its place in the log.
+//!
+//! ```
+//! # #[cfg(madsim)] {
+//! use otpsim::cluster::cp::consensus::{self, Consensus, RaftConfig, Replicated};
+//! use otpsim::rt::Duration;
+//! use otpsim::sim::cluster::ClusterSim;
+//!
+//! /// A replicated counter.
+//! #[derive(Default)]
+//! struct Sum(u64);
+//! impl Replicated for Sum {
+//!     type Command = u64;
+//!     type Output = u64;
+//!     type Query = ();
+//!     type Answer = u64;
+//!     fn apply(&mut self, _index: u64, add: u64) -> u64 {
+//!         self.0 += add;
+//!         self.0
+//!     }
+//!     fn query(&self, _: ()) -> u64 {
+//!         self.0
+//!     }
+//! }
+//!
+//! let report = ClusterSim::new(1).nodes(3).run(|ctl| async move {
+//!     for k in 1..=3 {
+//!         let config = RaftConfig::new("sum", [1, 2, 3]);
+//!         ctl.node(k).spawn(move |p| consensus::serve(p, config, Sum::default()));
+//!     }
+//!     // The first voter stands after 1 s without a leader.
+//!     ctl.sleep(Duration::from_secs(2)).await;
+//!     let total = ctl
+//!         .on(2, |p| async move {
+//!             consensus::propose::<Sum>(&p, "sum", 2, 5, Duration::from_secs(5)).await
+//!         })
+//!         .await;
+//!     assert_eq!(total, Some(Ok((2, 5))));
+//! });
+//! assert_eq!(report.failure(), None);
+//! # }
+//! ```
+
+use super::log::DurableLog;
+use crate::rt::Duration;
+use crate::server::{self, CallReply, From, GenServer, Init, Next, ServerRef};
+use crate::{ExitReason, Msg, Pid, Process};
+use protobuf::Message as _;
+use raft::prelude::{Entry, EntryType, Message};
+use raft::storage::MemStorage;
+use raft::{RawNode, StateRole};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A state machine replicated by a Raft group: every node applies the same commands in the same
+/// order, and answers queries from what it has applied.
+pub trait Replicated: Send + 'static {
+    /// What is proposed and, once committed, applied.
+    type Command: Serialize + DeserializeOwned + Clone + Send + 'static;
+    /// What applying a command answers its proposer.
+    type Output: Serialize + DeserializeOwned + Send + 'static;
+    /// A question about the applied state.
+    type Query: Serialize + DeserializeOwned + Send + 'static;
+    /// Its answer.
+    type Answer: Serialize + DeserializeOwned + Send + 'static;
+
+    /// Applies the command committed at log position `index`. It must depend on nothing but
+    /// the state and the command: every node, and a node replaying its log at boot, must get
+    /// the same state.
+    fn apply(&mut self, index: u64, command: Self::Command) -> Self::Output;
+
+    /// Answers a query from this node's applied state (which may lag the leader's).
+    fn query(&self, query: Self::Query) -> Self::Answer;
+}
+
+/// How a Raft group runs: its name (the server's registered name on every node, and its files'
+/// prefix on each node's disk), its voters, and its timing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RaftConfig {
+    /// The registered name of the group's server on each node.
+    pub name: String,
+    /// The nodes of the group, each a voter (fixed membership).
+    pub voters: Vec<u16>,
+    /// One Raft tick.
+    pub tick: Duration,
+    /// Ticks without a leader's word before the first voter stands for election; voter `i`
+    /// (by position) waits `3 * i` ticks more.
+    pub election_ticks: usize,
+    /// Ticks between a leader's heartbeats.
+    pub heartbeat_ticks: usize,
+}
+
+impl RaftConfig {
+    /// The group `name` of `voters`, with a 100 ms tick, an election after 10 ticks (1 s) for
+    /// the first voter, and heartbeats every 2 ticks.
+    pub fn new(name: &str, voters: impl IntoIterator<Item = u16>) -> RaftConfig {
+        let mut voters: Vec<u16> = voters.into_iter().collect();
+        voters.sort_unstable();
+        voters.dedup();
+        RaftConfig {
+            name: name.to_string(),
+            voters,
+            tick: Duration::from_millis(100),
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+        }
+    }
+
+    /// The same group with another tick.
+    pub fn tick(mut self, tick: Duration) -> RaftConfig {
+        self.tick = tick;
+        self
+    }
+
+    /// Node `node`'s election timeout in ticks: fixed, and distinct per voter, so that the
+    /// group elects a leader without Raft's random timeouts.
+    pub fn election_ticks_of(&self, node: u16) -> usize {
+        let position = self.voters.iter().position(|&v| v == node).unwrap_or(0);
+        self.election_ticks + 3 * position
+    }
+
+    fn raft_config(&self, node: u16) -> raft::Config {
+        let election = self.election_ticks_of(node);
+        raft::Config {
+            id: u64::from(node),
+            election_tick: election,
+            heartbeat_tick: self.heartbeat_ticks,
+            // Raft draws its timeout from [min, max): one value, no randomness.
+            min_election_tick: election,
+            max_election_tick: election + 1,
+            // The state machine is rebuilt from the whole log at every boot.
+            applied: 0,
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 256,
+            // A node that cannot reach a majority does not disturb it when it comes back,
+            // and a leader cut off from the majority steps down.
+            pre_vote: true,
+            check_quorum: true,
+            ..Default::default()
+        }
+    }
+}
+
+/// A Raft message between the servers of a group, in raft-rs's protobuf encoding.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RaftWire(pub Vec<u8>);
+
+/// The server's own timer.
+struct Tick;
+
+/// A node's role in its group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    /// Follows a leader (or waits for one).
+    Follower,
+    /// Asks whether it could win an election (pre-vote).
+    PreCandidate,
+    /// Stands for election.
+    Candidate,
+    /// Leads the group.
+    Leader,
+}
+
+/// Where a node's server stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// The node.
+    pub node: u16,
+    /// Its role.
+    pub role: Role,
+    /// Its term.
+    pub term: u64,
+    /// The leader it knows of.
+    pub leader: Option<u16>,
+    /// The last log position it knows committed.
+    pub commit: u64,
+    /// The last log position it applied.
+    pub applied: u64,
+}
+
+/// A request to a group's server ([`GenServer::Call`] of [`Consensus`]).
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+pub enum Request<M: Replicated> {
+    /// Commit and apply a command (leader only).
+    Propose(M::Command),
+    /// Ask this node's applied state.
+    Query(M::Query),
+    /// This node's [`Status`].
+    Status,
+    /// Send `Applied` to this pid after every command applied here, until it dies.
+    Watch(Pid),
+}
+
+/// A server's answer.
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+pub enum Response<M: Replicated> {
+    /// The proposal was applied at `index`, with this output.
+    Applied {
+        /// Its log position.
+        index: u64,
+        /// What applying it answered.
+        output: M::Output,
+    },
+    /// The query's answer.
+    Answer(M::Answer),
+    /// The node's status.
+    Status(Status),
+    /// The watcher is registered.
+    Watching,
+}
+
+/// Why a request was not carried out.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ConsensusError {
+    /// This node does not lead the group; `leader` is the one it knows of.
+    #[error("node is not the leader (leader: {leader:?})")]
+    NotLeader {
+        /// The leader this node knows of, if any.
+        leader: Option<u16>,
+    },
+    /// The proposal lost its place in the log to another leader's entry: it was not applied.
+    #[error("the proposal was dropped by a change of leader")]
+    Dropped,
+    /// No leader answered in time, or none is known: the group has no majority here.
+    #[error("no leader answered: the group is unavailable from here")]
+    Unavailable,
+}
+
+/// A committed command's notice to a watcher ([`Request::Watch`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    /// The log position applied.
+    pub index: u64,
+}
+
+/// The server of a Raft group on one node (see the [module](self) documentation).
+pub struct Consensus<M: Replicated> {
+    config: RaftConfig,
+    raw: RawNode<MemStorage>,
+    log: DurableLog,
+    machine: M,
+    applied: u64,
+    /// Proposals of this incarnation's server: their log position, their number, their caller.
+    pending: BTreeMap<u64, (u64, From<Reply<M>>)>,
+    proposals: u64,
+    watchers: Vec<Pid>,
+}
+
+/// What a [`Consensus`] server answers.
+pub type Reply<M> = Result<Response<M>, ConsensusError>;
+
+/// The arguments of a server: its group and its state machine, empty.
+pub struct Start<M> {
+    /// The group.
+    pub config: RaftConfig,
+    /// The state machine before the log's first entry.
+    pub machine: M,
+}
+
+/// Runs the group's server on this node as the calling process (registered under the group's
+/// name) until it stops: a node that boots again starts it again and reads its log back.
+pub async fn serve<M: Replicated>(p: Process, config: RaftConfig, machine: M) -> ExitReason {
+    match Consensus::<M>::init(Start { config, machine }, &p).await {
+        Init::Ok(state) => server::enter_loop(p, state).await,
+        Init::Stop(reason) => reason,
+        Init::Continue(..) | Init::Ignore => unreachable!("init only runs or stops"),
+    }
+}
+
+/// Proposes `command` to the group `name` through its server on node `via`, following the
+/// leader it names; `timeout` bounds each call.
+pub async fn propose<M: Replicated>(
+    p: &Process,
+    name: &str,
+    via: u16,
+    command: M::Command,
+    timeout: Duration,
+) -> Result<(u64, M::Output), ConsensusError> {
+    let mut node = via;
+    // A leader named by a follower may have lost its place by the time it is asked: a few
+    // hops, then the caller decides.
+    for _ in 0..3 {
+        let request = Request::Propose(command.clone());
+        match ServerRef::<Consensus<M>>::call_named(p, name, node, request, Some(timeout)).await {
+            Ok(Ok(Response::Applied { index, output })) => return Ok((index, output)),
+            Ok(Err(ConsensusError::NotLeader { leader: Some(l) })) if l != node => node = l,
+            Ok(Err(ConsensusError::Dropped)) => return Err(ConsensusError::Dropped),
+            Ok(Ok(_)) | Ok(Err(_)) | Err(_) => return Err(ConsensusError::Unavailable),
+        }
+    }
+    Err(ConsensusError::Unavailable)
+}
+
+/// Asks the group `name`'s server on node `node` a question about its applied state.
+pub async fn query<M: Replicated>(
+    p: &Process,
+    name: &str,
+    node: u16,
+    query: M::Query,
+    timeout: Duration,
+) -> Result<M::Answer, ConsensusError> {
+    match ServerRef::<Consensus<M>>::call_named(p, name, node, Request::Query(query), Some(timeout))
+        .await
+    {
+        Ok(Ok(Response::Answer(answer))) => Ok(answer),
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(_)) | Err(_) => Err(ConsensusError::Unavailable),
+    }
+}
+
+/// The status of the group `name`'s server on node `node`.
+pub async fn status<M: Replicated>(
+    p: &Process,
+    name: &str,
+    node: u16,
+    timeout: Duration,
+) -> Result<Status, ConsensusError> {
+    match ServerRef::<Consensus<M>>::call_named(p, name, node, Request::Status, Some(timeout)).await
+    {
+        Ok(Ok(Response::Status(s))) => Ok(s),
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(_)) | Err(_) => Err(ConsensusError::Unavailable),
+    }
+}
+
+/// Registers what the group's servers send each other in `codec` under `tag`: the Raft
+/// messages and the calls of [`propose`], [`query`] and [`status`].
+pub fn codec<M: Replicated>(codec: &mut crate::dist::Codec, tag: &str) {
+    codec.register::<RaftWire>("raft_wire");
+    codec.register::<Applied>("raft_applied");
+    server::register_calls::<Consensus<M>>(codec, tag);
+}
+
+fn role(state: StateRole) -> Role {
+    match state {
+        StateRole::Follower => Role::Follower,
+        StateRole::PreCandidate => Role::PreCandidate,
+        StateRole::Candidate => Role::Candidate,
+        StateRole::Leader => Role::Leader,
+    }
+}
+
+/// A proposal's tag in its entry's context: the proposing server and its count.
+fn proposal_tag(server: Pid, n: u64) -> Vec<u8> {
+    [server.id().to_le_bytes(), n.to_le_bytes()].concat()
+}
+
+/// Why the server stops when raft-rs fails where it must not (a bug, or a disk that lies).
+fn raft_failed(what: &'static str, e: impl std::fmt::Display) -> ExitReason {
+    ExitReason::error(crate::Term::tuple([
+        crate::Term::atom("raft_failed"),
+        crate::Term::atom(what),
+        crate::Term::from(e.to_string()),
+    ]))
+}
+
+impl<M: Replicated> Consensus<M> {
+    fn status(&self) -> Status {
+        let raft = &self.raw.raft;
+        Status {
+            node: raft.id as u16,
+            role: role(raft.state),
+            term: raft.term,
+            leader: (raft.leader_id != 0).then_some(raft.leader_id as u16),
+            commit: raft.raft_log.committed,
+            applied: self.applied,
+        }
+    }
+
+    fn send(&self, p: &Process, messages: Vec<Message>) {
+        for m in messages {
+            // Encoding a message raft-rs built cannot fail; one that did would be dropped, as
+            // the network may drop any.
+            if let Ok(bytes) = m.write_to_bytes() {
+                p.send_named(&self.config.name, m.to as u16, RaftWire(bytes));
+            }
+        }
+    }
+
+    fn apply(&mut self, p: &Process, entries: Vec<Entry>) -> Result<(), ExitReason> {
+        for entry in entries {
+            self.applied = entry.index;
+            let pending = self.pending.remove(&entry.index);
+            if entry.get_entry_type() != EntryType::EntryNormal || entry.data.is_empty() {
+                // A new leader's empty entry: whatever was proposed here is gone.
+                if let Some((_, from)) = pending {
+                    from.reply(p, Err(ConsensusError::Dropped));
+                }
+                continue;
+            }
+            let command: M::Command = bincode::deserialize(&entry.data)
+                .map_err(|e| raft_failed("undecodable_entry", e))?;
+            let output = self.machine.apply(entry.index, command);
+            if let Some((n, from)) = pending {
+                let reply = if entry.context[..] == proposal_tag(p.pid(), n)[..] {
+                    Ok(Response::Applied {
+                        index: entry.index,
+                        output,
+                    })
+                } else {
+                    Err(ConsensusError::Dropped)
+                };
+                from.reply(p, reply);
+            }
+            for &w in &self.watchers {
+                p.send(w, Applied { index: entry.index });
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles raft-rs's `Ready`, in its documented order.
+    fn on_ready(&mut self, p: &Process) -> Result<(), ExitReason> {
+        if !self.raw.has_ready() {
+            return Ok(());
+        }
+        let mut ready = self.raw.ready();
+        // A leader sends its appends and heartbeats before persisting its own entries.
+        self.send(p, ready.take_messages());
+        if !ready.snapshot().is_empty() {
+            // The log is never compacted, so no leader sends a snapshot.
+            return Err(raft_failed("snapshot", "a snapshot arrived"));
+        }
+        self.apply(p, ready.take_committed_entries())?;
+        if !ready.entries().is_empty() {
+            self.log
+                .append(ready.entries())
+                .map_err(|e| raft_failed("append", e))?;
+        }
+        if let Some(hs) = ready.hs() {
+            self.log
+                .set_hard_state(hs)
+                .map_err(|e| raft_failed("hard_state", e))?;
+        }
+        self.log.sync();
+        // Votes and acknowledgements wait until what they promise is on disk.
+        self.send(p, ready.take_persisted_messages());
+        let mut light = self.raw.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            self.log
+                .set_commit(commit)
+                .map_err(|e| raft_failed("commit", e))?;
+        }
+        self.send(p, light.take_messages());
+        self.apply(p, light.take_committed_entries())?;
+        self.raw.advance_apply();
+        Ok(())
+    }
+
+    fn after(&mut self, p: &Process) -> Next<Self> {
+        match self.on_ready(p) {
+            Ok(()) => Next::Continue,
+            Err(reason) => Next::Stop(reason),
+        }
+    }
+}
+
+impl<M: Replicated> GenServer for Consensus<M> {
+    type Arg = Start<M>;
+    type Call = Request<M>;
+    type Reply = Reply<M>;
+    type Cast = ();
+    type Cont = ();
+
+    async fn init(start: Start<M>, p: &Process) -> Init<Self> {
+        let Start { config, machine } = start;
+        let me = p.pid().node();
+        if !config.voters.contains(&me) {
+            return Init::Stop(ExitReason::error("not_a_voter"));
+        }
+        if p.register(&config.name).is_err() {
+            return Init::Stop(ExitReason::error("already_started"));
+        }
+        let voters: Vec<u64> = config.voters.iter().map(|&v| u64::from(v)).collect();
+        let log = match DurableLog::open(p.node().disk(), &config.name, &voters) {
+            Ok(log) => log,
+            Err(e) => return Init::Stop(raft_failed("corrupt_log", e)),
+        };
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let raw = match RawNode::new(&config.raft_config(me), log.storage.clone(), &logger) {
+            Ok(raw) => raw,
+            Err(e) => return Init::Stop(raft_failed("config", e)),
+        };
+        p.send_after(config.tick, p.pid(), Tick);
+        Init::Ok(Consensus {
+            config,
+            raw,
+            log,
+            machine,
+            applied: 0,
+            pending: BTreeMap::new(),
+            proposals: 0,
+            watchers: Vec::new(),
+        })
+    }
+
+    async fn handle_call(
+        &mut self,
+        request: Request<M>,
+        from: From<Reply<M>>,
+        p: &Process,
+    ) -> CallReply<Self> {
+        match request {
+            Request::Propose(command) => {
+                if self.raw.raft.state != StateRole::Leader {
+                    let leader = self.status().leader;
+                    return CallReply::Reply(Err(ConsensusError::NotLeader { leader }));
+                }
+                let data = match bincode::serialize(&command) {
+                    Ok(data) => data,
+                    Err(e) => return CallReply::Stop(raft_failed("encode", e), None),
+                };
+                self.proposals += 1;
+                let n = self.proposals;
+                if self.raw.propose(proposal_tag(p.pid(), n), data).is_err() {
+                    return CallReply::Reply(Err(ConsensusError::Dropped));
+                }
+                let index = self.raw.raft.raft_log.last_index();
+                self.pending.insert(index, (n, from));
+                match self.on_ready(p) {
+                    Ok(()) => CallReply::NoReply,
+                    Err(reason) => CallReply::Stop(reason, None),
+                }
+            }
+            Request::Query(q) => CallReply::Reply(Ok(Response::Answer(self.machine.query(q)))),
+            Request::Status => CallReply::Reply(Ok(Response::Status(self.status()))),
+            Request::Watch(pid) => {
+                p.monitor(pid);
+                self.watchers.push(pid);
+                CallReply::Reply(Ok(Response::Watching))
+            }
+        }
+    }
+
+    async fn handle_info(&mut self, msg: Msg, p: &Process) -> Next<Self> {
+        if msg.is::<Tick>() {
+            p.send_after(self.config.tick, p.pid(), Tick);
+            self.raw.tick();
+            return self.after(p);
+        }
+        if let Some(RaftWire(bytes)) = msg.downcast_ref::<RaftWire>() {
+            // A frame that is not a Raft message, or one raft-rs refuses (from a node outside
+            // the group, say), is dropped like a lost packet.
+            if let Ok(m) = Message::parse_from_bytes(bytes) {
+                let _ = self.raw.step(m);
+            }
+            return self.after(p);
+        }
+        if let Msg::Down { pid, .. } = msg {
+            self.watchers.retain(|&w| w != pid);
+        }
+        Next::Continue
+    }
+}
