@@ -397,6 +397,13 @@ pub mod flaws {
         name: "message-lost-in-move",
         source: "docs/cluster-invariants.md (Swarm.send keeps nothing during a handoff)",
     };
+    /// S1: while a split kept two instances of a name running, a sender's messages by name
+    /// went to whichever instance its node's registry named at each send, so each instance
+    /// handled some of them, and not in the order they were sent.
+    pub static SPLIT_BETWEEN_DUPLICATES: KnownFlaw = KnownFlaw {
+        name: "messages-split-between-duplicates",
+        source: "bitwalker/swarm#86 (two instances after a netsplit; Swarm.send routes by the local registry)",
+    };
     /// S3: a process `register_name` started ends of its own accord, the news (an `untrack`,
     /// fire and forget) does not reach a node cut off meanwhile, and that node restarts the
     /// name when it sees the process's node go down: a name nobody wants any more runs again.
@@ -444,6 +451,11 @@ pub mod flaws {
             Invariant::Placement if faulted => &NOT_REBALANCED,
             Invariant::MessageRouting if evidence_has(violation, trace, is_handoff) => {
                 &LOST_IN_MOVE
+            }
+            Invariant::MessageRouting
+                if handled_by_two(violation, trace) && split_or_paused(trace) =>
+            {
+                &SPLIT_BETWEEN_DUPLICATES
             }
             Invariant::NoResurrection if faulted => &RESURRECTED,
             Invariant::GroupMembership if grouped_somewhere(trace, name) => &REGISTRY_DIVERGES,
@@ -517,6 +529,21 @@ pub mod flaws {
             .events
             .iter()
             .any(|&i| events.get(i).is_some_and(|e| is(&e.kind)))
+    }
+
+    /// Whether the violation's evidence shows two instances handling the sender's messages.
+    fn handled_by_two(violation: &Violation, trace: &Trace) -> bool {
+        let events = trace.events();
+        let mut handlers =
+            violation
+                .events
+                .iter()
+                .filter_map(|&i| match events.get(i).map(|e| &e.kind) {
+                    Some(EventKind::Dist(DistEvent::Handled { pid, .. })) => Some(*pid),
+                    _ => None,
+                });
+        let first = handlers.next();
+        handlers.any(|pid| Some(pid) != first)
     }
 
     /// Whether an event is a step of a handoff.
