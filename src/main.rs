@@ -443,7 +443,7 @@ fn summarise(report: &campaign::Report) {
         "all",
         report.cases,
         report.failures.len(),
-        expected(report.expected.len() as u64),
+        expected(report.expected_cases()),
         total.checks,
         faults(&total)
     );

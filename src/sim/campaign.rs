@@ -133,9 +133,14 @@ pub struct Report {
     pub targets: BTreeMap<String, TargetSummary>,
     /// Failing cases, by seed: the regressions.
     pub failures: Vec<Failure>,
-    /// Cases that failed with a known flaw of a modelled system (Swarm's), by seed: expected,
-    /// and reported apart.
+    /// Cases that failed with a known flaw of a modelled system (Swarm's): expected, and
+    /// reported apart. The first [`KEPT_PER_FLAW`] cases (by seed) of each flaw, in seed
+    /// order; a long campaign meets a flaw hundreds of thousands of times, and keeping
+    /// every case would grow without bound. [`expected_counts`](Report::expected_counts)
+    /// counts them all.
     pub expected: Vec<Failure>,
+    /// How many cases showed each known flaw, by target, then flaw.
+    pub expected_counts: BTreeMap<String, BTreeMap<String, u64>>,
     /// Wall-clock time taken.
     #[serde(serialize_with = "seconds")]
     pub elapsed: std::time::Duration,
@@ -160,7 +165,17 @@ impl Report {
     /// The distinct expected failures: (target, known flaw) with how many cases showed it,
     /// and the first of them.
     pub fn distinct_expected(&self) -> Vec<(&str, &str, u64, &Failure)> {
-        distinct(&self.expected)
+        let mut distinct = distinct(&self.expected);
+        for (target, flaw, count, _) in &mut distinct {
+            let counted = self.expected_counts.get(*target).and_then(|t| t.get(*flaw));
+            *count = counted.copied().unwrap_or(*count);
+        }
+        distinct
+    }
+
+    /// How many cases showed a known flaw, all flaws together.
+    pub fn expected_cases(&self) -> u64 {
+        self.expected_counts.values().flat_map(|t| t.values()).sum()
     }
 }
 
@@ -328,8 +343,8 @@ fn describe(f: &super::harness::Failure) -> String {
     format!("{}{saved}", f.violation)
 }
 
-/// How many of a known flaw's first cases [`shrink_first_known`] shrinks.
-const SHRUNK_PER_FLAW: usize = 4;
+/// How many of a known flaw's first cases a campaign keeps, and [`shrink_first_known`] shrinks.
+pub const KEPT_PER_FLAW: usize = 4;
 
 /// Shrinks the first cases (by seed) of each known flaw of a target the campaign asked for
 /// by name, and saves the smallest. Elsewhere a known flaw is expected, and shrinking it would
@@ -349,7 +364,7 @@ fn shrink_first_known(
             let seeds = firsts
                 .entry((f.target.clone(), f.known.clone()))
                 .or_default();
-            if seeds.len() < SHRUNK_PER_FLAW {
+            if seeds.len() < KEPT_PER_FLAW {
                 seeds.push(i);
             }
         }
@@ -466,7 +481,9 @@ pub fn run(
     let done = AtomicU64::new(0);
     let replayed = AtomicU64::new(0);
     let failures = Mutex::new(Vec::new());
-    let expected = Mutex::new(Vec::new());
+    // Per (target, flaw): how many cases, and the first KEPT_PER_FLAW by seed.
+    type ByFlaw = BTreeMap<(String, String), (u64, Vec<Failure>)>;
+    let expected: Mutex<ByFlaw> = Mutex::default();
     let targets: Mutex<BTreeMap<String, TargetSummary>> = Mutex::default();
     let (shard, shards) = campaign.shard;
     let last_report = Mutex::new(start);
@@ -495,22 +512,31 @@ pub fn run(
             summary.tally.add(&tally);
         }
         if let Some((invariant, what, known)) = failure {
-            let list = if known.is_some() {
-                &expected
-            } else {
-                &failures
+            let failure = Failure {
+                seed,
+                target: target.to_string(),
+                invariant,
+                what,
+                known: known.clone(),
+                found_at_case: index + 1,
+                found_after: start.elapsed(),
             };
-            list.lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(Failure {
-                    seed,
-                    target: target.to_string(),
-                    invariant,
-                    what,
-                    known,
-                    found_at_case: index + 1,
-                    found_after: start.elapsed(),
-                });
+            match known {
+                Some(flaw) => {
+                    let mut expected = expected.lock().unwrap_or_else(PoisonError::into_inner);
+                    let (count, kept) = expected.entry((target.to_string(), flaw)).or_default();
+                    *count += 1;
+                    kept.push(failure);
+                    if kept.len() > KEPT_PER_FLAW {
+                        kept.sort_by_key(|f| f.seed);
+                        kept.truncate(KEPT_PER_FLAW);
+                    }
+                }
+                None => failures
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(failure),
+            }
         }
         let cases = done.fetch_add(1, Ordering::Relaxed) + 1;
         let mut last = last_report.lock().unwrap_or_else(PoisonError::into_inner);
@@ -535,9 +561,18 @@ pub fn run(
         .into_inner()
         .unwrap_or_else(PoisonError::into_inner);
     failures.sort_by_key(|f| f.seed);
-    let mut expected = expected
+    let by_flaw = expected
         .into_inner()
         .unwrap_or_else(PoisonError::into_inner);
+    let mut expected_counts: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    let mut expected = Vec::new();
+    for ((target, flaw), (count, kept)) in by_flaw {
+        expected_counts
+            .entry(target)
+            .or_default()
+            .insert(flaw, count);
+        expected.extend(kept);
+    }
     expected.sort_by_key(|f| f.seed);
     shrink_first_known(campaign, harness, &mut expected);
     Ok(Report {
@@ -547,6 +582,7 @@ pub fn run(
         targets: targets.into_inner().unwrap_or_else(PoisonError::into_inner),
         failures,
         expected,
+        expected_counts,
         elapsed: start.elapsed(),
     })
 }
