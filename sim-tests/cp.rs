@@ -241,3 +241,205 @@ fn a_corrupt_log_stops_the_server_with_its_reason() {
         );
     });
 }
+
+mod supervisor {
+    //! The CP distributed supervisor's first milestone (`otpsim::cluster::cp::supervisor`,
+    //! docs/cp.md "Ownership"): static membership and a committed shard table.
+
+    use otpsim::cluster::cp::supervisor::{self, DistConfig, DistError, DistRef};
+    use otpsim::rt::Duration;
+    use otpsim::sim::cluster::{ClusterCtl, ClusterReport, ClusterSim};
+    use otpsim::sim::cluster_invariants::{check, Consistency};
+    use otpsim::trace::{DistEvent, EventKind, Trace};
+    use otpsim::{Pid, Term};
+
+    fn config() -> DistConfig {
+        DistConfig::new("devices", [1, 2, 3])
+    }
+
+    /// Boots node `k`: a worker that waits, one that crashes 100 ms after each start, and
+    /// the supervisor.
+    fn boot(ctl: &ClusterCtl, k: u16) {
+        let node = ctl.node(k);
+        node.register_start("device", |p, _| async move {
+            let _ = p.recv().await;
+        });
+        node.register_start("flaky", |p, _| async move {
+            p.sleep(Duration::from_millis(100)).await;
+            otpsim::ExitReason::error("flaky")
+        });
+        supervisor::boot(&node, config());
+    }
+
+    fn cluster(
+        seed: u64,
+        scenario: impl FnOnce(ClusterCtl) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+            + Send
+            + 'static,
+    ) -> ClusterReport {
+        let report = ClusterSim::new(seed).nodes(3).run(move |ctl| async move {
+            for k in 1..=3 {
+                boot(&ctl, k);
+            }
+            // The first leader is elected and assigns the shard table.
+            ctl.sleep(Duration::from_secs(3)).await;
+            scenario(ctl).await;
+        });
+        assert_eq!(report.failure(), None);
+        report
+    }
+
+    async fn start(
+        ctl: &ClusterCtl,
+        k: u16,
+        name: &'static str,
+        start: &'static str,
+    ) -> Result<Pid, DistError> {
+        let dsup: DistRef = config().handle();
+        ctl.on(k, move |p| async move {
+            dsup.start_child(&p, name, start, Term::atom("nil")).await
+        })
+        .await
+        .expect("its node runs")
+    }
+
+    async fn whereis(ctl: &ClusterCtl, k: u16, name: &'static str) -> Option<Pid> {
+        let dsup = config().handle();
+        ctl.on(k, move |p| async move { dsup.whereis(&p, name).await })
+            .await
+            .flatten()
+    }
+
+    fn starts(trace: &Trace, name: &str) -> Vec<Pid> {
+        trace
+            .events()
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Dist(DistEvent::Start { name: n, pid }) if n == name => Some(*pid),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A child started from any node runs once, on its shard's owner, every node finds the
+    /// same pid, and a second start of the name answers `AlreadyStarted` with it.
+    #[test]
+    fn a_child_started_from_any_node_runs_once_and_every_node_finds_it() {
+        let report = cluster(11, |ctl| {
+            Box::pin(async move {
+                let mut pids = Vec::new();
+                for (k, name) in [(1, "a"), (2, "b"), (3, "c")] {
+                    pids.push((name, start(&ctl, k, name, "device").await.expect("started")));
+                }
+                for &(name, pid) in &pids {
+                    for k in 1..=3 {
+                        assert_eq!(whereis(&ctl, k, name).await, Some(pid), "n{k} finds {name}");
+                    }
+                    assert_eq!(
+                        start(&ctl, 3, name, "device").await,
+                        Err(DistError::AlreadyStarted(pid))
+                    );
+                }
+            })
+        });
+        for name in ["a", "b", "c"] {
+            assert_eq!(starts(&report.trace, name).len(), 1, "{name} started once");
+        }
+        check(&report.trace, Consistency::Cp).unwrap();
+    }
+
+    /// A crashing child is restarted in place by its owner until it exceeds its intensity (3
+    /// restarts in 5 s, OTP's default), then left down (docs/cluster-invariants.md, I8).
+    #[test]
+    fn a_crashing_child_restarts_in_place_until_its_intensity() {
+        let report = cluster(12, |ctl| {
+            Box::pin(async move {
+                let pid = start(&ctl, 2, "f", "flaky").await.expect("started");
+                ctl.sleep(Duration::from_secs(5)).await;
+                assert_eq!(whereis(&ctl, 1, "f").await, None);
+                let _ = pid;
+            })
+        });
+        let pids = starts(&report.trace, "f");
+        assert_eq!(pids.len(), 4, "the start and 3 restarts: {pids:?}");
+        let home = pids[0].node();
+        assert!(pids.iter().all(|p| p.node() == home), "in place: {pids:?}");
+    }
+
+    /// A node's children stop with it and run again when it boots: it reads the desired
+    /// children back from its log. Nobody else starts them meanwhile (one instance, always).
+    #[test]
+    fn a_nodes_children_run_again_when_it_boots() {
+        let report = cluster(13, |ctl| {
+            Box::pin(async move {
+                let pid = start(&ctl, 1, "a", "device").await.expect("started");
+                let home = pid.node();
+                let other = if home == 1 { 2 } else { 1 };
+                // Not in the microsecond of the start: the merged trace orders a node's events
+                // and the cluster's of the same microsecond by source, not by cause.
+                ctl.sleep(Duration::from_millis(100)).await;
+                ctl.crash(home);
+                ctl.sleep(Duration::from_secs(2)).await;
+                assert_eq!(
+                    whereis(&ctl, other, "a").await,
+                    None,
+                    "no instance elsewhere"
+                );
+                ctl.restart(home);
+                boot(&ctl, home);
+                ctl.sleep(Duration::from_secs(3)).await;
+                let again = whereis(&ctl, other, "a").await.expect("runs again");
+                assert_eq!(again.node(), home);
+                assert_ne!(again, pid);
+            })
+        });
+        check(&report.trace, Consistency::Cp).unwrap();
+    }
+
+    /// A node cut off from the majority cannot start children (CP): its callers get
+    /// `Unavailable`; the majority starts them.
+    #[test]
+    fn a_minority_side_answers_unavailable() {
+        cluster(14, |ctl| {
+            Box::pin(async move {
+                ctl.partition(&[3]);
+                ctl.sleep(Duration::from_secs(2)).await;
+                assert_eq!(
+                    start(&ctl, 3, "m", "device").await,
+                    Err(DistError::Unavailable)
+                );
+                assert!(start(&ctl, 2, "n", "device").await.is_ok());
+            })
+        });
+    }
+
+    /// `terminate_child` stops the child and forgets it; a second one finds nothing; a start
+    /// function not registered is a typed error.
+    #[test]
+    fn terminate_child_stops_it_for_good_and_bad_input_is_typed() {
+        let report = cluster(15, |ctl| {
+            Box::pin(async move {
+                start(&ctl, 1, "t", "device").await.expect("started");
+                let dsup = config().handle();
+                let (first, second) = ctl
+                    .on(2, move |p| async move {
+                        (
+                            dsup.terminate_child(&p, "t").await,
+                            dsup.terminate_child(&p, "t").await,
+                        )
+                    })
+                    .await
+                    .unwrap();
+                assert_eq!((first, second), (Ok(()), Err(DistError::NotFound)));
+                ctl.sleep(Duration::from_secs(1)).await;
+                assert_eq!(whereis(&ctl, 3, "t").await, None);
+                assert_eq!(
+                    start(&ctl, 1, "u", "nonesuch").await,
+                    Err(DistError::UnknownStart("nonesuch".into()))
+                );
+            })
+        });
+        assert_eq!(starts(&report.trace, "t").len(), 1, "not restarted");
+        check(&report.trace, Consistency::Cp).unwrap();
+    }
+}

@@ -681,6 +681,11 @@ impl Node {
         self.lock().starts.insert(name.to_string(), start);
     }
 
+    /// Whether a start function is registered as `name` ([`register_start`](Self::register_start)).
+    pub fn has_start(&self, name: &str) -> bool {
+        self.lock().starts.contains_key(name)
+    }
+
     /// The start function registered as `name`, if any.
     pub(super) fn start_fn(&self, name: &str) -> Option<StartFn> {
         self.lock().starts.get(name).cloned()

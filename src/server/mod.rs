@@ -702,6 +702,22 @@ pub async fn enter_loop<S: GenServer>(p: Process, state: S) -> ExitReason {
     serve_loop(p, state, None, parent).await
 }
 
+/// Runs `init` in the calling process and then serves, as [`enter_loop`] does with a state
+/// made beforehand: for a server a node starts at boot, which no caller waits for. `Ignore`
+/// ends the process `normal`; `Stop` ends it with its reason.
+pub async fn serve<S: GenServer>(p: Process, arg: S::Arg) -> ExitReason {
+    let (state, cont) = match catch_panic(S::init(arg, &p)).await {
+        Ok(Init::Ok(state)) => (state, None),
+        Ok(Init::Continue(state, c)) => (state, Some(c)),
+        Ok(Init::Ignore) => return ExitReason::Normal,
+        Ok(Init::Stop(reason)) => return reason,
+        Err(panic) => return ExitReason::Panic(panic),
+    };
+    p.mark_server();
+    let parent = p.pid();
+    serve_loop(p, state, cont, parent).await
+}
+
 /// A server's loop: each message to its callback, until one stops it.
 async fn serve_loop<S: GenServer>(
     p: Process,

@@ -280,11 +280,7 @@ pub struct Start<M> {
 /// Runs the group's server on this node as the calling process (registered under the group's
 /// name) until it stops: a node that boots again starts it again and reads its log back.
 pub async fn serve<M: Replicated>(p: Process, config: RaftConfig, machine: M) -> ExitReason {
-    match Consensus::<M>::init(Start { config, machine }, &p).await {
-        Init::Ok(state) => server::enter_loop(p, state).await,
-        Init::Stop(reason) => reason,
-        Init::Continue(..) | Init::Ignore => unreachable!("init only runs or stops"),
-    }
+    server::serve::<Consensus<M>>(p, Start { config, machine }).await
 }
 
 /// Proposes `command` to the group `name` through its server on node `via`, following the

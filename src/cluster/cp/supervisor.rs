@@ -1,0 +1,448 @@
+//! The CP distributed supervisor (docs/cp.md, "Ownership"): children started by name from any
+//! node, each run by the owner of its name's shard, and restarted there when it crashes.
+//!
+//! Each node runs two processes ([`boot`]): the Raft group's server, which replicates the
+//! [`Control`] state (the shard table and the desired children), and the supervisor, which
+//! runs the desired children of the shards its node owns. `start_child` commits the child as
+//! desired and then asks its owner for the pid; a node that boots again reads the desired
+//! children back from its log and starts its own. Whatever the network does, only a shard's
+//! owner starts its names, so a name never has two instances; a node on the minority side of
+//! a partition cannot commit, and its callers get [`DistError::Unavailable`].
+//!
+//! This is the first milestone: static membership and a committed shard table, so the
+//! children of a node that is down wait for it to come back (leases, fencing and the
+//! reassignment of a lost node's shards come next, docs/cp.md).
+//!
+//! ```
+//! # #[cfg(madsim)] {
+//! use otpsim::cluster::cp::supervisor::{self, DistConfig, DistError};
+//! use otpsim::rt::Duration;
+//! use otpsim::sim::cluster::ClusterSim;
+//! use otpsim::Term;
+//!
+//! let report = ClusterSim::new(1).nodes(3).run(|ctl| async move {
+//!     let config = DistConfig::new("devices", [1, 2, 3]);
+//!     for k in 1..=3 {
+//!         let node = ctl.node(k);
+//!         node.register_start("device", |p, _| async move {
+//!             let _ = p.recv().await;
+//!         });
+//!         supervisor::boot(&node, config.clone());
+//!     }
+//!     ctl.sleep(Duration::from_secs(3)).await;
+//!     let dsup = config.handle();
+//!     let (started, again, found) = ctl
+//!         .on(2, move |p| async move {
+//!             let arg = Term::atom("nil");
+//!             let started = dsup.start_child(&p, "device-42", "device", arg.clone()).await;
+//!             let again = dsup.start_child(&p, "device-42", "device", arg).await;
+//!             (started, again, dsup.whereis(&p, "device-42").await)
+//!         })
+//!         .await
+//!         .unwrap();
+//!     let pid = started.unwrap();
+//!     assert_eq!(again, Err(DistError::AlreadyStarted(pid)));
+//!     assert_eq!(found, Some(pid));
+//! });
+//! assert_eq!(report.failure(), None);
+//! # }
+//! ```
+
+use super::consensus::{self, RaftConfig};
+use super::control::{Answer, Child, Command, Control, Outcome, Query};
+use crate::rt::Duration;
+use crate::server::{self, CallReply, From, GenServer, Init, Next, ServerRef};
+use crate::trace::{DistEvent, EventKind};
+use crate::{ExitReason, Msg, Node, Pid, Process, Term};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A distributed supervisor's settings, the same on every node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DistConfig {
+    /// The supervisor's registered name on each node.
+    pub name: String,
+    /// Its Raft group (named `{name}.raft`).
+    pub raft: RaftConfig,
+    /// Shards of names (fixed for the life of the cluster).
+    pub shards: u16,
+    /// Restarts of a child allowed within `max_seconds` before its owner gives up on it.
+    pub max_restarts: u32,
+    /// The window of `max_restarts`.
+    pub max_seconds: u32,
+    /// How long an API call waits for the group or an owner.
+    pub timeout: Duration,
+}
+
+impl DistConfig {
+    /// The supervisor `name` on `nodes` (each a voter of its group), with 64 shards, OTP's
+    /// default intensity (3 restarts in 5 s) per child, and 5 s calls.
+    pub fn new(name: &str, nodes: impl IntoIterator<Item = u16>) -> DistConfig {
+        DistConfig {
+            name: name.to_string(),
+            raft: RaftConfig::new(&format!("{name}.raft"), nodes),
+            shards: 64,
+            max_restarts: 3,
+            max_seconds: 5,
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// A handle for the API calls.
+    pub fn handle(&self) -> DistRef {
+        DistRef {
+            name: self.name.clone(),
+            group: self.raft.name.clone(),
+            timeout: self.timeout,
+        }
+    }
+}
+
+/// Starts the distributed supervisor on `node`: its Raft group's server and the supervisor,
+/// at the node's first boot and at every restart.
+pub fn boot(node: &Node, config: DistConfig) {
+    let (raft, shards) = (config.raft.clone(), config.shards);
+    node.spawn(move |p| consensus::serve(p, raft, Control::new(shards)));
+    node.spawn(move |p| serve(p, config));
+}
+
+/// Why an API call failed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum DistError {
+    /// A child of that name runs already: this one.
+    #[error("already started: {0}")]
+    AlreadyStarted(Pid),
+    /// No child of that name is desired.
+    #[error("no such child")]
+    NotFound,
+    /// The group cannot commit from here (a minority side of a partition, or no leader yet),
+    /// or the child's owner did not answer in time.
+    #[error("unavailable: the cluster cannot decide from here")]
+    Unavailable,
+    /// No start function of that name is registered on this node (it must be on every node).
+    #[error("no start function {0:?} is registered on this node")]
+    UnknownStart(String),
+}
+
+/// The API of a distributed supervisor, usable from any node ([`DistConfig::handle`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DistRef {
+    name: String,
+    group: String,
+    timeout: Duration,
+}
+
+impl DistRef {
+    /// Starts the child `name` from the start function `start` (registered on every node)
+    /// with `arg`, on the owner of its shard, and returns its pid once it runs; a child of
+    /// that name that runs already is [`DistError::AlreadyStarted`].
+    pub async fn start_child(
+        &self,
+        p: &Process,
+        name: &str,
+        start: &str,
+        arg: Term,
+    ) -> Result<Pid, DistError> {
+        if !p.node().has_start(start) {
+            return Err(DistError::UnknownStart(start.to_string()));
+        }
+        let child = Child {
+            start: start.to_string(),
+            arg,
+        };
+        let command = Command::Start {
+            name: name.to_string(),
+            child,
+        };
+        let me = p.pid().node();
+        let outcome = consensus::propose::<Control>(p, &self.group, me, command, self.timeout)
+            .await
+            .map_err(|_| DistError::Unavailable)?;
+        match outcome.1 {
+            Outcome::Desired { owner } => {
+                desired(p, name, true);
+                self.running(p, name, owner).await
+            }
+            Outcome::AlreadyDesired { owner } => {
+                let pid = self.running(p, name, owner).await?;
+                Err(DistError::AlreadyStarted(pid))
+            }
+            Outcome::Assigned | Outcome::Terminated { .. } | Outcome::NotDesired => {
+                Err(DistError::Unavailable)
+            }
+        }
+    }
+
+    /// Stops the child `name` and forgets it: it is not restarted anywhere.
+    pub async fn terminate_child(&self, p: &Process, name: &str) -> Result<(), DistError> {
+        let me = p.pid().node();
+        let command = Command::Terminate {
+            name: name.to_string(),
+        };
+        match consensus::propose::<Control>(p, &self.group, me, command, self.timeout).await {
+            Ok((_, Outcome::Terminated { .. })) => {
+                desired(p, name, false);
+                Ok(())
+            }
+            Ok((_, Outcome::NotDesired)) => Err(DistError::NotFound),
+            Ok(_) | Err(_) => Err(DistError::Unavailable),
+        }
+    }
+
+    /// The child `name`'s pid, asked of its owner: `None` if it does not run (or the owner
+    /// cannot be asked).
+    pub async fn whereis(&self, p: &Process, name: &str) -> Option<Pid> {
+        let owner = self.owner(p, name).await?;
+        let call = Call::Whereis(name.to_string());
+        ServerRef::<DistSupervisor>::call_named(p, &self.name, owner, call, Some(self.timeout))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// The owner of `name`'s shard, as this node's applied state says.
+    async fn owner(&self, p: &Process, name: &str) -> Option<u16> {
+        let me = p.pid().node();
+        let query = Query::Owner(name.to_string());
+        match consensus::query::<Control>(p, &self.group, me, query, self.timeout).await {
+            Ok(Answer::Owner(owner)) => owner,
+            Ok(_) | Err(_) => None,
+        }
+    }
+
+    /// The pid of `name` once its owner runs it.
+    async fn running(&self, p: &Process, name: &str, owner: Option<u16>) -> Result<Pid, DistError> {
+        // Before the table is assigned, the owner is known only from this node's state.
+        let owner = match owner {
+            Some(owner) => owner,
+            None => self.owner(p, name).await.ok_or(DistError::Unavailable)?,
+        };
+        let call = Call::Await(name.to_string());
+        ServerRef::<DistSupervisor>::call_named(p, &self.name, owner, call, Some(self.timeout))
+            .await
+            .ok()
+            .flatten()
+            .ok_or(DistError::Unavailable)
+    }
+}
+
+/// Records that `name` is wanted (or no longer): the cluster invariants' desired state.
+fn desired(p: &Process, name: &str, on: bool) {
+    p.node().record(EventKind::Dist(DistEvent::Desired {
+        name: name.to_string(),
+        on,
+    }));
+}
+
+/// A request to a node's supervisor.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Call {
+    /// The pid of a child this node runs, once it runs.
+    Await(String),
+    /// The pid of a child this node runs, now.
+    Whereis(String),
+}
+
+/// The supervisor's timer: reconcile with the group's state now and then.
+struct Tick;
+
+/// Reconcile now: something was applied.
+struct Kick;
+
+/// A child this node runs.
+struct Running {
+    pid: Pid,
+}
+
+/// The supervisor on one node (see the [module](self) documentation).
+pub struct DistSupervisor {
+    config: DistConfig,
+    children: BTreeMap<String, Running>,
+    /// Restart times (ms on the node's clock) per child, within its window.
+    restarts: BTreeMap<String, Vec<u64>>,
+    /// Children whose restarts exceeded their intensity: not started again here.
+    failed: BTreeMap<String, ()>,
+    /// Callers waiting for a child to run.
+    waiting: BTreeMap<String, Vec<From<Option<Pid>>>>,
+    watching: bool,
+    /// A `Kick` is in the mailbox.
+    kicked: bool,
+    epoch: crate::rt::Instant,
+}
+
+/// Runs the supervisor on this node as the calling process (see [`boot`]).
+pub async fn serve(p: Process, config: DistConfig) -> ExitReason {
+    server::serve::<DistSupervisor>(p, config).await
+}
+
+/// How often a supervisor reconciles with its group when nothing is applied.
+const RECONCILE_EVERY: Duration = Duration::from_millis(500);
+
+impl DistSupervisor {
+    fn now_ms(&self, p: &Process) -> u64 {
+        p.now().duration_since(self.epoch).as_millis() as u64
+    }
+
+    /// Starts what this node should run and does not, stops what it runs and should not.
+    async fn reconcile(&mut self, p: &Process) {
+        let (group, timeout) = (self.config.raft.name.clone(), self.config.timeout);
+        let me = p.pid().node();
+        if !self.watching {
+            let watch = consensus::Request::Watch(p.pid());
+            let server = ServerRef::<consensus::Consensus<Control>>::call_named(
+                p,
+                &group,
+                me,
+                watch,
+                Some(timeout),
+            );
+            self.watching = server.await.is_ok_and(|r| r.is_ok());
+        }
+        self.assign(p).await;
+        let owned =
+            match consensus::query::<Control>(p, &group, me, Query::Owned(me), timeout).await {
+                Ok(Answer::Owned(owned)) => owned,
+                Ok(_) | Err(_) => return,
+            };
+        let wanted: BTreeMap<String, Child> = owned.into_iter().collect();
+        let unwanted: Vec<String> = self
+            .children
+            .keys()
+            .filter(|name| !wanted.contains_key(*name))
+            .cloned()
+            .collect();
+        for name in unwanted {
+            if let Some(running) = self.children.remove(&name) {
+                p.exit(running.pid, ExitReason::Shutdown);
+            }
+            self.restarts.remove(&name);
+        }
+        self.failed.retain(|name, _| wanted.contains_key(name));
+        for (name, child) in wanted {
+            if self.children.contains_key(&name) || self.failed.contains_key(&name) {
+                continue;
+            }
+            match p.spawn_link_on(me, &child.start, child.arg.clone()).await {
+                Ok(pid) => {
+                    p.node().record(EventKind::Dist(DistEvent::Start {
+                        name: name.clone(),
+                        pid,
+                    }));
+                    for from in self.waiting.remove(&name).unwrap_or_default() {
+                        from.reply(p, Some(pid));
+                    }
+                    self.children.insert(name, Running { pid });
+                }
+                // A start function missing on this node: nothing to run.
+                Err(_) => {
+                    self.failed.insert(name, ());
+                }
+            }
+        }
+    }
+
+    /// The first leader assigns the shard table.
+    async fn assign(&mut self, p: &Process) {
+        let (group, timeout) = (&self.config.raft.name, self.config.timeout);
+        let me = p.pid().node();
+        let Ok(status) = consensus::status::<Control>(p, group, me, timeout).await else {
+            return;
+        };
+        if status.leader != Some(me) {
+            return;
+        }
+        let query = Query::Owner(String::new());
+        if let Ok(Answer::Owner(None)) =
+            consensus::query::<Control>(p, group, me, query, timeout).await
+        {
+            let nodes = self.config.raft.voters.clone();
+            let _ =
+                consensus::propose::<Control>(p, group, me, Command::Assign(nodes), timeout).await;
+        }
+    }
+
+    /// A child ended: restarted at the next reconciliation, unless it exceeded its intensity.
+    fn child_exited(&mut self, p: &Process, pid: Pid) {
+        let Some(name) = self
+            .children
+            .iter()
+            .find(|(_, r)| r.pid == pid)
+            .map(|(name, _)| name.clone())
+        else {
+            return;
+        };
+        self.children.remove(&name);
+        let now = self.now_ms(p);
+        let window = u64::from(self.config.max_seconds) * 1000;
+        let stamps = self.restarts.entry(name.clone()).or_default();
+        stamps.retain(|&t| now.saturating_sub(t) < window);
+        stamps.push(now);
+        if stamps.len() as u32 > self.config.max_restarts {
+            self.failed.insert(name, ());
+        }
+    }
+}
+
+impl GenServer for DistSupervisor {
+    type Arg = DistConfig;
+    type Call = Call;
+    type Reply = Option<Pid>;
+    type Cast = ();
+    type Cont = ();
+
+    async fn init(config: DistConfig, p: &Process) -> Init<Self> {
+        if p.register(&config.name).is_err() {
+            return Init::Stop(ExitReason::error("already_started"));
+        }
+        p.trap_exit(true);
+        p.send(p.pid(), Tick);
+        Init::Ok(DistSupervisor {
+            config,
+            children: BTreeMap::new(),
+            restarts: BTreeMap::new(),
+            failed: BTreeMap::new(),
+            waiting: BTreeMap::new(),
+            watching: false,
+            kicked: false,
+            epoch: p.now(),
+        })
+    }
+
+    async fn handle_call(
+        &mut self,
+        call: Call,
+        from: From<Option<Pid>>,
+        _: &Process,
+    ) -> CallReply<Self> {
+        match call {
+            Call::Whereis(name) => CallReply::Reply(self.children.get(&name).map(|r| r.pid)),
+            Call::Await(name) => match self.children.get(&name) {
+                Some(r) => CallReply::Reply(Some(r.pid)),
+                None => {
+                    self.waiting.entry(name).or_default().push(from);
+                    CallReply::NoReply
+                }
+            },
+        }
+    }
+
+    async fn handle_info(&mut self, msg: Msg, p: &Process) -> Next<Self> {
+        if msg.is::<Tick>() {
+            self.reconcile(p).await;
+            p.send_after(RECONCILE_EVERY, p.pid(), Tick);
+        } else if msg.is::<Kick>() {
+            self.kicked = false;
+            self.reconcile(p).await;
+        } else if msg.is::<consensus::Applied>() || matches!(msg, Msg::Exit { .. }) {
+            if let Msg::Exit { from, .. } = msg {
+                self.child_exited(p, from);
+            }
+            // One reconciliation for a burst of commits and exits.
+            if !self.kicked {
+                self.kicked = true;
+                p.send(p.pid(), Kick);
+            }
+        }
+        Next::Continue
+    }
+}
