@@ -343,7 +343,8 @@ fn describe(f: &super::harness::Failure) -> String {
     format!("{}{saved}", f.violation)
 }
 
-/// How many of a known flaw's first cases a campaign keeps, and [`shrink_first_known`] shrinks.
+/// How many of a known flaw's first cases (by seed) a campaign keeps, and shrinks when it is asked
+/// for its target by name.
 pub const KEPT_PER_FLAW: usize = 4;
 
 /// Shrinks the first cases (by seed) of each known flaw of a target the campaign asked for
