@@ -351,6 +351,10 @@ impl Checker {
             }
             DistEvent::Desired { name, on: false } => {
                 self.desired.remove(name);
+                // A name wanted again later is a new child: its restarts count afresh (a
+                // supervisor that gave up on it, or a terminate_child, ended the old one).
+                self.restarts.remove(name);
+                self.crashed.remove(name);
                 self.moving.retain(|_, (n, ..)| n != name);
                 self.joined.remove(name);
                 self.terminated.insert(name.clone(), i);

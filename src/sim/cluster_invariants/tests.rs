@@ -528,6 +528,28 @@ fn i8_crash_restarts_stay_within_the_names_intensity_across_nodes() {
         .exit(a())
         .start(b());
     assert_eq!(shut.check(Consistency::Ap), Ok(()));
+    // Given up (no longer desired) after three restarts, then desired anew: a new child,
+    // whose restarts count afresh (docs/cp.md, "Restarts in place, counted by the group").
+    let boom = || crate::term::Term::atom("boom");
+    let desired = |on| EventKind::Dist(DistEvent::Desired { name: K.into(), on });
+    let again = crash_loop(3, 100)
+        .at(
+            600,
+            EventKind::Exit {
+                pid: nth(3),
+                reason: boom(),
+            },
+        )
+        .at(610, desired(false))
+        .at(620, desired(true))
+        .at(
+            700,
+            EventKind::Dist(DistEvent::Start {
+                name: K.into(),
+                pid: a(),
+            }),
+        );
+    assert_eq!(again.check(Consistency::Cp), Ok(()));
 }
 
 fn members(node: u16, members: &[u16]) -> DistEvent {
