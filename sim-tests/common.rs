@@ -108,3 +108,16 @@ impl otpsim::server::GenServer for Echo {
         otpsim::server::CallReply::Reply(request)
     }
 }
+
+/// The Swarm cases kept in `corpus/` (`swarm-*.json`), one per known flaw.
+#[cfg(madsim)]
+pub fn swarm_corpus_files() -> Vec<std::path::PathBuf> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
+    otpsim::sim::corpus::files(&dir)
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("swarm-"))
+        })
+        .collect()
+}

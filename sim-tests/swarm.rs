@@ -241,14 +241,7 @@ fn a_swarm_campaign_shrinks_and_saves_one_case_of_each_flaw() {
 #[test]
 fn every_swarm_corpus_case_is_the_flaw_it_names() {
     use otpsim::sim::corpus;
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
-    let files: Vec<_> = corpus::files(&dir)
-        .into_iter()
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("swarm-"))
-        })
-        .collect();
+    let files = crate::common::swarm_corpus_files();
     assert!(files.len() >= 14, "{files:?}");
     for path in files {
         let file = corpus::load(&path).unwrap();

@@ -39,8 +39,8 @@ pub use process::{Disk, ExitReason, Msg, Node, NodeConfig, Process};
 
 /// Every built-in target of `otpsim fuzz` and `otpsim replay`: the random processes over a
 /// cluster (`cluster-graph`), the generated supervision trees (`tree`), the
-/// [example systems](systems), and Swarm (`swarm`, [`systems::swarm`]), whose failures are
-/// its known flaws.
+/// [example systems](systems), Swarm (`swarm`, [`systems::swarm`]), whose failures are
+/// its known flaws, and, with the feature `cp`, the CP supervisor on Swarm's workload (`cp`).
 #[cfg(feature = "harness")]
 pub fn targets() -> Vec<std::sync::Arc<dyn sim::harness::AnyTarget>> {
     use std::sync::Arc;
@@ -55,6 +55,8 @@ pub fn targets() -> Vec<std::sync::Arc<dyn sim::harness::AnyTarget>> {
         Arc::new(sim::cluster_harness::AsTarget::new(
             systems::swarm::SwarmSystem,
         )),
+        #[cfg(feature = "cp")]
+        Arc::new(sim::cluster_harness::AsTarget::new(systems::cp::CpSystem)),
     ]
 }
 pub use term::{Pid, Ref, Term};

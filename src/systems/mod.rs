@@ -13,10 +13,14 @@
 //!   from the store, notifications under a TaskSupervisor) and a chat room over a registry.
 //! * [`swarm`] (feature `harness`): seed 003, workers spread over a cluster by Elixir's Swarm,
 //!   as a cluster target whose failures are Swarm's own.
+//! * `cp` (features `harness` and `cp`): seed 003 on the CP distributed supervisor, the
+//!   `swarm` target's workload and faults on the design that keeps what Swarm breaks.
 //! * [`todo`](mod@todo): a to-do service: a database pool under via names, to-do servers started on
 //!   demand by a find-or-start cache, every change stored before it is acknowledged.
 
 pub mod connections;
+#[cfg(all(feature = "harness", feature = "cp"))]
+pub mod cp;
 pub mod kv;
 pub mod pipeline;
 #[cfg(feature = "harness")]

@@ -89,6 +89,13 @@ pub trait Replicated: Send + 'static {
 
     /// Answers a query from this node's applied state (which may lag the leader's).
     fn query(&self, query: Self::Query) -> Self::Answer;
+
+    /// Called after [`apply`](Replicated::apply) on the node that leads the group, which
+    /// applies each entry first and in commit order: for what should happen once per commit,
+    /// such as recording it in the trace. Nothing by default.
+    fn on_commit(&self, p: &Process, command: &Self::Command, output: &Self::Output) {
+        let _ = (p, command, output);
+    }
 }
 
 /// How a Raft group runs: its name (the server's registered name on every node, and its files'
@@ -159,6 +166,9 @@ impl RaftConfig {
     }
 }
 
+/// Ticks after which a fresh read that no leader confirmed is forgotten.
+const FORGET_READS_AFTER: u64 = 100;
+
 /// A Raft message between the servers of a group, in raft-rs's protobuf encoding.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RaftWire(pub Vec<u8>);
@@ -208,6 +218,10 @@ pub enum Request<M: Replicated> {
     Status,
     /// Send `Applied` to this pid after every command applied here, until it dies.
     Watch(Pid),
+    /// Answered once this node has applied everything the group had committed when it
+    /// asked, as a majority confirms (Raft's ReadIndex): what this node says afterwards is
+    /// as new as the group's state. Never answered on a side without a leader.
+    Fresh,
 }
 
 /// A server's answer.
@@ -227,6 +241,8 @@ pub enum Response<M: Replicated> {
     Status(Status),
     /// The watcher is registered.
     Watching,
+    /// The node's state is fresh, up to this log position.
+    Fresh(u64),
 }
 
 /// Why a request was not carried out.
@@ -264,7 +280,15 @@ pub struct Consensus<M: Replicated> {
     pending: BTreeMap<u64, (u64, From<Reply<M>>)>,
     proposals: u64,
     watchers: Vec<Pid>,
+    /// Fresh reads asked, by their number: their callers, the position to reach once a
+    /// majority has confirmed it, and the tick they were asked at.
+    reads: BTreeMap<u64, Read<M>>,
+    ticks: u64,
 }
+
+/// A fresh read waiting: its caller, the position to reach (once a majority confirmed it), and
+/// the tick it was asked at.
+type Read<M> = (From<Reply<M>>, Option<u64>, u64);
 
 /// What a [`Consensus`] server answers.
 pub type Reply<M> = Result<Response<M>, ConsensusError>;
@@ -319,6 +343,23 @@ pub async fn query<M: Replicated>(
         .await
     {
         Ok(Ok(Response::Answer(answer))) => Ok(answer),
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(_)) | Err(_) => Err(ConsensusError::Unavailable),
+    }
+}
+
+/// Waits until the group `name`'s server on node `node` has applied everything the group had
+/// committed when asked ([`Request::Fresh`]); its log position then. `Unavailable` if no
+/// majority confirms within `timeout`.
+pub async fn fresh<M: Replicated>(
+    p: &Process,
+    name: &str,
+    node: u16,
+    timeout: Duration,
+) -> Result<u64, ConsensusError> {
+    match ServerRef::<Consensus<M>>::call_named(p, name, node, Request::Fresh, Some(timeout)).await
+    {
+        Ok(Ok(Response::Fresh(index))) => Ok(index),
         Ok(Err(e)) => Err(e),
         Ok(Ok(_)) | Err(_) => Err(ConsensusError::Unavailable),
     }
@@ -406,7 +447,12 @@ impl<M: Replicated> Consensus<M> {
             }
             let command: M::Command = bincode::deserialize(&entry.data)
                 .map_err(|e| raft_failed("undecodable_entry", e))?;
+            let leading = self.raw.raft.state == StateRole::Leader;
+            let committed = leading.then(|| command.clone());
             let output = self.machine.apply(entry.index, command);
+            if let Some(command) = committed {
+                self.machine.on_commit(p, &command, &output);
+            }
             if let Some((n, from)) = pending {
                 let reply = if entry.context[..] == proposal_tag(p.pid(), n)[..] {
                     Ok(Response::Applied {
@@ -438,6 +484,15 @@ impl<M: Replicated> Consensus<M> {
             return Err(raft_failed("snapshot", "a snapshot arrived"));
         }
         self.apply(p, ready.take_committed_entries())?;
+        for read in ready.take_read_states() {
+            let mine = self
+                .reads
+                .iter_mut()
+                .find(|(&n, _)| read.request_ctx[..] == proposal_tag(p.pid(), n)[..]);
+            if let Some((_, (_, at, _))) = mine {
+                *at = Some(read.index);
+            }
+        }
         if !ready.entries().is_empty() {
             self.log
                 .append(ready.entries())
@@ -460,7 +515,24 @@ impl<M: Replicated> Consensus<M> {
         self.send(p, light.take_messages());
         self.apply(p, light.take_committed_entries())?;
         self.raw.advance_apply();
+        self.answer_reads(p);
         Ok(())
+    }
+
+    /// Answers the fresh reads whose confirmed position this node has applied.
+    fn answer_reads(&mut self, p: &Process) {
+        let applied = self.applied;
+        let done: Vec<u64> = self
+            .reads
+            .iter()
+            .filter(|(_, (_, at, _))| at.is_some_and(|at| at <= applied))
+            .map(|(&n, _)| n)
+            .collect();
+        for n in done {
+            if let Some((from, ..)) = self.reads.remove(&n) {
+                from.reply(p, Ok(Response::Fresh(applied)));
+            }
+        }
     }
 
     fn after(&mut self, p: &Process) -> Next<Self> {
@@ -507,6 +579,8 @@ impl<M: Replicated> GenServer for Consensus<M> {
             pending: BTreeMap::new(),
             proposals: 0,
             watchers: Vec::new(),
+            reads: BTreeMap::new(),
+            ticks: 0,
         })
     }
 
@@ -540,6 +614,18 @@ impl<M: Replicated> GenServer for Consensus<M> {
             }
             Request::Query(q) => CallReply::Reply(Ok(Response::Answer(self.machine.query(q)))),
             Request::Status => CallReply::Reply(Ok(Response::Status(self.status()))),
+            Request::Fresh => {
+                self.proposals += 1;
+                let n = self.proposals;
+                // The leader keeps reads by their context: unique in the cluster, like a
+                // proposal's tag (two nodes' first reads must not be taken for one).
+                self.raw.read_index(proposal_tag(p.pid(), n));
+                self.reads.insert(n, (from, None, self.ticks));
+                match self.on_ready(p) {
+                    Ok(()) => CallReply::NoReply,
+                    Err(reason) => CallReply::Stop(reason, None),
+                }
+            }
             Request::Watch(pid) => {
                 p.monitor(pid);
                 self.watchers.push(pid);
@@ -551,6 +637,12 @@ impl<M: Replicated> GenServer for Consensus<M> {
     async fn handle_info(&mut self, msg: Msg, p: &Process) -> Next<Self> {
         if msg.is::<Tick>() {
             p.send_after(self.config.tick, p.pid(), Tick);
+            self.ticks += 1;
+            // A read no leader confirmed (there was none) is forgotten after a while; its
+            // caller has given up.
+            let ticks = self.ticks;
+            self.reads
+                .retain(|_, (_, at, asked)| at.is_some() || ticks - *asked < FORGET_READS_AFTER);
             self.raw.tick();
             return self.after(p);
         }

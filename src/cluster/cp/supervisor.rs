@@ -102,7 +102,8 @@ impl DistConfig {
 /// at the node's first boot and at every restart.
 pub fn boot(node: &Node, config: DistConfig) {
     let (raft, shards) = (config.raft.clone(), config.shards);
-    node.spawn(move |p| consensus::serve(p, raft, Control::new(shards)));
+    let control = Control::new(shards, config.max_restarts, config.max_seconds);
+    node.spawn(move |p| consensus::serve(p, raft, control));
     node.spawn(move |p| serve(p, config));
 }
 
@@ -159,30 +160,39 @@ impl DistRef {
             .await
             .map_err(|_| DistError::Unavailable)?;
         match outcome.1 {
-            Outcome::Desired { owner } => {
-                desired(p, name, true);
-                self.running(p, name, owner).await
-            }
+            Outcome::Desired { owner } => self.running(p, name, owner).await,
             Outcome::AlreadyDesired { owner } => {
                 let pid = self.running(p, name, owner).await?;
                 Err(DistError::AlreadyStarted(pid))
             }
-            Outcome::Assigned | Outcome::Terminated { .. } | Outcome::NotDesired => {
-                Err(DistError::Unavailable)
-            }
+            Outcome::Assigned
+            | Outcome::Terminated { .. }
+            | Outcome::NotDesired
+            | Outcome::Restart
+            | Outcome::GaveUp => Err(DistError::Unavailable),
         }
     }
 
-    /// Stops the child `name` and forgets it: it is not restarted anywhere.
+    /// Stops the child `name` and forgets it: it is not restarted anywhere. Returns once its
+    /// owner has stopped it ([`DistError::Unavailable`] if the owner does not say so in time:
+    /// it stops it when it can).
     pub async fn terminate_child(&self, p: &Process, name: &str) -> Result<(), DistError> {
         let me = p.pid().node();
         let command = Command::Terminate {
             name: name.to_string(),
         };
         match consensus::propose::<Control>(p, &self.group, me, command, self.timeout).await {
-            Ok((_, Outcome::Terminated { .. })) => {
-                desired(p, name, false);
-                Ok(())
+            Ok((index, Outcome::Terminated { owner })) => {
+                let Some(owner) = owner else {
+                    return Ok(());
+                };
+                let call = Call::Settled(index);
+                let to = Some(self.timeout);
+                match ServerRef::<DistSupervisor>::call_named(p, &self.name, owner, call, to).await
+                {
+                    Ok(_) => Ok(()),
+                    Err(_) => Err(DistError::Unavailable),
+                }
             }
             Ok((_, Outcome::NotDesired)) => Err(DistError::NotFound),
             Ok(_) | Err(_) => Err(DistError::Unavailable),
@@ -226,14 +236,6 @@ impl DistRef {
     }
 }
 
-/// Records that `name` is wanted (or no longer): the cluster invariants' desired state.
-fn desired(p: &Process, name: &str, on: bool) {
-    p.node().record(EventKind::Dist(DistEvent::Desired {
-        name: name.to_string(),
-        on,
-    }));
-}
-
 /// A request to a node's supervisor.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Call {
@@ -241,6 +243,8 @@ pub enum Call {
     Await(String),
     /// The pid of a child this node runs, now.
     Whereis(String),
+    /// Answered once this node has acted on the log up to this position.
+    Settled(u64),
 }
 
 /// The supervisor's timer: reconcile with the group's state now and then.
@@ -259,15 +263,25 @@ pub struct DistSupervisor {
     config: DistConfig,
     children: BTreeMap<String, Running>,
     /// Restart times (ms on the node's clock) per child, within its window.
-    restarts: BTreeMap<String, Vec<u64>>,
-    /// Children whose restarts exceeded their intensity: not started again here.
+    /// Children that crashed, whose crash the group has not counted yet: not restarted until
+    /// it has (a side without a majority restarts nothing). Kept on the node's disk, so that
+    /// a crash the node could not report before it went down is counted when it boots.
+    crashed: BTreeMap<String, u64>,
+    /// Children whose start function this node lacks: not started here.
     failed: BTreeMap<String, ()>,
     /// Callers waiting for a child to run.
     waiting: BTreeMap<String, Vec<From<Option<Pid>>>>,
+    /// Callers waiting for this node to act on the log up to a position.
+    settling: Vec<(u64, From<Option<Pid>>)>,
+    /// The log position the last reconciliation acted on.
+    reconciled: u64,
     watching: bool,
     /// A `Kick` is in the mailbox.
     kicked: bool,
-    epoch: crate::rt::Instant,
+    /// This incarnation has read what it owns.
+    booted: bool,
+    /// The wall clock (ms) and the monotonic clock when the supervisor started.
+    clock_base: (u64, crate::rt::Instant),
 }
 
 /// Runs the supervisor on this node as the calling process (see [`boot`]).
@@ -275,14 +289,20 @@ pub async fn serve(p: Process, config: DistConfig) -> ExitReason {
     server::serve::<DistSupervisor>(p, config).await
 }
 
+/// The node's wall clock in ms.
+fn wall_ms(p: &Process) -> u64 {
+    p.system_time()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// How long a supervisor waits for the majority to confirm its state before it starts a child.
+const FRESH_WITHIN: Duration = Duration::from_secs(1);
+
 /// How often a supervisor reconciles with its group when nothing is applied.
 const RECONCILE_EVERY: Duration = Duration::from_millis(500);
 
 impl DistSupervisor {
-    fn now_ms(&self, p: &Process) -> u64 {
-        p.now().duration_since(self.epoch).as_millis() as u64
-    }
-
     /// Starts what this node should run and does not, stops what it runs and should not.
     async fn reconcile(&mut self, p: &Process) {
         let (group, timeout) = (self.config.raft.name.clone(), self.config.timeout);
@@ -298,7 +318,34 @@ impl DistSupervisor {
             );
             self.watching = server.await.is_ok_and(|r| r.is_ok());
         }
-        self.assign(p).await;
+        // At boot, nothing is done until this node has caught up with the group: what it
+        // owned before it went down may have crashed just before, unseen, so each of those
+        // starts is a restart and asks for a grant like one.
+        if !self.booted {
+            if consensus::fresh::<Control>(p, &group, me, FRESH_WITHIN)
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let query = Query::Owned(me);
+            let Ok(Answer::Owned(owned)) =
+                consensus::query::<Control>(p, &group, me, query, timeout).await
+            else {
+                return;
+            };
+            self.booted = true;
+            let at_ms = self.stamp_ms(p);
+            for (name, _) in owned {
+                self.crashed.entry(name).or_insert(at_ms);
+            }
+            self.save_crashed(p);
+        }
+        // What this node has applied, before the question: the answer is at least as new.
+        let Ok(status) = consensus::status::<Control>(p, &group, me, timeout).await else {
+            return;
+        };
+        self.assign(p, status.leader == Some(me)).await;
         let owned =
             match consensus::query::<Control>(p, &group, me, Query::Owned(me), timeout).await {
                 Ok(Answer::Owned(owned)) => owned,
@@ -315,13 +362,55 @@ impl DistSupervisor {
             if let Some(running) = self.children.remove(&name) {
                 p.exit(running.pid, ExitReason::Shutdown);
             }
-            self.restarts.remove(&name);
         }
         self.failed.retain(|name, _| wanted.contains_key(name));
-        for (name, child) in wanted {
-            if self.children.contains_key(&name) || self.failed.contains_key(&name) {
-                continue;
+        let before = self.crashed.len();
+        self.crashed.retain(|name, _| wanted.contains_key(name));
+        if self.crashed.len() != before {
+            self.save_crashed(p);
+        }
+        // A child whose start function is missing here cannot run: given up.
+        let given_up: Vec<String> = self.failed.keys().cloned().collect();
+        for name in given_up {
+            let command = Command::Terminate { name: name.clone() };
+            let _ = consensus::propose::<Control>(p, &group, me, command, timeout).await;
+        }
+        // Each crash is counted by the group, against the child's intensity wherever it ran.
+        let crashed: Vec<(String, u64)> =
+            self.crashed.iter().map(|(n, &t)| (n.clone(), t)).collect();
+        for (name, _) in crashed {
+            // Counted when the restart is granted, as OTP counts a restart when it makes it
+            // (a crash on a side without a majority is restarted, and counted, after the heal).
+            let at_ms = self.stamp_ms(p);
+            let command = Command::Crashed {
+                name: name.clone(),
+                at_ms,
+            };
+            match consensus::propose::<Control>(p, &group, me, command, timeout).await {
+                // A grant heard too late is not used: the next reconciliation asks again.
+                Ok((_, Outcome::Restart))
+                    if self.stamp_ms(p) > at_ms + super::control::GRANT_SLACK_MS => {}
+                Ok((_, Outcome::Restart | Outcome::GaveUp | Outcome::NotDesired)) => {
+                    self.crashed.remove(&name);
+                    self.save_crashed(p);
+                }
+                Ok(_) | Err(_) => {}
             }
+        }
+        // Start only from a state a majority confirms as current: a node cut off from the
+        // majority, or one that has not caught up, would start what the group no longer wants.
+        let to_start: Vec<(String, Child)> = wanted
+            .into_iter()
+            .filter(|(name, _)| {
+                !self.children.contains_key(name)
+                    && !self.failed.contains_key(name)
+                    && !self.crashed.contains_key(name)
+            })
+            .collect();
+        if !to_start.is_empty() && !self.confirmed(p, &to_start).await {
+            return;
+        }
+        for (name, child) in to_start {
             match p.spawn_link_on(me, &child.start, child.arg.clone()).await {
                 Ok(pid) => {
                     p.node().record(EventKind::Dist(DistEvent::Start {
@@ -339,16 +428,43 @@ impl DistSupervisor {
                 }
             }
         }
+        self.reconciled = self.reconciled.max(status.applied);
+        let reconciled = self.reconciled;
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.settling)
+            .into_iter()
+            .partition(|(index, _)| *index <= reconciled);
+        self.settling = waiting;
+        for (_, from) in done {
+            from.reply(p, None);
+        }
+    }
+
+    /// Whether the names of `to_start` are still this node's to start, by a state the
+    /// majority confirms as current.
+    async fn confirmed(&self, p: &Process, to_start: &[(String, Child)]) -> bool {
+        let (group, me) = (&self.config.raft.name, p.pid().node());
+        let wait = FRESH_WITHIN;
+        if consensus::fresh::<Control>(p, group, me, wait)
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        let query = Query::Owned(me);
+        let Ok(Answer::Owned(now)) = consensus::query::<Control>(p, group, me, query, wait).await
+        else {
+            return false;
+        };
+        to_start
+            .iter()
+            .all(|(name, _)| now.iter().any(|(n, _)| n == name))
     }
 
     /// The first leader assigns the shard table.
-    async fn assign(&mut self, p: &Process) {
+    async fn assign(&mut self, p: &Process, leading: bool) {
         let (group, timeout) = (&self.config.raft.name, self.config.timeout);
         let me = p.pid().node();
-        let Ok(status) = consensus::status::<Control>(p, group, me, timeout).await else {
-            return;
-        };
-        if status.leader != Some(me) {
+        if !leading {
             return;
         }
         let query = Query::Owner(String::new());
@@ -361,7 +477,8 @@ impl DistSupervisor {
         }
     }
 
-    /// A child ended: restarted at the next reconciliation, unless it exceeded its intensity.
+    /// A child ended: its crash is counted by the group at the next reconciliation, which
+    /// restarts it unless it exceeded its intensity.
     fn child_exited(&mut self, p: &Process, pid: Pid) {
         let Some(name) = self
             .children
@@ -372,14 +489,27 @@ impl DistSupervisor {
             return;
         };
         self.children.remove(&name);
-        let now = self.now_ms(p);
-        let window = u64::from(self.config.max_seconds) * 1000;
-        let stamps = self.restarts.entry(name.clone()).or_default();
-        stamps.retain(|&t| now.saturating_sub(t) < window);
-        stamps.push(now);
-        if stamps.len() as u32 > self.config.max_restarts {
-            self.failed.insert(name, ());
-        }
+        let at_ms = self.stamp_ms(p);
+        self.crashed.insert(name, at_ms);
+        self.save_crashed(p);
+    }
+
+    /// The time a restart is counted at, in ms: the wall clock when the supervisor started,
+    /// advanced by its monotonic clock since, so that a step of the wall clock (an NTP
+    /// correction) does not move a restart window; only a step between two of the node's
+    /// boots does (docs/cp.md, "Restarts in place").
+    fn stamp_ms(&self, p: &Process) -> u64 {
+        let (wall, at) = self.clock_base;
+        wall + p.now().duration_since(at).as_millis() as u64
+    }
+
+    /// Writes the crashes not yet counted to the node's disk, synced.
+    fn save_crashed(&self, p: &Process) {
+        let file = format!("{}.crashed", self.config.name);
+        // A map of strings and integers always encodes.
+        let bytes = bincode::serialize(&self.crashed).unwrap_or_default();
+        p.node().disk().write(&file, &bytes);
+        p.node().disk().sync(&file);
     }
 }
 
@@ -396,15 +526,25 @@ impl GenServer for DistSupervisor {
         }
         p.trap_exit(true);
         p.send(p.pid(), Tick);
+        // A file this supervisor did not write counts as no crash.
+        let crashed = p
+            .node()
+            .disk()
+            .read(&format!("{}.crashed", config.name))
+            .and_then(|bytes| bincode::deserialize(&bytes).ok())
+            .unwrap_or_default();
         Init::Ok(DistSupervisor {
             config,
             children: BTreeMap::new(),
-            restarts: BTreeMap::new(),
+            crashed,
             failed: BTreeMap::new(),
             waiting: BTreeMap::new(),
+            settling: Vec::new(),
+            reconciled: 0,
             watching: false,
             kicked: false,
-            epoch: p.now(),
+            booted: false,
+            clock_base: (wall_ms(p), p.now()),
         })
     }
 
@@ -416,6 +556,11 @@ impl GenServer for DistSupervisor {
     ) -> CallReply<Self> {
         match call {
             Call::Whereis(name) => CallReply::Reply(self.children.get(&name).map(|r| r.pid)),
+            Call::Settled(index) if index <= self.reconciled => CallReply::Reply(None),
+            Call::Settled(index) => {
+                self.settling.push((index, from));
+                CallReply::NoReply
+            }
             Call::Await(name) => match self.children.get(&name) {
                 Some(r) => CallReply::Reply(Some(r.pid)),
                 None => {

@@ -1,0 +1,165 @@
+//! Seed 003 on the CP distributed supervisor (`otpsim::cluster::cp`, docs/cp.md): the `swarm`
+//! target's cluster, workload and faults, run on the design that agrees on ownership instead
+//! of Swarm. A case of one target is a case of the other (the same operations), so a Swarm
+//! failure kept in `corpus/` can be run on `cp` as it is.
+//!
+//! Milestone 1 of the design (static membership): a child runs on its shard's owner only, so
+//! it never has two instances; a node that is down leaves its children down until it boots
+//! again (the final heal restarts every node, so they run at rest). Groups are milestone 5:
+//! `Join` and `Leave` do nothing here yet.
+
+use super::swarm::{faulty, Bump, SwarmOp, SwarmSystem};
+use crate::cluster::cp::supervisor::{self, DistConfig, DistRef};
+use crate::rt::Duration;
+use crate::sim::cluster::ClusterCtl;
+use crate::sim::cluster_harness::{ClusterFamily, ClusterTarget};
+use crate::sim::cluster_invariants::Consistency;
+use crate::trace::{DistEvent, EventKind};
+use crate::{ExitReason, Process, Term};
+
+/// The workers' supervisor, the same on every node: `workers` on nodes 1 to 3.
+pub fn config() -> DistConfig {
+    DistConfig::new("workers", 1..=3)
+}
+
+/// A worker: it records each [`Bump`] it handles (S1), and runs until it is stopped.
+pub async fn worker(p: Process, _: Term) -> ExitReason {
+    loop {
+        if let Some(&Bump { from, seq }) = p.recv().await.downcast_ref::<Bump>() {
+            p.node().record(EventKind::Dist(DistEvent::Handled {
+                pid: p.pid(),
+                from,
+                seq,
+            }));
+        }
+    }
+}
+
+/// Starts the supervisor on `node` with the workers' start functions (`worker`, `faulty`), at
+/// its first boot and at every restart.
+pub fn boot(node: &crate::Node) {
+    node.register_start("worker", worker);
+    node.register_start("faulty", faulty);
+    supervisor::boot(node, config());
+}
+
+/// The seed system on the CP supervisor, as a cluster target: three nodes, the `swarm`
+/// target's workload ([`SwarmOp`]) and every cluster fault. CP: at most one instance of a name
+/// at any moment, not only at rest.
+pub struct CpSystem;
+
+fn dsup() -> DistRef {
+    config().handle()
+}
+
+impl ClusterTarget for CpSystem {
+    type Op = SwarmOp;
+
+    fn name(&self) -> String {
+        "cp".into()
+    }
+
+    fn boot(&self, _: u16, node: &crate::Node, _: bool) {
+        boot(node);
+    }
+
+    /// The `swarm` target's operations, drawn the same way.
+    fn op(&self, draw: &mut dyn FnMut(u64) -> u64) -> Option<SwarmOp> {
+        SwarmSystem.op(draw)
+    }
+
+    async fn apply(&self, ctl: &ClusterCtl, op: &SwarmOp) {
+        let op = op.clone();
+        let _ = ctl
+            .on(on_node(&op), move |p| async move { apply(&p, op).await })
+            .await;
+    }
+
+    /// As long as `swarm`'s cases.
+    fn run_for(&self) -> Duration {
+        SwarmSystem.run_for()
+    }
+
+    /// The final heal, then an election (1-2 s after a node boots) and the supervisors'
+    /// reconciliation (every 0.5 s), with room to spare.
+    fn quiet(&self) -> Duration {
+        Duration::from_secs(10)
+    }
+
+    fn consistency(&self) -> Consistency {
+        Consistency::Cp
+    }
+
+    /// `swarm`'s families: every cluster fault, none inside a node (the supervisor's own
+    /// processes are not under a local supervisor yet).
+    fn families(&self) -> Vec<ClusterFamily> {
+        SwarmSystem.families()
+    }
+
+    async fn check(&self, _: &ClusterCtl) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// The node an operation is called on.
+fn on_node(op: &SwarmOp) -> u16 {
+    match *op {
+        SwarmOp::Start { on, .. }
+        | SwarmOp::Register { on, .. }
+        | SwarmOp::Whereis { on, .. }
+        | SwarmOp::Crash { on, .. }
+        | SwarmOp::Join { on, .. }
+        | SwarmOp::Leave { on, .. }
+        | SwarmOp::Send { on, .. }
+        | SwarmOp::StartFaulty { on, .. } => on,
+    }
+}
+
+/// An operation, from a process of its node.
+async fn apply(p: &Process, op: SwarmOp) {
+    let dsup = dsup();
+    match op {
+        // Swarm's own `register_name` has no CP counterpart but a supervised start.
+        SwarmOp::Start { name, .. } | SwarmOp::Register { name, .. } => {
+            let nil = Term::atom("nil");
+            let _ = dsup
+                .start_child(p, &format!("k{name}"), "worker", nil)
+                .await;
+        }
+        SwarmOp::StartFaulty { name, .. } => {
+            let nil = Term::atom("nil");
+            let _ = dsup
+                .start_child(p, &format!("k{name}"), "faulty", nil)
+                .await;
+        }
+        SwarmOp::Whereis { name, .. } => {
+            let _ = dsup.whereis(p, &format!("k{name}")).await;
+        }
+        SwarmOp::Crash { name, .. } => {
+            if let Some(pid) = dsup.whereis(p, &format!("k{name}")).await {
+                p.exit(pid, ExitReason::error("crash"));
+            }
+        }
+        // Groups are the design's fifth milestone.
+        SwarmOp::Join { .. } | SwarmOp::Leave { .. } => {}
+        SwarmOp::Send { name, .. } => {
+            let name = format!("k{name}");
+            for seq in 0..3 {
+                let from = p.pid();
+                let to = dsup.whereis(p, &name).await;
+                if let Some(pid) = to {
+                    p.send(pid, Bump { from, seq });
+                }
+                let name = name.clone();
+                let sent = DistEvent::Sent {
+                    from,
+                    seq,
+                    name,
+                    to,
+                };
+                p.node().record(EventKind::Dist(sent));
+                p.sleep(Duration::from_millis(300)).await;
+            }
+        }
+    }
+}
