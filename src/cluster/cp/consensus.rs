@@ -57,6 +57,10 @@
 //! assert_eq!(report.failure(), None);
 //! # }
 //! ```
+//!
+//! The server's state, its `Ready` handling and its request protocol (proposals, reads, watches)
+//! share raft-rs's `RawNode` at every step, so they are one file (hence its length); the durable
+//! log is in `log.rs`.
 
 use super::log::DurableLog;
 use crate::rt::Duration;

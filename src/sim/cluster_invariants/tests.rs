@@ -1,4 +1,7 @@
 //! One trace that keeps each invariant and one that breaks it (docs/cluster-invariants.md).
+//!
+//! One test per invariant, each with the traces that keep it and those that break it (hence the
+//! file's length).
 use super::*;
 
 const K: &str = "k1";

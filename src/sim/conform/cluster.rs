@@ -8,6 +8,9 @@
 //! runs the node-local operations; the *driver* (the scenario's side, on no node) runs the
 //! script, the node and network faults, and has workers do the cross-node actions; workers
 //! log what they receive from other processes.
+//!
+//! The agent, the driver and the workers exchange one set of messages and share the scenario's
+//! bookkeeping, so they are one file (hence its length).
 
 use super::scenario::{self, invalid, Obj, Result, Target};
 use super::{exec, start_any_supervisor, Book, Op, Scenario, TreeNode};
