@@ -8,7 +8,7 @@
 //! again (the final heal restarts every node, so they run at rest). Groups are milestone 5:
 //! `Join` and `Leave` do nothing here yet.
 
-use super::swarm::{faulty, Bump, SwarmOp, SwarmSystem};
+use super::swarm::{faulty, send_bumps, Bump, SwarmOp, SwarmSystem};
 use crate::cluster::cp::supervisor::{self, DistConfig, DistRef};
 use crate::rt::Duration;
 use crate::sim::cluster::ClusterCtl;
@@ -144,22 +144,15 @@ async fn apply(p: &Process, op: SwarmOp) {
         SwarmOp::Join { .. } | SwarmOp::Leave { .. } => {}
         SwarmOp::Send { name, .. } => {
             let name = format!("k{name}");
-            for seq in 0..3 {
-                let from = p.pid();
-                let to = dsup.whereis(p, &name).await;
+            let (dsup, name) = (&dsup, name.as_str());
+            send_bumps(p, name, |bump| async move {
+                let to = dsup.whereis(p, name).await;
                 if let Some(pid) = to {
-                    p.send(pid, Bump { from, seq });
+                    p.send(pid, bump);
                 }
-                let name = name.clone();
-                let sent = DistEvent::Sent {
-                    from,
-                    seq,
-                    name,
-                    to,
-                };
-                p.node().record(EventKind::Dist(sent));
-                p.sleep(Duration::from_millis(300)).await;
-            }
+                to
+            })
+            .await;
         }
     }
 }

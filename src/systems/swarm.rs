@@ -70,6 +70,29 @@ impl Handoff for Counter {
     }
 }
 
+/// A client's three numbered [`Bump`]s to `name`, 300 ms apart: `deliver` routes each as the
+/// system routes a message by name and says which instance it went to, if any; each is
+/// recorded as `sent`, for the message-routing invariant (S1, docs/cluster-invariants.md).
+pub(crate) async fn send_bumps<F, Fut>(p: &Process, name: &str, mut deliver: F)
+where
+    F: FnMut(Bump) -> Fut,
+    Fut: std::future::Future<Output = Option<Pid>>,
+{
+    for seq in 0..3 {
+        let from = p.pid();
+        let to = deliver(Bump { from, seq }).await;
+        let name = name.to_string();
+        let sent = DistEvent::Sent {
+            from,
+            seq,
+            name,
+            to,
+        };
+        p.node().record(EventKind::Dist(sent));
+        p.sleep(Duration::from_millis(300)).await;
+    }
+}
+
 /// The [`Counter`] worker's start function, from 0.
 pub async fn worker(p: Process, _: Term) -> ExitReason {
     swarm::serve(p, Counter(0)).await
@@ -237,19 +260,7 @@ impl ClusterTarget for SwarmSystem {
                 let _ = ctl
                     .on(on, move |p| async move {
                         let name = format!("k{name}");
-                        for seq in 0..3 {
-                            let from = p.pid();
-                            let to = swarm::send(&p, &name, Bump { from, seq }).await;
-                            let name = name.clone();
-                            let sent = DistEvent::Sent {
-                                from,
-                                seq,
-                                name,
-                                to,
-                            };
-                            p.node().record(EventKind::Dist(sent));
-                            p.sleep(Duration::from_millis(300)).await;
-                        }
+                        send_bumps(&p, &name, |bump| swarm::send(&p, &name, bump)).await;
                     })
                     .await;
             }
