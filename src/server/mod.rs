@@ -705,6 +705,41 @@ pub async fn enter_loop<S: GenServer>(p: Process, state: S) -> ExitReason {
 /// Runs `init` in the calling process and then serves, as [`enter_loop`] does with a state
 /// made beforehand: for a server a node starts at boot, which no caller waits for. `Ignore`
 /// ends the process `normal`; `Stop` ends it with its reason.
+///
+/// ```
+/// use otpsim::{rt, ExitReason, Node, Process};
+/// use otpsim::server::{self, CallReply, From, GenServer, Init, ServerRef};
+///
+/// struct Answer(u32);
+/// impl GenServer for Answer {
+///     type Arg = u32;
+///     type Call = ();
+///     type Reply = u32;
+///     type Cast = ();
+///     type Cont = ();
+///     async fn init(n: u32, p: &Process) -> Init<Self> {
+///         if n == 0 {
+///             return Init::Stop(ExitReason::error("zero"));
+///         }
+///         p.register("answer").unwrap();
+///         Init::Ok(Answer(n))
+///     }
+///     async fn handle_call(&mut self, _: (), _: From<u32>, _: &Process) -> CallReply<Self> {
+///         CallReply::Reply(self.0)
+///     }
+/// }
+///
+/// rt::block_on(1, async {
+///     let node = Node::new();
+///     let refused = node.spawn(|p| server::serve::<Answer>(p, 0));
+///     assert_eq!(node.wait_exit(refused).await, Some(ExitReason::error("zero")));
+///     let answer = node.spawn(|p| server::serve::<Answer>(p, 42));
+///     let main = node.spawn(move |p| async move {
+///         assert_eq!(ServerRef::<Answer>::from_pid(answer).call(&p, ()).await, Ok(42));
+///     });
+///     assert_eq!(node.wait_exit(main).await, Some(ExitReason::Normal));
+/// });
+/// ```
 pub async fn serve<S: GenServer>(p: Process, arg: S::Arg) -> ExitReason {
     let (state, cont) = match catch_panic(S::init(arg, &p)).await {
         Ok(Init::Ok(state)) => (state, None),
