@@ -11,7 +11,7 @@
 //!
 //! | invariant | rule |
 //! | --- | --- |
-//! | I1 [`OneInstance`](Invariant::OneInstance) | at most one live instance per name: always ([`Consistency::Cp`]) or at rest ([`Consistency::Ap`]) |
+//! | I1 [`OneInstance`](Invariant::OneInstance) | at most one live instance per name: always ([`Consistency::Cp`]) or at rest ([`Consistency::Ap`]); in CP, an instance on a paused node is fenced when its name starts elsewhere, and must act on nothing once its node resumes |
 //! | I2 [`NoLostChildren`](Invariant::NoLostChildren) | at rest, every desired name has a live instance |
 //! | I3 [`RegistryAgreement`](Invariant::RegistryAgreement) | at rest, every live node's registry maps each name to its live instance |
 //! | I4 [`NoDanglingEntries`](Invariant::NoDanglingEntries) | a lookup never answers an instance its node has seen die (its `DOWN`, or its node's `nodedown`); at rest, no live node's registry maps a name to a dead instance |
@@ -114,8 +114,13 @@ struct Checker {
     /// Each node's registry: name -> (instance, the event that set it); the nodes that ever
     /// recorded a view are those whose registry the at-rest rules judge.
     views: BTreeMap<u16, BTreeMap<String, (Pid, usize)>>,
-    /// Nodes that are down.
+    /// Nodes that are down, and those paused.
     down: BTreeSet<u16>,
+    paused: BTreeSet<u16>,
+    /// CP: instances whose name started elsewhere while their node was paused (they can do
+    /// nothing then), with that start's event: no longer counted by I1, and they must act on
+    /// nothing once their node resumes, until they stop.
+    fenced: BTreeMap<Pid, usize>,
     /// The groups each name joined (with the event), and each node's registry's groups of
     /// each name.
     joined: BTreeMap<String, BTreeMap<String, usize>>,
@@ -246,6 +251,7 @@ impl Checker {
             self.dead.insert(pid, i);
             self.last_end.insert(name, i);
         }
+        self.fenced.remove(&pid);
     }
 
     fn cluster(&mut self, i: usize, c: &ClusterEvent) -> Result<(), Found> {
@@ -256,8 +262,15 @@ impl Checker {
             self.last_fault = Some(i);
         }
         match c {
+            ClusterEvent::Pause { node } => {
+                self.paused.insert(*node);
+            }
+            ClusterEvent::Resume { node } => {
+                self.paused.remove(node);
+            }
             ClusterEvent::Crash { node, .. } => {
                 self.down.insert(*node);
+                self.paused.remove(node);
                 self.moving.retain(|_, (_, _, nodes)| !nodes.contains(node));
                 let gone: Vec<Pid> = self
                     .names
@@ -330,7 +343,19 @@ impl Checker {
                     self.restarted(name, at, i)?;
                 }
                 self.moving.retain(|_, (n, ..)| n != name);
-                self.live.entry(name.clone()).or_default().insert(*pid, i);
+                let live = self.live.entry(name.clone()).or_default();
+                if self.consistency == Consistency::Cp {
+                    let frozen: Vec<Pid> = live
+                        .keys()
+                        .copied()
+                        .filter(|p| self.paused.contains(&p.node()))
+                        .collect();
+                    for old in frozen {
+                        live.remove(&old);
+                        self.fenced.insert(old, i);
+                    }
+                }
+                live.insert(*pid, i);
                 self.names.insert(*pid, name.clone());
                 self.started.insert(*pid, i);
                 if self.consistency == Consistency::Cp || self.at_rest.is_some() {
@@ -391,7 +416,21 @@ impl Checker {
                 name,
                 to,
             } => self.sent(i, *from, *seq, name, *to)?,
-            DistEvent::Handled { pid, from, seq } => self.handled(i, *pid, *from, *seq)?,
+            DistEvent::Handled { pid, from, seq } => {
+                if let Some(&successor) = self.fenced.get(pid) {
+                    let name = self.names.get(pid).cloned().unwrap_or_default();
+                    return Err(found(
+                        Invariant::OneInstance,
+                        &name,
+                        format!(
+                            "{pid} handled a message after another instance started while its \
+                             node was paused: it acted on ownership it no longer held"
+                        ),
+                        vec![successor, i],
+                    ));
+                }
+                self.handled(i, *pid, *from, *seq)?
+            }
             DistEvent::Groups { node, name, groups } => {
                 let groups = groups.iter().cloned().collect();
                 let view = self.groups.entry(*node).or_default();

@@ -90,6 +90,43 @@ fn i1_one_instance_always_in_cp_and_at_rest_in_ap() {
     assert_eq!(later.check(Consistency::Ap), Err(Invariant::OneInstance));
 }
 
+/// CP with leases (docs/cp.md, "Leases"; docs/cluster-invariants.md, I1): an instance whose
+/// node is paused can do nothing, so its name may start elsewhere once its lease is over; it
+/// is then fenced, and must handle nothing after its node resumes, until it stops.
+#[test]
+fn i1_a_paused_nodes_instance_is_fenced_by_a_start_elsewhere() {
+    let handled = DistEvent::Handled {
+        pid: a(),
+        from: Pid::new(3, 0, 9),
+        seq: 1,
+    };
+    let paused = || {
+        T::default()
+            .start(a())
+            .cluster(ClusterEvent::Pause { node: 1 })
+            .start(b())
+            .cluster(ClusterEvent::Resume { node: 1 })
+    };
+    assert_eq!(paused().exit(a()).check(Consistency::Cp), Ok(()));
+    assert_eq!(
+        paused()
+            .dist(handled.clone())
+            .exit(a())
+            .check(Consistency::Cp),
+        Err(Invariant::OneInstance)
+    );
+    // Not fenced when the other start came after the resume: two instances then.
+    let resumed = T::default()
+        .start(a())
+        .cluster(ClusterEvent::Pause { node: 1 })
+        .cluster(ClusterEvent::Resume { node: 1 })
+        .start(b());
+    assert_eq!(resumed.check(Consistency::Cp), Err(Invariant::OneInstance));
+    // A handled message of a stopped instance is no longer judged as fenced.
+    let stopped = paused().exit(a()).dist(handled);
+    assert_eq!(stopped.check(Consistency::Cp), Ok(()));
+}
+
 #[test]
 fn a_node_crash_ends_its_instances() {
     let t = T::default()
