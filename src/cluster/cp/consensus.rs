@@ -17,6 +17,13 @@
 //! applied on the node that proposed it, or [`ConsensusError::Dropped`] when another entry
 //! took its place in the log.
 //!
+//! The leader also grants the group's nodes leases ([`lease`], docs/cp.md "Leases"): a grant
+//! is answered once a majority has confirmed the leader is still the leader (a ReadIndex), and
+//! the leader keeps, per node, when it last granted one ([`Status::lease_ages_ms`]). A new
+//! leader counts every node as granted when it took over, which is later than any grant its
+//! predecessor could still have confirmed; it grants nothing until it has applied the log of
+//! the terms before its own, so a node committed down is refused.
+//!
 //! ```
 //! # #[cfg(madsim)] {
 //! use otpsim::cluster::cp::consensus::{self, Consensus, RaftConfig, Replicated};
@@ -64,6 +71,7 @@
 
 use super::log::DurableLog;
 use crate::rt::Duration;
+use crate::rt::Instant;
 use crate::server::{self, CallReply, From, GenServer, Init, Next, ServerRef};
 use crate::{ExitReason, Msg, Pid, Process};
 use protobuf::Message as _;
@@ -99,6 +107,20 @@ pub trait Replicated: Send + 'static {
     /// such as recording it in the trace. Nothing by default.
     fn on_commit(&self, p: &Process, command: &Self::Command, output: &Self::Output) {
         let _ = (p, command, output);
+    }
+
+    /// Called on the leader before it appends a proposed command: for what must be counted on
+    /// one clock whichever node proposed it (a time in the command, set from `now`). Nothing
+    /// by default.
+    fn stamp(&self, command: &mut Self::Command, now: Lead) {
+        let _ = (command, now);
+    }
+
+    /// Whether the leader may grant `node` a lease ([`lease`]), by this state. Every node may,
+    /// by default.
+    fn leasable(&self, node: u16) -> bool {
+        let _ = node;
+        true
     }
 }
 
@@ -208,6 +230,20 @@ pub struct Status {
     pub commit: u64,
     /// The last log position it applied.
     pub applied: u64,
+    /// On a leader: per member, how long ago (ms, on this node's clock) it last granted the
+    /// member a lease, or took over as leader if later. Empty on the other nodes.
+    pub lease_ages_ms: BTreeMap<u16, u64>,
+}
+
+/// A moment on a leader's clock: its term, and the ms since it took the lead in that term on
+/// its monotonic clock. Two moments of one term compare; a term's leader never steps its
+/// clock, and a leader that boots again leads in a later term.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Lead {
+    /// The leader's term.
+    pub term: u64,
+    /// Ms since it took the lead.
+    pub ms: u64,
 }
 
 /// A request to a group's server ([`GenServer::Call`] of [`Consensus`]).
@@ -226,6 +262,13 @@ pub enum Request<M: Replicated> {
     /// asked, as a majority confirms (Raft's ReadIndex): what this node says afterwards is
     /// as new as the group's state. Never answered on a side without a leader.
     Fresh,
+    /// Grant this member a lease (leader only): answered once a majority confirms this node
+    /// still leads, refused when the state machine says the member may not hold one
+    /// ([`Replicated::leasable`]).
+    Lease(u16),
+    /// Revoke this member's lease if the leader last granted it more than this many ms ago:
+    /// no lease is granted it again while this node leads ([`expire`]).
+    Expire(u16, u64),
 }
 
 /// A server's answer.
@@ -247,6 +290,10 @@ pub enum Response<M: Replicated> {
     Watching,
     /// The node's state is fresh, up to this log position.
     Fresh(u64),
+    /// The lease is granted, from when it was asked.
+    Leased,
+    /// Whether the lease was revoked (or had been).
+    Expired(bool),
 }
 
 /// Why a request was not carried out.
@@ -264,6 +311,9 @@ pub enum ConsensusError {
     /// No leader answered in time, or none is known: the group has no majority here.
     #[error("no leader answered: the group is unavailable from here")]
     Unavailable,
+    /// The group's state refuses the node a lease (it was committed down).
+    #[error("the group refuses this node a lease")]
+    LeaseRefused,
 }
 
 /// A committed command's notice to a watcher ([`Request::Watch`]).
@@ -284,15 +334,28 @@ pub struct Consensus<M: Replicated> {
     pending: BTreeMap<u64, (u64, From<Reply<M>>)>,
     proposals: u64,
     watchers: Vec<Pid>,
-    /// Fresh reads asked, by their number: their callers, the position to reach once a
-    /// majority has confirmed it, and the tick they were asked at.
+    /// Fresh reads and lease grants asked, by their number.
     reads: BTreeMap<u64, Read<M>>,
     ticks: u64,
+    /// The term this node leads in, and since when, if it does.
+    leading: Option<u64>,
+    lead_since: Instant,
+    /// As leader: when each member was last granted a lease (or this node took over, if later).
+    granted: BTreeMap<u16, Instant>,
+    /// As leader: members whose lease it revoked, granted none again while it leads.
+    revoked: std::collections::BTreeSet<u16>,
 }
 
-/// A fresh read waiting: its caller, the position to reach (once a majority confirmed it), and
-/// the tick it was asked at.
-type Read<M> = (From<Reply<M>>, Option<u64>, u64);
+/// A fresh read or a lease grant, waiting for a majority to confirm the leader.
+struct Read<M: Replicated> {
+    from: From<Reply<M>>,
+    /// The position to reach, once a majority confirmed it.
+    at: Option<u64>,
+    /// The tick it was asked at.
+    asked: u64,
+    /// The member a lease is asked for (a grant, not a read).
+    lease: Option<u16>,
+}
 
 /// What a [`Consensus`] server answers.
 pub type Reply<M> = Result<Response<M>, ConsensusError>;
@@ -369,6 +432,49 @@ pub async fn fresh<M: Replicated>(
     }
 }
 
+/// Asks the leader of the group `name` (as node `me`'s server knows it) for a lease for `me`:
+/// `Ok` once a majority confirmed the leader, which counts the lease from then on. The caller
+/// holds it from when it asked, for less than the leader counts (docs/cp.md, "Leases").
+/// `LeaseRefused` if the group's state says `me` may not hold one; `NotLeader` or
+/// `Unavailable` if no leader answered within `timeout`.
+pub async fn lease<M: Replicated>(
+    p: &Process,
+    name: &str,
+    me: u16,
+    timeout: Duration,
+) -> Result<(), ConsensusError> {
+    let leader = status::<M>(p, name, me, timeout)
+        .await?
+        .leader
+        .ok_or(ConsensusError::Unavailable)?;
+    let request = Request::Lease(me);
+    match ServerRef::<Consensus<M>>::call_named(p, name, leader, request, Some(timeout)).await {
+        Ok(Ok(Response::Leased)) => Ok(()),
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(_)) | Err(_) => Err(ConsensusError::Unavailable),
+    }
+}
+
+/// On the group `name`'s leader, node `me`: revokes `node`'s lease if it last granted it more
+/// than `after` ago, and from then on grants it none while it leads. `Ok(true)` when revoked
+/// (now or before): the holder's own count is over, and the caller may commit it down.
+/// Checked and revoked in one step, so that no grant falls between the two.
+pub async fn expire<M: Replicated>(
+    p: &Process,
+    name: &str,
+    me: u16,
+    node: u16,
+    after: Duration,
+    timeout: Duration,
+) -> Result<bool, ConsensusError> {
+    let request = Request::Expire(node, after.as_millis() as u64);
+    match ServerRef::<Consensus<M>>::call_named(p, name, me, request, Some(timeout)).await {
+        Ok(Ok(Response::Expired(revoked))) => Ok(revoked),
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(_)) | Err(_) => Err(ConsensusError::Unavailable),
+    }
+}
+
 /// The status of the group `name`'s server on node `node`.
 pub async fn status<M: Replicated>(
     p: &Process,
@@ -416,7 +522,7 @@ fn raft_failed(what: &'static str, e: impl std::fmt::Display) -> ExitReason {
 }
 
 impl<M: Replicated> Consensus<M> {
-    fn status(&self) -> Status {
+    fn status(&self, now: Instant) -> Status {
         let raft = &self.raw.raft;
         Status {
             node: raft.id as u16,
@@ -425,6 +531,29 @@ impl<M: Replicated> Consensus<M> {
             leader: (raft.leader_id != 0).then_some(raft.leader_id as u16),
             commit: raft.raft_log.committed,
             applied: self.applied,
+            lease_ages_ms: self
+                .granted
+                .iter()
+                .map(|(&node, &at)| (node, now.saturating_duration_since(at).as_millis() as u64))
+                .collect(),
+        }
+    }
+
+    /// Keeps the lease table with the role: a node that takes over as leader counts every
+    /// member as granted now (later than any grant its predecessor could still have confirmed:
+    /// that needed a majority which then voted for this node); one that no longer leads
+    /// forgets it.
+    fn leadership(&mut self, now: Instant) {
+        let raft = &self.raw.raft;
+        if raft.state != StateRole::Leader {
+            self.leading = None;
+            self.granted.clear();
+            self.revoked.clear();
+        } else if self.leading != Some(raft.term) {
+            self.leading = Some(raft.term);
+            self.lead_since = now;
+            self.granted = self.config.voters.iter().map(|&v| (v, now)).collect();
+            self.revoked.clear();
         }
     }
 
@@ -493,8 +622,8 @@ impl<M: Replicated> Consensus<M> {
                 .reads
                 .iter_mut()
                 .find(|(&n, _)| read.request_ctx[..] == proposal_tag(p.pid(), n)[..]);
-            if let Some((_, (_, at, _))) = mine {
-                *at = Some(read.index);
+            if let Some((_, r)) = mine {
+                r.at = Some(read.index);
             }
         }
         if !ready.entries().is_empty() {
@@ -519,24 +648,50 @@ impl<M: Replicated> Consensus<M> {
         self.send(p, light.take_messages());
         self.apply(p, light.take_committed_entries())?;
         self.raw.advance_apply();
+        self.leadership(p.now());
         self.answer_reads(p);
         Ok(())
     }
 
-    /// Answers the fresh reads whose confirmed position this node has applied.
+    /// Answers the fresh reads whose confirmed position this node has applied, and the lease
+    /// grants a majority confirmed.
     fn answer_reads(&mut self, p: &Process) {
         let applied = self.applied;
         let done: Vec<u64> = self
             .reads
             .iter()
-            .filter(|(_, (_, at, _))| at.is_some_and(|at| at <= applied))
+            .filter(|(_, r)| r.at.is_some_and(|at| at <= applied || r.lease.is_some()))
             .map(|(&n, _)| n)
             .collect();
         for n in done {
-            if let Some((from, ..)) = self.reads.remove(&n) {
-                from.reply(p, Ok(Response::Fresh(applied)));
-            }
+            let Some(read) = self.reads.remove(&n) else {
+                continue;
+            };
+            let reply = match read.lease {
+                None => Ok(Response::Fresh(applied)),
+                Some(node) => self.grant(p.now(), node),
+            };
+            read.from.reply(p, reply);
         }
+    }
+
+    /// Grants `node` a lease, confirmed by a majority: kept from now, unless this node no
+    /// longer leads or the state refuses it.
+    fn grant(&mut self, now: Instant, node: u16) -> Reply<M> {
+        if self.leading.is_none() {
+            return Err(ConsensusError::NotLeader {
+                leader: self.status(now).leader,
+            });
+        }
+        if !self.machine.leasable(node) {
+            return Err(ConsensusError::LeaseRefused);
+        }
+        // Revoked while the majority confirmed it: its holder may already be replaced.
+        if self.revoked.contains(&node) {
+            return Err(ConsensusError::Unavailable);
+        }
+        self.granted.insert(node, now);
+        Ok(Response::Leased)
     }
 
     fn after(&mut self, p: &Process) -> Next<Self> {
@@ -585,6 +740,10 @@ impl<M: Replicated> GenServer for Consensus<M> {
             watchers: Vec::new(),
             reads: BTreeMap::new(),
             ticks: 0,
+            leading: None,
+            lead_since: p.now(),
+            granted: BTreeMap::new(),
+            revoked: std::collections::BTreeSet::new(),
         })
     }
 
@@ -595,11 +754,18 @@ impl<M: Replicated> GenServer for Consensus<M> {
         p: &Process,
     ) -> CallReply<Self> {
         match request {
-            Request::Propose(command) => {
-                if self.raw.raft.state != StateRole::Leader {
-                    let leader = self.status().leader;
+            Request::Propose(mut command) => {
+                let now = p.now();
+                self.leadership(now);
+                if self.leading.is_none() {
+                    let leader = self.status(now).leader;
                     return CallReply::Reply(Err(ConsensusError::NotLeader { leader }));
                 }
+                let lead = Lead {
+                    term: self.raw.raft.term,
+                    ms: now.saturating_duration_since(self.lead_since).as_millis() as u64,
+                };
+                self.machine.stamp(&mut command, lead);
                 let data = match bincode::serialize(&command) {
                     Ok(data) => data,
                     Err(e) => return CallReply::Stop(raft_failed("encode", e), None),
@@ -617,18 +783,71 @@ impl<M: Replicated> GenServer for Consensus<M> {
                 }
             }
             Request::Query(q) => CallReply::Reply(Ok(Response::Answer(self.machine.query(q)))),
-            Request::Status => CallReply::Reply(Ok(Response::Status(self.status()))),
+            Request::Status => CallReply::Reply(Ok(Response::Status(self.status(p.now())))),
             Request::Fresh => {
                 self.proposals += 1;
                 let n = self.proposals;
                 // The leader keeps reads by their context: unique in the cluster, like a
                 // proposal's tag (two nodes' first reads must not be taken for one).
                 self.raw.read_index(proposal_tag(p.pid(), n));
-                self.reads.insert(n, (from, None, self.ticks));
+                let read = Read {
+                    from,
+                    at: None,
+                    asked: self.ticks,
+                    lease: None,
+                };
+                self.reads.insert(n, read);
                 match self.on_ready(p) {
                     Ok(()) => CallReply::NoReply,
                     Err(reason) => CallReply::Stop(reason, None),
                 }
+            }
+            Request::Lease(node) => {
+                self.leadership(p.now());
+                if self.leading.is_none() {
+                    let leader = self.status(p.now()).leader;
+                    return CallReply::Reply(Err(ConsensusError::NotLeader { leader }));
+                }
+                // Not before this leader has applied the terms before its own: a node they
+                // committed down must be refused.
+                if !self.raw.raft.apply_to_current_term() {
+                    return CallReply::Reply(Err(ConsensusError::Unavailable));
+                }
+                if !self.machine.leasable(node) {
+                    return CallReply::Reply(Err(ConsensusError::LeaseRefused));
+                }
+                if self.revoked.contains(&node) {
+                    return CallReply::Reply(Err(ConsensusError::Unavailable));
+                }
+                self.proposals += 1;
+                let n = self.proposals;
+                self.raw.read_index(proposal_tag(p.pid(), n));
+                let read = Read {
+                    from,
+                    at: None,
+                    asked: self.ticks,
+                    lease: Some(node),
+                };
+                self.reads.insert(n, read);
+                match self.on_ready(p) {
+                    Ok(()) => CallReply::NoReply,
+                    Err(reason) => CallReply::Stop(reason, None),
+                }
+            }
+            Request::Expire(node, after_ms) => {
+                let now = p.now();
+                self.leadership(now);
+                if self.leading.is_none() {
+                    let leader = self.status(now).leader;
+                    return CallReply::Reply(Err(ConsensusError::NotLeader { leader }));
+                }
+                let lapsed = self.granted.get(&node).is_some_and(|&at| {
+                    now.saturating_duration_since(at).as_millis() as u64 > after_ms
+                });
+                if lapsed {
+                    self.revoked.insert(node);
+                }
+                CallReply::Reply(Ok(Response::Expired(self.revoked.contains(&node))))
             }
             Request::Watch(pid) => {
                 p.monitor(pid);
@@ -646,7 +865,7 @@ impl<M: Replicated> GenServer for Consensus<M> {
             // caller has given up.
             let ticks = self.ticks;
             self.reads
-                .retain(|_, (_, at, asked)| at.is_some() || ticks - *asked < FORGET_READS_AFTER);
+                .retain(|_, r| r.at.is_some() || ticks - r.asked < FORGET_READS_AFTER);
             self.raw.tick();
             return self.after(p);
         }
