@@ -3,9 +3,11 @@
 //! on one core for a small process graph, and on every core for a 50-process supervision
 //! tree hit by 100 faults; and on one core for a cluster-graph case of 3 nodes and about 15
 //! processes under cluster faults, and for a case of seed 003 on Swarm (3 nodes, its workload
-//! and every cluster fault) (both with the `harness` feature, on by default). Prints
+//! and every cluster fault) (both with the `harness` feature, on by default), and the same
+//! cases on the CP supervisor (with `--features cp`). Prints
 //! `RESULT<TAB>otpsim<TAB>sim<TAB><metric><TAB><value>` lines; `simulator small`, `simulator
-//! large`, `simulator cluster`, `simulator swarm` or `simulator floor` runs one of them.
+//! large`, `simulator cluster`, `simulator swarm`, `simulator cp` or `simulator floor` runs
+//! one of them.
 //!
 //! `floor` is madsim alone, with no otpsim code: a fresh runtime running the schedule a small
 //! case averages (6 tasks, 24 timers). It bounds what the small case can reach on this
@@ -187,6 +189,19 @@ fn main() {
             let _ = harness.generate(n).run(&target);
         });
         result("swarm_cases_per_s_per_core", swarm_rate);
+    }
+    #[cfg(feature = "cp")]
+    if wanted("cp") {
+        // Seed 003 on the CP supervisor (feature `cp`), 3 nodes: the same generated cases as
+        // `swarm`'s, each checked (a failure here is a bug of the design).
+        use otpsim::sim::cluster_harness::ClusterHarness;
+        use otpsim::systems::cp::CpSystem;
+        let target = std::sync::Arc::new(CpSystem);
+        let harness = ClusterHarness::of(target.clone());
+        let cp_rate = rate(0, |n| {
+            let _ = harness.generate(n).run(&target);
+        });
+        result("cp_cases_per_s_per_core", cp_rate);
     }
     #[cfg(madsim)]
     if wanted("floor") {

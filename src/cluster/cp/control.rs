@@ -2,11 +2,13 @@
 //! and which children should run (docs/cp.md, "Ownership").
 //!
 //! A name's shard is a stable hash of the name, modulo the number of shards: it never depends
-//! on who is in the cluster. The shard table says which node owns each shard; it is committed
-//! once, by the group's first leader, and only its owner ever starts a name of a shard. The
+//! on who is in the cluster. The shard table says which node owns each shard, at which epoch;
+//! it is committed by the group's first leader, and only its owner ever starts a name of a
+//! shard. A node whose lease lapsed is committed down (`Down`): its shards go to the nodes
+//! that are up, each at a higher epoch, and it owns nothing until it is up again (`Up`). The
 //! desired children are committed by `start_child` and removed by `terminate_child`: every
-//! node applies the same commands in the same order, so every node agrees on both, and a node
-//! that boots again reads them back from its log.
+//! node applies the same commands in the same order, so every node agrees on all of it, and a
+//! node that boots again reads it back from its log.
 //!
 //! ```
 //! use otpsim::cluster::cp::consensus::Replicated;
@@ -22,14 +24,23 @@
 //! let owner = control.owner("k1");
 //! assert!(owner.is_some());
 //! assert_eq!(control.apply(3, start), Outcome::AlreadyDesired { owner });
-//! assert_eq!(control.owned(owner.unwrap()), vec![("k1".to_string(), child)]);
+//! assert_eq!(control.owned(owner.unwrap()), vec![("k1".to_string(), child.clone())]);
+//! // Its owner is down: its shard goes to a node that is up, at the next epoch.
+//! let shard = control.shard_of("k1");
+//! assert_eq!(control.epoch(shard), 1);
+//! control.apply(4, Command::Down(owner.unwrap()));
+//! let heir = control.owner("k1").unwrap();
+//! assert_ne!(Some(heir), owner);
+//! assert_eq!(control.epoch(shard), 2);
+//! assert!(!control.leasable(owner.unwrap()));
+//! assert_eq!(control.owned(heir), vec![("k1".to_string(), child)]);
 //! ```
 
-use super::consensus::Replicated;
+use super::consensus::{Lead, Replicated};
 use crate::trace::{DistEvent, EventKind};
 use crate::{Process, Term};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// How late after its stamp a granted restart may be made: an owner that hears the grant
 /// later asks again (the late grant stays counted), and the window is this much longer, so that
@@ -49,9 +60,15 @@ pub struct Child {
 /// A change to the supervisor's state, committed through its Raft group.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Command {
-    /// The shard table, assigned by the first leader: shard `i` to node `nodes[i % n]`
-    /// (ignored once a table is assigned).
+    /// The shard table, assigned by the first leader over the group's members: shard `i` to
+    /// the `i % n`th of those up (ignored once a table is assigned).
     Assign(Vec<u16>),
+    /// The node's lease lapsed (its leader saw no renewal for a lease and the fencing
+    /// margin): it is down, and each of its shards goes to a node that is up, at the next
+    /// epoch (ignored for a node down already, or for the last node up).
+    Down(u16),
+    /// The node asks for leases again, owning nothing (ignored for a node that is up).
+    Up(u16),
     /// The child `name` should run.
     Start {
         /// Its name.
@@ -64,14 +81,15 @@ pub enum Command {
         /// Its name.
         name: String,
     },
-    /// The child `name` crashed, and its owner asks, at `at_ms` (its clock, in ms), to
-    /// restart it: granted while the child's restarts granted within its window (plus
-    /// [`GRANT_SLACK_MS`]) stay below its intensity, given up otherwise, whichever node owns it.
+    /// The child `name` crashed, and its owner asks to restart it: granted while the child's
+    /// restarts granted within its window (plus [`GRANT_SLACK_MS`]) stay below its
+    /// intensity, given up otherwise, whichever node owns it. Counted on the leader's clock
+    /// ([`Replicated::stamp`] sets `lead`), never on a wall clock.
     Crashed {
         /// Its name.
         name: String,
-        /// When, on the owner's wall clock.
-        at_ms: u64,
+        /// When the leader proposed it.
+        lead: Lead,
     },
 }
 
@@ -80,6 +98,13 @@ pub enum Command {
 pub enum Outcome {
     /// The shard table is assigned (or was already).
     Assigned,
+    /// The node is down (or was already), its shards moved to these nodes.
+    Downed {
+        /// The shards moved, with their new owners.
+        moved: Vec<(u16, u16)>,
+    },
+    /// The node is up (or was already).
+    Upped,
     /// The child is now desired; `owner` is the node that runs it (none before the table
     /// is assigned).
     Desired {
@@ -111,6 +136,10 @@ pub enum Query {
     Owner(String),
     /// The desired children a node owns.
     Owned(u16),
+    /// The members the state knows, and which of them are down.
+    Members,
+    /// The shards a node owns.
+    Shards(u16),
 }
 
 /// An answer to a [`Query`].
@@ -120,6 +149,15 @@ pub enum Answer {
     Owner(Option<u16>),
     /// The children, by name.
     Owned(Vec<(String, Child)>),
+    /// The shards.
+    Shards(Vec<u16>),
+    /// The members (none before the table is assigned), and those down.
+    Members {
+        /// Every member.
+        all: Vec<u16>,
+        /// Those down.
+        down: Vec<u16>,
+    },
 }
 
 /// The shard table and the desired children.
@@ -130,9 +168,15 @@ pub struct Control {
     intensity: (u32, u32),
     /// Shard to owner; empty until assigned.
     table: Vec<u16>,
+    /// Each shard's epoch: 1 when assigned, one more at each change of owner.
+    epochs: Vec<u64>,
+    /// The members the table was assigned over.
+    members: Vec<u16>,
+    /// Members whose lease lapsed, until they ask again.
+    down: BTreeSet<u16>,
     desired: BTreeMap<String, Child>,
-    /// Each desired child's restarts granted within its window (ms on its owner's clock).
-    crashes: BTreeMap<String, Vec<u64>>,
+    /// Each desired child's restarts granted within its window, on the leader's clock.
+    crashes: BTreeMap<String, Vec<Lead>>,
 }
 
 impl Control {
@@ -161,6 +205,21 @@ impl Control {
         self.table.get(usize::from(self.shard_of(name))).copied()
     }
 
+    /// The epoch of `shard`'s owner: 0 before the table is assigned, 1 at assignment, one more
+    /// at each change of owner. Owners only ever change at a higher epoch.
+    pub fn epoch(&self, shard: u16) -> u64 {
+        self.epochs.get(usize::from(shard)).copied().unwrap_or(0)
+    }
+
+    /// The node that takes `shard` from a node that went down: the one of `up` that ranks the
+    /// shard highest (rendezvous hashing), so a node's shards spread over the others.
+    fn heir(shard: u16, up: &[u16]) -> Option<u16> {
+        up.iter().copied().max_by_key(|&node| {
+            let key = [shard.to_le_bytes(), node.to_le_bytes()].concat();
+            (crate::hash::fnv1a(&key), node)
+        })
+    }
+
     /// The desired children of the shards `node` owns, by name.
     pub fn owned(&self, node: u16) -> Vec<(String, Child)> {
         self.desired
@@ -180,12 +239,47 @@ impl Replicated for Control {
     fn apply(&mut self, _: u64, command: Command) -> Outcome {
         match command {
             Command::Assign(nodes) => {
-                if self.table.is_empty() && !nodes.is_empty() {
+                let up: Vec<u16> = nodes
+                    .iter()
+                    .copied()
+                    .filter(|n| self.leasable(*n))
+                    .collect();
+                if self.table.is_empty() && !up.is_empty() {
                     self.table = (0..self.shards)
-                        .map(|s| nodes[usize::from(s) % nodes.len()])
+                        .map(|s| up[usize::from(s) % up.len()])
                         .collect();
+                    self.epochs = vec![1; self.table.len()];
+                    self.members = nodes;
                 }
                 Outcome::Assigned
+            }
+            Command::Down(node) => {
+                let up: Vec<u16> = self
+                    .members
+                    .iter()
+                    .copied()
+                    .filter(|&n| n != node && self.leasable(n))
+                    .collect();
+                if !self.leasable(node) || (self.assigned() && up.is_empty()) {
+                    return Outcome::Downed { moved: Vec::new() };
+                }
+                self.down.insert(node);
+                let mut moved = Vec::new();
+                for shard in 0..self.shards {
+                    let i = usize::from(shard);
+                    if self.table.get(i) == Some(&node) {
+                        if let Some(heir) = Self::heir(shard, &up) {
+                            self.table[i] = heir;
+                            self.epochs[i] += 1;
+                            moved.push((shard, heir));
+                        }
+                    }
+                }
+                Outcome::Downed { moved }
+            }
+            Command::Up(node) => {
+                self.down.remove(&node);
+                Outcome::Upped
             }
             Command::Start { name, child } => {
                 let owner = self.owner(&name);
@@ -210,32 +304,57 @@ impl Replicated for Control {
                     None => Outcome::NotDesired,
                 }
             }
-            Command::Crashed { name, at_ms } => {
+            Command::Crashed { name, lead } => {
                 if !self.desired.contains_key(&name) {
                     return Outcome::NotDesired;
                 }
                 let (max_restarts, max_seconds) = self.intensity;
                 let window = u64::from(max_seconds) * 1000 + GRANT_SLACK_MS;
                 let granted = self.crashes.entry(name.clone()).or_default();
-                // A stamp after `at_ms` (the owner's clock stepped back) still counts: a step
-                // must not buy a crash loop more restarts.
-                granted.retain(|&t| t + window > at_ms);
+                // Two leaders' clocks cannot be compared: a grant of an earlier term counts as
+                // made when this term began (no earlier than it was), so it leaves the window
+                // late, never early.
+                granted.retain(|g| {
+                    let at = if g.term == lead.term { g.ms } else { 0 };
+                    at + window > lead.ms
+                });
                 if granted.len() >= max_restarts as usize {
                     self.crashes.remove(&name);
                     self.desired.remove(&name);
                     Outcome::GaveUp
                 } else {
-                    granted.push(at_ms);
+                    granted.push(lead);
                     Outcome::Restart
                 }
             }
         }
     }
 
+    /// A restart is counted when the leader proposes it, on its clock.
+    fn stamp(&self, command: &mut Command, now: Lead) {
+        if let Command::Crashed { lead, .. } = command {
+            *lead = now;
+        }
+    }
+
+    /// A node that is down holds no lease until it asks again ([`Command::Up`]).
+    fn leasable(&self, node: u16) -> bool {
+        !self.down.contains(&node)
+    }
+
     fn query(&self, query: Query) -> Answer {
         match query {
             Query::Owner(name) => Answer::Owner(self.owner(&name)),
             Query::Owned(node) => Answer::Owned(self.owned(node)),
+            Query::Shards(node) => Answer::Shards(
+                (0..self.shards)
+                    .filter(|&s| self.table.get(usize::from(s)) == Some(&node))
+                    .collect(),
+            ),
+            Query::Members => Answer::Members {
+                all: self.members.clone(),
+                down: self.down.iter().copied().collect(),
+            },
         }
     }
 
@@ -272,14 +391,14 @@ impl Replicated for Control {
 mod tests {
     use super::*;
 
-    fn crashed(c: &mut Control, at_ms: u64) -> Outcome {
-        c.apply(
-            0,
-            Command::Crashed {
-                name: "k".into(),
-                at_ms,
-            },
-        )
+    fn crashed_in(c: &mut Control, term: u64, ms: u64) -> Outcome {
+        let lead = Lead { term, ms };
+        let name = "k".into();
+        c.apply(0, Command::Crashed { name, lead })
+    }
+
+    fn crashed(c: &mut Control, ms: u64) -> Outcome {
+        crashed_in(c, 1, ms)
     }
 
     /// The group grants a crashed child's restarts up to its intensity within its window (plus
@@ -305,11 +424,17 @@ mod tests {
         assert_eq!(crashed(&mut c, 7_100), Outcome::GaveUp);
         assert_eq!(crashed(&mut c, 7_200), Outcome::NotDesired);
         // Desired anew (no longer desired, so not `AlreadyDesired`): a new child.
-        assert_eq!(c.apply(0, start), Outcome::Desired { owner: None });
+        assert_eq!(c.apply(0, start.clone()), Outcome::Desired { owner: None });
         assert_eq!(crashed(&mut c, 7_300), Outcome::Restart);
-        // A stamp from before the last one (the owner's clock stepped back) still counts.
-        assert_eq!(crashed(&mut c, 100), Outcome::Restart);
-        assert_eq!(crashed(&mut c, 200), Outcome::Restart);
-        assert_eq!(crashed(&mut c, 300), Outcome::GaveUp);
+        // A new leader's clock starts again: the earlier term's grants count as made when
+        // it began, and leave the window 5.5 s into the new term, not earlier.
+        assert_eq!(crashed_in(&mut c, 2, 100), Outcome::Restart);
+        assert_eq!(crashed_in(&mut c, 3, 5_000), Outcome::Restart);
+        assert_eq!(crashed_in(&mut c, 3, 5_400), Outcome::GaveUp);
+        c.apply(0, start);
+        assert_eq!(crashed_in(&mut c, 3, 6_000), Outcome::Restart);
+        assert_eq!(crashed_in(&mut c, 4, 0), Outcome::Restart);
+        assert_eq!(crashed_in(&mut c, 4, 5_600), Outcome::Restart);
+        assert_eq!(crashed_in(&mut c, 4, 5_700), Outcome::Restart);
     }
 }

@@ -1,17 +1,16 @@
 //! The CP distributed supervisor (docs/cp.md, "Ownership"): children started by name from any
 //! node, each run by the owner of its name's shard, and restarted there when it crashes.
 //!
-//! Each node runs two processes ([`boot`]): the Raft group's server, which replicates the
-//! [`Control`] state (the shard table and the desired children), and the supervisor, which
-//! runs the desired children of the shards its node owns. `start_child` commits the child as
-//! desired and then asks its owner for the pid; a node that boots again reads the desired
-//! children back from its log and starts its own. Whatever the network does, only a shard's
-//! owner starts its names, so a name never has two instances; a node on the minority side of
-//! a partition cannot commit, and its callers get [`DistError::Unavailable`].
-//!
-//! This is the first milestone: static membership and a committed shard table, so the
-//! children of a node that is down wait for it to come back (leases, fencing and the
-//! reassignment of a lost node's shards come next, docs/cp.md).
+//! Each node runs three processes ([`boot`]): the Raft group's server, which replicates the
+//! [`Control`] state (the shard table and the desired children); the keeper of the node's
+//! [`Lease`](super::lease); and the supervisor, which runs the desired children of the shards
+//! its node owns, under its lease. `start_child` commits the child as desired and then asks
+//! its owner for the pid; a node that boots again reads the desired children back from its
+//! log and starts its own. Only a shard's owner starts its names, and only while its lease
+//! holds; a node that loses its lease stops its children before the majority commits it down
+//! and gives its shards to the others, so a name never has two instances whatever the network
+//! does. A node on the minority side of a partition cannot commit, and its callers get
+//! [`DistError::Unavailable`].
 //!
 //! ```
 //! # #[cfg(madsim)] {
@@ -48,14 +47,15 @@
 //! # }
 //! ```
 
-use super::consensus::{self, RaftConfig};
+use super::consensus::{self, Lead, RaftConfig};
 use super::control::{Answer, Child, Command, Control, Outcome, Query};
+use super::lease::{self, Lease};
 use crate::rt::Duration;
 use crate::server::{self, CallReply, From, GenServer, Init, Next, ServerRef};
 use crate::trace::{DistEvent, EventKind};
 use crate::{ExitReason, Msg, Node, Pid, Process, Term};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A distributed supervisor's settings, the same on every node.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,11 +72,19 @@ pub struct DistConfig {
     pub max_seconds: u32,
     /// How long an API call waits for the group or an owner.
     pub timeout: Duration,
+    /// A node's lease, as its group's leader counts it (see [`super::lease`]).
+    pub lease: Duration,
+    /// How much shorter a node counts its own lease, for clocks that run at different rates.
+    pub drift_margin: Duration,
+    /// How much longer the leader waits, after a node's lease ran out, before it commits the
+    /// node down and gives its shards to others.
+    pub fencing_margin: Duration,
 }
 
 impl DistConfig {
     /// The supervisor `name` on `nodes` (each a voter of its group), with 64 shards, OTP's
-    /// default intensity (3 restarts in 5 s) per child, and 5 s calls.
+    /// default intensity (3 restarts in 5 s) per child, 5 s calls, and 3 s leases with a
+    /// drift margin of 0.5 s and a fencing margin of 1 s (docs/cp.md, "Leases").
     pub fn new(name: &str, nodes: impl IntoIterator<Item = u16>) -> DistConfig {
         DistConfig {
             name: name.to_string(),
@@ -85,6 +93,9 @@ impl DistConfig {
             max_restarts: 3,
             max_seconds: 5,
             timeout: Duration::from_secs(5),
+            lease: Duration::from_secs(3),
+            drift_margin: Duration::from_millis(500),
+            fencing_margin: Duration::from_secs(1),
         }
     }
 
@@ -98,13 +109,16 @@ impl DistConfig {
     }
 }
 
-/// Starts the distributed supervisor on `node`: its Raft group's server and the supervisor,
-/// at the node's first boot and at every restart.
+/// Starts the distributed supervisor on `node`: its Raft group's server, its lease's keeper
+/// and the supervisor, at the node's first boot and at every restart.
 pub fn boot(node: &Node, config: DistConfig) {
     let (raft, shards) = (config.raft.clone(), config.shards);
     let control = Control::new(shards, config.max_restarts, config.max_seconds);
     node.spawn(move |p| consensus::serve(p, raft, control));
-    node.spawn(move |p| serve(p, config));
+    let lease = Lease::default();
+    let (keeper, kept) = (config.clone(), lease.clone());
+    node.spawn(move |p| lease::keep(p, keeper, kept));
+    node.spawn(move |p| serve(p, config, lease));
 }
 
 /// Why an API call failed.
@@ -166,6 +180,8 @@ impl DistRef {
                 Err(DistError::AlreadyStarted(pid))
             }
             Outcome::Assigned
+            | Outcome::Downed { .. }
+            | Outcome::Upped
             | Outcome::Terminated { .. }
             | Outcome::NotDesired
             | Outcome::Restart
@@ -261,12 +277,13 @@ struct Running {
 /// The supervisor on one node (see the [module](self) documentation).
 pub struct DistSupervisor {
     config: DistConfig,
+    /// The node's lease: children start only under it, and stop when it lapses.
+    lease: Lease,
     children: BTreeMap<String, Running>,
-    /// Restart times (ms on the node's clock) per child, within its window.
     /// Children that crashed, whose crash the group has not counted yet: not restarted until
     /// it has (a side without a majority restarts nothing). Kept on the node's disk, so that
     /// a crash the node could not report before it went down is counted when it boots.
-    crashed: BTreeMap<String, u64>,
+    crashed: BTreeSet<String>,
     /// Children whose start function this node lacks: not started here.
     failed: BTreeMap<String, ()>,
     /// Callers waiting for a child to run.
@@ -278,22 +295,16 @@ pub struct DistSupervisor {
     watching: bool,
     /// A `Kick` is in the mailbox.
     kicked: bool,
-    /// This incarnation has read what it owns.
+    /// This incarnation has caught up with the group.
     booted: bool,
-    /// The wall clock (ms) and the monotonic clock when the supervisor started.
-    clock_base: (u64, crate::rt::Instant),
+    /// The shards this node owned at its last reconciliation.
+    shards: BTreeSet<u16>,
 }
 
-/// Runs the supervisor on this node as the calling process (see [`boot`]).
-pub async fn serve(p: Process, config: DistConfig) -> ExitReason {
-    server::serve::<DistSupervisor>(p, config).await
-}
-
-/// The node's wall clock in ms.
-fn wall_ms(p: &Process) -> u64 {
-    p.system_time()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+/// Runs the supervisor on this node as the calling process, its children under `lease` (see
+/// [`boot`]).
+pub async fn serve(p: Process, config: DistConfig, lease: Lease) -> ExitReason {
+    server::serve::<DistSupervisor>(p, (config, lease)).await
 }
 
 /// How long a supervisor waits for the majority to confirm its state before it starts a child.
@@ -301,6 +312,9 @@ const FRESH_WITHIN: Duration = Duration::from_secs(1);
 
 /// How often a supervisor reconciles with its group when nothing is applied.
 const RECONCILE_EVERY: Duration = Duration::from_millis(500);
+
+/// How much of its lease a node must have left to start a child.
+const START_WITHIN: Duration = Duration::from_millis(500);
 
 impl DistSupervisor {
     /// Starts what this node should run and does not, stops what it runs and should not.
@@ -318,9 +332,7 @@ impl DistSupervisor {
             );
             self.watching = server.await.is_ok_and(|r| r.is_ok());
         }
-        // At boot, nothing is done until this node has caught up with the group: what it
-        // owned before it went down may have crashed just before, unseen, so each of those
-        // starts is a restart and asks for a grant like one.
+        // At boot, nothing is done until this node has caught up with the group.
         if !self.booted {
             if consensus::fresh::<Control>(p, &group, me, FRESH_WITHIN)
                 .await
@@ -328,18 +340,7 @@ impl DistSupervisor {
             {
                 return;
             }
-            let query = Query::Owned(me);
-            let Ok(Answer::Owned(owned)) =
-                consensus::query::<Control>(p, &group, me, query, timeout).await
-            else {
-                return;
-            };
             self.booted = true;
-            let at_ms = self.stamp_ms(p);
-            for (name, _) in owned {
-                self.crashed.entry(name).or_insert(at_ms);
-            }
-            self.save_crashed(p);
         }
         // What this node has applied, before the question: the answer is at least as new.
         let Ok(status) = consensus::status::<Control>(p, &group, me, timeout).await else {
@@ -352,6 +353,7 @@ impl DistSupervisor {
                 Ok(_) | Err(_) => return,
             };
         let wanted: BTreeMap<String, Child> = owned.into_iter().collect();
+        self.acquire(p, &wanted).await;
         let unwanted: Vec<String> = self
             .children
             .keys()
@@ -365,7 +367,7 @@ impl DistSupervisor {
         }
         self.failed.retain(|name, _| wanted.contains_key(name));
         let before = self.crashed.len();
-        self.crashed.retain(|name, _| wanted.contains_key(name));
+        self.crashed.retain(|name| wanted.contains_key(name));
         if self.crashed.len() != before {
             self.save_crashed(p);
         }
@@ -376,20 +378,19 @@ impl DistSupervisor {
             let _ = consensus::propose::<Control>(p, &group, me, command, timeout).await;
         }
         // Each crash is counted by the group, against the child's intensity wherever it ran.
-        let crashed: Vec<(String, u64)> =
-            self.crashed.iter().map(|(n, &t)| (n.clone(), t)).collect();
-        for (name, _) in crashed {
+        let crashed: Vec<String> = self.crashed.iter().cloned().collect();
+        for name in crashed {
             // Counted when the restart is granted, as OTP counts a restart when it makes it
             // (a crash on a side without a majority is restarted, and counted, after the heal).
-            let at_ms = self.stamp_ms(p);
+            let asked = p.now();
             let command = Command::Crashed {
                 name: name.clone(),
-                at_ms,
+                lead: Lead::default(),
             };
+            let slack = Duration::from_millis(super::control::GRANT_SLACK_MS);
             match consensus::propose::<Control>(p, &group, me, command, timeout).await {
                 // A grant heard too late is not used: the next reconciliation asks again.
-                Ok((_, Outcome::Restart))
-                    if self.stamp_ms(p) > at_ms + super::control::GRANT_SLACK_MS => {}
+                Ok((_, Outcome::Restart)) if p.now() > asked + slack => {}
                 Ok((_, Outcome::Restart | Outcome::GaveUp | Outcome::NotDesired)) => {
                     self.crashed.remove(&name);
                     self.save_crashed(p);
@@ -404,14 +405,22 @@ impl DistSupervisor {
             .filter(|(name, _)| {
                 !self.children.contains_key(name)
                     && !self.failed.contains_key(name)
-                    && !self.crashed.contains_key(name)
+                    && !self.crashed.contains(name)
             })
             .collect();
         if !to_start.is_empty() && !self.confirmed(p, &to_start).await {
             return;
         }
+        // Only under a lease that holds a while yet: the keeper stops them when it lapses.
+        if !to_start.is_empty() && self.lease.left(p.now()) < START_WITHIN {
+            return;
+        }
         for (name, child) in to_start {
             match p.spawn_link_on(me, &child.start, child.arg.clone()).await {
+                Ok(pid) if !self.lease.hold(pid, p.now()) => {
+                    // The lease lapsed while it started: it never counted as started.
+                    p.exit(pid, lease::lease_lost());
+                }
                 Ok(pid) => {
                     p.node().record(EventKind::Dist(DistEvent::Start {
                         name: name.clone(),
@@ -436,6 +445,36 @@ impl DistSupervisor {
         self.settling = waiting;
         for (_, from) in done {
             from.reply(p, None);
+        }
+    }
+
+    /// Children of shards this node did not own at its last reconciliation (all of them at
+    /// boot) may have crashed just before, unseen (on this node before it went down, or on
+    /// their last owner): each of those starts is a restart and asks for a grant like one.
+    async fn acquire(&mut self, p: &Process, wanted: &BTreeMap<String, Child>) {
+        let (group, me) = (&self.config.raft.name, p.pid().node());
+        let query = Query::Shards(me);
+        let Ok(Answer::Shards(shards)) =
+            consensus::query::<Control>(p, group, me, query, self.config.timeout).await
+        else {
+            return;
+        };
+        let shards: BTreeSet<u16> = shards.into_iter().collect();
+        let sharding = Control::new(self.config.shards, 0, 0);
+        let mut acquired = false;
+        for name in wanted.keys() {
+            let shard = sharding.shard_of(name);
+            if shards.contains(&shard)
+                && !self.shards.contains(&shard)
+                && !self.children.contains_key(name)
+            {
+                self.crashed.insert(name.clone());
+                acquired = true;
+            }
+        }
+        self.shards = shards;
+        if acquired {
+            self.save_crashed(p);
         }
     }
 
@@ -478,8 +517,10 @@ impl DistSupervisor {
     }
 
     /// A child ended: its crash is counted by the group at the next reconciliation, which
-    /// restarts it unless it exceeded its intensity.
-    fn child_exited(&mut self, p: &Process, pid: Pid) {
+    /// restarts it unless it exceeded its intensity. One stopped because the lease lapsed
+    /// did not crash: it starts again under the next lease, if its node still owns it.
+    fn child_exited(&mut self, p: &Process, pid: Pid, reason: &ExitReason) {
+        self.lease.release(pid);
         let Some(name) = self
             .children
             .iter()
@@ -489,18 +530,11 @@ impl DistSupervisor {
             return;
         };
         self.children.remove(&name);
-        let at_ms = self.stamp_ms(p);
-        self.crashed.insert(name, at_ms);
+        if *reason == lease::lease_lost() {
+            return;
+        }
+        self.crashed.insert(name);
         self.save_crashed(p);
-    }
-
-    /// The time a restart is counted at, in ms: the wall clock when the supervisor started,
-    /// advanced by its monotonic clock since, so that a step of the wall clock (an NTP
-    /// correction) does not move a restart window; only a step between two of the node's
-    /// boots does (docs/cp.md, "Restarts in place").
-    fn stamp_ms(&self, p: &Process) -> u64 {
-        let (wall, at) = self.clock_base;
-        wall + p.now().duration_since(at).as_millis() as u64
     }
 
     /// Writes the crashes not yet counted to the node's disk, synced.
@@ -514,13 +548,13 @@ impl DistSupervisor {
 }
 
 impl GenServer for DistSupervisor {
-    type Arg = DistConfig;
+    type Arg = (DistConfig, Lease);
     type Call = Call;
     type Reply = Option<Pid>;
     type Cast = ();
     type Cont = ();
 
-    async fn init(config: DistConfig, p: &Process) -> Init<Self> {
+    async fn init((config, lease): (DistConfig, Lease), p: &Process) -> Init<Self> {
         if p.register(&config.name).is_err() {
             return Init::Stop(ExitReason::error("already_started"));
         }
@@ -535,6 +569,7 @@ impl GenServer for DistSupervisor {
             .unwrap_or_default();
         Init::Ok(DistSupervisor {
             config,
+            lease,
             children: BTreeMap::new(),
             crashed,
             failed: BTreeMap::new(),
@@ -544,7 +579,7 @@ impl GenServer for DistSupervisor {
             watching: false,
             kicked: false,
             booted: false,
-            clock_base: (wall_ms(p), p.now()),
+            shards: BTreeSet::new(),
         })
     }
 
@@ -579,8 +614,8 @@ impl GenServer for DistSupervisor {
             self.kicked = false;
             self.reconcile(p).await;
         } else if msg.is::<consensus::Applied>() || matches!(msg, Msg::Exit { .. }) {
-            if let Msg::Exit { from, .. } = msg {
-                self.child_exited(p, from);
+            if let Msg::Exit { from, reason } = msg {
+                self.child_exited(p, from, &reason);
             }
             // One reconciliation for a burst of commits and exits.
             if !self.kicked {
