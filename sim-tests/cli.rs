@@ -78,6 +78,10 @@ fn every_command_says_what_it_does() {
         line("digest").starts_with("Print a digest of the traces"),
         "{help}"
     );
+    assert!(
+        line("compare").starts_with("Run every corpus case of one target on another"),
+        "{help}"
+    );
 }
 
 #[test]
@@ -96,6 +100,31 @@ fn an_unknown_target_exits_2_naming_the_known_ones() {
         &["fuzz", "--target", "nope", "--seeds", "1"],
         "unknown target `nope` (known: graph, cluster-graph, tree, kv",
     );
+}
+
+/// `compare` names the unknown target, and a corpus file it cannot read, with exit 2.
+#[cfg(madsim)]
+#[test]
+fn compare_refuses_an_unknown_target_and_a_malformed_file() {
+    fails_with(
+        &["compare", "--on", "nope"],
+        "unknown target `nope` (known: cluster-graph, tree, kv",
+    );
+    let dir = std::env::temp_dir().join("otpsim-cli-compare");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("swarm-bad.json"), "{\"schema\": 1").unwrap();
+    let err = fails_with(
+        &[
+            "compare",
+            "--on",
+            "swarm",
+            "--corpus",
+            dir.to_str().unwrap(),
+        ],
+        "not valid JSON",
+    );
+    assert!(err.contains("swarm-bad.json"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[cfg(madsim)]

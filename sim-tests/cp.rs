@@ -619,14 +619,13 @@ mod supervisor {
 /// failures (docs/cp.md, "The `cp` target").
 #[test]
 fn every_swarm_flaw_in_the_corpus_passes_on_cp() {
-    use otpsim::sim::corpus;
-    let files = crate::common::swarm_corpus_files();
-    assert!(files.len() >= 17, "{files:?}");
-    for path in files {
-        let mut file = corpus::load(&path).unwrap();
-        file.target = "cp".into();
-        file.expect = corpus::Expect::Passes { trace_hash: None };
-        let replayed = corpus::replay_file(&file, &otpsim::targets());
-        assert!(replayed.is_ok(), "{} on cp: {replayed:?}", path.display());
+    // The rows of `otpsim compare --on cp`.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
+    let rows = otpsim::sim::corpus::side_by_side(&dir, "swarm", "cp", &otpsim::targets()).unwrap();
+    assert_eq!(rows.len(), crate::common::swarm_corpus_files().len());
+    assert!(rows.len() >= 17, "{rows:?}");
+    for row in rows {
+        assert!(row.own.is_some(), "{row:?} passes on swarm");
+        assert_eq!(row.other, None, "{row:?}");
     }
 }

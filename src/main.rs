@@ -104,6 +104,21 @@ enum Command {
         #[arg(long = "target")]
         targets: Vec<String>,
     },
+    /// Run every corpus case of one target on another that takes the same cases, and print
+    /// the verdicts side by side as a Markdown table, one row per file: exit 0 if every case
+    /// passes on the other target, 1 if one fails there, 2 on bad input. `compare --on cp`
+    /// (with `--features cp`) runs Swarm's known flaws on the CP supervisor.
+    Compare {
+        /// The target whose corpus files are run.
+        #[arg(long, default_value = "swarm")]
+        from: String,
+        /// The target they are run on as well.
+        #[arg(long)]
+        on: String,
+        /// The corpus directory.
+        #[arg(long, default_value = "corpus")]
+        corpus: std::path::PathBuf,
+    },
     /// Run a scenario of the OTP oracle's format and print its canonical trace, to diff
     /// against the trace real OTP gives (`diff <(otpsim conform s.json) s.trace`).
     Conform {
@@ -182,6 +197,7 @@ fn main() -> ExitCode {
         Command::Run { seed } => run_one(seed),
         Command::Replay { file, update, html } => replay(&file, update, html.as_deref()),
         Command::Conform { scenario, expect } => conform(&scenario, expect.as_deref()),
+        Command::Compare { from, on, corpus } => compare(&corpus, &from, &on),
         Command::Digest {
             seeds,
             first_seed,
@@ -209,6 +225,42 @@ fn digest(targets: &[String], seeds: std::ops::Range<u64>) -> ExitCode {
             eprintln!("otpsim digest: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+fn compare(dir: &std::path::Path, from: &str, on: &str) -> ExitCode {
+    let rows = match otpsim::sim::corpus::side_by_side(dir, from, on, &otpsim::targets()) {
+        Ok(rows) => rows,
+        Err(e) => {
+            eprintln!("otpsim compare: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let verdict = |v: &Option<String>| match v {
+        Some(invariant) => format!("breaks {invariant}"),
+        None => "passes".to_string(),
+    };
+    out!("| corpus file | what it shows | on {from} | on {on} |");
+    out!("| --- | --- | --- | --- |");
+    for row in &rows {
+        let name = row.file.file_name().unwrap_or_default().to_string_lossy();
+        out!(
+            "| {name} | {} | {} | {} |",
+            row.description.replace('|', "\\|"),
+            verdict(&row.own),
+            verdict(&row.other)
+        );
+    }
+    let failing = rows.iter().filter(|r| r.other.is_some()).count();
+    out!(
+        "\n{} files: {} break an invariant on {from}, {failing} on {on}",
+        rows.len(),
+        rows.iter().filter(|r| r.own.is_some()).count()
+    );
+    if failing == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
@@ -436,6 +488,20 @@ fn summarise(report: &campaign::Report) {
             t.tally.checks,
             faults(&t.tally)
         );
+        // Of the runs that had anything left to settle when the faults ended.
+        let mut settling = t.tally.clone();
+        settling.converged_ms.remove(&0);
+        let n: u64 = settling.converged_ms.values().sum();
+        let q = |q| settling.converged_quantile(q).unwrap_or(0) as f64 / 1000.0;
+        if n > 0 {
+            out!(
+                "  {:<14} {n} settled after the final heal in: median {:.1}s, p99 {:.1}s, max {:.1}s",
+                "",
+                q(0.5),
+                q(0.99),
+                q(1.0)
+            );
+        }
     }
     let total = report.total();
     out!(

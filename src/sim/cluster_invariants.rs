@@ -95,6 +95,53 @@ pub fn check_placed(
     c.run(trace).map_err(|v| v.with_evidence(trace))
 }
 
+/// How long after the final heal a cluster run took to settle: from the last `heal` before
+/// the `at rest` event to the last change the system made to its names before it (an
+/// instance started or ended, a registry changed; zero if none). `None` for a trace without
+/// both events. A measure, not an invariant: the harness asserts convergence at rest, this
+/// says how much of the quiet period it needed.
+///
+/// ```
+/// use otpsim::sim::cluster_invariants::converged_after;
+/// use otpsim::trace::{ClusterEvent, DistEvent, EventKind, Trace};
+/// use otpsim::rt::Duration;
+/// use otpsim::Pid;
+/// let mut trace = Trace::default();
+/// trace.push(1_000, EventKind::Cluster(ClusterEvent::Heal));
+/// let pid = Pid::new(2, 0, 3);
+/// trace.push(2_500, EventKind::Dist(DistEvent::Start { name: "k1".into(), pid }));
+/// trace.push(9_000, EventKind::Cluster(ClusterEvent::AtRest));
+/// assert_eq!(converged_after(&trace), Some(Duration::from_micros(1_500)));
+/// ```
+pub fn converged_after(trace: &Trace) -> Option<std::time::Duration> {
+    let events = trace.events();
+    let rest = events
+        .iter()
+        .position(|e| matches!(e.kind, EventKind::Cluster(ClusterEvent::AtRest)))?;
+    let heal = events[..rest]
+        .iter()
+        .rposition(|e| matches!(e.kind, EventKind::Cluster(ClusterEvent::Heal)))?;
+    let mut managed: BTreeSet<Pid> = BTreeSet::new();
+    let mut last = events[heal].at_us;
+    for (i, e) in events[..rest].iter().enumerate() {
+        let change = match &e.kind {
+            EventKind::Dist(DistEvent::Start { pid, .. }) => {
+                managed.insert(*pid);
+                true
+            }
+            EventKind::Dist(DistEvent::View { .. }) => true,
+            EventKind::Exit { pid, .. } => managed.remove(pid),
+            _ => false,
+        };
+        if change && i > heal {
+            last = e.at_us;
+        }
+    }
+    Some(std::time::Duration::from_micros(
+        last.saturating_sub(events[heal].at_us),
+    ))
+}
+
 #[derive(Default)]
 struct Checker {
     consistency: Consistency,

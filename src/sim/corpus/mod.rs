@@ -40,7 +40,7 @@
 mod replay;
 
 #[cfg(feature = "harness")]
-pub use replay::{replay_corpus, replay_file, update_requested};
+pub use replay::{replay_corpus, replay_file, side_by_side, update_requested, SideBySide};
 
 use super::invariants::{Invariant, Violation};
 use serde::{Deserialize, Serialize};

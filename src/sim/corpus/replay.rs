@@ -35,6 +35,63 @@ fn replay_unchecked(
     target.clone().replay(&file.case)
 }
 
+/// One corpus file's case run on its own target and on another that takes the same cases
+/// ([`side_by_side`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SideBySide {
+    /// The file.
+    pub file: std::path::PathBuf,
+    /// What it shows.
+    pub description: String,
+    /// The invariant the case breaks on its own target (`None`: it passes), and on the other.
+    pub own: Option<String>,
+    /// The same on the other target.
+    pub other: Option<String>,
+}
+
+/// Runs every corpus file of `dir` whose target is `from` on it and on `on` (a target that
+/// takes the same cases: `cp` takes `swarm`'s), one row per file, sorted by file name. `Err`
+/// for a target unknown in `targets`, or a file that does not parse or whose case `on` does
+/// not take.
+pub fn side_by_side(
+    dir: &std::path::Path,
+    from: &str,
+    on: &str,
+    targets: &[Arc<dyn AnyTarget>],
+) -> Result<Vec<SideBySide>, String> {
+    let known: Vec<String> = targets.iter().map(|t| t.name()).collect();
+    for name in [from, on] {
+        if !known.iter().any(|k| k == name) {
+            return Err(format!(
+                "unknown target `{name}` (known: {})",
+                known.join(", ")
+            ));
+        }
+    }
+    let mut rows = Vec::new();
+    for path in files(dir) {
+        let mut file = load(&path).map_err(|e| e.to_string())?;
+        if file.target != from {
+            continue;
+        }
+        let verdict = |file: &CorpusFile| -> Result<Option<String>, String> {
+            let report =
+                replay_unchecked(file, targets).map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok(report.violation.map(|v| v.invariant.to_string()))
+        };
+        let own = verdict(&file)?;
+        file.target = on.to_string();
+        let other = verdict(&file)?;
+        rows.push(SideBySide {
+            file: path.clone(),
+            description: file.description.clone(),
+            own,
+            other,
+        });
+    }
+    Ok(rows)
+}
+
 /// Replays the corpus files of `dir` whose target is one of `targets` (every file, if
 /// `all_targets`: then an unknown target is a problem too). Returns the problems, one line
 /// each naming the file: a file that does not parse, or that no longer does what it records.

@@ -193,6 +193,11 @@ pub struct Tally {
     pub cluster_faults: std::collections::BTreeMap<&'static str, u64>,
     /// Invariant checks made.
     pub checks: u64,
+    /// Cluster runs by how long they took to settle after the final heal
+    /// ([`converged_after`](crate::sim::cluster_invariants::converged_after)), in ms rounded
+    /// up to a tenth of a second.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub converged_ms: std::collections::BTreeMap<u64, u64>,
 }
 
 impl Tally {
@@ -215,7 +220,35 @@ impl Tally {
                 _ => {}
             }
         }
+        if let Some(after) = crate::sim::cluster_invariants::converged_after(trace) {
+            let ms = (after.as_micros() as u64).div_ceil(100_000) * 100;
+            tally.converged_ms.insert(ms, 1);
+        }
         tally
+    }
+
+    /// The `q`th quantile (0 to 1) of [`converged_ms`](Tally::converged_ms), in ms: none
+    /// before any cluster run settled.
+    ///
+    /// ```
+    /// use otpsim::sim::harness::Tally;
+    /// let tally = Tally { converged_ms: [(100, 8), (900, 1), (2500, 1)].into(), ..Tally::default() };
+    /// assert_eq!(tally.converged_quantile(0.5), Some(100));
+    /// assert_eq!(tally.converged_quantile(0.9), Some(900));
+    /// assert_eq!(tally.converged_quantile(1.0), Some(2500));
+    /// assert_eq!(Tally::default().converged_quantile(0.5), None);
+    /// ```
+    pub fn converged_quantile(&self, q: f64) -> Option<u64> {
+        let total: u64 = self.converged_ms.values().sum();
+        let rank = ((total as f64 * q).ceil() as u64).clamp(1, total.max(1));
+        let mut seen = 0;
+        for (&ms, &n) in &self.converged_ms {
+            seen += n;
+            if seen >= rank {
+                return Some(ms);
+            }
+        }
+        None
     }
 
     /// Adds `other` to this.
@@ -227,6 +260,9 @@ impl Tally {
             *self.cluster_faults.entry(kind).or_default() += n;
         }
         self.checks += other.checks;
+        for (ms, n) in &other.converged_ms {
+            *self.converged_ms.entry(*ms).or_default() += n;
+        }
     }
 }
 
