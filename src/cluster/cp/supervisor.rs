@@ -121,6 +121,23 @@ pub fn boot(node: &Node, config: DistConfig) {
     node.spawn(move |p| serve(p, config, lease));
 }
 
+/// Registers what a distributed supervisor's nodes send each other in `codec`: its Raft
+/// group's messages and calls (lease requests included), and the supervisors' calls. What a
+/// node needs to run it over a real network (`dist::tcp`).
+///
+/// ```
+/// let mut codec = otpsim::dist::Codec::new();
+/// otpsim::cluster::cp::supervisor::codec(&mut codec);
+/// let frame = otpsim::cluster::cp::consensus::RaftWire(vec![1, 2, 3]);
+/// let bytes = codec.encode(&frame).unwrap();
+/// assert!(codec.decode("raft_wire", &bytes).is_ok());
+/// ```
+pub fn codec(codec: &mut crate::dist::Codec) -> &mut crate::dist::Codec {
+    consensus::codec::<Control>(codec, "cp_raft");
+    server::register_calls::<DistSupervisor>(codec, "cp_supervisor");
+    codec
+}
+
 /// Why an API call failed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum DistError {
