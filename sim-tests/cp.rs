@@ -403,6 +403,42 @@ mod supervisor {
         check(&report.trace, Consistency::Cp).unwrap();
     }
 
+    /// A name of node `k`'s shards at the start (shard i goes to the (i % 3)th voter).
+    fn owned_by(k: u16) -> &'static str {
+        let sharding = otpsim::cluster::cp::control::Control::new(config().shards, 0, 0);
+        ["d0", "d1", "d2", "d3", "d4", "d5", "d6", "d7"]
+            .into_iter()
+            .find(|n| sharding.shard_of(n) % 3 == k - 1)
+            .expect("a name of node k")
+    }
+
+    /// A start function registered on the caller's node but not on the child's owner is a
+    /// typed error naming the owner (the bad input: a template not registered on
+    /// every node), and the child is not desired afterwards: a second start is not
+    /// `AlreadyStarted`.
+    #[test]
+    fn a_start_function_missing_on_the_owner_is_a_typed_error() {
+        let report = cluster(19, |ctl| {
+            Box::pin(async move {
+                for k in 1..=2 {
+                    ctl.node(k).register_start("rare", |p, _| async move {
+                        let _ = p.recv().await;
+                    });
+                }
+                let name = owned_by(3);
+                let missing = DistError::StartMissingOn {
+                    start: "rare".into(),
+                    node: 3,
+                };
+                assert_eq!(start(&ctl, 1, name, "rare").await, Err(missing.clone()));
+                ctl.sleep(Duration::from_secs(1)).await;
+                assert_eq!(start(&ctl, 2, name, "rare").await, Err(missing));
+                assert_eq!(whereis(&ctl, 1, name).await, None);
+            })
+        });
+        check(&report.trace, Consistency::Cp).unwrap();
+    }
+
     fn exits(trace: &Trace, pid: Pid) -> Vec<(u64, Term)> {
         trace
             .events()
@@ -505,12 +541,7 @@ mod supervisor {
         config.lease = Duration::from_secs(10);
         config.drift_margin = Duration::from_millis(250);
         config.fencing_margin = Duration::from_millis(250);
-        // A name of node 3's shards (shard i goes to the (i % 3)th voter).
-        let sharding = otpsim::cluster::cp::control::Control::new(config.shards, 0, 0);
-        let name: &'static str = ["d0", "d1", "d2", "d3", "d4", "d5"]
-            .into_iter()
-            .find(|n| sharding.shard_of(n) % 3 == 2)
-            .expect("a name of node 3");
+        let name = owned_by(3);
         let booted = config.clone();
         let report = ClusterSim::new(18)
             .nodes(3)

@@ -154,6 +154,15 @@ pub enum DistError {
     /// No start function of that name is registered on this node (it must be on every node).
     #[error("no start function {0:?} is registered on this node")]
     UnknownStart(String),
+    /// The child's owner has no start function of that name (it must be on every node): the
+    /// child is not started, and no longer desired.
+    #[error("no start function {start:?} is registered on n{node}, the child's owner")]
+    StartMissingOn {
+        /// The start function.
+        start: String,
+        /// The owner that lacks it.
+        node: u16,
+    },
 }
 
 /// The API of a distributed supervisor, usable from any node ([`DistConfig::handle`]).
@@ -237,10 +246,11 @@ impl DistRef {
     pub async fn whereis(&self, p: &Process, name: &str) -> Option<Pid> {
         let owner = self.owner(p, name).await?;
         let call = Call::Whereis(name.to_string());
-        ServerRef::<DistSupervisor>::call_named(p, &self.name, owner, call, Some(self.timeout))
-            .await
-            .ok()
-            .flatten()
+        let to = Some(self.timeout);
+        match ServerRef::<DistSupervisor>::call_named(p, &self.name, owner, call, to).await {
+            Ok(Ok(pid)) => pid,
+            Ok(Err(_)) | Err(_) => None,
+        }
     }
 
     /// The owner of `name`'s shard, as this node's applied state says.
@@ -261,13 +271,18 @@ impl DistRef {
             None => self.owner(p, name).await.ok_or(DistError::Unavailable)?,
         };
         let call = Call::Await(name.to_string());
-        ServerRef::<DistSupervisor>::call_named(p, &self.name, owner, call, Some(self.timeout))
-            .await
-            .ok()
-            .flatten()
-            .ok_or(DistError::Unavailable)
+        let to = Some(self.timeout);
+        match ServerRef::<DistSupervisor>::call_named(p, &self.name, owner, call, to).await {
+            Ok(Ok(Some(pid))) => Ok(pid),
+            Ok(Err(start)) => Err(DistError::StartMissingOn { start, node: owner }),
+            Ok(Ok(None)) | Err(_) => Err(DistError::Unavailable),
+        }
     }
 }
+
+/// A node's supervisor's answer: a pid (or none), or the start function it lacks to start
+/// the child asked about.
+pub type Reply = Result<Option<Pid>, String>;
 
 /// A request to a node's supervisor.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -301,12 +316,12 @@ pub struct DistSupervisor {
     /// it has (a side without a majority restarts nothing). Kept on the node's disk, so that
     /// a crash the node could not report before it went down is counted when it boots.
     crashed: BTreeSet<String>,
-    /// Children whose start function this node lacks: not started here.
-    failed: BTreeMap<String, ()>,
+    /// Children whose start function this node lacks, with it: not started here.
+    failed: BTreeMap<String, String>,
     /// Callers waiting for a child to run.
-    waiting: BTreeMap<String, Vec<From<Option<Pid>>>>,
+    waiting: BTreeMap<String, Vec<From<Reply>>>,
     /// Callers waiting for this node to act on the log up to a position.
-    settling: Vec<(u64, From<Option<Pid>>)>,
+    settling: Vec<(u64, From<Reply>)>,
     /// The log position the last reconciliation acted on.
     reconciled: u64,
     watching: bool,
@@ -444,13 +459,17 @@ impl DistSupervisor {
                         pid,
                     }));
                     for from in self.waiting.remove(&name).unwrap_or_default() {
-                        from.reply(p, Some(pid));
+                        from.reply(p, Ok(Some(pid)));
                     }
                     self.children.insert(name, Running { pid });
                 }
-                // A start function missing on this node: nothing to run.
+                // A start function missing on this node: nothing to run, and the callers are
+                // told why.
                 Err(_) => {
-                    self.failed.insert(name, ());
+                    for from in self.waiting.remove(&name).unwrap_or_default() {
+                        from.reply(p, Err(child.start.clone()));
+                    }
+                    self.failed.insert(name, child.start);
                 }
             }
         }
@@ -461,7 +480,7 @@ impl DistSupervisor {
             .partition(|(index, _)| *index <= reconciled);
         self.settling = waiting;
         for (_, from) in done {
-            from.reply(p, None);
+            from.reply(p, Ok(None));
         }
     }
 
@@ -567,7 +586,7 @@ impl DistSupervisor {
 impl GenServer for DistSupervisor {
     type Arg = (DistConfig, Lease);
     type Call = Call;
-    type Reply = Option<Pid>;
+    type Reply = Reply;
     type Cast = ();
     type Cont = ();
 
@@ -600,21 +619,19 @@ impl GenServer for DistSupervisor {
         })
     }
 
-    async fn handle_call(
-        &mut self,
-        call: Call,
-        from: From<Option<Pid>>,
-        _: &Process,
-    ) -> CallReply<Self> {
+    async fn handle_call(&mut self, call: Call, from: From<Reply>, _: &Process) -> CallReply<Self> {
         match call {
-            Call::Whereis(name) => CallReply::Reply(self.children.get(&name).map(|r| r.pid)),
-            Call::Settled(index) if index <= self.reconciled => CallReply::Reply(None),
+            Call::Whereis(name) => CallReply::Reply(Ok(self.children.get(&name).map(|r| r.pid))),
+            Call::Settled(index) if index <= self.reconciled => CallReply::Reply(Ok(None)),
             Call::Settled(index) => {
                 self.settling.push((index, from));
                 CallReply::NoReply
             }
             Call::Await(name) => match self.children.get(&name) {
-                Some(r) => CallReply::Reply(Some(r.pid)),
+                Some(r) => CallReply::Reply(Ok(Some(r.pid))),
+                None if self.failed.contains_key(&name) => {
+                    CallReply::Reply(Err(self.failed[&name].clone()))
+                }
                 None => {
                     self.waiting.entry(name).or_default().push(from);
                     CallReply::NoReply
