@@ -5,7 +5,7 @@
 #![cfg(madsim)]
 
 use crate::common::Echo;
-use otpsim::dist::tcp::{Tcp, TcpConfig};
+use otpsim::dist::tcp::{ConnectError, Tcp, TcpConfig};
 use otpsim::rt::{self, Duration, Machine};
 use otpsim::server::{self, ServerRef};
 use otpsim::{Msg, Node, NodeConfig, Pid, Process, Term};
@@ -19,6 +19,17 @@ fn addr(i: u8) -> SocketAddr {
 /// Node `index` (creation `creation`) on machine `ip`, over TCP, knowing where nodes
 /// `1..=peers` listen (node k at 10.0.0.k, so a restarted node on another address dials).
 async fn boot(index: u16, creation: u16, ip: u8, peers: u16) -> (Node, Tcp, Machine) {
+    boot_with(index, creation, ip, peers, "cookie").await
+}
+
+/// [`boot`] with the cluster's secret `cookie`.
+async fn boot_with(
+    index: u16,
+    creation: u16,
+    ip: u8,
+    peers: u16,
+    cookie: &str,
+) -> (Node, Tcp, Machine) {
     let machine = Machine::with_ip(&format!("n{index}.{creation}"), addr(ip).ip());
     let node = Node::with_config(NodeConfig {
         trace: true,
@@ -27,7 +38,7 @@ async fn boot(index: u16, creation: u16, ip: u8, peers: u16) -> (Node, Tcp, Mach
         machine: Some(machine.clone()),
         ..NodeConfig::default()
     });
-    let mut config = TcpConfig::new(addr(ip), "cookie");
+    let mut config = TcpConfig::new(addr(ip), cookie);
     config.net_ticktime = Duration::from_secs(4);
     server::register_calls::<Echo>(&mut config.codec, "echo");
     config.codec.register::<u32>("u32").register::<Pid>("pid");
@@ -227,6 +238,39 @@ fn a_message_without_a_codec_is_undeliverable_and_says_why() {
                 .any(|l| l.contains("undeliverable") && l.contains("NotOnTheWire")),
             "{lines:?}"
         );
+    });
+}
+
+/// A node with another cookie is refused, whichever side dials, and `connect` says so
+/// (Erlang's handshake status `not_allowed`; the bad input: joining a node with the
+/// wrong cookie); a peer without an address, and one that does not answer, are typed too.
+#[test]
+fn a_node_with_another_cookie_is_refused_and_connect_says_so() {
+    rt::block_on(7, async {
+        let (n1, t1, _m1) = boot_with(1, 0, 1, 4, "cookie").await;
+        let (_n2, _t2, _m2) = boot_with(2, 0, 2, 4, "cookie").await;
+        let (n3, t3, _m3) = boot_with(3, 0, 3, 4, "another").await;
+        // From a process of the node, on its machine.
+        let connect = |node: &Node, tcp: &Tcp, peer: u16| {
+            let (tx, rx) = rt::sync::oneshot::channel();
+            let tcp = tcp.clone();
+            node.spawn(move |_| async move {
+                let _ = tx.send(tcp.connect(peer).await);
+            });
+            async move { rx.await.expect("answered") }
+        };
+        assert_eq!(connect(&n1, &t1, 2).await, Ok(()));
+        assert_eq!(connect(&n3, &t3, 1).await, Err(ConnectError::NotAllowed(1)));
+        assert_eq!(connect(&n1, &t1, 3).await, Err(ConnectError::NotAllowed(3)));
+        assert_eq!(
+            connect(&n1, &t1, 9).await,
+            Err(ConnectError::UnknownPeer(9))
+        );
+        assert_eq!(
+            connect(&n1, &t1, 4).await,
+            Err(ConnectError::Unreachable(4))
+        );
+        assert_eq!(t1.connected(), vec![2]);
     });
 }
 

@@ -7,7 +7,7 @@
 //!
 //! Frames are a 4-byte little-endian length and a bincode `Frame`. Each side's first frame
 //! is a `Hello` with the shared cookie, its index and its creation; a node with another cookie
-//! is refused. Two nodes that dial each other at once keep the lower index's connection. A
+//! is refused (`NotAllowed`), and [`Tcp::connect`] says so. Two nodes that dial each other at once keep the lower index's connection. A
 //! peer that comes back with a new creation replaces its old connection (which goes down).
 //!
 //! The same code runs in a simulation on madsim's TCP (`sim-tests/tcp.rs`) and natively
@@ -112,8 +112,24 @@ struct Shared {
     peers: Mutex<BTreeMap<u16, Peer>>,
     next_id: AtomicU64,
     undeliverable: AtomicU64,
+    /// Why the last dial of each peer failed, when the peer said why.
+    refused: Mutex<BTreeMap<u16, ConnectError>>,
     /// The node halted: nothing connects any more.
     halted: AtomicBool,
+}
+
+/// Why [`Tcp::connect`] did not connect.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    /// The peer has another cookie (Erlang: the handshake's `not_allowed`).
+    #[error("n{0} refused the connection: it has another cookie")]
+    NotAllowed(u16),
+    /// No address is configured for the peer.
+    #[error("no address is configured for n{0}")]
+    UnknownPeer(u16),
+    /// The peer did not answer (down, unreachable, or silent).
+    #[error("n{0} did not answer")]
+    Unreachable(u16),
 }
 
 /// A node's TCP transport (see the module's documentation).
@@ -142,6 +158,7 @@ impl Tcp {
             peers: Mutex::new(BTreeMap::new()),
             next_id: AtomicU64::new(1),
             undeliverable: AtomicU64::new(0),
+            refused: Mutex::new(BTreeMap::new()),
             halted: AtomicBool::new(false),
         });
         node.attach(Arc::new(Port(shared.clone())));
@@ -179,6 +196,35 @@ impl Tcp {
                 }
             }
         }
+    }
+
+    /// Connects to `peer` now, if it is not connected (`net_kernel:connect_node/1`), and
+    /// says why not: a peer with another cookie refuses ([`ConnectError::NotAllowed`]). Call
+    /// it from a process of the node (its dial runs where it is called).
+    pub async fn connect(&self, peer: u16) -> Result<(), ConnectError> {
+        if !self.shared.config.peers.contains_key(&peer) {
+            return Err(ConnectError::UnknownPeer(peer));
+        }
+        {
+            let mut peers = lock(&self.shared.peers);
+            if !peers.contains_key(&peer) {
+                lock(&self.shared.refused).remove(&peer);
+                Port(self.shared.clone()).dial(&mut peers, peer, Vec::new());
+            }
+        }
+        // A dial ends within two tick times (a handshake, or a wait for the peer's own dial).
+        let step = Duration::from_millis(10);
+        let steps = 3 * self.shared.config.net_ticktime.as_millis() / step.as_millis();
+        for _ in 0..steps.max(1) {
+            match lock(&self.shared.peers).get(&peer) {
+                Some(Peer::Up { .. }) => return Ok(()),
+                Some(Peer::Connecting { .. }) => {}
+                None => break,
+            }
+            rt::sleep(step).await;
+        }
+        let refused = lock(&self.shared.refused).remove(&peer);
+        Err(refused.unwrap_or(ConnectError::Unreachable(peer)))
     }
 
     /// How many signals could not be sent (a type without a codec, a frame too large).
@@ -307,7 +353,9 @@ enum Dialled {
     Up(TcpStream, u16),
     /// The peer is dialling us too and keeps its own connection (it has the lower index).
     Refused,
-    /// Nothing (unreachable, another cookie, silence).
+    /// Refused: the peer has another cookie.
+    NotAllowed,
+    /// Nothing (unreachable, silence).
     Failed,
 }
 
@@ -326,6 +374,7 @@ async fn dial_peer(shared: Arc<Shared>, peer: u16, dial: u64) {
         let mut buf = Vec::new();
         match read_frame(&mut stream, &mut buf, MAX_HELLO).await {
             Some(Frame::Busy) => Dialled::Refused,
+            Some(Frame::NotAllowed) => Dialled::NotAllowed,
             reply => match shared.check(reply) {
                 Some((index, creation)) if index == peer => Dialled::Up(stream, creation),
                 _ => Dialled::Failed,
@@ -340,6 +389,10 @@ async fn dial_peer(shared: Arc<Shared>, peer: u16, dial: u64) {
         Dialled::Refused => {
             // The peer's own connection is on its way: it takes over what waits here.
             rt::sleep(shared.config.net_ticktime).await;
+            give_up(&shared, peer, dial);
+        }
+        Dialled::NotAllowed => {
+            lock(&shared.refused).insert(peer, ConnectError::NotAllowed(peer));
             give_up(&shared, peer, dial);
         }
         Dialled::Failed => give_up(&shared, peer, dial),
@@ -384,7 +437,13 @@ async fn answer(shared: Arc<Shared>, mut stream: TcpStream) {
         read_frame(&mut stream, &mut buf, MAX_HELLO),
     )
     .await;
-    let Some((peer, creation)) = shared.check(hello.flatten()) else {
+    let hello = hello.flatten();
+    let another_cookie =
+        matches!(&hello, Some(Frame::Hello { cookie, .. }) if *cookie != shared.config.cookie);
+    let Some((peer, creation)) = shared.check(hello) else {
+        if another_cookie {
+            let _ = send_frame(&mut stream, &Frame::NotAllowed).await;
+        }
         return;
     };
     // Refused, `install` answers so.

@@ -129,6 +129,9 @@ pub(crate) enum Frame {
         to: Pid,
         signal: WireSignal,
     },
+    /// The answer to a hello with another cookie (Erlang's handshake status `not_allowed`):
+    /// the connection is closed.
+    NotAllowed,
 }
 
 #[cfg_attr(not(feature = "tcp"), allow(dead_code))]
