@@ -3,10 +3,10 @@
 //! of Swarm. A case of one target is a case of the other (the same operations), so a Swarm
 //! failure kept in `corpus/` can be run on `cp` as it is.
 //!
-//! Milestone 1 of the design (static membership): a child runs on its shard's owner only, so
-//! it never has two instances; a node that is down leaves its children down until it boots
-//! again (the final heal restarts every node, so they run at rest). Groups are milestone 5:
-//! `Join` and `Leave` do nothing here yet.
+//! A child runs on its shard's owner only, under the owner's lease, so it never has two
+//! instances; a node lost for longer than its lease and the fencing margin is committed down
+//! and its children start on the others. Groups are milestone 5: `Join` and `Leave` do nothing
+//! here yet.
 
 use super::swarm::{faulty, send_bumps, Bump, SwarmOp, SwarmSystem};
 use crate::cluster::cp::supervisor::{self, DistConfig, DistRef};
@@ -80,8 +80,10 @@ impl ClusterTarget for CpSystem {
         SwarmSystem.run_for()
     }
 
-    /// The final heal, then an election (1-2 s after a node boots) and the supervisors'
-    /// reconciliation (every 0.5 s), with room to spare.
+    /// The final heal, then an election (1-2 s after a node boots), a lapsed node's lease
+    /// and fencing margin (4 s) before its shards move, and the supervisors' reconciliation
+    /// (every 0.5 s) and restart grants, with room to spare (campaigns settle within 4 s of
+    /// the heal: README, "The CP supervisor").
     fn quiet(&self) -> Duration {
         Duration::from_secs(10)
     }
