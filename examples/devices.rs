@@ -33,7 +33,7 @@ async fn device(p: Process, arg: Term) -> ExitReason {
 /// What every node runs: the device's start function and the distributed supervisor.
 fn boot(node: &Node) {
     node.register_start("device", device);
-    supervisor::boot(node, config());
+    supervisor::boot(node, config()).expect("the example's settings work");
 }
 
 /// Node 1's part: once the group has a leader, starts the devices by name; then every

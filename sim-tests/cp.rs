@@ -247,6 +247,8 @@ mod supervisor {
     //! "Ownership" and "Leases"): a committed shard table, and leases that let the majority
     //! give a lost node's shards to the others.
 
+    use otpsim::cluster::cp::consensus;
+    use otpsim::cluster::cp::control::Control;
     use otpsim::cluster::cp::supervisor::{self, DistConfig, DistError, DistRef};
     use otpsim::rt::Duration;
     use otpsim::sim::cluster::{ClusterCtl, ClusterReport, ClusterSim};
@@ -265,11 +267,16 @@ mod supervisor {
         node.register_start("device", |p, _| async move {
             let _ = p.recv().await;
         });
+        // Traps exits, so that an exit signal is only a message to it.
+        node.register_start("stubborn", |p, _| async move {
+            p.trap_exit(true);
+            std::future::pending::<()>().await;
+        });
         node.register_start("flaky", |p, _| async move {
             p.sleep(Duration::from_millis(100)).await;
             otpsim::ExitReason::error("flaky")
         });
-        supervisor::boot(&node, config());
+        supervisor::boot(&node, config()).unwrap();
     }
 
     fn cluster(
@@ -405,10 +412,10 @@ mod supervisor {
 
     /// A name of node `k`'s shards at the start (shard i goes to the (i % 3)th voter).
     fn owned_by(k: u16) -> &'static str {
-        let sharding = otpsim::cluster::cp::control::Control::new(config().shards, 0, 0);
+        let shards = config().shards;
         ["d0", "d1", "d2", "d3", "d4", "d5", "d6", "d7"]
             .into_iter()
-            .find(|n| sharding.shard_of(n) % 3 == k - 1)
+            .find(|n| otpsim::cluster::cp::control::shard_of(n, shards) % 3 == k - 1)
             .expect("a name of node k")
     }
 
@@ -496,14 +503,14 @@ mod supervisor {
         check(&report.trace, Consistency::Cp).unwrap();
     }
 
-    /// An owner cut off from the majority stops its children when its lease runs out,
-    /// `{shutdown, lease_lost}`, before the majority starts them elsewhere; after the heal it
-    /// asks for leases again and owns nothing (one instance, always: I1, docs/cp.md "Leases").
-    #[test]
-    fn a_cut_off_owner_stops_its_children_before_they_start_elsewhere() {
-        let report = cluster(17, |ctl| {
+    /// An owner cut off from the majority, running one child from `start`: the majority
+    /// starts the child elsewhere; after the heal the old owner is up again (not put down
+    /// over and over: its lease renews) and finds the child where it now runs. Returns the
+    /// report and the child's two pids.
+    fn cut_off_owner(seed: u64, start_fn: &'static str) -> (ClusterReport, Pid, Pid) {
+        let report = cluster(seed, move |ctl| {
             Box::pin(async move {
-                let pid = start(&ctl, 1, "a", "device").await.expect("started");
+                let pid = start(&ctl, 1, "a", start_fn).await.expect("started");
                 let home = pid.node();
                 ctl.sleep(Duration::from_millis(100)).await;
                 ctl.partition(&[home]);
@@ -514,18 +521,52 @@ mod supervisor {
                 ctl.heal();
                 ctl.sleep(Duration::from_secs(3)).await;
                 assert_eq!(whereis(&ctl, home, "a").await, Some(again));
+                // The leader granted the old owner a lease again within a renewal or two.
+                let group = config().raft.name;
+                let ages = ctl
+                    .on(other, move |p| async move {
+                        let wait = Duration::from_secs(1);
+                        let leader = consensus::status::<Control>(&p, &group, other, wait)
+                            .await?
+                            .leader
+                            .expect("a leader");
+                        consensus::status::<Control>(&p, &group, leader, wait).await
+                    })
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .lease_ages_ms;
+                assert!(ages[&home] < 2_000, "n{home} renews: {ages:?}");
             })
         });
         let pids = starts(&report.trace, "a");
         assert_eq!(pids.len(), 2, "{pids:?}");
-        let lost = exits(&report.trace, pids[0]);
+        (report, pids[0], pids[1])
+    }
+
+    /// An owner cut off from the majority stops its children when its lease runs out,
+    /// `{shutdown, lease_lost}`, before the majority starts them elsewhere; after the heal it
+    /// asks for leases again and owns nothing (one instance, always: I1, docs/cp.md "Leases").
+    #[test]
+    fn a_cut_off_owner_stops_its_children_before_they_start_elsewhere() {
+        let (report, old, new) = cut_off_owner(17, "device");
+        let lost = exits(&report.trace, old);
         let lease_lost = Term::tuple([Term::atom("shutdown"), Term::atom("lease_lost")]);
         assert_eq!(lost.len(), 1);
         assert_eq!(lost[0].1, lease_lost);
-        assert!(
-            lost[0].0 < start_at(&report.trace, pids[1]),
-            "stopped first"
-        );
+        assert!(lost[0].0 < start_at(&report.trace, new), "stopped first");
+        check(&report.trace, Consistency::Cp).unwrap();
+    }
+
+    /// A child that traps exits is stopped all the same when the lease lapses (`kill` right
+    /// after `{shutdown, lease_lost}`): it cannot outlive its owner's lease.
+    #[test]
+    fn a_child_that_traps_exits_cannot_outlive_the_lease() {
+        let (report, old, new) = cut_off_owner(20, "stubborn");
+        let lost = exits(&report.trace, old);
+        assert_eq!(lost.len(), 1);
+        assert_eq!(lost[0].1, Term::atom("killed"));
+        assert!(lost[0].0 < start_at(&report.trace, new), "stopped first");
         check(&report.trace, Consistency::Cp).unwrap();
     }
 
@@ -552,7 +593,7 @@ mod supervisor {
                     node.register_start("device", |p, _| async move {
                         let _ = p.recv().await;
                     });
-                    supervisor::boot(&node, booted.clone());
+                    supervisor::boot(&node, booted.clone()).unwrap();
                 }
                 ctl.sleep(Duration::from_secs(3)).await;
                 let dsup = booted.handle();

@@ -342,6 +342,20 @@ impl Checker {
             ClusterEvent::Heal => self.conflicts.clear(),
             ClusterEvent::AtRest => {
                 self.at_rest = Some(i);
+                // A fenced instance must stop once its node resumes (the final heal resumes
+                // every node).
+                if let Some((&pid, &successor)) = self.fenced.iter().next() {
+                    let name = self.names.get(&pid).cloned().unwrap_or_default();
+                    return Err(found(
+                        Invariant::OneInstance,
+                        &name,
+                        format!(
+                            "{pid} still runs at rest, fenced since another instance started \
+                             while its node was paused"
+                        ),
+                        vec![successor, i],
+                    ));
+                }
                 if self.consistency == Consistency::Ap {
                     let names: Vec<String> = self.live.keys().cloned().collect();
                     for name in names {

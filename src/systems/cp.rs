@@ -40,7 +40,7 @@ pub async fn worker(p: Process, _: Term) -> ExitReason {
 pub fn boot(node: &crate::Node) {
     node.register_start("worker", worker);
     node.register_start("faulty", faulty);
-    supervisor::boot(node, config());
+    supervisor::boot(node, config()).expect("the target's settings work");
 }
 
 /// The seed system on the CP supervisor, as a cluster target: three nodes, the `swarm`

@@ -20,9 +20,10 @@
 //! The leader also grants the group's nodes leases ([`lease`], docs/cp.md "Leases"): a grant
 //! is answered once a majority has confirmed the leader is still the leader (a ReadIndex), and
 //! the leader keeps, per node, when it last granted one ([`Status::lease_ages_ms`]). A new
-//! leader counts every node as granted when it took over, which is later than any grant its
-//! predecessor could still have confirmed; it grants nothing until it has applied the log of
-//! the terms before its own, so a node committed down is refused.
+//! leader counts every node as granted when it took over: a node that holds a lease its
+//! predecessor confirmed asked for it before the majority acknowledged, and that majority
+//! acknowledged before it voted for the new leader. It grants nothing until it has applied
+//! the log of the terms before its own, so a node committed down is refused.
 //!
 //! ```
 //! # #[cfg(madsim)] {
@@ -80,7 +81,7 @@ use raft::storage::MemStorage;
 use raft::{RawNode, StateRole};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A state machine replicated by a Raft group: every node applies the same commands in the same
 /// order, and answers queries from what it has applied.
@@ -290,7 +291,7 @@ pub enum Response<M: Replicated> {
     Watching,
     /// The node's state is fresh, up to this log position.
     Fresh(u64),
-    /// The lease is granted, from when it was asked.
+    /// The lease is granted; the leader counts it from when it answered.
     Leased,
     /// Whether the lease was revoked (or had been).
     Expired(bool),
@@ -343,7 +344,7 @@ pub struct Consensus<M: Replicated> {
     /// As leader: when each member was last granted a lease (or this node took over, if later).
     granted: BTreeMap<u16, Instant>,
     /// As leader: members whose lease it revoked, granted none again while it leads.
-    revoked: std::collections::BTreeSet<u16>,
+    revoked: BTreeSet<u16>,
 }
 
 /// A fresh read or a lease grant, waiting for a majority to confirm the leader.
@@ -436,7 +437,8 @@ pub async fn fresh<M: Replicated>(
 /// `Ok` once a majority confirmed the leader, which counts the lease from then on. The caller
 /// holds it from when it asked, for less than the leader counts (docs/cp.md, "Leases").
 /// `LeaseRefused` if the group's state says `me` may not hold one; `NotLeader` or
-/// `Unavailable` if no leader answered within `timeout`.
+/// `Unavailable` if no leader answered within `timeout`, or if the leader revoked `me`'s lease
+/// and the state has not yet put `me` down.
 pub async fn lease<M: Replicated>(
     p: &Process,
     name: &str,
@@ -540,21 +542,47 @@ impl<M: Replicated> Consensus<M> {
     }
 
     /// Keeps the lease table with the role: a node that takes over as leader counts every
-    /// member as granted now (later than any grant its predecessor could still have confirmed:
-    /// that needed a majority which then voted for this node); one that no longer leads
-    /// forgets it.
+    /// member as granted now (a grant its predecessor confirmed counts from a moment before
+    /// that: the holder asked before the majority's acknowledgements, which came before that
+    /// majority voted for this node); one that no longer leads forgets it. A member the state
+    /// has put down is no longer revoked (the state refuses it from now on), and counts as
+    /// granted now, so that once it is up again it is not put down before it could renew.
     fn leadership(&mut self, now: Instant) {
         let raft = &self.raw.raft;
         if raft.state != StateRole::Leader {
             self.leading = None;
             self.granted.clear();
             self.revoked.clear();
-        } else if self.leading != Some(raft.term) {
+            return;
+        }
+        if self.leading != Some(raft.term) {
             self.leading = Some(raft.term);
             self.lead_since = now;
             self.granted = self.config.voters.iter().map(|&v| (v, now)).collect();
             self.revoked.clear();
         }
+        for (&node, at) in self.granted.iter_mut() {
+            if !self.machine.leasable(node) {
+                self.revoked.remove(&node);
+                *at = now;
+            }
+        }
+    }
+
+    /// Whether this leader may grant `node` a lease now: `Err` says why not.
+    fn may_grant(&self, now: Instant, node: u16) -> Result<(), ConsensusError> {
+        if self.leading.is_none() {
+            let leader = self.status(now).leader;
+            return Err(ConsensusError::NotLeader { leader });
+        }
+        if !self.config.voters.contains(&node) || !self.machine.leasable(node) {
+            return Err(ConsensusError::LeaseRefused);
+        }
+        // Revoked: it may already be replaced, until the state puts it down.
+        if self.revoked.contains(&node) {
+            return Err(ConsensusError::Unavailable);
+        }
+        Ok(())
     }
 
     fn send(&self, p: &Process, messages: Vec<Message>) {
@@ -678,18 +706,7 @@ impl<M: Replicated> Consensus<M> {
     /// Grants `node` a lease, confirmed by a majority: kept from now, unless this node no
     /// longer leads or the state refuses it.
     fn grant(&mut self, now: Instant, node: u16) -> Reply<M> {
-        if self.leading.is_none() {
-            return Err(ConsensusError::NotLeader {
-                leader: self.status(now).leader,
-            });
-        }
-        if !self.machine.leasable(node) {
-            return Err(ConsensusError::LeaseRefused);
-        }
-        // Revoked while the majority confirmed it: its holder may already be replaced.
-        if self.revoked.contains(&node) {
-            return Err(ConsensusError::Unavailable);
-        }
+        self.may_grant(now, node)?;
         self.granted.insert(node, now);
         Ok(Response::Leased)
     }
@@ -743,7 +760,7 @@ impl<M: Replicated> GenServer for Consensus<M> {
             leading: None,
             lead_since: p.now(),
             granted: BTreeMap::new(),
-            revoked: std::collections::BTreeSet::new(),
+            revoked: BTreeSet::new(),
         })
     }
 
@@ -803,20 +820,18 @@ impl<M: Replicated> GenServer for Consensus<M> {
                 }
             }
             Request::Lease(node) => {
-                self.leadership(p.now());
-                if self.leading.is_none() {
-                    let leader = self.status(p.now()).leader;
-                    return CallReply::Reply(Err(ConsensusError::NotLeader { leader }));
+                let now = p.now();
+                self.leadership(now);
+                // A member asks for its own lease only.
+                if from.pid().node() != node {
+                    return CallReply::Reply(Err(ConsensusError::LeaseRefused));
+                }
+                if let Err(e) = self.may_grant(now, node) {
+                    return CallReply::Reply(Err(e));
                 }
                 // Not before this leader has applied the terms before its own: a node they
                 // committed down must be refused.
                 if !self.raw.raft.apply_to_current_term() {
-                    return CallReply::Reply(Err(ConsensusError::Unavailable));
-                }
-                if !self.machine.leasable(node) {
-                    return CallReply::Reply(Err(ConsensusError::LeaseRefused));
-                }
-                if self.revoked.contains(&node) {
                     return CallReply::Reply(Err(ConsensusError::Unavailable));
                 }
                 self.proposals += 1;

@@ -43,9 +43,43 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// How late after its stamp a granted restart may be made: an owner that hears the grant
-/// later asks again (the late grant stays counted), and the window is this much longer, so that
-/// restarts made never exceed the intensity within the window itself.
+/// later, or cannot restart the child by then, asks again for the same crash, and the window
+/// is this much longer, so that restarts made never exceed the intensity within the window
+/// itself.
 pub const GRANT_SLACK_MS: u64 = 500;
+
+/// A restart window of `max_seconds`, in ms on the leader's clock: with the grant slack on
+/// the owner's, and both clocks drifting as far as a simulated one may
+/// ([`MAX_DRIFT_PPM`](crate::rt::MAX_DRIFT_PPM)), the owner slow and the leader fast,
+/// it still covers `max_seconds` and the slack of true time.
+///
+/// ```
+/// use otpsim::cluster::cp::control::window_ms;
+/// // 5 s and 0.5 s of slack, on a clock 10% fast, after a slack 10% slow.
+/// assert_eq!(window_ms(5), 6112);
+/// ```
+pub fn window_ms(max_seconds: u32) -> u64 {
+    let drift = crate::rt::MAX_DRIFT_PPM.unsigned_abs() as u64;
+    let slack = (GRANT_SLACK_MS * 1_000_000).div_ceil(1_000_000 - drift);
+    ((u64::from(max_seconds) * 1000 + slack) * (1_000_000 + drift)).div_ceil(1_000_000)
+}
+
+/// The shard of `name` among `shards` (at least one): a stable hash (FNV-1a), the same on
+/// every node and platform, whoever is in the cluster.
+///
+/// ```
+/// use otpsim::cluster::cp::control::shard_of;
+/// assert_eq!(shard_of("k1", 64), shard_of("k1", 64));
+/// assert!(shard_of("k1", 64) < 64);
+/// assert_eq!(shard_of("k1", 0), 0);
+/// ```
+pub fn shard_of(name: &str, shards: u16) -> u16 {
+    (crate::hash::fnv1a(name.as_bytes()) % u64::from(shards.max(1))) as u16
+}
+
+/// One crash of a child, as its owner reports it: the owner's supervisor and its count of
+/// crashes, so that asking again for the same crash (a late grant) is not counted twice.
+pub type CrashId = (crate::Pid, u64);
 
 /// What a desired child is started from: a start function registered on every node under
 /// `start` ([`Node::register_start`](crate::Node::register_start)), and its argument.
@@ -88,6 +122,8 @@ pub enum Command {
     Crashed {
         /// Its name.
         name: String,
+        /// Which crash.
+        crash: CrashId,
         /// When the leader proposed it.
         lead: Lead,
     },
@@ -175,8 +211,9 @@ pub struct Control {
     /// Members whose lease lapsed, until they ask again.
     down: BTreeSet<u16>,
     desired: BTreeMap<String, Child>,
-    /// Each desired child's restarts granted within its window, on the leader's clock.
-    crashes: BTreeMap<String, Vec<Lead>>,
+    /// Each desired child's restarts granted within its window, on the leader's clock, by
+    /// crash.
+    crashes: BTreeMap<String, Vec<(Lead, CrashId)>>,
 }
 
 impl Control {
@@ -192,7 +229,7 @@ impl Control {
 
     /// The shard of `name`: a stable hash, the same on every node and platform.
     pub fn shard_of(&self, name: &str) -> u16 {
-        (crate::hash::fnv1a(name.as_bytes()) % u64::from(self.shards)) as u16
+        shard_of(name, self.shards)
     }
 
     /// Whether the shard table is assigned.
@@ -304,26 +341,31 @@ impl Replicated for Control {
                     None => Outcome::NotDesired,
                 }
             }
-            Command::Crashed { name, lead } => {
+            Command::Crashed { name, crash, lead } => {
                 if !self.desired.contains_key(&name) {
                     return Outcome::NotDesired;
                 }
                 let (max_restarts, max_seconds) = self.intensity;
-                let window = u64::from(max_seconds) * 1000 + GRANT_SLACK_MS;
+                let window = window_ms(max_seconds);
                 let granted = self.crashes.entry(name.clone()).or_default();
                 // Two leaders' clocks cannot be compared: a grant of an earlier term counts as
                 // made when this term began (no earlier than it was), so it leaves the window
                 // late, never early.
-                granted.retain(|g| {
+                granted.retain(|(g, _)| {
                     let at = if g.term == lead.term { g.ms } else { 0 };
                     at + window > lead.ms
                 });
+                // The same crash asked again: its grant moves to now, counted once.
+                if let Some(again) = granted.iter_mut().find(|(_, c)| *c == crash) {
+                    again.0 = lead;
+                    return Outcome::Restart;
+                }
                 if granted.len() >= max_restarts as usize {
                     self.crashes.remove(&name);
                     self.desired.remove(&name);
                     Outcome::GaveUp
                 } else {
-                    granted.push(lead);
+                    granted.push((lead, crash));
                     Outcome::Restart
                 }
             }
@@ -391,10 +433,16 @@ impl Replicated for Control {
 mod tests {
     use super::*;
 
+    /// A new crash of `k` at `ms` of the leader's `term`.
     fn crashed_in(c: &mut Control, term: u64, ms: u64) -> Outcome {
+        let crash = (crate::Pid::new(1, 0, 5), term * 1_000_000 + ms);
+        asked_again(c, term, ms, crash)
+    }
+
+    fn asked_again(c: &mut Control, term: u64, ms: u64, crash: CrashId) -> Outcome {
         let lead = Lead { term, ms };
         let name = "k".into();
-        c.apply(0, Command::Crashed { name, lead })
+        c.apply(0, Command::Crashed { name, crash, lead })
     }
 
     fn crashed(c: &mut Control, ms: u64) -> Outcome {
@@ -418,23 +466,34 @@ mod tests {
         c.apply(0, start.clone());
         assert_eq!(crashed(&mut c, 1_000), Outcome::Restart);
         assert_eq!(crashed(&mut c, 2_000), Outcome::Restart);
-        // Out of the window (5 s + 0.5 s) by now: the first grant no longer counts.
-        assert_eq!(crashed(&mut c, 6_600), Outcome::Restart);
-        assert_eq!(crashed(&mut c, 7_000), Outcome::Restart);
-        assert_eq!(crashed(&mut c, 7_100), Outcome::GaveUp);
-        assert_eq!(crashed(&mut c, 7_200), Outcome::NotDesired);
+        // Out of the window (5 s and the slack, widened for drift: 6.112 s) by now: the first
+        // grant no longer counts.
+        assert_eq!(crashed(&mut c, 7_200), Outcome::Restart);
+        assert_eq!(crashed(&mut c, 7_300), Outcome::Restart);
+        assert_eq!(crashed(&mut c, 7_400), Outcome::GaveUp);
+        assert_eq!(crashed(&mut c, 7_500), Outcome::NotDesired);
         // Desired anew (no longer desired, so not `AlreadyDesired`): a new child.
         assert_eq!(c.apply(0, start.clone()), Outcome::Desired { owner: None });
-        assert_eq!(crashed(&mut c, 7_300), Outcome::Restart);
+        assert_eq!(crashed(&mut c, 7_600), Outcome::Restart);
         // A new leader's clock starts again: the earlier term's grants count as made when
-        // it began, and leave the window 5.5 s into the new term, not earlier.
+        // it began, and leave the window 6.112 s into the new term, not earlier.
         assert_eq!(crashed_in(&mut c, 2, 100), Outcome::Restart);
         assert_eq!(crashed_in(&mut c, 3, 5_000), Outcome::Restart);
         assert_eq!(crashed_in(&mut c, 3, 5_400), Outcome::GaveUp);
-        c.apply(0, start);
+        c.apply(0, start.clone());
         assert_eq!(crashed_in(&mut c, 3, 6_000), Outcome::Restart);
         assert_eq!(crashed_in(&mut c, 4, 0), Outcome::Restart);
-        assert_eq!(crashed_in(&mut c, 4, 5_600), Outcome::Restart);
-        assert_eq!(crashed_in(&mut c, 4, 5_700), Outcome::Restart);
+        assert_eq!(crashed_in(&mut c, 4, 6_200), Outcome::Restart);
+        assert_eq!(crashed_in(&mut c, 4, 6_300), Outcome::Restart);
+        // The same crash asked again (its grant came too late to use) is counted once.
+        c.apply(0, Command::Terminate { name: "k".into() });
+        c.apply(0, start);
+        let first = (crate::Pid::new(1, 0, 5), 1);
+        assert_eq!(asked_again(&mut c, 5, 0, first), Outcome::Restart);
+        assert_eq!(asked_again(&mut c, 5, 100, first), Outcome::Restart);
+        assert_eq!(asked_again(&mut c, 5, 200, first), Outcome::Restart);
+        assert_eq!(crashed_in(&mut c, 5, 300), Outcome::Restart);
+        assert_eq!(crashed_in(&mut c, 5, 400), Outcome::Restart);
+        assert_eq!(crashed_in(&mut c, 5, 500), Outcome::GaveUp);
     }
 }

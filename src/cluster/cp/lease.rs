@@ -111,20 +111,39 @@ pub fn lease_lost() -> ExitReason {
     ExitReason::ShutdownWith(Term::atom("lease_lost"))
 }
 
+/// Stops `pid` because the lease lapsed: `{shutdown, lease_lost}`, and `kill` at once after
+/// it, so that a child that traps exits stops too (it gets no time to act on the message).
+pub fn stop(p: &Process, pid: Pid) {
+    p.exit(pid, lease_lost());
+    p.exit(pid, ExitReason::Kill);
+}
+
+/// The enforcer of `lease` on this node, as the calling process: it stops the children held
+/// under the lease when it lapses, at that moment, whatever the keeper is waiting for.
+pub async fn enforce(p: Process, config: DistConfig, lease: Lease) -> ExitReason {
+    // While no lease holds, nothing is held; a renewal comes at most this often.
+    let idle = (config.lease / 3).max(Duration::from_millis(1));
+    loop {
+        stop_lapsed(&p, &lease);
+        let left = lease.left(p.now());
+        p.sleep(if left.is_zero() { idle } else { left }).await;
+    }
+}
+
 /// The keeper of `lease` on this node, as the calling process, until the node goes down: it
-/// renews the lease, stops the children held under it when it lapses, asks for leases again
-/// when the group committed this node down, and, on the leader, commits down the members
-/// whose lease lapsed with the fencing margin.
+/// renews the lease, asks for leases again when the group committed this node down, and, on
+/// the leader, commits down the members whose lease lapsed with the fencing margin. (The
+/// children held under the lease are stopped by [`enforce`], on time whatever the keeper
+/// waits for.)
 pub async fn keep(p: Process, config: DistConfig, lease: Lease) -> ExitReason {
     let me = p.pid().node();
     let group = config.raft.name.clone();
     let lasts = config.lease.saturating_sub(config.drift_margin);
-    let renew_every = config.lease / 3;
+    let renew_every = (config.lease / 3).max(Duration::from_millis(1));
     let mut renew_at = p.now();
     loop {
-        stop_lapsed(&p, &lease);
-        // Every wait is bounded by what is left of the lease (halved: two calls at most),
-        // so that it is stopped on time.
+        // A wait for the group lasts at most half of what is left of the lease, so that a
+        // renewal can still be tried before it lapses.
         let left = lease.left(p.now());
         let within = if left.is_zero() {
             RENEW_WITHIN
@@ -144,7 +163,6 @@ pub async fn keep(p: Process, config: DistConfig, lease: Lease) -> ExitReason {
                 Err(_) => {}
             }
         }
-        stop_lapsed(&p, &lease);
         // Awake for the next renewal, the end of its own lease, and (on the leader) the
         // moment the next member's lease and fencing margin are over.
         let now = p.now();
@@ -162,7 +180,7 @@ pub async fn keep(p: Process, config: DistConfig, lease: Lease) -> ExitReason {
 /// Stops the children held under the lease if it lapsed.
 fn stop_lapsed(p: &Process, lease: &Lease) {
     for pid in lease.lapse(p.now()) {
-        p.exit(pid, lease_lost());
+        stop(p, pid);
     }
 }
 

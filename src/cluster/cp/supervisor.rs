@@ -26,7 +26,7 @@
 //!         node.register_start("device", |p, _| async move {
 //!             let _ = p.recv().await;
 //!         });
-//!         supervisor::boot(&node, config.clone());
+//!         supervisor::boot(&node, config.clone()).unwrap();
 //!     }
 //!     ctl.sleep(Duration::from_secs(3)).await;
 //!     let dsup = config.handle();
@@ -99,6 +99,37 @@ impl DistConfig {
         }
     }
 
+    /// Whether the settings can work: `Err` says which does not.
+    ///
+    /// ```
+    /// use otpsim::cluster::cp::supervisor::{DistConfig, DistConfigError};
+    /// use otpsim::rt::Duration;
+    /// let mut config = DistConfig::new("devices", [1, 2, 3]);
+    /// assert_eq!(config.check(), Ok(()));
+    /// config.drift_margin = Duration::from_secs(3);
+    /// assert_eq!(config.check(), Err(DistConfigError::LeaseShorterThanMargin));
+    /// ```
+    pub fn check(&self) -> Result<(), DistConfigError> {
+        if self.raft.voters.is_empty() {
+            return Err(DistConfigError::NoVoters);
+        }
+        if self.lease <= self.drift_margin {
+            return Err(DistConfigError::LeaseShorterThanMargin);
+        }
+        // A day: a longer lease is a mistake, and the sums of durations stay far from overflow.
+        let day = Duration::from_secs(86_400);
+        if [self.lease, self.fencing_margin, self.timeout]
+            .iter()
+            .any(|d| *d > day)
+        {
+            return Err(DistConfigError::TooLong);
+        }
+        if self.timeout.is_zero() {
+            return Err(DistConfigError::NoTimeout);
+        }
+        Ok(())
+    }
+
     /// A handle for the API calls.
     pub fn handle(&self) -> DistRef {
         DistRef {
@@ -109,16 +140,38 @@ impl DistConfig {
     }
 }
 
+/// Why a [`DistConfig`] cannot work ([`DistConfig::check`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DistConfigError {
+    /// The Raft group has no voters.
+    #[error("the supervisor's group has no voters")]
+    NoVoters,
+    /// The lease is not longer than the drift margin: no node would ever hold one.
+    #[error("the lease must be longer than the drift margin")]
+    LeaseShorterThanMargin,
+    /// A lease, margin or timeout longer than a day.
+    #[error("a lease, margin or timeout longer than a day")]
+    TooLong,
+    /// A zero timeout: no call could succeed.
+    #[error("the call timeout is zero")]
+    NoTimeout,
+}
+
 /// Starts the distributed supervisor on `node`: its Raft group's server, its lease's keeper
-/// and the supervisor, at the node's first boot and at every restart.
-pub fn boot(node: &Node, config: DistConfig) {
+/// and enforcer, and the supervisor, at the node's first boot and at every restart. Nothing
+/// starts if the settings cannot work ([`DistConfig::check`]).
+pub fn boot(node: &Node, config: DistConfig) -> Result<(), DistConfigError> {
+    config.check()?;
     let (raft, shards) = (config.raft.clone(), config.shards);
     let control = Control::new(shards, config.max_restarts, config.max_seconds);
     node.spawn(move |p| consensus::serve(p, raft, control));
     let lease = Lease::default();
     let (keeper, kept) = (config.clone(), lease.clone());
     node.spawn(move |p| lease::keep(p, keeper, kept));
+    let (enforcer, enforced) = (config.clone(), lease.clone());
+    node.spawn(move |p| lease::enforce(p, enforcer, enforced));
     node.spawn(move |p| serve(p, config, lease));
+    Ok(())
 }
 
 /// Registers what a distributed supervisor's nodes send each other in `codec`: its Raft
@@ -315,7 +368,13 @@ pub struct DistSupervisor {
     /// Children that crashed, whose crash the group has not counted yet: not restarted until
     /// it has (a side without a majority restarts nothing). Kept on the node's disk, so that
     /// a crash the node could not report before it went down is counted when it boots.
-    crashed: BTreeSet<String>,
+    /// Each with its crash's number (with this supervisor's pid, the crash's id).
+    crashed: BTreeMap<String, u64>,
+    /// The number of the next crash.
+    crashes: u64,
+    /// Children whose restart the group granted, with when it was asked and the crash: made
+    /// only within the grant slack of the asking, or asked again.
+    granted: BTreeMap<String, (crate::rt::Instant, u64)>,
     /// Children whose start function this node lacks, with it: not started here.
     failed: BTreeMap<String, String>,
     /// Callers waiting for a child to run.
@@ -399,7 +458,8 @@ impl DistSupervisor {
         }
         self.failed.retain(|name, _| wanted.contains_key(name));
         let before = self.crashed.len();
-        self.crashed.retain(|name| wanted.contains_key(name));
+        self.crashed.retain(|name, _| wanted.contains_key(name));
+        self.granted.retain(|name, _| wanted.contains_key(name));
         if self.crashed.len() != before {
             self.save_crashed(p);
         }
@@ -410,20 +470,24 @@ impl DistSupervisor {
             let _ = consensus::propose::<Control>(p, &group, me, command, timeout).await;
         }
         // Each crash is counted by the group, against the child's intensity wherever it ran.
-        let crashed: Vec<String> = self.crashed.iter().cloned().collect();
-        for name in crashed {
+        let crashed: Vec<(String, u64)> =
+            self.crashed.iter().map(|(n, &c)| (n.clone(), c)).collect();
+        for (name, crash) in crashed {
             // Counted when the restart is granted, as OTP counts a restart when it makes it
             // (a crash on a side without a majority is restarted, and counted, after the heal).
             let asked = p.now();
             let command = Command::Crashed {
                 name: name.clone(),
+                crash: (p.pid(), crash),
                 lead: Lead::default(),
             };
-            let slack = Duration::from_millis(super::control::GRANT_SLACK_MS);
             match consensus::propose::<Control>(p, &group, me, command, timeout).await {
-                // A grant heard too late is not used: the next reconciliation asks again.
-                Ok((_, Outcome::Restart)) if p.now() > asked + slack => {}
-                Ok((_, Outcome::Restart | Outcome::GaveUp | Outcome::NotDesired)) => {
+                Ok((_, Outcome::Restart)) => {
+                    self.crashed.remove(&name);
+                    self.granted.insert(name, (asked, crash));
+                    self.save_crashed(p);
+                }
+                Ok((_, Outcome::GaveUp | Outcome::NotDesired)) => {
                     self.crashed.remove(&name);
                     self.save_crashed(p);
                 }
@@ -437,7 +501,7 @@ impl DistSupervisor {
             .filter(|(name, _)| {
                 !self.children.contains_key(name)
                     && !self.failed.contains_key(name)
-                    && !self.crashed.contains(name)
+                    && !self.crashed.contains_key(name)
             })
             .collect();
         if !to_start.is_empty() && !self.confirmed(p, &to_start).await {
@@ -447,11 +511,34 @@ impl DistSupervisor {
         if !to_start.is_empty() && self.lease.left(p.now()) < START_WITHIN {
             return;
         }
+        // A granted restart not made within the slack of its asking (the fresh read or the
+        // lease held it up) is asked for again: counted once, as the same crash.
+        let slack = Duration::from_millis(super::control::GRANT_SLACK_MS);
+        let now = p.now();
+        let late: Vec<String> = self
+            .granted
+            .iter()
+            .filter(|(_, (asked, _))| now > *asked + slack)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in &late {
+            if let Some((_, crash)) = self.granted.remove(name) {
+                self.crashed.insert(name.clone(), crash);
+            }
+        }
+        if !late.is_empty() {
+            self.save_crashed(p);
+        }
+        let to_start: Vec<(String, Child)> = to_start
+            .into_iter()
+            .filter(|(name, _)| !self.crashed.contains_key(name))
+            .collect();
         for (name, child) in to_start {
+            self.granted.remove(&name);
             match p.spawn_link_on(me, &child.start, child.arg.clone()).await {
                 Ok(pid) if !self.lease.hold(pid, p.now()) => {
                     // The lease lapsed while it started: it never counted as started.
-                    p.exit(pid, lease::lease_lost());
+                    lease::stop(p, pid);
                 }
                 Ok(pid) => {
                     p.node().record(EventKind::Dist(DistEvent::Start {
@@ -496,15 +583,15 @@ impl DistSupervisor {
             return;
         };
         let shards: BTreeSet<u16> = shards.into_iter().collect();
-        let sharding = Control::new(self.config.shards, 0, 0);
         let mut acquired = false;
         for name in wanted.keys() {
-            let shard = sharding.shard_of(name);
+            let shard = super::control::shard_of(name, self.config.shards);
             if shards.contains(&shard)
                 && !self.shards.contains(&shard)
                 && !self.children.contains_key(name)
             {
-                self.crashed.insert(name.clone());
+                let crash = self.next_crash();
+                self.crashed.insert(name.clone(), crash);
                 acquired = true;
             }
         }
@@ -569,8 +656,15 @@ impl DistSupervisor {
         if *reason == lease::lease_lost() {
             return;
         }
-        self.crashed.insert(name);
+        let crash = self.next_crash();
+        self.crashed.insert(name, crash);
         self.save_crashed(p);
+    }
+
+    /// A number for a new crash.
+    fn next_crash(&mut self) -> u64 {
+        self.crashes += 1;
+        self.crashes
     }
 
     /// Writes the crashes not yet counted to the node's disk, synced.
@@ -597,17 +691,20 @@ impl GenServer for DistSupervisor {
         p.trap_exit(true);
         p.send(p.pid(), Tick);
         // A file this supervisor did not write counts as no crash.
-        let crashed = p
+        let crashed: BTreeMap<String, u64> = p
             .node()
             .disk()
             .read(&format!("{}.crashed", config.name))
             .and_then(|bytes| bincode::deserialize(&bytes).ok())
             .unwrap_or_default();
+        let crashes = crashed.values().copied().max().unwrap_or(0);
         Init::Ok(DistSupervisor {
             config,
             lease,
             children: BTreeMap::new(),
             crashed,
+            crashes,
+            granted: BTreeMap::new(),
             failed: BTreeMap::new(),
             waiting: BTreeMap::new(),
             settling: Vec::new(),

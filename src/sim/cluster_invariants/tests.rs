@@ -125,6 +125,11 @@ fn i1_a_paused_nodes_instance_is_fenced_by_a_start_elsewhere() {
     // A handled message of a stopped instance is no longer judged as fenced.
     let stopped = paused().exit(a()).dist(handled);
     assert_eq!(stopped.check(Consistency::Cp), Ok(()));
+    // A fenced instance still running at rest never stopped.
+    assert_eq!(
+        paused().rest().check(Consistency::Cp),
+        Err(Invariant::OneInstance)
+    );
 }
 
 #[test]
