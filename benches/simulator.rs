@@ -4,7 +4,7 @@
 //! tree hit by 100 faults; and on one core for a cluster-graph case of 3 nodes and about 15
 //! processes under cluster faults, and for a case of seed 003 on Swarm (3 nodes, its workload
 //! and every cluster fault) (both with the `harness` feature, on by default), and the same
-//! cases on the CP supervisor (with `--features cp`). Prints
+//! cases on the CP supervisor (feature `cp`, on by default). Prints
 //! `RESULT<TAB>otpsim<TAB>sim<TAB><metric><TAB><value>` lines; `simulator small`, `simulator
 //! large`, `simulator cluster`, `simulator swarm`, `simulator cp` or `simulator floor` runs
 //! one of them.

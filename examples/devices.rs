@@ -6,8 +6,8 @@
 //! lease lapses, and a start there answers `Unavailable` instead of diverging.
 //!
 //! ```sh
-//! cargo run --features cp --example devices          # in simulation, the same every run
-//! cargo run-native --features cp --example devices   # three OS processes over TCP, SIGKILL
+//! cargo run --example devices          # in simulation, the same every run
+//! cargo run-native --example devices   # three OS processes over TCP, SIGKILL
 //! ```
 
 use otpsim::cluster::cp::supervisor::{self, DistConfig, DistError};

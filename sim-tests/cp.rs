@@ -620,7 +620,7 @@ mod supervisor {
     }
 
     /// The sweep, 0 to 10% slow in steps of 1% (the table in docs/cp.md comes from
-    /// `cargo test --features cp --test sim -- drift_band --nocapture`): inside the band (4.9%
+    /// `cargo test --test sim -- drift_band --nocapture`): inside the band (4.9%
     /// with these settings) every run holds; beyond it every run breaks, as the leader commits
     /// the owner down at the first moment its margins allow.
     #[test]

@@ -40,7 +40,7 @@ pub use process::{Disk, ExitReason, Msg, Node, NodeConfig, Process};
 /// Every built-in target of `otpsim fuzz` and `otpsim replay`: the random processes over a
 /// cluster (`cluster-graph`), the generated supervision trees (`tree`), the
 /// [example systems](systems), Swarm (`swarm`, [`systems::swarm`]), whose failures are
-/// its known flaws, and, with the feature `cp`, the CP supervisor on Swarm's workload (`cp`).
+/// its known flaws, and, with the feature `cp` (on by default), the CP supervisor on Swarm's workload (`cp`).
 #[cfg(feature = "harness")]
 pub fn targets() -> Vec<std::sync::Arc<dyn sim::harness::AnyTarget>> {
     use std::sync::Arc;

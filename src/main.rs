@@ -56,9 +56,10 @@ enum Command {
         /// Fuzz only this target (repeatable): `graph` (random process graphs),
         /// `cluster-graph` (random processes over 3-5 nodes under node crashes, restarts,
         /// pauses, slow links and partitions), `tree` (generated supervision trees), an example
-        /// system: `kv`, `todo`, `connections`, `pipeline`, `tickets`, or `swarm` (the model of
+        /// system: `kv`, `todo`, `connections`, `pipeline`, `tickets`, `swarm` (the model of
         /// Elixir's Swarm on 3 nodes, whose failures are its known flaws: reported apart, and
-        /// shrunk and saved only when it is named here). Default: all of them, in turn.
+        /// shrunk and saved only when it is named here), or `cp` (the CP distributed
+        /// supervisor on Swarm's workload and faults). Default: all of them, in turn.
         #[arg(long = "target")]
         targets: Vec<String>,
         /// Fault families the harness targets draw from (repeatable): crash, kill, signal,
@@ -107,7 +108,7 @@ enum Command {
     /// Run every corpus case of one target on another that takes the same cases, and print
     /// the verdicts side by side as a Markdown table, one row per file: exit 0 if every case
     /// passes on the other target, 1 if one fails there, 2 on bad input. `compare --on cp`
-    /// (with `--features cp`) runs Swarm's known flaws on the CP supervisor.
+    /// runs Swarm's known flaws on the CP supervisor.
     Compare {
         /// The target whose corpus files are run.
         #[arg(long, default_value = "swarm")]
