@@ -375,6 +375,20 @@ pub async fn serve<M: Replicated>(p: Process, config: RaftConfig, machine: M) ->
     server::serve::<Consensus<M>>(p, Start { config, machine }).await
 }
 
+/// Asks the group `name`'s server on `node`: its response, or why there is none (a call that
+/// failed or was not answered in time is `Unavailable`).
+async fn ask<M: Replicated>(
+    p: &Process,
+    name: &str,
+    node: u16,
+    request: Request<M>,
+    timeout: Duration,
+) -> Result<Response<M>, ConsensusError> {
+    ServerRef::<Consensus<M>>::call_named(p, name, node, request, Some(timeout))
+        .await
+        .unwrap_or(Err(ConsensusError::Unavailable))
+}
+
 /// Proposes `command` to the group `name` through its server on node `via`, following the
 /// leader it names; `timeout` bounds each call.
 pub async fn propose<M: Replicated>(
@@ -389,11 +403,11 @@ pub async fn propose<M: Replicated>(
     // hops, then the caller decides.
     for _ in 0..3 {
         let request = Request::Propose(command.clone());
-        match ServerRef::<Consensus<M>>::call_named(p, name, node, request, Some(timeout)).await {
-            Ok(Ok(Response::Applied { index, output })) => return Ok((index, output)),
-            Ok(Err(ConsensusError::NotLeader { leader: Some(l) })) if l != node => node = l,
-            Ok(Err(ConsensusError::Dropped)) => return Err(ConsensusError::Dropped),
-            Ok(Ok(_)) | Ok(Err(_)) | Err(_) => return Err(ConsensusError::Unavailable),
+        match ask::<M>(p, name, node, request, timeout).await {
+            Ok(Response::Applied { index, output }) => return Ok((index, output)),
+            Err(ConsensusError::NotLeader { leader: Some(l) }) if l != node => node = l,
+            Err(ConsensusError::Dropped) => return Err(ConsensusError::Dropped),
+            Ok(_) | Err(_) => return Err(ConsensusError::Unavailable),
         }
     }
     Err(ConsensusError::Unavailable)
@@ -407,12 +421,9 @@ pub async fn query<M: Replicated>(
     query: M::Query,
     timeout: Duration,
 ) -> Result<M::Answer, ConsensusError> {
-    match ServerRef::<Consensus<M>>::call_named(p, name, node, Request::Query(query), Some(timeout))
-        .await
-    {
-        Ok(Ok(Response::Answer(answer))) => Ok(answer),
-        Ok(Err(e)) => Err(e),
-        Ok(Ok(_)) | Err(_) => Err(ConsensusError::Unavailable),
+    match ask::<M>(p, name, node, Request::Query(query), timeout).await? {
+        Response::Answer(answer) => Ok(answer),
+        _ => Err(ConsensusError::Unavailable),
     }
 }
 
@@ -425,11 +436,9 @@ pub async fn fresh<M: Replicated>(
     node: u16,
     timeout: Duration,
 ) -> Result<u64, ConsensusError> {
-    match ServerRef::<Consensus<M>>::call_named(p, name, node, Request::Fresh, Some(timeout)).await
-    {
-        Ok(Ok(Response::Fresh(index))) => Ok(index),
-        Ok(Err(e)) => Err(e),
-        Ok(Ok(_)) | Err(_) => Err(ConsensusError::Unavailable),
+    match ask::<M>(p, name, node, Request::Fresh, timeout).await? {
+        Response::Fresh(index) => Ok(index),
+        _ => Err(ConsensusError::Unavailable),
     }
 }
 
@@ -449,11 +458,9 @@ pub async fn lease<M: Replicated>(
         .await?
         .leader
         .ok_or(ConsensusError::Unavailable)?;
-    let request = Request::Lease(me);
-    match ServerRef::<Consensus<M>>::call_named(p, name, leader, request, Some(timeout)).await {
-        Ok(Ok(Response::Leased)) => Ok(()),
-        Ok(Err(e)) => Err(e),
-        Ok(Ok(_)) | Err(_) => Err(ConsensusError::Unavailable),
+    match ask::<M>(p, name, leader, Request::Lease(me), timeout).await? {
+        Response::Leased => Ok(()),
+        _ => Err(ConsensusError::Unavailable),
     }
 }
 
@@ -470,10 +477,9 @@ pub async fn expire<M: Replicated>(
     timeout: Duration,
 ) -> Result<bool, ConsensusError> {
     let request = Request::Expire(node, after.as_millis() as u64);
-    match ServerRef::<Consensus<M>>::call_named(p, name, me, request, Some(timeout)).await {
-        Ok(Ok(Response::Expired(revoked))) => Ok(revoked),
-        Ok(Err(e)) => Err(e),
-        Ok(Ok(_)) | Err(_) => Err(ConsensusError::Unavailable),
+    match ask::<M>(p, name, me, request, timeout).await? {
+        Response::Expired(revoked) => Ok(revoked),
+        _ => Err(ConsensusError::Unavailable),
     }
 }
 
@@ -484,11 +490,9 @@ pub async fn status<M: Replicated>(
     node: u16,
     timeout: Duration,
 ) -> Result<Status, ConsensusError> {
-    match ServerRef::<Consensus<M>>::call_named(p, name, node, Request::Status, Some(timeout)).await
-    {
-        Ok(Ok(Response::Status(s))) => Ok(s),
-        Ok(Err(e)) => Err(e),
-        Ok(Ok(_)) | Err(_) => Err(ConsensusError::Unavailable),
+    match ask::<M>(p, name, node, Request::Status, timeout).await? {
+        Response::Status(s) => Ok(s),
+        _ => Err(ConsensusError::Unavailable),
     }
 }
 
