@@ -125,6 +125,17 @@ fn compare_refuses_an_unknown_target_and_a_malformed_file() {
     );
     assert!(err.contains("swarm-bad.json"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
+    let empty = std::env::temp_dir().join("otpsim-cli-compare-none");
+    fails_with(
+        &[
+            "compare",
+            "--on",
+            "swarm",
+            "--corpus",
+            empty.to_str().unwrap(),
+        ],
+        "no corpus file of target `swarm`",
+    );
 }
 
 #[cfg(madsim)]

@@ -248,7 +248,7 @@ mod supervisor {
     //! give a lost node's shards to the others.
 
     use otpsim::cluster::cp::consensus;
-    use otpsim::cluster::cp::control::Control;
+    use otpsim::cluster::cp::control::{Answer, Control, Query};
     use otpsim::cluster::cp::supervisor::{self, DistConfig, DistError, DistRef};
     use otpsim::rt::Duration;
     use otpsim::sim::cluster::{ClusterCtl, ClusterReport, ClusterSim};
@@ -521,21 +521,29 @@ mod supervisor {
                 ctl.heal();
                 ctl.sleep(Duration::from_secs(3)).await;
                 assert_eq!(whereis(&ctl, home, "a").await, Some(again));
-                // The leader granted the old owner a lease again within a renewal or two.
+                // The old owner is up again, and the leader granted it a lease within a
+                // renewal or two.
                 let group = config().raft.name;
-                let ages = ctl
+                let (ages, members) = ctl
                     .on(other, move |p| async move {
                         let wait = Duration::from_secs(1);
                         let leader = consensus::status::<Control>(&p, &group, other, wait)
-                            .await?
+                            .await
+                            .unwrap()
                             .leader
                             .expect("a leader");
-                        consensus::status::<Control>(&p, &group, leader, wait).await
+                        let status = consensus::status::<Control>(&p, &group, leader, wait).await;
+                        let members = Query::Members;
+                        let members =
+                            consensus::query::<Control>(&p, &group, leader, members, wait);
+                        (status.unwrap().lease_ages_ms, members.await.unwrap())
                     })
                     .await
-                    .unwrap()
-                    .unwrap()
-                    .lease_ages_ms;
+                    .unwrap();
+                let Answer::Members { down, .. } = members else {
+                    panic!("{members:?}")
+                };
+                assert!(!down.contains(&home), "n{home} is up again: {down:?}");
                 assert!(ages[&home] < 2_000, "n{home} renews: {ages:?}");
             })
         });

@@ -247,7 +247,7 @@ fn compare(dir: &std::path::Path, from: &str, on: &str) -> ExitCode {
         let name = row.file.file_name().unwrap_or_default().to_string_lossy();
         out!(
             "| {name} | {} | {} | {} |",
-            row.description.replace('|', "\\|"),
+            row.description.replace('|', "\\|").replace('\n', " "),
             verdict(&row.own),
             verdict(&row.other)
         );

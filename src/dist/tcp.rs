@@ -205,10 +205,12 @@ impl Tcp {
         if !self.shared.config.peers.contains_key(&peer) {
             return Err(ConnectError::UnknownPeer(peer));
         }
+        if self.shared.halted.load(Ordering::Relaxed) {
+            return Err(ConnectError::Unreachable(peer));
+        }
         {
             let mut peers = lock(&self.shared.peers);
             if !peers.contains_key(&peer) {
-                lock(&self.shared.refused).remove(&peer);
                 Port(self.shared.clone()).dial(&mut peers, peer, Vec::new());
             }
         }
@@ -223,7 +225,7 @@ impl Tcp {
             }
             rt::sleep(step).await;
         }
-        let refused = lock(&self.shared.refused).remove(&peer);
+        let refused = lock(&self.shared.refused).get(&peer).cloned();
         Err(refused.unwrap_or(ConnectError::Unreachable(peer)))
     }
 
@@ -239,6 +241,8 @@ struct Port(Arc<Shared>);
 impl Port {
     /// Starts a dial to `peer` with `queue` waiting for it.
     fn dial(&self, peers: &mut BTreeMap<u16, Peer>, peer: u16, queue: Vec<(Pid, Pid, Signal)>) {
+        // Why an earlier dial failed says nothing about this one.
+        lock(&self.0.refused).remove(&peer);
         let dial = self.0.next_id.fetch_add(1, Ordering::Relaxed);
         peers.insert(peer, Peer::Connecting { queue, dial });
         rt::spawn(dial_peer(self.0.clone(), peer, dial));

@@ -341,7 +341,8 @@ pub struct Consensus<M: Replicated> {
     /// The term this node leads in, and since when, if it does.
     leading: Option<u64>,
     lead_since: Instant,
-    /// As leader: when each member was last granted a lease (or this node took over, if later).
+    /// As leader: when each member was last granted a lease (or this node took over, or the
+    /// state put the member down, if later).
     granted: BTreeMap<u16, Instant>,
     /// As leader: members whose lease it revoked, granted none again while it leads.
     revoked: BTreeSet<u16>,
@@ -445,7 +446,8 @@ pub async fn fresh<M: Replicated>(
 /// Asks the leader of the group `name` (as node `me`'s server knows it) for a lease for `me`:
 /// `Ok` once a majority confirmed the leader, which counts the lease from then on. The caller
 /// holds it from when it asked, for less than the leader counts (docs/cp.md, "Leases").
-/// `LeaseRefused` if the group's state says `me` may not hold one; `NotLeader` or
+/// `LeaseRefused` if the group's state says `me` may not hold one (or the caller is not on
+/// `me`); `NotLeader` or
 /// `Unavailable` if no leader answered within `timeout`, or if the leader revoked `me`'s lease
 /// and the state has not yet put `me` down.
 pub async fn lease<M: Replicated>(

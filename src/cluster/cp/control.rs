@@ -42,10 +42,10 @@ use crate::{Process, Term};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// How late after its stamp a granted restart may be made: an owner that hears the grant
+/// How late after its asking a granted restart may be made: an owner that hears the grant
 /// later, or cannot restart the child by then, asks again for the same crash, and the window
-/// is this much longer, so that restarts made never exceed the intensity within the window
-/// itself.
+/// ([`window_ms`]) covers this much more, so that restarts made never exceed the intensity
+/// within the intensity's seconds.
 pub const GRANT_SLACK_MS: u64 = 500;
 
 /// A restart window of `max_seconds`, in ms on the leader's clock: with the grant slack on
@@ -116,7 +116,7 @@ pub enum Command {
         name: String,
     },
     /// The child `name` crashed, and its owner asks to restart it: granted while the child's
-    /// restarts granted within its window (plus [`GRANT_SLACK_MS`]) stay below its
+    /// restarts granted within its window ([`window_ms`]) stay below its
     /// intensity, given up otherwise, whichever node owns it. Counted on the leader's clock
     /// ([`Replicated::stamp`] sets `lead`), never on a wall clock.
     Crashed {

@@ -2,10 +2,11 @@
 //! lost node's shards to others without ever running a name twice.
 //!
 //! Each node's keeper ([`keep`]) asks the group's leader for a lease three times a lease
-//! ([`DistConfig::lease`]), so that two renewals may fail before it lapses. The leader answers once a majority confirms it still
-//! leads, and counts the lease from then; the node counts it from when it asked, for the
-//! lease less the drift margin ([`DistConfig::drift_margin`]). A node that cannot renew
-//! stops its children, `{shutdown, lease_lost}`, when its own count runs out; the leader
+//! ([`DistConfig::lease`]), so that two renewals may fail before it lapses. The leader
+//! answers once a majority confirms it still leads, and counts the lease from then; the node
+//! counts it from when it asked, for the lease less the drift margin
+//! ([`DistConfig::drift_margin`]). A node that cannot renew stops its children when its own
+//! count runs out ([`enforce`]: `{shutdown, lease_lost}`, then `kill`); the leader
 //! commits it down (its shards to the nodes that are up) only once its count, from a later
 //! moment and with the fencing margin added, has run out too. While the clocks drift apart
 //! by less than the margins allow, the old owner has stopped before the new one starts
@@ -42,6 +43,9 @@ use crate::{ExitReason, Pid, Process, Term};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
+/// How much of its lease a node must have left to start a child.
+pub const START_WITHIN: Duration = Duration::from_millis(500);
+
 /// The longest a renewal waits for the leader.
 const RENEW_WITHIN: Duration = Duration::from_secs(1);
 
@@ -55,6 +59,8 @@ struct Held {
     /// Until when, on the node's clock; none when lapsed or never granted.
     until: Option<Instant>,
     pids: BTreeSet<Pid>,
+    /// Pids stopped because the lease lapsed, until their exit is seen.
+    stopped: BTreeSet<Pid>,
 }
 
 impl Lease {
@@ -82,9 +88,12 @@ impl Lease {
         }
     }
 
-    /// `pid` no longer runs.
-    pub fn release(&self, pid: Pid) {
-        self.held().pids.remove(&pid);
+    /// `pid` no longer runs: whether the lease stopped it (its exit is no crash, whatever
+    /// its reason: a child that traps exits is killed).
+    pub fn release(&self, pid: Pid) -> bool {
+        let mut held = self.held();
+        held.pids.remove(&pid);
+        held.stopped.remove(&pid)
     }
 
     /// The lease holds until `until` (a renewal; an earlier end than the one held is ignored).
@@ -102,7 +111,15 @@ impl Lease {
             return Vec::new();
         }
         held.until = None;
-        std::mem::take(&mut held.pids).into_iter().collect()
+        let pids = std::mem::take(&mut held.pids);
+        held.stopped.extend(pids.iter().copied());
+        pids.into_iter().collect()
+    }
+
+    /// Stops `pid`, which started as the lease lapsed (never held under it).
+    pub fn refuse(&self, p: &Process, pid: Pid) {
+        self.held().stopped.insert(pid);
+        stop(p, pid);
     }
 }
 
@@ -120,9 +137,10 @@ pub fn stop(p: &Process, pid: Pid) {
 
 /// The enforcer of `lease` on this node, as the calling process: it stops the children held
 /// under the lease when it lapses, at that moment, whatever the keeper is waiting for.
-pub async fn enforce(p: Process, config: DistConfig, lease: Lease) -> ExitReason {
-    // While no lease holds, nothing is held; a renewal comes at most this often.
-    let idle = (config.lease / 3).max(Duration::from_millis(1));
+pub async fn enforce(p: Process, lease: Lease) -> ExitReason {
+    // While no lease holds, nothing is held; a child starts only with `START_WITHIN` of a
+    // lease left, so looking again that often sees every new lease before it can lapse.
+    let idle = START_WITHIN;
     loop {
         stop_lapsed(&p, &lease);
         let left = lease.left(p.now());

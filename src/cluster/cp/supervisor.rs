@@ -1,9 +1,9 @@
 //! The CP distributed supervisor (docs/cp.md, "Ownership"): children started by name from any
 //! node, each run by the owner of its name's shard, and restarted there when it crashes.
 //!
-//! Each node runs three processes ([`boot`]): the Raft group's server, which replicates the
-//! [`Control`] state (the shard table and the desired children); the keeper of the node's
-//! [`Lease`](super::lease); and the supervisor, which runs the desired children of the shards
+//! Each node runs four processes ([`boot`]): the Raft group's server, which replicates the
+//! [`Control`] state (the shard table and the desired children); the keeper and the enforcer
+//! of the node's [`Lease`](super::lease); and the supervisor, which runs the desired children of the shards
 //! its node owns, under its lease. `start_child` commits the child as desired and then asks
 //! its owner for the pid; a node that boots again reads the desired children back from its
 //! log and starts its own. Only a shard's owner starts its names, and only while its lease
@@ -107,17 +107,25 @@ impl DistConfig {
     /// let mut config = DistConfig::new("devices", [1, 2, 3]);
     /// assert_eq!(config.check(), Ok(()));
     /// config.drift_margin = Duration::from_secs(3);
-    /// assert_eq!(config.check(), Err(DistConfigError::LeaseShorterThanMargin));
+    /// assert_eq!(config.check(), Err(DistConfigError::LeaseTooShort));
     /// ```
     pub fn check(&self) -> Result<(), DistConfigError> {
         if self.raft.voters.is_empty() {
             return Err(DistConfigError::NoVoters);
         }
-        if self.lease <= self.drift_margin {
-            return Err(DistConfigError::LeaseShorterThanMargin);
+        if self.shards == 0 {
+            return Err(DistConfigError::NoShards);
         }
         // A day: a longer lease is a mistake, and the sums of durations stay far from overflow.
         let day = Duration::from_secs(86_400);
+        if self.lease > day {
+            return Err(DistConfigError::TooLong);
+        }
+        // What a node counts must outlast a renewal period and leave room to start a child.
+        let counted = self.lease.saturating_sub(self.drift_margin);
+        if counted <= self.lease / 3 + lease::START_WITHIN {
+            return Err(DistConfigError::LeaseTooShort);
+        }
         if [self.lease, self.fencing_margin, self.timeout]
             .iter()
             .any(|d| *d > day)
@@ -146,9 +154,13 @@ pub enum DistConfigError {
     /// The Raft group has no voters.
     #[error("the supervisor's group has no voters")]
     NoVoters,
-    /// The lease is not longer than the drift margin: no node would ever hold one.
-    #[error("the lease must be longer than the drift margin")]
-    LeaseShorterThanMargin,
+    /// What a node counts of its lease (`lease - drift_margin`) does not outlast a renewal
+    /// period (a third of the lease) and the 0.5 s a start needs: children would seldom run.
+    #[error("the lease less its drift margin must exceed a third of the lease and 0.5 s")]
+    LeaseTooShort,
+    /// No shards.
+    #[error("the supervisor has no shards")]
+    NoShards,
     /// A lease, margin or timeout longer than a day.
     #[error("a lease, margin or timeout longer than a day")]
     TooLong,
@@ -168,8 +180,8 @@ pub fn boot(node: &Node, config: DistConfig) -> Result<(), DistConfigError> {
     let lease = Lease::default();
     let (keeper, kept) = (config.clone(), lease.clone());
     node.spawn(move |p| lease::keep(p, keeper, kept));
-    let (enforcer, enforced) = (config.clone(), lease.clone());
-    node.spawn(move |p| lease::enforce(p, enforcer, enforced));
+    let enforced = lease.clone();
+    node.spawn(move |p| lease::enforce(p, enforced));
     node.spawn(move |p| serve(p, config, lease));
     Ok(())
 }
@@ -404,9 +416,6 @@ const FRESH_WITHIN: Duration = Duration::from_secs(1);
 /// How often a supervisor reconciles with its group when nothing is applied.
 const RECONCILE_EVERY: Duration = Duration::from_millis(500);
 
-/// How much of its lease a node must have left to start a child.
-const START_WITHIN: Duration = Duration::from_millis(500);
-
 impl DistSupervisor {
     /// Starts what this node should run and does not, stops what it runs and should not.
     async fn reconcile(&mut self, p: &Process) {
@@ -507,8 +516,8 @@ impl DistSupervisor {
         if !to_start.is_empty() && !self.confirmed(p, &to_start).await {
             return;
         }
-        // Only under a lease that holds a while yet: the keeper stops them when it lapses.
-        if !to_start.is_empty() && self.lease.left(p.now()) < START_WITHIN {
+        // Only under a lease that holds a while yet: the enforcer stops them when it lapses.
+        if !to_start.is_empty() && self.lease.left(p.now()) < lease::START_WITHIN {
             return;
         }
         // A granted restart not made within the slack of its asking (the fresh read or the
@@ -538,7 +547,7 @@ impl DistSupervisor {
             match p.spawn_link_on(me, &child.start, child.arg.clone()).await {
                 Ok(pid) if !self.lease.hold(pid, p.now()) => {
                     // The lease lapsed while it started: it never counted as started.
-                    lease::stop(p, pid);
+                    self.lease.refuse(p, pid);
                 }
                 Ok(pid) => {
                     p.node().record(EventKind::Dist(DistEvent::Start {
@@ -643,7 +652,7 @@ impl DistSupervisor {
     /// restarts it unless it exceeded its intensity. One stopped because the lease lapsed
     /// did not crash: it starts again under the next lease, if its node still owns it.
     fn child_exited(&mut self, p: &Process, pid: Pid, reason: &ExitReason) {
-        self.lease.release(pid);
+        let lease_stop = self.lease.release(pid);
         let Some(name) = self
             .children
             .iter()
@@ -653,7 +662,7 @@ impl DistSupervisor {
             return;
         };
         self.children.remove(&name);
-        if *reason == lease::lease_lost() {
+        if lease_stop || *reason == lease::lease_lost() {
             return;
         }
         let crash = self.next_crash();
@@ -670,8 +679,10 @@ impl DistSupervisor {
     /// Writes the crashes not yet counted to the node's disk, synced.
     fn save_crashed(&self, p: &Process) {
         let file = format!("{}.crashed", self.config.name);
+        // With the count of crashes, so that a node that boots again with the same pid (the
+        // same creation) numbers its crashes after the ones the group may have counted.
         // A map of strings and integers always encodes.
-        let bytes = bincode::serialize(&self.crashed).unwrap_or_default();
+        let bytes = bincode::serialize(&(self.crashes, &self.crashed)).unwrap_or_default();
         p.node().disk().write(&file, &bytes);
         p.node().disk().sync(&file);
     }
@@ -691,13 +702,12 @@ impl GenServer for DistSupervisor {
         p.trap_exit(true);
         p.send(p.pid(), Tick);
         // A file this supervisor did not write counts as no crash.
-        let crashed: BTreeMap<String, u64> = p
+        let (crashes, crashed): (u64, BTreeMap<String, u64>) = p
             .node()
             .disk()
             .read(&format!("{}.crashed", config.name))
             .and_then(|bytes| bincode::deserialize(&bytes).ok())
             .unwrap_or_default();
-        let crashes = crashed.values().copied().max().unwrap_or(0);
         Init::Ok(DistSupervisor {
             config,
             lease,

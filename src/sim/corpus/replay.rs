@@ -51,8 +51,8 @@ pub struct SideBySide {
 
 /// Runs every corpus file of `dir` whose target is `from` on it and on `on` (a target that
 /// takes the same cases: `cp` takes `swarm`'s), one row per file, sorted by file name. `Err`
-/// for a target unknown in `targets`, or a file that does not parse or whose case `on` does
-/// not take.
+/// for a target unknown in `targets`, a file that does not parse or whose case `on` does not
+/// take, or no file of `from` in `dir`.
 pub fn side_by_side(
     dir: &std::path::Path,
     from: &str,
@@ -88,6 +88,12 @@ pub fn side_by_side(
             own,
             other,
         });
+    }
+    if rows.is_empty() {
+        return Err(format!(
+            "no corpus file of target `{from}` in {}",
+            dir.display()
+        ));
     }
     Ok(rows)
 }
