@@ -399,10 +399,38 @@ pub async fn propose<M: Replicated>(
     command: M::Command,
     timeout: Duration,
 ) -> Result<(u64, M::Output), ConsensusError> {
-    let mut node = via;
     // A leader named by a follower may have lost its place by the time it is asked: a few
     // hops, then the caller decides.
-    for _ in 0..3 {
+    propose_hops::<M>(p, name, via, command, timeout, 3).await
+}
+
+/// Proposes `command` on node `node` only, which must lead the group: `NotLeader` otherwise
+/// (never forwarded). For a decision only that leader may take, such as putting down a node
+/// whose lease it revoked: another leader may have granted that node a lease since.
+pub async fn propose_at<M: Replicated>(
+    p: &Process,
+    name: &str,
+    node: u16,
+    command: M::Command,
+    timeout: Duration,
+) -> Result<(u64, M::Output), ConsensusError> {
+    match ask::<M>(p, name, node, Request::Propose(command), timeout).await {
+        Ok(Response::Applied { index, output }) => Ok((index, output)),
+        Ok(_) => Err(ConsensusError::Unavailable),
+        Err(e) => Err(e),
+    }
+}
+
+async fn propose_hops<M: Replicated>(
+    p: &Process,
+    name: &str,
+    via: u16,
+    command: M::Command,
+    timeout: Duration,
+    hops: usize,
+) -> Result<(u64, M::Output), ConsensusError> {
+    let mut node = via;
+    for _ in 0..hops {
         let request = Request::Propose(command.clone());
         match ask::<M>(p, name, node, request, timeout).await {
             Ok(Response::Applied { index, output }) => return Ok((index, output)),

@@ -59,8 +59,6 @@ struct Held {
     /// Until when, on the node's clock; none when lapsed or never granted.
     until: Option<Instant>,
     pids: BTreeSet<Pid>,
-    /// Pids stopped because the lease lapsed, until their exit is seen.
-    stopped: BTreeSet<Pid>,
 }
 
 impl Lease {
@@ -88,12 +86,9 @@ impl Lease {
         }
     }
 
-    /// `pid` no longer runs: whether the lease stopped it (its exit is no crash, whatever
-    /// its reason: a child that traps exits is killed).
-    pub fn release(&self, pid: Pid) -> bool {
-        let mut held = self.held();
-        held.pids.remove(&pid);
-        held.stopped.remove(&pid)
+    /// `pid` no longer runs.
+    pub fn release(&self, pid: Pid) {
+        self.held().pids.remove(&pid);
     }
 
     /// The lease holds until `until` (a renewal; an earlier end than the one held is ignored).
@@ -111,15 +106,7 @@ impl Lease {
             return Vec::new();
         }
         held.until = None;
-        let pids = std::mem::take(&mut held.pids);
-        held.stopped.extend(pids.iter().copied());
-        pids.into_iter().collect()
-    }
-
-    /// Stops `pid`, which started as the lease lapsed (never held under it).
-    pub fn refuse(&self, p: &Process, pid: Pid) {
-        self.held().stopped.insert(pid);
-        stop(p, pid);
+        std::mem::take(&mut held.pids).into_iter().collect()
     }
 }
 
@@ -235,8 +222,11 @@ async fn down_lapsed(p: &Process, config: &DistConfig, within: Duration) -> Opti
     for (node, _) in lapsed.into_iter().filter(|(n, _)| !down.contains(n)) {
         // Revoked first, in one step with the check: a grant between the two would let the
         // node run what the commit gives to another.
+        // And proposed here only: forwarded to another leader, which may have granted the
+        // node a lease since, it would put down a node that holds one.
         if consensus::expire::<Control>(p, group, me, node, after, within).await == Ok(true) {
-            let _ = consensus::propose::<Control>(p, group, me, Command::Down(node), within).await;
+            let down = Command::Down(node);
+            let _ = consensus::propose_at::<Control>(p, group, me, down, within).await;
         }
     }
     next

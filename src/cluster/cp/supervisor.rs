@@ -547,7 +547,7 @@ impl DistSupervisor {
             match p.spawn_link_on(me, &child.start, child.arg.clone()).await {
                 Ok(pid) if !self.lease.hold(pid, p.now()) => {
                     // The lease lapsed while it started: it never counted as started.
-                    self.lease.refuse(p, pid);
+                    lease::stop(p, pid);
                 }
                 Ok(pid) => {
                     p.node().record(EventKind::Dist(DistEvent::Start {
@@ -652,7 +652,7 @@ impl DistSupervisor {
     /// restarts it unless it exceeded its intensity. One stopped because the lease lapsed
     /// did not crash: it starts again under the next lease, if its node still owns it.
     fn child_exited(&mut self, p: &Process, pid: Pid, reason: &ExitReason) {
-        let lease_stop = self.lease.release(pid);
+        self.lease.release(pid);
         let Some(name) = self
             .children
             .iter()
@@ -662,7 +662,10 @@ impl DistSupervisor {
             return;
         };
         self.children.remove(&name);
-        if lease_stop || *reason == lease::lease_lost() {
+        // Judged by its reason, as OTP and the cluster invariants judge an exit: a child
+        // that crashed as the lease lapsed crashed, and one that traps exits, killed by the
+        // lapse, exits `killed` (a crash, conservatively).
+        if *reason == lease::lease_lost() {
             return;
         }
         let crash = self.next_crash();
@@ -726,16 +729,20 @@ impl GenServer for DistSupervisor {
         })
     }
 
-    async fn handle_call(&mut self, call: Call, from: From<Reply>, _: &Process) -> CallReply<Self> {
+    async fn handle_call(&mut self, call: Call, from: From<Reply>, p: &Process) -> CallReply<Self> {
+        // A child is named only under a lease that holds: a node whose lease lapsed (paused,
+        // say, and not yet caught up) must not send callers to what it no longer owns.
+        let holds = !self.lease.left(p.now()).is_zero();
+        let running = |name: &str| self.children.get(name).filter(|_| holds).map(|r| r.pid);
         match call {
-            Call::Whereis(name) => CallReply::Reply(Ok(self.children.get(&name).map(|r| r.pid))),
+            Call::Whereis(name) => CallReply::Reply(Ok(running(&name))),
             Call::Settled(index) if index <= self.reconciled => CallReply::Reply(Ok(None)),
             Call::Settled(index) => {
                 self.settling.push((index, from));
                 CallReply::NoReply
             }
-            Call::Await(name) => match self.children.get(&name) {
-                Some(r) => CallReply::Reply(Ok(Some(r.pid))),
+            Call::Await(name) => match running(&name) {
+                Some(pid) => CallReply::Reply(Ok(Some(pid))),
                 None if self.failed.contains_key(&name) => {
                     CallReply::Reply(Err(self.failed[&name].clone()))
                 }
