@@ -745,6 +745,32 @@ impl<M: Replicated> Consensus<M> {
         Ok(Response::Leased)
     }
 
+    /// Asks raft-rs for a ReadIndex round, answered to `from` once a majority confirms it: a
+    /// fresh read, or a lease grant for `lease`.
+    fn read_index(
+        &mut self,
+        p: &Process,
+        from: From<Reply<M>>,
+        lease: Option<u16>,
+    ) -> CallReply<Self> {
+        self.proposals += 1;
+        let n = self.proposals;
+        // The leader keeps reads by their context: unique in the cluster, like a proposal's
+        // tag (two nodes' first reads must not be taken for one).
+        self.raw.read_index(proposal_tag(p.pid(), n));
+        let read = Read {
+            from,
+            at: None,
+            asked: self.ticks,
+            lease,
+        };
+        self.reads.insert(n, read);
+        match self.on_ready(p) {
+            Ok(()) => CallReply::NoReply,
+            Err(reason) => CallReply::Stop(reason, None),
+        }
+    }
+
     fn after(&mut self, p: &Process) -> Next<Self> {
         match self.on_ready(p) {
             Ok(()) => Next::Continue,
@@ -835,24 +861,7 @@ impl<M: Replicated> GenServer for Consensus<M> {
             }
             Request::Query(q) => CallReply::Reply(Ok(Response::Answer(self.machine.query(q)))),
             Request::Status => CallReply::Reply(Ok(Response::Status(self.status(p.now())))),
-            Request::Fresh => {
-                self.proposals += 1;
-                let n = self.proposals;
-                // The leader keeps reads by their context: unique in the cluster, like a
-                // proposal's tag (two nodes' first reads must not be taken for one).
-                self.raw.read_index(proposal_tag(p.pid(), n));
-                let read = Read {
-                    from,
-                    at: None,
-                    asked: self.ticks,
-                    lease: None,
-                };
-                self.reads.insert(n, read);
-                match self.on_ready(p) {
-                    Ok(()) => CallReply::NoReply,
-                    Err(reason) => CallReply::Stop(reason, None),
-                }
-            }
+            Request::Fresh => self.read_index(p, from, None),
             Request::Lease(node) => {
                 let now = p.now();
                 self.leadership(now);
@@ -868,20 +877,7 @@ impl<M: Replicated> GenServer for Consensus<M> {
                 if !self.raw.raft.apply_to_current_term() {
                     return CallReply::Reply(Err(ConsensusError::Unavailable));
                 }
-                self.proposals += 1;
-                let n = self.proposals;
-                self.raw.read_index(proposal_tag(p.pid(), n));
-                let read = Read {
-                    from,
-                    at: None,
-                    asked: self.ticks,
-                    lease: Some(node),
-                };
-                self.reads.insert(n, read);
-                match self.on_ready(p) {
-                    Ok(()) => CallReply::NoReply,
-                    Err(reason) => CallReply::Stop(reason, None),
-                }
+                self.read_index(p, from, Some(node))
             }
             Request::Expire(node, after_ms) => {
                 let now = p.now();
