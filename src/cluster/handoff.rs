@@ -100,3 +100,22 @@ pub trait Handoff: Send + 'static {
         ExitReason::Shutdown
     }
 }
+
+/// A message for the worker other than its supervisor's: a [`Call`] goes to
+/// [`Handoff::handle_call`] and is answered (or gives the reason the worker exits with), any
+/// other message to [`Handoff::handle`]. What every supervisor's runner of the contract does
+/// with the messages that are not its own.
+pub fn handle_message<W: Handoff>(worker: &mut W, p: &Process, msg: Msg) -> Result<(), ExitReason> {
+    match msg.downcast::<Call>() {
+        Ok(Call {
+            request,
+            reply,
+            tag,
+        }) => {
+            let answer = worker.handle_call(p, request)?;
+            p.send(reply, CallReply { tag, reply: answer });
+        }
+        Err(msg) => worker.handle(p, msg),
+    }
+    Ok(())
+}

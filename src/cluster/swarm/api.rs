@@ -3,7 +3,7 @@
 //! bounded-progress invariant (I9); and [`serve`], which runs a worker by the handoff contract.
 
 use super::{HandoffAnswer, Mfa, SwarmError, SwarmMsg, TRACKER};
-use crate::cluster::handoff::{Call, CallReply, Handoff};
+use crate::cluster::handoff::{handle_message, Call, CallReply, Handoff};
 use crate::process::{ExitReason, Msg, Process};
 use crate::rt::Duration;
 use crate::term::{Pid, Term};
@@ -257,17 +257,11 @@ pub async fn serve<W: Handoff>(p: Process, mut worker: W) -> ExitReason {
             Ok(SwarmMsg::EndHandoff(state)) => worker.end_handoff(&p, state),
             Ok(SwarmMsg::ResolveConflict(state)) => worker.resolve_conflict(&p, state),
             Ok(SwarmMsg::Die) => return worker.die(&p),
-            Err(msg) => match msg.downcast::<Call>() {
-                Ok(Call {
-                    request,
-                    reply,
-                    tag,
-                }) => match worker.handle_call(&p, request) {
-                    Ok(answer) => p.send(reply, CallReply { tag, reply: answer }),
-                    Err(reason) => return reason,
-                },
-                Err(msg) => worker.handle(&p, msg),
-            },
+            Err(msg) => {
+                if let Err(reason) = handle_message(&mut worker, &p, msg) {
+                    return reason;
+                }
+            }
         }
     }
 }
