@@ -69,6 +69,21 @@ impl Default for Codec {
     }
 }
 
+/// Two codecs are equal when they register the same types under the same tags.
+impl PartialEq for Codec {
+    fn eq(&self, other: &Codec) -> bool {
+        let types = |c: &Codec| -> Vec<(TypeId, Arc<str>)> {
+            c.by_type
+                .iter()
+                .map(|(id, (tag, _))| (*id, tag.clone()))
+                .collect()
+        };
+        types(self) == types(other) && self.by_tag.keys().eq(other.by_tag.keys())
+    }
+}
+
+impl Eq for Codec {}
+
 impl std::fmt::Debug for Codec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut tags: Vec<&str> = self.by_tag.keys().map(|t| &**t).collect();
