@@ -249,15 +249,19 @@ mod supervisor {
 
     use otpsim::cluster::cp::consensus;
     use otpsim::cluster::cp::control::{Answer, Control, Query};
+    use otpsim::cluster::cp::handoff;
     use otpsim::cluster::cp::supervisor::{self, DistConfig, DistError, DistRef};
     use otpsim::rt::Duration;
     use otpsim::sim::cluster::{ClusterCtl, ClusterReport, ClusterSim};
     use otpsim::sim::cluster_invariants::{check, Consistency};
+    use otpsim::systems::swarm::{Bump, Counter};
     use otpsim::trace::{DistEvent, EventKind, Trace};
     use otpsim::{Pid, Term};
 
-    fn config() -> DistConfig {
+    pub(super) fn config() -> DistConfig {
         DistConfig::new("devices", [1, 2, 3])
+            .message::<u32>("u32")
+            .message::<Bump>("bump")
     }
 
     /// Boots node `k`: a worker that waits, one that crashes 100 ms after each start, and
@@ -276,7 +280,67 @@ mod supervisor {
             p.sleep(Duration::from_millis(100)).await;
             otpsim::ExitReason::error("flaky")
         });
+        // Counts the `u32`s and `Bump`s it is sent, and moves with its count.
+        node.register_start("counter", |p, _| handoff::serve(p, Counter(0)));
         supervisor::boot(&node, config()).unwrap();
+    }
+
+    /// Boots every node.
+    pub(super) fn boot_all(ctl: &ClusterCtl) {
+        for k in 1..=3 {
+            boot(ctl, k);
+        }
+    }
+
+    /// Sends `msg` to `name` by name from node `k`.
+    pub(super) async fn send<T>(
+        ctl: &ClusterCtl,
+        k: u16,
+        name: &'static str,
+        msg: T,
+    ) -> Result<Pid, DistError>
+    where
+        T: serde::Serialize + Send + 'static,
+    {
+        let dsup = config().handle();
+        ctl.on(k, move |p| async move { dsup.send(&p, name, msg).await })
+            .await
+            .expect("its node runs")
+    }
+
+    /// The count of the counter `name`, asked from node `k` (none if it does not run).
+    pub(super) async fn count(ctl: &ClusterCtl, k: u16, name: &'static str) -> Option<i64> {
+        let pid = whereis(ctl, k, name).await?;
+        ctl.on(k, move |p| async move {
+            let request = Term::atom("count");
+            let call = otpsim::cluster::handoff::Call {
+                request,
+                reply: p.pid(),
+                tag: 7,
+            };
+            p.send(pid, call);
+            let is_reply = |m: &otpsim::Msg| m.is::<otpsim::cluster::handoff::CallReply>();
+            let reply = p.receive_timeout(is_reply, Duration::from_secs(1)).await?;
+            match reply.downcast::<otpsim::cluster::handoff::CallReply>() {
+                Ok(otpsim::cluster::handoff::CallReply {
+                    reply: Term::Int(n),
+                    ..
+                }) => Some(n),
+                _ => None,
+            }
+        })
+        .await
+        .flatten()
+    }
+
+    /// Names of node `k`'s shards at the start (shard i goes to the (i % 3)th voter).
+    pub(super) fn owned_names(k: u16) -> Vec<&'static str> {
+        let shards = config().shards;
+        let names = ["d0", "d1", "d2", "d3", "d4", "d5", "d6", "d7", "d8", "d9"];
+        let mine = names
+            .into_iter()
+            .filter(|n| otpsim::cluster::cp::control::shard_of(n, shards) % 3 == k - 1);
+        mine.take(2).collect()
     }
 
     fn cluster(
@@ -286,9 +350,7 @@ mod supervisor {
             + 'static,
     ) -> ClusterReport {
         let report = ClusterSim::new(seed).nodes(3).run(move |ctl| async move {
-            for k in 1..=3 {
-                boot(&ctl, k);
-            }
+            boot_all(&ctl);
             // The first leader is elected and assigns the shard table.
             ctl.sleep(Duration::from_secs(3)).await;
             scenario(ctl).await;
@@ -297,7 +359,7 @@ mod supervisor {
         report
     }
 
-    async fn start(
+    pub(super) async fn start(
         ctl: &ClusterCtl,
         k: u16,
         name: &'static str,
@@ -311,14 +373,14 @@ mod supervisor {
         .expect("its node runs")
     }
 
-    async fn whereis(ctl: &ClusterCtl, k: u16, name: &'static str) -> Option<Pid> {
+    pub(super) async fn whereis(ctl: &ClusterCtl, k: u16, name: &'static str) -> Option<Pid> {
         let dsup = config().handle();
         ctl.on(k, move |p| async move { dsup.whereis(&p, name).await })
             .await
             .flatten()
     }
 
-    fn starts(trace: &Trace, name: &str) -> Vec<Pid> {
+    pub(super) fn starts(trace: &Trace, name: &str) -> Vec<Pid> {
         trace
             .events()
             .iter()
@@ -505,8 +567,8 @@ mod supervisor {
 
     /// An owner cut off from the majority, running one child from `start`: the majority
     /// starts the child elsewhere; after the heal the old owner is up again (not put down
-    /// over and over: its lease renews) and finds the child where it now runs. Returns the
-    /// report and the child's two pids.
+    /// over and over: its lease renews), and its shards move back to it, the child with them
+    /// (docs/cp.md "Handoff"). Returns the report and the child's first two pids.
     fn cut_off_owner(seed: u64, start_fn: &'static str) -> (ClusterReport, Pid, Pid) {
         let report = cluster(seed, move |ctl| {
             Box::pin(async move {
@@ -519,8 +581,12 @@ mod supervisor {
                 let again = whereis(&ctl, other, "a").await.expect("runs elsewhere");
                 assert_ne!(again.node(), home);
                 ctl.heal();
-                ctl.sleep(Duration::from_secs(3)).await;
-                assert_eq!(whereis(&ctl, home, "a").await, Some(again));
+                // Up again within a renewal, then the move back: at most the handoff
+                // timeout (2 s) for a child that does not answer.
+                ctl.sleep(Duration::from_secs(5)).await;
+                let back = whereis(&ctl, other, "a").await.expect("runs at home again");
+                assert_eq!(back.node(), home);
+                assert_eq!(whereis(&ctl, home, "a").await, Some(back));
                 // The old owner is up again, and the leader granted it a lease within a
                 // renewal or two.
                 let group = config().raft.name;
@@ -548,7 +614,7 @@ mod supervisor {
             })
         });
         let pids = starts(&report.trace, "a");
-        assert_eq!(pids.len(), 2, "{pids:?}");
+        assert_eq!(pids.len(), 3, "{pids:?}");
         (report, pids[0], pids[1])
     }
 
@@ -707,5 +773,225 @@ fn every_swarm_flaw_in_the_corpus_passes_on_cp() {
     for row in rows {
         assert!(row.own.is_some(), "{row:?} passes on swarm");
         assert_eq!(row.other, None, "{row:?}");
+    }
+}
+
+mod handoff {
+    //! Planned moves (docs/cp.md "Handoff"; SWARM.md §4.2 item 8, I6 and S1): a shard goes
+    //! back to its first owner once that is up again, and a node that leaves hands its
+    //! children over; each child moves with its state, delivered once, after its predecessor
+    //! stopped, and messages sent by name meanwhile reach one instance, once, in order.
+
+    use super::supervisor::{boot_all, config, count, owned_names, send, start, starts, whereis};
+    use otpsim::cluster::cp::consensus;
+    use otpsim::cluster::cp::control::{Answer, Control, Query};
+    use otpsim::cluster::cp::supervisor::DistError;
+    use otpsim::rt::Duration;
+    use otpsim::sim::cluster::{ClusterCtl, ClusterReport, ClusterSim};
+    use otpsim::sim::cluster_invariants::{check, Consistency};
+    use otpsim::systems::swarm::Bump;
+    use otpsim::trace::{DistEvent, EventKind, HandoffPhase, Trace};
+    use otpsim::Pid;
+
+    fn cluster(
+        seed: u64,
+        scenario: impl FnOnce(ClusterCtl) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+            + Send
+            + 'static,
+    ) -> ClusterReport {
+        let report = ClusterSim::new(seed).nodes(3).run(move |ctl| async move {
+            boot_all(&ctl);
+            ctl.sleep(Duration::from_secs(3)).await;
+            scenario(ctl).await;
+        });
+        assert_eq!(report.failure(), None);
+        report
+    }
+
+    /// The handoffs of `name`: how many began, and the instances their state reached.
+    fn handoffs(trace: &Trace, name: &str) -> (usize, Vec<Pid>) {
+        let (mut begun, mut delivered) = (0, Vec::new());
+        for e in trace.events() {
+            if let EventKind::Dist(DistEvent::Handoff { name: n, phase, .. }) = &e.kind {
+                match phase {
+                    HandoffPhase::Begin { .. } if n == name => begun += 1,
+                    HandoffPhase::Delivered { pid } if n == name => delivered.push(*pid),
+                    _ => {}
+                }
+            }
+        }
+        (begun, delivered)
+    }
+
+    /// A node lost for longer than its lease has its shards given to the others, its child
+    /// restarted there afresh (crash semantics: the state died with the node's lease); once it
+    /// is up again, the shard goes back to it, and the child with the count it had reached.
+    #[test]
+    fn a_shard_given_back_to_its_first_owner_moves_with_its_childrens_state() {
+        let name = owned_names(3)[0];
+        let report = cluster(21, move |ctl| {
+            Box::pin(async move {
+                let first = start(&ctl, 1, name, "counter").await.expect("started");
+                assert_eq!(first.node(), 3);
+                ctl.sleep(Duration::from_millis(100)).await;
+                ctl.partition(&[3]);
+                ctl.sleep(Duration::from_secs(8)).await;
+                let elsewhere = whereis(&ctl, 1, name).await.expect("runs on the majority");
+                assert_ne!(elsewhere.node(), 3);
+                for _ in 0..5 {
+                    send(&ctl, 1, name, 1u32).await.expect("delivered");
+                }
+                assert_eq!(count(&ctl, 1, name).await, Some(5));
+                ctl.heal();
+                ctl.sleep(Duration::from_secs(5)).await;
+                let back = whereis(&ctl, 2, name)
+                    .await
+                    .expect("runs at its first owner");
+                assert_eq!(back.node(), 3);
+                assert_eq!(
+                    count(&ctl, 2, name).await,
+                    Some(5),
+                    "its count moved with it"
+                );
+            })
+        });
+        let pids = starts(&report.trace, name);
+        assert_eq!(pids.len(), 3, "{pids:?}");
+        assert_eq!(handoffs(&report.trace, name), (1, vec![pids[2]]));
+        check(&report.trace, Consistency::Cp).unwrap();
+    }
+
+    /// The shards a node owns, as node `k` sees them.
+    async fn shards_of(ctl: &ClusterCtl, k: u16, node: u16) -> Vec<(u16, u64)> {
+        let group = config().raft.name;
+        let query = Query::Shards(node);
+        let wait = Duration::from_secs(1);
+        let answer = ctl
+            .on(k, move |p| async move {
+                consensus::query::<Control>(&p, &group, k, query, wait).await
+            })
+            .await
+            .expect("its node runs");
+        match answer {
+            Ok(Answer::Shards(shards)) => shards,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A node that leaves hands its children to the others, each with its count, and owns
+    /// nothing once `leave` returns; when it joins again its shards come back, the children
+    /// with them. No child is restarted as after a crash, and each state is delivered once
+    /// per move (I6).
+    #[test]
+    fn a_node_that_leaves_hands_its_children_over_and_takes_them_back_when_it_joins() {
+        let names = owned_names(3);
+        let report = cluster(22, move |ctl| {
+            Box::pin(async move {
+                for (i, name) in names.iter().enumerate() {
+                    let pid = start(&ctl, 1, name, "counter").await.expect("started");
+                    assert_eq!(pid.node(), 3);
+                    for _ in 0..=i {
+                        send(&ctl, 2, name, 1u32).await.expect("delivered");
+                    }
+                }
+                let dsup = config().handle();
+                let left = ctl.on(1, move |p| async move { dsup.leave(&p, 3).await });
+                assert_eq!(left.await, Some(Ok(())));
+                assert_eq!(shards_of(&ctl, 1, 3).await, vec![]);
+                for (i, name) in names.iter().enumerate() {
+                    let now = whereis(&ctl, 3, name).await.expect("runs");
+                    assert_ne!(now.node(), 3);
+                    assert_eq!(count(&ctl, 3, name).await, Some(i as i64 + 1));
+                }
+                let dsup = config().handle();
+                let joined = ctl.on(2, move |p| async move { dsup.join(&p, 3).await });
+                assert_eq!(joined.await, Some(Ok(())));
+                ctl.sleep(Duration::from_secs(2)).await;
+                for (i, name) in names.iter().enumerate() {
+                    let now = whereis(&ctl, 1, name).await.expect("runs");
+                    assert_eq!(now.node(), 3);
+                    assert_eq!(count(&ctl, 1, name).await, Some(i as i64 + 1));
+                }
+            })
+        });
+        for name in owned_names(3) {
+            let pids = starts(&report.trace, name);
+            assert_eq!(pids.len(), 3, "{name}: {pids:?}");
+            assert_eq!(handoffs(&report.trace, name), (2, vec![pids[1], pids[2]]));
+        }
+        let granted = report.trace.events().iter().any(|e| {
+            matches!(
+                &e.kind,
+                EventKind::Dist(DistEvent::Desired { on: false, .. })
+            )
+        });
+        assert!(!granted, "nothing given up");
+        check(&report.trace, Consistency::Cp).unwrap();
+    }
+
+    /// A sender's messages by name while the child's node leaves: each handled once, in the
+    /// order sent, by the old instance before it handed its count over or by the new one
+    /// after (S1, as Akka's sharding buffers during a handoff); the count adds up.
+    #[test]
+    fn messages_sent_by_name_during_a_move_are_handled_once_in_order() {
+        let name = owned_names(3)[0];
+        let sent = 40;
+        let report = cluster(23, move |ctl| {
+            Box::pin(async move {
+                start(&ctl, 1, name, "counter").await.expect("started");
+                let dsup = config().handle();
+                ctl.node(1).spawn(move |p| async move {
+                    for seq in 0..sent {
+                        let bump = Bump { from: p.pid(), seq };
+                        dsup.send(&p, name, bump).await.expect("delivered");
+                        p.sleep(Duration::from_millis(20)).await;
+                    }
+                });
+                ctl.sleep(Duration::from_millis(300)).await;
+                let dsup = config().handle();
+                let left = ctl.on(2, move |p| async move { dsup.leave(&p, 3).await });
+                assert_eq!(left.await, Some(Ok(())));
+                ctl.sleep(Duration::from_secs(2)).await;
+                assert_eq!(count(&ctl, 2, name).await, Some(sent as i64));
+            })
+        });
+        let handled: Vec<(Pid, u64)> = report
+            .trace
+            .events()
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Dist(DistEvent::Handled { pid, seq, .. }) => Some((*pid, *seq)),
+                _ => None,
+            })
+            .collect();
+        let seqs: Vec<u64> = handled.iter().map(|&(_, seq)| seq).collect();
+        assert_eq!(seqs, (0..sent).collect::<Vec<_>>(), "once each, in order");
+        let instances: std::collections::BTreeSet<Pid> = handled.iter().map(|&(p, _)| p).collect();
+        assert_eq!(
+            instances.len(),
+            2,
+            "before and after the move: {instances:?}"
+        );
+        check(&report.trace, Consistency::Cp).unwrap();
+    }
+
+    /// Bad input to `send` gets a typed error: a message type the supervisor does not route
+    /// (its codec names it: the "unregistered codec"), and a name no child has.
+    #[test]
+    fn sending_an_unregistered_type_or_to_no_child_is_a_typed_error() {
+        cluster(24, |ctl| {
+            Box::pin(async move {
+                let name = owned_names(2)[0];
+                start(&ctl, 1, name, "counter").await.expect("started");
+                match send(&ctl, 1, name, 2.5f64).await {
+                    Err(DistError::Codec(why)) => assert!(why.contains("f64"), "{why}"),
+                    other => panic!("{other:?}"),
+                }
+                assert_eq!(
+                    send(&ctl, 3, "nobody", 1u32).await,
+                    Err(DistError::NotFound)
+                );
+            })
+        });
     }
 }

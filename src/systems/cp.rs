@@ -8,31 +8,25 @@
 //! and its children start on the others. Groups are milestone 5: `Join` and `Leave` do nothing
 //! here yet.
 
-use super::swarm::{faulty, send_bumps, Bump, SwarmOp, SwarmSystem};
+use super::swarm::{faulty, send_bumps, Bump, Counter, SwarmOp, SwarmSystem};
+use crate::cluster::cp::handoff;
 use crate::cluster::cp::supervisor::{self, DistConfig, DistRef};
 use crate::rt::Duration;
 use crate::sim::cluster::ClusterCtl;
 use crate::sim::cluster_harness::{ClusterFamily, ClusterTarget};
 use crate::sim::cluster_invariants::Consistency;
-use crate::trace::{DistEvent, EventKind};
 use crate::{ExitReason, Process, Term};
 
-/// The workers' supervisor, the same on every node: `workers` on nodes 1 to 3.
+/// The workers' supervisor, the same on every node: `workers` on nodes 1 to 3, routing
+/// [`Bump`]s by name.
 pub fn config() -> DistConfig {
-    DistConfig::new("workers", 1..=3)
+    DistConfig::new("workers", 1..=3).message::<Bump>("bump")
 }
 
-/// A worker: it records each [`Bump`] it handles (S1), and runs until it is stopped.
+/// A worker: the `swarm` target's [`Counter`], from 0, moved with its count
+/// ([`handoff::serve`]).
 pub async fn worker(p: Process, _: Term) -> ExitReason {
-    loop {
-        if let Some(&Bump { from, seq }) = p.recv().await.downcast_ref::<Bump>() {
-            p.node().record(EventKind::Dist(DistEvent::Handled {
-                pid: p.pid(),
-                from,
-                seq,
-            }));
-        }
-    }
+    handoff::serve(p, Counter(0)).await
 }
 
 /// Starts the supervisor on `node` with the workers' start functions (`worker`, `faulty`), at
@@ -148,11 +142,7 @@ async fn apply(p: &Process, op: SwarmOp) {
             let name = format!("k{name}");
             let (dsup, name) = (&dsup, name.as_str());
             send_bumps(p, name, |bump| async move {
-                let to = dsup.whereis(p, name).await;
-                if let Some(pid) = to {
-                    p.send(pid, bump);
-                }
-                to
+                dsup.send(p, name, bump).await.ok()
             })
             .await;
         }

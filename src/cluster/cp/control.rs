@@ -81,6 +81,10 @@ pub fn shard_of(name: &str, shards: u16) -> u16 {
 /// crashes, so that asking again for the same crash (a late grant) is not counted twice.
 pub type CrashId = (crate::Pid, u64);
 
+/// A shard in transit, as one end of its move sees it: the shard, the node at the other end
+/// (its target, or its owner), and the epoch of the move.
+pub type Transit = (u16, u16, u64);
+
 /// What a desired child is started from: a start function registered on every node under
 /// `start` ([`Node::register_start`](crate::Node::register_start)), and its argument.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -115,6 +119,24 @@ pub enum Command {
         /// Its name.
         name: String,
     },
+    /// Planned moves, each of a shard to a node (proposed by the leader: a shard back to its
+    /// first owner once that is up again, or away from a node that leaves): each shard goes
+    /// in transit at the next epoch, its owner hands its children over
+    /// ([`super::handoff`]), and the target completes the move ([`Command::Moved`]). Ignored
+    /// for a shard in transit already, a target that is down, leaving or the owner already,
+    /// or an owner that is down.
+    Move(Vec<(u16, u16)>),
+    /// The target has the owner's children of these shards (each with the epoch of its move):
+    /// it owns them now, at that epoch (ignored for a shard no longer in transit at it).
+    Moved(Vec<(u16, u64)>),
+    /// These moves took too long (each shard with the epoch of its move): the owner keeps the
+    /// shard, at the next epoch, and runs its children again.
+    Abort(Vec<(u16, u64)>),
+    /// The node leaves gracefully: its shards move to the others, with their children's
+    /// state, and it is given none until it joins again.
+    Leave(u16),
+    /// The node takes shards again after a [`Command::Leave`].
+    Join(u16),
     /// The child `name` crashed, and its owner asks to restart it: granted while the child's
     /// restarts granted within its window ([`window_ms`]) stay below its
     /// intensity, given up otherwise, whichever node owns it. Counted on the leader's clock
@@ -141,6 +163,13 @@ pub enum Outcome {
     },
     /// The node is up (or was already).
     Upped,
+    /// These moves began, each shard to a node at an epoch.
+    Moving(Vec<(u16, u16, u64)>),
+    /// These shards changed owner, or their move was aborted (those still in transit at
+    /// the epoch given).
+    Settled(Vec<u16>),
+    /// The node is leaving, or joined again.
+    Left,
     /// The child is now desired; `owner` is the node that runs it (none before the table
     /// is assigned).
     Desired {
@@ -174,8 +203,12 @@ pub enum Query {
     Owned(u16),
     /// The members the state knows, and which of them are down.
     Members,
-    /// The shards a node owns.
+    /// The shards a node owns (those in transit from it included), with their epochs.
     Shards(u16),
+    /// The moves in transit from and to a node.
+    Moves(u16),
+    /// The moves the cluster wants now, and those in transit ([`Answer::Plan`]).
+    Plan,
 }
 
 /// An answer to a [`Query`].
@@ -185,8 +218,23 @@ pub enum Answer {
     Owner(Option<u16>),
     /// The children, by name.
     Owned(Vec<(String, Child)>),
-    /// The shards.
-    Shards(Vec<u16>),
+    /// The shards, each with its epoch.
+    Shards(Vec<(u16, u64)>),
+    /// The moves in transit from a node, and to it.
+    Moves {
+        /// Its shards in transit: each with its target and the epoch of the move.
+        outgoing: Vec<Transit>,
+        /// Shards in transit to it: each with its owner and the epoch of the move.
+        incoming: Vec<Transit>,
+    },
+    /// What the leader should do about placement.
+    Plan {
+        /// Shards to move, each with its target: back to its first owner once that is up
+        /// again, and away from nodes that leave.
+        wanted: Vec<(u16, u16)>,
+        /// The shards in transit, each with the epoch of its move.
+        transit: Vec<(u16, u64)>,
+    },
     /// The members (none before the table is assigned), and those down.
     Members {
         /// Every member.
@@ -210,6 +258,12 @@ pub struct Control {
     members: Vec<u16>,
     /// Members whose lease lapsed, until they ask again.
     down: BTreeSet<u16>,
+    /// Each shard's first owner, where it goes back to once that is up again.
+    home: Vec<u16>,
+    /// Shards in transit, to their target, at their current epoch.
+    transit: BTreeMap<u16, u16>,
+    /// Members leaving: they are given no shards.
+    leaving: BTreeSet<u16>,
     desired: BTreeMap<String, Child>,
     /// Each desired child's restarts granted within its window, on the leader's clock, by
     /// crash.
@@ -257,13 +311,85 @@ impl Control {
         })
     }
 
-    /// The desired children of the shards `node` owns, by name.
+    /// The desired children `node` runs: those of the shards it owns that are not in transit
+    /// to another node, by name.
     pub fn owned(&self, node: u16) -> Vec<(String, Child)> {
         self.desired
             .iter()
-            .filter(|(name, _)| self.owner(name) == Some(node))
+            .filter(|(name, _)| {
+                self.owner(name) == Some(node) && !self.transit.contains_key(&self.shard_of(name))
+            })
             .map(|(name, child)| (name.clone(), child.clone()))
             .collect()
+    }
+
+    /// The target of `shard`'s move, if it is in transit.
+    pub fn moving_to(&self, shard: u16) -> Option<u16> {
+        self.transit.get(&shard).copied()
+    }
+
+    /// The members up and not leaving: where shards may go.
+    fn staying(&self) -> Vec<u16> {
+        let members = self.members.iter().copied();
+        members
+            .filter(|n| self.leasable(*n) && !self.leaving.contains(n))
+            .collect()
+    }
+
+    /// The moves wanted now: each shard not in transit whose owner leaves goes to its heir
+    /// among the members staying, and each whose first owner is up and staying goes back to
+    /// it.
+    fn wanted_moves(&self) -> Vec<(u16, u16)> {
+        let staying = self.staying();
+        let mut moves = Vec::new();
+        for (i, &owner) in self.table.iter().enumerate() {
+            let shard = i as u16;
+            if self.transit.contains_key(&shard) || !self.leasable(owner) {
+                continue;
+            }
+            let home = self.home[i];
+            let target = if self.leaving.contains(&owner) {
+                Self::heir(shard, &staying)
+            } else if home != owner && staying.contains(&home) {
+                Some(home)
+            } else {
+                None
+            };
+            moves.extend(target.map(|to| (shard, to)));
+        }
+        moves
+    }
+
+    /// Completes (`moved`) or aborts the moves of `moves` still in transit at their epoch.
+    fn settle(&mut self, moves: Vec<(u16, u64)>, moved: bool) -> Outcome {
+        let mut settled = Vec::new();
+        for (shard, epoch) in moves {
+            let Some(&to) = self.transit.get(&shard) else {
+                continue;
+            };
+            if self.epoch(shard) != epoch {
+                continue;
+            }
+            if moved {
+                self.transit.remove(&shard);
+                self.table[usize::from(shard)] = to;
+            } else {
+                self.give(shard, None);
+            }
+            settled.push(shard);
+        }
+        Outcome::Settled(settled)
+    }
+
+    /// `shard` is given to `node` (or stays with its owner, for `None`) at the next epoch,
+    /// whatever move it was in.
+    fn give(&mut self, shard: u16, node: Option<u16>) {
+        let i = usize::from(shard);
+        self.transit.remove(&shard);
+        if let Some(node) = node {
+            self.table[i] = node;
+        }
+        self.epochs[i] += 1;
     }
 }
 
@@ -286,6 +412,7 @@ impl Replicated for Control {
                         .map(|s| up[usize::from(s) % up.len()])
                         .collect();
                     self.epochs = vec![1; self.table.len()];
+                    self.home = self.table.clone();
                     self.members = nodes;
                 }
                 Outcome::Assigned
@@ -301,13 +428,24 @@ impl Replicated for Control {
                     return Outcome::Downed { moved: Vec::new() };
                 }
                 self.down.insert(node);
+                // Heirs among the members staying, if any stays.
+                let staying = self.staying();
+                let heirs = if staying.is_empty() { &up } else { &staying };
                 let mut moved = Vec::new();
                 for shard in 0..self.shards {
                     let i = usize::from(shard);
-                    if self.table.get(i) == Some(&node) {
-                        if let Some(heir) = Self::heir(shard, &up) {
-                            self.table[i] = heir;
-                            self.epochs[i] += 1;
+                    let target = self.transit.get(&shard).copied();
+                    if target == Some(node) {
+                        // A move to the lost node: its owner keeps the shard.
+                        self.give(shard, None);
+                    } else if self.table.get(i) == Some(&node) {
+                        // A move from it is completed without its children's state; any
+                        // other shard goes to its heir. At the next epoch either way.
+                        let heir = target
+                            .filter(|t| heirs.contains(t))
+                            .or_else(|| Self::heir(shard, heirs));
+                        if let Some(heir) = heir {
+                            self.give(shard, Some(heir));
                             moved.push((shard, heir));
                         }
                     }
@@ -317,6 +455,39 @@ impl Replicated for Control {
             Command::Up(node) => {
                 self.down.remove(&node);
                 Outcome::Upped
+            }
+            Command::Move(moves) => {
+                let staying = self.staying();
+                let mut moving = Vec::new();
+                for (shard, to) in moves {
+                    let Some(&owner) = self.table.get(usize::from(shard)) else {
+                        continue;
+                    };
+                    if self.transit.contains_key(&shard)
+                        || owner == to
+                        || !self.leasable(owner)
+                        || !staying.contains(&to)
+                    {
+                        continue;
+                    }
+                    let i = usize::from(shard);
+                    self.epochs[i] += 1;
+                    self.transit.insert(shard, to);
+                    moving.push((shard, to, self.epochs[i]));
+                }
+                Outcome::Moving(moving)
+            }
+            Command::Moved(moves) => self.settle(moves, true),
+            Command::Abort(moves) => self.settle(moves, false),
+            Command::Leave(node) => {
+                if self.members.contains(&node) {
+                    self.leaving.insert(node);
+                }
+                Outcome::Left
+            }
+            Command::Join(node) => {
+                self.leaving.remove(&node);
+                Outcome::Left
             }
             Command::Start { name, child } => {
                 let owner = self.owner(&name);
@@ -391,8 +562,29 @@ impl Replicated for Control {
             Query::Shards(node) => Answer::Shards(
                 (0..self.shards)
                     .filter(|&s| self.table.get(usize::from(s)) == Some(&node))
+                    .map(|s| (s, self.epoch(s)))
                     .collect(),
             ),
+            Query::Moves(node) => {
+                let moves = self.transit.iter().map(|(&s, &to)| {
+                    let from = self.table[usize::from(s)];
+                    (s, from, to, self.epoch(s))
+                });
+                let (mut outgoing, mut incoming) = (Vec::new(), Vec::new());
+                for (shard, from, to, epoch) in moves {
+                    if from == node {
+                        outgoing.push((shard, to, epoch));
+                    }
+                    if to == node {
+                        incoming.push((shard, from, epoch));
+                    }
+                }
+                Answer::Moves { outgoing, incoming }
+            }
+            Query::Plan => Answer::Plan {
+                wanted: self.wanted_moves(),
+                transit: self.transit.keys().map(|&s| (s, self.epoch(s))).collect(),
+            },
             Query::Members => Answer::Members {
                 all: self.members.clone(),
                 down: self.down.iter().copied().collect(),
@@ -495,5 +687,105 @@ mod tests {
         assert_eq!(crashed_in(&mut c, 5, 300), Outcome::Restart);
         assert_eq!(crashed_in(&mut c, 5, 400), Outcome::Restart);
         assert_eq!(crashed_in(&mut c, 5, 500), Outcome::GaveUp);
+    }
+
+    fn moves(c: &Control, node: u16) -> (Vec<Transit>, Vec<Transit>) {
+        match c.query(Query::Moves(node)) {
+            Answer::Moves { outgoing, incoming } => (outgoing, incoming),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn plan(c: &Control) -> Vec<(u16, u16)> {
+        match c.query(Query::Plan) {
+            Answer::Plan { wanted, .. } => wanted,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A planned move: in transit at the next epoch (its children no longer run on the owner),
+    /// completed by the target at that epoch only; aborted, the owner keeps the shard at the
+    /// epoch after; a lost owner's move completes without state, a lost target's is aborted;
+    /// a lost node's shards go back to it once it is up, and a leaving node's go away
+    /// (docs/cp.md, "Handoff"; SWARM.md §4.2 item 8).
+    #[test]
+    fn moves_change_owners_at_higher_epochs_only() {
+        let mut c = Control::new(3, 3, 5);
+        c.apply(0, Command::Assign(vec![1, 2, 3]));
+        let child = Child {
+            start: "w".into(),
+            arg: Term::atom("nil"),
+        };
+        let name = (0..100)
+            .map(|i| format!("k{i}"))
+            .find(|n| c.shard_of(n) == 0)
+            .unwrap();
+        c.apply(
+            0,
+            Command::Start {
+                name: name.clone(),
+                child,
+            },
+        );
+        assert_eq!(c.owner(&name), Some(1));
+        // Shard 0 to node 2: in transit at epoch 2, not run by node 1 meanwhile.
+        let moving = c.apply(0, Command::Move(vec![(0, 2), (1, 2)]));
+        assert_eq!(
+            moving,
+            Outcome::Moving(vec![(0, 2, 2)]),
+            "shard 1 is node 2's already"
+        );
+        assert_eq!(moves(&c, 1), (vec![(0, 2, 2)], vec![]));
+        assert_eq!(moves(&c, 2), (vec![], vec![(0, 1, 2)]));
+        assert!(c.owned(1).is_empty());
+        assert_eq!(
+            c.apply(0, Command::Move(vec![(0, 3)])),
+            Outcome::Moving(vec![])
+        );
+        // A completion of another epoch is stale.
+        assert_eq!(
+            c.apply(0, Command::Moved(vec![(0, 1)])),
+            Outcome::Settled(vec![])
+        );
+        assert_eq!(
+            c.apply(0, Command::Moved(vec![(0, 2)])),
+            Outcome::Settled(vec![0])
+        );
+        assert_eq!((c.owner(&name), c.epoch(0)), (Some(2), 2));
+        assert_eq!(c.owned(2).len(), 1);
+        // Aborted: the owner keeps it, one epoch on; a late completion changes nothing.
+        c.apply(0, Command::Move(vec![(0, 3)]));
+        assert_eq!(
+            c.apply(0, Command::Abort(vec![(0, 3)])),
+            Outcome::Settled(vec![0])
+        );
+        assert_eq!((c.owner(&name), c.epoch(0)), (Some(2), 4));
+        assert_eq!(
+            c.apply(0, Command::Moved(vec![(0, 3)])),
+            Outcome::Settled(vec![])
+        );
+        // The target is lost: aborted. The owner is lost: completed, without a handover.
+        c.apply(0, Command::Move(vec![(0, 3)]));
+        c.apply(0, Command::Down(3));
+        assert_eq!((c.owner(&name), c.epoch(0)), (Some(2), 6));
+        c.apply(0, Command::Up(3));
+        c.apply(0, Command::Move(vec![(0, 3)]));
+        c.apply(0, Command::Down(2));
+        assert_eq!((c.owner(&name), c.epoch(0)), (Some(3), 8));
+        assert_eq!(moves(&c, 3), (vec![], vec![]));
+        // Node 2 is up again: every shard goes back to its first owner.
+        c.apply(0, Command::Up(2));
+        assert_eq!(plan(&c), vec![(0, 1), (1, 2), (2, 3)]);
+        // Node 1 leaves: nothing goes to it, and what it owns goes to the others.
+        c.apply(0, Command::Leave(1));
+        let wanted = plan(&c);
+        assert!(wanted.contains(&(1, 2)), "{wanted:?}");
+        assert!(!wanted.iter().any(|&(_, to)| to == 1), "{wanted:?}");
+        assert_eq!(
+            c.apply(0, Command::Move(vec![(0, 1)])),
+            Outcome::Moving(vec![])
+        );
+        c.apply(0, Command::Join(1));
+        assert!(plan(&c).contains(&(0, 1)));
     }
 }

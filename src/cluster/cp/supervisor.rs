@@ -48,7 +48,8 @@
 //! ```
 
 use super::consensus::{self, Lead, RaftConfig};
-use super::control::{Answer, Child, Command, Control, Outcome, Query};
+use super::control::{Answer, Child, Command, Control, Outcome, Query, Transit};
+use super::handoff::{self, Begun, Handed, Handover, Outgoing};
 use super::lease::{self, Lease};
 use crate::rt::Duration;
 use crate::server::{self, CallReply, From, GenServer, Init, Next, ServerRef};
@@ -79,12 +80,21 @@ pub struct DistConfig {
     /// How much longer the leader waits, after a node's lease ran out, before it commits the
     /// node down and gives its shards to others.
     pub fencing_margin: Duration,
+    /// How long a child has to give its state in a move before it is killed (see
+    /// [`super::handoff`]).
+    pub handoff_timeout: Duration,
+    /// How long a move may take before the leader aborts it.
+    pub max_handoff: Duration,
+    /// The message types [`DistRef::send`] can route by name, the same on every node.
+    pub messages: crate::dist::Codec,
 }
 
 impl DistConfig {
     /// The supervisor `name` on `nodes` (each a voter of its group), with 64 shards, OTP's
-    /// default intensity (3 restarts in 5 s) per child, 5 s calls, and 3 s leases with a
-    /// drift margin of 0.5 s and a fencing margin of 1 s (docs/cp.md, "Leases").
+    /// default intensity (3 restarts in 5 s) per child, 5 s calls, 3 s leases with a
+    /// drift margin of 0.5 s and a fencing margin of 1 s (docs/cp.md, "Leases"), 2 s for a
+    /// child to give its state in a move and 5 s for a move (docs/cp.md, "Handoff"), and
+    /// only [`Term`]s to send by name ([`DistConfig::message`] adds types).
     pub fn new(name: &str, nodes: impl IntoIterator<Item = u16>) -> DistConfig {
         DistConfig {
             name: name.to_string(),
@@ -96,7 +106,28 @@ impl DistConfig {
             lease: Duration::from_secs(3),
             drift_margin: Duration::from_millis(500),
             fencing_margin: Duration::from_secs(1),
+            handoff_timeout: Duration::from_secs(2),
+            max_handoff: Duration::from_secs(5),
+            messages: crate::dist::Codec::new(),
         }
+    }
+
+    /// The same settings, with messages of type `T` routed by name ([`DistRef::send`]) under
+    /// `tag` (on the wire, between nodes).
+    ///
+    /// ```
+    /// use otpsim::cluster::cp::supervisor::DistConfig;
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Reading(f64);
+    /// let config = DistConfig::new("devices", [1, 2, 3]).message::<Reading>("reading");
+    /// assert!(config.messages.encode(&Reading(21.5)).is_ok());
+    /// ```
+    pub fn message<T>(mut self, tag: &str) -> DistConfig
+    where
+        T: Serialize + serde::de::DeserializeOwned + Send + 'static,
+    {
+        self.messages.register::<T>(tag);
+        self
     }
 
     /// Whether the settings can work: `Err` says which does not.
@@ -126,11 +157,17 @@ impl DistConfig {
         if counted <= self.lease / 3 + lease::START_WITHIN {
             return Err(DistConfigError::LeaseTooShort);
         }
-        if [self.lease, self.fencing_margin, self.timeout]
-            .iter()
-            .any(|d| *d > day)
-        {
+        let durations = [
+            self.lease,
+            self.fencing_margin,
+            self.timeout,
+            self.max_handoff,
+        ];
+        if durations.iter().any(|d| *d > day) {
             return Err(DistConfigError::TooLong);
+        }
+        if self.max_handoff <= self.handoff_timeout {
+            return Err(DistConfigError::HandoffTooShort);
         }
         if self.timeout.is_zero() {
             return Err(DistConfigError::NoTimeout);
@@ -144,6 +181,7 @@ impl DistConfig {
             name: self.name.clone(),
             group: self.raft.name.clone(),
             timeout: self.timeout,
+            messages: self.messages.clone(),
         }
     }
 }
@@ -167,6 +205,9 @@ pub enum DistConfigError {
     /// A zero timeout: no call could succeed.
     #[error("the call timeout is zero")]
     NoTimeout,
+    /// A move would be aborted before its children had the time to give their state.
+    #[error("the longest a move may take must exceed the handoff timeout")]
+    HandoffTooShort,
 }
 
 /// Starts the distributed supervisor on `node`: its Raft group's server, its lease's keeper
@@ -200,6 +241,7 @@ pub fn boot(node: &Node, config: DistConfig) -> Result<(), DistConfigError> {
 pub fn codec(codec: &mut crate::dist::Codec) -> &mut crate::dist::Codec {
     consensus::codec::<Control>(codec, "cp_raft");
     server::register_calls::<DistSupervisor>(codec, "cp_supervisor");
+    codec.register::<Peer>("cp_peer");
     codec
 }
 
@@ -219,6 +261,10 @@ pub enum DistError {
     /// No start function of that name is registered on this node (it must be on every node).
     #[error("no start function {0:?} is registered on this node")]
     UnknownStart(String),
+    /// The message cannot be routed: its type is not registered in the supervisor's
+    /// messages ([`DistConfig::message`]), or the owner could not decode it.
+    #[error("{0}")]
+    Codec(String),
     /// The child's owner has no start function of that name (it must be on every node): the
     /// child is not started, and no longer desired.
     #[error("no start function {start:?} is registered on n{node}, the child's owner")]
@@ -236,6 +282,7 @@ pub struct DistRef {
     name: String,
     group: String,
     timeout: Duration,
+    messages: crate::dist::Codec,
 }
 
 impl DistRef {
@@ -270,13 +317,7 @@ impl DistRef {
                 let pid = self.running(p, name, owner).await?;
                 Err(DistError::AlreadyStarted(pid))
             }
-            Outcome::Assigned
-            | Outcome::Downed { .. }
-            | Outcome::Upped
-            | Outcome::Terminated { .. }
-            | Outcome::NotDesired
-            | Outcome::Restart
-            | Outcome::GaveUp => Err(DistError::Unavailable),
+            _ => Err(DistError::Unavailable),
         }
     }
 
@@ -315,6 +356,72 @@ impl DistRef {
         match ServerRef::<DistSupervisor>::call_named(p, &self.name, owner, call, to).await {
             Ok(Ok(pid)) => pid,
             Ok(Err(_)) | Err(_) => None,
+        }
+    }
+
+    /// Sends `msg` to the child `name`, wherever it runs, and returns the instance it went
+    /// to. Messages of one sender to one name are delivered in the order sent, once: while the
+    /// child restarts or moves to another node they are held, and delivered to its next
+    /// instance (a move's after its predecessor's state). [`DistError::NotFound`] if no child
+    /// of that name is desired, [`DistError::Codec`] for a type not registered
+    /// ([`DistConfig::message`]), [`DistError::Unavailable`] if no instance took it in time.
+    pub async fn send<T: Serialize + Send + 'static>(
+        &self,
+        p: &Process,
+        name: &str,
+        msg: T,
+    ) -> Result<Pid, DistError> {
+        crate::dist::note_type::<T>();
+        let (tag, bytes) = self
+            .messages
+            .encode_tagged(&msg)
+            .map_err(|e| DistError::Codec(e.to_string()))?;
+        let letter = Letter {
+            tag: tag.to_string(),
+            bytes,
+        };
+        let owner = self.owner(p, name).await.ok_or(DistError::Unavailable)?;
+        let name = name.to_string();
+        let call = Call::Deliver {
+            name,
+            letter,
+            hops: 0,
+        };
+        let to = Some(self.timeout);
+        match ServerRef::<DistSupervisor>::call_named(p, &self.name, owner, call, to).await {
+            Ok(Ok(Some(pid))) => Ok(pid),
+            Ok(Ok(None)) => Err(DistError::NotFound),
+            Ok(Err(why)) => Err(DistError::Codec(why)),
+            Err(_) => Err(DistError::Unavailable),
+        }
+    }
+
+    /// Node `node` leaves gracefully: its shards move to the other nodes, each child with the
+    /// state it gives ([`super::handoff`]), and it is given none until it [joins](Self::join)
+    /// again. Returns once it owns nothing ([`DistError::Unavailable`] if that takes longer
+    /// than the call timeout: the moves go on).
+    pub async fn leave(&self, p: &Process, node: u16) -> Result<(), DistError> {
+        let me = p.pid().node();
+        let command = Command::Leave(node);
+        consensus::propose::<Control>(p, &self.group, me, command, self.timeout)
+            .await
+            .map_err(|_| DistError::Unavailable)?;
+        let to = Some(self.timeout);
+        match ServerRef::<DistSupervisor>::call_named(p, &self.name, node, Call::Drained, to).await
+        {
+            Ok(_) => Ok(()),
+            Err(_) => Err(DistError::Unavailable),
+        }
+    }
+
+    /// Node `node`, which [left](Self::leave), takes shards again: those it first owned move
+    /// back to it.
+    pub async fn join(&self, p: &Process, node: u16) -> Result<(), DistError> {
+        let me = p.pid().node();
+        let command = Command::Join(node);
+        match consensus::propose::<Control>(p, &self.group, me, command, self.timeout).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(DistError::Unavailable),
         }
     }
 
@@ -358,6 +465,64 @@ pub enum Call {
     Whereis(String),
     /// Answered once this node has acted on the log up to this position.
     Settled(u64),
+    /// A message for the child `name`, to deliver to it here or to route on: the number of
+    /// times it was routed on already.
+    Deliver {
+        /// The child.
+        name: String,
+        /// The message.
+        letter: Letter,
+        /// How many supervisors routed it on.
+        hops: u8,
+    },
+    /// Answered once this node owns no shard.
+    Drained,
+}
+
+/// A message routed by name, encoded by the supervisor's messages codec.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Letter {
+    /// Its type's tag.
+    pub tag: String,
+    /// Its encoding.
+    pub bytes: Vec<u8>,
+}
+
+/// What supervisors send each other.
+#[derive(Serialize, Deserialize)]
+pub enum Peer {
+    /// An owner's children, stopped for its moves to this node.
+    Handover(Handover),
+    /// A message routed on to the node that owns its child now.
+    Forward {
+        /// The child.
+        name: String,
+        /// The message.
+        letter: Letter,
+        /// Its sender's call, answered by whoever delivers it.
+        from: From<Reply>,
+        /// How many supervisors routed it on.
+        hops: u8,
+    },
+}
+
+/// A routed message waiting for its child.
+struct Held {
+    letter: Letter,
+    from: From<Reply>,
+    hops: u8,
+    /// Dropped after this: its sender has given up.
+    until: crate::rt::Instant,
+}
+
+/// A supervisor routes a message on at most this many times (its state and the owner's may
+/// disagree for a moment, never for long).
+const MAX_HOPS: u8 = 3;
+
+/// A child's time to give its state is up.
+struct HandoffTimeout {
+    pid: Pid,
+    id: u64,
 }
 
 /// The supervisor's timer: reconcile with the group's state now and then.
@@ -393,6 +558,19 @@ pub struct DistSupervisor {
     waiting: BTreeMap<String, Vec<From<Reply>>>,
     /// Callers waiting for this node to act on the log up to a position.
     settling: Vec<(u64, From<Reply>)>,
+    /// Callers waiting for this node to own no shard.
+    draining: Vec<From<Reply>>,
+    /// Messages routed by name, waiting for their child to run (or to be routed on).
+    held: BTreeMap<String, Vec<Held>>,
+    /// The moves of this node's shards, by shard.
+    outgoing: BTreeMap<u16, Outgoing>,
+    /// The children handed over for moves to this node, by shard and epoch of the move.
+    received: BTreeMap<(u16, u64), Vec<Handed>>,
+    /// Children handed over to this node, to start without counting a restart (and given
+    /// their state, if any), by name.
+    handed_in: BTreeMap<String, Handed>,
+    /// On the leader: when it first saw each move in transit (by shard and epoch).
+    transit_seen: BTreeMap<(u16, u64), crate::rt::Instant>,
     /// The log position the last reconciliation acted on.
     reconciled: u64,
     watching: bool,
@@ -416,8 +594,12 @@ const FRESH_WITHIN: Duration = Duration::from_secs(1);
 /// How often a supervisor reconciles with its group when nothing is applied.
 const RECONCILE_EVERY: Duration = Duration::from_millis(500);
 
+/// The moves in transit from a node, and to it.
+type Moves = (Vec<Transit>, Vec<Transit>);
+
 impl DistSupervisor {
-    /// Starts what this node should run and does not, stops what it runs and should not.
+    /// Starts what this node should run and does not, stops what it runs and should not,
+    /// hands over what moves away and takes what moves here.
     async fn reconcile(&mut self, p: &Process) {
         let (group, timeout) = (self.config.raft.name.clone(), self.config.timeout);
         let me = p.pid().node();
@@ -446,19 +628,36 @@ impl DistSupervisor {
         let Ok(status) = consensus::status::<Control>(p, &group, me, timeout).await else {
             return;
         };
-        self.assign(p, status.leader == Some(me)).await;
+        let leading = status.leader == Some(me);
+        self.assign(p, leading).await;
+        if leading {
+            self.rebalance(p).await;
+        }
         let owned =
             match consensus::query::<Control>(p, &group, me, Query::Owned(me), timeout).await {
                 Ok(Answer::Owned(owned)) => owned,
                 Ok(_) | Err(_) => return,
             };
+        let Some(shards) = self.shard_epochs(p).await else {
+            return;
+        };
+        let Some((outgoing, incoming)) = self.moves(p).await else {
+            return;
+        };
         let wanted: BTreeMap<String, Child> = owned.into_iter().collect();
-        self.acquire(p, &wanted).await;
+        self.settle_moves(p, &outgoing, &shards);
+        self.hand_over(p, &outgoing);
+        self.complete(p, &incoming).await;
+        self.acquire(p, &wanted, &shards);
+        self.received.retain(|&(shard, epoch), _| {
+            incoming.iter().any(|&(s, _, e)| (s, e) == (shard, epoch))
+        });
+        let stopping = |o: &BTreeMap<u16, Outgoing>, pid: Pid| o.values().any(|o| o.stopping(pid));
         let unwanted: Vec<String> = self
             .children
-            .keys()
-            .filter(|name| !wanted.contains_key(*name))
-            .cloned()
+            .iter()
+            .filter(|(name, r)| !wanted.contains_key(*name) && !stopping(&self.outgoing, r.pid))
+            .map(|(name, _)| name.clone())
             .collect();
         for name in unwanted {
             if let Some(running) = self.children.remove(&name) {
@@ -471,6 +670,19 @@ impl DistSupervisor {
         self.granted.retain(|name, _| wanted.contains_key(name));
         if self.crashed.len() != before {
             self.save_crashed(p);
+        }
+        let gone: Vec<String> = self
+            .handed_in
+            .keys()
+            .filter(|name| !wanted.contains_key(*name))
+            .cloned()
+            .collect();
+        for name in gone {
+            if let Some(h) = self.handed_in.remove(&name) {
+                if h.state.is_some() {
+                    handoff::aborted(p, h.id, &name, "no longer desired");
+                }
+            }
         }
         // A child whose start function is missing here cannot run: given up.
         let given_up: Vec<String> = self.failed.keys().cloned().collect();
@@ -503,15 +715,38 @@ impl DistSupervisor {
                 Ok(_) | Err(_) => {}
             }
         }
+        self.start_wanted(p, &wanted).await;
+        self.route_held(p, &wanted, &incoming).await;
+        self.reconciled = self.reconciled.max(status.applied);
+        let reconciled = self.reconciled;
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.settling)
+            .into_iter()
+            .partition(|(index, _)| *index <= reconciled);
+        self.settling = waiting;
+        for (_, from) in done {
+            from.reply(p, Ok(None));
+        }
+        if self.shards.is_empty() && self.outgoing.is_empty() {
+            for from in std::mem::take(&mut self.draining) {
+                from.reply(p, Ok(None));
+            }
+        }
+    }
+
+    /// Starts the children of `wanted` that do not run, under the lease, from a state the
+    /// majority confirms.
+    async fn start_wanted(&mut self, p: &Process, wanted: &BTreeMap<String, Child>) {
+        let me = p.pid().node();
         // Start only from a state a majority confirms as current: a node cut off from the
         // majority, or one that has not caught up, would start what the group no longer wants.
         let to_start: Vec<(String, Child)> = wanted
-            .into_iter()
+            .iter()
             .filter(|(name, _)| {
-                !self.children.contains_key(name)
-                    && !self.failed.contains_key(name)
-                    && !self.crashed.contains_key(name)
+                !self.children.contains_key(*name)
+                    && !self.failed.contains_key(*name)
+                    && !self.crashed.contains_key(*name)
             })
+            .map(|(name, child)| (name.clone(), child.clone()))
             .collect();
         if !to_start.is_empty() && !self.confirmed(p, &to_start).await {
             return;
@@ -554,6 +789,15 @@ impl DistSupervisor {
                         name: name.clone(),
                         pid,
                     }));
+                    // Its predecessor's state first, before any message.
+                    if let Some(Handed {
+                        id,
+                        state: Some(state),
+                        ..
+                    }) = self.handed_in.remove(&name)
+                    {
+                        handoff::deliver(p, id, &name, pid, state);
+                    }
                     for from in self.waiting.remove(&name).unwrap_or_default() {
                         from.reply(p, Ok(Some(pid)));
                     }
@@ -569,42 +813,170 @@ impl DistSupervisor {
                 }
             }
         }
-        self.reconciled = self.reconciled.max(status.applied);
-        let reconciled = self.reconciled;
-        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.settling)
-            .into_iter()
-            .partition(|(index, _)| *index <= reconciled);
-        self.settling = waiting;
-        for (_, from) in done {
-            from.reply(p, Ok(None));
+    }
+
+    /// The shards this node owns, with their epochs.
+    async fn shard_epochs(&self, p: &Process) -> Option<Vec<(u16, u64)>> {
+        let (group, me) = (&self.config.raft.name, p.pid().node());
+        let query = Query::Shards(me);
+        match consensus::query::<Control>(p, group, me, query, self.config.timeout).await {
+            Ok(Answer::Shards(shards)) => Some(shards),
+            Ok(_) | Err(_) => None,
+        }
+    }
+
+    /// The moves in transit from this node and to it.
+    async fn moves(&self, p: &Process) -> Option<Moves> {
+        let (group, me) = (&self.config.raft.name, p.pid().node());
+        let query = Query::Moves(me);
+        match consensus::query::<Control>(p, group, me, query, self.config.timeout).await {
+            Ok(Answer::Moves { outgoing, incoming }) => Some((outgoing, incoming)),
+            Ok(_) | Err(_) => None,
+        }
+    }
+
+    /// Forgets the moves of this node's shards that are no longer in transit: completed
+    /// (the shard is another node's), or aborted (it is still this node's: the children that
+    /// crashed meanwhile are counted, and all start again here).
+    fn settle_moves(&mut self, p: &Process, outgoing: &[Transit], shards: &[(u16, u64)]) {
+        let ended: Vec<u16> = self
+            .outgoing
+            .iter()
+            .filter(|(&shard, o)| !outgoing.contains(&(shard, o.to, o.epoch)))
+            .map(|(&shard, _)| shard)
+            .collect();
+        let mut crashed = false;
+        for shard in ended {
+            let Some(o) = self.outgoing.remove(&shard) else {
+                continue;
+            };
+            if shards.iter().any(|&(s, _)| s == shard) {
+                for name in o.abort(p) {
+                    let crash = self.next_crash();
+                    self.crashed.insert(name, crash);
+                    crashed = true;
+                }
+            }
+        }
+        if crashed {
+            self.save_crashed(p);
+        }
+    }
+
+    /// Begins the moves of this node's shards not begun yet (each child running asked for
+    /// its state, with a deadline), and sends each target the handover of the moves whose
+    /// children have all stopped (again at each reconciliation, until the move is settled).
+    fn hand_over(&mut self, p: &Process, outgoing: &[Transit]) {
+        for &(shard, to, epoch) in outgoing {
+            if self.outgoing.contains_key(&shard) {
+                continue;
+            }
+            let running: Vec<(String, Pid)> = self
+                .children
+                .iter()
+                .filter(|(name, _)| super::control::shard_of(name, self.config.shards) == shard)
+                .map(|(name, r)| (name.clone(), r.pid))
+                .collect();
+            let o = Outgoing::begin(p, shard, to, epoch, running);
+            for (pid, id) in o.waiting() {
+                let timeout = HandoffTimeout { pid, id };
+                p.send_after(self.config.handoff_timeout, p.pid(), timeout);
+            }
+            self.outgoing.insert(shard, o);
+        }
+        let mut handovers: BTreeMap<u16, Handover> = BTreeMap::new();
+        for (&shard, o) in self.outgoing.iter_mut().filter(|(_, o)| o.ready()) {
+            o.sending(p);
+            let handover = handovers.entry(o.to).or_insert(Handover {
+                moves: Vec::new(),
+                children: Vec::new(),
+            });
+            handover.moves.push((shard, o.epoch));
+            handover.children.extend(o.handed.iter().cloned());
+        }
+        for (to, handover) in handovers {
+            p.send_named(&self.config.name, to, Peer::Handover(handover));
+        }
+    }
+
+    /// Commits the moves to this node whose handover it has: it owns their shards then, and
+    /// starts their children.
+    async fn complete(&mut self, p: &Process, incoming: &[Transit]) {
+        let (group, me) = (&self.config.raft.name, p.pid().node());
+        let moved: Vec<(u16, u64)> = incoming
+            .iter()
+            .map(|&(shard, _, epoch)| (shard, epoch))
+            .filter(|key| self.received.contains_key(key))
+            .collect();
+        if !moved.is_empty() {
+            let command = Command::Moved(moved);
+            let _ = consensus::propose::<Control>(p, group, me, command, self.config.timeout).await;
+        }
+    }
+
+    /// On the leader: proposes the moves the placement wants (shards back to their first
+    /// owner, away from nodes that leave), and aborts those in transit for longer than a
+    /// move may take.
+    async fn rebalance(&mut self, p: &Process) {
+        let (group, me) = (&self.config.raft.name, p.pid().node());
+        let timeout = self.config.timeout;
+        let Ok(Answer::Plan { wanted, transit }) =
+            consensus::query::<Control>(p, group, me, Query::Plan, timeout).await
+        else {
+            return;
+        };
+        if !wanted.is_empty() {
+            let command = Command::Move(wanted);
+            let _ = consensus::propose::<Control>(p, group, me, command, timeout).await;
+        }
+        let now = p.now();
+        self.transit_seen.retain(|key, _| transit.contains(key));
+        for key in &transit {
+            self.transit_seen.entry(*key).or_insert(now);
+        }
+        let stuck: Vec<(u16, u64)> = self
+            .transit_seen
+            .iter()
+            .filter(|(_, &seen)| now > seen + self.config.max_handoff)
+            .map(|(key, _)| *key)
+            .collect();
+        if !stuck.is_empty() {
+            let command = Command::Abort(stuck);
+            let _ = consensus::propose::<Control>(p, group, me, command, timeout).await;
         }
     }
 
     /// Children of shards this node did not own at its last reconciliation (all of them at
     /// boot) may have crashed just before, unseen (on this node before it went down, or on
-    /// their last owner): each of those starts is a restart and asks for a grant like one.
-    async fn acquire(&mut self, p: &Process, wanted: &BTreeMap<String, Child>) {
-        let (group, me) = (&self.config.raft.name, p.pid().node());
-        let query = Query::Shards(me);
-        let Ok(Answer::Shards(shards)) =
-            consensus::query::<Control>(p, group, me, query, self.config.timeout).await
-        else {
-            return;
-        };
-        let shards: BTreeSet<u16> = shards.into_iter().collect();
+    /// their last owner): each of those starts is a restart and asks for a grant like one,
+    /// but for those their owner stopped cleanly and handed over in a completed move.
+    fn acquire(&mut self, p: &Process, wanted: &BTreeMap<String, Child>, shards: &[(u16, u64)]) {
         let mut acquired = false;
-        for name in wanted.keys() {
-            let shard = super::control::shard_of(name, self.config.shards);
-            if shards.contains(&shard)
-                && !self.shards.contains(&shard)
-                && !self.children.contains_key(name)
-            {
-                let crash = self.next_crash();
-                self.crashed.insert(name.clone(), crash);
-                acquired = true;
+        for &(shard, epoch) in shards {
+            if self.shards.contains(&shard) {
+                continue;
+            }
+            for h in self.received.remove(&(shard, epoch)).unwrap_or_default() {
+                if !wanted.contains_key(&h.name) {
+                    if h.state.is_some() {
+                        handoff::aborted(p, h.id, &h.name, "no longer desired");
+                    }
+                } else if h.clean {
+                    self.handed_in.insert(h.name.clone(), h);
+                }
+            }
+            for name in wanted.keys() {
+                if super::control::shard_of(name, self.config.shards) == shard
+                    && !self.children.contains_key(name)
+                    && !self.handed_in.contains_key(name)
+                {
+                    let crash = self.next_crash();
+                    self.crashed.insert(name.clone(), crash);
+                    acquired = true;
+                }
             }
         }
-        self.shards = shards;
+        self.shards = shards.iter().map(|&(s, _)| s).collect();
         if acquired {
             self.save_crashed(p);
         }
@@ -648,9 +1020,121 @@ impl DistSupervisor {
         }
     }
 
-    /// A child ended: its crash is counted by the group at the next reconciliation, which
-    /// restarts it unless it exceeded its intensity. One stopped because the lease lapsed
-    /// did not crash: it starts again under the next lease, if its node still owns it.
+    /// The pid of the child `name` if it runs here, under a lease that holds, and is not
+    /// stopping for a move.
+    fn running(&self, p: &Process, name: &str) -> Option<Pid> {
+        // A child is named only under a lease that holds: a node whose lease lapsed (paused,
+        // say, and not yet caught up) must not send callers to what it no longer owns.
+        let holds = !self.lease.left(p.now()).is_zero();
+        let pid = self.children.get(name).filter(|_| holds)?.pid;
+        let stopping = self.outgoing.values().any(|o| o.stopping(pid));
+        (!stopping).then_some(pid)
+    }
+
+    /// A message for the child `name`: delivered now if it runs here, held otherwise (until
+    /// it runs, or is found to run elsewhere: [`Self::route_held`]).
+    fn route(&mut self, p: &Process, name: String, letter: Letter, from: From<Reply>, hops: u8) {
+        match self.running(p, &name) {
+            Some(pid) => self.post(p, pid, letter, from),
+            None => {
+                let until = p.now() + self.config.timeout;
+                let held = Held {
+                    letter,
+                    from,
+                    hops,
+                    until,
+                };
+                self.held.entry(name).or_default().push(held);
+                self.kick(p);
+            }
+        }
+    }
+
+    /// Delivers a message to `pid`, and tells its sender.
+    fn post(&self, p: &Process, pid: Pid, letter: Letter, from: From<Reply>) {
+        match self.config.messages.decode(&letter.tag, &letter.bytes) {
+            Ok(msg) => {
+                p.send_boxed(pid, msg, None);
+                from.reply(p, Ok(Some(pid)));
+            }
+            Err(e) => from.reply(p, Err(e.to_string())),
+        }
+    }
+
+    /// The messages held: delivered to their child if it runs here now, routed on to its
+    /// owner if that is another node, kept while it is this node's to run or moves from or
+    /// to it, and answered as undelivered when its child is not desired or its sender gave
+    /// up.
+    async fn route_held(
+        &mut self,
+        p: &Process,
+        wanted: &BTreeMap<String, Child>,
+        incoming: &[Transit],
+    ) {
+        let (group, me) = (self.config.raft.name.clone(), p.pid().node());
+        let names: Vec<String> = self.held.keys().cloned().collect();
+        for name in names {
+            let held = self.held.remove(&name).unwrap_or_default();
+            let now = p.now();
+            let (live, late): (Vec<Held>, Vec<Held>) =
+                held.into_iter().partition(|h| now < h.until);
+            for h in late {
+                h.from.reply(p, Ok(None));
+            }
+            if let Some(pid) = self.running(p, &name) {
+                for h in live {
+                    self.post(p, pid, h.letter, h.from);
+                }
+                continue;
+            }
+            let shard = super::control::shard_of(&name, self.config.shards);
+            let here = wanted.contains_key(&name)
+                || self.outgoing.contains_key(&shard)
+                || incoming.iter().any(|&(s, _, _)| s == shard);
+            if here {
+                if !live.is_empty() {
+                    self.held.insert(name, live);
+                }
+                continue;
+            }
+            let query = Query::Owner(name.clone());
+            let owner = match consensus::query::<Control>(p, &group, me, query, FRESH_WITHIN).await
+            {
+                Ok(Answer::Owner(owner)) => owner,
+                Ok(_) | Err(_) => None,
+            };
+            for h in live {
+                match owner {
+                    // Not desired: no instance will take it.
+                    Some(owner) if owner == me => h.from.reply(p, Ok(None)),
+                    Some(owner) if h.hops < MAX_HOPS => {
+                        let forward = Peer::Forward {
+                            name: name.clone(),
+                            letter: h.letter,
+                            from: h.from,
+                            hops: h.hops + 1,
+                        };
+                        p.send_named(&self.config.name, owner, forward);
+                    }
+                    Some(_) => h.from.reply(p, Ok(None)),
+                    None => self.held.entry(name.clone()).or_default().push(h),
+                }
+            }
+        }
+    }
+
+    /// Reconciles soon, once for a burst of events.
+    fn kick(&mut self, p: &Process) {
+        if !self.kicked {
+            self.kicked = true;
+            p.send(p.pid(), Kick);
+        }
+    }
+
+    /// A child ended. One stopping for a move is handed over. One stopped because the lease
+    /// lapsed did not crash: it starts again under the next lease, if its node still owns
+    /// it. Any other crashed: its crash is counted by the group at the next reconciliation,
+    /// which restarts it unless it exceeded its intensity.
     fn child_exited(&mut self, p: &Process, pid: Pid, reason: &ExitReason) {
         self.lease.release(pid);
         let Some(name) = self
@@ -662,6 +1146,10 @@ impl DistSupervisor {
             return;
         };
         self.children.remove(&name);
+        if let Some(o) = self.outgoing.values_mut().find(|o| o.stopping(pid)) {
+            o.stopped(p, pid, reason);
+            return;
+        }
         // Judged by its reason, as OTP and the cluster invariants judge an exit: a child
         // that crashed as the lease lapsed crashed, and one that traps exits, killed by the
         // lapse, exits `killed` (a crash, conservatively).
@@ -721,6 +1209,12 @@ impl GenServer for DistSupervisor {
             failed: BTreeMap::new(),
             waiting: BTreeMap::new(),
             settling: Vec::new(),
+            draining: Vec::new(),
+            held: BTreeMap::new(),
+            outgoing: BTreeMap::new(),
+            received: BTreeMap::new(),
+            handed_in: BTreeMap::new(),
+            transit_seen: BTreeMap::new(),
             reconciled: 0,
             watching: false,
             kicked: false,
@@ -730,18 +1224,14 @@ impl GenServer for DistSupervisor {
     }
 
     async fn handle_call(&mut self, call: Call, from: From<Reply>, p: &Process) -> CallReply<Self> {
-        // A child is named only under a lease that holds: a node whose lease lapsed (paused,
-        // say, and not yet caught up) must not send callers to what it no longer owns.
-        let holds = !self.lease.left(p.now()).is_zero();
-        let running = |name: &str| self.children.get(name).filter(|_| holds).map(|r| r.pid);
         match call {
-            Call::Whereis(name) => CallReply::Reply(Ok(running(&name))),
+            Call::Whereis(name) => CallReply::Reply(Ok(self.running(p, &name))),
             Call::Settled(index) if index <= self.reconciled => CallReply::Reply(Ok(None)),
             Call::Settled(index) => {
                 self.settling.push((index, from));
                 CallReply::NoReply
             }
-            Call::Await(name) => match running(&name) {
+            Call::Await(name) => match self.running(p, &name) {
                 Some(pid) => CallReply::Reply(Ok(Some(pid))),
                 None if self.failed.contains_key(&name) => {
                     CallReply::Reply(Err(self.failed[&name].clone()))
@@ -751,6 +1241,15 @@ impl GenServer for DistSupervisor {
                     CallReply::NoReply
                 }
             },
+            Call::Deliver { name, letter, hops } => {
+                self.route(p, name, letter, from, hops);
+                CallReply::NoReply
+            }
+            Call::Drained => {
+                self.draining.push(from);
+                self.kick(p);
+                CallReply::NoReply
+            }
         }
     }
 
@@ -758,18 +1257,61 @@ impl GenServer for DistSupervisor {
         if msg.is::<Tick>() {
             self.reconcile(p).await;
             p.send_after(RECONCILE_EVERY, p.pid(), Tick);
-        } else if msg.is::<Kick>() {
+            return Next::Continue;
+        }
+        if msg.is::<Kick>() {
             self.kicked = false;
             self.reconcile(p).await;
-        } else if msg.is::<consensus::Applied>() || matches!(msg, Msg::Exit { .. }) {
-            if let Msg::Exit { from, reason } = msg {
+            return Next::Continue;
+        }
+        if msg.is::<consensus::Applied>() {
+            self.kick(p);
+            return Next::Continue;
+        }
+        let msg = match msg {
+            Msg::Exit { from, reason } => {
                 self.child_exited(p, from, &reason);
+                self.kick(p);
+                return Next::Continue;
             }
-            // One reconciliation for a burst of commits and exits.
-            if !self.kicked {
-                self.kicked = true;
-                p.send(p.pid(), Kick);
+            other => other,
+        };
+        let msg = match msg.downcast::<Begun>() {
+            Ok(begun) => {
+                for o in self.outgoing.values_mut() {
+                    o.answered(p, begun.clone());
+                }
+                return Next::Continue;
             }
+            Err(msg) => msg,
+        };
+        let msg = match msg.downcast::<HandoffTimeout>() {
+            Ok(HandoffTimeout { pid, id }) => {
+                let waiting = |o: &Outgoing| o.waiting().any(|w| w == (pid, id));
+                if self.outgoing.values().any(waiting) {
+                    p.exit(pid, ExitReason::Kill);
+                }
+                return Next::Continue;
+            }
+            Err(msg) => msg,
+        };
+        match msg.downcast::<Peer>() {
+            Ok(Peer::Handover(handover)) => {
+                for (shard, epoch) in handover.moves {
+                    let children = handover.children.iter().filter(|h| h.shard == shard);
+                    self.received
+                        .entry((shard, epoch))
+                        .or_insert_with(|| children.cloned().collect());
+                }
+                self.kick(p);
+            }
+            Ok(Peer::Forward {
+                name,
+                letter,
+                from,
+                hops,
+            }) => self.route(p, name, letter, from, hops),
+            Err(_) => {}
         }
         Next::Continue
     }
