@@ -209,6 +209,8 @@ struct Checker {
     sent: BTreeMap<(Pid, u64), (String, usize)>,
     unhandled: BTreeMap<Pid, Vec<(Pid, u64, usize)>>,
     handled: BTreeMap<(Pid, u64), usize>,
+    /// Messages handled before their send was recorded: the instance, and the event.
+    handled_early: BTreeMap<(Pid, u64), (Pid, usize)>,
     handled_upto: BTreeMap<(Pid, String), (usize, usize)>,
     /// S1: names moving (handoff id -> the name, its begin event, the nodes it moves
     /// between); instances a handoff began from (its begin event); instances whose state was
@@ -686,6 +688,11 @@ impl Checker {
         to: Option<Pid>,
     ) -> Result<(), Found> {
         self.sent.insert((from, seq), (name.to_string(), i));
+        // Handled before its sender recorded the send (a send answered once delivered):
+        // judged now.
+        if let Some((pid, handled)) = self.handled_early.remove(&(from, seq)) {
+            return self.handled(handled, pid, from, seq);
+        }
         match to {
             Some(pid) => {
                 self.unhandled.entry(pid).or_default().push((from, seq, i));
@@ -716,6 +723,7 @@ impl Checker {
             list.retain(|&(f, s, _)| (f, s) != (from, seq));
         }
         let Some((name, sent)) = self.sent.get(&(from, seq)).cloned() else {
+            self.handled_early.insert((from, seq), (pid, i));
             return Ok(());
         };
         let violation = |message: String, events: Vec<usize>| {
