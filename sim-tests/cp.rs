@@ -994,4 +994,67 @@ mod handoff {
             })
         });
     }
+
+    /// Two names of one shard of node 3's.
+    fn same_shard_of_3() -> (&'static str, &'static str) {
+        let shards = config().shards;
+        let names: Vec<&'static str> = (0..200)
+            .map(|i| &*Box::leak(format!("s{i}").into_boxed_str()))
+            .collect();
+        let shard = |n: &str| otpsim::cluster::cp::control::shard_of(n, shards);
+        for (i, a) in names.iter().enumerate() {
+            if shard(a) % 3 != 2 {
+                continue;
+            }
+            if let Some(b) = names[i + 1..].iter().find(|b| shard(b) == shard(a)) {
+                return (a, b);
+            }
+        }
+        panic!("no two names of one shard");
+    }
+
+    /// A child that does not answer for its state is killed after the handoff timeout (2 s)
+    /// and restarts on the target as after a crash; meanwhile a child started in the same
+    /// shard, in transit, is started by the target once the move completes, and its caller
+    /// told its pid (its wait routed on from the old owner, not left to time out).
+    #[test]
+    fn a_start_during_a_move_runs_on_the_target_and_a_silent_child_is_killed() {
+        let (silent, late) = same_shard_of_3();
+        let report = cluster(25, move |ctl| {
+            Box::pin(async move {
+                let pid = start(&ctl, 1, silent, "stubborn").await.expect("started");
+                assert_eq!(pid.node(), 3);
+                let dsup = config().handle();
+                ctl.node(1).spawn(move |p| async move {
+                    let _ = dsup.leave(&p, 3).await;
+                });
+                ctl.sleep(Duration::from_millis(500)).await;
+                let started = start(&ctl, 2, late, "counter").await.expect("started");
+                assert_ne!(started.node(), 3);
+                ctl.sleep(Duration::from_secs(3)).await;
+                assert_eq!(whereis(&ctl, 1, late).await, Some(started));
+                let moved = whereis(&ctl, 1, silent).await.expect("runs on the target");
+                assert_eq!(moved.node(), started.node());
+            })
+        });
+        let pids = starts(&report.trace, silent);
+        assert_eq!(pids.len(), 2, "{pids:?}");
+        let begin = report.trace.events().iter().find_map(|e| match &e.kind {
+            EventKind::Dist(DistEvent::Handoff {
+                name,
+                phase: HandoffPhase::Begin { .. },
+                ..
+            }) if name == silent => Some(e.at_us),
+            _ => None,
+        });
+        let killed = report.trace.events().iter().find_map(|e| match &e.kind {
+            EventKind::Exit { pid, reason } if *pid == pids[0] => Some((e.at_us, reason.clone())),
+            _ => None,
+        });
+        let (at, reason) = killed.expect("the silent child exited");
+        assert_eq!(reason, otpsim::Term::atom("killed"));
+        assert!(at >= begin.expect("a handoff began") + 2_000_000);
+        assert_eq!(handoffs(&report.trace, late), (0, vec![]));
+        check(&report.trace, Consistency::Cp).unwrap();
+    }
 }

@@ -207,6 +207,8 @@ pub enum Query {
     Shards(u16),
     /// The moves in transit from and to a node.
     Moves(u16),
+    /// Whether a child of that name is desired.
+    Desired(String),
     /// The moves the cluster wants now, and those in transit ([`Answer::Plan`]).
     Plan,
 }
@@ -220,6 +222,8 @@ pub enum Answer {
     Owned(Vec<(String, Child)>),
     /// The shards, each with its epoch.
     Shards(Vec<(u16, u64)>),
+    /// Whether the child is desired.
+    Desired(bool),
     /// The moves in transit from a node, and to it.
     Moves {
         /// Its shards in transit: each with its target and the epoch of the move.
@@ -581,6 +585,7 @@ impl Replicated for Control {
                 }
                 Answer::Moves { outgoing, incoming }
             }
+            Query::Desired(name) => Answer::Desired(self.desired.contains_key(&name)),
             Query::Plan => Answer::Plan {
                 wanted: self.wanted_moves(),
                 transit: self.transit.keys().map(|&s| (s, self.epoch(s))).collect(),

@@ -488,30 +488,39 @@ pub struct Letter {
     pub bytes: Vec<u8>,
 }
 
+/// What waits for a child to run, on the node that runs it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Waiting {
+    /// A message to deliver to it.
+    Letter(Letter),
+    /// A caller to tell its pid.
+    Pid,
+}
+
 /// What supervisors send each other.
 #[derive(Serialize, Deserialize)]
 pub enum Peer {
     /// An owner's children, stopped for its moves to this node.
     Handover(Handover),
-    /// A message routed on to the node that owns its child now.
+    /// A message or a caller routed on to the node that owns the child now.
     Forward {
         /// The child.
         name: String,
-        /// The message.
-        letter: Letter,
-        /// Its sender's call, answered by whoever delivers it.
+        /// What waits for it.
+        waiting: Waiting,
+        /// The call, answered by whoever delivers it.
         from: From<Reply>,
         /// How many supervisors routed it on.
         hops: u8,
     },
 }
 
-/// A routed message waiting for its child.
+/// A message or a caller waiting for a child.
 struct Held {
-    letter: Letter,
+    waiting: Waiting,
     from: From<Reply>,
     hops: u8,
-    /// Dropped after this: its sender has given up.
+    /// Answered as undelivered after this: its caller has given up.
     until: crate::rt::Instant,
 }
 
@@ -554,13 +563,12 @@ pub struct DistSupervisor {
     granted: BTreeMap<String, (crate::rt::Instant, u64)>,
     /// Children whose start function this node lacks, with it: not started here.
     failed: BTreeMap<String, String>,
-    /// Callers waiting for a child to run.
-    waiting: BTreeMap<String, Vec<From<Reply>>>,
     /// Callers waiting for this node to act on the log up to a position.
     settling: Vec<(u64, From<Reply>)>,
     /// Callers waiting for this node to own no shard.
     draining: Vec<From<Reply>>,
-    /// Messages routed by name, waiting for their child to run (or to be routed on).
+    /// Messages routed by name and callers, waiting for their child to run (or to be
+    /// routed on).
     held: BTreeMap<String, Vec<Held>>,
     /// The moves of this node's shards, by shard.
     outgoing: BTreeMap<u16, Outgoing>,
@@ -798,16 +806,17 @@ impl DistSupervisor {
                     {
                         handoff::deliver(p, id, &name, pid, state);
                     }
-                    for from in self.waiting.remove(&name).unwrap_or_default() {
-                        from.reply(p, Ok(Some(pid)));
-                    }
                     self.children.insert(name, Running { pid });
                 }
                 // A start function missing on this node: nothing to run, and the callers are
                 // told why.
                 Err(_) => {
-                    for from in self.waiting.remove(&name).unwrap_or_default() {
-                        from.reply(p, Err(child.start.clone()));
+                    for h in self.held.remove(&name).unwrap_or_default() {
+                        let why = match h.waiting {
+                            Waiting::Pid => Err(child.start.clone()),
+                            Waiting::Letter(_) => Ok(None),
+                        };
+                        h.from.reply(p, why);
                     }
                     self.failed.insert(name, child.start);
                 }
@@ -1031,15 +1040,15 @@ impl DistSupervisor {
         (!stopping).then_some(pid)
     }
 
-    /// A message for the child `name`: delivered now if it runs here, held otherwise (until
-    /// it runs, or is found to run elsewhere: [`Self::route_held`]).
-    fn route(&mut self, p: &Process, name: String, letter: Letter, from: From<Reply>, hops: u8) {
+    /// A message or a caller for the child `name`: answered now if it runs here, held
+    /// otherwise (until it runs, or is found to run elsewhere: [`Self::route_held`]).
+    fn route(&mut self, p: &Process, name: String, waiting: Waiting, from: From<Reply>, hops: u8) {
         match self.running(p, &name) {
-            Some(pid) => self.post(p, pid, letter, from),
+            Some(pid) => self.post(p, pid, waiting, from),
             None => {
                 let until = p.now() + self.config.timeout;
                 let held = Held {
-                    letter,
+                    waiting,
                     from,
                     hops,
                     until,
@@ -1050,8 +1059,11 @@ impl DistSupervisor {
         }
     }
 
-    /// Delivers a message to `pid`, and tells its sender.
-    fn post(&self, p: &Process, pid: Pid, letter: Letter, from: From<Reply>) {
+    /// Delivers a message to `pid`, and tells its sender; or tells a caller `pid`.
+    fn post(&self, p: &Process, pid: Pid, waiting: Waiting, from: From<Reply>) {
+        let Waiting::Letter(letter) = waiting else {
+            return from.reply(p, Ok(Some(pid)));
+        };
         match self.config.messages.decode(&letter.tag, &letter.bytes) {
             Ok(msg) => {
                 p.send_boxed(pid, msg, None);
@@ -1061,10 +1073,10 @@ impl DistSupervisor {
         }
     }
 
-    /// The messages held: delivered to their child if it runs here now, routed on to its
-    /// owner if that is another node, kept while it is this node's to run or moves from or
-    /// to it, and answered as undelivered when its child is not desired or its sender gave
-    /// up.
+    /// The messages and callers held: answered if their child runs here now, routed on to
+    /// its owner if that is another node, kept while it is this node's to run or moves from
+    /// or to it, and answered as undelivered when its child is not desired or its caller
+    /// gave up.
     async fn route_held(
         &mut self,
         p: &Process,
@@ -1073,6 +1085,7 @@ impl DistSupervisor {
     ) {
         let (group, me) = (self.config.raft.name.clone(), p.pid().node());
         let names: Vec<String> = self.held.keys().cloned().collect();
+        let mut undesired = Vec::new();
         for name in names {
             let held = self.held.remove(&name).unwrap_or_default();
             let now = p.now();
@@ -1083,7 +1096,7 @@ impl DistSupervisor {
             }
             if let Some(pid) = self.running(p, &name) {
                 for h in live {
-                    self.post(p, pid, h.letter, h.from);
+                    self.post(p, pid, h.waiting, h.from);
                 }
                 continue;
             }
@@ -1103,14 +1116,16 @@ impl DistSupervisor {
                 Ok(Answer::Owner(owner)) => owner,
                 Ok(_) | Err(_) => None,
             };
+            if owner == Some(me) {
+                undesired.push((name, live));
+                continue;
+            }
             for h in live {
                 match owner {
-                    // Not desired: no instance will take it.
-                    Some(owner) if owner == me => h.from.reply(p, Ok(None)),
                     Some(owner) if h.hops < MAX_HOPS => {
                         let forward = Peer::Forward {
                             name: name.clone(),
-                            letter: h.letter,
+                            waiting: h.waiting,
                             from: h.from,
                             hops: h.hops + 1,
                         };
@@ -1119,6 +1134,29 @@ impl DistSupervisor {
                     Some(_) => h.from.reply(p, Ok(None)),
                     None => self.held.entry(name.clone()).or_default().push(h),
                 }
+            }
+        }
+        // Not desired, as this node sees it: answered so only from a state the majority
+        // confirms as current (the caller may know of a start this node has not applied yet).
+        if undesired.is_empty() {
+            return;
+        }
+        let fresh = consensus::fresh::<Control>(p, &group, me, FRESH_WITHIN)
+            .await
+            .is_ok();
+        for (name, live) in undesired {
+            let query = Query::Desired(name.clone());
+            let desired = match fresh {
+                true => consensus::query::<Control>(p, &group, me, query, FRESH_WITHIN).await,
+                false => Err(consensus::ConsensusError::Unavailable),
+            };
+            match desired {
+                Ok(Answer::Desired(false)) => {
+                    for h in live {
+                        h.from.reply(p, Ok(None));
+                    }
+                }
+                _ => self.held.entry(name).or_default().extend(live),
             }
         }
     }
@@ -1207,7 +1245,6 @@ impl GenServer for DistSupervisor {
             crashes,
             granted: BTreeMap::new(),
             failed: BTreeMap::new(),
-            waiting: BTreeMap::new(),
             settling: Vec::new(),
             draining: Vec::new(),
             held: BTreeMap::new(),
@@ -1231,18 +1268,15 @@ impl GenServer for DistSupervisor {
                 self.settling.push((index, from));
                 CallReply::NoReply
             }
-            Call::Await(name) => match self.running(p, &name) {
-                Some(pid) => CallReply::Reply(Ok(Some(pid))),
-                None if self.failed.contains_key(&name) => {
-                    CallReply::Reply(Err(self.failed[&name].clone()))
-                }
+            Call::Await(name) => match self.failed.get(&name) {
+                Some(start) => CallReply::Reply(Err(start.clone())),
                 None => {
-                    self.waiting.entry(name).or_default().push(from);
+                    self.route(p, name, Waiting::Pid, from, 0);
                     CallReply::NoReply
                 }
             },
             Call::Deliver { name, letter, hops } => {
-                self.route(p, name, letter, from, hops);
+                self.route(p, name, Waiting::Letter(letter), from, hops);
                 CallReply::NoReply
             }
             Call::Drained => {
@@ -1307,10 +1341,10 @@ impl GenServer for DistSupervisor {
             }
             Ok(Peer::Forward {
                 name,
-                letter,
+                waiting,
                 from,
                 hops,
-            }) => self.route(p, name, letter, from, hops),
+            }) => self.route(p, name, waiting, from, hops),
             Err(_) => {}
         }
         Next::Continue
