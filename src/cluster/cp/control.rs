@@ -211,6 +211,8 @@ pub enum Query {
     Desired(String),
     /// The moves the cluster wants now, and those in transit ([`Answer::Plan`]).
     Plan,
+    /// What a node runs, owns and moves, read at one log position ([`View`]).
+    View(u16),
 }
 
 /// An answer to a [`Query`].
@@ -224,6 +226,8 @@ pub enum Answer {
     Shards(Vec<(u16, u64)>),
     /// Whether the child is desired.
     Desired(bool),
+    /// A node's view.
+    View(View),
     /// The moves in transit from a node, and to it.
     Moves {
         /// Its shards in transit: each with its target and the epoch of the move.
@@ -246,6 +250,19 @@ pub enum Answer {
         /// Those down.
         down: Vec<u16>,
     },
+}
+
+/// What a node runs, owns and moves, as one state says (so that its parts agree).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct View {
+    /// The desired children it runs ([`Control::owned`]).
+    pub owned: Vec<(String, Child)>,
+    /// The shards it owns, those in transit from it included, each with its epoch.
+    pub shards: Vec<(u16, u64)>,
+    /// Its shards in transit.
+    pub outgoing: Vec<Transit>,
+    /// The shards in transit to it.
+    pub incoming: Vec<Transit>,
 }
 
 /// The shard table and the desired children.
@@ -327,6 +344,30 @@ impl Control {
             .collect()
     }
 
+    /// The shards `node` owns (those in transit from it included), with their epochs.
+    fn shards_of(&self, node: u16) -> Vec<(u16, u64)> {
+        (0..self.shards)
+            .filter(|&s| self.table.get(usize::from(s)) == Some(&node))
+            .map(|s| (s, self.epoch(s)))
+            .collect()
+    }
+
+    /// The moves in transit from `node`, and to it.
+    fn moves(&self, node: u16) -> (Vec<Transit>, Vec<Transit>) {
+        let (mut outgoing, mut incoming) = (Vec::new(), Vec::new());
+        for (&shard, &to) in &self.transit {
+            let from = self.table[usize::from(shard)];
+            let epoch = self.epoch(shard);
+            if from == node {
+                outgoing.push((shard, to, epoch));
+            }
+            if to == node {
+                incoming.push((shard, from, epoch));
+            }
+        }
+        (outgoing, incoming)
+    }
+
     /// The target of `shard`'s move, if it is in transit.
     pub fn moving_to(&self, shard: u16) -> Option<u16> {
         self.transit.get(&shard).copied()
@@ -352,9 +393,10 @@ impl Control {
                 continue;
             }
             let home = self.home[i];
-            let target = if self.leaving.contains(&owner) {
+            let home_staying = home != owner && staying.contains(&home);
+            let target = if self.leaving.contains(&owner) && !home_staying {
                 Self::heir(shard, &staying)
-            } else if home != owner && staying.contains(&home) {
+            } else if home_staying {
                 Some(home)
             } else {
                 None
@@ -563,26 +605,18 @@ impl Replicated for Control {
         match query {
             Query::Owner(name) => Answer::Owner(self.owner(&name)),
             Query::Owned(node) => Answer::Owned(self.owned(node)),
-            Query::Shards(node) => Answer::Shards(
-                (0..self.shards)
-                    .filter(|&s| self.table.get(usize::from(s)) == Some(&node))
-                    .map(|s| (s, self.epoch(s)))
-                    .collect(),
-            ),
+            Query::Shards(node) => Answer::Shards(self.shards_of(node)),
+            Query::View(node) => {
+                let (outgoing, incoming) = self.moves(node);
+                Answer::View(View {
+                    owned: self.owned(node),
+                    shards: self.shards_of(node),
+                    outgoing,
+                    incoming,
+                })
+            }
             Query::Moves(node) => {
-                let moves = self.transit.iter().map(|(&s, &to)| {
-                    let from = self.table[usize::from(s)];
-                    (s, from, to, self.epoch(s))
-                });
-                let (mut outgoing, mut incoming) = (Vec::new(), Vec::new());
-                for (shard, from, to, epoch) in moves {
-                    if from == node {
-                        outgoing.push((shard, to, epoch));
-                    }
-                    if to == node {
-                        incoming.push((shard, from, epoch));
-                    }
-                }
+                let (outgoing, incoming) = self.moves(node);
                 Answer::Moves { outgoing, incoming }
             }
             Query::Desired(name) => Answer::Desired(self.desired.contains_key(&name)),
