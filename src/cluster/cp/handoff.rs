@@ -155,6 +155,9 @@ pub(super) struct Outgoing {
     pub handed: Vec<Handed>,
     /// Whether a handover went to the target.
     sent: bool,
+    /// The move is no longer in transit (completed or aborted): kept only until the
+    /// children asked have stopped.
+    settled: bool,
 }
 
 fn record(p: &Process, id: u64, name: &str, phase: HandoffPhase) {
@@ -177,13 +180,14 @@ pub(super) fn deliver(p: &Process, id: u64, name: &str, pid: Pid, state: Term) {
 
 impl Outgoing {
     /// A move of `shard` to `to` at `epoch`: each of `running` (the shard's children, by
-    /// name) is asked for its state.
+    /// name) is asked for its state; `passed` are children handed to this node and not
+    /// started here yet, passed on as they are.
     pub fn begin(
         p: &Process,
         shard: u16,
-        to: u16,
-        epoch: u64,
+        (to, epoch): (u16, u64),
         running: Vec<(String, Pid)>,
+        passed: Vec<Handed>,
     ) -> Outgoing {
         let mut asked = BTreeMap::new();
         for (name, pid) in running {
@@ -205,8 +209,9 @@ impl Outgoing {
             to,
             epoch,
             asked,
-            handed: Vec::new(),
+            handed: passed,
             sent: false,
+            settled: false,
         }
     }
 
@@ -254,9 +259,20 @@ impl Outgoing {
         });
     }
 
-    /// Whether every child asked has stopped: the handover can go.
-    pub fn ready(&self) -> bool {
+    /// Whether every child asked has stopped.
+    pub fn stopped_all(&self) -> bool {
         self.asked.is_empty()
+    }
+
+    /// Whether the handover can go: every child asked has stopped, and the move is still in
+    /// transit.
+    pub fn ready(&self) -> bool {
+        self.asked.is_empty() && !self.settled
+    }
+
+    /// The move is no longer in transit.
+    pub fn settle(&mut self) {
+        self.settled = true;
     }
 
     /// Marks the handover sent, recording the states it carries the first time.
@@ -269,13 +285,9 @@ impl Outgoing {
         self.sent = true;
     }
 
-    /// The move was aborted: the states carried are delivered nowhere. The children that
-    /// crashed meanwhile, by name (the owner counts their crashes).
-    pub fn abort(self, p: &Process) -> Vec<String> {
-        for h in self.handed.iter().filter(|h| h.state.is_some()) {
-            aborted(p, h.id, &h.name, "the move was aborted");
-        }
-        let crashed = self.handed.into_iter().filter(|h| !h.clean);
-        crashed.map(|h| h.name).collect()
+    /// The move was aborted (once every child asked has stopped): the children stopped,
+    /// to run again here, the states they carry delivered to their next instances.
+    pub fn take_back(self) -> Vec<Handed> {
+        self.handed
     }
 }

@@ -166,7 +166,7 @@ impl DistConfig {
         if durations.iter().any(|d| *d > day) {
             return Err(DistConfigError::TooLong);
         }
-        if self.max_handoff <= self.handoff_timeout {
+        if self.max_handoff <= self.handoff_timeout + SHUTDOWN_GRACE {
             return Err(DistConfigError::HandoffTooShort);
         }
         if self.timeout.is_zero() {
@@ -205,8 +205,10 @@ pub enum DistConfigError {
     /// A zero timeout: no call could succeed.
     #[error("the call timeout is zero")]
     NoTimeout,
-    /// A move would be aborted before its children had the time to give their state.
-    #[error("the longest a move may take must exceed the handoff timeout")]
+    /// A move would be aborted before its children had the time to give their state, or to
+    /// stop when they do not (`max_handoff` must exceed `handoff_timeout` and the 1 s a child
+    /// is given to shut down).
+    #[error("the longest a move may take must exceed the handoff timeout and 1 s")]
     HandoffTooShort,
 }
 
@@ -382,10 +384,17 @@ impl DistRef {
         };
         let owner = self.owner(p, name).await.ok_or(DistError::Unavailable)?;
         let name = name.to_string();
+        // Half the call's time: whatever holds it or routes it on gives up with room to
+        // spare, so that it is not delivered after its sender was told it was not (and sent
+        // another).
+        let route = Route {
+            hops: 0,
+            budget_ms: (self.timeout / 2).as_millis() as u64,
+        };
         let call = Call::Deliver {
             name,
             letter,
-            hops: 0,
+            route,
         };
         let to = Some(self.timeout);
         match ServerRef::<DistSupervisor>::call_named(p, &self.name, owner, call, to).await {
@@ -465,15 +474,14 @@ pub enum Call {
     Whereis(String),
     /// Answered once this node has acted on the log up to this position.
     Settled(u64),
-    /// A message for the child `name`, to deliver to it here or to route on: the number of
-    /// times it was routed on already.
+    /// A message for the child `name`, to deliver to it here or to route on.
     Deliver {
         /// The child.
         name: String,
         /// The message.
         letter: Letter,
-        /// How many supervisors routed it on.
-        hops: u8,
+        /// How far it may still go.
+        route: Route,
     },
     /// Answered once this node owns no shard.
     Drained,
@@ -486,6 +494,16 @@ pub struct Letter {
     pub tag: String,
     /// Its encoding.
     pub bytes: Vec<u8>,
+}
+
+/// How far a routed message or caller may still go: the supervisors that routed it on, and
+/// the time it has left, held or in transit (each supervisor takes off what it held it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    /// How many supervisors routed it on.
+    pub hops: u8,
+    /// Its time left, in ms.
+    pub budget_ms: u64,
 }
 
 /// What waits for a child to run, on the node that runs it.
@@ -510,8 +528,8 @@ pub enum Peer {
         waiting: Waiting,
         /// The call, answered by whoever delivers it.
         from: From<Reply>,
-        /// How many supervisors routed it on.
-        hops: u8,
+        /// How far it may still go.
+        route: Route,
     },
 }
 
@@ -520,19 +538,47 @@ struct Held {
     waiting: Waiting,
     from: From<Reply>,
     hops: u8,
-    /// Answered as undelivered after this: its caller has given up.
+    /// Dropped unanswered after this (its time is up: the caller times out).
     until: crate::rt::Instant,
+    /// The caller, monitored: held no longer once it is down (it was told the call failed,
+    /// so its message must not arrive later, after one it sent since).
+    caller: crate::process::MonitorRef,
+}
+
+impl Held {
+    /// Takes it out of the holding: its caller no longer monitored.
+    fn release(self, p: &Process) -> (Waiting, From<Reply>, u8, crate::rt::Instant) {
+        p.demonitor_flush(self.caller);
+        (self.waiting, self.from, self.hops, self.until)
+    }
+
+    /// Answers its caller.
+    fn reply(self, p: &Process, reply: Reply) {
+        self.release(p).1.reply(p, reply);
+    }
 }
 
 /// A supervisor routes a message on at most this many times (its state and the owner's may
 /// disagree for a moment, never for long).
 const MAX_HOPS: u8 = 3;
 
-/// A child's time to give its state is up.
+/// A child's time to give its state is up: it is told to shut down, then killed after a
+/// grace.
 struct HandoffTimeout {
     pid: Pid,
     id: u64,
+    kill: bool,
 }
+
+/// The longest the leader waits before it moves a shard again after aborting its move.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// A child told to stop had its grace: killed if it still runs.
+struct KillStopping(Pid);
+
+/// How long a child told to stop (`shutdown`) has before it is killed, as OTP gives a worker
+/// a shutdown timeout before its `kill` (docs/behaviours.md).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 /// The supervisor's timer: reconcile with the group's state now and then.
 struct Tick;
@@ -574,11 +620,20 @@ pub struct DistSupervisor {
     outgoing: BTreeMap<u16, Outgoing>,
     /// The children handed over for moves to this node, by shard and epoch of the move.
     received: BTreeMap<(u16, u64), Vec<Handed>>,
+    /// The moves to this node in transit at its last reconciliation (shard, epoch): a
+    /// handover is kept only for one of those.
+    incoming: BTreeSet<(u16, u64)>,
+    /// Children told to stop (no longer this node's to run), until they exit: their names
+    /// start nowhere meanwhile.
+    stopping: BTreeMap<Pid, String>,
     /// Children handed over to this node, to start without counting a restart (and given
     /// their state, if any), by name.
     handed_in: BTreeMap<String, Handed>,
     /// On the leader: when it first saw each move in transit (by shard and epoch).
     transit_seen: BTreeMap<(u16, u64), crate::rt::Instant>,
+    /// On the leader: shards whose move it aborted, not moved again before the instant, and
+    /// the wait after the next abort.
+    backoff: BTreeMap<u16, (crate::rt::Instant, Duration)>,
     /// The log position the last reconciliation acted on.
     reconciled: u64,
     watching: bool,
@@ -601,9 +656,6 @@ const FRESH_WITHIN: Duration = Duration::from_secs(1);
 
 /// How often a supervisor reconciles with its group when nothing is applied.
 const RECONCILE_EVERY: Duration = Duration::from_millis(500);
-
-/// The moves in transit from a node, and to it.
-type Moves = (Vec<Transit>, Vec<Transit>);
 
 impl DistSupervisor {
     /// Starts what this node should run and does not, stops what it runs and should not,
@@ -641,35 +693,35 @@ impl DistSupervisor {
         if leading {
             self.rebalance(p).await;
         }
-        let owned =
-            match consensus::query::<Control>(p, &group, me, Query::Owned(me), timeout).await {
-                Ok(Answer::Owned(owned)) => owned,
-                Ok(_) | Err(_) => return,
-            };
-        let Some(shards) = self.shard_epochs(p).await else {
-            return;
+        // One read of the state, so that what it owns, runs and moves agree.
+        let query = Query::View(me);
+        let view = match consensus::query::<Control>(p, &group, me, query, timeout).await {
+            Ok(Answer::View(view)) => view,
+            Ok(_) | Err(_) => return,
         };
-        let Some((outgoing, incoming)) = self.moves(p).await else {
-            return;
-        };
-        let wanted: BTreeMap<String, Child> = owned.into_iter().collect();
+        let wanted: BTreeMap<String, Child> = view.owned.into_iter().collect();
+        let (shards, outgoing, incoming) = (view.shards, view.outgoing, view.incoming);
+        self.incoming = incoming.iter().map(|&(s, _, e)| (s, e)).collect();
         self.settle_moves(p, &outgoing, &shards);
+        self.acquire(p, &wanted, &shards, &outgoing);
         self.hand_over(p, &outgoing);
         self.complete(p, &incoming).await;
-        self.acquire(p, &wanted, &shards);
-        self.received.retain(|&(shard, epoch), _| {
-            incoming.iter().any(|&(s, _, e)| (s, e) == (shard, epoch))
-        });
-        let stopping = |o: &BTreeMap<u16, Outgoing>, pid: Pid| o.values().any(|o| o.stopping(pid));
+        let expected = &self.incoming;
+        self.received.retain(|key, _| expected.contains(key));
+        let in_move = |o: &BTreeMap<u16, Outgoing>, pid: Pid| o.values().any(|o| o.stopping(pid));
         let unwanted: Vec<String> = self
             .children
             .iter()
-            .filter(|(name, r)| !wanted.contains_key(*name) && !stopping(&self.outgoing, r.pid))
+            .filter(|(name, r)| !wanted.contains_key(*name) && !in_move(&self.outgoing, r.pid))
             .map(|(name, _)| name.clone())
             .collect();
         for name in unwanted {
             if let Some(running) = self.children.remove(&name) {
+                // `shutdown`, then `kill` after a grace, as OTP stops a child: one that traps
+                // exits cannot outlive its ownership.
                 p.exit(running.pid, ExitReason::Shutdown);
+                p.send_after(SHUTDOWN_GRACE, p.pid(), KillStopping(running.pid));
+                self.stopping.insert(running.pid, name);
             }
         }
         self.failed.retain(|name, _| wanted.contains_key(name));
@@ -753,6 +805,7 @@ impl DistSupervisor {
                 !self.children.contains_key(*name)
                     && !self.failed.contains_key(*name)
                     && !self.crashed.contains_key(*name)
+                    && !self.stopping.values().any(|n| n == *name)
             })
             .map(|(name, child)| (name.clone(), child.clone()))
             .collect();
@@ -816,7 +869,7 @@ impl DistSupervisor {
                             Waiting::Pid => Err(child.start.clone()),
                             Waiting::Letter(_) => Ok(None),
                         };
-                        h.from.reply(p, why);
+                        h.reply(p, why);
                     }
                     self.failed.insert(name, child.start);
                 }
@@ -824,29 +877,10 @@ impl DistSupervisor {
         }
     }
 
-    /// The shards this node owns, with their epochs.
-    async fn shard_epochs(&self, p: &Process) -> Option<Vec<(u16, u64)>> {
-        let (group, me) = (&self.config.raft.name, p.pid().node());
-        let query = Query::Shards(me);
-        match consensus::query::<Control>(p, group, me, query, self.config.timeout).await {
-            Ok(Answer::Shards(shards)) => Some(shards),
-            Ok(_) | Err(_) => None,
-        }
-    }
-
-    /// The moves in transit from this node and to it.
-    async fn moves(&self, p: &Process) -> Option<Moves> {
-        let (group, me) = (&self.config.raft.name, p.pid().node());
-        let query = Query::Moves(me);
-        match consensus::query::<Control>(p, group, me, query, self.config.timeout).await {
-            Ok(Answer::Moves { outgoing, incoming }) => Some((outgoing, incoming)),
-            Ok(_) | Err(_) => None,
-        }
-    }
-
-    /// Forgets the moves of this node's shards that are no longer in transit: completed
-    /// (the shard is another node's), or aborted (it is still this node's: the children that
-    /// crashed meanwhile are counted, and all start again here).
+    /// Forgets the moves of this node's shards that are no longer in transit, once the
+    /// children asked have stopped: completed (the shard is another node's), or aborted (it
+    /// is still this node's: its children run here again, each given the state it handed
+    /// over, and those that crashed meanwhile are counted).
     fn settle_moves(&mut self, p: &Process, outgoing: &[Transit], shards: &[(u16, u64)]) {
         let ended: Vec<u16> = self
             .outgoing
@@ -856,15 +890,30 @@ impl DistSupervisor {
             .collect();
         let mut crashed = false;
         for shard in ended {
+            let Some(o) = self.outgoing.get_mut(&shard) else {
+                continue;
+            };
+            o.settle();
+            if !o.stopped_all() {
+                continue;
+            }
             let Some(o) = self.outgoing.remove(&shard) else {
                 continue;
             };
-            if shards.iter().any(|&(s, _)| s == shard) {
-                for name in o.abort(p) {
-                    let crash = self.next_crash();
-                    self.crashed.insert(name, crash);
-                    crashed = true;
+            if !shards.iter().any(|&(s, _)| s == shard) {
+                continue;
+            }
+            for h in o.take_back() {
+                if h.clean {
+                    self.handed_in.insert(h.name.clone(), h);
+                    continue;
                 }
+                if h.state.is_some() {
+                    handoff::aborted(p, h.id, &h.name, "crashed in an aborted move");
+                }
+                let crash = self.next_crash();
+                self.crashed.insert(h.name, crash);
+                crashed = true;
             }
         }
         if crashed {
@@ -880,21 +929,44 @@ impl DistSupervisor {
             if self.outgoing.contains_key(&shard) {
                 continue;
             }
+            let of_shard = |name: &str| super::control::shard_of(name, self.config.shards) == shard;
             let running: Vec<(String, Pid)> = self
                 .children
                 .iter()
-                .filter(|(name, _)| super::control::shard_of(name, self.config.shards) == shard)
+                .filter(|(name, _)| of_shard(name))
                 .map(|(name, r)| (name.clone(), r.pid))
                 .collect();
-            let o = Outgoing::begin(p, shard, to, epoch, running);
+            // Children handed to this node and not started here yet go on as they are.
+            let passed: Vec<String> = self
+                .handed_in
+                .keys()
+                .filter(|name| of_shard(name))
+                .cloned()
+                .collect();
+            let passed = passed
+                .iter()
+                .filter_map(|name| self.handed_in.remove(name))
+                .collect();
+            let o = Outgoing::begin(p, shard, (to, epoch), running, passed);
             for (pid, id) in o.waiting() {
-                let timeout = HandoffTimeout { pid, id };
+                let timeout = HandoffTimeout {
+                    pid,
+                    id,
+                    kill: false,
+                };
                 p.send_after(self.config.handoff_timeout, p.pid(), timeout);
             }
             self.outgoing.insert(shard, o);
         }
         let mut handovers: BTreeMap<u16, Handover> = BTreeMap::new();
-        for (&shard, o) in self.outgoing.iter_mut().filter(|(_, o)| o.ready()) {
+        let shards = self.config.shards;
+        let stopping: BTreeSet<u16> = self
+            .stopping
+            .values()
+            .map(|name| super::control::shard_of(name, shards))
+            .collect();
+        let ready = |(shard, o): &(&u16, &mut Outgoing)| o.ready() && !stopping.contains(shard);
+        for (&shard, o) in self.outgoing.iter_mut().filter(ready) {
             o.sending(p);
             let handover = handovers.entry(o.to).or_insert(Handover {
                 moves: Vec::new(),
@@ -934,11 +1006,20 @@ impl DistSupervisor {
         else {
             return;
         };
+        let now = p.now();
+        self.backoff.retain(|_, (until, wait)| now < *until + *wait);
+        let wanted: Vec<(u16, u16)> = wanted
+            .into_iter()
+            .filter(|(shard, _)| {
+                self.backoff
+                    .get(shard)
+                    .is_none_or(|(until, _)| now >= *until)
+            })
+            .collect();
         if !wanted.is_empty() {
             let command = Command::Move(wanted);
             let _ = consensus::propose::<Control>(p, group, me, command, timeout).await;
         }
-        let now = p.now();
         self.transit_seen.retain(|key, _| transit.contains(key));
         for key in &transit {
             self.transit_seen.entry(*key).or_insert(now);
@@ -950,6 +1031,15 @@ impl DistSupervisor {
             .map(|(key, _)| *key)
             .collect();
         if !stuck.is_empty() {
+            // Not moved again at once: the owner runs the children again first, and a move
+            // that failed waits twice as long before each new try (up to a minute).
+            for &(shard, _) in &stuck {
+                let wait = match self.backoff.get(&shard) {
+                    Some(&(_, wait)) => (wait * 2).min(MAX_BACKOFF),
+                    None => self.config.max_handoff,
+                };
+                self.backoff.insert(shard, (now + wait, wait));
+            }
             let command = Command::Abort(stuck);
             let _ = consensus::propose::<Control>(p, group, me, command, timeout).await;
         }
@@ -958,20 +1048,29 @@ impl DistSupervisor {
     /// Children of shards this node did not own at its last reconciliation (all of them at
     /// boot) may have crashed just before, unseen (on this node before it went down, or on
     /// their last owner): each of those starts is a restart and asks for a grant like one,
-    /// but for those their owner stopped cleanly and handed over in a completed move.
-    fn acquire(&mut self, p: &Process, wanted: &BTreeMap<String, Child>, shards: &[(u16, u64)]) {
+    /// but for those their owner stopped cleanly and handed over in the move that gave this
+    /// node the shard.
+    fn acquire(
+        &mut self,
+        p: &Process,
+        wanted: &BTreeMap<String, Child>,
+        shards: &[(u16, u64)],
+        outgoing: &[Transit],
+    ) {
         let mut acquired = false;
         for &(shard, epoch) in shards {
             if self.shards.contains(&shard) {
                 continue;
             }
-            for h in self.received.remove(&(shard, epoch)).unwrap_or_default() {
-                if !wanted.contains_key(&h.name) {
-                    if h.state.is_some() {
-                        handoff::aborted(p, h.id, &h.name, "no longer desired");
-                    }
-                } else if h.clean {
+            // A completed move keeps its epoch; one begun since (away from here already) is
+            // the next. Any other epoch came by another way (a lost owner, a boot): afresh.
+            let moving_on = outgoing.iter().any(|&(s, _, _)| s == shard);
+            let moved_at = if moving_on { epoch - 1 } else { epoch };
+            for h in self.received.remove(&(shard, moved_at)).unwrap_or_default() {
+                if h.clean {
                     self.handed_in.insert(h.name.clone(), h);
+                } else if h.state.is_some() {
+                    handoff::aborted(p, h.id, &h.name, "crashed as it handed over");
                 }
             }
             for name in wanted.keys() {
@@ -1042,16 +1141,25 @@ impl DistSupervisor {
 
     /// A message or a caller for the child `name`: answered now if it runs here, held
     /// otherwise (until it runs, or is found to run elsewhere: [`Self::route_held`]).
-    fn route(&mut self, p: &Process, name: String, waiting: Waiting, from: From<Reply>, hops: u8) {
+    fn route(
+        &mut self,
+        p: &Process,
+        name: String,
+        waiting: Waiting,
+        from: From<Reply>,
+        route: Route,
+    ) {
         match self.running(p, &name) {
             Some(pid) => self.post(p, pid, waiting, from),
             None => {
-                let until = p.now() + self.config.timeout;
+                let until = p.now() + Duration::from_millis(route.budget_ms);
+                let caller = p.monitor(from.pid());
                 let held = Held {
                     waiting,
                     from,
-                    hops,
+                    hops: route.hops,
                     until,
+                    caller,
                 };
                 self.held.entry(name).or_default().push(held);
                 self.kick(p);
@@ -1091,12 +1199,15 @@ impl DistSupervisor {
             let now = p.now();
             let (live, late): (Vec<Held>, Vec<Held>) =
                 held.into_iter().partition(|h| now < h.until);
+            // Out of time: dropped unanswered, so that its caller's call times out
+            // (`Unavailable`: it cannot know whether the message arrived), not `NotFound`.
             for h in late {
-                h.from.reply(p, Ok(None));
+                h.release(p);
             }
             if let Some(pid) = self.running(p, &name) {
                 for h in live {
-                    self.post(p, pid, h.waiting, h.from);
+                    let (waiting, from, ..) = h.release(p);
+                    self.post(p, pid, waiting, from);
                 }
                 continue;
             }
@@ -1123,15 +1234,21 @@ impl DistSupervisor {
             for h in live {
                 match owner {
                     Some(owner) if h.hops < MAX_HOPS => {
+                        let (waiting, from, hops, until) = h.release(p);
+                        let left = until.saturating_duration_since(p.now());
+                        let route = Route {
+                            hops: hops + 1,
+                            budget_ms: left.as_millis() as u64,
+                        };
                         let forward = Peer::Forward {
                             name: name.clone(),
-                            waiting: h.waiting,
-                            from: h.from,
-                            hops: h.hops + 1,
+                            waiting,
+                            from,
+                            route,
                         };
                         p.send_named(&self.config.name, owner, forward);
                     }
-                    Some(_) => h.from.reply(p, Ok(None)),
+                    Some(_) => h.reply(p, Ok(None)),
                     None => self.held.entry(name.clone()).or_default().push(h),
                 }
             }
@@ -1153,7 +1270,7 @@ impl DistSupervisor {
             match desired {
                 Ok(Answer::Desired(false)) => {
                     for h in live {
-                        h.from.reply(p, Ok(None));
+                        h.reply(p, Ok(None));
                     }
                 }
                 _ => self.held.entry(name).or_default().extend(live),
@@ -1175,6 +1292,9 @@ impl DistSupervisor {
     /// which restarts it unless it exceeded its intensity.
     fn child_exited(&mut self, p: &Process, pid: Pid, reason: &ExitReason) {
         self.lease.release(pid);
+        if self.stopping.remove(&pid).is_some() {
+            return;
+        }
         let Some(name) = self
             .children
             .iter()
@@ -1250,8 +1370,11 @@ impl GenServer for DistSupervisor {
             held: BTreeMap::new(),
             outgoing: BTreeMap::new(),
             received: BTreeMap::new(),
+            incoming: BTreeSet::new(),
+            stopping: BTreeMap::new(),
             handed_in: BTreeMap::new(),
             transit_seen: BTreeMap::new(),
+            backoff: BTreeMap::new(),
             reconciled: 0,
             watching: false,
             kicked: false,
@@ -1271,12 +1394,18 @@ impl GenServer for DistSupervisor {
             Call::Await(name) => match self.failed.get(&name) {
                 Some(start) => CallReply::Reply(Err(start.clone())),
                 None => {
-                    self.route(p, name, Waiting::Pid, from, 0);
+                    let budget_ms = self.config.timeout.as_millis() as u64;
+                    let route = Route { hops: 0, budget_ms };
+                    self.route(p, name, Waiting::Pid, from, route);
                     CallReply::NoReply
                 }
             },
-            Call::Deliver { name, letter, hops } => {
-                self.route(p, name, Waiting::Letter(letter), from, hops);
+            Call::Deliver {
+                name,
+                letter,
+                route,
+            } => {
+                self.route(p, name, Waiting::Letter(letter), from, route);
                 CallReply::NoReply
             }
             Call::Drained => {
@@ -1308,6 +1437,14 @@ impl GenServer for DistSupervisor {
                 self.kick(p);
                 return Next::Continue;
             }
+            // A caller of a held message is down: the message is dropped.
+            Msg::Down { mref, .. } => {
+                for held in self.held.values_mut() {
+                    held.retain(|h| h.caller != mref);
+                }
+                self.held.retain(|_, held| !held.is_empty());
+                return Next::Continue;
+            }
             other => other,
         };
         let msg = match msg.downcast::<Begun>() {
@@ -1320,9 +1457,28 @@ impl GenServer for DistSupervisor {
             Err(msg) => msg,
         };
         let msg = match msg.downcast::<HandoffTimeout>() {
-            Ok(HandoffTimeout { pid, id }) => {
+            Ok(HandoffTimeout { pid, id, kill }) => {
                 let waiting = |o: &Outgoing| o.waiting().any(|w| w == (pid, id));
                 if self.outgoing.values().any(waiting) {
+                    if kill {
+                        p.exit(pid, ExitReason::Kill);
+                    } else {
+                        p.exit(pid, ExitReason::Shutdown);
+                        let kill = HandoffTimeout {
+                            pid,
+                            id,
+                            kill: true,
+                        };
+                        p.send_after(SHUTDOWN_GRACE, p.pid(), kill);
+                    }
+                }
+                return Next::Continue;
+            }
+            Err(msg) => msg,
+        };
+        let msg = match msg.downcast::<KillStopping>() {
+            Ok(KillStopping(pid)) => {
+                if self.stopping.contains_key(&pid) {
                     p.exit(pid, ExitReason::Kill);
                 }
                 return Next::Continue;
@@ -1331,7 +1487,12 @@ impl GenServer for DistSupervisor {
         };
         match msg.downcast::<Peer>() {
             Ok(Peer::Handover(handover)) => {
+                // Only for a move this incarnation saw in transit to it: a late copy of one
+                // it completed (before a reboot, say) must not be delivered again.
                 for (shard, epoch) in handover.moves {
+                    if !self.incoming.contains(&(shard, epoch)) {
+                        continue;
+                    }
                     let children = handover.children.iter().filter(|h| h.shard == shard);
                     self.received
                         .entry((shard, epoch))
@@ -1343,8 +1504,8 @@ impl GenServer for DistSupervisor {
                 name,
                 waiting,
                 from,
-                hops,
-            }) => self.route(p, name, waiting, from, hops),
+                route,
+            }) => self.route(p, name, waiting, from, route),
             Err(_) => {}
         }
         Next::Continue
