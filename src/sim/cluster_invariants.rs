@@ -219,6 +219,8 @@ struct Checker {
     moved: BTreeMap<Pid, usize>,
     handed: BTreeMap<Pid, usize>,
     at_rest: Option<usize>,
+    /// A partition is in force (until the next heal).
+    cut: bool,
 }
 
 #[derive(Default)]
@@ -226,6 +228,10 @@ struct Handoff {
     begin: Option<(Pid, usize)>,
     delivered: Vec<usize>,
     ended: bool,
+    /// The event that aborted it, if any.
+    aborted: Option<usize>,
+    /// The name moved.
+    name: String,
 }
 
 type Found = Box<Violation>;
@@ -341,7 +347,11 @@ impl Checker {
                 self.groups.remove(node);
                 self.members.remove(node);
             }
-            ClusterEvent::Heal => self.conflicts.clear(),
+            ClusterEvent::Partition { .. } => self.cut = true,
+            ClusterEvent::Heal => {
+                self.conflicts.clear();
+                self.cut = false;
+            }
             ClusterEvent::AtRest => {
                 self.at_rest = Some(i);
                 // A fenced instance must stop once its node resumes (the final heal resumes
@@ -630,6 +640,7 @@ impl Checker {
         match phase {
             HandoffPhase::Begin { from, to } => {
                 h.begin = Some((*from, i));
+                h.name = name.to_string();
                 let nodes = [from.node(), *to];
                 self.moving.insert(id, (name.to_string(), i, nodes));
                 self.moved.insert(*from, i);
@@ -641,6 +652,7 @@ impl Checker {
             }
             HandoffPhase::Aborted { .. } => {
                 h.ended = true;
+                h.aborted = Some(i);
                 self.moving.remove(&id);
                 // The old instance may run on (an `ignore`, a timeout): no move of it.
                 if let Some((from, _)) = h.begin {
@@ -651,6 +663,14 @@ impl Checker {
                 self.moving.remove(&id);
                 h.delivered.push(i);
                 h.ended = true;
+                if let Some(aborted) = h.aborted {
+                    return Err(found(
+                        Invariant::Handoff,
+                        name,
+                        format!("handoff #{id}'s state delivered to {pid} after it was aborted"),
+                        vec![aborted, i],
+                    ));
+                }
                 if h.delivered.len() > 1 {
                     return Err(found(
                         Invariant::Handoff,
@@ -699,17 +719,25 @@ impl Checker {
                 Ok(())
             }
             // A move that a fault may have cut short (its nodes lost, a message dropped) is
-            // judged by I2 and I6, not here.
+            // judged by I2 and I6, not here; nor is a send made while a partition or a pause
+            // may keep the sender from the name's owner (a CP side without it answers
+            // `Unavailable`).
             None => match self.moving.values().find(|(n, ..)| n == name) {
-                Some(&(_, begin, _)) if self.last_fault.is_none_or(|f| f < begin) => Err(found(
-                    Invariant::MessageRouting,
-                    name,
-                    format!(
-                        "{from}'s message #{seq} found no instance while the name moved, \
+                Some(&(_, begin, _))
+                    if self.last_fault.is_none_or(|f| f < begin)
+                        && !self.cut
+                        && self.paused.is_empty() =>
+                {
+                    Err(found(
+                        Invariant::MessageRouting,
+                        name,
+                        format!(
+                            "{from}'s message #{seq} found no instance while the name moved, \
                          and nothing kept it: lost in the move"
-                    ),
-                    vec![begin, i],
-                )),
+                        ),
+                        vec![begin, i],
+                    ))
+                }
                 _ => Ok(()),
             },
         }
@@ -734,7 +762,7 @@ impl Checker {
             return violation(message, vec![sent, first, i]);
         }
         self.handled.insert((from, seq), i);
-        if let Some(&handed) = self.handed.get(&pid) {
+        if let Some(&handed) = self.handed.get(&pid).filter(|&&h| h < i) {
             let message = format!(
                 "{pid} handled {from}'s message #{seq} after its state went to its \
                  successor: its effect is lost"
@@ -852,16 +880,23 @@ impl Checker {
         self.membership()?;
         self.placed()?;
         self.group_membership()?;
-        if !self.faulted {
-            for (id, h) in &self.handoffs {
-                if let (Some((from, begin)), false) = (h.begin, h.ended) {
-                    return Err(found(
-                        Invariant::Handoff,
-                        &self.names.get(&from).cloned().unwrap_or_default(),
-                        format!("handoff #{id} of {from} never delivered its state, in a run without faults"),
-                        vec![begin],
-                    ));
-                }
+        // Exactly once when nothing failed: a handoff begun after the last fault (or in a run
+        // without any) ends by the time the cluster is at rest.
+        for (id, h) in &self.handoffs {
+            let Some((from, begin)) = h.begin else {
+                continue;
+            };
+            let unfaulted = !self.faulted || self.last_fault.is_none_or(|f| f < begin);
+            if unfaulted && !h.ended {
+                return Err(found(
+                    Invariant::Handoff,
+                    &h.name,
+                    format!(
+                        "handoff #{id} of {from} never delivered its state, and no fault \
+                         came after it began"
+                    ),
+                    vec![begin],
+                ));
             }
         }
         Ok(())

@@ -8,9 +8,9 @@
 //! and its children start on the others. Groups are milestone 5: `Join` and `Leave` do nothing
 //! here yet.
 
-use super::swarm::{faulty, send_bumps, Bump, Counter, SwarmOp, SwarmSystem};
+use super::swarm::{faulty, send_bumps, Bump, Counter, SwarmOp, SwarmSystem, Unknown};
 use crate::cluster::cp::handoff;
-use crate::cluster::cp::supervisor::{self, DistConfig, DistRef};
+use crate::cluster::cp::supervisor::{self, DistConfig, DistError, DistRef};
 use crate::rt::Duration;
 use crate::sim::cluster::ClusterCtl;
 use crate::sim::cluster_harness::{ClusterFamily, ClusterTarget};
@@ -141,10 +141,16 @@ async fn apply(p: &Process, op: SwarmOp) {
         SwarmOp::Send { name, .. } => {
             let name = format!("k{name}");
             let (dsup, name) = (&dsup, name.as_str());
-            send_bumps(p, name, |bump| async move {
-                dsup.send(p, name, bump).await.ok()
-            })
-            .await;
+            // A call that failed may still deliver its message (as a `gen_server:call` that
+            // timed out may still be handled): its fate is unknown, not judged.
+            let deliver = |bump| async move {
+                match dsup.send(p, name, bump).await {
+                    Ok(pid) => Ok(Some(pid)),
+                    Err(DistError::NotFound) => Ok(None),
+                    Err(_) => Err(Unknown),
+                }
+            };
+            send_bumps(p, name, deliver).await;
         }
     }
 }

@@ -71,27 +71,33 @@ impl Handoff for Counter {
 }
 
 /// A client's three numbered [`Bump`]s to `name`, 300 ms apart: `deliver` routes each as the
-/// system routes a message by name and says which instance it went to, if any; each is
-/// recorded as `sent`, for the message-routing invariant (S1, docs/cluster-invariants.md).
+/// system routes a message by name and says which instance it went to, if any, or `Err` when
+/// the system cannot say whether it went anywhere (a call that failed: it may still arrive);
+/// each whose fate is known is recorded as `sent`, for the message-routing invariant (S1,
+/// docs/cluster-invariants.md).
 pub(crate) async fn send_bumps<F, Fut>(p: &Process, name: &str, mut deliver: F)
 where
     F: FnMut(Bump) -> Fut,
-    Fut: std::future::Future<Output = Option<Pid>>,
+    Fut: std::future::Future<Output = Result<Option<Pid>, Unknown>>,
 {
     for seq in 0..3 {
         let from = p.pid();
-        let to = deliver(Bump { from, seq }).await;
-        let name = name.to_string();
-        let sent = DistEvent::Sent {
-            from,
-            seq,
-            name,
-            to,
-        };
-        p.node().record(EventKind::Dist(sent));
+        if let Ok(to) = deliver(Bump { from, seq }).await {
+            let name = name.to_string();
+            let sent = DistEvent::Sent {
+                from,
+                seq,
+                name,
+                to,
+            };
+            p.node().record(EventKind::Dist(sent));
+        }
         p.sleep(Duration::from_millis(300)).await;
     }
 }
+
+/// A send whose fate its sender cannot know.
+pub(crate) struct Unknown;
 
 /// The [`Counter`] worker's start function, from 0.
 pub async fn worker(p: Process, _: Term) -> ExitReason {
@@ -260,7 +266,9 @@ impl ClusterTarget for SwarmSystem {
                 let _ = ctl
                     .on(on, move |p| async move {
                         let name = format!("k{name}");
-                        send_bumps(&p, &name, |bump| swarm::send(&p, &name, bump)).await;
+                        let (p, name) = (&p, name.as_str());
+                        let deliver = |bump| async move { Ok(swarm::send(p, name, bump).await) };
+                        send_bumps(p, name, deliver).await;
                     })
                     .await;
             }

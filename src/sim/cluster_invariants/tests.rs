@@ -427,13 +427,30 @@ fn s1_messages_sent_by_name_survive_a_move_once_and_in_order() {
     assert_eq!(cut_short.check(Consistency::Ap), Ok(()));
     let aborted = T::default()
         .start(a())
-        .dist(handoff(begin))
+        .dist(handoff(begin.clone()))
         .dist(handoff(HandoffPhase::Aborted {
             why: "ignore".into(),
         }))
         .dist(sent(0, Some(a())))
         .exit(a());
     assert_eq!(aborted.check(Consistency::Ap), Ok(()));
+    // A send recorded once the owner says it delivered it (the CP supervisor's): its
+    // instance may handle it first, and even hand its state over before the sender hears.
+    let answered_late = T::default()
+        .start(a())
+        .dist(handled(a(), 0))
+        .dist(handoff(begin.clone()))
+        .dist(handoff(HandoffPhase::StateSent))
+        .dist(sent(0, Some(a())));
+    assert_eq!(moved(answered_late).check(Consistency::Cp), Ok(()));
+    // A sender a partition keeps from the owner finds nothing (CP's `Unavailable`).
+    let cut_off = T::default()
+        .cluster(split())
+        .start(a())
+        .dist(handoff(begin.clone()))
+        .exit(a())
+        .dist(sent(0, None));
+    assert_eq!(cut_off.check(Consistency::Cp), Ok(()));
 }
 
 #[test]
@@ -468,7 +485,7 @@ fn i6_a_handoff_delivers_once_to_an_instance_after_the_old_one() {
     // With a fault in the run, a handoff may end without delivery (I2 then judges).
     let faulted = T::default()
         .start(a())
-        .dist(handoff(begin))
+        .dist(handoff(begin.clone()))
         .exit(a())
         .cluster(ClusterEvent::Crash {
             node: 2,
@@ -476,6 +493,33 @@ fn i6_a_handoff_delivers_once_to_an_instance_after_the_old_one() {
         })
         .rest();
     assert_eq!(faulted.check(Consistency::Ap), Ok(()));
+    // One begun after the last fault must end all the same (exactly once when nothing
+    // failed since: the CP supervisor's moves back to a node up again follow a fault).
+    let after_the_fault = T::default()
+        .cluster(ClusterEvent::Crash {
+            node: 3,
+            silent: false,
+        })
+        .start(a())
+        .dist(handoff(begin.clone()))
+        .exit(a())
+        .rest();
+    assert_eq!(
+        after_the_fault.check(Consistency::Cp),
+        Err(Invariant::Handoff)
+    );
+    // A state delivered after its handoff was aborted (the old instance ran on, or ran
+    // again, without it).
+    let after_abort = T::default()
+        .start(a())
+        .dist(handoff(begin))
+        .dist(handoff(HandoffPhase::Aborted {
+            why: "timed out".into(),
+        }))
+        .exit(a())
+        .start(b())
+        .dist(handoff(HandoffPhase::Delivered { pid: b() }));
+    assert_eq!(after_abort.check(Consistency::Cp), Err(Invariant::Handoff));
 }
 
 fn conflict(state_delivered: bool) -> DistEvent {
