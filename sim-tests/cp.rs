@@ -286,7 +286,7 @@ mod supervisor {
     }
 
     /// Boots every node.
-    pub(super) fn boot_all(ctl: &ClusterCtl) {
+    fn boot_all(ctl: &ClusterCtl) {
         for k in 1..=3 {
             boot(ctl, k);
         }
@@ -343,7 +343,9 @@ mod supervisor {
         mine.take(2).collect()
     }
 
-    fn cluster(
+    /// A cluster of three nodes booted, once the first leader has assigned the shard table,
+    /// running `scenario`.
+    pub(super) fn cluster(
         seed: u64,
         scenario: impl FnOnce(ClusterCtl) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
             + Send
@@ -782,31 +784,16 @@ mod handoff {
     //! children over; each child moves with its state, delivered once, after its predecessor
     //! stopped, and messages sent by name meanwhile reach one instance, once, in order.
 
-    use super::supervisor::{boot_all, config, count, owned_names, send, start, starts, whereis};
+    use super::supervisor::{cluster, config, count, owned_names, send, start, starts, whereis};
     use otpsim::cluster::cp::consensus;
     use otpsim::cluster::cp::control::{Answer, Control, Query};
     use otpsim::cluster::cp::supervisor::DistError;
     use otpsim::rt::Duration;
-    use otpsim::sim::cluster::{ClusterCtl, ClusterReport, ClusterSim};
+    use otpsim::sim::cluster::ClusterCtl;
     use otpsim::sim::cluster_invariants::{check, Consistency};
     use otpsim::systems::swarm::Bump;
     use otpsim::trace::{DistEvent, EventKind, HandoffPhase, Trace};
     use otpsim::Pid;
-
-    fn cluster(
-        seed: u64,
-        scenario: impl FnOnce(ClusterCtl) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
-            + Send
-            + 'static,
-    ) -> ClusterReport {
-        let report = ClusterSim::new(seed).nodes(3).run(move |ctl| async move {
-            boot_all(&ctl);
-            ctl.sleep(Duration::from_secs(3)).await;
-            scenario(ctl).await;
-        });
-        assert_eq!(report.failure(), None);
-        report
-    }
 
     /// The handoffs of `name`: how many began, and the instances their state reached.
     fn handoffs(trace: &Trace, name: &str) -> (usize, Vec<Pid>) {
