@@ -261,6 +261,9 @@ pub struct View {
     pub shards: Vec<(u16, u64)>,
     /// Its shards in transit.
     pub outgoing: Vec<Transit>,
+    /// Its shards whose move ended with it keeping them, at their current epoch (it runs
+    /// their children again, with the states they handed over).
+    pub kept: Vec<u16>,
     /// The shards in transit to it.
     pub incoming: Vec<Transit>,
 }
@@ -285,6 +288,9 @@ pub struct Control {
     transit: BTreeMap<u16, u16>,
     /// Members leaving: they are given no shards.
     leaving: BTreeSet<u16>,
+    /// Shards whose move ended with their owner keeping them (aborted, or its target lost),
+    /// at the epoch that gave them back.
+    kept: BTreeMap<u16, u64>,
     desired: BTreeMap<String, Child>,
     /// Each desired child's restarts granted within its window, on the leader's clock, by
     /// crash.
@@ -431,11 +437,14 @@ impl Control {
     /// whatever move it was in.
     fn give(&mut self, shard: u16, node: Option<u16>) {
         let i = usize::from(shard);
-        self.transit.remove(&shard);
+        let was_moving = self.transit.remove(&shard).is_some();
         if let Some(node) = node {
             self.table[i] = node;
         }
         self.epochs[i] += 1;
+        if was_moving && node.is_none() {
+            self.kept.insert(shard, self.epochs[i]);
+        }
     }
 }
 
@@ -608,10 +617,17 @@ impl Replicated for Control {
             Query::Shards(node) => Answer::Shards(self.shards_of(node)),
             Query::View(node) => {
                 let (outgoing, incoming) = self.moves(node);
+                let shards = self.shards_of(node);
+                let kept = shards
+                    .iter()
+                    .filter(|&&(s, epoch)| self.kept.get(&s) == Some(&epoch))
+                    .map(|&(s, _)| s)
+                    .collect();
                 Answer::View(View {
                     owned: self.owned(node),
-                    shards: self.shards_of(node),
+                    shards,
                     outgoing,
+                    kept,
                     incoming,
                 })
             }
@@ -792,13 +808,20 @@ mod tests {
         );
         assert_eq!((c.owner(&name), c.epoch(0)), (Some(2), 2));
         assert_eq!(c.owned(2).len(), 1);
-        // Aborted: the owner keeps it, one epoch on; a late completion changes nothing.
+        // Aborted: the owner keeps it, one epoch on (and its view says so: it runs the
+        // children again with their states); a late completion changes nothing.
+        let kept = |c: &Control, node| match c.query(Query::View(node)) {
+            Answer::View(view) => view.kept,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(kept(&c, 2), Vec::<u16>::new());
         c.apply(0, Command::Move(vec![(0, 3)]));
         assert_eq!(
             c.apply(0, Command::Abort(vec![(0, 3)])),
             Outcome::Settled(vec![0])
         );
         assert_eq!((c.owner(&name), c.epoch(0)), (Some(2), 4));
+        assert_eq!(kept(&c, 2), vec![0]);
         assert_eq!(
             c.apply(0, Command::Moved(vec![(0, 3)])),
             Outcome::Settled(vec![])
@@ -807,10 +830,13 @@ mod tests {
         c.apply(0, Command::Move(vec![(0, 3)]));
         c.apply(0, Command::Down(3));
         assert_eq!((c.owner(&name), c.epoch(0)), (Some(2), 6));
+        assert_eq!(kept(&c, 2), vec![0]);
         c.apply(0, Command::Up(3));
         c.apply(0, Command::Move(vec![(0, 3)]));
         c.apply(0, Command::Down(2));
         assert_eq!((c.owner(&name), c.epoch(0)), (Some(3), 8));
+        // Given to the target by the owner's loss: kept by no one.
+        assert_eq!(kept(&c, 3), Vec::<u16>::new());
         assert_eq!(moves(&c, 3), (vec![], vec![]));
         // Node 2 is up again: every shard goes back to its first owner.
         c.apply(0, Command::Up(2));
