@@ -641,8 +641,8 @@ pub struct DistSupervisor {
     kicked: bool,
     /// This incarnation has caught up with the group.
     booted: bool,
-    /// The shards this node owned at its last reconciliation.
-    shards: BTreeSet<u16>,
+    /// The shards this node owned at its last reconciliation, with their epochs.
+    shards: BTreeMap<u16, u64>,
 }
 
 /// Runs the supervisor on this node as the calling process, its children under `lease` (see
@@ -702,8 +702,8 @@ impl DistSupervisor {
         let wanted: BTreeMap<String, Child> = view.owned.into_iter().collect();
         let (shards, outgoing, incoming) = (view.shards, view.outgoing, view.incoming);
         self.incoming = incoming.iter().map(|&(s, _, e)| (s, e)).collect();
-        self.settle_moves(p, &outgoing, &shards);
-        self.acquire(p, &wanted, &shards, &outgoing);
+        self.settle_moves(p, &outgoing, &shards, &view.kept);
+        self.acquire(p, &wanted, &shards, &outgoing, &view.kept);
         self.hand_over(p, &outgoing);
         self.complete(p, &incoming).await;
         let expected = &self.incoming;
@@ -806,6 +806,9 @@ impl DistSupervisor {
                     && !self.failed.contains_key(*name)
                     && !self.crashed.contains_key(*name)
                     && !self.stopping.values().any(|n| n == *name)
+                    && !self
+                        .outgoing
+                        .contains_key(&super::control::shard_of(name, self.config.shards))
             })
             .map(|(name, child)| (name.clone(), child.clone()))
             .collect();
@@ -881,7 +884,13 @@ impl DistSupervisor {
     /// children asked have stopped: completed (the shard is another node's), or aborted (it
     /// is still this node's: its children run here again, each given the state it handed
     /// over, and those that crashed meanwhile are counted).
-    fn settle_moves(&mut self, p: &Process, outgoing: &[Transit], shards: &[(u16, u64)]) {
+    fn settle_moves(
+        &mut self,
+        p: &Process,
+        outgoing: &[Transit],
+        shards: &[(u16, u64)],
+        kept: &[u16],
+    ) {
         let ended: Vec<u16> = self
             .outgoing
             .iter()
@@ -900,10 +909,20 @@ impl DistSupervisor {
             let Some(o) = self.outgoing.remove(&shard) else {
                 continue;
             };
-            if !shards.iter().any(|&(s, _)| s == shard) {
+            // Kept by this node at the epoch after the move's: aborted, or its target lost.
+            // Anything else (completed, and perhaps back since) took the states elsewhere.
+            let back = (shard, o.epoch + 1);
+            if !kept.contains(&shard) || !shards.contains(&back) {
                 continue;
             }
             for h in o.take_back() {
+                if self.children.contains_key(&h.name) {
+                    // Started again meanwhile (it should not have been): its state is stale.
+                    if h.state.is_some() {
+                        handoff::aborted(p, h.id, &h.name, "its name runs again already");
+                    }
+                    continue;
+                }
                 if h.clean {
                     self.handed_in.insert(h.name.clone(), h);
                     continue;
@@ -1056,15 +1075,21 @@ impl DistSupervisor {
         wanted: &BTreeMap<String, Child>,
         shards: &[(u16, u64)],
         outgoing: &[Transit],
+        kept: &[u16],
     ) {
         let mut acquired = false;
         for &(shard, epoch) in shards {
-            if self.shards.contains(&shard) {
-                continue;
+            let moving_on = outgoing.iter().any(|&(s, _, _)| s == shard);
+            // Owned since the last reconciliation, at this epoch or one that left it here
+            // (a move away begun, or ended with this node keeping it).
+            match self.shards.get(&shard) {
+                Some(&before) if before == epoch || moving_on || kept.contains(&shard) => {
+                    continue;
+                }
+                _ => {}
             }
             // A completed move keeps its epoch; one begun since (away from here already) is
             // the next. Any other epoch came by another way (a lost owner, a boot): afresh.
-            let moving_on = outgoing.iter().any(|&(s, _, _)| s == shard);
             let moved_at = if moving_on { epoch - 1 } else { epoch };
             for h in self.received.remove(&(shard, moved_at)).unwrap_or_default() {
                 if h.clean {
@@ -1084,7 +1109,7 @@ impl DistSupervisor {
                 }
             }
         }
-        self.shards = shards.iter().map(|&(s, _)| s).collect();
+        self.shards = shards.iter().copied().collect();
         if acquired {
             self.save_crashed(p);
         }
@@ -1248,7 +1273,11 @@ impl DistSupervisor {
                         };
                         p.send_named(&self.config.name, owner, forward);
                     }
-                    Some(_) => h.reply(p, Ok(None)),
+                    // Routed on too often (states that disagree): dropped unanswered, its
+                    // fate unknown to its caller, as when its time runs out.
+                    Some(_) => {
+                        h.release(p);
+                    }
                     None => self.held.entry(name.clone()).or_default().push(h),
                 }
             }
@@ -1379,7 +1408,7 @@ impl GenServer for DistSupervisor {
             watching: false,
             kicked: false,
             booted: false,
-            shards: BTreeSet::new(),
+            shards: BTreeMap::new(),
         })
     }
 
