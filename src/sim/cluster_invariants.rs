@@ -219,8 +219,6 @@ struct Checker {
     moved: BTreeMap<Pid, usize>,
     handed: BTreeMap<Pid, usize>,
     at_rest: Option<usize>,
-    /// A partition is in force (until the next heal).
-    cut: bool,
 }
 
 #[derive(Default)]
@@ -347,11 +345,7 @@ impl Checker {
                 self.groups.remove(node);
                 self.members.remove(node);
             }
-            ClusterEvent::Partition { .. } => self.cut = true,
-            ClusterEvent::Heal => {
-                self.conflicts.clear();
-                self.cut = false;
-            }
+            ClusterEvent::Heal => self.conflicts.clear(),
             ClusterEvent::AtRest => {
                 self.at_rest = Some(i);
                 // A fenced instance must stop once its node resumes (the final heal resumes
@@ -719,25 +713,17 @@ impl Checker {
                 Ok(())
             }
             // A move that a fault may have cut short (its nodes lost, a message dropped) is
-            // judged by I2 and I6, not here; nor is a send made while a partition or a pause
-            // may keep the sender from the name's owner (a CP side without it answers
-            // `Unavailable`).
+            // judged by I2 and I6, not here.
             None => match self.moving.values().find(|(n, ..)| n == name) {
-                Some(&(_, begin, _))
-                    if self.last_fault.is_none_or(|f| f < begin)
-                        && !self.cut
-                        && self.paused.is_empty() =>
-                {
-                    Err(found(
-                        Invariant::MessageRouting,
-                        name,
-                        format!(
-                            "{from}'s message #{seq} found no instance while the name moved, \
+                Some(&(_, begin, _)) if self.last_fault.is_none_or(|f| f < begin) => Err(found(
+                    Invariant::MessageRouting,
+                    name,
+                    format!(
+                        "{from}'s message #{seq} found no instance while the name moved, \
                          and nothing kept it: lost in the move"
-                        ),
-                        vec![begin, i],
-                    ))
-                }
+                    ),
+                    vec![begin, i],
+                )),
                 _ => Ok(()),
             },
         }
@@ -751,7 +737,17 @@ impl Checker {
             list.retain(|&(f, s, _)| (f, s) != (from, seq));
         }
         let Some((name, sent)) = self.sent.get(&(from, seq)).cloned() else {
-            self.handled_early.insert((from, seq), (pid, i));
+            // Judged when its send is recorded, if ever (a send whose fate its sender does
+            // not know is not); twice is twice either way.
+            if let Some((_, first)) = self.handled_early.insert((from, seq), (pid, i)) {
+                let message = format!("{from}'s message #{seq} handled twice");
+                return Err(found(
+                    Invariant::MessageRouting,
+                    "",
+                    message,
+                    vec![first, i],
+                ));
+            }
             return Ok(());
         };
         let violation = |message: String, events: Vec<usize>| {

@@ -443,14 +443,15 @@ fn s1_messages_sent_by_name_survive_a_move_once_and_in_order() {
         .dist(handoff(HandoffPhase::StateSent))
         .dist(sent(0, Some(a())));
     assert_eq!(moved(answered_late).check(Consistency::Cp), Ok(()));
-    // A sender a partition keeps from the owner finds nothing (CP's `Unavailable`).
-    let cut_off = T::default()
-        .cluster(split())
+    // Handled twice, its send never recorded (its sender was told the call failed).
+    let twice_unrecorded = T::default()
         .start(a())
-        .dist(handoff(begin.clone()))
-        .exit(a())
-        .dist(sent(0, None));
-    assert_eq!(cut_off.check(Consistency::Cp), Ok(()));
+        .dist(handled(a(), 0))
+        .dist(handled(a(), 0));
+    assert_eq!(
+        twice_unrecorded.check(Consistency::Cp),
+        Err(Invariant::MessageRouting)
+    );
 }
 
 #[test]
