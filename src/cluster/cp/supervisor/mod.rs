@@ -12,6 +12,10 @@
 //! does. A node on the minority side of a partition cannot commit, and its callers get
 //! [`DistError::Unavailable`].
 //!
+//! The supervisor's side of planned moves (the leader's proposals, an owner's handover, a
+//! target's takeover) is in `moves.rs`, and messages routed by name ([`DistRef::send`]) in
+//! `route.rs`; this file holds the settings, the API and the reconciliation that ties them.
+//!
 //! ```
 //! # #[cfg(madsim)] {
 //! use otpsim::cluster::cp::supervisor::{self, DistConfig, DistError};
@@ -47,14 +51,20 @@
 //! # }
 //! ```
 
+mod moves;
+mod route;
+
+pub use route::{Letter, Route, Waiting};
+
 use super::consensus::{self, Lead, RaftConfig};
-use super::control::{Answer, Child, Command, Control, Outcome, Query, Transit};
+use super::control::{Answer, Child, Command, Control, Outcome, Query};
 use super::handoff::{self, Begun, Handed, Handover, Outgoing};
 use super::lease::{self, Lease};
 use crate::rt::Duration;
 use crate::server::{self, CallReply, From, GenServer, Init, Next, ServerRef};
 use crate::trace::{DistEvent, EventKind};
 use crate::{ExitReason, Msg, Node, Pid, Process, Term};
+use route::Held;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -487,34 +497,6 @@ pub enum Call {
     Drained,
 }
 
-/// A message routed by name, encoded by the supervisor's messages codec.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Letter {
-    /// Its type's tag.
-    pub tag: String,
-    /// Its encoding.
-    pub bytes: Vec<u8>,
-}
-
-/// How far a routed message or caller may still go: the supervisors that routed it on, and
-/// the time it has left, held or in transit (each supervisor takes off what it held it).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Route {
-    /// How many supervisors routed it on.
-    pub hops: u8,
-    /// Its time left, in ms.
-    pub budget_ms: u64,
-}
-
-/// What waits for a child to run, on the node that runs it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Waiting {
-    /// A message to deliver to it.
-    Letter(Letter),
-    /// A caller to tell its pid.
-    Pid,
-}
-
 /// What supervisors send each other.
 #[derive(Serialize, Deserialize)]
 pub enum Peer {
@@ -533,35 +515,6 @@ pub enum Peer {
     },
 }
 
-/// A message or a caller waiting for a child.
-struct Held {
-    waiting: Waiting,
-    from: From<Reply>,
-    hops: u8,
-    /// Dropped unanswered after this (its time is up: the caller times out).
-    until: crate::rt::Instant,
-    /// The caller, monitored: held no longer once it is down (it was told the call failed,
-    /// so its message must not arrive later, after one it sent since).
-    caller: crate::process::MonitorRef,
-}
-
-impl Held {
-    /// Takes it out of the holding: its caller no longer monitored.
-    fn release(self, p: &Process) -> (Waiting, From<Reply>, u8, crate::rt::Instant) {
-        p.demonitor_flush(self.caller);
-        (self.waiting, self.from, self.hops, self.until)
-    }
-
-    /// Answers its caller.
-    fn reply(self, p: &Process, reply: Reply) {
-        self.release(p).1.reply(p, reply);
-    }
-}
-
-/// A supervisor routes a message on at most this many times (its state and the owner's may
-/// disagree for a moment, never for long).
-const MAX_HOPS: u8 = 3;
-
 /// A child's time to give its state is up: it is told to shut down, then killed after a
 /// grace.
 struct HandoffTimeout {
@@ -569,9 +522,6 @@ struct HandoffTimeout {
     id: u64,
     kill: bool,
 }
-
-/// The longest the leader waits before it moves a shard again after aborting its move.
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// A child told to stop had its grace: killed if it still runs.
 struct KillStopping(Pid);
@@ -880,241 +830,6 @@ impl DistSupervisor {
         }
     }
 
-    /// Forgets the moves of this node's shards that are no longer in transit, once the
-    /// children asked have stopped: completed (the shard is another node's), or aborted (it
-    /// is still this node's: its children run here again, each given the state it handed
-    /// over, and those that crashed meanwhile are counted).
-    fn settle_moves(
-        &mut self,
-        p: &Process,
-        outgoing: &[Transit],
-        shards: &[(u16, u64)],
-        kept: &[u16],
-    ) {
-        let ended: Vec<u16> = self
-            .outgoing
-            .iter()
-            .filter(|(&shard, o)| !outgoing.contains(&(shard, o.to, o.epoch)))
-            .map(|(&shard, _)| shard)
-            .collect();
-        let mut crashed = false;
-        for shard in ended {
-            let Some(o) = self.outgoing.get_mut(&shard) else {
-                continue;
-            };
-            o.settle();
-            if !o.stopped_all() {
-                continue;
-            }
-            let Some(o) = self.outgoing.remove(&shard) else {
-                continue;
-            };
-            // Kept by this node at the epoch after the move's: aborted, or its target lost.
-            // Anything else (completed, and perhaps back since) took the states elsewhere.
-            let back = (shard, o.epoch + 1);
-            if !kept.contains(&shard) || !shards.contains(&back) {
-                continue;
-            }
-            for h in o.take_back() {
-                if self.children.contains_key(&h.name) {
-                    // Started again meanwhile (it should not have been): its state is stale.
-                    if h.state.is_some() {
-                        handoff::aborted(p, h.id, &h.name, "its name runs again already");
-                    }
-                    continue;
-                }
-                if h.clean {
-                    self.handed_in.insert(h.name.clone(), h);
-                    continue;
-                }
-                if h.state.is_some() {
-                    handoff::aborted(p, h.id, &h.name, "crashed in an aborted move");
-                }
-                let crash = self.next_crash();
-                self.crashed.insert(h.name, crash);
-                crashed = true;
-            }
-        }
-        if crashed {
-            self.save_crashed(p);
-        }
-    }
-
-    /// Begins the moves of this node's shards not begun yet (each child running asked for
-    /// its state, with a deadline), and sends each target the handover of the moves whose
-    /// children have all stopped (again at each reconciliation, until the move is settled).
-    fn hand_over(&mut self, p: &Process, outgoing: &[Transit]) {
-        for &(shard, to, epoch) in outgoing {
-            if self.outgoing.contains_key(&shard) {
-                continue;
-            }
-            let of_shard = |name: &str| super::control::shard_of(name, self.config.shards) == shard;
-            let running: Vec<(String, Pid)> = self
-                .children
-                .iter()
-                .filter(|(name, _)| of_shard(name))
-                .map(|(name, r)| (name.clone(), r.pid))
-                .collect();
-            // Children handed to this node and not started here yet go on as they are.
-            let passed: Vec<String> = self
-                .handed_in
-                .keys()
-                .filter(|name| of_shard(name))
-                .cloned()
-                .collect();
-            let passed = passed
-                .iter()
-                .filter_map(|name| self.handed_in.remove(name))
-                .collect();
-            let o = Outgoing::begin(p, shard, (to, epoch), running, passed);
-            for (pid, id) in o.waiting() {
-                let timeout = HandoffTimeout {
-                    pid,
-                    id,
-                    kill: false,
-                };
-                p.send_after(self.config.handoff_timeout, p.pid(), timeout);
-            }
-            self.outgoing.insert(shard, o);
-        }
-        let mut handovers: BTreeMap<u16, Handover> = BTreeMap::new();
-        let shards = self.config.shards;
-        let stopping: BTreeSet<u16> = self
-            .stopping
-            .values()
-            .map(|name| super::control::shard_of(name, shards))
-            .collect();
-        let ready = |(shard, o): &(&u16, &mut Outgoing)| o.ready() && !stopping.contains(shard);
-        for (&shard, o) in self.outgoing.iter_mut().filter(ready) {
-            o.sending(p);
-            let handover = handovers.entry(o.to).or_insert(Handover {
-                moves: Vec::new(),
-                children: Vec::new(),
-            });
-            handover.moves.push((shard, o.epoch));
-            handover.children.extend(o.handed.iter().cloned());
-        }
-        for (to, handover) in handovers {
-            p.send_named(&self.config.name, to, Peer::Handover(handover));
-        }
-    }
-
-    /// Commits the moves to this node whose handover it has: it owns their shards then, and
-    /// starts their children.
-    async fn complete(&mut self, p: &Process, incoming: &[Transit]) {
-        let (group, me) = (&self.config.raft.name, p.pid().node());
-        let moved: Vec<(u16, u64)> = incoming
-            .iter()
-            .map(|&(shard, _, epoch)| (shard, epoch))
-            .filter(|key| self.received.contains_key(key))
-            .collect();
-        if !moved.is_empty() {
-            let command = Command::Moved(moved);
-            let _ = consensus::propose::<Control>(p, group, me, command, self.config.timeout).await;
-        }
-    }
-
-    /// On the leader: proposes the moves the placement wants (shards back to their first
-    /// owner, away from nodes that leave), and aborts those in transit for longer than a
-    /// move may take.
-    async fn rebalance(&mut self, p: &Process) {
-        let (group, me) = (&self.config.raft.name, p.pid().node());
-        let timeout = self.config.timeout;
-        let Ok(Answer::Plan { wanted, transit }) =
-            consensus::query::<Control>(p, group, me, Query::Plan, timeout).await
-        else {
-            return;
-        };
-        let now = p.now();
-        self.backoff.retain(|_, (until, wait)| now < *until + *wait);
-        let wanted: Vec<(u16, u16)> = wanted
-            .into_iter()
-            .filter(|(shard, _)| {
-                self.backoff
-                    .get(shard)
-                    .is_none_or(|(until, _)| now >= *until)
-            })
-            .collect();
-        if !wanted.is_empty() {
-            let command = Command::Move(wanted);
-            let _ = consensus::propose::<Control>(p, group, me, command, timeout).await;
-        }
-        self.transit_seen.retain(|key, _| transit.contains(key));
-        for key in &transit {
-            self.transit_seen.entry(*key).or_insert(now);
-        }
-        let stuck: Vec<(u16, u64)> = self
-            .transit_seen
-            .iter()
-            .filter(|(_, &seen)| now > seen + self.config.max_handoff)
-            .map(|(key, _)| *key)
-            .collect();
-        if !stuck.is_empty() {
-            // Not moved again at once: the owner runs the children again first, and a move
-            // that failed waits twice as long before each new try (up to a minute).
-            for &(shard, _) in &stuck {
-                let wait = match self.backoff.get(&shard) {
-                    Some(&(_, wait)) => (wait * 2).min(MAX_BACKOFF),
-                    None => self.config.max_handoff,
-                };
-                self.backoff.insert(shard, (now + wait, wait));
-            }
-            let command = Command::Abort(stuck);
-            let _ = consensus::propose::<Control>(p, group, me, command, timeout).await;
-        }
-    }
-
-    /// Children of shards this node did not own at its last reconciliation (all of them at
-    /// boot) may have crashed just before, unseen (on this node before it went down, or on
-    /// their last owner): each of those starts is a restart and asks for a grant like one,
-    /// but for those their owner stopped cleanly and handed over in the move that gave this
-    /// node the shard.
-    fn acquire(
-        &mut self,
-        p: &Process,
-        wanted: &BTreeMap<String, Child>,
-        shards: &[(u16, u64)],
-        outgoing: &[Transit],
-        kept: &[u16],
-    ) {
-        let mut acquired = false;
-        for &(shard, epoch) in shards {
-            let moving_on = outgoing.iter().any(|&(s, _, _)| s == shard);
-            // Owned since the last reconciliation, at this epoch or one that left it here
-            // (a move away begun, or ended with this node keeping it).
-            match self.shards.get(&shard) {
-                Some(&before) if before == epoch || moving_on || kept.contains(&shard) => {
-                    continue;
-                }
-                _ => {}
-            }
-            // A completed move keeps its epoch; one begun since (away from here already) is
-            // the next. Any other epoch came by another way (a lost owner, a boot): afresh.
-            let moved_at = if moving_on { epoch - 1 } else { epoch };
-            for h in self.received.remove(&(shard, moved_at)).unwrap_or_default() {
-                if h.clean {
-                    self.handed_in.insert(h.name.clone(), h);
-                } else if h.state.is_some() {
-                    handoff::aborted(p, h.id, &h.name, "crashed as it handed over");
-                }
-            }
-            for name in wanted.keys() {
-                if super::control::shard_of(name, self.config.shards) == shard
-                    && !self.children.contains_key(name)
-                    && !self.handed_in.contains_key(name)
-                {
-                    let crash = self.next_crash();
-                    self.crashed.insert(name.clone(), crash);
-                    acquired = true;
-                }
-            }
-        }
-        self.shards = shards.iter().copied().collect();
-        if acquired {
-            self.save_crashed(p);
-        }
-    }
-
     /// Whether the names of `to_start` are still this node's to start, by a state the
     /// majority confirms as current.
     async fn confirmed(&self, p: &Process, to_start: &[(String, Child)]) -> bool {
@@ -1162,149 +877,6 @@ impl DistSupervisor {
         let pid = self.children.get(name).filter(|_| holds)?.pid;
         let stopping = self.outgoing.values().any(|o| o.stopping(pid));
         (!stopping).then_some(pid)
-    }
-
-    /// A message or a caller for the child `name`: answered now if it runs here, held
-    /// otherwise (until it runs, or is found to run elsewhere: [`Self::route_held`]).
-    fn route(
-        &mut self,
-        p: &Process,
-        name: String,
-        waiting: Waiting,
-        from: From<Reply>,
-        route: Route,
-    ) {
-        match self.running(p, &name) {
-            Some(pid) => self.post(p, pid, waiting, from),
-            None => {
-                let until = p.now() + Duration::from_millis(route.budget_ms);
-                let caller = p.monitor(from.pid());
-                let held = Held {
-                    waiting,
-                    from,
-                    hops: route.hops,
-                    until,
-                    caller,
-                };
-                self.held.entry(name).or_default().push(held);
-                self.kick(p);
-            }
-        }
-    }
-
-    /// Delivers a message to `pid`, and tells its sender; or tells a caller `pid`.
-    fn post(&self, p: &Process, pid: Pid, waiting: Waiting, from: From<Reply>) {
-        let Waiting::Letter(letter) = waiting else {
-            return from.reply(p, Ok(Some(pid)));
-        };
-        match self.config.messages.decode(&letter.tag, &letter.bytes) {
-            Ok(msg) => {
-                p.send_boxed(pid, msg, None);
-                from.reply(p, Ok(Some(pid)));
-            }
-            Err(e) => from.reply(p, Err(e.to_string())),
-        }
-    }
-
-    /// The messages and callers held: answered if their child runs here now, routed on to
-    /// its owner if that is another node, kept while it is this node's to run or moves from
-    /// or to it, and answered as undelivered when its child is not desired or its caller
-    /// gave up.
-    async fn route_held(
-        &mut self,
-        p: &Process,
-        wanted: &BTreeMap<String, Child>,
-        incoming: &[Transit],
-    ) {
-        let (group, me) = (self.config.raft.name.clone(), p.pid().node());
-        let names: Vec<String> = self.held.keys().cloned().collect();
-        let mut undesired = Vec::new();
-        for name in names {
-            let held = self.held.remove(&name).unwrap_or_default();
-            let now = p.now();
-            let (live, late): (Vec<Held>, Vec<Held>) =
-                held.into_iter().partition(|h| now < h.until);
-            // Out of time: dropped unanswered, so that its caller's call times out
-            // (`Unavailable`: it cannot know whether the message arrived), not `NotFound`.
-            for h in late {
-                h.release(p);
-            }
-            if let Some(pid) = self.running(p, &name) {
-                for h in live {
-                    let (waiting, from, ..) = h.release(p);
-                    self.post(p, pid, waiting, from);
-                }
-                continue;
-            }
-            let shard = super::control::shard_of(&name, self.config.shards);
-            let here = wanted.contains_key(&name)
-                || self.outgoing.contains_key(&shard)
-                || incoming.iter().any(|&(s, _, _)| s == shard);
-            if here {
-                if !live.is_empty() {
-                    self.held.insert(name, live);
-                }
-                continue;
-            }
-            let query = Query::Owner(name.clone());
-            let owner = match consensus::query::<Control>(p, &group, me, query, FRESH_WITHIN).await
-            {
-                Ok(Answer::Owner(owner)) => owner,
-                Ok(_) | Err(_) => None,
-            };
-            if owner == Some(me) {
-                undesired.push((name, live));
-                continue;
-            }
-            for h in live {
-                match owner {
-                    Some(owner) if h.hops < MAX_HOPS => {
-                        let (waiting, from, hops, until) = h.release(p);
-                        let left = until.saturating_duration_since(p.now());
-                        let route = Route {
-                            hops: hops + 1,
-                            budget_ms: left.as_millis() as u64,
-                        };
-                        let forward = Peer::Forward {
-                            name: name.clone(),
-                            waiting,
-                            from,
-                            route,
-                        };
-                        p.send_named(&self.config.name, owner, forward);
-                    }
-                    // Routed on too often (states that disagree): dropped unanswered, its
-                    // fate unknown to its caller, as when its time runs out.
-                    Some(_) => {
-                        h.release(p);
-                    }
-                    None => self.held.entry(name.clone()).or_default().push(h),
-                }
-            }
-        }
-        // Not desired, as this node sees it: answered so only from a state the majority
-        // confirms as current (the caller may know of a start this node has not applied yet).
-        if undesired.is_empty() {
-            return;
-        }
-        let fresh = consensus::fresh::<Control>(p, &group, me, FRESH_WITHIN)
-            .await
-            .is_ok();
-        for (name, live) in undesired {
-            let query = Query::Desired(name.clone());
-            let desired = match fresh {
-                true => consensus::query::<Control>(p, &group, me, query, FRESH_WITHIN).await,
-                false => Err(consensus::ConsensusError::Unavailable),
-            };
-            match desired {
-                Ok(Answer::Desired(false)) => {
-                    for h in live {
-                        h.reply(p, Ok(None));
-                    }
-                }
-                _ => self.held.entry(name).or_default().extend(live),
-            }
-        }
     }
 
     /// Reconciles soon, once for a burst of events.
