@@ -168,6 +168,8 @@ struct Checker {
     /// nothing then), with that start's event: no longer counted by I1, and they must act on
     /// nothing once their node resumes, until they stop.
     fenced: BTreeMap<Pid, usize>,
+    /// When each node last resumed, in µs.
+    resumed_at: BTreeMap<u16, u64>,
     /// The groups each name joined (with the event), and each node's registry's groups of
     /// each name.
     joined: BTreeMap<String, BTreeMap<String, usize>>,
@@ -274,7 +276,7 @@ impl Checker {
                     seen.entry(*node).or_default().push((i, holding));
                 }
                 EventKind::Fault { .. } => self.last_fault = Some(i),
-                EventKind::Cluster(c) => self.cluster(i, c)?,
+                EventKind::Cluster(c) => self.cluster(i, e.at_us, c)?,
                 EventKind::Dist(d) => self.dist(i, e.at_us, d)?,
                 _ => {}
             }
@@ -307,7 +309,7 @@ impl Checker {
         self.fenced.remove(&pid);
     }
 
-    fn cluster(&mut self, i: usize, c: &ClusterEvent) -> Result<(), Found> {
+    fn cluster(&mut self, i: usize, at: u64, c: &ClusterEvent) -> Result<(), Found> {
         if c.fault_kind().is_some() {
             self.faulted = true;
         }
@@ -320,6 +322,7 @@ impl Checker {
             }
             ClusterEvent::Resume { node } => {
                 self.paused.remove(node);
+                self.resumed_at.insert(*node, at);
             }
             ClusterEvent::Crash { node, .. } => {
                 self.down.insert(*node);
@@ -412,10 +415,16 @@ impl Checker {
                 self.moving.retain(|_, (n, ..)| n != name);
                 let live = self.live.entry(name.clone()).or_default();
                 if self.consistency == Consistency::Cp {
+                    // Paused, or resumed in this very microsecond (the merged trace orders
+                    // one microsecond's events by source, not by cause: nothing of the
+                    // resumed node has run yet).
                     let frozen: Vec<Pid> = live
                         .keys()
                         .copied()
-                        .filter(|p| self.paused.contains(&p.node()))
+                        .filter(|p| {
+                            self.paused.contains(&p.node())
+                                || self.resumed_at.get(&p.node()) == Some(&at)
+                        })
                         .collect();
                     for old in frozen {
                         live.remove(&old);

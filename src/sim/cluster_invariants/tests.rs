@@ -122,6 +122,27 @@ fn i1_a_paused_nodes_instance_is_fenced_by_a_start_elsewhere() {
         .cluster(ClusterEvent::Resume { node: 1 })
         .start(b());
     assert_eq!(resumed.check(Consistency::Cp), Err(Invariant::OneInstance));
+    // Started elsewhere in the microsecond its node resumed (one microsecond's events are
+    // in the trace by source, not by cause): fenced, nothing of that node has run yet.
+    let same_instant = T::default()
+        .start(a())
+        .cluster(ClusterEvent::Pause { node: 1 })
+        .at(5, EventKind::Cluster(ClusterEvent::Resume { node: 1 }))
+        .at(
+            5,
+            EventKind::Dist(DistEvent::Start {
+                name: K.into(),
+                pid: b(),
+            }),
+        )
+        .at(
+            5,
+            EventKind::Exit {
+                pid: a(),
+                reason: crate::term::Term::atom("shutdown"),
+            },
+        );
+    assert_eq!(same_instant.check(Consistency::Cp), Ok(()));
     // A handled message of a stopped instance is no longer judged as fenced.
     let stopped = paused().exit(a()).dist(handled);
     assert_eq!(stopped.check(Consistency::Cp), Ok(()));
