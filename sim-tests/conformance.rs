@@ -217,8 +217,16 @@ fn a_malformed_multi_node_scenario_names_its_field() {
             "the worker a:root/w",
         ),
         (
-            format!(r#"{{"nodes": [{{"name": "a", "tree": {tree}}}], "script": [{{"op": "pg_join", "path": "a:root/w", "group": "g"}}]}}"#),
+            format!(r#"{{"nodes": [{{"name": "a", "tree": {tree}}}], "script": [{{"op": "global_register", "path": "a:root/w", "name": "g"}}]}}"#),
             "script[0].op",
+        ),
+        (
+            format!(r#"{{"nodes": [{{"name": "a", "tree": {tree}}}], "script": [{{"op": "pg_join", "path": "a:root/w"}}]}}"#),
+            "script[0].group",
+        ),
+        (
+            format!(r#"{{"nodes": [{{"name": "a", "tree": {tree}}}], "script": [{{"op": "pg_members", "node": "z", "group": "g"}}]}}"#),
+            "script[0].node",
         ),
     ];
     for (text, field) in cases {

@@ -13,6 +13,8 @@ mod conformance;
 #[cfg(all(madsim, feature = "cp"))]
 mod cp;
 mod determinism;
+#[cfg(madsim)]
+mod groups;
 mod harness;
 #[cfg(madsim)]
 mod invariants;

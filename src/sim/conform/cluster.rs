@@ -14,6 +14,7 @@
 
 use super::scenario::{self, invalid, Obj, Result, Target};
 use super::{exec, start_any_supervisor, Book, Op, Scenario, TreeNode};
+use crate::cluster::Groups;
 use crate::process::{ExitReason, Msg, Process};
 use crate::rt::Duration;
 use crate::server::{self, CallError, GenServer, ServerRef};
@@ -107,6 +108,10 @@ pub enum ClusterAction {
     Busy(String, u64),
     /// `erlang:nodes()` on the node.
     Nodes(usize),
+    /// The worker at `path` joins a group of the scope `pg` (`pg:join(Group, self())`).
+    PgJoin(String, String),
+    /// `pg:get_members(Group)` on the node.
+    PgMembers(usize, String),
     /// Nothing (a time marker).
     Sleep,
 }
@@ -142,6 +147,8 @@ pub struct ClusterScenario {
     pub nodes: Vec<ScenarioNode>,
     /// The script.
     pub script: Vec<ClusterOp>,
+    /// Whether every node runs the process groups scope `pg` (the script uses it).
+    pub uses_pg: bool,
     /// Every node's supervisors by path.
     pub supervisors: BTreeMap<String, Arc<TreeNode>>,
 }
@@ -216,6 +223,7 @@ impl ClusterScenario {
             auto_connect,
             nodes,
             script: Vec::new(),
+            uses_pg: false,
             supervisors,
         };
         for (path, node) in &sc.supervisors {
@@ -232,6 +240,11 @@ impl ClusterScenario {
                 .ok_or_else(|| invalid("script", "expected an array"))?;
             for (i, op) in list.iter().enumerate() {
                 let op = sc.parse_op(op, &format!("script[{i}]"))?;
+                let pg = matches!(
+                    op.action,
+                    ClusterAction::PgJoin(..) | ClusterAction::PgMembers(..)
+                );
+                sc.uses_pg |= pg;
                 sc.script.push(op);
             }
         }
@@ -359,10 +372,14 @@ impl ClusterScenario {
                 None => ClusterAction::Stop(None),
                 Some(n) => ClusterAction::Stop(Some(self.node(n, &obj.field("node"))?)),
             },
-            "global_register" | "global_whereis" | "pg_join" | "pg_members" => {
+            "pg_join" => ClusterAction::PgJoin(path()?, obj.req_str("group")?.to_string()),
+            "pg_members" => {
+                ClusterAction::PgMembers(node("node")?, obj.req_str("group")?.to_string())
+            }
+            "global_register" | "global_whereis" => {
                 return Err(scenario::ScenarioError::Unsupported {
                     field: obj.field("op"),
-                    what: format!("{op} (global and pg are not modelled)"),
+                    what: format!("{op} (global is not modelled)"),
                 })
             }
             _ => {
@@ -435,6 +452,8 @@ enum Act {
         timeout: Option<u64>,
     },
     Busy(u64),
+    /// `pg:join(Group, self())`.
+    PgJoin(String),
 }
 
 /// A worker's `Act`, acknowledged with `Done` when `ack` is set.
@@ -486,6 +505,11 @@ impl Book {
                 .get(path)
                 .and_then(|h| h.get(n.checked_sub(1)?).copied()),
         })
+    }
+
+    /// The scope `pg` of the node named `node` (its latest incarnation).
+    fn groups(&self, node: &str) -> Option<Groups> {
+        self.with(|b| b.groups.get(node).cloned())
     }
 
     /// The index (1-based) of a node by name.
@@ -713,6 +737,12 @@ async fn act_on(
             p.sleep(Duration::from_millis(ms)).await;
             return None;
         }
+        Act::PgJoin(group) => {
+            let node = path.split(':').next().unwrap_or_default();
+            if let Some(groups) = book.groups(node) {
+                let _ = groups.join(p, group, [p.pid()]).await;
+            }
+        }
     }
     done(p);
     None
@@ -784,9 +814,10 @@ async fn boot(ctl: &ClusterCtl, sc: &ClusterScenario, book: &Book, agents: &mut 
     let name = sc.nodes[i].name.clone();
     let (ready, started) = crate::rt::sync::oneshot::channel();
     let book = book.clone();
+    let pg = sc.uses_pg;
     let pid = ctl
         .node(i as u16 + 1)
-        .spawn(move |p| agent(p, name, tree, book, ready));
+        .spawn(move |p| agent(p, name, tree, book, pg, ready));
     agents.insert(i, pid);
     let _ = started.await;
 }
@@ -797,10 +828,17 @@ async fn agent(
     name: String,
     sc: Arc<Scenario>,
     book: Book,
+    pg: bool,
     ready: crate::rt::sync::oneshot::Sender<()>,
 ) {
     p.trap_exit(true);
     p.node().label(p.pid(), format!("{name}:driver"), false);
+    // The oracle's peers start the scope `pg` before their tree when the script uses it.
+    if pg {
+        if let Ok(groups) = Groups::start_link(&p, "pg").await {
+            book.with(|b| b.groups.insert(name.clone(), groups));
+        }
+    }
     let root = sc.tree.path.clone();
     line(&p, format!("call start_root {root}"));
     let result = start_any_supervisor(&p, &book, &sc.tree).await;
@@ -1003,6 +1041,29 @@ async fn run_op(
             on_worker(ctl, sc, book, path, Act::Busy(*ms), false).await;
         }
         ClusterAction::Sleep => {}
+        ClusterAction::PgJoin(path, group) => {
+            ctl.note(format!(
+                "op pg_join {path} group={}",
+                Term::atom(group.clone())
+            ));
+            on_worker(ctl, sc, book, path, Act::PgJoin(group.clone()), true).await;
+        }
+        ClusterAction::PgMembers(i, group) => {
+            let mut members = book
+                .groups(&name(*i))
+                .map_or(Vec::new(), |g| g.get_members(group));
+            members.sort();
+            let shown: Vec<String> = members
+                .iter()
+                .map(|&m| format!("<{}>", book.shown(m)))
+                .collect();
+            ctl.note(format!(
+                "result pg_members {} {} -> [{}]",
+                name(*i),
+                Term::atom(group.clone()),
+                shown.join(",")
+            ));
+        }
         ClusterAction::Nodes(i) => {
             let peers: Vec<String> = ctl
                 .connected(k(*i))

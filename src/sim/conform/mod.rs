@@ -254,6 +254,8 @@ struct BookState {
     known: BTreeSet<String>,
     /// A multi-node scenario's node names, by index - 1 (empty for one node).
     nodes: Vec<String>,
+    /// A multi-node scenario's process groups scopes by node name (the latest incarnation).
+    groups: BTreeMap<String, crate::cluster::Groups>,
 }
 
 #[derive(Clone, Default)]
