@@ -1045,3 +1045,95 @@ mod handoff {
         check(&report.trace, Consistency::Cp).unwrap();
     }
 }
+
+mod groups {
+    //! Groups of supervised children (docs/cp.md "Groups"; S4 of docs/cluster-invariants.md,
+    //! which Swarm breaks): a child's groups are committed with it, so whichever node runs
+    //! it joins each instance to them, across crashes and moves, and every node lists it
+    //! (Erlang's `pg`, `otpsim::cluster::Groups`).
+
+    use super::supervisor::{cluster, config, start, whereis};
+    use otpsim::cluster::cp::supervisor::DistError;
+    use otpsim::rt::Duration;
+    use otpsim::sim::cluster::ClusterCtl;
+    use otpsim::sim::cluster_invariants::{check, Consistency};
+    use otpsim::Pid;
+
+    async fn members(ctl: &ClusterCtl, k: u16, group: &'static str) -> Vec<Pid> {
+        let dsup = config().handle();
+        ctl.on(k, move |p| async move { dsup.members(&p, group).await })
+            .await
+            .expect("its node runs")
+    }
+
+    async fn group(
+        ctl: &ClusterCtl,
+        k: u16,
+        name: &'static str,
+        member: bool,
+    ) -> Result<(), DistError> {
+        let dsup = config().handle();
+        ctl.on(k, move |p| async move {
+            match member {
+                true => dsup.join_group(&p, name, "g").await,
+                false => dsup.leave_group(&p, name, "g").await,
+            }
+        })
+        .await
+        .expect("its node runs")
+    }
+
+    /// Every node lists `pid` as the one member of `g`, or none.
+    async fn listed_everywhere(ctl: &ClusterCtl, pid: Option<Pid>) {
+        for k in 1..=3 {
+            assert_eq!(members(ctl, k, "g").await, Vec::from_iter(pid), "n{k}");
+        }
+    }
+
+    /// A child joined to a group is listed by every node; its restarted instance and the
+    /// instance the majority starts when its owner is cut off join it too, as does the one
+    /// moved back home after the heal; `leave_group` takes it out, and a name no child has
+    /// is `NotFound`.
+    #[test]
+    fn a_child_stays_in_its_group_across_restarts_and_moves() {
+        let report = cluster(23, |ctl| {
+            Box::pin(async move {
+                let first = start(&ctl, 1, "a", "device").await.expect("started");
+                let home = first.node();
+                group(&ctl, 2, "a", true).await.expect("joined");
+                assert_eq!(
+                    group(&ctl, 2, "nobody", true).await,
+                    Err(DistError::NotFound)
+                );
+                ctl.sleep(Duration::from_millis(100)).await;
+                listed_everywhere(&ctl, Some(first)).await;
+                // It exits: restarted in place, and its new instance is in the group.
+                ctl.node(home).send(first, ());
+                ctl.sleep(Duration::from_secs(2)).await;
+                let again = whereis(&ctl, home, "a").await.expect("restarted");
+                assert_ne!(again, first);
+                listed_everywhere(&ctl, Some(again)).await;
+                // Its owner cut off: it runs on the majority side, in the group there.
+                ctl.partition(&[home]);
+                ctl.sleep(Duration::from_secs(8)).await;
+                let other = if home == 1 { 2 } else { 1 };
+                let moved = whereis(&ctl, other, "a").await.expect("runs elsewhere");
+                for k in (1..=3).filter(|&k| k != home) {
+                    assert_eq!(members(&ctl, k, "g").await, vec![moved], "n{k}");
+                }
+                // Healed, moved back home with the group, seen by every node again.
+                ctl.heal();
+                ctl.sleep(Duration::from_secs(5)).await;
+                let back = whereis(&ctl, other, "a").await.expect("runs at home");
+                assert_eq!(back.node(), home);
+                listed_everywhere(&ctl, Some(back)).await;
+                // It leaves the group: listed nowhere, and it keeps running.
+                group(&ctl, 3, "a", false).await.expect("left");
+                ctl.sleep(Duration::from_millis(100)).await;
+                listed_everywhere(&ctl, None).await;
+                assert_eq!(whereis(&ctl, 3, "a").await, Some(back));
+            })
+        });
+        check(&report.trace, Consistency::Cp).unwrap();
+    }
+}

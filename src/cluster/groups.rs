@@ -51,6 +51,7 @@ use crate::process::{ExitReason, MonitorRef, Msg, Node, Process};
 use crate::server::{self, CallReply, From, GenServer, Init, Next, ServerRef, StartError};
 use crate::supervisor::{self, ChildId, ChildSpec, Start};
 use crate::term::Pid;
+use crate::trace::{DistEvent, EventKind};
 use std::collections::{btree_map, BTreeMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -228,6 +229,25 @@ impl Groups {
         })
     }
 
+    /// The members of `group` as the scope `scope` of the caller's node lists them, for a
+    /// process that holds no handle on it (a call, where [`get_members`](Groups::get_members)
+    /// reads the table).
+    pub async fn members_of(
+        p: &Process,
+        scope: &str,
+        group: impl Into<String>,
+    ) -> Result<Vec<Pid>, GroupsError> {
+        let not_running = || GroupsError::NotRunning(scope.to_string());
+        let server = p.whereis(scope).ok_or_else(not_running)?;
+        match ServerRef::<Scope>::from_pid(server)
+            .call_timeout(p, Request::Members(group.into()), None)
+            .await
+        {
+            Ok(Reply::Members(members)) => Ok(members),
+            Ok(_) | Err(_) => Err(not_running()),
+        }
+    }
+
     /// Subscribes the caller to the changes of `group` (`pg:monitor/2`): returns the
     /// reference its [`GroupsEvent`]s carry and the members now. The subscription ends with
     /// [`demonitor`](Groups::demonitor) or the caller's exit.
@@ -238,7 +258,7 @@ impl Groups {
     ) -> Result<(MonitorRef, Vec<Pid>), GroupsError> {
         match self.call(p, Request::Monitor(Some(group.into()))).await? {
             Reply::Monitor(mref, mut now) => Ok((mref, now.pop().map_or(Vec::new(), |g| g.1))),
-            Reply::Done(_) => unreachable!("a monitor call is answered with a monitor"),
+            _ => unreachable!("a monitor call is answered with a monitor"),
         }
     }
 
@@ -250,7 +270,7 @@ impl Groups {
     ) -> Result<(MonitorRef, BTreeMap<String, Vec<Pid>>), GroupsError> {
         match self.call(p, Request::Monitor(None)).await? {
             Reply::Monitor(mref, now) => Ok((mref, now.into_iter().collect())),
-            Reply::Done(_) => unreachable!("a monitor call is answered with a monitor"),
+            _ => unreachable!("a monitor call is answered with a monitor"),
         }
     }
 
@@ -328,6 +348,8 @@ enum Request {
     Leave(String, Vec<Pid>),
     /// Subscribe to one group, or to all.
     Monitor(Option<String>),
+    /// The members of a group.
+    Members(String),
     Demonitor(MonitorRef),
 }
 
@@ -336,6 +358,7 @@ enum Reply {
     /// Whether anything changed (a join always does).
     Done(bool),
     Monitor(MonitorRef, Vec<(String, Vec<Pid>)>),
+    Members(Vec<Pid>),
 }
 
 /// What scopes tell each other (pg's protocol; a peer is the other node's scope process).
@@ -475,6 +498,10 @@ impl GenServer for Scope {
                     }
                 }
                 Reply::Monitor(mref, now)
+            }
+            Request::Members(group) => {
+                let t = self.table();
+                Reply::Members(t.groups.get(&group).map_or(Vec::new(), |e| e.all.clone()))
             }
             Request::Demonitor(mref) => {
                 let known = self.scope_monitors.remove(&mref).is_some()
@@ -636,20 +663,21 @@ impl Scope {
 
     /// `pids` joined `group` (on this node if `local`): the table and the monitors learn it.
     fn add(&mut self, p: &Process, group: &str, pids: &[Pid], local: bool) {
-        {
+        let members = {
             let mut t = self.table();
             let entry = t.groups.entry(group.to_string()).or_default();
             entry.all.splice(0..0, pids.iter().copied());
             if local {
                 entry.local.splice(0..0, pids.iter().copied());
             }
-        }
-        self.notify(p, group, true, pids);
+            entry.all.clone()
+        };
+        self.changed(p, group, true, pids, members);
     }
 
     /// `pids` each left one membership of `group`.
     fn remove(&mut self, p: &Process, group: &str, pids: &[Pid], local: bool) {
-        {
+        let members = {
             let mut t = self.table();
             let Some(entry) = t.groups.get_mut(group) else {
                 return;
@@ -658,14 +686,25 @@ impl Scope {
             if local {
                 remove_each(&mut entry.local, pids);
             }
-            if entry.all.is_empty() {
+            let members = entry.all.clone();
+            if members.is_empty() {
                 t.groups.remove(group);
             }
-        }
-        self.notify(p, group, false, pids);
+            members
+        };
+        self.changed(p, group, false, pids, members);
     }
 
-    fn notify(&self, p: &Process, group: &str, joined: bool, pids: &[Pid]) {
+    /// `pids` joined or left `group`, which has these members now: the trace (for the
+    /// cluster invariants: docs/cluster-invariants.md, S4) and the monitors learn it.
+    fn changed(&self, p: &Process, group: &str, joined: bool, pids: &[Pid], members: Vec<Pid>) {
+        p.node().record_with(|| {
+            EventKind::Dist(DistEvent::GroupMembers {
+                node: p.pid().node(),
+                group: group.to_string(),
+                members,
+            })
+        });
         let watchers = self.scope_monitors.iter().chain(
             self.group_monitors
                 .iter()

@@ -398,6 +398,14 @@ impl Process {
         self.node.monitor_node(self.pid, node, on)
     }
 
+    /// Connects this node to node `node` if it is not connected yet, as a message to it
+    /// would (Erlang's `net_kernel:connect_node/1` under the default `dist_auto_connect`);
+    /// returns whether they are connected, or being connected. Where connections are not made
+    /// automatically (`dist_auto_connect never`), only an existing one counts.
+    pub fn connect_node(&self, node: u16) -> bool {
+        self.node.connect_node(node)
+    }
+
     /// Subscribes to every node's connection going up ([`Msg::NodeUp`]) and down
     /// ([`Msg::NodeDown`]) (`net_kernel:monitor_nodes(true)`); `false` unsubscribes.
     pub fn monitor_nodes(&self, on: bool) {

@@ -824,6 +824,13 @@ impl Node {
         }
     }
 
+    /// See [`Process::connect_node`](super::Process::connect_node).
+    pub(super) fn connect_node(&self, index: u16) -> bool {
+        let st = self.lock();
+        let own = Pid(st.base).node();
+        index == own || st.carrier.as_ref().is_some_and(|c| c.connect(own, index))
+    }
+
     /// See [`Process::monitor_node`](super::Process::monitor_node).
     pub(super) fn monitor_node(&self, watcher: Pid, index: u16, on: bool) {
         let mut st = self.lock();

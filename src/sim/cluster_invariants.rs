@@ -24,7 +24,7 @@
 //! | S1 [`MessageRouting`](Invariant::MessageRouting) | a message sent by name is handled at most once, in its sender's order, never by an instance whose state has moved on; one sent during a move is not lost |
 //! | S2 [`Placement`](Invariant::Placement) | at rest, with a placement rule given ([`check_placed`]), every live instance runs on the node the rule names over the live members |
 //! | S3 [`NoResurrection`](Invariant::NoResurrection) | a name whose child was terminated does not start again unless started again |
-//! | S4 [`GroupMembership`](Invariant::GroupMembership) | at rest, every live node's registry counts a desired name in each group it joined, whatever restarts and moves came since |
+//! | S4 [`GroupMembership`](Invariant::GroupMembership) | at rest, every live node's registry counts a desired name in each group it joined, whatever restarts and moves came since (CP: every live node's process groups list its live instance there, and nothing else) |
 //!
 //! ```
 //! use otpsim::sim::cluster_invariants::{check, Consistency};
@@ -174,6 +174,12 @@ struct Checker {
     /// each name.
     joined: BTreeMap<String, BTreeMap<String, usize>>,
     groups: BTreeMap<u16, BTreeMap<String, (BTreeSet<String>, usize)>>,
+    /// CP: the groups the cluster wants each name in (with the event), and each node's
+    /// process groups since its last restart: group -> (its members, the event that listed
+    /// them); and the nodes that ever listed any (those the at-rest rule judges).
+    grouped: BTreeMap<String, BTreeMap<String, usize>>,
+    group_views: BTreeMap<u16, BTreeMap<String, (Vec<Pid>, usize)>>,
+    grouping: BTreeSet<u16>,
     /// Each node's view of the members, with the event that set it (since its last restart).
     members: BTreeMap<u16, (BTreeSet<u16>, usize)>,
     /// Dead instances, with their end's event.
@@ -346,6 +352,7 @@ impl Checker {
                     view.clear();
                 }
                 self.groups.remove(node);
+                self.group_views.remove(node);
                 self.members.remove(node);
             }
             ClusterEvent::Heal => self.conflicts.clear(),
@@ -458,6 +465,7 @@ impl Checker {
                 self.crashed.remove(name);
                 self.moving.retain(|_, (n, ..)| n != name);
                 self.joined.remove(name);
+                self.grouped.remove(name);
                 self.terminated.insert(name.clone(), i);
             }
             DistEvent::Intensity {
@@ -506,6 +514,27 @@ impl Checker {
                     ));
                 }
                 self.handled(i, *pid, *from, *seq)?
+            }
+            DistEvent::Grouped {
+                name,
+                group,
+                member,
+            } => {
+                let groups = self.grouped.entry(name.clone()).or_default();
+                if *member {
+                    groups.insert(group.clone(), i);
+                } else {
+                    groups.remove(group);
+                }
+            }
+            DistEvent::GroupMembers {
+                node,
+                group,
+                members,
+            } => {
+                self.grouping.insert(*node);
+                let view = self.group_views.entry(*node).or_default();
+                view.insert(group.clone(), (members.clone(), i));
             }
             DistEvent::Groups { node, name, groups } => {
                 let groups = groups.iter().cloned().collect();
@@ -885,6 +914,7 @@ impl Checker {
         self.membership()?;
         self.placed()?;
         self.group_membership()?;
+        self.group_members()?;
         // Exactly once when nothing failed: a handoff begun after the last fault (or in a run
         // without any) ends by the time the cluster is at rest.
         for (id, h) in &self.handoffs {
@@ -990,6 +1020,57 @@ impl Checker {
                                 "n{node}'s registry has it in no group {group}, which it joined"
                             ),
                             events,
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// S4 at rest, CP: every live node's process groups list the live instance of each
+    /// desired name in each group the cluster wants it in, and list no other process.
+    fn group_members(&self) -> Result<(), Found> {
+        let up = |k: &&u16| !self.down.contains(k);
+        let nodes: BTreeSet<u16> = self.grouping.iter().filter(up).copied().collect();
+        for (name, groups) in &self.grouped {
+            let live = self.live.get(name).and_then(|l| l.iter().next());
+            let (Some((&pid, &start)), true) = (live, self.desired.contains_key(name)) else {
+                continue;
+            };
+            for node in &nodes {
+                for (group, &joined) in groups {
+                    let listed = self.group_views.get(node).and_then(|v| v.get(group));
+                    if !listed.is_some_and(|(members, _)| members.contains(&pid)) {
+                        let mut events = vec![joined, start];
+                        events.extend(listed.map(|(_, set)| *set));
+                        return Err(found(
+                            Invariant::GroupMembership,
+                            name,
+                            format!("n{node}'s process groups miss {pid} in {group}, which {name} joined"),
+                            events,
+                        ));
+                    }
+                }
+            }
+        }
+        for node in &nodes {
+            for (group, (members, set)) in self.group_views.get(node).into_iter().flatten() {
+                for pid in members {
+                    let name = self.names.get(pid);
+                    let wanted = name
+                        .and_then(|n| self.grouped.get(n))
+                        .is_some_and(|g| g.contains_key(group));
+                    if !wanted {
+                        let subject = name.cloned().unwrap_or_else(|| pid.to_string());
+                        return Err(found(
+                            Invariant::GroupMembership,
+                            &subject,
+                            format!(
+                                "n{node}'s process groups list {pid} in {group} at rest, and no \
+                                 live instance of a name in that group is {pid}"
+                            ),
+                            vec![*set],
                         ));
                     }
                 }

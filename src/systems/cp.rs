@@ -5,8 +5,9 @@
 //!
 //! A child runs on its shard's owner only, under the owner's lease, so it never has two
 //! instances; a node lost for longer than its lease and the fencing margin is committed down
-//! and its children start on the others. Groups are milestone 5: `Join` and `Leave` do nothing
-//! here yet.
+//! and its children start on the others. `Join` and `Leave` put a child in the group `g` or
+//! take it out, committed with the child, so that its instance stays in the group across
+//! restarts and moves (S4, which Swarm breaks).
 
 use super::swarm::{faulty, send_bumps, Bump, Counter, SwarmOp, SwarmSystem, Unknown};
 use crate::cluster::cp::handoff;
@@ -136,8 +137,12 @@ async fn apply(p: &Process, op: SwarmOp) {
                 p.exit(pid, ExitReason::error("crash"));
             }
         }
-        // Groups are the design's fifth milestone.
-        SwarmOp::Join { .. } | SwarmOp::Leave { .. } => {}
+        SwarmOp::Join { name, .. } => {
+            let _ = dsup.join_group(p, &format!("k{name}"), "g").await;
+        }
+        SwarmOp::Leave { name, .. } => {
+            let _ = dsup.leave_group(p, &format!("k{name}"), "g").await;
+        }
         SwarmOp::Send { name, .. } => {
             let name = format!("k{name}");
             let (dsup, name) = (&dsup, name.as_str());

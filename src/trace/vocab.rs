@@ -532,6 +532,25 @@ pub enum DistEvent {
         /// The instance that left.
         pid: Pid,
     },
+    /// The cluster wants `name` in `group` (`member`), or no longer: whichever instance runs
+    /// it is a member (the CP supervisor's groups, committed with its desired children).
+    Grouped {
+        /// The name.
+        name: String,
+        /// The group.
+        group: String,
+        /// Whether it joins or leaves.
+        member: bool,
+    },
+    /// Node `node`'s process groups now list these members of `group` (after each change).
+    GroupMembers {
+        /// The node whose view changed.
+        node: u16,
+        /// The group.
+        group: String,
+        /// Its members as the node lists them.
+        members: Vec<Pid>,
+    },
     /// Process `from` sent its message number `seq` to `name`, through the registry: to the
     /// instance `to` the registry had, or nowhere (`None`: it had none, and the message is
     /// dropped).
@@ -677,6 +696,22 @@ impl DistEvent {
             }
             DistEvent::Joined { name, group, pid } => format!("joined {name} {group} {}", n(pid)),
             DistEvent::Left { name, group, pid } => format!("left {name} {group} {}", n(pid)),
+            DistEvent::Grouped {
+                name,
+                group,
+                member,
+            } => format!(
+                "grouped {name} {group} {}",
+                if *member { "in" } else { "out" }
+            ),
+            DistEvent::GroupMembers {
+                node,
+                group,
+                members,
+            } => {
+                let members: Vec<String> = members.iter().map(n).collect();
+                format!("group n{node} {group} [{}]", members.join(","))
+            }
             DistEvent::Sent {
                 from,
                 seq,

@@ -137,6 +137,17 @@ pub enum Command {
     Leave(u16),
     /// The node takes shards again after a [`Command::Leave`].
     Join(u16),
+    /// The child `name` is a member of `group` (`member`), or no longer is: whichever node
+    /// runs it joins its instance to the group, in the node's process groups (ignored for a
+    /// child not desired).
+    Group {
+        /// The child.
+        name: String,
+        /// The group.
+        group: String,
+        /// Whether it joins or leaves.
+        member: bool,
+    },
     /// The child `name` crashed, and its owner asks to restart it: granted while the child's
     /// restarts granted within its window ([`window_ms`]) stay below its
     /// intensity, given up otherwise, whichever node owns it. Counted on the leader's clock
@@ -188,6 +199,11 @@ pub enum Outcome {
     },
     /// No child of that name was desired.
     NotDesired,
+    /// The child's groups changed (or were so already); `owner` is the node that runs it.
+    Grouped {
+        /// The owner of its shard.
+        owner: Option<u16>,
+    },
     /// The crashed child is within its intensity: its owner restarts it.
     Restart,
     /// The crashed child exceeded its intensity: it is no longer desired.
@@ -259,6 +275,8 @@ pub struct View {
     pub owned: Vec<(String, Child)>,
     /// The shards it owns, those in transit from it included, each with its epoch.
     pub shards: Vec<(u16, u64)>,
+    /// The groups of the children it runs that are in any ([`Command::Group`]).
+    pub groups: Vec<(String, Vec<String>)>,
     /// Its shards in transit.
     pub outgoing: Vec<Transit>,
     /// Its shards whose move ended with it keeping them, at their current epoch (it runs
@@ -292,6 +310,8 @@ pub struct Control {
     /// at the epoch that gave them back.
     kept: BTreeMap<u16, u64>,
     desired: BTreeMap<String, Child>,
+    /// The groups each desired child is a member of, whichever instance runs it.
+    groups: BTreeMap<String, BTreeSet<String>>,
     /// Each desired child's restarts granted within its window, on the leader's clock, by
     /// crash.
     crashes: BTreeMap<String, Vec<(Lead, CrashId)>>,
@@ -558,8 +578,30 @@ impl Replicated for Control {
                     }
                 }
             }
+            Command::Group {
+                name,
+                group,
+                member,
+            } => {
+                if !self.desired.contains_key(&name) {
+                    return Outcome::NotDesired;
+                }
+                let groups = self.groups.entry(name.clone()).or_default();
+                if member {
+                    groups.insert(group);
+                } else {
+                    groups.remove(&group);
+                    if groups.is_empty() {
+                        self.groups.remove(&name);
+                    }
+                }
+                Outcome::Grouped {
+                    owner: self.owner(&name),
+                }
+            }
             Command::Terminate { name } => {
                 self.crashes.remove(&name);
+                self.groups.remove(&name);
                 match self.desired.remove(&name) {
                     Some(_) => Outcome::Terminated {
                         owner: self.owner(&name),
@@ -589,6 +631,7 @@ impl Replicated for Control {
                 if granted.len() >= max_restarts as usize {
                     self.crashes.remove(&name);
                     self.desired.remove(&name);
+                    self.groups.remove(&name);
                     Outcome::GaveUp
                 } else {
                     granted.push((lead, crash));
@@ -623,8 +666,17 @@ impl Replicated for Control {
                     .filter(|&&(s, epoch)| self.kept.get(&s) == Some(&epoch))
                     .map(|&(s, _)| s)
                     .collect();
+                let owned = self.owned(node);
+                let groups = owned
+                    .iter()
+                    .filter_map(|(name, _)| {
+                        let groups = self.groups.get(name)?;
+                        Some((name.clone(), groups.iter().cloned().collect()))
+                    })
+                    .collect();
                 Answer::View(View {
-                    owned: self.owned(node),
+                    owned,
+                    groups,
                     shards,
                     outgoing,
                     kept,
@@ -662,6 +714,20 @@ impl Replicated for Control {
                     name: name.clone(),
                     max_restarts,
                     max_seconds,
+                });
+            }
+            (
+                Command::Group {
+                    name,
+                    group,
+                    member,
+                },
+                Outcome::Grouped { .. },
+            ) => {
+                record(DistEvent::Grouped {
+                    name: name.clone(),
+                    group: group.clone(),
+                    member: *member,
                 });
             }
             (Command::Terminate { name }, Outcome::Terminated { .. })

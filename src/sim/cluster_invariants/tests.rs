@@ -715,6 +715,78 @@ fn i10_live_nodes_agree_on_the_members_at_rest() {
 }
 
 #[test]
+fn s4_cp_every_node_lists_the_live_instance_of_a_grouped_name_and_nothing_else() {
+    // docs/cluster-invariants.md S4, CP: k1 is wanted in g; at rest every node whose process
+    // groups ever listed anything lists k1's live instance in g, and no other process.
+    let grouped = |member| DistEvent::Grouped {
+        name: K.into(),
+        group: "g".into(),
+        member,
+    };
+    let listed = |node: u16, members: &[Pid]| DistEvent::GroupMembers {
+        node,
+        group: "g".into(),
+        members: members.to_vec(),
+    };
+    let b = Pid::new(1, 0, 9);
+    let restarted = || {
+        T::default()
+            .desired(true)
+            .start(a())
+            .dist(grouped(true))
+            .dist(listed(1, &[a()]))
+            .dist(listed(2, &[a()]))
+            .exit(a())
+            .dist(listed(1, &[]))
+            .dist(listed(2, &[]))
+            .start(b)
+    };
+    let kept = restarted()
+        .dist(listed(1, &[b]))
+        .dist(listed(2, &[b]))
+        .rest();
+    assert_eq!(kept.check(Consistency::Cp), Ok(()));
+    // n2 never hears of the new instance.
+    let missed = restarted().dist(listed(1, &[b])).rest();
+    assert_eq!(
+        missed.check(Consistency::Cp),
+        Err(Invariant::GroupMembership)
+    );
+    // A node down at rest is not judged; one restarted is, though its view starts empty.
+    let down = restarted()
+        .dist(listed(1, &[b]))
+        .cluster(ClusterEvent::Crash {
+            node: 2,
+            silent: false,
+        })
+        .rest();
+    assert_eq!(down.check(Consistency::Cp), Ok(()));
+    let rebooted = restarted()
+        .dist(listed(1, &[b]))
+        .dist(listed(2, &[b]))
+        .cluster(ClusterEvent::Restart {
+            node: 2,
+            creation: 1,
+        })
+        .rest();
+    assert_eq!(
+        rebooted.check(Consistency::Cp),
+        Err(Invariant::GroupMembership)
+    );
+    // Left the group, and still listed by n2.
+    let stale = restarted()
+        .dist(listed(1, &[b]))
+        .dist(listed(2, &[b]))
+        .dist(grouped(false))
+        .dist(listed(1, &[]))
+        .rest();
+    assert_eq!(
+        stale.check(Consistency::Cp),
+        Err(Invariant::GroupMembership)
+    );
+}
+
+#[test]
 fn s4_a_name_keeps_its_groups_across_restarts_at_rest() {
     // docs/cluster-invariants.md S4 (bitwalker/swarm#26): k1 joined g; after a restart,
     // a registry that counts the new instance in g keeps it, one that does not breaks it.

@@ -60,6 +60,7 @@ use super::consensus::{self, Lead, RaftConfig};
 use super::control::{Answer, Child, Command, Control, Outcome, Query};
 use super::handoff::{self, Begun, Handed, Handover, Outgoing};
 use super::lease::{self, Lease};
+use crate::cluster::Groups;
 use crate::rt::Duration;
 use crate::server::{self, CallReply, From, GenServer, Init, Next, ServerRef};
 use crate::trace::{DistEvent, EventKind};
@@ -185,10 +186,17 @@ impl DistConfig {
         Ok(())
     }
 
+    /// The name of the process groups scope each node's supervisor runs, where the children
+    /// it runs join their groups ([`DistRef::join_group`]).
+    pub fn groups_scope(&self) -> String {
+        format!("{}_groups", self.name)
+    }
+
     /// A handle for the API calls.
     pub fn handle(&self) -> DistRef {
         DistRef {
             name: self.name.clone(),
+            scope: self.groups_scope(),
             group: self.raft.name.clone(),
             timeout: self.timeout,
             messages: self.messages.clone(),
@@ -254,7 +262,7 @@ pub fn codec(codec: &mut crate::dist::Codec) -> &mut crate::dist::Codec {
     consensus::codec::<Control>(codec, "cp_raft");
     server::register_calls::<DistSupervisor>(codec, "cp_supervisor");
     codec.register::<Peer>("cp_peer");
-    codec
+    crate::cluster::groups::codec(codec)
 }
 
 /// Why an API call failed.
@@ -292,6 +300,9 @@ pub enum DistError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DistRef {
     name: String,
+    /// The process groups scope of each node.
+    scope: String,
+    /// The Raft group.
     group: String,
     timeout: Duration,
     messages: crate::dist::Codec,
@@ -346,13 +357,7 @@ impl DistRef {
                 let Some(owner) = owner else {
                     return Ok(());
                 };
-                let call = Call::Settled(index);
-                let to = Some(self.timeout);
-                match ServerRef::<DistSupervisor>::call_named(p, &self.name, owner, call, to).await
-                {
-                    Ok(_) => Ok(()),
-                    Err(_) => Err(DistError::Unavailable),
-                }
+                self.settled(p, owner, index).await
             }
             Ok((_, Outcome::NotDesired)) => Err(DistError::NotFound),
             Ok(_) | Err(_) => Err(DistError::Unavailable),
@@ -439,6 +444,63 @@ impl DistRef {
         let me = p.pid().node();
         let command = Command::Join(node);
         match consensus::propose::<Control>(p, &self.group, me, command, self.timeout).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(DistError::Unavailable),
+        }
+    }
+
+    /// Makes the child `name` a member of the process group `group`, whichever node runs it
+    /// and across its restarts and moves: its instance is listed by [`members`](Self::members)
+    /// on every node connected to its owner (Erlang's `pg` semantics,
+    /// [`Groups`]). Returns once its owner has joined it ([`DistError::NotFound`] if no
+    /// child of that name is desired).
+    pub async fn join_group(&self, p: &Process, name: &str, group: &str) -> Result<(), DistError> {
+        self.group_change(p, name, group, true).await
+    }
+
+    /// The child `name` is no longer a member of `group`.
+    pub async fn leave_group(&self, p: &Process, name: &str, group: &str) -> Result<(), DistError> {
+        self.group_change(p, name, group, false).await
+    }
+
+    /// The instances in `group` as the caller's node sees them: those of the nodes it is
+    /// connected to (empty if its supervisor does not run).
+    pub async fn members(&self, p: &Process, group: &str) -> Vec<Pid> {
+        Groups::members_of(p, &self.scope, group)
+            .await
+            .unwrap_or_default()
+    }
+
+    async fn group_change(
+        &self,
+        p: &Process,
+        name: &str,
+        group: &str,
+        member: bool,
+    ) -> Result<(), DistError> {
+        let me = p.pid().node();
+        let command = Command::Group {
+            name: name.to_string(),
+            group: group.to_string(),
+            member,
+        };
+        match consensus::propose::<Control>(p, &self.group, me, command, self.timeout).await {
+            Ok((index, Outcome::Grouped { owner })) => {
+                let Some(owner) = owner else {
+                    return Ok(());
+                };
+                self.settled(p, owner, index).await
+            }
+            Ok((_, Outcome::NotDesired)) => Err(DistError::NotFound),
+            Ok(_) | Err(_) => Err(DistError::Unavailable),
+        }
+    }
+
+    /// Returns once `owner` has acted on the log up to `index`.
+    async fn settled(&self, p: &Process, owner: u16, index: u64) -> Result<(), DistError> {
+        let call = Call::Settled(index);
+        let to = Some(self.timeout);
+        match ServerRef::<DistSupervisor>::call_named(p, &self.name, owner, call, to).await {
             Ok(_) => Ok(()),
             Err(_) => Err(DistError::Unavailable),
         }
@@ -539,11 +601,15 @@ struct Kick;
 /// A child this node runs.
 struct Running {
     pid: Pid,
+    /// The groups it joined in the node's process groups.
+    groups: BTreeSet<String>,
 }
 
 /// The supervisor on one node (see the [module](self) documentation).
 pub struct DistSupervisor {
     config: DistConfig,
+    /// The node's process groups, where the children it runs join their groups.
+    groups: Groups,
     /// The node's lease: children start only under it, and stop when it lapses.
     lease: Lease,
     children: BTreeMap<String, Running>,
@@ -624,6 +690,14 @@ impl DistSupervisor {
             );
             self.watching = server.await.is_ok_and(|r| r.is_ok());
         }
+        // The nodes stay fully connected, as Erlang clusters are (`global`'s `connect_all`):
+        // process groups see only the members of the nodes they are connected to.
+        let connected = p.node().nodes();
+        for &k in &self.config.raft.voters {
+            if k != me && !connected.contains(&k) {
+                p.connect_node(k);
+            }
+        }
         // At boot, nothing is done until this node has caught up with the group.
         if !self.booted {
             if consensus::fresh::<Control>(p, &group, me, FRESH_WITHIN)
@@ -650,6 +724,11 @@ impl DistSupervisor {
             Ok(_) | Err(_) => return,
         };
         let wanted: BTreeMap<String, Child> = view.owned.into_iter().collect();
+        let wanted_groups: BTreeMap<String, BTreeSet<String>> = view
+            .groups
+            .into_iter()
+            .map(|(name, groups)| (name, groups.into_iter().collect()))
+            .collect();
         let (shards, outgoing, incoming) = (view.shards, view.outgoing, view.incoming);
         self.incoming = incoming.iter().map(|&(s, _, e)| (s, e)).collect();
         self.settle_moves(p, &outgoing, &shards, &view.kept);
@@ -726,6 +805,7 @@ impl DistSupervisor {
             }
         }
         self.start_wanted(p, &wanted).await;
+        self.join_groups(p, &wanted_groups).await;
         self.route_held(p, &wanted, &incoming).await;
         self.reconciled = self.reconciled.max(status.applied);
         let reconciled = self.reconciled;
@@ -812,7 +892,8 @@ impl DistSupervisor {
                     {
                         handoff::deliver(p, id, &name, pid, state);
                     }
-                    self.children.insert(name, Running { pid });
+                    let groups = BTreeSet::new();
+                    self.children.insert(name, Running { pid, groups });
                 }
                 // A start function missing on this node: nothing to run, and the callers are
                 // told why.
@@ -827,6 +908,22 @@ impl DistSupervisor {
                     self.failed.insert(name, child.start);
                 }
             }
+        }
+    }
+
+    /// Each child this node runs joins the groups the cluster wants it in, and leaves the
+    /// others, in the node's process groups (a new instance joins them all).
+    async fn join_groups(&mut self, p: &Process, wanted: &BTreeMap<String, BTreeSet<String>>) {
+        let none = BTreeSet::new();
+        for (name, running) in &mut self.children {
+            let want = wanted.get(name).unwrap_or(&none);
+            for group in want.difference(&running.groups) {
+                let _ = self.groups.join(p, group.clone(), [running.pid]).await;
+            }
+            for group in running.groups.difference(want) {
+                let _ = self.groups.leave(p, group.clone(), [running.pid]).await;
+            }
+            running.groups.clone_from(want);
         }
     }
 
@@ -950,6 +1047,10 @@ impl GenServer for DistSupervisor {
             return Init::Stop(ExitReason::error("already_started"));
         }
         p.trap_exit(true);
+        let groups = match Groups::start_link(p, config.groups_scope()).await {
+            Ok(groups) => groups,
+            Err(e) => return Init::Stop(ExitReason::error(format!("groups: {e}"))),
+        };
         p.send(p.pid(), Tick);
         // A file this supervisor did not write counts as no crash.
         let (crashes, crashed): (u64, BTreeMap<String, u64>) = p
@@ -960,6 +1061,7 @@ impl GenServer for DistSupervisor {
             .unwrap_or_default();
         Init::Ok(DistSupervisor {
             config,
+            groups,
             lease,
             children: BTreeMap::new(),
             crashed,
