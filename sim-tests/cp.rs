@@ -1064,6 +1064,7 @@ mod groups {
         ctl.on(k, move |p| async move { dsup.members(&p, group).await })
             .await
             .expect("its node runs")
+            .expect("its supervisor runs")
     }
 
     async fn group(
@@ -1132,6 +1133,11 @@ mod groups {
                 ctl.sleep(Duration::from_millis(100)).await;
                 listed_everywhere(&ctl, None).await;
                 assert_eq!(whereis(&ctl, 3, "a").await, Some(back));
+                // In again, and S4 judged at rest.
+                group(&ctl, 1, "a", true).await.expect("joined");
+                ctl.sleep(Duration::from_millis(100)).await;
+                listed_everywhere(&ctl, Some(back)).await;
+                ctl.at_rest();
             })
         });
         check(&report.trace, Consistency::Cp).unwrap();

@@ -183,7 +183,7 @@ fn a_monitor_hears_every_change_of_its_group() {
 /// pg's table dies with its scope ("Local membership is not preserved if scope process
 /// exits and restarts"): reads of a dead scope are empty and its calls fail, the other
 /// nodes forget its members (the DOWN of the scope), and a supervisor's restart starts it
-/// empty.
+/// empty. A handle runs one incarnation at a time.
 #[test]
 fn a_restarted_scope_starts_empty() {
     run(|ctl| async move {
@@ -229,6 +229,13 @@ fn a_restarted_scope_starts_empty() {
             "{}",
             ctl.node(1).trace_lines().join("\n")
         ); // the new scope learnt of it
+           // One incarnation at a time: the handle runs on node 1, not on node 2 as well.
+        let elsewhere = groups.clone();
+        ctl.on(2, move |p| async move {
+            let e = elsewhere.start(&p).await;
+            assert_eq!(e, Err(otpsim::server::StartError::AlreadyStarted(second)));
+        })
+        .await;
         let stray = Groups::new("other");
         ctl.on(1, move |p| async move {
             let e = stray.join(&p, "g", [p.pid()]).await;

@@ -16,9 +16,13 @@
 //! A member listed twice joined twice, and leaves once per join. A member that exits leaves
 //! every group it joined. A scope that restarts starts empty.
 //!
-//! Every behaviour here is recorded from OTP 25.2.3 by the oracle
+//! The membership behaviours are recorded from OTP 25.2.3 by the oracle
 //! (`sim-tests/conformance/c19`-`c21`), and docs/cp.md ("Groups") explains the choice of an
-//! available design for groups (SWARM.md §4.2 item 10 in the design notes).
+//! available design for groups (SWARM.md §4.2 item 10 in the design notes). Where this
+//! differs from pg, on purpose: the monitors of a group hear only the processes that left a
+//! `leave` (pg: every process given), and when a peer's `sync` replaces members they hear the
+//! difference (pg: nothing). A handle runs one incarnation at a time, on one node, and its
+//! reads ([`Groups::get_members`]) are that node's view.
 //!
 //! ```
 //! # #[cfg(madsim)] {
@@ -107,15 +111,13 @@ struct Entry {
 /// The table every handle reads (Erlang's ETS table): written only by the scope process.
 #[derive(Default)]
 struct Table {
-    /// The incarnation the table belongs to.
-    server: Option<Pid>,
+    /// The incarnation the table belongs to, and its node.
+    server: Option<(Pid, Node)>,
     groups: BTreeMap<String, Entry>,
 }
 
 struct Shared {
     scope: String,
-    /// The node the scope runs on, known once it is started.
-    node: std::sync::OnceLock<Node>,
     table: Mutex<Table>,
 }
 
@@ -126,7 +128,6 @@ impl Groups {
         Groups {
             shared: Arc::new(Shared {
                 scope: scope.into(),
-                node: std::sync::OnceLock::new(),
                 table: Mutex::new(Table::default()),
             }),
         }
@@ -141,10 +142,13 @@ impl Groups {
         Ok(groups)
     }
 
-    /// Starts an incarnation of this scope, linked to the caller, with no members; returns
-    /// its pid.
+    /// Starts an incarnation of this scope on the caller's node, linked to the caller, with no
+    /// members; returns its pid. A handle runs one incarnation at a time, on one node: while
+    /// one runs, the start is [`StartError::AlreadyStarted`] with it.
     pub async fn start(&self, p: &Process) -> Result<Pid, StartError> {
-        let _ = self.shared.node.set(p.node().clone());
+        if let Some(running) = self.pid() {
+            return Err(StartError::AlreadyStarted(running));
+        }
         let options = server::StartOptions::linked().named(self.shared.scope.clone());
         let scope = server::start_with::<Scope>(p, self.shared.clone(), options).await?;
         Ok(scope.pid())
@@ -171,33 +175,34 @@ impl Groups {
 
     /// The running incarnation's pid (`None` before the first start or after it died).
     pub fn pid(&self) -> Option<Pid> {
-        let server = self.table().server?;
-        let node = self.shared.node.get()?;
+        let (server, node) = self.table().server.clone()?;
         node.is_alive(server).then_some(server)
     }
 
-    /// Makes each of `pids`, processes of this node, a member of `group` (`pg:join/3`); a
-    /// process given twice joins twice. Every connected node's scope learns of it.
+    /// Makes each of `pids`, processes of the scope's node, a member of `group`
+    /// (`pg:join/3`); a process given twice joins twice. Every connected node's scope learns
+    /// of it.
     pub async fn join(
         &self,
         p: &Process,
         group: impl Into<String>,
         pids: impl IntoIterator<Item = Pid>,
     ) -> Result<(), GroupsError> {
-        let pids = self.local(p, pids)?;
+        let pids = self.local(pids)?;
         self.call(p, Request::Join(group.into(), pids)).await?;
         Ok(())
     }
 
-    /// Takes one membership of `group` from each of `pids`, processes of this node
-    /// (`pg:leave/3`): `Ok(false)` if none of them was a member (pg's `not_joined`).
+    /// Takes one membership of `group` from each of `pids`, processes of the scope's node
+    /// (`pg:leave/3`): `Ok(false)` if none of them was a member (pg's `not_joined`). The
+    /// monitors hear of the processes that left (pg tells them every process given).
     pub async fn leave(
         &self,
         p: &Process,
         group: impl Into<String>,
         pids: impl IntoIterator<Item = Pid>,
     ) -> Result<bool, GroupsError> {
-        let pids = self.local(p, pids)?;
+        let pids = self.local(pids)?;
         let left = self.call(p, Request::Leave(group.into(), pids)).await?;
         Ok(matches!(left, Reply::Done(true)))
     }
@@ -239,8 +244,10 @@ impl Groups {
     ) -> Result<Vec<Pid>, GroupsError> {
         let not_running = || GroupsError::NotRunning(scope.to_string());
         let server = p.whereis(scope).ok_or_else(not_running)?;
+        // A scope answers at once: the bound is for a name some other process holds.
+        let wait = Some(crate::rt::Duration::from_secs(5));
         match ServerRef::<Scope>::from_pid(server)
-            .call_timeout(p, Request::Members(group.into()), None)
+            .call_timeout(p, Request::Members(group.into()), wait)
             .await
         {
             Ok(Reply::Members(members)) => Ok(members),
@@ -291,12 +298,12 @@ impl Groups {
         Ok(ended)
     }
 
-    fn local(
-        &self,
-        p: &Process,
-        pids: impl IntoIterator<Item = Pid>,
-    ) -> Result<Vec<Pid>, GroupsError> {
-        let here = p.pid().node();
+    /// `pids`, if they are all processes of the scope's node.
+    fn local(&self, pids: impl IntoIterator<Item = Pid>) -> Result<Vec<Pid>, GroupsError> {
+        let here = self
+            .pid()
+            .ok_or_else(|| GroupsError::NotRunning(self.shared.scope.clone()))?
+            .node();
         let pids: Vec<Pid> = pids.into_iter().collect();
         match pids.iter().find(|pid| pid.node() != here) {
             Some(&other) => Err(GroupsError::NotLocal(other)),
@@ -408,10 +415,16 @@ impl GenServer for Scope {
         {
             let mut t = shared.table.lock().unwrap_or_else(PoisonError::into_inner);
             *t = Table {
-                server: Some(p.pid()),
+                server: Some((p.pid(), p.node().clone())),
                 groups: BTreeMap::new(),
             };
         }
+        p.node().record_with(|| {
+            EventKind::Dist(DistEvent::GroupsStarted {
+                node: p.pid().node(),
+                scope: shared.scope.clone(),
+            })
+        });
         p.monitor_nodes(true);
         for node in p.node().nodes() {
             p.send_named(&shared.scope, node, Peer::Discover { peer: p.pid() });
@@ -537,7 +550,7 @@ impl GenServer for Scope {
 
     async fn terminate(&mut self, _: &ExitReason, p: &Process) {
         let mut t = self.table();
-        if t.server == Some(p.pid()) {
+        if t.server.as_ref().is_some_and(|(pid, _)| *pid == p.pid()) {
             t.groups.clear();
         }
     }
@@ -612,11 +625,7 @@ impl Scope {
         for (group, pids) in &groups {
             match old.remove(group) {
                 Some(before) if before == *pids => {}
-                Some(before) => {
-                    // pg replaces them without telling its monitors; they are told here.
-                    self.remove(p, group, &before, false);
-                    self.add(p, group, pids, false);
-                }
+                Some(before) => self.replace(p, group, &before, pids),
                 None => self.add(p, group, pids, false),
             }
         }
@@ -675,6 +684,34 @@ impl Scope {
         self.changed(p, group, true, pids, members);
     }
 
+    /// A peer's members of `group` were `before` and are `pids` now (pg's
+    /// `Pids ++ (All -- OldPids)`). pg tells its monitors nothing; they are told here of the
+    /// difference only (the same members in another order change nothing for them).
+    fn replace(&mut self, p: &Process, group: &str, before: &[Pid], pids: &[Pid]) {
+        let members = {
+            let mut t = self.table();
+            let entry = t.groups.entry(group.to_string()).or_default();
+            remove_each(&mut entry.all, before);
+            entry.all.splice(0..0, pids.iter().copied());
+            let members = entry.all.clone();
+            if members.is_empty() {
+                t.groups.remove(group);
+            }
+            members
+        };
+        let mut left = before.to_vec();
+        remove_each(&mut left, pids);
+        let mut joined = pids.to_vec();
+        remove_each(&mut joined, before);
+        self.record(p, group, members);
+        if !left.is_empty() {
+            self.notify(p, group, false, &left);
+        }
+        if !joined.is_empty() {
+            self.notify(p, group, true, &joined);
+        }
+    }
+
     /// `pids` each left one membership of `group`.
     fn remove(&mut self, p: &Process, group: &str, pids: &[Pid], local: bool) {
         let members = {
@@ -695,16 +732,28 @@ impl Scope {
         self.changed(p, group, false, pids, members);
     }
 
-    /// `pids` joined or left `group`, which has these members now: the trace (for the
-    /// cluster invariants: docs/cluster-invariants.md, S4) and the monitors learn it.
+    /// `pids` joined or left `group`, which has these members now: the trace and the
+    /// monitors learn it.
     fn changed(&self, p: &Process, group: &str, joined: bool, pids: &[Pid], members: Vec<Pid>) {
+        self.record(p, group, members);
+        self.notify(p, group, joined, pids);
+    }
+
+    /// Records `group`'s members now, for the cluster invariants (docs/cluster-invariants.md,
+    /// S4).
+    fn record(&self, p: &Process, group: &str, members: Vec<Pid>) {
         p.node().record_with(|| {
             EventKind::Dist(DistEvent::GroupMembers {
                 node: p.pid().node(),
+                scope: self.shared.scope.clone(),
                 group: group.to_string(),
                 members,
             })
         });
+    }
+
+    /// Tells the monitors of `group` (and of the scope) that `pids` joined or left it.
+    fn notify(&self, p: &Process, group: &str, joined: bool, pids: &[Pid]) {
         let watchers = self.scope_monitors.iter().chain(
             self.group_monitors
                 .iter()

@@ -399,9 +399,10 @@ impl Process {
     }
 
     /// Connects this node to node `node` if it is not connected yet, as a message to it
-    /// would (Erlang's `net_kernel:connect_node/1` under the default `dist_auto_connect`);
-    /// returns whether they are connected, or being connected. Where connections are not made
-    /// automatically (`dist_auto_connect never`), only an existing one counts.
+    /// would: returns whether they are connected, or being connected. Unlike Erlang's
+    /// `net_kernel:connect_node/1`, it connects only where connections are made
+    /// automatically: with `dist_auto_connect never` (a simulated cluster's
+    /// `auto_connect(false)`), only an existing connection counts.
     pub fn connect_node(&self, node: u16) -> bool {
         self.node.connect_node(node)
     }

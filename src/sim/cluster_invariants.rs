@@ -174,12 +174,11 @@ struct Checker {
     /// each name.
     joined: BTreeMap<String, BTreeMap<String, usize>>,
     groups: BTreeMap<u16, BTreeMap<String, (BTreeSet<String>, usize)>>,
-    /// CP: the groups the cluster wants each name in (with the event), and each node's
-    /// process groups since its last restart: group -> (its members, the event that listed
-    /// them); and the nodes that ever listed any (those the at-rest rule judges).
-    grouped: BTreeMap<String, BTreeMap<String, usize>>,
-    group_views: BTreeMap<u16, BTreeMap<String, (Vec<Pid>, usize)>>,
-    grouping: BTreeSet<u16>,
+    /// CP: the process groups scope each grouped name's instances join, and the groups the
+    /// cluster wants it in (with the event); and each node's scopes that started since its
+    /// last restart: group -> (its members, the event that listed them).
+    grouped: BTreeMap<String, (String, BTreeMap<String, usize>)>,
+    group_views: BTreeMap<(u16, String), GroupView>,
     /// Each node's view of the members, with the event that set it (since its last restart).
     members: BTreeMap<u16, (BTreeSet<u16>, usize)>,
     /// Dead instances, with their end's event.
@@ -228,6 +227,10 @@ struct Checker {
     handed: BTreeMap<Pid, usize>,
     at_rest: Option<usize>,
 }
+
+/// A node's process groups scope as the trace shows it: group -> (its members, the event
+/// that listed them).
+type GroupView = BTreeMap<String, (Vec<Pid>, usize)>;
 
 #[derive(Default)]
 struct Handoff {
@@ -352,7 +355,7 @@ impl Checker {
                     view.clear();
                 }
                 self.groups.remove(node);
-                self.group_views.remove(node);
+                self.group_views.retain(|(k, _), _| k != node);
                 self.members.remove(node);
             }
             ClusterEvent::Heal => self.conflicts.clear(),
@@ -516,24 +519,30 @@ impl Checker {
                 self.handled(i, *pid, *from, *seq)?
             }
             DistEvent::Grouped {
+                scope,
                 name,
                 group,
                 member,
             } => {
-                let groups = self.grouped.entry(name.clone()).or_default();
+                let (in_scope, groups) = self.grouped.entry(name.clone()).or_default();
+                in_scope.clone_from(scope);
                 if *member {
                     groups.insert(group.clone(), i);
                 } else {
                     groups.remove(group);
                 }
             }
+            DistEvent::GroupsStarted { node, scope } => {
+                self.group_views
+                    .insert((*node, scope.clone()), BTreeMap::new());
+            }
             DistEvent::GroupMembers {
                 node,
+                scope,
                 group,
                 members,
             } => {
-                self.grouping.insert(*node);
-                let view = self.group_views.entry(*node).or_default();
+                let view = self.group_views.entry((*node, scope.clone())).or_default();
                 view.insert(group.clone(), (members.clone(), i));
             }
             DistEvent::Groups { node, name, groups } => {
@@ -1028,39 +1037,48 @@ impl Checker {
         Ok(())
     }
 
-    /// S4 at rest, CP: every live node's process groups list the live instance of each
-    /// desired name in each group the cluster wants it in, and list no other process.
+    /// S4 at rest, CP: every live node's process groups scope (one that started since the
+    /// node's last restart) lists the live instance of each desired name grouped in that
+    /// scope once in each group the cluster wants it in, and lists no other process there.
     fn group_members(&self) -> Result<(), Found> {
-        let up = |k: &&u16| !self.down.contains(k);
-        let nodes: BTreeSet<u16> = self.grouping.iter().filter(up).copied().collect();
-        for (name, groups) in &self.grouped {
-            let live = self.live.get(name).and_then(|l| l.iter().next());
-            let (Some((&pid, &start)), true) = (live, self.desired.contains_key(name)) else {
-                continue;
-            };
-            for node in &nodes {
+        let judged: BTreeSet<&String> = self.grouped.values().map(|(scope, _)| scope).collect();
+        let views = self
+            .group_views
+            .iter()
+            .filter(|((k, scope), _)| !self.down.contains(k) && judged.contains(scope));
+        for ((node, scope), view) in views {
+            for (name, (in_scope, groups)) in &self.grouped {
+                let live = self.live.get(name).and_then(|l| l.iter().next());
+                let (Some((&pid, &start)), true) = (live, self.desired.contains_key(name)) else {
+                    continue;
+                };
+                if in_scope != scope {
+                    continue;
+                }
                 for (group, &joined) in groups {
-                    let listed = self.group_views.get(node).and_then(|v| v.get(group));
-                    if !listed.is_some_and(|(members, _)| members.contains(&pid)) {
+                    let listed = view.get(group);
+                    let times = listed.map_or(0, |(m, _)| m.iter().filter(|&&x| x == pid).count());
+                    if times != 1 {
                         let mut events = vec![joined, start];
                         events.extend(listed.map(|(_, set)| *set));
                         return Err(found(
                             Invariant::GroupMembership,
                             name,
-                            format!("n{node}'s process groups miss {pid} in {group}, which {name} joined"),
+                            format!(
+                                "n{node}'s process groups list {pid} {times} times in {group}, \
+                                 which {name} joined"
+                            ),
                             events,
                         ));
                     }
                 }
             }
-        }
-        for node in &nodes {
-            for (group, (members, set)) in self.group_views.get(node).into_iter().flatten() {
+            for (group, (members, set)) in view {
                 for pid in members {
                     let name = self.names.get(pid);
                     let wanted = name
                         .and_then(|n| self.grouped.get(n))
-                        .is_some_and(|g| g.contains_key(group));
+                        .is_some_and(|(s, g)| s == scope && g.contains_key(group));
                     if !wanted {
                         let subject = name.cloned().unwrap_or_else(|| pid.to_string());
                         return Err(found(

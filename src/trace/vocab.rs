@@ -535,6 +535,8 @@ pub enum DistEvent {
     /// The cluster wants `name` in `group` (`member`), or no longer: whichever instance runs
     /// it is a member (the CP supervisor's groups, committed with its desired children).
     Grouped {
+        /// The process groups scope its instances join.
+        scope: String,
         /// The name.
         name: String,
         /// The group.
@@ -542,10 +544,20 @@ pub enum DistEvent {
         /// Whether it joins or leaves.
         member: bool,
     },
-    /// Node `node`'s process groups now list these members of `group` (after each change).
+    /// Node `node`'s process groups scope `scope` started, listing no member.
+    GroupsStarted {
+        /// The node.
+        node: u16,
+        /// The scope.
+        scope: String,
+    },
+    /// Node `node`'s process groups scope `scope` now lists these members of `group` (after
+    /// each change).
     GroupMembers {
         /// The node whose view changed.
         node: u16,
+        /// The scope.
+        scope: String,
         /// The group.
         group: String,
         /// Its members as the node lists them.
@@ -697,20 +709,23 @@ impl DistEvent {
             DistEvent::Joined { name, group, pid } => format!("joined {name} {group} {}", n(pid)),
             DistEvent::Left { name, group, pid } => format!("left {name} {group} {}", n(pid)),
             DistEvent::Grouped {
+                scope,
                 name,
                 group,
                 member,
-            } => format!(
-                "grouped {name} {group} {}",
-                if *member { "in" } else { "out" }
-            ),
+            } => {
+                let how = if *member { "in" } else { "out" };
+                format!("grouped {scope} {name} {group} {how}")
+            }
+            DistEvent::GroupsStarted { node, scope } => format!("groups n{node} {scope} started"),
             DistEvent::GroupMembers {
                 node,
+                scope,
                 group,
                 members,
             } => {
                 let members: Vec<String> = members.iter().map(n).collect();
-                format!("group n{node} {group} [{}]", members.join(","))
+                format!("group n{node} {scope} {group} [{}]", members.join(","))
             }
             DistEvent::Sent {
                 from,

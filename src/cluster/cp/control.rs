@@ -137,17 +137,6 @@ pub enum Command {
     Leave(u16),
     /// The node takes shards again after a [`Command::Leave`].
     Join(u16),
-    /// The child `name` is a member of `group` (`member`), or no longer is: whichever node
-    /// runs it joins its instance to the group, in the node's process groups (ignored for a
-    /// child not desired).
-    Group {
-        /// The child.
-        name: String,
-        /// The group.
-        group: String,
-        /// Whether it joins or leaves.
-        member: bool,
-    },
     /// The child `name` crashed, and its owner asks to restart it: granted while the child's
     /// restarts granted within its window ([`window_ms`]) stay below its
     /// intensity, given up otherwise, whichever node owns it. Counted on the leader's clock
@@ -159,6 +148,17 @@ pub enum Command {
         crash: CrashId,
         /// When the leader proposed it.
         lead: Lead,
+    },
+    /// The child `name` is a member of `group` (`member`), or no longer is: whichever node
+    /// runs it joins its instance to the group, in the node's process groups (ignored for a
+    /// child not desired).
+    Group {
+        /// The child.
+        name: String,
+        /// The group.
+        group: String,
+        /// Whether it joins or leaves.
+        member: bool,
     },
 }
 
@@ -199,15 +199,15 @@ pub enum Outcome {
     },
     /// No child of that name was desired.
     NotDesired,
+    /// The crashed child is within its intensity: its owner restarts it.
+    Restart,
+    /// The crashed child exceeded its intensity: it is no longer desired.
+    GaveUp,
     /// The child's groups changed (or were so already); `owner` is the node that runs it.
     Grouped {
         /// The owner of its shard.
         owner: Option<u16>,
     },
-    /// The crashed child is within its intensity: its owner restarts it.
-    Restart,
-    /// The crashed child exceeded its intensity: it is no longer desired.
-    GaveUp,
 }
 
 /// A question to a node's applied state.
@@ -275,8 +275,6 @@ pub struct View {
     pub owned: Vec<(String, Child)>,
     /// The shards it owns, those in transit from it included, each with its epoch.
     pub shards: Vec<(u16, u64)>,
-    /// The groups of the children it runs that are in any ([`Command::Group`]).
-    pub groups: Vec<(String, Vec<String>)>,
     /// Its shards in transit.
     pub outgoing: Vec<Transit>,
     /// Its shards whose move ended with it keeping them, at their current epoch (it runs
@@ -284,6 +282,8 @@ pub struct View {
     pub kept: Vec<u16>,
     /// The shards in transit to it.
     pub incoming: Vec<Transit>,
+    /// The groups of the children it runs that are in any ([`Command::Group`]).
+    pub groups: Vec<(String, Vec<String>)>,
 }
 
 /// The shard table and the desired children.
@@ -312,6 +312,8 @@ pub struct Control {
     desired: BTreeMap<String, Child>,
     /// The groups each desired child is a member of, whichever instance runs it.
     groups: BTreeMap<String, BTreeSet<String>>,
+    /// The process groups scope the children join (for the trace).
+    scope: String,
     /// Each desired child's restarts granted within its window, on the leader's clock, by
     /// crash.
     crashes: BTreeMap<String, Vec<(Lead, CrashId)>>,
@@ -326,6 +328,13 @@ impl Control {
             intensity: (max_restarts, max_seconds),
             ..Control::default()
         }
+    }
+
+    /// The same, its children joining their groups in the process groups scope `scope`
+    /// (named in the trace's `grouped` events).
+    pub fn groups_scope(mut self, scope: impl Into<String>) -> Control {
+        self.scope = scope.into();
+        self
     }
 
     /// The shard of `name`: a stable hash, the same on every node and platform.
@@ -725,6 +734,7 @@ impl Replicated for Control {
                 Outcome::Grouped { .. },
             ) => {
                 record(DistEvent::Grouped {
+                    scope: self.scope.clone(),
                     name: name.clone(),
                     group: group.clone(),
                     member: *member,

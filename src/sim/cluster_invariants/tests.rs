@@ -719,18 +719,26 @@ fn s4_cp_every_node_lists_the_live_instance_of_a_grouped_name_and_nothing_else()
     // docs/cluster-invariants.md S4, CP: k1 is wanted in g; at rest every node whose process
     // groups ever listed anything lists k1's live instance in g, and no other process.
     let grouped = |member| DistEvent::Grouped {
+        scope: "s".into(),
         name: K.into(),
         group: "g".into(),
         member,
     };
     let listed = |node: u16, members: &[Pid]| DistEvent::GroupMembers {
         node,
+        scope: "s".into(),
         group: "g".into(),
         members: members.to_vec(),
     };
     let b = Pid::new(1, 0, 9);
+    let started = |node: u16| DistEvent::GroupsStarted {
+        node,
+        scope: "s".into(),
+    };
     let restarted = || {
         T::default()
+            .dist(started(1))
+            .dist(started(2))
             .desired(true)
             .start(a())
             .dist(grouped(true))
@@ -752,7 +760,7 @@ fn s4_cp_every_node_lists_the_live_instance_of_a_grouped_name_and_nothing_else()
         missed.check(Consistency::Cp),
         Err(Invariant::GroupMembership)
     );
-    // A node down at rest is not judged; one restarted is, though its view starts empty.
+    // A node down at rest is not judged.
     let down = restarted()
         .dist(listed(1, &[b]))
         .cluster(ClusterEvent::Crash {
@@ -761,18 +769,47 @@ fn s4_cp_every_node_lists_the_live_instance_of_a_grouped_name_and_nothing_else()
         })
         .rest();
     assert_eq!(down.check(Consistency::Cp), Ok(()));
-    let rebooted = restarted()
-        .dist(listed(1, &[b]))
-        .dist(listed(2, &[b]))
-        .cluster(ClusterEvent::Restart {
-            node: 2,
-            creation: 1,
-        })
-        .rest();
+    let rebooted = || {
+        restarted()
+            .dist(listed(1, &[b]))
+            .dist(listed(2, &[b]))
+            .cluster(ClusterEvent::Restart {
+                node: 2,
+                creation: 1,
+            })
+    };
+    // Its scope starts again, and never hears of b.
+    let empty = rebooted().dist(started(2)).rest();
     assert_eq!(
-        rebooted.check(Consistency::Cp),
+        empty.check(Consistency::Cp),
         Err(Invariant::GroupMembership)
     );
+    let synced = rebooted().dist(started(2)).dist(listed(2, &[b])).rest();
+    assert_eq!(synced.check(Consistency::Cp), Ok(()));
+    // Listed twice.
+    let twice = restarted()
+        .dist(listed(1, &[b]))
+        .dist(listed(2, &[b, b]))
+        .rest();
+    assert_eq!(
+        twice.check(Consistency::Cp),
+        Err(Invariant::GroupMembership)
+    );
+    // Another scope's groups are not judged.
+    let other = restarted()
+        .dist(listed(1, &[b]))
+        .dist(listed(2, &[b]))
+        .dist(DistEvent::GroupMembers {
+            node: 1,
+            scope: "pg".into(),
+            group: "g".into(),
+            members: vec![a()],
+        })
+        .rest();
+    assert_eq!(other.check(Consistency::Cp), Ok(()));
+    // A restarted node whose scope has not started again lists nothing, and is not judged.
+    let rebooted = rebooted().rest();
+    assert_eq!(rebooted.check(Consistency::Cp), Ok(()));
     // Left the group, and still listed by n2.
     let stale = restarted()
         .dist(listed(1, &[b]))

@@ -1049,14 +1049,18 @@ async fn run_op(
             on_worker(ctl, sc, book, path, Act::PgJoin(group.clone()), true).await;
         }
         ClusterAction::PgMembers(i, group) => {
-            let mut members = book
+            let members = book
                 .groups(&name(*i))
                 .map_or(Vec::new(), |g| g.get_members(group));
-            members.sort();
-            let shown: Vec<String> = members
+            // The oracle sorts the printed pids (`lists:sort` of the strings).
+            let mut shown: Vec<String> = members
                 .iter()
-                .map(|&m| format!("<{}>", book.shown(m)))
+                .map(|&m| match book.shown(m) {
+                    path if path.starts_with('<') => path,
+                    path => format!("<{path}>"),
+                })
                 .collect();
+            shown.sort();
             ctl.note(format!(
                 "result pg_members {} {} -> [{}]",
                 name(*i),

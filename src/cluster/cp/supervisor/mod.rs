@@ -236,7 +236,8 @@ pub enum DistConfigError {
 pub fn boot(node: &Node, config: DistConfig) -> Result<(), DistConfigError> {
     config.check()?;
     let (raft, shards) = (config.raft.clone(), config.shards);
-    let control = Control::new(shards, config.max_restarts, config.max_seconds);
+    let control = Control::new(shards, config.max_restarts, config.max_seconds)
+        .groups_scope(config.groups_scope());
     node.spawn(move |p| consensus::serve(p, raft, control));
     let lease = Lease::default();
     let (keeper, kept) = (config.clone(), lease.clone());
@@ -451,24 +452,26 @@ impl DistRef {
 
     /// Makes the child `name` a member of the process group `group`, whichever node runs it
     /// and across its restarts and moves: its instance is listed by [`members`](Self::members)
-    /// on every node connected to its owner (Erlang's `pg` semantics,
-    /// [`Groups`]). Returns once its owner has joined it ([`DistError::NotFound`] if no
-    /// child of that name is desired).
+    /// on every node connected to its owner (Erlang's `pg` semantics, [`Groups`]). A child is
+    /// in a group or not: joining twice is one membership. Returns once its owner has acted
+    /// on it (the instance it runs, if any, joined); [`DistError::NotFound`] if no child of
+    /// that name is desired; [`DistError::Unavailable`] if the owner does not say so in time,
+    /// though the membership may be committed, and then holds.
     pub async fn join_group(&self, p: &Process, name: &str, group: &str) -> Result<(), DistError> {
         self.group_change(p, name, group, true).await
     }
 
-    /// The child `name` is no longer a member of `group`.
+    /// The child `name` is no longer a member of `group` (`Ok` if it was not).
     pub async fn leave_group(&self, p: &Process, name: &str, group: &str) -> Result<(), DistError> {
         self.group_change(p, name, group, false).await
     }
 
     /// The instances in `group` as the caller's node sees them: those of the nodes it is
-    /// connected to (empty if its supervisor does not run).
-    pub async fn members(&self, p: &Process, group: &str) -> Vec<Pid> {
+    /// connected to; [`DistError::Unavailable`] if the node's supervisor does not run.
+    pub async fn members(&self, p: &Process, group: &str) -> Result<Vec<Pid>, DistError> {
         Groups::members_of(p, &self.scope, group)
             .await
-            .unwrap_or_default()
+            .map_err(|_| DistError::Unavailable)
     }
 
     async fn group_change(
@@ -608,8 +611,10 @@ struct Running {
 /// The supervisor on one node (see the [module](self) documentation).
 pub struct DistSupervisor {
     config: DistConfig,
-    /// The node's process groups, where the children it runs join their groups.
+    /// The node's process groups, where the children it runs join their groups, and the
+    /// scope's process.
     groups: Groups,
+    scope: Pid,
     /// The node's lease: children start only under it, and stop when it lapses.
     lease: Lease,
     children: BTreeMap<String, Running>,
@@ -912,19 +917,54 @@ impl DistSupervisor {
     }
 
     /// Each child this node runs joins the groups the cluster wants it in, and leaves the
-    /// others, in the node's process groups (a new instance joins them all).
+    /// others, in the node's process groups (a new instance joins them all). A child whose
+    /// shard is in transit keeps its groups until it stops.
     async fn join_groups(&mut self, p: &Process, wanted: &BTreeMap<String, BTreeSet<String>>) {
         let none = BTreeSet::new();
+        let shards = self.config.shards;
         for (name, running) in &mut self.children {
+            if self
+                .outgoing
+                .contains_key(&super::control::shard_of(name, shards))
+            {
+                continue;
+            }
             let want = wanted.get(name).unwrap_or(&none);
-            for group in want.difference(&running.groups) {
-                let _ = self.groups.join(p, group.clone(), [running.pid]).await;
+            let joins: Vec<String> = want.difference(&running.groups).cloned().collect();
+            for group in joins {
+                if self
+                    .groups
+                    .join(p, group.clone(), [running.pid])
+                    .await
+                    .is_ok()
+                {
+                    running.groups.insert(group);
+                }
             }
-            for group in running.groups.difference(want) {
-                let _ = self.groups.leave(p, group.clone(), [running.pid]).await;
+            let leaves: Vec<String> = running.groups.difference(want).cloned().collect();
+            for group in leaves {
+                if self
+                    .groups
+                    .leave(p, group.clone(), [running.pid])
+                    .await
+                    .is_ok()
+                {
+                    running.groups.remove(&group);
+                }
             }
-            running.groups.clone_from(want);
         }
+    }
+
+    /// The node's process groups scope died (it has no reason to): a new one, empty, and
+    /// every child joins its groups again at the next reconciliation.
+    async fn restart_groups(&mut self, p: &Process) {
+        if let Ok(scope) = self.groups.start(p).await {
+            self.scope = scope;
+        }
+        for running in self.children.values_mut() {
+            running.groups.clear();
+        }
+        self.kick(p);
     }
 
     /// Whether the names of `to_start` are still this node's to start, by a state the
@@ -1047,8 +1087,9 @@ impl GenServer for DistSupervisor {
             return Init::Stop(ExitReason::error("already_started"));
         }
         p.trap_exit(true);
-        let groups = match Groups::start_link(p, config.groups_scope()).await {
-            Ok(groups) => groups,
+        let groups = Groups::new(config.groups_scope());
+        let scope = match groups.start(p).await {
+            Ok(scope) => scope,
             Err(e) => return Init::Stop(ExitReason::error(format!("groups: {e}"))),
         };
         p.send(p.pid(), Tick);
@@ -1062,6 +1103,7 @@ impl GenServer for DistSupervisor {
         Init::Ok(DistSupervisor {
             config,
             groups,
+            scope,
             lease,
             children: BTreeMap::new(),
             crashed,
@@ -1135,6 +1177,10 @@ impl GenServer for DistSupervisor {
             return Next::Continue;
         }
         let msg = match msg {
+            Msg::Exit { from, .. } if from == self.scope => {
+                self.restart_groups(p).await;
+                return Next::Continue;
+            }
             Msg::Exit { from, reason } => {
                 self.child_exited(p, from, &reason);
                 self.kick(p);
