@@ -1,5 +1,5 @@
 //! Process groups across nodes (`otpsim::cluster::Groups`), beyond what the oracle's
-//! scenarios `c19`-`c21` record: the API of OTP 25's `pg` (`kernel/src/pg.erl`: `join/3`,
+//! scenarios `c19`-`c22` record: the API of OTP 25's `pg` (`kernel/src/pg.erl`: `join/3`,
 //! `leave/3`, `get_local_members/2`, `which_groups/1`, `monitor/2`, `demonitor/2`; the
 //! scope's table dies with its process).
 #![cfg(madsim)]

@@ -17,7 +17,7 @@
 //! every group it joined. A scope that restarts starts empty.
 //!
 //! The membership behaviours are recorded from OTP 25.2.3 by the oracle
-//! (`sim-tests/conformance/c19`-`c21`), and docs/cp.md ("Groups") explains the choice of an
+//! (`sim-tests/conformance/c19`-`c22`), and docs/cp.md ("Groups") explains the choice of an
 //! available design for groups (SWARM.md §4.2 item 10 in the design notes). Where this
 //! differs from pg, on purpose: the monitors of a group hear only the processes that left a
 //! `leave` (pg: every process given), and when a peer's `sync` replaces members they hear the
