@@ -302,10 +302,19 @@ fn write_seq(
 
 /// Erlang's `io_lib:write_atom/1`: bare when it starts with a lowercase letter and holds only
 /// alphanumerics, `_` and `@`; quoted otherwise.
+/// Erlang's reserved words, which `io_lib:write_atom` quotes (OTP 25.2.3, measured: `maybe`
+/// and `else` are not among them there).
+const RESERVED: [&str; 27] = [
+    "after", "and", "andalso", "band", "begin", "bnot", "bor", "bsl", "bsr", "bxor", "case",
+    "catch", "cond", "div", "end", "fun", "if", "let", "not", "of", "or", "orelse", "receive",
+    "rem", "try", "when", "xor",
+];
+
 fn write_atom(out: &mut impl fmt::Write, a: &str) -> fmt::Result {
     let bare = a.chars().next().is_some_and(|c| c.is_ascii_lowercase())
         && a.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '@');
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '@')
+        && !RESERVED.contains(&a);
     if bare {
         out.write_str(a)
     } else {
@@ -370,5 +379,9 @@ mod tests {
         assert_eq!(Term::atom("EXIT").to_string(), "'EXIT'");
         assert_eq!(Term::atom("it's").to_string(), "'it\\'s'");
         assert_eq!(Term::atom("a@b_1").to_string(), "a@b_1");
+        // io_lib:write_atom quotes reserved words (OTP 25.2.3).
+        assert_eq!(Term::atom("end").to_string(), "'end'");
+        assert_eq!(Term::atom("receive").to_string(), "'receive'");
+        assert_eq!(Term::atom("maybe").to_string(), "maybe");
     }
 }

@@ -1069,11 +1069,13 @@ async fn run_op(
             ));
         }
         ClusterAction::Nodes(i) => {
-            let peers: Vec<String> = ctl
+            // The oracle sorts the node names (each with the same prefix).
+            let mut peers: Vec<String> = ctl
                 .connected(k(*i))
                 .into_iter()
                 .map(|j| name(usize::from(j) - 1))
                 .collect();
+            peers.sort();
             ctl.note(format!(
                 "result nodes {} -> [{}]",
                 name(*i),
