@@ -326,6 +326,7 @@ impl ClusterTarget for SwarmSystem {
 /// "What the harness finds in Swarm"): each with the upstream issue or the file that
 /// infers it.
 pub mod flaws {
+    use crate::cluster::swarm::RESOLVED_AS_CONFLICT;
     use crate::sim::invariants::{Invariant, KnownFlaw, Violation};
     use crate::trace::{ClusterEvent, DistEvent, EventKind, HandoffPhase, Trace};
 
@@ -354,6 +355,14 @@ pub mod flaws {
         name: "handoff-target-lost",
         source: "bitwalker/swarm#67",
     };
+    /// I10: a tracker drops a live node from its ring. A `noconnection` `DOWN` is a
+    /// `nodedown` to Swarm (`handle_monitor`); one that waited in a syncing tracker's mailbox
+    /// (Swarm postpones it) is handled after the node came back, and takes it out again with
+    /// no `nodeup` to follow.
+    pub static STALE_NODEDOWN: KnownFlaw = KnownFlaw {
+        name: "stale-nodedown",
+        source: "docs/cluster-invariants.md (a postponed noconnection DOWN, inferred)",
+    };
     /// I2: a crashed child's re-registration by its node's supervisor starts no other
     /// instance (it meets the dead entry, `already_registered`, or is lost with its node),
     /// and nobody retries.
@@ -367,12 +376,6 @@ pub mod flaws {
     pub static REGISTRY_DIVERGES: KnownFlaw = KnownFlaw {
         name: "registry-diverges",
         source: "bitwalker/swarm#45",
-    };
-    /// I5: an instance runs that no registry has: its entry was removed or replaced while it
-    /// ran (an `untrack` from another node, a newer entry), and nothing stops it.
-    pub static ORPHAN: KnownFlaw = KnownFlaw {
-        name: "orphan",
-        source: "bitwalker/swarm#57",
     };
     /// I4: a registry keeps a dead instance.
     pub static DANGLING_ENTRY: KnownFlaw = KnownFlaw {
@@ -440,7 +443,7 @@ pub mod flaws {
     /// Which of the flaws `violation` (of a cluster invariant), of a run whose trace is
     /// `trace`, is: each only where the trace shows its cause. Anything else is a regression
     /// of the model: a violation with no flaw of Swarm's behind it, or an invariant Swarm has
-    /// not been seen to break (I6 and I10 among them).
+    /// not been seen to break (I6 among them).
     pub fn of(violation: &Violation, trace: &Trace) -> Option<&'static KnownFlaw> {
         let name = violation.subject.as_str();
         let faulted = trace.events().iter().any(|e| match &e.kind {
@@ -458,7 +461,6 @@ pub mod flaws {
             Invariant::NoLostChildren if last_end(trace, name) == End::WithItsNode => &NO_RESTART,
             Invariant::RegistryAgreement if faulted => &REGISTRY_DIVERGES,
             Invariant::NoDanglingEntries => &DANGLING_ENTRY,
-            Invariant::RegistrationFidelity if faulted => &ORPHAN,
             Invariant::ConflictResolution => &CONFLICT_STATE_DROPPED,
             Invariant::RestartIntensity => &CRASH_LOOP,
             Invariant::BoundedProgress
@@ -477,6 +479,7 @@ pub mod flaws {
                 &SPLIT_BETWEEN_DUPLICATES
             }
             Invariant::NoResurrection if faulted => &RESURRECTED,
+            Invariant::MembershipAgreement if dropped_while_up(violation, trace) => &STALE_NODEDOWN,
             Invariant::GroupMembership if grouped_somewhere(trace, name) => &REGISTRY_DIVERGES,
             Invariant::GroupMembership => &GROUP_LOST,
             _ => return None,
@@ -602,23 +605,75 @@ pub mod flaws {
         grouped.values().any(|g| *g)
     }
 
-    /// Whether a handoff of `name` sent its state that never reached a new instance.
+    /// Whether a handoff of `name` sent its state that never reached a live instance: its
+    /// target was lost, or resolved it as a conflict with an instance that was dead (one of
+    /// its node's previous life, which its registry had taken from another's).
     fn handoff_undelivered(trace: &Trace, name: &str) -> bool {
         let mut sent = std::collections::BTreeSet::new();
+        let mut live = std::collections::BTreeSet::new();
+        let mut to_the_dead = false;
         for e in trace.events() {
-            if let EventKind::Dist(DistEvent::Handoff { id, name: n, phase }) = &e.kind {
-                match phase {
+            match &e.kind {
+                EventKind::Dist(DistEvent::Start { pid, .. }) => {
+                    live.insert(*pid);
+                }
+                EventKind::Exit { pid, .. } => {
+                    live.remove(pid);
+                }
+                EventKind::Cluster(ClusterEvent::Crash { node, .. }) => {
+                    live.retain(|p| p.node() != *node);
+                }
+                EventKind::Dist(DistEvent::Conflict {
+                    name: n, winner, ..
+                }) if n == name => to_the_dead = !live.contains(winner),
+                EventKind::Dist(DistEvent::Handoff { id, name: n, phase }) => match phase {
                     HandoffPhase::StateSent if n == name => {
                         sent.insert(*id);
+                    }
+                    HandoffPhase::Aborted { why } if to_the_dead && why == RESOLVED_AS_CONFLICT => {
                     }
                     HandoffPhase::Delivered { .. } | HandoffPhase::Aborted { .. } => {
                         sent.remove(id);
                     }
                     _ => {}
-                }
+                },
+                _ => {}
             }
         }
         !sent.is_empty()
+    }
+
+    /// Whether the node of a [`MembershipAgreement`](Invariant::MembershipAgreement)
+    /// violation (`n3`) left out of its last view a node whose connection its tracker had
+    /// seen come up and not go down since.
+    fn dropped_while_up(violation: &Violation, trace: &Trace) -> bool {
+        let Some(me): Option<u16> = violation
+            .subject
+            .strip_prefix('n')
+            .and_then(|n| n.parse().ok())
+        else {
+            return false;
+        };
+        let mut up = std::collections::BTreeSet::new();
+        let mut members = None;
+        for e in trace.events() {
+            match &e.kind {
+                EventKind::NodeUp { watcher, node } if watcher.node() == me => {
+                    up.insert(*node);
+                }
+                EventKind::NodeDown { watcher, node } if watcher.node() == me => {
+                    up.remove(node);
+                }
+                EventKind::Cluster(ClusterEvent::Restart { node, .. }) if *node == me => {
+                    up.clear();
+                }
+                EventKind::Dist(DistEvent::Members { node, members: m }) if *node == me => {
+                    members = Some(m);
+                }
+                _ => {}
+            }
+        }
+        members.is_some_and(|m| up.iter().any(|k| !m.contains(k)))
     }
 
     /// How a name's last instance ended.

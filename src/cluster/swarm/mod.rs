@@ -81,6 +81,10 @@ pub const TRACKER: &str = "swarm_tracker";
 /// The name of each node's [`DynamicSupervisor`].
 pub const SUPERVISOR: &str = "swarm_dynamic_supervisor";
 
+/// Why a tracker aborts a handoff (the `why` of its trace's `aborted`) whose name it has
+/// registered already: the handed-off state goes to that instance (`resolve_conflict`).
+pub const RESOLVED_AS_CONFLICT: &str = "resolved as a conflict";
+
 /// Registers the messages Swarm's trackers send each other, and the `{swarm, ...}`
 /// messages a tracker may send to a worker on another node, in `codec`: what a node needs
 /// to run Swarm over a real network (`dist::tcp`).

@@ -8,9 +8,9 @@
 use super::api::{Api, ApiReply, MembersReply};
 use super::supervisor::{StartChild, Started};
 use super::{dominates, merged_groups, owner, Clock, Config, Entry, HandoffAnswer, Mfa};
-use super::{SwarmError, SwarmMsg, SUPERVISOR, TRACKER};
+use super::{SwarmError, SwarmMsg, RESOLVED_AS_CONFLICT, SUPERVISOR, TRACKER};
 use crate::cluster::handoff::HandoffReply;
-use crate::process::{ExitReason, Msg, Process};
+use crate::process::{ExitReason, MonitorRef, Msg, Process};
 use crate::rt::Duration;
 use crate::term::{Pid, Term};
 use crate::trace::{DistEvent, EventKind, HandoffPhase};
@@ -96,7 +96,7 @@ struct Tracker {
     /// Sync requests that came while this tracker was not tracking.
     pending_syncs: Vec<u16>,
     /// The monitor of the tracker it syncs with (Swarm's `sync_ref`).
-    sync_ref: Option<crate::process::MonitorRef>,
+    sync_ref: Option<MonitorRef>,
 }
 
 /// The tracker of this node: run it as a process (see the [module](super) documentation).
@@ -131,13 +131,24 @@ pub async fn tracker(p: Process, config: Config) -> ExitReason {
     p.send_after(t.config.anti_entropy_interval, p.pid(), Tick::AntiEntropy);
     loop {
         let tracking = t.phase == Phase::Tracking;
-        // Swarm postpones every call until it tracks: what it cannot take yet waits in the
-        // mailbox, in order.
+        let sync_ref = t.sync_ref;
+        // Swarm postpones every call until it tracks, and a tracked process's `DOWN` too
+        // (only the sync peer's is taken): what it cannot take yet waits in the mailbox, in
+        // order.
         let msg = p
-            .receive(|m| tracking || !(m.is::<Api>() || is_postponed_peer(m)))
+            .receive(|m| {
+                tracking || !(m.is::<Api>() || is_postponed_peer(m) || is_tracked_down(m, sync_ref))
+            })
             .await;
         t.handle(&p, msg).await;
     }
+}
+
+/// A monitored process's `DOWN` other than the sync peer's tracker's (`sync_ref`): it waits
+/// while the tracker is not tracking (tracker.ex's `syncing`, `awaiting_sync_ack` and
+/// `cluster_wait` postpone it).
+fn is_tracked_down(m: &Msg, sync_ref: Option<MonitorRef>) -> bool {
+    matches!(m, Msg::Down { mref, .. } if Some(*mref) != sync_ref)
 }
 
 /// A tracker's request that waits while the tracker is not tracking.
@@ -258,6 +269,18 @@ impl Tracker {
                 pid: None,
             },
         );
+        Some(entry)
+    }
+
+    /// `remove_registration`: `name`'s entry goes, here and (broadcast) everywhere this
+    /// tracker sees.
+    fn untrack(&mut self, p: &Process, name: &str) -> Option<Entry> {
+        let entry = self.remove(p, name)?;
+        let pid = entry.pid;
+        self.broadcast(p, || Change::Untrack {
+            name: name.into(),
+            pid,
+        });
         Some(entry)
     }
 
@@ -418,8 +441,10 @@ impl Tracker {
     }
 
     /// `handle_monitor`: a registered process is down. Its registration goes (and the
-    /// removal is broadcast). Lost with its connection (`noconnection`), its node leaves this
-    /// tracker's view at once, and if the name is now this node's, it starts here.
+    /// removal is broadcast). Lost with its connection (`noconnection`), a process Swarm
+    /// started (with an MFA) keeps its registration: its node is taken as down (`nodedown`,
+    /// a topology change that restarts it on its new owner, once its node was still in the
+    /// view); one registered by pid goes.
     async fn down(&mut self, p: &Process, pid: Pid, reason: &ExitReason) {
         if self.monitors.remove(&pid).is_none() {
             return;
@@ -431,8 +456,11 @@ impl Tracker {
             .filter(|(_, e)| e.pid == pid)
             .map(|(n, _)| n.clone())
             .collect();
+        let (restartable, names): (Vec<String>, Vec<String>) = names
+            .into_iter()
+            .partition(|n| lost && self.registry.get(n).is_some_and(|e| e.mfa.is_some()));
         for name in names {
-            let Some(entry) = self.remove(p, &name) else {
+            let Some(entry) = self.untrack(p, &name) else {
                 continue;
             };
             // A process `register_name` started ended of its own accord (not `shutdown`, the
@@ -448,22 +476,9 @@ impl Tracker {
                     },
                 );
             }
-            let n = name.clone();
-            self.broadcast(p, || Change::Untrack {
-                name: n.clone(),
-                pid,
-            });
-            if let (true, Some(mfa)) = (lost, entry.mfa) {
-                if self.nodes.remove(&pid.node()) {
-                    self.record_members(p);
-                }
-                if self.owner(&name) == Some(self.me) {
-                    let groups = entry.groups.clone();
-                    let _ = self
-                        .start_here(p, &name, &mfa, Some(&entry.clock), groups)
-                        .await;
-                }
-            }
+        }
+        if !restartable.is_empty() {
+            self.nodedown(p, pid.node()).await;
         }
     }
 
@@ -473,7 +488,7 @@ impl Tracker {
         for (name, entry) in entries {
             let Some(mfa) = entry.mfa.clone() else {
                 if entry.pid.node() != self.me && !self.nodes.contains(&entry.pid.node()) {
-                    self.remove(p, &name);
+                    self.untrack(p, &name);
                 }
                 continue;
             };
@@ -481,14 +496,8 @@ impl Tracker {
             if entry.pid.node() == self.me {
                 match owner {
                     None => {
-                        self.remove(p, &name);
+                        self.untrack(p, &name);
                         p.send(entry.pid, SwarmMsg::Die);
-                        let pid = entry.pid;
-                        let n = name.clone();
-                        self.broadcast(p, || Change::Untrack {
-                            name: n.clone(),
-                            pid,
-                        });
                     }
                     Some(k) if k == self.me => {}
                     Some(k) => self.handoff(p, &name, &entry, mfa, k).await,
@@ -497,11 +506,13 @@ impl Tracker {
                 match owner {
                     // No owner (the quorum is lost): the registration goes, for good.
                     None => {
-                        self.remove(p, &name);
+                        self.untrack(p, &name);
                     }
-                    // Its node is gone, and the name is ours now: start it here.
+                    // Its node is gone, and the name is ours now: start it here (the other
+                    // nodes drop the dead entry at the broadcast removal, and take the new
+                    // one at its `track`).
                     Some(k) if k == self.me => {
-                        self.remove(p, &name);
+                        self.untrack(p, &name);
                         let groups = entry.groups.clone();
                         let _ = self
                             .start_here(p, &name, &mfa, Some(&entry.clock), groups)
@@ -543,12 +554,7 @@ impl Tracker {
             .and_then(|m| m.downcast::<HandoffAnswer>().ok());
         p.demonitor(mref);
         let untrack = |t: &mut Tracker| {
-            t.remove(p, name);
-            let n = name.to_string();
-            t.broadcast(p, || Change::Untrack {
-                name: n.clone(),
-                pid: from,
-            });
+            t.untrack(p, name);
             p.send(from, SwarmMsg::Die);
         };
         match answer.map(|a| a.reply) {
@@ -857,7 +863,7 @@ impl Tracker {
                         state_delivered: true,
                     },
                 );
-                let why = "resolved as a conflict".into();
+                let why = RESOLVED_AS_CONFLICT.into();
                 self.record(p, phase(HandoffPhase::Aborted { why }));
                 let entry = self.registry[name].clone();
                 let n = name.to_string();
