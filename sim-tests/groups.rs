@@ -180,6 +180,77 @@ fn a_monitor_hears_every_change_of_its_group() {
     });
 }
 
+/// pg.erl `monitor_scope/1` (OTP 25.1): the caller gets every group's members now, then
+/// hears every group's changes: joins, leaves, a peer scope's members forgotten when the
+/// connection goes (its `DOWN`), and at the reconnection's `sync` the members the peer has
+/// now (not those it had meanwhile and dropped).
+#[test]
+fn a_scope_monitor_hears_every_group_across_a_disconnection() {
+    run(|ctl| async move {
+        ctl.connect(1, 2);
+        let (g1, m1) = scope_with_member(&ctl, 1).await;
+        let (g2, m2) = scope_with_member(&ctl, 2).await;
+        let join = |k: u16, groups: &Groups, group: &'static str, pid: Pid| {
+            let groups = groups.clone();
+            ctl.on(
+                k,
+                move |p| async move { groups.join(&p, group, [pid]).await },
+            )
+        };
+        join(2, &g2, "g", m2).await.unwrap().unwrap();
+        ctl.sleep(ms(5)).await;
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let log = heard.clone();
+        let a = g1.clone();
+        ctl.on(1, move |p| {
+            p.spawn(move |q| async move {
+                let (mref, now) = a.monitor_scope(&q).await.unwrap();
+                log.lock().unwrap().push(format!("now {now:?}"));
+                loop {
+                    let msg = q.recv().await;
+                    let Some(e) = msg.downcast_ref::<GroupsEvent>() else {
+                        break;
+                    };
+                    assert_eq!(e.mref, mref);
+                    let pids: Vec<String> = e.pids.iter().map(|p| p.to_string()).collect();
+                    let line = format!("{} {} {}", e.group, e.joined, pids.join(","));
+                    log.lock().unwrap().push(line);
+                }
+            });
+            async {}
+        })
+        .await;
+        ctl.sleep(ms(5)).await;
+        join(2, &g2, "h", m2).await.unwrap().unwrap();
+        ctl.sleep(ms(5)).await;
+        join(1, &g1, "g", m1).await.unwrap().unwrap();
+        ctl.sleep(ms(5)).await;
+        ctl.disconnect(1, 2);
+        ctl.sleep(ms(5)).await;
+        let b = g2.clone();
+        ctl.on(2, move |p| async move { b.leave(&p, "h", [m2]).await })
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(ctl.connect(1, 2));
+        ctl.sleep(ms(50)).await;
+        let mut members = g1.get_members("g");
+        members.sort();
+        assert_eq!(members, vec![m1, m2]);
+        assert_eq!(
+            *heard.lock().unwrap(),
+            vec![
+                format!("now {{\"g\": [{m2}]}}"),
+                format!("h true {m2}"),
+                format!("g true {m1}"),
+                format!("g false {m2}"),
+                format!("h false {m2}"),
+                format!("g true {m2}"),
+            ]
+        );
+    });
+}
+
 /// pg's table dies with its scope ("Local membership is not preserved if scope process
 /// exits and restarts"): reads of a dead scope are empty and its calls fail, the other
 /// nodes forget its members (the DOWN of the scope), and a supervisor's restart starts it
