@@ -8,12 +8,15 @@
 #   benches/run.sh b1         # only b1
 #   benches/run.sh b6 b6-erlang   # b6, and the same workload on Erlang/OTP (needs `erl`)
 #   RUNS=1 OTPSIM_BENCH_DIVIDE=100 benches/run.sh   # a quick smoke run
+#   BENCH_PROFILE=dev benches/run.sh b1 sim         # built with the test builds' profile:
+#                                                   # it only checks that they run (CI)
 #
 # A summary with the median of each metric follows on stderr.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 unset RUSTFLAGS CARGO_ENCODED_RUSTFLAGS RUSTDOCFLAGS
 runs="${RUNS:-5}"
+profile="${BENCH_PROFILE:-bench}"
 workloads=("$@")
 [ ${#workloads[@]} -eq 0 ] && workloads=(b1 b2 b3 b4 b5)
 
@@ -23,7 +26,7 @@ for w in "${workloads[@]}"; do
   for _ in $(seq "$runs"); do
     if [ "$w" = sim ]; then
       # The simulator's own throughput: a release build of the simulation (madsim).
-      cargo bench -q --bench simulator | tee -a "$out"
+      cargo bench -q --profile "$profile" --bench simulator | tee -a "$out"
     elif [ "$w" = b6-erlang ]; then
       # The same two-node workload on Erlang/OTP's own distribution, for comparison.
       ebin=$(mktemp -d)
@@ -33,10 +36,10 @@ for w in "${workloads[@]}"; do
     elif [ "$w" = hunt ]; then
       # Cases to find each planted bug: deterministic (generator seeds 0-19), so once is
       # enough; its wall times vary.
-      cargo bench -q --bench hunt | tee -a "$out"
+      cargo bench -q --profile "$profile" --bench hunt | tee -a "$out"
       break
     else
-      cargo bench-native -q --bench runtime -- "$w" | tee -a "$out"
+      cargo bench-native -q --profile "$profile" --bench runtime -- "$w" | tee -a "$out"
     fi
   done
 done
