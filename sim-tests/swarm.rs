@@ -95,7 +95,7 @@ fn a_child_runs_once_and_moves_when_its_node_crashes() {
 /// broadcast the removal itself, an owner that heard the removal before its own `DOWN`
 /// would restart nothing (how the native `examples/swarm.rs` once lost node 3's worker).
 /// Here one survivor loses its connection to node 3 just before node 3 crashes; whichever
-/// it is, node 3's children run again, once.
+/// it is, node 3's children run again on a survivor, and both survivors find that instance.
 #[test]
 fn a_child_lost_with_its_node_is_restarted_by_its_new_owner_whoever_sees_the_loss_first() {
     const NAMES: [&str; 4] = ["k1", "k2", "k3", "k4"];
@@ -123,6 +123,11 @@ fn a_child_lost_with_its_node_is_restarted_by_its_new_owner_whoever_sees_the_los
                 ctl.sleep(Duration::from_millis(100)).await;
                 ctl.disconnect(first, 3);
                 ctl.sleep(Duration::from_millis(10)).await;
+                // Still there when node 3 goes (none handed away meanwhile).
+                for &name in &on_3 {
+                    let here = whereis(&ctl, 3, name).await;
+                    assert!(here.is_some_and(|p| p.node() == 3), "{name} on {here:?}");
+                }
                 ctl.crash(3);
                 ctl.sleep(Duration::from_secs(10)).await;
                 for name in on_3 {

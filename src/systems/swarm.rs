@@ -605,27 +605,36 @@ pub mod flaws {
         grouped.values().any(|g| *g)
     }
 
-    /// Whether a handoff of `name` sent its state that never reached a live instance: its
-    /// target was lost, or resolved it as a conflict with an instance that was dead (one of
-    /// its node's previous life, which its registry had taken from another's).
+    /// Whether a handoff of `name` sent its state that never reached a live instance, and no
+    /// instance of the name started since: its target was lost, or resolved it as a conflict
+    /// with an instance a crash of its node had taken (one of the node's previous life, which
+    /// its registry had taken from another's).
     fn handoff_undelivered(trace: &Trace, name: &str) -> bool {
         let mut sent = std::collections::BTreeSet::new();
         let mut live = std::collections::BTreeSet::new();
+        let mut crashed = std::collections::BTreeSet::new();
         let mut to_the_dead = false;
         for e in trace.events() {
             match &e.kind {
-                EventKind::Dist(DistEvent::Start { pid, .. }) => {
+                EventKind::Dist(DistEvent::Start { name: n, pid }) => {
                     live.insert(*pid);
+                    if n == name {
+                        sent.clear();
+                    }
                 }
                 EventKind::Exit { pid, .. } => {
                     live.remove(pid);
                 }
                 EventKind::Cluster(ClusterEvent::Crash { node, .. }) => {
-                    live.retain(|p| p.node() != *node);
+                    let gone: Vec<_> = live.iter().filter(|p| p.node() == *node).copied().collect();
+                    for pid in gone {
+                        live.remove(&pid);
+                        crashed.insert(pid);
+                    }
                 }
                 EventKind::Dist(DistEvent::Conflict {
                     name: n, winner, ..
-                }) if n == name => to_the_dead = !live.contains(winner),
+                }) if n == name => to_the_dead = crashed.contains(winner),
                 EventKind::Dist(DistEvent::Handoff { id, name: n, phase }) => match phase {
                     HandoffPhase::StateSent if n == name => {
                         sent.insert(*id);
@@ -644,8 +653,9 @@ pub mod flaws {
     }
 
     /// Whether the node of a [`MembershipAgreement`](Invariant::MembershipAgreement)
-    /// violation (`n3`) left out of its last view a node whose connection its tracker had
-    /// seen come up and not go down since.
+    /// violation (`n3`) left out of its last view a node `k` that it had seen come up again
+    /// after a `noconnection` `DOWN` of a process of `k` reached it while it was not serving
+    /// (a `DOWN` Swarm postpones), with no `nodedown` of `k` since.
     fn dropped_while_up(violation: &Violation, trace: &Trace) -> bool {
         let Some(me): Option<u16> = violation
             .subject
@@ -654,18 +664,33 @@ pub mod flaws {
         else {
             return false;
         };
-        let mut up = std::collections::BTreeSet::new();
+        let mut serving = false;
+        // Nodes with a postponed `noconnection` DOWN, and those of them seen up since.
+        let mut postponed = std::collections::BTreeSet::new();
+        let mut stale = std::collections::BTreeSet::new();
         let mut members = None;
         for e in trace.events() {
             match &e.kind {
-                EventKind::NodeUp { watcher, node } if watcher.node() == me => {
-                    up.insert(*node);
+                EventKind::Dist(DistEvent::Serving { node, on }) if *node == me => serving = *on,
+                EventKind::Down {
+                    watcher,
+                    target,
+                    reason,
+                } if watcher.node() == me && !serving && reason.is_atom("noconnection") => {
+                    postponed.insert(target.node());
+                }
+                EventKind::NodeUp { watcher, node }
+                    if watcher.node() == me && postponed.remove(node) =>
+                {
+                    stale.insert(*node);
                 }
                 EventKind::NodeDown { watcher, node } if watcher.node() == me => {
-                    up.remove(node);
+                    stale.remove(node);
                 }
                 EventKind::Cluster(ClusterEvent::Restart { node, .. }) if *node == me => {
-                    up.clear();
+                    (serving, members) = (false, None);
+                    postponed.clear();
+                    stale.clear();
                 }
                 EventKind::Dist(DistEvent::Members { node, members: m }) if *node == me => {
                     members = Some(m);
@@ -673,7 +698,7 @@ pub mod flaws {
                 _ => {}
             }
         }
-        members.is_some_and(|m| up.iter().any(|k| !m.contains(k)))
+        members.is_some_and(|m| stale.iter().any(|k| !m.contains(k)))
     }
 
     /// How a name's last instance ended.
