@@ -19,7 +19,7 @@
 //! | I6 [`Handoff`](Invariant::Handoff) | a handoff's state is delivered at most once, to an instance that starts after the old one stopped, never after the handoff was aborted; exactly once when no fault came after it began |
 //! | I7 [`ConflictResolution`](Invariant::ConflictResolution) | a conflict's loser hands its state to the winner, once per name per heal |
 //! | I8 [`RestartIntensity`](Invariant::RestartIntensity) | a desired name is not restarted after crashes more often than its intensity allows, wherever it runs |
-//! | I9 [`BoundedProgress`](Invariant::BoundedProgress) | every API call returns within its timeout |
+//! | I9 [`BoundedProgress`](Invariant::BoundedProgress) | every API call returns within its timeout, unless its caller's node crashes first |
 //! | I10 [`MembershipAgreement`](Invariant::MembershipAgreement) | at rest, every live node that keeps a membership counts exactly the live nodes that do |
 //! | S1 [`MessageRouting`](Invariant::MessageRouting) | a message sent by name is handled at most once, in its sender's order, never by an instance whose state has moved on; one sent during a move is not lost |
 //! | S2 [`Placement`](Invariant::Placement) | at rest, with a placement rule given ([`check_placed`]), every live instance runs on the node the rule names over the live members |
@@ -202,8 +202,9 @@ struct Checker {
     handoffs: BTreeMap<u64, Handoff>,
     /// Conflicts per name since the last heal.
     conflicts: BTreeMap<String, usize>,
-    /// Calls without a return: (node, when, timeout, event).
-    calls: BTreeMap<u64, (u64, u64, usize)>,
+    /// Calls without a return: (when, timeout, event), by id and the caller's node (a crash
+    /// of which ends them: their caller is gone).
+    calls: BTreeMap<(u16, u64), (u64, u64, usize)>,
     /// Every call's event.
     asked: BTreeMap<u64, usize>,
     /// Whether any fault happened; the last event that may have lost a message in flight
@@ -336,6 +337,7 @@ impl Checker {
             ClusterEvent::Crash { node, .. } => {
                 self.down.insert(*node);
                 self.paused.remove(node);
+                self.calls.retain(|(caller, _), _| caller != node);
                 self.moving.retain(|_, (_, _, nodes)| !nodes.contains(node));
                 let gone: Vec<Pid> = self
                     .names
@@ -604,12 +606,18 @@ impl Checker {
                     ));
                 }
             }
-            DistEvent::Call { id, timeout_ms, .. } => {
+            DistEvent::Call {
+                id,
+                node,
+                timeout_ms,
+                ..
+            } => {
                 self.asked.insert(*id, i);
-                self.calls.insert(*id, (at, *timeout_ms, i));
+                self.calls.insert((*node, *id), (at, *timeout_ms, i));
             }
             DistEvent::Return { id, .. } => {
-                if let Some((made, timeout_ms, call)) = self.calls.remove(id) {
+                let key = self.calls.keys().find(|(_, c)| c == id).copied();
+                if let Some((made, timeout_ms, call)) = key.and_then(|k| self.calls.remove(&k)) {
                     if at > made + timeout_ms * 1000 + SLACK_US {
                         return Err(late(call, i, at - made, timeout_ms));
                     }
