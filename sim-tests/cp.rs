@@ -420,6 +420,60 @@ mod supervisor {
         check(&report.trace, Consistency::Cp).unwrap();
     }
 
+    /// Cache-first lookups (docs/cp.md, "Lookups"): every node's cache hears of each
+    /// instance its owner starts, so `whereis` answers at once, where
+    /// `whereis_authoritative` makes a round trip to the owner; a cache forgets an instance
+    /// at its `DOWN` and hears of its successor; a restarted node's cache asks the others
+    /// what they run. Every lookup is judged by I4 (never an instance the node saw die).
+    #[test]
+    fn whereis_reads_the_nodes_cache_and_whereis_authoritative_asks_the_owner() {
+        async fn timed(ctl: &ClusterCtl, k: u16, cached: bool) -> (Option<Pid>, Duration) {
+            let dsup = config().handle();
+            ctl.on(k, move |p| async move {
+                let t = p.now();
+                let pid = if cached {
+                    dsup.whereis(&p, "a").await
+                } else {
+                    dsup.whereis_authoritative(&p, "a").await
+                };
+                (pid, p.now() - t)
+            })
+            .await
+            .expect("its node runs")
+        }
+        let report = cluster(21, |ctl| {
+            Box::pin(async move {
+                let pid = start(&ctl, 1, "a", "device").await.expect("started");
+                ctl.sleep(Duration::from_millis(50)).await;
+                let away = (1..=3).find(|&k| k != pid.node()).unwrap();
+                // Local messages take nothing but scheduling; one between nodes at least
+                // the simulated network's latency.
+                let local = Duration::from_micros(10);
+                let (cached, took) = timed(&ctl, away, true).await;
+                assert_eq!(cached, Some(pid));
+                assert!(took < local, "from the cache: {took:?}");
+                let (asked, took) = timed(&ctl, away, false).await;
+                assert_eq!(asked, Some(pid));
+                assert!(took > local * 10, "a round trip: {took:?}");
+                // Killed: restarted in place, and the cache follows.
+                ctl.node(pid.node()).exit(pid, otpsim::ExitReason::Kill);
+                ctl.sleep(Duration::from_secs(1)).await;
+                let (next, took) = timed(&ctl, away, true).await;
+                assert!(next.is_some_and(|n| n != pid), "{next:?}");
+                assert!(took < local, "from the cache: {took:?}");
+                // A node restarted: its cache learns what the others run.
+                ctl.crash(away);
+                ctl.restart(away);
+                boot(&ctl, away);
+                ctl.sleep(Duration::from_secs(3)).await;
+                let (again, took) = timed(&ctl, away, true).await;
+                assert_eq!(again, next);
+                assert!(took < local, "from the cache: {took:?}");
+            })
+        });
+        check(&report.trace, Consistency::Cp).unwrap();
+    }
+
     /// A crashing child is restarted in place by its owner until it exceeds its intensity (3
     /// restarts in 5 s, OTP's default), then given up: no longer desired (docs/cp.md; I8).
     #[test]

@@ -16,6 +16,7 @@
 pub mod cp;
 pub mod groups;
 pub mod handoff;
+mod recorded;
 pub mod swarm;
 
 pub use groups::Groups;

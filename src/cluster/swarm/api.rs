@@ -4,10 +4,10 @@
 
 use super::{HandoffAnswer, Mfa, SwarmError, SwarmMsg, TRACKER};
 use crate::cluster::handoff::{handle_message, Call, CallReply, Handoff};
+use crate::cluster::recorded::recorded;
 use crate::process::{ExitReason, Msg, Process};
 use crate::rt::Duration;
 use crate::term::{Pid, Term};
-use crate::trace::{DistEvent, EventKind};
 
 /// What the API asks of the local tracker.
 pub(super) enum Api {
@@ -38,31 +38,6 @@ pub(super) struct MembersReply(pub(super) Vec<Pid>);
 
 /// The tracker's answer to an [`Api`] call.
 pub(super) struct ApiReply(pub(super) Result<Option<Pid>, SwarmError>);
-
-/// An API call of `timeout`, recorded around `body` for the bounded-progress invariant.
-pub(super) async fn recorded<R>(
-    p: &Process,
-    what: String,
-    timeout: Duration,
-    body: impl std::future::Future<Output = R>,
-    shown: impl Fn(&R) -> String,
-) -> (u64, R) {
-    let id = p.make_ref().0;
-    let node = p.pid().node();
-    p.node().record(EventKind::Dist(DistEvent::Call {
-        id,
-        node,
-        what,
-        timeout_ms: timeout.as_millis() as u64,
-    }));
-    let result = body.await;
-    let result_shown = shown(&result);
-    p.node().record(EventKind::Dist(DistEvent::Return {
-        id,
-        result: result_shown,
-    }));
-    (id, result)
-}
 
 pub(super) fn show(result: &Result<Option<Pid>, SwarmError>) -> String {
     match result {
@@ -108,12 +83,7 @@ pub async fn whereis_name(p: &Process, name: &str) -> Option<Pid> {
     let what = format!("whereis {name}");
     let (call, result) = recorded(p, what, Duration::from_secs(5), call(p, api), show).await;
     let pid = result.ok().flatten();
-    p.node().record(EventKind::Dist(DistEvent::Lookup {
-        node: p.pid().node(),
-        name: name.into(),
-        pid,
-        call,
-    }));
+    crate::cluster::recorded::lookup(p, name, pid, call);
     pid
 }
 

@@ -1,7 +1,8 @@
 //! `Swarm.DynamicSupervisor`, as swarm_dynamic_supervisor 0.1.0 has it.
 
-use super::api::{recorded, register_name, show, whereis_name};
+use super::api::{register_name, show, whereis_name};
 use super::{Mfa, SwarmError, SUPERVISOR};
+use crate::cluster::recorded::recorded;
 use crate::process::{ExitReason, Msg, Process};
 use crate::rt::Duration;
 use crate::term::{Pid, Term};

@@ -51,15 +51,18 @@
 //! # }
 //! ```
 
+mod cache;
 mod moves;
 mod route;
 
+pub use cache::Announce;
 pub use route::{Letter, Route, Waiting};
 
 use super::consensus::{self, Lead, RaftConfig};
 use super::control::{Answer, Child, Command, Control, Outcome, Query};
 use super::handoff::{self, Begun, Handed, Handover, Outgoing};
 use super::lease::{self, Lease};
+use crate::cluster::recorded::recorded;
 use crate::cluster::Groups;
 use crate::rt::Duration;
 use crate::server::{self, CallReply, From, GenServer, Init, Next, ServerRef};
@@ -192,10 +195,17 @@ impl DistConfig {
         format!("{}_groups", self.name)
     }
 
+    /// The name of each node's cache of where the children run, which
+    /// [`DistRef::whereis`] reads first.
+    pub fn cache_name(&self) -> String {
+        format!("{}.cache", self.name)
+    }
+
     /// A handle for the API calls.
     pub fn handle(&self) -> DistRef {
         DistRef {
             name: self.name.clone(),
+            cache: self.cache_name(),
             scope: self.groups_scope(),
             group: self.raft.name.clone(),
             timeout: self.timeout,
@@ -244,6 +254,8 @@ pub fn boot(node: &Node, config: DistConfig) -> Result<(), DistConfigError> {
     node.spawn(move |p| lease::keep(p, keeper, kept));
     let enforced = lease.clone();
     node.spawn(move |p| lease::enforce(p, enforced));
+    let names = (config.cache_name(), config.name.clone());
+    node.spawn(move |p| server::serve::<cache::Cache>(p, names));
     node.spawn(move |p| serve(p, config, lease));
     Ok(())
 }
@@ -263,6 +275,7 @@ pub fn codec(codec: &mut crate::dist::Codec) -> &mut crate::dist::Codec {
     consensus::codec::<Control>(codec, "cp_raft");
     server::register_calls::<DistSupervisor>(codec, "cp_supervisor");
     codec.register::<Peer>("cp_peer");
+    codec.register::<Announce>("cp_announce");
     crate::cluster::groups::codec(codec)
 }
 
@@ -301,6 +314,8 @@ pub enum DistError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DistRef {
     name: String,
+    /// Each node's cache of where the children run.
+    cache: String,
     /// The process groups scope of each node.
     scope: String,
     /// The Raft group.
@@ -365,9 +380,52 @@ impl DistRef {
         }
     }
 
-    /// The child `name`'s pid, asked of its owner: `None` if it does not run (or the owner
-    /// cannot be asked).
+    /// The child `name`'s pid, from this node's cache of what the owners announced
+    /// (without a message over the network), else [asked of its
+    /// owner](Self::whereis_authoritative): `None` if it does not run (or the owner cannot be
+    /// asked). A cached instance is one this node has not seen end: a cache forgets an
+    /// instance at its `DOWN`, and a lookup asked after the `DOWN` reached the node never
+    /// answers it (docs/cp.md, "Lookups"). Returns within three times the call timeout.
     pub async fn whereis(&self, p: &Process, name: &str) -> Option<Pid> {
+        let what = format!("whereis {name}");
+        let body = async {
+            let me = p.pid().node();
+            let to = Some(self.timeout);
+            let asked = name.to_string();
+            match ServerRef::<cache::Cache>::call_named(p, &self.cache, me, asked, to).await {
+                Ok(Some(pid)) => Some(pid),
+                Ok(None) | Err(_) => self.ask_owner(p, name).await,
+            }
+        };
+        self.lookup(p, name, what, 3, body).await
+    }
+
+    /// The child `name`'s pid, asked of its shard's owner (which the node's applied state
+    /// names): `None` if it does not run, or the owner cannot be asked. Returns within twice
+    /// the call timeout.
+    pub async fn whereis_authoritative(&self, p: &Process, name: &str) -> Option<Pid> {
+        let what = format!("whereis_authoritative {name}");
+        self.lookup(p, name, what, 2, self.ask_owner(p, name)).await
+    }
+
+    /// A lookup of `name` that returns within `calls` call timeouts, recorded
+    /// (docs/cluster-invariants.md, I4 and I9).
+    async fn lookup(
+        &self,
+        p: &Process,
+        name: &str,
+        what: String,
+        calls: u32,
+        body: impl std::future::Future<Output = Option<Pid>>,
+    ) -> Option<Pid> {
+        let shown =
+            |pid: &Option<Pid>| pid.map_or_else(|| "undefined".to_string(), |p| p.to_string());
+        let (call, pid) = recorded(p, what, self.timeout * calls, body, shown).await;
+        crate::cluster::recorded::lookup(p, name, pid, call);
+        pid
+    }
+
+    async fn ask_owner(&self, p: &Process, name: &str) -> Option<Pid> {
         let owner = self.owner(p, name).await?;
         let call = Call::Whereis(name.to_string());
         let to = Some(self.timeout);
@@ -577,6 +635,11 @@ pub enum Peer {
         from: From<Reply>,
         /// How far it may still go.
         route: Route,
+    },
+    /// A node's cache asks what this node runs: each child is announced to `reply`.
+    Snapshot {
+        /// The cache.
+        reply: Pid,
     },
 }
 
@@ -888,6 +951,11 @@ impl DistSupervisor {
                         name: name.clone(),
                         pid,
                     }));
+                    let cache = self.config.cache_name();
+                    for &k in &self.config.raft.voters {
+                        let name = name.clone();
+                        p.send_named(&cache, k, Announce { name, pid });
+                    }
                     // Its predecessor's state first, before any message.
                     if let Some(Handed {
                         id,
@@ -1255,6 +1323,18 @@ impl GenServer for DistSupervisor {
                 from,
                 route,
             }) => self.route(p, name, waiting, from, route),
+            Ok(Peer::Snapshot { reply }) => {
+                for (name, running) in &self.children {
+                    let pid = running.pid;
+                    p.send(
+                        reply,
+                        Announce {
+                            name: name.clone(),
+                            pid,
+                        },
+                    );
+                }
+            }
             Err(_) => {}
         }
         Next::Continue
