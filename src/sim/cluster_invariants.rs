@@ -613,7 +613,11 @@ impl Checker {
                 ..
             } => {
                 self.asked.insert(*id, i);
-                self.calls.insert((*node, *id), (at, *timeout_ms, i));
+                // A call of a node that crashed in the same microsecond (the merged trace puts
+                // the crash first) ended with it.
+                if !self.down.contains(node) {
+                    self.calls.insert((*node, *id), (at, *timeout_ms, i));
+                }
             }
             DistEvent::Return { id, .. } => {
                 let key = self.calls.keys().find(|(_, c)| c == id).copied();

@@ -953,8 +953,10 @@ impl DistSupervisor {
                     }));
                     let cache = self.config.cache_name();
                     for &k in &self.config.raft.voters {
-                        let name = name.clone();
-                        p.send_named(&cache, k, Announce { name, pid });
+                        if p.node().is_alive(pid) {
+                            let name = name.clone();
+                            p.send_named(&cache, k, Announce { name, pid });
+                        }
                     }
                     // Its predecessor's state first, before any message.
                     if let Some(Handed {
@@ -1323,16 +1325,15 @@ impl GenServer for DistSupervisor {
                 from,
                 route,
             }) => self.route(p, name, waiting, from, route),
+            // Only what runs now, and would be named by `whereis` here: a child whose exit
+            // waits in the mailbox behind the request is not announced after its `DOWN`.
             Ok(Peer::Snapshot { reply }) => {
-                for (name, running) in &self.children {
-                    let pid = running.pid;
-                    p.send(
-                        reply,
-                        Announce {
-                            name: name.clone(),
-                            pid,
-                        },
-                    );
+                for name in self.children.keys() {
+                    let live = self.running(p, name).filter(|&pid| p.node().is_alive(pid));
+                    if let Some(pid) = live {
+                        let name = name.clone();
+                        p.send(reply, Announce { name, pid });
+                    }
                 }
             }
             Err(_) => {}
