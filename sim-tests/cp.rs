@@ -1145,6 +1145,31 @@ mod groups {
         }
     }
 
+    /// pg's table dies with its scope: a supervisor whose node's scope died starts a new
+    /// one (empty), and every child it runs joins its groups there again, so every node
+    /// lists them once more (docs/cp.md "Groups"; S4).
+    #[test]
+    fn a_dead_scope_is_started_again_and_the_children_join_it() {
+        let report = cluster(24, |ctl| {
+            Box::pin(async move {
+                let pid = start(&ctl, 1, "a", "device").await.expect("started");
+                group(&ctl, 2, "a", true).await.expect("joined");
+                ctl.sleep(Duration::from_millis(100)).await;
+                listed_everywhere(&ctl, Some(pid)).await;
+                let node = ctl.node(pid.node());
+                let scope = config().groups_scope();
+                let first = node.whereis(&scope).expect("the scope runs");
+                node.exit(first, otpsim::ExitReason::Kill);
+                ctl.sleep(Duration::from_secs(1)).await;
+                let second = node.whereis(&scope).expect("started again");
+                assert_ne!(second, first);
+                listed_everywhere(&ctl, Some(pid)).await;
+                ctl.at_rest();
+            })
+        });
+        check(&report.trace, Consistency::Cp).unwrap();
+    }
+
     /// A child joined to a group is listed by every node; its restarted instance and the
     /// instance the majority starts when its owner is cut off join it too, as does the one
     /// moved back home after the heal; `leave_group` takes it out, and a name no child has
