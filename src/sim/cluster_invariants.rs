@@ -19,7 +19,7 @@
 //! | I6 [`Handoff`](Invariant::Handoff) | a handoff's state is delivered at most once, to an instance that starts after the old one stopped, never after the handoff was aborted; exactly once when no fault came after it began |
 //! | I7 [`ConflictResolution`](Invariant::ConflictResolution) | a conflict's loser hands its state to the winner, once per name per heal |
 //! | I8 [`RestartIntensity`](Invariant::RestartIntensity) | a desired name is not restarted after crashes more often than its intensity allows, wherever it runs |
-//! | I9 [`BoundedProgress`](Invariant::BoundedProgress) | every API call returns within its timeout, unless its caller's node crashes first |
+//! | I9 [`BoundedProgress`](Invariant::BoundedProgress) | every API call returns within its timeout (its node's pauses not counted), unless its caller's node crashes first |
 //! | I10 [`MembershipAgreement`](Invariant::MembershipAgreement) | at rest, every live node that keeps a membership counts exactly the live nodes that do |
 //! | S1 [`MessageRouting`](Invariant::MessageRouting) | a message sent by name is handled at most once, in its sender's order, never by an instance whose state has moved on; one sent during a move is not lost |
 //! | S2 [`Placement`](Invariant::Placement) | at rest, with a placement rule given ([`check_placed`]), every live instance runs on the node the rule names over the live members |
@@ -164,6 +164,9 @@ struct Checker {
     /// Nodes that are down, and those paused.
     down: BTreeSet<u16>,
     paused: BTreeSet<u16>,
+    /// Each node's time spent paused (microseconds), and since when it is paused now: a
+    /// call's deadline moves by the time its caller's node stood still.
+    pause_us: BTreeMap<u16, (u64, Option<u64>)>,
     /// CP: instances whose name started elsewhere while their node was paused (they can do
     /// nothing then), with that start's event: no longer counted by I1, and they must act on
     /// nothing once their node resumes, until they stop.
@@ -202,9 +205,9 @@ struct Checker {
     handoffs: BTreeMap<u64, Handoff>,
     /// Conflicts per name since the last heal.
     conflicts: BTreeMap<String, usize>,
-    /// Calls without a return: (when, timeout, event), by id and the caller's node (a crash
-    /// of which ends them: their caller is gone).
-    calls: BTreeMap<(u16, u64), (u64, u64, usize)>,
+    /// Calls without a return: (when, timeout, event, the caller's node's time paused
+    /// then), by id and the caller's node (a crash of which ends them: their caller is gone).
+    calls: BTreeMap<(u16, u64), (u64, u64, usize, u64)>,
     /// Every call's event.
     asked: BTreeMap<u64, usize>,
     /// Whether any fault happened; the last event that may have lost a message in flight
@@ -329,14 +332,21 @@ impl Checker {
         match c {
             ClusterEvent::Pause { node } => {
                 self.paused.insert(*node);
+                let pause = self.pause_us.entry(*node).or_default();
+                pause.1 = pause.1.or(Some(at));
             }
             ClusterEvent::Resume { node } => {
                 self.paused.remove(node);
+                let pause = self.pause_us.entry(*node).or_default();
+                if let Some(since) = pause.1.take() {
+                    pause.0 += at.saturating_sub(since);
+                }
                 self.resumed_at.insert(*node, at);
             }
             ClusterEvent::Crash { node, .. } => {
                 self.down.insert(*node);
                 self.paused.remove(node);
+                self.pause_us.remove(node);
                 self.calls.retain(|(caller, _), _| caller != node);
                 self.moving.retain(|_, (_, _, nodes)| !nodes.contains(node));
                 let gone: Vec<Pid> = self
@@ -616,13 +626,17 @@ impl Checker {
                 // A call of a node that crashed in the same microsecond (the merged trace puts
                 // the crash first) ended with it.
                 if !self.down.contains(node) {
-                    self.calls.insert((*node, *id), (at, *timeout_ms, i));
+                    let paused = self.paused_us(*node, at);
+                    self.calls
+                        .insert((*node, *id), (at, *timeout_ms, i, paused));
                 }
             }
             DistEvent::Return { id, .. } => {
                 let key = self.calls.keys().find(|(_, c)| c == id).copied();
-                if let Some((made, timeout_ms, call)) = key.and_then(|k| self.calls.remove(&k)) {
-                    if at > made + timeout_ms * 1000 + SLACK_US {
+                let made = key.and_then(|k| Some((k.0, self.calls.remove(&k)?)));
+                if let Some((node, (made, timeout_ms, call, paused))) = made {
+                    let stood_still = self.paused_us(node, at) - paused;
+                    if at > made + timeout_ms * 1000 + SLACK_US + stood_still {
                         return Err(late(call, i, at - made, timeout_ms));
                     }
                 }
@@ -863,10 +877,18 @@ impl Checker {
         }
     }
 
-    /// I9: a call older than its timeout at `now` without a return.
+    /// How long node `node` has stood still (paused) by `now`, in microseconds.
+    fn paused_us(&self, node: u16, now: u64) -> u64 {
+        let (total, since) = self.pause_us.get(&node).copied().unwrap_or_default();
+        total + since.map_or(0, |since| now.saturating_sub(since))
+    }
+
+    /// I9: a call older than its timeout at `now` without a return, not counting the time
+    /// its caller's node stood still.
     fn overdue(&self, now: u64) -> Result<(), Found> {
-        for (made, timeout_ms, call) in self.calls.values() {
-            if now > made + timeout_ms * 1000 + SLACK_US {
+        for (&(node, _), &(made, timeout_ms, call, paused)) in &self.calls {
+            let stood_still = self.paused_us(node, now) - paused;
+            if now > made + timeout_ms * 1000 + SLACK_US + stood_still {
                 return Err(found(
                     Invariant::BoundedProgress,
                     "api",
@@ -874,7 +896,7 @@ impl Checker {
                         "a call made {} ms ago has not returned within its {timeout_ms} ms",
                         (now - made) / 1000
                     ),
-                    vec![*call],
+                    vec![call],
                 ));
             }
         }

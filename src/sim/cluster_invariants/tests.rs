@@ -890,6 +890,44 @@ fn i9_every_call_returns_within_its_timeout() {
         .dist(call(5))
         .at(20, EventKind::Line("later".into()));
     assert_eq!(hung.check(Consistency::Ap), Err(Invariant::BoundedProgress));
+    // A call whose node crashed ended with its caller; the same microsecond counts.
+    let crashed = |at_ms| {
+        T::default()
+            .dist(call(5))
+            .at(
+                at_ms,
+                EventKind::Cluster(ClusterEvent::Crash {
+                    node: 1,
+                    silent: false,
+                }),
+            )
+            .at(20, EventKind::Line("later".into()))
+    };
+    assert_eq!(crashed(2).check(Consistency::Ap), Ok(()));
+    let same = T::default()
+        .at(
+            3,
+            EventKind::Cluster(ClusterEvent::Crash {
+                node: 1,
+                silent: false,
+            }),
+        )
+        .at(3, EventKind::Dist(call(5)))
+        .at(20, EventKind::Line("later".into()));
+    assert_eq!(same.check(Consistency::Ap), Ok(()));
+    // Its node paused for 10 ms: 10 ms more, not 11.
+    let paused = |return_ms| {
+        T::default()
+            .dist(call(5))
+            .at(2, EventKind::Cluster(ClusterEvent::Pause { node: 1 }))
+            .at(12, EventKind::Cluster(ClusterEvent::Resume { node: 1 }))
+            .at(return_ms, EventKind::Dist(ret()))
+    };
+    assert_eq!(paused(14).check(Consistency::Ap), Ok(()));
+    assert_eq!(
+        paused(17).check(Consistency::Ap),
+        Err(Invariant::BoundedProgress)
+    );
 }
 
 #[test]
