@@ -205,9 +205,9 @@ struct Checker {
     handoffs: BTreeMap<u64, Handoff>,
     /// Conflicts per name since the last heal.
     conflicts: BTreeMap<String, usize>,
-    /// Calls without a return: (when, timeout, event, the caller's node's time paused
-    /// then), by id and the caller's node (a crash of which ends them: their caller is gone).
-    calls: BTreeMap<(u16, u64), (u64, u64, usize, u64)>,
+    /// Calls without a return, by id: (the caller's node, when, timeout, event, the node's
+    /// time paused then). A crash of the node ends them: their caller is gone.
+    calls: BTreeMap<u64, (u16, u64, u64, usize, u64)>,
     /// Every call's event.
     asked: BTreeMap<u64, usize>,
     /// Whether any fault happened; the last event that may have lost a message in flight
@@ -347,7 +347,7 @@ impl Checker {
                 self.down.insert(*node);
                 self.paused.remove(node);
                 self.pause_us.remove(node);
-                self.calls.retain(|(caller, _), _| caller != node);
+                self.calls.retain(|_, (caller, ..)| caller != node);
                 self.moving.retain(|_, (_, _, nodes)| !nodes.contains(node));
                 let gone: Vec<Pid> = self
                     .names
@@ -627,14 +627,11 @@ impl Checker {
                 // the crash first) ended with it.
                 if !self.down.contains(node) {
                     let paused = self.paused_us(*node, at);
-                    self.calls
-                        .insert((*node, *id), (at, *timeout_ms, i, paused));
+                    self.calls.insert(*id, (*node, at, *timeout_ms, i, paused));
                 }
             }
             DistEvent::Return { id, .. } => {
-                let key = self.calls.keys().find(|(_, c)| c == id).copied();
-                let made = key.and_then(|k| Some((k.0, self.calls.remove(&k)?)));
-                if let Some((node, (made, timeout_ms, call, paused))) = made {
+                if let Some((node, made, timeout_ms, call, paused)) = self.calls.remove(id) {
                     let stood_still = self.paused_us(node, at) - paused;
                     if at > made + timeout_ms * 1000 + SLACK_US + stood_still {
                         return Err(late(call, i, at - made, timeout_ms));
@@ -886,7 +883,7 @@ impl Checker {
     /// I9: a call older than its timeout at `now` without a return, not counting the time
     /// its caller's node stood still.
     fn overdue(&self, now: u64) -> Result<(), Found> {
-        for (&(node, _), &(made, timeout_ms, call, paused)) in &self.calls {
+        for &(node, made, timeout_ms, call, paused) in self.calls.values() {
             let stood_still = self.paused_us(node, now) - paused;
             if now > made + timeout_ms * 1000 + SLACK_US + stood_still {
                 return Err(found(
