@@ -115,7 +115,7 @@ fn l93_via_names_for_servers_and_restarted_children() {
         let first = server::start_with::<Named>(&p, (), opts.clone())
             .await
             .unwrap();
-        assert_eq!(via.whereis(), Some(first.pid()));
+        assert_eq!(via.whereis(&p).await, Some(first.pid()));
         let again = server::start_with::<Named>(&p, (), opts.clone()).await;
         assert_eq!(again, Err(StartError::AlreadyStarted(first.pid())));
         p.unlink(first.pid());
@@ -139,11 +139,14 @@ fn l93_via_names_for_servers_and_restarted_children() {
             ),
         );
         let sup = supervisor::start_link(&p, spec).await.unwrap();
-        let before = via.whereis().expect("registered");
+        let before = via.whereis(&p).await.expect("registered");
         kill(&p, before).await;
         // This call is queued behind the EXIT: when it returns, the child has restarted.
         sup.count_children(&p).await.unwrap();
-        let after = via.whereis().expect("the restarted child holds the name");
+        let after = via
+            .whereis(&p)
+            .await
+            .expect("the restarted child holds the name");
         assert_ne!(after, before);
         // Reach it through the name: the call goes to the restarted process.
         let server = ServerRef::<Named>::from_pid(after);

@@ -33,7 +33,7 @@
 
 use crate::hash::stable_hash;
 use crate::process::{ExitReason, Msg, Node, Process};
-use crate::server::{StartError, Via, ViaError, ViaName};
+use crate::server::{BoxFuture, Registering, StartError, Via, ViaError, ViaName};
 use crate::supervisor::{
     self, ChildId, ChildSpec, Flags, Start, Started, Strategy, SupervisorSpec,
 };
@@ -753,19 +753,21 @@ where
     K: Ord + Hash + Clone + Send + Sync + std::fmt::Debug + 'static,
     V: Clone + Send + Sync + 'static,
 {
-    fn register_name(&self, p: &Process) -> Result<(), ViaError> {
-        match self
-            .registry
-            .register(p, self.key.clone(), self.value.clone())
-        {
-            Ok(_) => Ok(()),
-            Err(RegisterError::AlreadyRegistered(owner)) => Err(ViaError::Taken(owner)),
-            Err(RegisterError::NotRunning) => Err(ViaError::Failed(ExitReason::Noproc)),
-        }
+    fn register_name(&self, p: &Process) -> Registering {
+        Registering::Done(
+            match self
+                .registry
+                .register(p, self.key.clone(), self.value.clone())
+            {
+                Ok(_) => Ok(()),
+                Err(RegisterError::AlreadyRegistered(owner)) => Err(ViaError::Taken(owner)),
+                Err(RegisterError::NotRunning) => Err(ViaError::Failed(ExitReason::Noproc)),
+            },
+        )
     }
 
-    fn whereis_name(&self) -> Option<Pid> {
-        self.registry.whereis_name(&self.key)
+    fn whereis_name<'a>(&'a self, _: &'a Process) -> BoxFuture<'a, Option<Pid>> {
+        Box::pin(std::future::ready(self.registry.whereis_name(&self.key)))
     }
 
     fn describe(&self) -> String {

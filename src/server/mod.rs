@@ -501,14 +501,28 @@ impl StartOptions {
 }
 
 /// A name kept by a registry (OTP's `{via, Module, Name}`), e.g.
-/// [`Registry::via`](crate::registry::Registry::via).
+/// [`Registry::via`](crate::registry::Registry::via) on one node, or
+/// [`DistRef::via`](crate::cluster::cp::supervisor::DistRef::via) in a cluster.
 pub trait ViaName: Send + Sync + 'static {
-    /// Registers the calling process under the name, or says why not.
-    fn register_name(&self, p: &Process) -> Result<(), ViaError>;
-    /// The live process registered under the name.
-    fn whereis_name(&self) -> Option<Pid>;
+    /// Registers the calling process under the name, or says how (a registry of the
+    /// process's own node answers at once; one that asks other nodes is asked by the starting
+    /// server before its `init`, as OTP's `global:register_name` blocks on other nodes).
+    fn register_name(&self, p: &Process) -> Registering;
+    /// The live process registered under the name, as the calling process's node knows it.
+    fn whereis_name<'a>(&'a self, p: &'a Process) -> BoxFuture<'a, Option<Pid>>;
     /// The name, for messages.
     fn describe(&self) -> String;
+}
+
+/// A future a [`ViaName`] answers with.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// How a [`ViaName`] registers a starting server.
+pub enum Registering {
+    /// At once: registered, or why not.
+    Done(Result<(), ViaError>),
+    /// By asking other nodes: the starting server runs this before its `init`.
+    Ask(RegisterAsk),
 }
 
 /// Why a [`ViaName`] could not register a process.
@@ -532,9 +546,9 @@ impl std::fmt::Debug for Via {
 }
 
 impl Via {
-    /// The live process registered under the name.
-    pub fn whereis(&self) -> Option<Pid> {
-        self.0.whereis_name()
+    /// The live process registered under the name, as the caller's node knows it.
+    pub async fn whereis(&self, p: &Process) -> Option<Pid> {
+        self.0.whereis_name(p).await
     }
 }
 
@@ -567,9 +581,18 @@ pub async fn start_with<S: GenServer>(
     let (name, via) = (options.name, options.via);
     let body = move |server: Process| {
         let start = Start { parent, tag };
-        // Registration is synchronous: done here, it takes no room in the server's future.
+        // Registration on this node is synchronous: done here, it takes no room in the
+        // server's future. A via name that asks other nodes is registered before `init`.
         server.mark_server();
-        register(&server, start, name, via).map(|()| run::<S>(server, arg, start))
+        let ask = register(&server, start, name, via)?;
+        Ok(async move {
+            if let Some(ask) = ask {
+                if let Err(reason) = registered(&server, start, ask(&server).await) {
+                    return reason;
+                }
+            }
+            run::<S>(server, arg, start).await
+        })
     };
     let tie = if options.link {
         SpawnTie::Link
@@ -604,13 +627,14 @@ impl Start {
 }
 
 /// Registers a starting server under its local and via names; on a refusal, acknowledges
-/// the start with its error and gives the reason the server exits with.
+/// the start with its error and gives the reason the server exits with. A via name that asks
+/// other nodes is returned, to ask before `init`.
 fn register(
     p: &Process,
     start: Start,
     name: Option<String>,
     via: Option<Via>,
-) -> Result<(), ExitReason> {
+) -> Result<Option<RegisterAsk>, ExitReason> {
     if let Some(name) = name {
         match p.register(&name) {
             Ok(()) => {}
@@ -621,20 +645,31 @@ fn register(
             Err(e) => unreachable!("a new process has no name and is alive: {e}"),
         }
     }
-    if let Some(via) = via {
-        match via.0.register_name(p) {
-            Ok(()) => {}
-            Err(ViaError::Taken(owner)) => {
-                start.ack(p, Err(StartError::AlreadyStarted(owner)));
-                return Err(ExitReason::Normal);
-            }
-            Err(ViaError::Failed(reason)) => {
-                start.ack(p, Err(StartError::Failed(reason.clone())));
-                return Err(reason);
-            }
+    match via.map(|via| via.0.register_name(p)) {
+        None => Ok(None),
+        Some(Registering::Done(result)) => registered(p, start, result).map(|()| None),
+        Some(Registering::Ask(ask)) => Ok(Some(ask)),
+    }
+}
+
+/// How a via name that asks other nodes registers a starting server.
+type RegisterAsk =
+    Box<dyn for<'a> FnOnce(&'a Process) -> BoxFuture<'a, Result<(), ViaError>> + Send>;
+
+/// A via registration's result: on a refusal, the start is acknowledged with its error, and
+/// the reason the server exits with is given.
+fn registered(p: &Process, start: Start, result: Result<(), ViaError>) -> Result<(), ExitReason> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(ViaError::Taken(owner)) => {
+            start.ack(p, Err(StartError::AlreadyStarted(owner)));
+            Err(ExitReason::Normal)
+        }
+        Err(ViaError::Failed(reason)) => {
+            start.ack(p, Err(StartError::Failed(reason.clone())));
+            Err(reason)
         }
     }
-    Ok(())
 }
 
 /// The body of a registered server process: `init`, then the loop.
