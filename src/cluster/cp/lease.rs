@@ -29,6 +29,9 @@
 //! lease.renewed(now + Duration::from_secs(2));
 //! assert!(lease.hold(Pid::new(1, 0, 8), now));
 //! assert_eq!(lease.left(now), Duration::from_secs(2));
+//! // Held twice (a child registered under a name, say): released twice before it is not.
+//! assert!(lease.hold(Pid::new(1, 0, 8), now));
+//! lease.release(Pid::new(1, 0, 8));
 //! // Lapsed: the pids held under it are the ones to stop.
 //! assert_eq!(lease.lapse(now + Duration::from_secs(3)), vec![Pid::new(1, 0, 8)]);
 //! assert_eq!(lease.left(now), Duration::ZERO);
@@ -40,7 +43,7 @@ use super::control::{Answer, Command, Control, Query};
 use super::supervisor::DistConfig;
 use crate::rt::{Duration, Instant};
 use crate::{ExitReason, Pid, Process, Term};
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 /// How much of its lease a node must have left to start a child.
@@ -58,7 +61,8 @@ pub struct Lease(Arc<Mutex<Held>>);
 struct Held {
     /// Until when, on the node's clock; none when lapsed or never granted.
     until: Option<Instant>,
-    pids: BTreeSet<Pid>,
+    /// The pids held, each with how many times (a child may also be a registered process).
+    pids: BTreeMap<Pid, u32>,
 }
 
 impl Lease {
@@ -75,20 +79,27 @@ impl Lease {
     }
 
     /// Runs `pid` under the lease, to be stopped when it lapses: `false` (and not held) if
-    /// the lease does not hold at `now`, in which case the caller stops it.
+    /// the lease does not hold at `now`, in which case the caller stops it. Each hold is
+    /// [released](Self::release) once.
     pub fn hold(&self, pid: Pid, now: Instant) -> bool {
         let mut held = self.held();
         if held.until.is_some_and(|until| until > now) {
-            held.pids.insert(pid);
+            *held.pids.entry(pid).or_default() += 1;
             true
         } else {
             false
         }
     }
 
-    /// `pid` no longer runs.
+    /// One hold of `pid` ends: it no longer runs, or no longer needs the lease.
     pub fn release(&self, pid: Pid) {
-        self.held().pids.remove(&pid);
+        let mut held = self.held();
+        if let Some(count) = held.pids.get_mut(&pid) {
+            *count -= 1;
+            if *count == 0 {
+                held.pids.remove(&pid);
+            }
+        }
     }
 
     /// The lease holds until `until` (a renewal; an earlier end than the one held is ignored).
@@ -106,7 +117,7 @@ impl Lease {
             return Vec::new();
         }
         held.until = None;
-        std::mem::take(&mut held.pids).into_iter().collect()
+        std::mem::take(&mut held.pids).into_keys().collect()
     }
 }
 
