@@ -12,6 +12,8 @@ mod common;
 mod conformance;
 #[cfg(all(madsim, feature = "cp"))]
 mod cp;
+#[cfg(all(madsim, feature = "cp"))]
+mod cp_registry;
 mod determinism;
 #[cfg(madsim)]
 mod groups;

@@ -230,6 +230,13 @@ struct Checker {
     moved: BTreeMap<Pid, usize>,
     handed: BTreeMap<Pid, usize>,
     at_rest: Option<usize>,
+    /// The cluster registry (CP): each name's holders that still run, with the event that
+    /// registered them; each holder's names; and holders whose name was registered again
+    /// while their node was paused (fenced: they must stop once it resumes), with the name
+    /// and that event.
+    holders: BTreeMap<String, BTreeMap<Pid, usize>>,
+    held_by: BTreeMap<Pid, BTreeSet<String>>,
+    fenced_holders: BTreeMap<Pid, (String, usize)>,
 }
 
 /// A node's process groups scope as the trace shows it: group -> (its members, the event
@@ -310,8 +317,17 @@ impl Checker {
         Ok(())
     }
 
-    /// An instance ends.
+    /// An instance, or a process registered under a name, ends.
     fn end(&mut self, pid: Pid, i: usize) {
+        if let Some(names) = self.held_by.remove(&pid) {
+            for name in names {
+                if let Some(holders) = self.holders.get_mut(&name) {
+                    holders.remove(&pid);
+                }
+            }
+            self.dead.insert(pid, i);
+        }
+        self.fenced_holders.remove(&pid);
         if let Some(name) = self.names.remove(&pid) {
             if let Some(set) = self.live.get_mut(&name) {
                 set.remove(&pid);
@@ -352,6 +368,7 @@ impl Checker {
                 let gone: Vec<Pid> = self
                     .names
                     .keys()
+                    .chain(self.held_by.keys())
                     .copied()
                     .filter(|p| p.node() == *node)
                     .collect();
@@ -387,6 +404,17 @@ impl Checker {
                         vec![successor, i],
                     ));
                 }
+                if let Some((&pid, (name, registered))) = self.fenced_holders.iter().next() {
+                    return Err(found(
+                        Invariant::OneInstance,
+                        name,
+                        format!(
+                            "{pid} still runs at rest, fenced since the name was registered to \
+                             another process while its node was paused"
+                        ),
+                        vec![*registered, i],
+                    ));
+                }
                 if self.consistency == Consistency::Ap {
                     let names: Vec<String> = self.live.keys().cloned().collect();
                     for name in names {
@@ -395,6 +423,60 @@ impl Checker {
                 }
             }
             _ => {}
+        }
+        Ok(())
+    }
+
+    /// I1 in the cluster registry: `name` is given to `pid` (`on`) or taken back, at event
+    /// `i`. No two processes that run hold a name at once; one whose node is paused (or
+    /// resumed in this very microsecond) when its name goes to another is fenced.
+    fn registered(
+        &mut self,
+        i: usize,
+        at: u64,
+        name: &str,
+        pid: Pid,
+        on: bool,
+    ) -> Result<(), Found> {
+        let holders = self.holders.entry(name.to_string()).or_default();
+        if !on {
+            holders.remove(&pid);
+            if let Some(names) = self.held_by.get_mut(&pid) {
+                names.remove(name);
+            }
+            return Ok(());
+        }
+        let frozen: Vec<Pid> = holders
+            .keys()
+            .copied()
+            .filter(|p| {
+                *p != pid
+                    && (self.paused.contains(&p.node())
+                        || self.resumed_at.get(&p.node()) == Some(&at))
+            })
+            .collect();
+        for old in frozen {
+            holders.remove(&old);
+            self.fenced_holders.insert(old, (name.to_string(), i));
+        }
+        holders.entry(pid).or_insert(i);
+        self.held_by
+            .entry(pid)
+            .or_default()
+            .insert(name.to_string());
+        if holders.len() > 1 {
+            let events: Vec<usize> = holders.values().copied().collect();
+            let pids: Vec<String> = holders.keys().map(|p| p.to_string()).collect();
+            return Err(found(
+                Invariant::OneInstance,
+                name,
+                format!(
+                    "{} processes that run are registered under the name: {}",
+                    holders.len(),
+                    pids.join(", ")
+                ),
+                events,
+            ));
         }
         Ok(())
     }
@@ -460,6 +542,7 @@ impl Checker {
                     self.one_instance(name, i)?;
                 }
             }
+            DistEvent::Registered { name, pid, on } => self.registered(i, at, name, *pid, *on)?,
             DistEvent::Desired { name, on: true } => {
                 self.desired.insert(name.clone(), i);
                 self.terminated.remove(name);

@@ -544,6 +544,17 @@ pub enum DistEvent {
         /// Whether it joins or leaves.
         member: bool,
     },
+    /// The cluster registry gave `name` to `pid` (`on`: a registration was committed), or
+    /// took it back (an unregistration was). A node committed down loses its processes'
+    /// names with no event: they must have ended by then (their lease lapsed).
+    Registered {
+        /// The name.
+        name: String,
+        /// The process that holds it, or held it.
+        pid: Pid,
+        /// Whether it holds it from now on.
+        on: bool,
+    },
     /// Node `node`'s process groups scope `scope` started, listing no member.
     GroupsStarted {
         /// The node.
@@ -716,6 +727,13 @@ impl DistEvent {
             } => {
                 let how = if *member { "in" } else { "out" };
                 format!("grouped {scope} {name} {group} {how}")
+            }
+            DistEvent::Registered { name, pid, on } => {
+                format!(
+                    "registered {name} {} {}",
+                    n(pid),
+                    if *on { "on" } else { "off" }
+                )
             }
             DistEvent::GroupsStarted { node, scope } => format!("groups n{node} {scope} started"),
             DistEvent::GroupMembers {

@@ -37,8 +37,9 @@
 //! ```
 
 use super::consensus::{Lead, Replicated};
+use super::names::{NameTable, Registration};
 use crate::trace::{DistEvent, EventKind};
-use crate::{Process, Term};
+use crate::{Pid, Process, Term};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -160,6 +161,21 @@ pub enum Command {
         /// Whether it joins or leaves.
         member: bool,
     },
+    /// Registers `name` to `pid` in the cluster registry ([`super::names`]): unless another
+    /// process holds it, or `pid`'s node holds no lease.
+    Register {
+        /// The name.
+        name: String,
+        /// The process.
+        pid: Pid,
+    },
+    /// Unregisters `name` if `pid` holds it (whoever holds it, for `None`).
+    Unregister {
+        /// The name.
+        name: String,
+        /// The process that must hold it, if any.
+        pid: Option<Pid>,
+    },
 }
 
 /// What applying a [`Command`] did.
@@ -208,6 +224,10 @@ pub enum Outcome {
         /// The owner of its shard.
         owner: Option<u16>,
     },
+    /// What a [`Command::Register`] did.
+    Registration(Registration),
+    /// The process a [`Command::Unregister`] took the name from, if any did hold it.
+    Unregistered(Option<Pid>),
 }
 
 /// A question to a node's applied state.
@@ -229,6 +249,10 @@ pub enum Query {
     Plan,
     /// What a node runs, owns and moves, read at one log position ([`View`]).
     View(u16),
+    /// The process registered under a name.
+    Name(String),
+    /// The registered names, if they changed since this version ([`NameTable::since`]).
+    Names(u64),
 }
 
 /// An answer to a [`Query`].
@@ -244,6 +268,10 @@ pub enum Answer {
     Desired(bool),
     /// A node's view.
     View(View),
+    /// The process registered under the name.
+    Name(Option<Pid>),
+    /// The registered names at a version, or `None` if unchanged.
+    Names(Option<(u64, Vec<(String, Pid)>)>),
     /// The moves in transit from a node, and to it.
     Moves {
         /// Its shards in transit: each with its target and the epoch of the move.
@@ -317,6 +345,8 @@ pub struct Control {
     /// Each desired child's restarts granted within its window, on the leader's clock, by
     /// crash.
     crashes: BTreeMap<String, Vec<(Lead, CrashId)>>,
+    /// The cluster registry.
+    names: NameTable,
 }
 
 impl Control {
@@ -512,6 +542,8 @@ impl Replicated for Control {
                     return Outcome::Downed { moved: Vec::new() };
                 }
                 self.down.insert(node);
+                // Its processes stopped when its lease lapsed: their names go in this step.
+                self.names.drop_node(node);
                 // Heirs among the members staying, if any stays.
                 let staying = self.staying();
                 let heirs = if staying.is_empty() { &up } else { &staying };
@@ -618,6 +650,16 @@ impl Replicated for Control {
                     None => Outcome::NotDesired,
                 }
             }
+            Command::Register { name, pid } => {
+                let node = pid.node();
+                if !self.members.contains(&node) || !self.leasable(node) {
+                    return Outcome::Registration(Registration::NoLease);
+                }
+                Outcome::Registration(self.names.register(&name, pid))
+            }
+            Command::Unregister { name, pid } => {
+                Outcome::Unregistered(self.names.unregister(&name, pid))
+            }
             Command::Crashed { name, crash, lead } => {
                 if !self.desired.contains_key(&name) {
                     return Outcome::NotDesired;
@@ -701,6 +743,8 @@ impl Replicated for Control {
                 wanted: self.wanted_moves(),
                 transit: self.transit.keys().map(|&s| (s, self.epoch(s))).collect(),
             },
+            Query::Name(name) => Answer::Name(self.names.get(&name)),
+            Query::Names(version) => Answer::Names(self.names.since(version)),
             Query::Members => Answer::Members {
                 all: self.members.clone(),
                 down: self.down.iter().copied().collect(),
@@ -738,6 +782,20 @@ impl Replicated for Control {
                     name: name.clone(),
                     group: group.clone(),
                     member: *member,
+                });
+            }
+            (Command::Register { name, pid }, Outcome::Registration(Registration::Registered)) => {
+                record(DistEvent::Registered {
+                    name: name.clone(),
+                    pid: *pid,
+                    on: true,
+                });
+            }
+            (Command::Unregister { name, .. }, Outcome::Unregistered(Some(pid))) => {
+                record(DistEvent::Registered {
+                    name: name.clone(),
+                    pid: *pid,
+                    on: false,
                 });
             }
             (Command::Terminate { name }, Outcome::Terminated { .. })

@@ -7,6 +7,7 @@
 //! * [`control`]: what the supervisor replicates: the shard table and the desired children.
 //! * [`handoff`]: a planned move of a shard, its children handed over with their state.
 //! * [`lease`]: a node's lease on the shards it owns, and the commit of a lapsed node down.
+//! * [`names`]: the cluster registry's table, replicated with the rest.
 //! * [`supervisor`]: the distributed supervisor: `start_child` by name from any node, each
 //!   child run by its shard's owner and restarted there.
 
@@ -15,6 +16,7 @@ pub mod control;
 pub mod handoff;
 pub mod lease;
 mod log;
+pub mod names;
 pub mod supervisor;
 
 pub use log::CorruptLog;

@@ -53,9 +53,11 @@
 
 mod cache;
 mod moves;
+mod names;
 mod route;
 
 pub use cache::Announce;
+pub use names::NamesPeer;
 pub use route::{Letter, Route, Waiting};
 
 use super::consensus::{self, Lead, RaftConfig};
@@ -201,11 +203,18 @@ impl DistConfig {
         format!("{}.cache", self.name)
     }
 
+    /// The name of each node's name server, which follows the cluster registry
+    /// ([`DistRef::register`], [`DistRef::whereis_name`]).
+    pub fn names_name(&self) -> String {
+        format!("{}.names", self.name)
+    }
+
     /// A handle for the API calls.
     pub fn handle(&self) -> DistRef {
         DistRef {
             name: self.name.clone(),
             cache: self.cache_name(),
+            names: self.names_name(),
             scope: self.groups_scope(),
             group: self.raft.name.clone(),
             timeout: self.timeout,
@@ -256,6 +265,13 @@ pub fn boot(node: &Node, config: DistConfig) -> Result<(), DistConfigError> {
     node.spawn(move |p| lease::enforce(p, enforced));
     let names = (config.cache_name(), config.name.clone());
     node.spawn(move |p| server::serve::<cache::Cache>(p, names));
+    let names = (
+        config.names_name(),
+        config.raft.name.clone(),
+        config.timeout,
+        lease.clone(),
+    );
+    node.spawn(move |p| server::serve::<names::NameServer>(p, names));
     node.spawn(move |p| serve(p, config, lease));
     Ok(())
 }
@@ -276,6 +292,7 @@ pub fn codec(codec: &mut crate::dist::Codec) -> &mut crate::dist::Codec {
     server::register_calls::<DistSupervisor>(codec, "cp_supervisor");
     codec.register::<Peer>("cp_peer");
     codec.register::<Announce>("cp_announce");
+    codec.register::<NamesPeer>("cp_names");
     crate::cluster::groups::codec(codec)
 }
 
@@ -285,9 +302,12 @@ pub enum DistError {
     /// A child of that name runs already: this one.
     #[error("already started: {0}")]
     AlreadyStarted(Pid),
-    /// No child of that name is desired.
+    /// No child of that name is desired (or, in the registry, no process holds the name).
     #[error("no such child")]
     NotFound,
+    /// Another process holds the name in the cluster registry: this one.
+    #[error("already registered: {0}")]
+    AlreadyRegistered(Pid),
     /// The group cannot commit from here (a minority side of a partition, or no leader yet),
     /// or the child's owner did not answer in time.
     #[error("unavailable: the cluster cannot decide from here")]
@@ -316,6 +336,8 @@ pub struct DistRef {
     name: String,
     /// Each node's cache of where the children run.
     cache: String,
+    /// Each node's name server (the cluster registry).
+    names: String,
     /// The process groups scope of each node.
     scope: String,
     /// The Raft group.

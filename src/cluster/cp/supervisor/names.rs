@@ -1,0 +1,511 @@
+//! The cluster registry (docs/cp.md, "Registry"): unique names users register, each to a
+//! process of any node of the group, found from every node.
+//!
+//! * A registration is a commit of the group ([`Command::Register`]), so the log serialises
+//!   them (the first committed wins) and no node's loss loses one.
+//! * Each node runs a name server (`DistConfig::names_name`), which follows the table as its
+//!   node applies it:
+//!   - it holds the registered processes of its own node under the node's lease, so that a
+//!     node cut off from the majority stops them (`{shutdown, lease_lost}`) before the
+//!     majority commits it down and gives their names away;
+//!   - it monitors them, and unregisters one that ends (and, at boot, those of the node's
+//!     previous life);
+//!   - it monitors the others' processes too, and answers [`DistRef::whereis_name`] from
+//!     memory, never with a process whose `DOWN` it has seen (the connection to its node
+//!     went, or it ended and its unregistration is not applied yet).
+//!
+//! [`DistRef::whereis_name`]: super::DistRef::whereis_name
+
+use super::{DistError, DistRef};
+use crate::cluster::cp::consensus::{self, Applied};
+use crate::cluster::cp::control::{Answer, Command, Control, Outcome, Query};
+use crate::cluster::cp::lease::Lease;
+use crate::cluster::cp::names::Registration;
+use crate::process::MonitorRef;
+use crate::rt::Duration;
+use crate::server::{
+    BoxFuture, CallReply, From, GenServer, Init, Next, Registering, ServerRef, Via, ViaError,
+    ViaName,
+};
+use crate::{ExitReason, Msg, Pid, Process};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// How often a name server reads the table when nothing is applied, and asks again for the
+/// unregistrations that did not commit.
+const REFRESH_EVERY: Duration = Duration::from_millis(500);
+
+impl DistRef {
+    /// Registers `name` to `pid` (a process of any of the group's nodes) in the cluster
+    /// registry, once the group has committed it: [`DistError::AlreadyRegistered`] if another
+    /// process holds it, [`DistError::Unavailable`] if the group cannot commit from here or
+    /// `pid`'s node is down. The name is `pid`'s until it ends, it is
+    /// [unregistered](Self::unregister), or its node loses its lease: a node cut off from the
+    /// majority stops its registered processes (`{shutdown, lease_lost}`) before the majority
+    /// gives their names away.
+    pub async fn register(&self, p: &Process, name: &str, pid: Pid) -> Result<(), DistError> {
+        let register = || Command::Register {
+            name: name.to_string(),
+            pid,
+        };
+        match self.commit(p, register()).await? {
+            Outcome::Registration(Registration::Registered) => Ok(()),
+            // A process of this node that ended, whose name its node's server has not
+            // unregistered yet (a restarted server registering again, say): unregistered
+            // here, once.
+            Outcome::Registration(Registration::Taken(held))
+                if held.node() == p.pid().node() && !p.node().is_alive(held) =>
+            {
+                let pid = Some(held);
+                let name = name.to_string();
+                self.commit(p, Command::Unregister { name, pid }).await?;
+                match self.commit(p, register()).await? {
+                    Outcome::Registration(Registration::Registered) => Ok(()),
+                    Outcome::Registration(Registration::Taken(held)) => {
+                        Err(DistError::AlreadyRegistered(held))
+                    }
+                    _ => Err(DistError::Unavailable),
+                }
+            }
+            Outcome::Registration(Registration::Taken(held)) => {
+                Err(DistError::AlreadyRegistered(held))
+            }
+            _ => Err(DistError::Unavailable),
+        }
+    }
+
+    /// Unregisters `name`, whoever holds it: [`DistError::NotFound`] if no process does.
+    pub async fn unregister(&self, p: &Process, name: &str) -> Result<(), DistError> {
+        let name = name.to_string();
+        match self
+            .commit(p, Command::Unregister { name, pid: None })
+            .await?
+        {
+            Outcome::Unregistered(Some(_)) => Ok(()),
+            _ => Err(DistError::NotFound),
+        }
+    }
+
+    /// The process registered under `name`, as this node's name server knows it, without a
+    /// message over the network: the table this node has applied, less the processes whose
+    /// `DOWN` the server has seen. `None` if the server does not answer. Recorded as an API
+    /// call and a lookup (docs/cluster-invariants.md, I4 and I9).
+    pub async fn whereis_name(&self, p: &Process, name: &str) -> Option<Pid> {
+        let what = format!("whereis_name {name}");
+        let body = async {
+            let (me, to) = (p.pid().node(), Some(self.timeout));
+            let asked = name.to_string();
+            ServerRef::<NameServer>::call_named(p, &self.names, me, asked, to)
+                .await
+                .ok()
+                .flatten()
+        };
+        self.lookup(p, name, what, 1, body).await
+    }
+
+    /// The process registered under `name`, as the group has committed it when asked (a read
+    /// a majority confirms: Raft's ReadIndex); `None` if no process holds it, or no majority
+    /// answers in time. It may have ended, if its unregistration is not committed yet.
+    pub async fn whereis_name_authoritative(&self, p: &Process, name: &str) -> Option<Pid> {
+        let me = p.pid().node();
+        consensus::fresh::<Control>(p, &self.group, me, self.timeout)
+            .await
+            .ok()?;
+        let query = Query::Name(name.to_string());
+        match consensus::query::<Control>(p, &self.group, me, query, self.timeout).await {
+            Ok(Answer::Name(pid)) => pid,
+            Ok(_) | Err(_) => None,
+        }
+    }
+
+    /// `name` in the cluster registry, as a server's name
+    /// ([`StartOptions::via`](crate::server::StartOptions::via)): the starting server
+    /// registers itself before its `init` ([`register`](Self::register)), and a name another
+    /// process holds fails the start with `AlreadyStarted`.
+    ///
+    /// ```
+    /// # #[cfg(madsim)] {
+    /// use otpsim::cluster::cp::supervisor::{self, DistConfig};
+    /// use otpsim::rt::Duration;
+    /// use otpsim::server::{self, CallReply, From, GenServer, Init, StartError, StartOptions};
+    /// use otpsim::sim::cluster::ClusterSim;
+    /// use otpsim::Process;
+    ///
+    /// struct Store;
+    /// impl GenServer for Store {
+    ///     type Arg = ();
+    ///     type Call = ();
+    ///     type Reply = ();
+    ///     type Cast = ();
+    ///     type Cont = ();
+    ///     async fn init(_: (), _: &Process) -> Init<Self> {
+    ///         Init::Ok(Store)
+    ///     }
+    /// }
+    ///
+    /// let report = ClusterSim::new(1).nodes(3).run(|ctl| async move {
+    ///     let config = DistConfig::new("app", [1, 2, 3]);
+    ///     for k in 1..=3 {
+    ///         supervisor::boot(&ctl.node(k), config.clone()).unwrap();
+    ///     }
+    ///     ctl.sleep(Duration::from_secs(3)).await;
+    ///     let (dist, other) = (config.handle(), config.handle());
+    ///     let store = ctl
+    ///         .on(1, move |p| async move {
+    ///             let options = StartOptions::default().via(dist.via("store"));
+    ///             server::start_with::<Store>(&p, (), options).await.unwrap().pid()
+    ///         })
+    ///         .await
+    ///         .unwrap();
+    ///     let (again, found) = ctl
+    ///         .on(2, move |p| async move {
+    ///             let options = StartOptions::default().via(other.via("store"));
+    ///             let again = server::start_with::<Store>(&p, (), options).await.err();
+    ///             (again, other.whereis_name(&p, "store").await)
+    ///         })
+    ///         .await
+    ///         .unwrap();
+    ///     assert_eq!(again, Some(StartError::AlreadyStarted(store)));
+    ///     assert_eq!(found, Some(store));
+    /// });
+    /// assert_eq!(report.failure(), None);
+    /// # }
+    /// ```
+    pub fn via(&self, name: &str) -> Via {
+        Via(std::sync::Arc::new(DistName {
+            dist: self.clone(),
+            name: name.to_string(),
+        }))
+    }
+
+    /// Commits `command` through this node's server of the group.
+    async fn commit(&self, p: &Process, command: Command) -> Result<Outcome, DistError> {
+        let me = p.pid().node();
+        consensus::propose::<Control>(p, &self.group, me, command, self.timeout)
+            .await
+            .map(|(_, outcome)| outcome)
+            .map_err(|_| DistError::Unavailable)
+    }
+}
+
+/// A name in the cluster registry ([`DistRef::via`]).
+struct DistName {
+    dist: DistRef,
+    name: String,
+}
+
+impl ViaName for DistName {
+    fn register_name(&self, _: &Process) -> Registering {
+        let (dist, name) = (self.dist.clone(), self.name.clone());
+        Registering::Ask(Box::new(move |p| {
+            Box::pin(async move {
+                match dist.register(p, &name, p.pid()).await {
+                    Ok(()) => Ok(()),
+                    Err(DistError::AlreadyRegistered(held)) => Err(ViaError::Taken(held)),
+                    Err(why) => Err(ViaError::Failed(ExitReason::error(why.to_string()))),
+                }
+            })
+        }))
+    }
+
+    fn whereis_name<'a>(&'a self, p: &'a Process) -> BoxFuture<'a, Option<Pid>> {
+        Box::pin(self.dist.whereis_name(p, &self.name))
+    }
+
+    fn describe(&self) -> String {
+        format!("{{via, {}, {:?}}}", self.dist.name, self.name)
+    }
+}
+
+/// What name servers ask each other: a server that was cut off from a node asks which of
+/// its registered processes still run before it names them again.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum NamesPeer {
+    /// Which of these processes of your node run? (Answered to `reply`.)
+    Alive {
+        /// The asking server.
+        reply: Pid,
+        /// The processes.
+        pids: Vec<Pid>,
+    },
+    /// Of the processes asked about, these run.
+    Running {
+        /// The processes asked about.
+        asked: Vec<Pid>,
+        /// Those that run.
+        running: Vec<Pid>,
+    },
+}
+
+/// The name server of one node (see the [module](self) documentation).
+pub(super) struct NameServer {
+    /// Its registered name, the same on every node.
+    name: String,
+    /// The supervisor's Raft group.
+    group: String,
+    timeout: Duration,
+    /// The node's lease, under which its registered processes run.
+    lease: Lease,
+    /// The table as this node applied it, at `version`.
+    table: BTreeMap<String, Pid>,
+    version: u64,
+    /// The registered processes monitored, with their monitors.
+    watched: BTreeMap<Pid, MonitorRef>,
+    /// Registered processes whose `DOWN` came: `true` if only the connection to their node
+    /// went (named again once their node, connected again, says they still run).
+    down: BTreeMap<Pid, bool>,
+    /// Processes of this node whose unregistration is being committed.
+    unregistering: BTreeSet<Pid>,
+    /// Registered processes of this node not yet held under the lease (it did not hold when
+    /// they were registered): held once it does.
+    unheld: BTreeSet<Pid>,
+    watching: bool,
+    /// A `Refresh` is in the mailbox.
+    refreshing: bool,
+}
+
+/// Read the table again: something was applied.
+struct Refresh;
+
+/// The name server's timer.
+struct Tick;
+
+/// An unregistration of a process of this node was committed, or failed.
+struct Unregistered(Pid);
+
+impl NameServer {
+    /// Reads the table again if it changed, and follows it.
+    async fn refresh(&mut self, p: &Process) {
+        let me = p.pid().node();
+        let (group, timeout) = (&self.group, self.timeout);
+        if !self.watching {
+            let watch = consensus::Request::Watch(p.pid());
+            let server = ServerRef::<consensus::Consensus<Control>>::call_named(
+                p,
+                group,
+                me,
+                watch,
+                Some(timeout),
+            );
+            self.watching = server.await.is_ok_and(|r| r.is_ok());
+        }
+        let query = Query::Names(self.version);
+        if let Ok(Answer::Names(Some((version, names)))) =
+            consensus::query::<Control>(p, group, me, query, timeout).await
+        {
+            self.version = version;
+            self.follow(p, names.into_iter().collect());
+        }
+        self.hold(p);
+        self.unregister_ended(p);
+        let connected = p.node().nodes();
+        for node in connected {
+            self.ask_alive(p, node);
+        }
+    }
+
+    /// Asks `node`'s name server which of its registered processes this server was cut off
+    /// from still run.
+    fn ask_alive(&self, p: &Process, node: u16) {
+        let pids: Vec<Pid> = self
+            .down
+            .iter()
+            .filter(|(pid, &cut)| cut && pid.node() == node)
+            .map(|(&pid, _)| pid)
+            .collect();
+        if !pids.is_empty() {
+            let reply = p.pid();
+            p.send_named(&self.name, node, NamesPeer::Alive { reply, pids });
+        }
+    }
+
+    /// The table is `table` now: new processes are monitored (and those of this node held
+    /// under the lease), and those no longer registered forgotten.
+    fn follow(&mut self, p: &Process, table: BTreeMap<String, Pid>) {
+        let me = p.pid().node();
+        let registered: BTreeSet<Pid> = table.values().copied().collect();
+        let gone: Vec<Pid> = self
+            .watched
+            .keys()
+            .filter(|pid| !registered.contains(pid))
+            .copied()
+            .collect();
+        for pid in gone {
+            if let Some(mref) = self.watched.remove(&pid) {
+                p.demonitor_flush(mref);
+            }
+            if pid.node() == me {
+                self.lease.release(pid);
+            }
+        }
+        self.down.retain(|pid, _| registered.contains(pid));
+        self.unheld.retain(|pid| registered.contains(pid));
+        for &pid in &registered {
+            if self.watched.contains_key(&pid) || self.down.contains_key(&pid) {
+                continue;
+            }
+            // One of this node that ended before its registration was applied here, or in
+            // the node's previous life, is `noproc` at once.
+            self.watched.insert(pid, p.monitor(pid));
+            if pid.node() == me {
+                self.unheld.insert(pid);
+            }
+        }
+        self.table = table;
+    }
+
+    /// Holds this node's registered processes under its lease, once it holds.
+    fn hold(&mut self, p: &Process) {
+        let now = p.now();
+        let lease = &self.lease;
+        self.unheld.retain(|&pid| !lease.hold(pid, now));
+    }
+
+    /// Commits the unregistration of this node's registered processes that ended (each
+    /// once at a time; asked again at the next tick if it did not commit).
+    fn unregister_ended(&mut self, p: &Process) {
+        let me = p.pid().node();
+        let ended: Vec<(String, Pid)> = self
+            .table
+            .iter()
+            .filter(|(_, pid)| pid.node() == me && self.down.contains_key(pid))
+            .filter(|(_, pid)| !self.unregistering.contains(pid))
+            .map(|(name, &pid)| (name.clone(), pid))
+            .collect();
+        for (name, pid) in ended {
+            self.unregistering.insert(pid);
+            let (group, timeout, server) = (self.group.clone(), self.timeout, p.pid());
+            p.spawn(move |q| async move {
+                let command = Command::Unregister {
+                    name,
+                    pid: Some(pid),
+                };
+                let me = q.pid().node();
+                let _ = consensus::propose::<Control>(&q, &group, me, command, timeout).await;
+                q.send(server, Unregistered(pid));
+            });
+        }
+    }
+
+    fn refresh_soon(&mut self, p: &Process) {
+        if !self.refreshing {
+            self.refreshing = true;
+            p.send(p.pid(), Refresh);
+        }
+    }
+}
+
+impl GenServer for NameServer {
+    /// Its registered name, the group's, the call timeout and the node's lease.
+    type Arg = (String, String, Duration, Lease);
+    /// The name asked for.
+    type Call = String;
+    type Reply = Option<Pid>;
+    type Cast = ();
+    type Cont = ();
+
+    async fn init((name, group, timeout, lease): Self::Arg, p: &Process) -> Init<Self> {
+        if p.register(&name).is_err() {
+            return Init::Stop(ExitReason::error("already_started"));
+        }
+        p.monitor_nodes(true);
+        p.send(p.pid(), Tick);
+        Init::Ok(NameServer {
+            name,
+            group,
+            timeout,
+            lease,
+            table: BTreeMap::new(),
+            version: 0,
+            watched: BTreeMap::new(),
+            down: BTreeMap::new(),
+            unregistering: BTreeSet::new(),
+            unheld: BTreeSet::new(),
+            watching: false,
+            refreshing: false,
+        })
+    }
+
+    async fn handle_call(
+        &mut self,
+        name: String,
+        _: From<Option<Pid>>,
+        p: &Process,
+    ) -> CallReply<Self> {
+        let me = p.pid().node();
+        let pid = self.table.get(&name).copied().filter(|pid| {
+            !self.down.contains_key(pid) && (pid.node() != me || p.node().is_alive(*pid))
+        });
+        CallReply::Reply(pid)
+    }
+
+    async fn handle_info(&mut self, msg: Msg, p: &Process) -> Next<Self> {
+        if msg.is::<Tick>() {
+            self.refresh(p).await;
+            p.send_after(REFRESH_EVERY, p.pid(), Tick);
+            return Next::Continue;
+        }
+        if msg.is::<Refresh>() {
+            self.refreshing = false;
+            self.refresh(p).await;
+            return Next::Continue;
+        }
+        if msg.is::<Applied>() {
+            self.refresh_soon(p);
+            return Next::Continue;
+        }
+        let msg = match msg.downcast::<NamesPeer>() {
+            Ok(NamesPeer::Alive { reply, pids }) => {
+                let running = pids.iter().copied();
+                let running = running.filter(|&pid| p.node().is_alive(pid)).collect();
+                p.send(
+                    reply,
+                    NamesPeer::Running {
+                        asked: pids,
+                        running,
+                    },
+                );
+                return Next::Continue;
+            }
+            // Monitored again (a `DOWN` comes if one ends from now on), and named again; the
+            // others ended, and their node's server unregisters them.
+            Ok(NamesPeer::Running { asked, running }) => {
+                for pid in asked {
+                    if self.down.get(&pid) != Some(&true) {
+                        continue;
+                    }
+                    if running.contains(&pid) {
+                        self.down.remove(&pid);
+                        self.watched.insert(pid, p.monitor(pid));
+                    } else {
+                        self.down.insert(pid, false);
+                    }
+                }
+                return Next::Continue;
+            }
+            Err(msg) => msg,
+        };
+        let msg = match msg.downcast::<Unregistered>() {
+            Ok(Unregistered(pid)) => {
+                self.unregistering.remove(&pid);
+                return Next::Continue;
+            }
+            Err(msg) => msg,
+        };
+        match msg {
+            Msg::Down { mref, pid, reason } if self.watched.get(&pid) == Some(&mref) => {
+                self.watched.remove(&pid);
+                if pid.node() == p.pid().node() {
+                    self.lease.release(pid);
+                    self.unheld.remove(&pid);
+                }
+                self.down.insert(pid, reason == ExitReason::noconnection());
+                self.unregister_ended(p);
+            }
+            // The connection is back: its name server is asked which of them still run.
+            Msg::NodeUp { node } => self.ask_alive(p, node),
+            _ => {}
+        }
+        Next::Continue
+    }
+}
