@@ -8,6 +8,11 @@
 //! and its children start on the others. `Join` and `Leave` put a child in the group `g` or
 //! take it out, committed with the child, so that its instance stays in the group across
 //! restarts and moves (S4, which Swarm breaks).
+//!
+//! `Register` also registers a process of the caller's node in the cluster registry, under
+//! `r{name}` (docs/cp.md, "Registry"); `Whereis` looks it up, and `Crash` kills it too. No
+//! two processes that run ever hold one name (I1), and a lookup never answers a process its
+//! node saw end (I4).
 
 use super::swarm::{faulty, send_bumps, Bump, Counter, SwarmOp, SwarmSystem, Unknown};
 use crate::cluster::cp::handoff;
@@ -116,12 +121,24 @@ fn on_node(op: &SwarmOp) -> u16 {
 async fn apply(p: &Process, op: SwarmOp) {
     let dsup = dsup();
     match op {
-        // Swarm's own `register_name` has no CP counterpart but a supervised start.
-        SwarmOp::Start { name, .. } | SwarmOp::Register { name, .. } => {
+        SwarmOp::Start { name, .. } => {
             let nil = Term::atom("nil");
             let _ = dsup
                 .start_child(p, &format!("k{name}"), "worker", nil)
                 .await;
+        }
+        // Swarm's own `register_name` is a supervised start here; the cluster registry
+        // registers a process of this node too, which ends if it was not registered (it may
+        // have been: its node's name server then unregisters it).
+        SwarmOp::Register { name, .. } => {
+            let nil = Term::atom("nil");
+            let _ = dsup
+                .start_child(p, &format!("k{name}"), "worker", nil)
+                .await;
+            let pid = p.spawn(|_| std::future::pending::<()>());
+            if dsup.register(p, &format!("r{name}"), pid).await.is_err() {
+                p.exit(pid, ExitReason::Kill);
+            }
         }
         SwarmOp::StartFaulty { name, .. } => {
             let nil = Term::atom("nil");
@@ -131,9 +148,13 @@ async fn apply(p: &Process, op: SwarmOp) {
         }
         SwarmOp::Whereis { name, .. } => {
             let _ = dsup.whereis(p, &format!("k{name}")).await;
+            let _ = dsup.whereis_name(p, &format!("r{name}")).await;
         }
         SwarmOp::Crash { name, .. } => {
             if let Some(pid) = dsup.whereis(p, &format!("k{name}")).await {
+                p.exit(pid, ExitReason::error("crash"));
+            }
+            if let Some(pid) = dsup.whereis_name(p, &format!("r{name}")).await {
                 p.exit(pid, ExitReason::error("crash"));
             }
         }
