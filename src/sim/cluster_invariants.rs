@@ -53,7 +53,7 @@
 
 use super::invariants::{Invariant, Violation};
 use crate::term::Pid;
-use crate::trace::{ClusterEvent, DistEvent, EventKind, HandoffPhase, Trace};
+use crate::trace::{ClusterEvent, DistEvent, EventKind, HandoffPhase, NameChange, Trace};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// When two instances of a name may run at once.
@@ -237,6 +237,12 @@ struct Checker {
     holders: BTreeMap<String, BTreeMap<Pid, usize>>,
     held_by: BTreeMap<Pid, BTreeSet<String>>,
     fenced_holders: BTreeMap<Pid, (String, usize)>,
+    /// The registry's log positions recorded so far.
+    name_log: BTreeSet<u64>,
+    /// Every process that exited, and each node's current creation: a registration committed
+    /// after its process ended (it was asked before) gives the name to no process that runs.
+    exited: BTreeSet<Pid>,
+    creation: BTreeMap<u16, u16>,
 }
 
 /// A node's process groups scope as the trace shows it: group -> (its members, the event
@@ -271,6 +277,7 @@ impl Checker {
             last_at = e.at_us;
             match &e.kind {
                 EventKind::Exit { pid, reason } => {
+                    self.exited.insert(*pid);
                     let reason = crate::ExitReason::from_term(reason.clone());
                     let crashed = !reason.is_normal() && !reason.is_shutdown();
                     if let Some(name) = self.names.get(pid) {
@@ -376,8 +383,9 @@ impl Checker {
                     self.end(pid, i);
                 }
             }
-            ClusterEvent::Restart { node, .. } => {
+            ClusterEvent::Restart { node, creation } => {
                 self.down.remove(node);
+                self.creation.insert(*node, *creation);
                 // The new incarnation starts with an empty registry of its own, and has no
                 // view of the members until it records one.
                 if let Some(view) = self.views.get_mut(node) {
@@ -427,39 +435,76 @@ impl Checker {
         Ok(())
     }
 
-    /// I1 in the cluster registry: `name` is given to `pid` (`on`) or taken back, at event
-    /// `i`. No two processes that run hold a name at once; one whose node is paused (or
-    /// resumed in this very microsecond) when its name goes to another is fenced.
+    /// Whether `pid` runs, as far as the trace has said: it has not exited, and its node has
+    /// not crashed since it was spawned.
+    fn runs(&self, pid: Pid) -> bool {
+        let node = pid.node();
+        !self.exited.contains(&pid)
+            && !self.down.contains(&node)
+            && self
+                .creation
+                .get(&node)
+                .is_none_or(|&c| pid.creation() >= c)
+    }
+
+    /// Whether `node` is paused, or resumed in this very microsecond (the merged trace orders
+    /// one microsecond's events by source, not by cause: nothing of it has run yet).
+    fn frozen(&self, node: u16, at: u64) -> bool {
+        self.paused.contains(&node) || self.resumed_at.get(&node) == Some(&at)
+    }
+
+    /// I1 in the cluster registry, at event `i`: `name` is given to `pid`, taken back, or
+    /// dropped with `pid`'s node. No two processes that run hold a name at once, and a holder
+    /// whose name went with its node has ended (its lease lapsed first); one whose node is
+    /// paused then is fenced, and must not run at rest.
     fn registered(
         &mut self,
         i: usize,
         at: u64,
         name: &str,
         pid: Pid,
-        on: bool,
+        change: NameChange,
     ) -> Result<(), Found> {
-        let holders = self.holders.entry(name.to_string()).or_default();
-        if !on {
-            holders.remove(&pid);
-            if let Some(names) = self.held_by.get_mut(&pid) {
-                names.remove(name);
-            }
-            return Ok(());
+        let held = self
+            .holders
+            .get_mut(name)
+            .and_then(|holders| holders.remove(&pid));
+        if let Some(names) = self.held_by.get_mut(&pid) {
+            names.remove(name);
         }
+        let (runs, frozen) = (self.runs(pid), self.frozen(pid.node(), at));
+        match change {
+            NameChange::Off => return Ok(()),
+            NameChange::Dropped if !runs => return Ok(()),
+            NameChange::Dropped if frozen => {
+                self.fenced_holders.insert(pid, (name.to_string(), i));
+                return Ok(());
+            }
+            NameChange::Dropped => {
+                let events = held.into_iter().chain([i]).collect();
+                return Err(found(
+                    Invariant::OneInstance,
+                    name,
+                    format!("{pid} still runs when its name went with its node (committed down)"),
+                    events,
+                ));
+            }
+            NameChange::On if !runs => return Ok(()),
+            NameChange::On => {}
+        }
+        let holders = self.holders.entry(name.to_string()).or_default();
         let frozen: Vec<Pid> = holders
             .keys()
             .copied()
             .filter(|p| {
-                *p != pid
-                    && (self.paused.contains(&p.node())
-                        || self.resumed_at.get(&p.node()) == Some(&at))
+                self.paused.contains(&p.node()) || self.resumed_at.get(&p.node()) == Some(&at)
             })
             .collect();
         for old in frozen {
             holders.remove(&old);
             self.fenced_holders.insert(old, (name.to_string(), i));
         }
-        holders.entry(pid).or_insert(i);
+        holders.insert(pid, held.unwrap_or(i));
         self.held_by
             .entry(pid)
             .or_default()
@@ -542,7 +587,17 @@ impl Checker {
                     self.one_instance(name, i)?;
                 }
             }
-            DistEvent::Registered { name, pid, on } => self.registered(i, at, name, *pid, *on)?,
+            DistEvent::Registered {
+                name,
+                pid,
+                change,
+                index,
+            } => {
+                // A log position two leaders applied in turn is recorded twice.
+                if self.name_log.insert(*index) {
+                    self.registered(i, at, name, *pid, *change)?;
+                }
+            }
             DistEvent::Desired { name, on: true } => {
                 self.desired.insert(name.clone(), i);
                 self.terminated.remove(name);

@@ -23,7 +23,9 @@
 mod causes;
 pub mod vocab;
 
-pub use vocab::{ClusterEvent, DistEvent, FaultKind, HandoffPhase, ReportContext, SupervisorKind};
+pub use vocab::{
+    ClusterEvent, DistEvent, FaultKind, HandoffPhase, NameChange, ReportContext, SupervisorKind,
+};
 
 use crate::hash::Fnv1a;
 use crate::term::{Pid, Term};

@@ -544,16 +544,18 @@ pub enum DistEvent {
         /// Whether it joins or leaves.
         member: bool,
     },
-    /// The cluster registry gave `name` to `pid` (`on`: a registration was committed), or
-    /// took it back (an unregistration was). A node committed down loses its processes'
-    /// names with no event: they must have ended by then (their lease lapsed).
+    /// The cluster registry gave `name` to `pid`, or took it back, as the group committed it
+    /// at log position `index` (recorded by the leader that applied it: a position two
+    /// leaders applied in turn is recorded twice, and counts once).
     Registered {
         /// The name.
         name: String,
         /// The process that holds it, or held it.
         pid: Pid,
-        /// Whether it holds it from now on.
-        on: bool,
+        /// What changed.
+        change: NameChange,
+        /// The log position.
+        index: u64,
     },
     /// Node `node`'s process groups scope `scope` started, listing no member.
     GroupsStarted {
@@ -700,6 +702,18 @@ pub enum HandoffPhase {
     },
 }
 
+/// How a name of the cluster registry changed ([`DistEvent::Registered`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NameChange {
+    /// A registration was committed.
+    On,
+    /// An unregistration was.
+    Off,
+    /// The holder's node was committed down, and its names dropped: it must have ended by
+    /// then (its lease lapsed first), or be on a paused node (fenced).
+    Dropped,
+}
+
 impl DistEvent {
     /// The event as a trace line, naming pids with `n`.
     pub fn render(&self, n: &dyn Fn(&Pid) -> String) -> String {
@@ -728,12 +742,18 @@ impl DistEvent {
                 let how = if *member { "in" } else { "out" };
                 format!("grouped {scope} {name} {group} {how}")
             }
-            DistEvent::Registered { name, pid, on } => {
-                format!(
-                    "registered {name} {} {}",
-                    n(pid),
-                    if *on { "on" } else { "off" }
-                )
+            DistEvent::Registered {
+                name,
+                pid,
+                change,
+                index,
+            } => {
+                let change = match change {
+                    NameChange::On => "on",
+                    NameChange::Off => "off",
+                    NameChange::Dropped => "dropped",
+                };
+                format!("registered {name} {} {change} (log {index})", n(pid))
             }
             DistEvent::GroupsStarted { node, scope } => format!("groups n{node} {scope} started"),
             DistEvent::GroupMembers {

@@ -38,7 +38,7 @@
 
 use super::consensus::{Lead, Replicated};
 use super::names::{NameTable, Registration};
-use crate::trace::{DistEvent, EventKind};
+use crate::trace::{DistEvent, EventKind, NameChange};
 use crate::{Pid, Process, Term};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -187,6 +187,8 @@ pub enum Outcome {
     Downed {
         /// The shards moved, with their new owners.
         moved: Vec<(u16, u16)>,
+        /// The names of its processes, dropped from the cluster registry.
+        unnamed: Vec<(String, Pid)>,
     },
     /// The node is up (or was already).
     Upped,
@@ -347,6 +349,9 @@ pub struct Control {
     crashes: BTreeMap<String, Vec<(Lead, CrashId)>>,
     /// The cluster registry.
     names: NameTable,
+    /// The log position last applied (named in the trace's registry events, so that a
+    /// position applied on two leaders in turn counts once).
+    applied: u64,
 }
 
 impl Control {
@@ -513,7 +518,8 @@ impl Replicated for Control {
     type Query = Query;
     type Answer = Answer;
 
-    fn apply(&mut self, _: u64, command: Command) -> Outcome {
+    fn apply(&mut self, index: u64, command: Command) -> Outcome {
+        self.applied = index;
         match command {
             Command::Assign(nodes) => {
                 let up: Vec<u16> = nodes
@@ -539,11 +545,12 @@ impl Replicated for Control {
                     .filter(|&n| n != node && self.leasable(n))
                     .collect();
                 if !self.leasable(node) || (self.assigned() && up.is_empty()) {
-                    return Outcome::Downed { moved: Vec::new() };
+                    let (moved, unnamed) = (Vec::new(), Vec::new());
+                    return Outcome::Downed { moved, unnamed };
                 }
                 self.down.insert(node);
                 // Its processes stopped when its lease lapsed: their names go in this step.
-                self.names.drop_node(node);
+                let unnamed = self.names.drop_node(node);
                 // Heirs among the members staying, if any stays.
                 let staying = self.staying();
                 let heirs = if staying.is_empty() { &up } else { &staying };
@@ -566,7 +573,7 @@ impl Replicated for Control {
                         }
                     }
                 }
-                Outcome::Downed { moved }
+                Outcome::Downed { moved, unnamed }
             }
             Command::Up(node) => {
                 self.down.remove(&node);
@@ -788,15 +795,27 @@ impl Replicated for Control {
                 record(DistEvent::Registered {
                     name: name.clone(),
                     pid: *pid,
-                    on: true,
+                    change: NameChange::On,
+                    index: self.applied,
                 });
             }
             (Command::Unregister { name, .. }, Outcome::Unregistered(Some(pid))) => {
                 record(DistEvent::Registered {
                     name: name.clone(),
                     pid: *pid,
-                    on: false,
+                    change: NameChange::Off,
+                    index: self.applied,
                 });
+            }
+            (Command::Down(_), Outcome::Downed { unnamed, .. }) => {
+                for (name, pid) in unnamed {
+                    record(DistEvent::Registered {
+                        name: name.clone(),
+                        pid: *pid,
+                        change: NameChange::Dropped,
+                        index: self.applied,
+                    });
+                }
             }
             (Command::Terminate { name }, Outcome::Terminated { .. })
             | (Command::Crashed { name, .. }, Outcome::GaveUp) => {

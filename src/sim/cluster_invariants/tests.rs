@@ -1005,3 +1005,67 @@ fn s3_a_terminated_name_does_not_start_again_unless_started_again() {
         Err(Invariant::NoResurrection)
     );
 }
+
+/// I1 in the CP cluster registry (docs/cp.md, "Registry"): no two processes that run hold a
+/// name; a holder whose name went with its node has ended, unless its node is paused (fenced,
+/// and it must not run at rest); a log position recorded twice counts once; a registration
+/// committed after its process ended gives the name to no one.
+#[test]
+fn i1_registered_names_have_one_running_holder() {
+    let named = |pid, change, index| {
+        DistEvent::Registered {
+            name: K.into(),
+            pid,
+            change,
+            index,
+        }
+    };
+    let (on, off, dropped) = (NameChange::On, NameChange::Off, NameChange::Dropped);
+    let handed = T::default()
+        .dist(named(a(), on, 1))
+        .dist(named(a(), off, 2))
+        .dist(named(b(), on, 3))
+        .rest();
+    assert_eq!(handed.check(Consistency::Cp), Ok(()));
+    let two = T::default().dist(named(a(), on, 1)).dist(named(b(), on, 2));
+    assert_eq!(two.check(Consistency::Cp), Err(Invariant::OneInstance));
+    // The first holder ended first: its name is free.
+    let ended = T::default()
+        .dist(named(a(), on, 1))
+        .exit(a())
+        .dist(named(b(), on, 2));
+    assert_eq!(ended.check(Consistency::Cp), Ok(()));
+    // A new leader applying position 1 again after 2 and 3 records it again.
+    let replayed = handed.dist(named(a(), on, 1));
+    assert_eq!(replayed.check(Consistency::Cp), Ok(()));
+    // Committed after its process ended (asked before): nobody holds it.
+    let late = T::default()
+        .exit(a())
+        .dist(named(a(), on, 1))
+        .dist(named(b(), on, 2));
+    assert_eq!(late.check(Consistency::Cp), Ok(()));
+    // Dropped with its node while it still runs: its lease should have stopped it.
+    let running = T::default()
+        .dist(named(a(), on, 1))
+        .dist(named(a(), dropped, 2));
+    assert_eq!(running.check(Consistency::Cp), Err(Invariant::OneInstance));
+    let crashed = T::default()
+        .dist(named(a(), on, 1))
+        .cluster(ClusterEvent::Crash {
+            node: 1,
+            silent: false,
+        })
+        .dist(named(a(), dropped, 2))
+        .dist(named(b(), on, 3));
+    assert_eq!(crashed.check(Consistency::Cp), Ok(()));
+    // Paused: fenced, and it must end by the time the cluster is at rest.
+    let paused = || {
+        T::default()
+            .dist(named(a(), on, 1))
+            .cluster(ClusterEvent::Pause { node: 1 })
+            .dist(named(a(), dropped, 2))
+            .dist(named(b(), on, 3))
+    };
+    assert_eq!(paused().rest().check(Consistency::Cp), Err(Invariant::OneInstance));
+    assert_eq!(paused().exit(a()).rest().check(Consistency::Cp), Ok(()));
+}
