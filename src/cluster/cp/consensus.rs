@@ -513,6 +513,17 @@ pub async fn expire<M: Replicated>(
     }
 }
 
+/// Asks the group `name`'s server on node `node` to send the calling process an [`Applied`]
+/// after every command it applies, until the caller dies ([`Request::Watch`]); whether it
+/// will.
+pub async fn watch<M: Replicated>(p: &Process, name: &str, node: u16, timeout: Duration) -> bool {
+    let request = Request::Watch(p.pid());
+    matches!(
+        ask::<M>(p, name, node, request, timeout).await,
+        Ok(Response::Watching)
+    )
+}
+
 /// The status of the group `name`'s server on node `node`.
 pub async fn status<M: Replicated>(
     p: &Process,

@@ -293,6 +293,7 @@ pub fn codec(codec: &mut crate::dist::Codec) -> &mut crate::dist::Codec {
     codec.register::<Peer>("cp_peer");
     codec.register::<Announce>("cp_announce");
     codec.register::<NamesPeer>("cp_names");
+    server::register_calls::<names::NameServer>(codec, "cp_names_server");
     crate::cluster::groups::codec(codec)
 }
 
@@ -770,15 +771,7 @@ impl DistSupervisor {
         let (group, timeout) = (self.config.raft.name.clone(), self.config.timeout);
         let me = p.pid().node();
         if !self.watching {
-            let watch = consensus::Request::Watch(p.pid());
-            let server = ServerRef::<consensus::Consensus<Control>>::call_named(
-                p,
-                &group,
-                me,
-                watch,
-                Some(timeout),
-            );
-            self.watching = server.await.is_ok_and(|r| r.is_ok());
+            self.watching = consensus::watch::<Control>(p, &group, me, timeout).await;
         }
         // The nodes stay fully connected, as Erlang clusters are (`global`'s `connect_all`):
         // process groups see only the members of the nodes they are connected to.

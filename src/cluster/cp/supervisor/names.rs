@@ -3,23 +3,24 @@
 //!
 //! * A registration is a commit of the group ([`Command::Register`]), so the log serialises
 //!   them (the first committed wins) and no node's loss loses one.
-//! * Each node runs a name server (`DistConfig::names_name`), which follows the table as its
-//!   node applies it:
-//!   - it holds the registered processes of its own node under the node's lease, so that a
-//!     node cut off from the majority stops them (`{shutdown, lease_lost}`) before the
-//!     majority commits it down and gives their names away;
-//!   - it monitors them, and unregisters one that ends (and, at boot, those of the node's
-//!     previous life);
-//!   - it monitors the others' processes too, and answers [`DistRef::whereis_name`] from
-//!     memory, never with a process whose `DOWN` it has seen (the connection to its node
-//!     went, or it ended and its unregistration is not applied yet).
+//! * Each node runs a name server (`DistConfig::names_name`). A registration is asked of the
+//!   name server of the process's node, which holds the process under the node's lease
+//!   *before* it proposes the registration (and refuses with less than
+//!   [`START_WITHIN`](lease::START_WITHIN) of lease left): a node cut off from the majority
+//!   stops its registered processes (`{shutdown, lease_lost}`) before the majority commits it
+//!   down and drops their names, whether or not it had applied their registration.
+//! * Each name server follows the table as its node applies it: it monitors the registered
+//!   processes of its node and unregisters one that ends (and, at boot, those of the node's
+//!   previous life); it monitors the others' processes too, and answers
+//!   [`DistRef::whereis_name`] from memory, never with a process whose `DOWN` it has seen (the
+//!   connection to its node went, or it ended and its unregistration is not applied yet).
 //!
 //! [`DistRef::whereis_name`]: super::DistRef::whereis_name
 
 use super::{DistError, DistRef};
 use crate::cluster::cp::consensus::{self, Applied};
 use crate::cluster::cp::control::{Answer, Command, Control, Outcome, Query};
-use crate::cluster::cp::lease::Lease;
+use crate::cluster::cp::lease::{self, Lease};
 use crate::cluster::cp::names::Registration;
 use crate::process::MonitorRef;
 use crate::rt::Duration;
@@ -35,42 +36,35 @@ use std::collections::{BTreeMap, BTreeSet};
 /// unregistrations that did not commit.
 const REFRESH_EVERY: Duration = Duration::from_millis(500);
 
+/// How long a name server waits for its node's group server.
+const LOCAL_WITHIN: Duration = Duration::from_millis(200);
+
 impl DistRef {
     /// Registers `name` to `pid` (a process of any of the group's nodes) in the cluster
     /// registry, once the group has committed it: [`DistError::AlreadyRegistered`] if another
-    /// process holds it, [`DistError::Unavailable`] if the group cannot commit from here or
-    /// `pid`'s node is down. The name is `pid`'s until it ends, it is
-    /// [unregistered](Self::unregister), or its node loses its lease: a node cut off from the
-    /// majority stops its registered processes (`{shutdown, lease_lost}`) before the majority
-    /// gives their names away.
+    /// process holds it, [`DistError::NotFound`] if `pid` does not run.
+    /// [`DistError::Unavailable`] if `pid`'s node cannot be asked, holds no lease, or the
+    /// group does not answer in time: then the registration may still commit, and `pid` runs
+    /// under its node's lease as if it had (look the name up, or unregister it).
+    ///
+    /// The name is `pid`'s until it ends, it is [unregistered](Self::unregister), or its node
+    /// loses its lease: a node cut off from the majority stops its registered processes
+    /// (`{shutdown, lease_lost}`) before the majority gives their names away. A name held by
+    /// a process of `pid`'s node that has ended, and that its node's server has not
+    /// unregistered yet (a server started again under its via name at once, say), is
+    /// unregistered first.
     pub async fn register(&self, p: &Process, name: &str, pid: Pid) -> Result<(), DistError> {
-        let register = || Command::Register {
+        let call = NamesCall::Register {
             name: name.to_string(),
             pid,
         };
-        match self.commit(p, register()).await? {
-            Outcome::Registration(Registration::Registered) => Ok(()),
-            // A process of this node that ended, whose name its node's server has not
-            // unregistered yet (a restarted server registering again, say): unregistered
-            // here, once.
-            Outcome::Registration(Registration::Taken(held))
-                if held.node() == p.pid().node() && !p.node().is_alive(held) =>
-            {
-                let pid = Some(held);
-                let name = name.to_string();
-                self.commit(p, Command::Unregister { name, pid }).await?;
-                match self.commit(p, register()).await? {
-                    Outcome::Registration(Registration::Registered) => Ok(()),
-                    Outcome::Registration(Registration::Taken(held)) => {
-                        Err(DistError::AlreadyRegistered(held))
-                    }
-                    _ => Err(DistError::Unavailable),
-                }
-            }
-            Outcome::Registration(Registration::Taken(held)) => {
-                Err(DistError::AlreadyRegistered(held))
-            }
-            _ => Err(DistError::Unavailable),
+        // The name server proposes up to three times (an ended holder's unregistration, then
+        // the registration again).
+        let to = Some(self.timeout * 3);
+        let names = &self.names;
+        match ServerRef::<NameServer>::call_named(p, names, pid.node(), call, to).await {
+            Ok(NamesReply::Registered(result)) => result,
+            Ok(NamesReply::Found(_)) | Err(_) => Err(DistError::Unavailable),
         }
     }
 
@@ -94,11 +88,11 @@ impl DistRef {
         let what = format!("whereis_name {name}");
         let body = async {
             let (me, to) = (p.pid().node(), Some(self.timeout));
-            let asked = name.to_string();
-            ServerRef::<NameServer>::call_named(p, &self.names, me, asked, to)
-                .await
-                .ok()
-                .flatten()
+            let asked = NamesCall::Lookup(name.to_string());
+            match ServerRef::<NameServer>::call_named(p, &self.names, me, asked, to).await {
+                Ok(NamesReply::Found(pid)) => pid,
+                Ok(NamesReply::Registered(_)) | Err(_) => None,
+            }
         };
         self.lookup(p, name, what, 1, body).await
     }
@@ -237,8 +231,31 @@ pub enum NamesPeer {
     },
 }
 
+/// A request to a node's name server.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum NamesCall {
+    /// The process registered under the name, as this node knows it.
+    Lookup(String),
+    /// Register the name to this process of the server's node ([`DistRef::register`]).
+    Register {
+        /// The name.
+        name: String,
+        /// The process.
+        pid: Pid,
+    },
+}
+
+/// A name server's answer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum NamesReply {
+    /// The process a lookup found.
+    Found(Option<Pid>),
+    /// What a registration did.
+    Registered(Result<(), DistError>),
+}
+
 /// The name server of one node (see the [module](self) documentation).
-pub(super) struct NameServer {
+pub struct NameServer {
     /// Its registered name, the same on every node.
     name: String,
     /// The supervisor's Raft group.
@@ -256,9 +273,13 @@ pub(super) struct NameServer {
     down: BTreeMap<Pid, bool>,
     /// Processes of this node whose unregistration is being committed.
     unregistering: BTreeSet<Pid>,
-    /// Registered processes of this node not yet held under the lease (it did not hold when
-    /// they were registered): held once it does.
-    unheld: BTreeSet<Pid>,
+    /// The processes of this node it holds under the lease (once each, whatever their
+    /// names): those registered, and those whose registration it asked for and has not seen
+    /// refused.
+    held: BTreeSet<Pid>,
+    /// The registrations it asked for and has not seen in the table or refused (one whose
+    /// fate is unknown stays until its process ends).
+    pending: BTreeSet<(Pid, String)>,
     watching: bool,
     /// A `Refresh` is in the mailbox.
     refreshing: bool,
@@ -266,6 +287,45 @@ pub(super) struct NameServer {
 
 /// Read the table again: something was applied.
 struct Refresh;
+
+/// A registration's proposal came back: what it did (`None`: its fate is unknown).
+struct Proposed {
+    name: String,
+    pid: Pid,
+    outcome: Option<Registration>,
+    from: From<NamesReply>,
+}
+
+/// Proposes the registration of `name` to `pid` (a process of the calling process's node);
+/// a name held by a process of this node that ended is unregistered first. What it did, or
+/// `None` if its fate is unknown.
+async fn commit_registration(
+    q: &Process,
+    group: &str,
+    timeout: Duration,
+    name: &str,
+    pid: Pid,
+) -> Option<Registration> {
+    let me = q.pid().node();
+    let register = || Command::Register {
+        name: name.to_string(),
+        pid,
+    };
+    let propose = |command| consensus::propose::<Control>(q, group, me, command, timeout);
+    let registration = |outcome: Result<(u64, Outcome), _>| match outcome {
+        Ok((_, Outcome::Registration(r))) => Some(r),
+        Ok(_) | Err(_) => None,
+    };
+    match registration(propose(register()).await)? {
+        Registration::Taken(held) if held.node() == me && !q.node().is_alive(held) => {
+            let pid = Some(held);
+            let name = name.to_string();
+            propose(Command::Unregister { name, pid }).await.ok()?;
+            registration(propose(register()).await)
+        }
+        other => Some(other),
+    }
+}
 
 /// The name server's timer.
 struct Tick;
@@ -277,17 +337,10 @@ impl NameServer {
     /// Reads the table again if it changed, and follows it.
     async fn refresh(&mut self, p: &Process) {
         let me = p.pid().node();
-        let (group, timeout) = (&self.group, self.timeout);
+        // Calls to this node's group server: brief, for lookups wait behind them.
+        let (group, timeout) = (&self.group, LOCAL_WITHIN);
         if !self.watching {
-            let watch = consensus::Request::Watch(p.pid());
-            let server = ServerRef::<consensus::Consensus<Control>>::call_named(
-                p,
-                group,
-                me,
-                watch,
-                Some(timeout),
-            );
-            self.watching = server.await.is_ok_and(|r| r.is_ok());
+            self.watching = consensus::watch::<Control>(p, group, me, timeout).await;
         }
         let query = Query::Names(self.version);
         if let Ok(Answer::Names(Some((version, names)))) =
@@ -296,7 +349,6 @@ impl NameServer {
             self.version = version;
             self.follow(p, names.into_iter().collect());
         }
-        self.hold(p);
         self.unregister_ended(p);
         let connected = p.node().nodes();
         for node in connected {
@@ -319,11 +371,15 @@ impl NameServer {
         }
     }
 
-    /// The table is `table` now: new processes are monitored (and those of this node held
-    /// under the lease), and those no longer registered forgotten.
+    /// The table is `table` now: new processes are monitored (those of nodes it is cut off
+    /// from counted as cut off at once), those of this node held under the lease, and those
+    /// no longer registered forgotten.
     fn follow(&mut self, p: &Process, table: BTreeMap<String, Pid>) {
         let me = p.pid().node();
-        let registered: BTreeSet<Pid> = table.values().copied().collect();
+        self.pending
+            .retain(|(pid, name)| table.get(name) != Some(pid));
+        self.table = table;
+        let registered: BTreeSet<Pid> = self.table.values().copied().collect();
         let gone: Vec<Pid> = self
             .watched
             .keys()
@@ -334,31 +390,73 @@ impl NameServer {
             if let Some(mref) = self.watched.remove(&pid) {
                 p.demonitor_flush(mref);
             }
-            if pid.node() == me {
-                self.lease.release(pid);
-            }
+            self.release_if_unnamed(pid);
         }
         self.down.retain(|pid, _| registered.contains(pid));
-        self.unheld.retain(|pid| registered.contains(pid));
+        let connected = p.node().nodes();
         for &pid in &registered {
             if self.watched.contains_key(&pid) || self.down.contains_key(&pid) {
+                continue;
+            }
+            if pid.node() != me && !connected.contains(&pid.node()) {
+                self.down.insert(pid, true);
                 continue;
             }
             // One of this node that ended before its registration was applied here, or in
             // the node's previous life, is `noproc` at once.
             self.watched.insert(pid, p.monitor(pid));
-            if pid.node() == me {
-                self.unheld.insert(pid);
+            if pid.node() == me && !self.held.contains(&pid) && p.node().is_alive(pid) {
+                // Registered without this server's hold (asked of a server of this node that
+                // has stopped since): held now, or stopped.
+                if self.lease.hold(pid, p.now()) {
+                    self.held.insert(pid);
+                } else {
+                    lease::stop(p, pid);
+                }
             }
         }
-        self.table = table;
     }
 
-    /// Holds this node's registered processes under its lease, once it holds.
-    fn hold(&mut self, p: &Process) {
-        let now = p.now();
-        let lease = &self.lease;
-        self.unheld.retain(|&pid| !lease.hold(pid, now));
+    /// Ends the lease's hold of `pid` if it holds no name and no registration of it is
+    /// pending.
+    fn release_if_unnamed(&mut self, pid: Pid) {
+        let named = self.table.values().any(|&p| p == pid);
+        let pending = self.pending.iter().any(|(p, _)| *p == pid);
+        if !named && !pending && self.held.remove(&pid) {
+            self.lease.release(pid);
+        }
+    }
+
+    /// A registration asked of this server: `pid` is held under the lease first, then the
+    /// registration is proposed by a helper process (the server goes on answering lookups),
+    /// which answers the caller.
+    fn register(&mut self, p: &Process, name: String, pid: Pid, from: From<NamesReply>) {
+        if pid.node() != p.pid().node() || !p.node().is_alive(pid) {
+            from.reply(p, NamesReply::Registered(Err(DistError::NotFound)));
+            return;
+        }
+        if !self.held.contains(&pid) {
+            let now = p.now();
+            if self.lease.left(now) < lease::START_WITHIN || !self.lease.hold(pid, now) {
+                from.reply(p, NamesReply::Registered(Err(DistError::Unavailable)));
+                return;
+            }
+            self.held.insert(pid);
+        }
+        self.pending.insert((pid, name.clone()));
+        let (group, timeout, server) = (self.group.clone(), self.timeout, p.pid());
+        p.spawn(move |q| async move {
+            let outcome = commit_registration(&q, &group, timeout, &name, pid).await;
+            q.send(
+                server,
+                Proposed {
+                    name,
+                    pid,
+                    outcome,
+                    from,
+                },
+            );
+        });
     }
 
     /// Commits the unregistration of this node's registered processes that ended (each
@@ -398,9 +496,8 @@ impl NameServer {
 impl GenServer for NameServer {
     /// Its registered name, the group's, the call timeout and the node's lease.
     type Arg = (String, String, Duration, Lease);
-    /// The name asked for.
-    type Call = String;
-    type Reply = Option<Pid>;
+    type Call = NamesCall;
+    type Reply = NamesReply;
     type Cast = ();
     type Cont = ();
 
@@ -420,7 +517,8 @@ impl GenServer for NameServer {
             watched: BTreeMap::new(),
             down: BTreeMap::new(),
             unregistering: BTreeSet::new(),
-            unheld: BTreeSet::new(),
+            held: BTreeSet::new(),
+            pending: BTreeSet::new(),
             watching: false,
             refreshing: false,
         })
@@ -428,15 +526,23 @@ impl GenServer for NameServer {
 
     async fn handle_call(
         &mut self,
-        name: String,
-        _: From<Option<Pid>>,
+        call: NamesCall,
+        from: From<NamesReply>,
         p: &Process,
     ) -> CallReply<Self> {
-        let me = p.pid().node();
-        let pid = self.table.get(&name).copied().filter(|pid| {
-            !self.down.contains_key(pid) && (pid.node() != me || p.node().is_alive(*pid))
-        });
-        CallReply::Reply(pid)
+        match call {
+            NamesCall::Lookup(name) => {
+                let me = p.pid().node();
+                let pid = self.table.get(&name).copied().filter(|pid| {
+                    !self.down.contains_key(pid) && (pid.node() != me || p.node().is_alive(*pid))
+                });
+                CallReply::Reply(NamesReply::Found(pid))
+            }
+            NamesCall::Register { name, pid } => {
+                self.register(p, name, pid, from);
+                CallReply::NoReply
+            }
+        }
     }
 
     async fn handle_info(&mut self, msg: Msg, p: &Process) -> Next<Self> {
@@ -454,6 +560,32 @@ impl GenServer for NameServer {
             self.refresh_soon(p);
             return Next::Continue;
         }
+        let msg = match msg.downcast::<Proposed>() {
+            Ok(Proposed {
+                name,
+                pid,
+                outcome,
+                from,
+            }) => {
+                let reply = match outcome {
+                    Some(Registration::Registered) => Ok(()),
+                    Some(Registration::Taken(held)) => Err(DistError::AlreadyRegistered(held)),
+                    Some(Registration::NoLease) => Err(DistError::Unavailable),
+                    // Its fate is unknown: the hold and the pending registration stay.
+                    None => Err(DistError::Unavailable),
+                };
+                if matches!(
+                    outcome,
+                    Some(Registration::Taken(_) | Registration::NoLease)
+                ) {
+                    self.pending.remove(&(pid, name));
+                    self.release_if_unnamed(pid);
+                }
+                from.reply(p, NamesReply::Registered(reply));
+                return Next::Continue;
+            }
+            Err(msg) => msg,
+        };
         let msg = match msg.downcast::<NamesPeer>() {
             Ok(NamesPeer::Alive { reply, pids }) => {
                 let running = pids.iter().copied();
@@ -496,8 +628,10 @@ impl GenServer for NameServer {
             Msg::Down { mref, pid, reason } if self.watched.get(&pid) == Some(&mref) => {
                 self.watched.remove(&pid);
                 if pid.node() == p.pid().node() {
-                    self.lease.release(pid);
-                    self.unheld.remove(&pid);
+                    self.pending.retain(|(p, _)| *p != pid);
+                    if self.held.remove(&pid) {
+                        self.lease.release(pid);
+                    }
                 }
                 self.down.insert(pid, reason == ExitReason::noconnection());
                 self.unregister_ended(p);
