@@ -5,6 +5,10 @@
 //! survivors. Then node 2 goes too: node 1 alone is a minority, its devices stop when its
 //! lease lapses, and a start there answers `Unavailable` instead of diverging.
 //!
+//! Node 1 also starts a dashboard on node 2 and registers it in the cluster registry
+//! (`DistRef::register`, docs/cp.md "Registry"), asked of node 2's name server; every node
+//! finds it by name.
+//!
 //! ```sh
 //! cargo run --example devices          # in simulation, the same every run
 //! cargo run-native --example devices   # three OS processes over TCP, SIGKILL
@@ -47,6 +51,20 @@ async fn node_one(p: &Process) {
         }
     }
     println!("n1 started the devices");
+    // A process of node 2, registered from node 1: node 2's name server holds it under its
+    // lease, then the group commits the name.
+    match p.spawn_on(2, "device", Term::atom("dashboard")).await {
+        Ok(dashboard) => match dsup.register(p, "dashboard", dashboard).await {
+            Ok(()) => {
+                p.sleep(Duration::from_millis(100)).await;
+                let found = dsup.whereis_name(p, "dashboard").await;
+                let at = found.map_or("nowhere".to_string(), |pid| format!("n{}", pid.node()));
+                println!("dashboard registered, found on {at}");
+            }
+            Err(e) => println!("dashboard not registered: {e}"),
+        },
+        Err(e) => println!("dashboard not started: {e}"),
+    }
     for i in 1.. {
         p.sleep(Duration::from_secs(2)).await;
         let name = format!("probe{i}");
@@ -179,7 +197,12 @@ mod real {
         for k in 1..=3 {
             nodes.start(k);
         }
-        let all_started = |seen: &[String]| placement(seen).len() == DEVICES.len();
+        let all_started = |seen: &[String]| {
+            placement(seen).len() == DEVICES.len()
+                && seen
+                    .iter()
+                    .any(|l| l == "dashboard registered, found on n2")
+        };
         let mut ok = nodes.read_until(30, all_started);
         if ok {
             let on_3: Vec<String> = placement(&nodes.seen)
@@ -211,7 +234,7 @@ mod real {
             });
         }
         if ok {
-            println!("done: node 3's devices started again on the survivors, and node 1 alone answered unavailable");
+            println!("done: the dashboard was registered and found; node 3's devices started again on the survivors, and node 1 alone answered unavailable");
             ExitCode::SUCCESS
         } else {
             eprintln!(

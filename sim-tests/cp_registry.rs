@@ -208,7 +208,10 @@ fn a_minority_node_stops_its_registered_processes_before_their_names_go() {
             let stopped = reason.lock().unwrap().clone();
             assert_eq!(stopped, Some(lease::lease_lost()), "stopped with its lease");
             // Its registration's fate was unknown to node 3: held all the same, and stopped.
-            assert!(!ctl.node(3).is_alive(lost), "held while its registration was asked");
+            assert!(
+                !ctl.node(3).is_alive(lost),
+                "held while its registration was asked"
+            );
             assert_eq!(
                 authoritative(&ctl, 1, "db").await,
                 None,

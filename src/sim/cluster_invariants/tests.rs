@@ -1012,13 +1012,11 @@ fn s3_a_terminated_name_does_not_start_again_unless_started_again() {
 /// committed after its process ended gives the name to no one.
 #[test]
 fn i1_registered_names_have_one_running_holder() {
-    let named = |pid, change, index| {
-        DistEvent::Registered {
-            name: K.into(),
-            pid,
-            change,
-            index,
-        }
+    let named = |pid, change, index| DistEvent::Registered {
+        name: K.into(),
+        pid,
+        change,
+        index,
     };
     let (on, off, dropped) = (NameChange::On, NameChange::Off, NameChange::Dropped);
     let handed = T::default()
@@ -1066,6 +1064,9 @@ fn i1_registered_names_have_one_running_holder() {
             .dist(named(a(), dropped, 2))
             .dist(named(b(), on, 3))
     };
-    assert_eq!(paused().rest().check(Consistency::Cp), Err(Invariant::OneInstance));
+    assert_eq!(
+        paused().rest().check(Consistency::Cp),
+        Err(Invariant::OneInstance)
+    );
     assert_eq!(paused().exit(a()).rest().check(Consistency::Cp), Ok(()));
 }

@@ -32,8 +32,8 @@ use crate::{ExitReason, Msg, Pid, Process};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// How often a name server reads the table when nothing is applied, and asks again for the
-/// unregistrations that did not commit.
+/// How often a name server asks again for the unregistrations that did not commit (and reads
+/// the table, until its node's group server sends it what is applied).
 const REFRESH_EVERY: Duration = Duration::from_millis(500);
 
 /// How long a name server waits for its node's group server.
@@ -349,9 +349,14 @@ impl NameServer {
             self.version = version;
             self.follow(p, names.into_iter().collect());
         }
+        self.retry(p);
+    }
+
+    /// Asks again for the unregistrations that did not commit, and which cut-off processes
+    /// of the nodes it is connected to run.
+    fn retry(&mut self, p: &Process) {
         self.unregister_ended(p);
-        let connected = p.node().nodes();
-        for node in connected {
+        for node in p.node().nodes() {
             self.ask_alive(p, node);
         }
     }
@@ -547,7 +552,13 @@ impl GenServer for NameServer {
 
     async fn handle_info(&mut self, msg: Msg, p: &Process) -> Next<Self> {
         if msg.is::<Tick>() {
-            self.refresh(p).await;
+            // Once it watches, what is applied comes with an `Applied`: the timer only asks
+            // again what did not come through.
+            if self.watching {
+                self.retry(p);
+            } else {
+                self.refresh(p).await;
+            }
             p.send_after(REFRESH_EVERY, p.pid(), Tick);
             return Next::Continue;
         }
