@@ -237,8 +237,13 @@ struct Checker {
     holders: BTreeMap<String, BTreeMap<Pid, usize>>,
     held_by: BTreeMap<Pid, BTreeSet<String>>,
     fenced_holders: BTreeMap<Pid, (String, usize)>,
-    /// The registry's log positions recorded so far.
-    name_log: BTreeSet<u64>,
+    /// The registry's changes recorded so far, by log position and name (a `Down` drops
+    /// several names at one position).
+    name_log: BTreeSet<(u64, String)>,
+    /// Holders whose name went with their node while they still ran, with the name, the
+    /// event and when: a violation unless, within that very microsecond, they ended (the
+    /// merged trace may put their node's crash after the drop).
+    dropped_running: BTreeMap<Pid, (String, [usize; 2], u64)>,
     /// Every process that exited, and each node's current creation: a registration committed
     /// after its process ended (it was asked before) gives the name to no process that runs.
     exited: BTreeSet<Pid>,
@@ -274,6 +279,7 @@ impl Checker {
         let mut last_at = 0;
         for (i, e) in trace.events().iter().enumerate() {
             self.overdue(e.at_us)?;
+            self.still_running(i, e.at_us)?;
             last_at = e.at_us;
             match &e.kind {
                 EventKind::Exit { pid, reason } => {
@@ -321,6 +327,8 @@ impl Checker {
             self.at_rest_rules()?;
         }
         self.overdue(last_at)?;
+        let last = trace.events().len().saturating_sub(1);
+        self.still_running(last, u64::MAX)?;
         Ok(())
     }
 
@@ -481,13 +489,10 @@ impl Checker {
                 return Ok(());
             }
             NameChange::Dropped => {
-                let events = held.into_iter().chain([i]).collect();
-                return Err(found(
-                    Invariant::OneInstance,
-                    name,
-                    format!("{pid} still runs when its name went with its node (committed down)"),
-                    events,
-                ));
+                let first = held.unwrap_or(i);
+                self.dropped_running
+                    .insert(pid, (name.to_string(), [first, i], at));
+                return Ok(());
             }
             NameChange::On if !runs => return Ok(()),
             NameChange::On => {}
@@ -594,7 +599,7 @@ impl Checker {
                 index,
             } => {
                 // A log position two leaders applied in turn is recorded twice.
-                if self.name_log.insert(*index) {
+                if self.name_log.insert((*index, name.clone())) {
                     self.registered(i, at, name, *pid, *change)?;
                 }
             }
@@ -1020,6 +1025,32 @@ impl Checker {
 
     /// I9: a call older than its timeout at `now` without a return, not counting the time
     /// its caller's node stood still.
+    /// I1 in the registry: a holder whose name went with its node, and that still runs after
+    /// that microsecond (event `i`, at `now`), outlived its lease.
+    fn still_running(&mut self, i: usize, now: u64) -> Result<(), Found> {
+        let due: Vec<Pid> = self
+            .dropped_running
+            .iter()
+            .filter(|(_, (.., at))| *at < now)
+            .map(|(&pid, _)| pid)
+            .collect();
+        for pid in due {
+            if let Some((name, [registered, dropped], _)) = self.dropped_running.remove(&pid) {
+                if self.runs(pid) {
+                    return Err(found(
+                        Invariant::OneInstance,
+                        &name,
+                        format!(
+                            "{pid} still runs after its name went with its node (committed down)"
+                        ),
+                        vec![registered, dropped, i],
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn overdue(&self, now: u64) -> Result<(), Found> {
         for &(node, made, timeout_ms, call, paused) in self.calls.values() {
             let stood_still = self.paused_us(node, now) - paused;

@@ -36,7 +36,7 @@ use std::collections::BTreeMap;
 pub enum Registration {
     /// The name is the process's now.
     Registered,
-    /// The name is this process's already (the same process registered again is
+    /// Another process holds the name: this one (the same process registered again is
     /// `Registered`).
     Taken(Pid),
     /// The process's node holds no lease, and so no name: it is committed down, or not a

@@ -1047,6 +1047,45 @@ fn i1_registered_names_have_one_running_holder() {
         .dist(named(a(), on, 1))
         .dist(named(a(), dropped, 2));
     assert_eq!(running.check(Consistency::Cp), Err(Invariant::OneInstance));
+    // One `Down` drops two names at one log position: each is judged.
+    let c = Pid::new(1, 0, 5);
+    let two_dropped = |c_ends: bool| {
+        let named_as = |name: &str, pid, change| DistEvent::Registered {
+            name: name.into(),
+            pid,
+            change,
+            index: 9,
+        };
+        let t = T::default()
+            .dist(named(a(), on, 1))
+            .dist(DistEvent::Registered {
+                name: "k2".into(),
+                pid: c,
+                change: on,
+                index: 2,
+            })
+            .exit(a());
+        let t = if c_ends { t.exit(c) } else { t };
+        t.dist(named_as(K, a(), dropped))
+            .dist(named_as("k2", c, dropped))
+            .rest()
+    };
+    assert_eq!(two_dropped(true).check(Consistency::Cp), Ok(()));
+    assert_eq!(
+        two_dropped(false).check(Consistency::Cp),
+        Err(Invariant::OneInstance)
+    );
+    // Its node's crash in the very microsecond of the drop, after it in the merged trace.
+    let crash = ClusterEvent::Crash {
+        node: 1,
+        silent: false,
+    };
+    let same = T::default()
+        .dist(named(a(), on, 1))
+        .at(5, EventKind::Dist(named(a(), dropped, 2)))
+        .at(5, EventKind::Cluster(crash.clone()))
+        .at(6, EventKind::Line("later".into()));
+    assert_eq!(same.check(Consistency::Cp), Ok(()));
     let crashed = T::default()
         .dist(named(a(), on, 1))
         .cluster(ClusterEvent::Crash {

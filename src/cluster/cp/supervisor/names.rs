@@ -277,8 +277,8 @@ pub struct NameServer {
     /// names): those registered, and those whose registration it asked for and has not seen
     /// refused.
     held: BTreeSet<Pid>,
-    /// The registrations it asked for and has not seen in the table or refused (one whose
-    /// fate is unknown stays until its process ends).
+    /// The registrations it asked for whose outcome it has not seen (one whose fate is
+    /// unknown stays until the table shows it or its process ends: the process stays held).
     pending: BTreeSet<(Pid, String)>,
     watching: bool,
     /// A `Refresh` is in the mailbox.
@@ -385,10 +385,11 @@ impl NameServer {
             .retain(|(pid, name)| table.get(name) != Some(pid));
         self.table = table;
         let registered: BTreeSet<Pid> = self.table.values().copied().collect();
+        let pending: BTreeSet<Pid> = self.pending.iter().map(|(pid, _)| *pid).collect();
         let gone: Vec<Pid> = self
             .watched
             .keys()
-            .filter(|pid| !registered.contains(pid))
+            .filter(|pid| !registered.contains(pid) && !pending.contains(pid))
             .copied()
             .collect();
         for pid in gone {
@@ -412,8 +413,10 @@ impl NameServer {
             self.watched.insert(pid, p.monitor(pid));
             if pid.node() == me && !self.held.contains(&pid) && p.node().is_alive(pid) {
                 // Registered without this server's hold (asked of a server of this node that
-                // has stopped since): held now, or stopped.
-                if self.lease.hold(pid, p.now()) {
+                // has stopped since): held now, with as much lease left as a start needs, or
+                // stopped.
+                let now = p.now();
+                if self.lease.left(now) >= lease::START_WITHIN && self.lease.hold(pid, now) {
                     self.held.insert(pid);
                 } else {
                     lease::stop(p, pid);
@@ -440,13 +443,21 @@ impl NameServer {
             from.reply(p, NamesReply::Registered(Err(DistError::NotFound)));
             return;
         }
+        let now = p.now();
+        if self.lease.left(now) < lease::START_WITHIN {
+            from.reply(p, NamesReply::Registered(Err(DistError::Unavailable)));
+            return;
+        }
         if !self.held.contains(&pid) {
-            let now = p.now();
-            if self.lease.left(now) < lease::START_WITHIN || !self.lease.hold(pid, now) {
+            if !self.lease.hold(pid, now) {
                 from.reply(p, NamesReply::Registered(Err(DistError::Unavailable)));
                 return;
             }
             self.held.insert(pid);
+        }
+        // Monitored from now on, so that its end releases it whatever its registration's fate.
+        if !self.watched.contains_key(&pid) {
+            self.watched.insert(pid, p.monitor(pid));
         }
         self.pending.insert((pid, name.clone()));
         let (group, timeout, server) = (self.group.clone(), self.timeout, p.pid());
@@ -585,11 +596,15 @@ impl GenServer for NameServer {
                     // Its fate is unknown: the hold and the pending registration stay.
                     None => Err(DistError::Unavailable),
                 };
+                // Committed or refused: its hold follows the table from now on (a refused one
+                // is released now, unless it holds another name).
+                if outcome.is_some() {
+                    self.pending.remove(&(pid, name));
+                }
                 if matches!(
                     outcome,
                     Some(Registration::Taken(_) | Registration::NoLease)
                 ) {
-                    self.pending.remove(&(pid, name));
                     self.release_if_unnamed(pid);
                 }
                 from.reply(p, NamesReply::Registered(reply));
