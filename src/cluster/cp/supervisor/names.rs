@@ -396,7 +396,7 @@ impl NameServer {
             if let Some(mref) = self.watched.remove(&pid) {
                 p.demonitor_flush(mref);
             }
-            self.release_if_unnamed(pid);
+            self.release_if_unnamed(p, pid);
         }
         self.down.retain(|pid, _| registered.contains(pid));
         let connected = p.node().nodes();
@@ -426,11 +426,16 @@ impl NameServer {
     }
 
     /// Ends the lease's hold of `pid` if it holds no name and no registration of it is
-    /// pending.
-    fn release_if_unnamed(&mut self, pid: Pid) {
+    /// pending. Under a lease that no longer holds it is stopped instead, as the enforcer
+    /// would stop it: its name may have gone with its node's `Down` (a node paused past its
+    /// lease learns it when it resumes, perhaps before the enforcer runs).
+    fn release_if_unnamed(&mut self, p: &Process, pid: Pid) {
         let named = self.table.values().any(|&p| p == pid);
         let pending = self.pending.iter().any(|(p, _)| *p == pid);
         if !named && !pending && self.held.remove(&pid) {
+            if self.lease.left(p.now()).is_zero() {
+                lease::stop(p, pid);
+            }
             self.lease.release(pid);
         }
     }
@@ -605,7 +610,7 @@ impl GenServer for NameServer {
                     outcome,
                     Some(Registration::Taken(_) | Registration::NoLease)
                 ) {
-                    self.release_if_unnamed(pid);
+                    self.release_if_unnamed(p, pid);
                 }
                 from.reply(p, NamesReply::Registered(reply));
                 return Next::Continue;
