@@ -461,9 +461,7 @@ impl NameServer {
             self.held.insert(pid);
         }
         // Monitored from now on, so that its end releases it whatever its registration's fate.
-        if !self.watched.contains_key(&pid) {
-            self.watched.insert(pid, p.monitor(pid));
-        }
+        self.watched.entry(pid).or_insert_with(|| p.monitor(pid));
         self.pending.insert((pid, name.clone()));
         let (group, timeout, server) = (self.group.clone(), self.timeout, p.pid());
         p.spawn(move |q| async move {
