@@ -286,8 +286,9 @@ impl Checker {
                     self.exited.insert(*pid);
                     let reason = crate::ExitReason::from_term(reason.clone());
                     let crashed = !reason.is_normal() && !reason.is_shutdown();
+                    // A fenced instance is no longer its name's: its crash restarts nothing.
                     if let Some(name) = self.names.get(pid) {
-                        if crashed {
+                        if crashed && !self.fenced.contains_key(pid) {
                             self.crashed.insert(name.clone());
                         }
                     }
@@ -606,6 +607,10 @@ impl Checker {
             DistEvent::Desired { name, on: true } => {
                 self.desired.insert(name.clone(), i);
                 self.terminated.remove(name);
+                // A new child: an instance of the old desire that crashes after the give-up
+                // (fenced on a paused node) is no crash of this one (docs/cp.md, "Restarts
+                // in place, counted by the group").
+                self.crashed.remove(name);
                 let names = &self.names;
                 if self
                     .resurrected

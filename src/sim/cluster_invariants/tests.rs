@@ -661,6 +661,82 @@ fn i8_crash_restarts_stay_within_the_names_intensity_across_nodes() {
             }),
         );
     assert_eq!(again.check(Consistency::Cp), Ok(()));
+    // An instance of the given-up desire, fenced on a paused node, crashes after the give-up:
+    // the new desire's first start is not a restart of it, so its three restarts are within
+    // the intensity (corpus/cp-crash-of-an-old-desire.json).
+    let mut late = crash_loop(3, 100)
+        .at(400, desired(false))
+        .at(
+            600,
+            EventKind::Exit {
+                pid: nth(3),
+                reason: boom(),
+            },
+        )
+        .at(620, desired(true));
+    for n in 4..8 {
+        let at = 700 + 100 * u64::from(n);
+        let start = DistEvent::Start {
+            name: K.into(),
+            pid: nth(n),
+        };
+        late = late.at(at, EventKind::Dist(start));
+        if n < 7 {
+            let pid = nth(n);
+            late = late.at(
+                at + 1,
+                EventKind::Exit {
+                    pid,
+                    reason: boom(),
+                },
+            );
+        }
+    }
+    assert_eq!(late.check(Consistency::Cp), Ok(()));
+    // The same, when the fenced instance crashes only after the new desire: it is not the
+    // name's live instance, so its crash is nobody's restart.
+    let start = |pid| {
+        EventKind::Dist(DistEvent::Start {
+            name: K.into(),
+            pid,
+        })
+    };
+    let crash = |pid| EventKind::Exit {
+        pid,
+        reason: boom(),
+    };
+    let mut fenced = T::default()
+        .at(0, desired(true))
+        .at(
+            1,
+            EventKind::Dist(DistEvent::Intensity {
+                name: K.into(),
+                max_restarts: 3,
+                max_seconds: 5,
+            }),
+        )
+        .at(2, start(b()))
+        .at(3, EventKind::Cluster(ClusterEvent::Pause { node: 2 }))
+        .at(10, start(nth(0)))
+        .at(20, desired(false))
+        .at(
+            21,
+            EventKind::Exit {
+                pid: nth(0),
+                reason: crate::term::Term::atom("shutdown"),
+            },
+        )
+        .at(30, desired(true))
+        .at(40, EventKind::Cluster(ClusterEvent::Resume { node: 2 }))
+        .at(50, crash(b()));
+    for n in 1..5 {
+        let at = 100 * u64::from(n);
+        fenced = fenced.at(at, start(nth(n)));
+        if n < 4 {
+            fenced = fenced.at(at + 3, crash(nth(n)));
+        }
+    }
+    assert_eq!(fenced.check(Consistency::Cp), Ok(()));
 }
 
 fn members(node: u16, members: &[u16]) -> DistEvent {
