@@ -203,8 +203,11 @@ struct Checker {
     crashed: BTreeSet<String>,
     /// Handoffs: their begin, and their deliveries.
     handoffs: BTreeMap<u64, Handoff>,
-    /// Conflicts per name since the last heal.
+    /// Conflicts per name since the last heal (or resume); the losers whose state was
+    /// delivered; and the losers that gave their state, with the event (AP mode's `lost`).
     conflicts: BTreeMap<String, usize>,
+    resolved_losers: BTreeSet<Pid>,
+    lost: BTreeMap<Pid, (String, usize)>,
     /// Calls without a return, by id: (the caller's node, when, timeout, event, the node's
     /// time paused then). A crash of the node ends them: their caller is gone.
     calls: BTreeMap<u64, (u16, u64, u64, usize, u64)>,
@@ -368,6 +371,9 @@ impl Checker {
                 pause.1 = pause.1.or(Some(at));
             }
             ClusterEvent::Resume { node } => {
+                // A resume ends a split as a heal does: the paused node's instances meet the
+                // others again.
+                self.conflicts.clear();
                 self.paused.remove(node);
                 let pause = self.pause_us.entry(*node).or_default();
                 if let Some(since) = pause.1.take() {
@@ -745,6 +751,14 @@ impl Checker {
                 loser,
                 state_delivered,
             } => {
+                if *state_delivered && !self.resolved_losers.insert(*loser) {
+                    return Err(found(
+                        Invariant::ConflictResolution,
+                        name,
+                        format!("{loser}'s state delivered twice ({winner} the second time)"),
+                        vec![i],
+                    ));
+                }
                 let count = self.conflicts.entry(name.clone()).or_default();
                 *count += 1;
                 if *count > 1 {
@@ -763,6 +777,9 @@ impl Checker {
                         vec![i],
                     ));
                 }
+            }
+            DistEvent::Lost { name, loser } => {
+                self.lost.insert(*loser, (name.clone(), i));
             }
             DistEvent::Call {
                 id,
@@ -1129,6 +1146,24 @@ impl Checker {
         self.placed()?;
         self.group_membership()?;
         self.group_members()?;
+        // I7, exactly once when nothing failed: a loser that gave its state after the last
+        // fault has had it delivered by the time the cluster is at rest, unless its name is
+        // no longer desired.
+        for (loser, (name, lost)) in &self.lost {
+            let unfaulted = self.last_fault.is_none_or(|f| f < *lost);
+            if unfaulted && self.desired.contains_key(name) && !self.resolved_losers.contains(loser)
+            {
+                return Err(found(
+                    Invariant::ConflictResolution,
+                    name,
+                    format!(
+                        "{loser} lost a conflict and gave its state, which never reached the \
+                         winner, and no fault came after"
+                    ),
+                    vec![*lost],
+                ));
+            }
+        }
         // Exactly once when nothing failed: a handoff begun after the last fault (or in a run
         // without any) ends by the time the cluster is at rest.
         for (id, h) in &self.handoffs {

@@ -657,6 +657,14 @@ pub enum DistEvent {
         /// Whether the loser's state was delivered to the winner.
         state_delivered: bool,
     },
+    /// An instance of `name` lost a conflict and gave its state, which is to reach the winner
+    /// once (the CP supervisor in AP mode, docs/cp.md "AP mode").
+    Lost {
+        /// The name.
+        name: String,
+        /// The instance that lost.
+        loser: Pid,
+    },
     /// API call `id` on node `node` (`what`: `start_child k1`, `whereis k1`, ...), which
     /// should return within `timeout_ms`.
     Call {
@@ -818,6 +826,9 @@ impl DistEvent {
                     n(winner),
                     n(loser)
                 )
+            }
+            DistEvent::Lost { name, loser } => {
+                format!("conflict {name} loser {} gave its state", n(loser))
             }
             DistEvent::Call {
                 id,

@@ -555,10 +555,17 @@ fn conflict(state_delivered: bool) -> DistEvent {
 
 #[test]
 fn i7_a_conflict_hands_the_losers_state_over_once_per_heal() {
+    // docs/cluster-invariants.md I7 (SWARM.md: at most one delivery per name and heal).
+    let other_loser = DistEvent::Conflict {
+        name: K.into(),
+        winner: a(),
+        loser: Pid::new(3, 0, 9),
+        state_delivered: true,
+    };
     let resolved = T::default()
         .dist(conflict(true))
         .cluster(ClusterEvent::Heal)
-        .dist(conflict(true));
+        .dist(other_loser.clone());
     assert_eq!(resolved.check(Consistency::Ap), Ok(()));
     let dropped = T::default().dist(conflict(false));
     assert_eq!(
@@ -570,6 +577,54 @@ fn i7_a_conflict_hands_the_losers_state_over_once_per_heal() {
         twice.check(Consistency::Ap),
         Err(Invariant::ConflictResolution)
     );
+    // A resume ends a split as a heal does; but one loser's state is delivered once, whatever
+    // came between (the CP supervisor in AP mode, docs/cp.md "AP mode").
+    let resumed = T::default()
+        .dist(conflict(true))
+        .cluster(ClusterEvent::Resume { node: 2 })
+        .dist(other_loser);
+    assert_eq!(resumed.check(Consistency::Ap), Ok(()));
+    let again = T::default()
+        .dist(conflict(true))
+        .cluster(ClusterEvent::Heal)
+        .dist(conflict(true));
+    assert_eq!(
+        again.check(Consistency::Ap),
+        Err(Invariant::ConflictResolution)
+    );
+    // A loser that gave its state after the last fault has it delivered by rest, unless its
+    // name is no longer desired.
+    let lost = || DistEvent::Lost {
+        name: K.into(),
+        loser: b(),
+    };
+    let delivered = T::default()
+        .desired(true)
+        .start(a())
+        .dist(lost())
+        .dist(conflict(true))
+        .rest();
+    assert_eq!(delivered.check(Consistency::Ap), Ok(()));
+    let never = T::default().desired(true).start(a()).dist(lost()).rest();
+    assert_eq!(
+        never.check(Consistency::Ap),
+        Err(Invariant::ConflictResolution)
+    );
+    let faulted = T::default()
+        .desired(true)
+        .start(a())
+        .dist(lost())
+        .cluster(ClusterEvent::Heal)
+        .rest();
+    assert_eq!(faulted.check(Consistency::Ap), Ok(()));
+    let terminated = T::default()
+        .desired(true)
+        .start(a())
+        .dist(lost())
+        .desired(false)
+        .exit(a())
+        .rest();
+    assert_eq!(terminated.check(Consistency::Ap), Ok(()));
 }
 
 fn call(timeout_ms: u64) -> DistEvent {
