@@ -250,7 +250,7 @@ mod supervisor {
     use otpsim::cluster::cp::consensus;
     use otpsim::cluster::cp::control::{Answer, Control, Query};
     use otpsim::cluster::cp::handoff;
-    use otpsim::cluster::cp::supervisor::{self, DistConfig, DistError, DistRef};
+    use otpsim::cluster::cp::supervisor::{self, DistConfig, DistError, DistRef, Mode};
     use otpsim::rt::Duration;
     use otpsim::sim::cluster::{ClusterCtl, ClusterReport, ClusterSim};
     use otpsim::sim::cluster_invariants::{check, Consistency};
@@ -265,8 +265,8 @@ mod supervisor {
     }
 
     /// Boots node `k`: a worker that waits, one that crashes 100 ms after each start, and
-    /// the supervisor.
-    fn boot(ctl: &ClusterCtl, k: u16) {
+    /// the supervisor, in `mode`.
+    fn boot(ctl: &ClusterCtl, k: u16, mode: Mode) {
         let node = ctl.node(k);
         node.register_start("device", |p, _| async move {
             let _ = p.recv().await;
@@ -282,13 +282,13 @@ mod supervisor {
         });
         // Counts the `u32`s and `Bump`s it is sent, and moves with its count.
         node.register_start("counter", |p, _| handoff::serve(p, Counter(0)));
-        supervisor::boot(&node, config()).unwrap();
+        supervisor::boot(&node, DistConfig { mode, ..config() }).unwrap();
     }
 
     /// Boots every node.
-    fn boot_all(ctl: &ClusterCtl) {
+    fn boot_all(ctl: &ClusterCtl, mode: Mode) {
         for k in 1..=3 {
-            boot(ctl, k);
+            boot(ctl, k, mode);
         }
     }
 
@@ -343,6 +343,12 @@ mod supervisor {
         mine.take(2).collect()
     }
 
+    /// A scenario run on a booted cluster.
+    pub(super) type Scenario = Box<
+        dyn FnOnce(ClusterCtl) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+            + Send,
+    >;
+
     /// A cluster of three nodes booted, once the first leader has assigned the shard table,
     /// running `scenario`.
     pub(super) fn cluster(
@@ -351,8 +357,13 @@ mod supervisor {
             + Send
             + 'static,
     ) -> ClusterReport {
+        cluster_in(seed, Mode::Cp, Box::new(scenario))
+    }
+
+    /// [`cluster`], with the supervisor in `mode`.
+    pub(super) fn cluster_in(seed: u64, mode: Mode, scenario: Scenario) -> ClusterReport {
         let report = ClusterSim::new(seed).nodes(3).run(move |ctl| async move {
-            boot_all(&ctl);
+            boot_all(&ctl, mode);
             // The first leader is elected and assigns the shard table.
             ctl.sleep(Duration::from_secs(3)).await;
             scenario(ctl).await;
@@ -464,7 +475,7 @@ mod supervisor {
                 // A node restarted: its cache learns what the others run.
                 ctl.crash(away);
                 ctl.restart(away);
-                boot(&ctl, away);
+                boot(&ctl, away, Mode::Cp);
                 ctl.sleep(Duration::from_secs(3)).await;
                 let (again, took) = timed(&ctl, away, true).await;
                 assert_eq!(again, next);
@@ -518,7 +529,7 @@ mod supervisor {
                     "no instance elsewhere"
                 );
                 ctl.restart(home);
-                boot(&ctl, home);
+                boot(&ctl, home, Mode::Cp);
                 ctl.sleep(Duration::from_secs(3)).await;
                 let again = whereis(&ctl, other, "a").await.expect("runs again");
                 assert_eq!(again.node(), home);
@@ -564,7 +575,7 @@ mod supervisor {
         check(&report.trace, Consistency::Cp).unwrap();
     }
 
-    fn exits(trace: &Trace, pid: Pid) -> Vec<(u64, Term)> {
+    pub(super) fn exits(trace: &Trace, pid: Pid) -> Vec<(u64, Term)> {
         trace
             .events()
             .iter()
@@ -575,7 +586,7 @@ mod supervisor {
             .collect()
     }
 
-    fn start_at(trace: &Trace, pid: Pid) -> u64 {
+    pub(super) fn start_at(trace: &Trace, pid: Pid) -> u64 {
         trace
             .events()
             .iter()
@@ -1257,5 +1268,86 @@ mod groups {
             })
         });
         check(&report.trace, Consistency::Cp).unwrap();
+    }
+}
+
+mod ap {
+    //! The supervisor in AP mode (`Mode::Ap`, docs/cp.md "AP mode"; SWARM.md §4.2 item 9):
+    //! each side of a partition keeps its children, and at the heal every conflict's loser
+    //! hands its state to the winner, once, and stops (I7).
+
+    use super::supervisor::{cluster_in, count, exits, send, start, starts, whereis};
+    use otpsim::cluster::cp::supervisor::Mode;
+    use otpsim::rt::Duration;
+    use otpsim::sim::cluster_invariants::{check, Consistency};
+    use otpsim::trace::{DistEvent, EventKind, Trace};
+    use otpsim::{Pid, Term};
+
+    /// Every conflict of the trace: (name, winner, loser, state delivered).
+    fn conflicts(trace: &Trace) -> Vec<(String, Pid, Pid, bool)> {
+        trace
+            .events()
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Dist(DistEvent::Conflict {
+                    name,
+                    winner,
+                    loser,
+                    state_delivered,
+                }) => Some((name.clone(), *winner, *loser, *state_delivered)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// An owner cut off from the majority keeps its counter, and the majority starts another;
+    /// each counts what its side sends. At the heal the old owner's instance loses: its count
+    /// goes to the winner, which adds it (`resolve_conflict`), and it stops with `shutdown`.
+    /// The shard then moves home with the sum. One conflict, with the state (I7).
+    #[test]
+    fn each_side_keeps_its_child_and_the_heal_gives_the_losers_state_to_the_winner() {
+        let report = cluster_in(
+            31,
+            Mode::Ap,
+            Box::new(|ctl| {
+                Box::pin(async move {
+                    let old = start(&ctl, 1, "a", "counter").await.expect("started");
+                    let home = old.node();
+                    let other = if home == 1 { 2 } else { 1 };
+                    send(&ctl, home, "a", 1u32).await.expect("delivered");
+                    ctl.partition(&[home]);
+                    ctl.sleep(Duration::from_secs(8)).await;
+                    // Both sides run it: the cut-off owner its old instance, past its lease.
+                    assert_eq!(whereis(&ctl, home, "a").await, Some(old));
+                    let new = whereis(&ctl, other, "a").await.expect("runs elsewhere");
+                    assert_ne!(new.node(), home);
+                    for _ in 0..3 {
+                        assert_eq!(send(&ctl, other, "a", 1u32).await, Ok(new));
+                    }
+                    assert_eq!(send(&ctl, home, "a", 1u32).await, Ok(old));
+                    assert_eq!(count(&ctl, home, "a").await, Some(2));
+                    assert_eq!(count(&ctl, other, "a").await, Some(3));
+                    ctl.heal();
+                    // Caught up, the loser's state given, and the shard moved home.
+                    ctl.sleep(Duration::from_secs(8)).await;
+                    let back = whereis(&ctl, other, "a").await.expect("runs");
+                    assert_eq!(back.node(), home);
+                    assert_eq!(whereis(&ctl, home, "a").await, Some(back));
+                    assert_eq!(
+                        count(&ctl, home, "a").await,
+                        Some(5),
+                        "nothing counted is lost"
+                    );
+                })
+            }),
+        );
+        let pids = starts(&report.trace, "a");
+        assert_eq!(pids.len(), 3, "{pids:?}");
+        let found = conflicts(&report.trace);
+        assert_eq!(found, vec![("a".to_string(), pids[1], pids[0], true)]);
+        let stopped = exits(&report.trace, pids[0]);
+        assert_eq!(stopped.len(), 1);
+        assert_eq!(stopped[0].1, Term::atom("shutdown"));
+        check(&report.trace, Consistency::Ap).unwrap();
     }
 }

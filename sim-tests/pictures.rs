@@ -10,7 +10,7 @@ use otpsim::trace::EventKind;
 use std::path::{Path, PathBuf};
 
 /// Every corpus file of one node with its replayed run. (A cluster's cases, `cluster-graph`,
-/// `swarm` and `cp`, are left out: the why-chain does not follow a cluster's faults, a crash or a
+/// `swarm`, `cp` and `ap`, are left out: the why-chain does not follow a cluster's faults, a crash or a
 /// partition, to what they cause yet, and its page has no lanes per node.)
 fn corpus_runs() -> Vec<(PathBuf, CorpusFile, CaseReport)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
@@ -18,7 +18,7 @@ fn corpus_runs() -> Vec<(PathBuf, CorpusFile, CaseReport)> {
     corpus::files(&dir)
         .into_iter()
         .filter(|path| {
-            !["cluster-graph", "swarm", "cp-"]
+            !["cluster-graph", "swarm", "cp-", "ap-"]
                 .iter()
                 .any(|c| stem(path).starts_with(c))
         })

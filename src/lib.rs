@@ -40,7 +40,8 @@ pub use process::{Disk, ExitReason, Msg, Node, NodeConfig, Process};
 /// Every built-in target of `otpsim fuzz` and `otpsim replay`: the random processes over a
 /// cluster (`cluster-graph`), the generated supervision trees (`tree`), the
 /// [example systems](systems), Swarm (`swarm`, [`systems::swarm`]), whose failures are
-/// its known flaws, and, with the feature `cp` (on by default), the CP supervisor on Swarm's workload (`cp`).
+/// its known flaws, and, with the feature `cp` (on by default), the CP supervisor on Swarm's workload (`cp`), and the
+/// same in AP mode (`ap`).
 #[cfg(feature = "harness")]
 pub fn targets() -> Vec<std::sync::Arc<dyn sim::harness::AnyTarget>> {
     use std::sync::Arc;
@@ -57,6 +58,8 @@ pub fn targets() -> Vec<std::sync::Arc<dyn sim::harness::AnyTarget>> {
         )),
         #[cfg(feature = "cp")]
         Arc::new(sim::cluster_harness::AsTarget::new(systems::cp::CpSystem)),
+        #[cfg(feature = "cp")]
+        Arc::new(sim::cluster_harness::AsTarget::new(systems::cp::ApSystem)),
     ]
 }
 pub use term::{Pid, Ref, Term};

@@ -58,8 +58,9 @@ enum Command {
         /// pauses, slow links and partitions), `tree` (generated supervision trees), an example
         /// system: `kv`, `todo`, `connections`, `pipeline`, `tickets`, `swarm` (the model of
         /// Elixir's Swarm on 3 nodes, whose failures are its known flaws: reported apart, and
-        /// shrunk and saved only when it is named here), or `cp` (the CP distributed
-        /// supervisor on Swarm's workload and faults). Default: all of them, in turn.
+        /// shrunk and saved only when it is named here), `cp` (the CP distributed
+        /// supervisor on Swarm's workload and faults), or `ap` (the same supervisor in AP
+        /// mode). Default: all of them, in turn.
         #[arg(long = "target")]
         targets: Vec<String>,
         /// Fault families the harness targets draw from (repeatable): crash, kill, signal,

@@ -13,10 +13,14 @@
 //! `r{name}` (docs/cp.md, "Registry"); `Whereis` looks it up, and `Crash` kills it too. No
 //! two processes that run ever hold one name (I1), and a lookup never answers a process its
 //! node saw end (I4).
+//!
+//! [`ApSystem`] (`ap`) runs the same supervisor in AP mode ([`Mode::Ap`]): each side of a
+//! partition keeps its children, so a name may run twice until the heal, and every conflict
+//! hands the loser's count to the winner, once (I1 at rest, I7).
 
 use super::swarm::{faulty, send_bumps, Bump, Counter, SwarmOp, SwarmSystem, Unknown};
 use crate::cluster::cp::handoff;
-use crate::cluster::cp::supervisor::{self, DistConfig, DistError, DistRef};
+use crate::cluster::cp::supervisor::{self, DistConfig, DistError, DistRef, Mode};
 use crate::rt::Duration;
 use crate::sim::cluster::ClusterCtl;
 use crate::sim::cluster_harness::{ClusterFamily, ClusterTarget};
@@ -38,9 +42,15 @@ pub async fn worker(p: Process, _: Term) -> ExitReason {
 /// Starts the supervisor on `node` with the workers' start functions (`worker`, `faulty`), at
 /// its first boot and at every restart.
 pub fn boot(node: &crate::Node) {
+    boot_in(node, Mode::Cp);
+}
+
+/// [`boot`], with the supervisor in `mode`.
+pub fn boot_in(node: &crate::Node, mode: Mode) {
     node.register_start("worker", worker);
     node.register_start("faulty", faulty);
-    supervisor::boot(node, config()).expect("the target's settings work");
+    let config = DistConfig { mode, ..config() };
+    supervisor::boot(node, config).expect("the target's settings work");
 }
 
 /// The seed system on the CP supervisor, as a cluster target: three nodes, the `swarm`
@@ -96,6 +106,53 @@ impl ClusterTarget for CpSystem {
     /// processes are not under a local supervisor yet).
     fn families(&self) -> Vec<ClusterFamily> {
         SwarmSystem.families()
+    }
+
+    async fn check(&self, _: &ClusterCtl) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// The seed system on the same supervisor in AP mode ([`Mode::Ap`]), as a cluster target:
+/// [`CpSystem`]'s nodes, workload and faults, judged as AP (at most one instance of a name at
+/// rest; a conflict's loser hands its state to the winner once, I7).
+pub struct ApSystem;
+
+impl ClusterTarget for ApSystem {
+    type Op = SwarmOp;
+
+    fn name(&self) -> String {
+        "ap".into()
+    }
+
+    fn boot(&self, _: u16, node: &crate::Node, _: bool) {
+        boot_in(node, Mode::Ap);
+    }
+
+    fn op(&self, draw: &mut dyn FnMut(u64) -> u64) -> Option<SwarmOp> {
+        CpSystem.op(draw)
+    }
+
+    async fn apply(&self, ctl: &ClusterCtl, op: &SwarmOp) {
+        CpSystem.apply(ctl, op).await
+    }
+
+    fn run_for(&self) -> Duration {
+        CpSystem.run_for()
+    }
+
+    /// [`CpSystem`]'s, which covers a conflict's resolution too: the loser's node learns of
+    /// it within a reconciliation of catching up, and its state goes over in one more.
+    fn quiet(&self) -> Duration {
+        CpSystem.quiet()
+    }
+
+    fn consistency(&self) -> Consistency {
+        Consistency::Ap
+    }
+
+    fn families(&self) -> Vec<ClusterFamily> {
+        CpSystem.families()
     }
 
     async fn check(&self, _: &ClusterCtl) -> Result<(), String> {

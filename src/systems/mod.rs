@@ -14,7 +14,8 @@
 //! * [`swarm`] (feature `harness`): seed 003, workers spread over a cluster by Elixir's Swarm,
 //!   as a cluster target whose failures are Swarm's own.
 //! * `cp` (features `harness` and `cp`): seed 003 on the CP distributed supervisor, the
-//!   `swarm` target's workload and faults on the design that keeps what Swarm breaks.
+//!   `swarm` target's workload and faults on the design that keeps what Swarm breaks; and
+//!   `ap`, the same in AP mode (Swarm's semantics, without its failures).
 //! * [`todo`](mod@todo): a to-do service: a database pool under via names, to-do servers started on
 //!   demand by a find-or-start cache, every change stored before it is acknowledged.
 

@@ -176,6 +176,15 @@ pub enum Command {
         /// The process that must hold it, if any.
         pid: Option<Pid>,
     },
+    /// AP mode: the state of `loser`, an instance of `name` that lost a conflict, is to be
+    /// given to the winner, unless it was given already: the log makes it once cluster-wide,
+    /// whichever node asks.
+    Resolve {
+        /// The name.
+        name: String,
+        /// The instance that lost.
+        loser: Pid,
+    },
 }
 
 /// What applying a [`Command`] did.
@@ -230,6 +239,12 @@ pub enum Outcome {
     Registration(Registration),
     /// The process a [`Command::Unregister`] took the name from, if any did hold it.
     Unregistered(Option<Pid>),
+    /// Whether a [`Command::Resolve`] was the first for its loser: only then is its state
+    /// given.
+    Resolved {
+        /// The first.
+        first: bool,
+    },
 }
 
 /// A question to a node's applied state.
@@ -255,6 +270,8 @@ pub enum Query {
     Name(String),
     /// The registered names, if they changed since this version ([`NameTable::since`]).
     Names(u64),
+    /// Whether a conflict's loser was resolved ([`Command::Resolve`]).
+    Resolved(Pid),
 }
 
 /// An answer to a [`Query`].
@@ -272,6 +289,8 @@ pub enum Answer {
     View(View),
     /// The process registered under the name.
     Name(Option<Pid>),
+    /// Whether the loser was resolved.
+    Resolved(bool),
     /// The registered names at a version, or `None` if unchanged.
     Names(Option<(u64, Vec<(String, Pid)>)>),
     /// The moves in transit from a node, and to it.
@@ -349,6 +368,8 @@ pub struct Control {
     crashes: BTreeMap<String, Vec<(Lead, CrashId)>>,
     /// The cluster registry.
     names: NameTable,
+    /// AP mode: the conflicts' losers whose state was given.
+    resolved: BTreeSet<Pid>,
     /// The log position last applied (named in the trace's registry events, so that a
     /// position applied on two leaders in turn counts once).
     applied: u64,
@@ -667,6 +688,9 @@ impl Replicated for Control {
             Command::Unregister { name, pid } => {
                 Outcome::Unregistered(self.names.unregister(&name, pid))
             }
+            Command::Resolve { loser, .. } => Outcome::Resolved {
+                first: self.resolved.insert(loser),
+            },
             Command::Crashed { name, crash, lead } => {
                 if !self.desired.contains_key(&name) {
                     return Outcome::NotDesired;
@@ -746,6 +770,7 @@ impl Replicated for Control {
                 Answer::Moves { outgoing, incoming }
             }
             Query::Desired(name) => Answer::Desired(self.desired.contains_key(&name)),
+            Query::Resolved(loser) => Answer::Resolved(self.resolved.contains(&loser)),
             Query::Plan => Answer::Plan {
                 wanted: self.wanted_moves(),
                 transit: self.transit.keys().map(|&s| (s, self.epoch(s))).collect(),

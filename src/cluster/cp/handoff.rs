@@ -67,6 +67,9 @@ pub enum Request {
     },
     /// It started on its new owner: the state its predecessor handed over.
     End(Term),
+    /// Another instance of its name lost a conflict to it (AP mode, after a partition):
+    /// the loser's state.
+    Resolve(Term),
 }
 
 /// A child's answer to [`Request::Begin`]: the state it moves with (`None`: start afresh).
@@ -81,8 +84,9 @@ pub struct Begun {
 /// Runs `worker` as a child of a CP distributed supervisor: it moves with the state
 /// [`Handoff::begin_handoff`] gives (a CP shard has one owner, so `Ignore` starts it afresh
 /// on the new owner, as `Restart` does), is given that state on the new owner
-/// ([`Handoff::end_handoff`]), and handles every other message as
-/// [`handle_message`] does.
+/// ([`Handoff::end_handoff`]); in AP mode, it gives the same state when it loses a conflict
+/// and stops, and the winner is given it ([`Handoff::resolve_conflict`]). It handles every
+/// other message as [`handle_message`] does.
 pub async fn serve<W: Handoff>(p: Process, mut worker: W) -> ExitReason {
     loop {
         let msg = p.recv().await;
@@ -96,6 +100,7 @@ pub async fn serve<W: Handoff>(p: Process, mut worker: W) -> ExitReason {
                 return worker.die(&p);
             }
             Ok(Request::End(state)) => worker.end_handoff(&p, state),
+            Ok(Request::Resolve(state)) => worker.resolve_conflict(&p, state),
             Err(msg) => {
                 if let Err(reason) = handle_message(&mut worker, &p, msg) {
                     return reason;

@@ -52,6 +52,7 @@
 //! ```
 
 mod cache;
+mod conflicts;
 mod moves;
 mod names;
 mod route;
@@ -103,6 +104,28 @@ pub struct DistConfig {
     pub max_handoff: Duration,
     /// The message types [`DistRef::send`] can route by name, the same on every node.
     pub messages: crate::dist::Codec,
+    /// What a node cut off from the majority does with its children: stop them ([`Mode::Cp`],
+    /// the default) or keep them ([`Mode::Ap`]).
+    pub mode: Mode,
+}
+
+/// What a distributed supervisor gives up in a partition (docs/cp.md, "AP mode"; SWARM.md
+/// §4.1, in this repository's docs/cluster-invariants.md terms: I1 always, or I1 at rest
+/// and I7).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// A name never has two instances: a node that loses its lease stops its children
+    /// before the majority starts them elsewhere, so a minority side runs nothing.
+    #[default]
+    Cp,
+    /// Each side of a partition keeps its children: a node that loses its lease keeps
+    /// running them, and the majority starts them elsewhere too. When the cut-off node
+    /// learns that its shards went to others, each of its instances loses the conflict: its
+    /// state ([`Handoff::begin_handoff`](crate::cluster::handoff::Handoff::begin_handoff))
+    /// goes to the instance the committed table places, given once
+    /// ([`Handoff::resolve_conflict`](crate::cluster::handoff::Handoff::resolve_conflict)),
+    /// and it stops.
+    Ap,
 }
 
 impl DistConfig {
@@ -125,7 +148,20 @@ impl DistConfig {
             handoff_timeout: Duration::from_secs(2),
             max_handoff: Duration::from_secs(5),
             messages: crate::dist::Codec::new(),
+            mode: Mode::Cp,
         }
+    }
+
+    /// The same settings in AP mode ([`Mode::Ap`]): each side of a partition keeps its
+    /// children, and a heal resolves the conflicts.
+    ///
+    /// ```
+    /// use otpsim::cluster::cp::supervisor::{DistConfig, Mode};
+    /// assert_eq!(DistConfig::new("devices", [1, 2, 3]).ap().mode, Mode::Ap);
+    /// ```
+    pub fn ap(mut self) -> DistConfig {
+        self.mode = Mode::Ap;
+        self
     }
 
     /// The same settings, with messages of type `T` routed by name ([`DistRef::send`]) under
@@ -664,6 +700,16 @@ pub enum Peer {
         /// The cache.
         reply: Pid,
     },
+    /// AP mode: an instance of `name` lost a conflict, with its state, for the instance this
+    /// node runs.
+    Resolve {
+        /// The child.
+        name: String,
+        /// The instance that lost.
+        loser: Pid,
+        /// Its state.
+        state: Term,
+    },
 }
 
 /// A child's time to give its state is up: it is told to shut down, then killed after a
@@ -750,6 +796,9 @@ pub struct DistSupervisor {
     booted: bool,
     /// The shards this node owned at its last reconciliation, with their epochs.
     shards: BTreeMap<u16, u64>,
+    /// AP mode: the instances of this node that lost a conflict, until the group committed
+    /// their resolution.
+    losing: BTreeMap<Pid, conflicts::Losing>,
 }
 
 /// Runs the supervisor on this node as the calling process, its children under `lease` (see
@@ -828,13 +877,28 @@ impl DistSupervisor {
             .map(|(name, _)| name.clone())
             .collect();
         for name in unwanted {
-            if let Some(running) = self.children.remove(&name) {
-                // `shutdown`, then `kill` after a grace, as OTP stops a child: one that traps
-                // exits cannot outlive its ownership.
-                p.exit(running.pid, ExitReason::Shutdown);
-                p.send_after(SHUTDOWN_GRACE, p.pid(), KillStopping(running.pid));
-                self.stopping.insert(running.pid, name);
+            let Some(running) = self.children.remove(&name) else {
+                continue;
+            };
+            // AP mode: a desired child this node runs and no longer owns was started
+            // elsewhere while this node was cut off: it loses the conflict, with its state.
+            if self.config.mode == Mode::Ap {
+                let query = Query::Desired(name.clone());
+                if let Ok(Answer::Desired(true)) =
+                    consensus::query::<Control>(p, &group, me, query, timeout).await
+                {
+                    self.lose(p, name, running.pid);
+                    continue;
+                }
             }
+            // `shutdown`, then `kill` after a grace, as OTP stops a child: one that traps
+            // exits cannot outlive its ownership.
+            p.exit(running.pid, ExitReason::Shutdown);
+            p.send_after(SHUTDOWN_GRACE, p.pid(), KillStopping(running.pid));
+            self.stopping.insert(running.pid, name);
+        }
+        if !self.losing.is_empty() {
+            self.send_losers(p).await;
         }
         self.failed.retain(|name, _| wanted.contains_key(name));
         let before = self.crashed.len();
@@ -928,8 +992,10 @@ impl DistSupervisor {
         if !to_start.is_empty() && !self.confirmed(p, &to_start).await {
             return;
         }
-        // Only under a lease that holds a while yet: the enforcer stops them when it lapses.
-        if !to_start.is_empty() && self.lease.left(p.now()) < lease::START_WITHIN {
+        // Only under a lease that holds a while yet: the enforcer stops them when it lapses
+        // (in CP mode; in AP mode they outlive it).
+        let ap = self.config.mode == Mode::Ap;
+        if !ap && !to_start.is_empty() && self.lease.left(p.now()) < lease::START_WITHIN {
             return;
         }
         // A granted restart not made within the slack of its asking (the fresh read or the
@@ -957,7 +1023,7 @@ impl DistSupervisor {
         for (name, child) in to_start {
             self.granted.remove(&name);
             match p.spawn_link_on(me, &child.start, child.arg.clone()).await {
-                Ok(pid) if !self.lease.hold(pid, p.now()) => {
+                Ok(pid) if !ap && !self.lease.hold(pid, p.now()) => {
                     // The lease lapsed while it started: it never counted as started.
                     lease::stop(p, pid);
                 }
@@ -1094,8 +1160,9 @@ impl DistSupervisor {
     /// stopping for a move.
     fn running(&self, p: &Process, name: &str) -> Option<Pid> {
         // A child is named only under a lease that holds: a node whose lease lapsed (paused,
-        // say, and not yet caught up) must not send callers to what it no longer owns.
-        let holds = !self.lease.left(p.now()).is_zero();
+        // say, and not yet caught up) must not send callers to what it no longer owns. In AP
+        // mode it runs on, and is named.
+        let holds = self.config.mode == Mode::Ap || !self.lease.left(p.now()).is_zero();
         let pid = self.children.get(name).filter(|_| holds)?.pid;
         let stopping = self.outgoing.values().any(|o| o.stopping(pid));
         (!stopping).then_some(pid)
@@ -1115,6 +1182,7 @@ impl DistSupervisor {
     /// which restarts it unless it exceeded its intensity.
     fn child_exited(&mut self, p: &Process, pid: Pid, reason: &ExitReason) {
         self.lease.release(pid);
+        self.loser_ended(pid);
         if self.stopping.remove(&pid).is_some() {
             return;
         }
@@ -1210,6 +1278,7 @@ impl GenServer for DistSupervisor {
             kicked: false,
             booted: false,
             shards: BTreeMap::new(),
+            losing: BTreeMap::new(),
         })
     }
 
@@ -1283,6 +1352,10 @@ impl GenServer for DistSupervisor {
         };
         let msg = match msg.downcast::<Begun>() {
             Ok(begun) => {
+                if self.lost(p, &begun) {
+                    self.send_losers(p).await;
+                    return Next::Continue;
+                }
                 for o in self.outgoing.values_mut() {
                     o.answered(p, begun.clone());
                 }
@@ -1350,6 +1423,9 @@ impl GenServer for DistSupervisor {
                         p.send(reply, Announce { name, pid });
                     }
                 }
+            }
+            Ok(Peer::Resolve { name, loser, state }) => {
+                self.resolve(p, name, loser, state).await;
             }
             Err(_) => {}
         }
