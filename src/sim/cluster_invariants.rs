@@ -468,6 +468,12 @@ impl Checker {
         self.paused.contains(&node) || self.resumed_at.get(&node) == Some(&at)
     }
 
+    /// The pids among `of`'s keys whose node is [frozen](Self::frozen) at `at`.
+    fn frozen_of<V>(&self, of: Option<&BTreeMap<Pid, V>>, at: u64) -> Vec<Pid> {
+        let pids = of.into_iter().flat_map(|m| m.keys().copied());
+        pids.filter(|p| self.frozen(p.node(), at)).collect()
+    }
+
     /// I1 in the cluster registry, at event `i`: `name` is given to `pid`, taken back, or
     /// dropped with `pid`'s node. No two processes that run hold a name at once, and a holder
     /// whose name went with its node has ended (its lease lapsed first); one whose node is
@@ -504,14 +510,8 @@ impl Checker {
             NameChange::On if !runs => return Ok(()),
             NameChange::On => {}
         }
+        let frozen = self.frozen_of(self.holders.get(name), at);
         let holders = self.holders.entry(name.to_string()).or_default();
-        let frozen: Vec<Pid> = holders
-            .keys()
-            .copied()
-            .filter(|p| {
-                self.paused.contains(&p.node()) || self.resumed_at.get(&p.node()) == Some(&at)
-            })
-            .collect();
         for old in frozen {
             holders.remove(&old);
             self.fenced_holders.insert(old, (name.to_string(), i));
@@ -574,19 +574,9 @@ impl Checker {
                     self.restarted(name, at, i)?;
                 }
                 self.moving.retain(|_, (n, ..)| n != name);
+                let frozen = self.frozen_of(self.live.get(name), at);
                 let live = self.live.entry(name.clone()).or_default();
                 if self.consistency == Consistency::Cp {
-                    // Paused, or resumed in this very microsecond (the merged trace orders
-                    // one microsecond's events by source, not by cause: nothing of the
-                    // resumed node has run yet).
-                    let frozen: Vec<Pid> = live
-                        .keys()
-                        .copied()
-                        .filter(|p| {
-                            self.paused.contains(&p.node())
-                                || self.resumed_at.get(&p.node()) == Some(&at)
-                        })
-                        .collect();
                     for old in frozen {
                         live.remove(&old);
                         self.fenced.insert(old, i);
