@@ -405,11 +405,7 @@ impl DistRef {
             name: name.to_string(),
             child,
         };
-        let me = p.pid().node();
-        let outcome = consensus::propose::<Control>(p, &self.group, me, command, self.timeout)
-            .await
-            .map_err(|_| DistError::Unavailable)?;
-        match outcome.1 {
+        match self.commit(p, command).await?.1 {
             Outcome::Desired { owner } => self.running(p, name, owner).await,
             Outcome::AlreadyDesired { owner } => {
                 let pid = self.running(p, name, owner).await?;
@@ -423,11 +419,10 @@ impl DistRef {
     /// owner has stopped it ([`DistError::Unavailable`] if the owner does not say so in time:
     /// it stops it when it can).
     pub async fn terminate_child(&self, p: &Process, name: &str) -> Result<(), DistError> {
-        let me = p.pid().node();
         let command = Command::Terminate {
             name: name.to_string(),
         };
-        match consensus::propose::<Control>(p, &self.group, me, command, self.timeout).await {
+        match self.commit(p, command).await {
             Ok((index, Outcome::Terminated { owner })) => {
                 let Some(owner) = owner else {
                     return Ok(());
@@ -543,11 +538,7 @@ impl DistRef {
     /// again. Returns once it owns nothing ([`DistError::Unavailable`] if that takes longer
     /// than the call timeout: the moves go on).
     pub async fn leave(&self, p: &Process, node: u16) -> Result<(), DistError> {
-        let me = p.pid().node();
-        let command = Command::Leave(node);
-        consensus::propose::<Control>(p, &self.group, me, command, self.timeout)
-            .await
-            .map_err(|_| DistError::Unavailable)?;
+        self.commit(p, Command::Leave(node)).await?;
         let to = Some(self.timeout);
         match ServerRef::<DistSupervisor>::call_named(p, &self.name, node, Call::Drained, to).await
         {
@@ -559,12 +550,7 @@ impl DistRef {
     /// Node `node`, which [left](Self::leave), takes shards again: those it first owned move
     /// back to it.
     pub async fn join(&self, p: &Process, node: u16) -> Result<(), DistError> {
-        let me = p.pid().node();
-        let command = Command::Join(node);
-        match consensus::propose::<Control>(p, &self.group, me, command, self.timeout).await {
-            Ok(_) => Ok(()),
-            Err(_) => Err(DistError::Unavailable),
-        }
+        self.commit(p, Command::Join(node)).await.map(|_| ())
     }
 
     /// Makes the child `name` a member of the process group `group`, whichever node runs it
@@ -598,13 +584,12 @@ impl DistRef {
         group: &str,
         member: bool,
     ) -> Result<(), DistError> {
-        let me = p.pid().node();
         let command = Command::Group {
             name: name.to_string(),
             group: group.to_string(),
             member,
         };
-        match consensus::propose::<Control>(p, &self.group, me, command, self.timeout).await {
+        match self.commit(p, command).await {
             Ok((index, Outcome::Grouped { owner })) => {
                 let Some(owner) = owner else {
                     return Ok(());
@@ -614,6 +599,15 @@ impl DistRef {
             Ok((_, Outcome::NotDesired)) => Err(DistError::NotFound),
             Ok(_) | Err(_) => Err(DistError::Unavailable),
         }
+    }
+
+    /// Commits `command` through this node's server of the group: its log position and
+    /// outcome, or [`DistError::Unavailable`] (a minority side, or no leader in time).
+    async fn commit(&self, p: &Process, command: Command) -> Result<(u64, Outcome), DistError> {
+        let me = p.pid().node();
+        consensus::propose::<Control>(p, &self.group, me, command, self.timeout)
+            .await
+            .map_err(|_| DistError::Unavailable)
     }
 
     /// Returns once `owner` has acted on the log up to `index`.

@@ -75,7 +75,7 @@ impl DistRef {
             .commit(p, Command::Unregister { name, pid: None })
             .await?
         {
-            Outcome::Unregistered(Some(_)) => Ok(()),
+            (_, Outcome::Unregistered(Some(_))) => Ok(()),
             _ => Err(DistError::NotFound),
         }
     }
@@ -170,15 +170,6 @@ impl DistRef {
             dist: self.clone(),
             name: name.to_string(),
         }))
-    }
-
-    /// Commits `command` through this node's server of the group.
-    async fn commit(&self, p: &Process, command: Command) -> Result<Outcome, DistError> {
-        let me = p.pid().node();
-        consensus::propose::<Control>(p, &self.group, me, command, self.timeout)
-            .await
-            .map(|(_, outcome)| outcome)
-            .map_err(|_| DistError::Unavailable)
     }
 }
 
