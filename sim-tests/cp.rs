@@ -685,6 +685,63 @@ mod supervisor {
         (report, pids[0], pids[1])
     }
 
+    /// A child run by `handoff::serve` under a lease (`handoff::Fence`, which the supervisor
+    /// sends each child it starts in CP mode) acts on nothing once the lease lapsed: it stops
+    /// `{shutdown, lease_lost}`, as the enforcer would stop it. A node paused past its lease
+    /// may run its children before its enforcer at the resume; this keeps them from handling
+    /// what waited in their mailboxes (I1: a fenced instance acts on nothing once its node
+    /// resumes; docs/cp.md "Leases").
+    #[test]
+    fn a_child_acts_on_nothing_once_its_lease_lapsed() {
+        let report = ClusterSim::new(5).nodes(1).run(|ctl| async move {
+            ctl.on(1, |p| async move {
+                let lease = otpsim::cluster::cp::lease::Lease::default();
+                lease.renewed(p.now() + Duration::from_secs(1));
+                let child = p.spawn(|c| handoff::serve(c, Counter(0)));
+                p.send(child, handoff::Fence(lease));
+                p.send(
+                    child,
+                    Bump {
+                        from: p.pid(),
+                        seq: 0,
+                    },
+                );
+                p.sleep(Duration::from_secs(2)).await;
+                p.send(
+                    child,
+                    Bump {
+                        from: p.pid(),
+                        seq: 1,
+                    },
+                );
+                p.sleep(Duration::from_millis(100)).await;
+            })
+            .await;
+        });
+        assert_eq!(report.failure(), None);
+        let handled: Vec<u64> = report
+            .trace
+            .events()
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Dist(DistEvent::Handled { seq, .. }) => Some(*seq),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(handled, vec![0], "handled under the lease only");
+        let lease_lost = Term::tuple([Term::atom("shutdown"), Term::atom("lease_lost")]);
+        let ended: Vec<Term> = report
+            .trace
+            .events()
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Exit { reason, .. } => Some(reason.clone()),
+                _ => None,
+            })
+            .collect();
+        assert!(ended.contains(&lease_lost), "{ended:?}");
+    }
+
     /// An owner cut off from the majority stops its children when its lease runs out,
     /// `{shutdown, lease_lost}`, before the majority starts them elsewhere; after the heal it
     /// asks for leases again and owns nothing (one instance, always: I1, docs/cp.md "Leases").

@@ -203,9 +203,10 @@ struct Checker {
     crashed: BTreeSet<String>,
     /// Handoffs: their begin, and their deliveries.
     handoffs: BTreeMap<u64, Handoff>,
-    /// Conflicts per name since the last heal (or resume); the losers whose state was
-    /// delivered; and the losers that gave their state, with the event (AP mode's `lost`).
-    conflicts: BTreeMap<String, usize>,
+    /// The winner of each name's conflict since the last heal (or resume); the losers whose
+    /// state was delivered; and the losers that gave their state, with the event (AP mode's
+    /// `lost`).
+    conflicts: BTreeMap<String, Pid>,
     resolved_losers: BTreeSet<Pid>,
     lost: BTreeMap<Pid, (String, usize)>,
     /// Calls without a return, by id: (the caller's node, when, timeout, event, the node's
@@ -749,13 +750,16 @@ impl Checker {
                         vec![i],
                     ));
                 }
-                let count = self.conflicts.entry(name.clone()).or_default();
-                *count += 1;
-                if *count > 1 {
+                // One winner per name and heal: every node picks the same.
+                let first = *self.conflicts.entry(name.clone()).or_insert(*winner);
+                if first != *winner {
                     return Err(found(
                         Invariant::ConflictResolution,
                         name,
-                        format!("a second conflict for the name since the last heal ({loser} lost to {winner})"),
+                        format!(
+                            "a second winner for the name since the last heal ({loser} lost to \
+                             {winner}, after a loser to {first})"
+                        ),
                         vec![i],
                     ));
                 }
@@ -1141,8 +1145,10 @@ impl Checker {
         // no longer desired.
         for (loser, (name, lost)) in &self.lost {
             let unfaulted = self.last_fault.is_none_or(|f| f < *lost);
-            if unfaulted && self.desired.contains_key(name) && !self.resolved_losers.contains(loser)
-            {
+            // Desired since before the loss: a name terminated and started again is a new
+            // child, which the old one's state does not reach.
+            let desired = self.desired.get(name).is_some_and(|&d| d < *lost);
+            if unfaulted && desired && !self.resolved_losers.contains(loser) {
                 return Err(found(
                     Invariant::ConflictResolution,
                     name,

@@ -176,14 +176,17 @@ pub enum Command {
         /// The process that must hold it, if any.
         pid: Option<Pid>,
     },
-    /// AP mode: the state of `loser`, an instance of `name` that lost a conflict, is to be
-    /// given to the winner, unless it was given already: the log makes it once cluster-wide,
-    /// whichever node asks.
+    /// AP mode: node `node` gives the state of `loser`, an instance of `name` that lost a
+    /// conflict, to the instance it runs. Only the first for the loser, and only from the
+    /// owner of `name`'s shard, not in transit, while `name` is desired: the log makes the
+    /// winner one and the same for every node, and the delivery once.
     Resolve {
         /// The name.
         name: String,
         /// The instance that lost.
         loser: Pid,
+        /// The node that asks.
+        node: u16,
     },
 }
 
@@ -239,8 +242,8 @@ pub enum Outcome {
     Registration(Registration),
     /// The process a [`Command::Unregister`] took the name from, if any did hold it.
     Unregistered(Option<Pid>),
-    /// Whether a [`Command::Resolve`] was the first for its loser: only then is its state
-    /// given.
+    /// Whether a [`Command::Resolve`] was the first for its loser, from the owner: only
+    /// then is its state given.
     Resolved {
         /// The first.
         first: bool,
@@ -289,8 +292,6 @@ pub enum Answer {
     View(View),
     /// The process registered under the name.
     Name(Option<Pid>),
-    /// Whether the loser was resolved.
-    Resolved(bool),
     /// The registered names at a version, or `None` if unchanged.
     Names(Option<(u64, Vec<(String, Pid)>)>),
     /// The moves in transit from a node, and to it.
@@ -315,6 +316,8 @@ pub enum Answer {
         /// Those down.
         down: Vec<u16>,
     },
+    /// Whether the loser was resolved.
+    Resolved(bool),
 }
 
 /// What a node runs, owns and moves, as one state says (so that its parts agree).
@@ -688,9 +691,14 @@ impl Replicated for Control {
             Command::Unregister { name, pid } => {
                 Outcome::Unregistered(self.names.unregister(&name, pid))
             }
-            Command::Resolve { loser, .. } => Outcome::Resolved {
-                first: self.resolved.insert(loser),
-            },
+            Command::Resolve { name, loser, node } => {
+                let placed = self.owner(&name) == Some(node)
+                    && !self.transit.contains_key(&self.shard_of(&name))
+                    && self.desired.contains_key(&name);
+                Outcome::Resolved {
+                    first: placed && self.resolved.insert(loser),
+                }
+            }
             Command::Crashed { name, crash, lead } => {
                 if !self.desired.contains_key(&name) {
                     return Outcome::NotDesired;

@@ -48,6 +48,7 @@
 //! # let _ = counter;
 //! ```
 
+use super::lease::{self, Lease};
 use crate::cluster::handoff::{handle_message, Handoff, HandoffReply};
 use crate::trace::{DistEvent, EventKind, HandoffPhase};
 use crate::{ExitReason, Pid, Process, Term};
@@ -72,6 +73,14 @@ pub enum Request {
     Resolve(Term),
 }
 
+/// The lease a child runs under, which its supervisor gives it as it starts it (CP mode): a
+/// child run by [`serve`] acts on no message once the lease has lapsed, and stops as the
+/// enforcer would stop it (`{shutdown, lease_lost}`). A node paused past its lease may resume
+/// its children before its enforcer; this keeps them from handling what waited in their
+/// mailboxes meanwhile, fenced (docs/cp.md, "Leases").
+#[derive(Clone, Debug)]
+pub struct Fence(pub Lease);
+
 /// A child's answer to [`Request::Begin`]: the state it moves with (`None`: start afresh).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Begun {
@@ -81,15 +90,27 @@ pub struct Begun {
     pub state: Option<Term>,
 }
 
-/// Runs `worker` as a child of a CP distributed supervisor: it moves with the state
+/// Runs `worker` as a child of a CP distributed supervisor, fenced by its node's lease
+/// ([`Fence`]): it moves with the state
 /// [`Handoff::begin_handoff`] gives (a CP shard has one owner, so `Ignore` starts it afresh
 /// on the new owner, as `Restart` does), is given that state on the new owner
 /// ([`Handoff::end_handoff`]); in AP mode, it gives the same state when it loses a conflict
 /// and stops, and the winner is given it ([`Handoff::resolve_conflict`]). It handles every
 /// other message as [`handle_message`] does.
 pub async fn serve<W: Handoff>(p: Process, mut worker: W) -> ExitReason {
+    let mut fence: Option<Lease> = None;
     loop {
         let msg = p.recv().await;
+        let msg = match msg.downcast::<Fence>() {
+            Ok(Fence(lease)) => {
+                fence = Some(lease);
+                continue;
+            }
+            Err(msg) => msg,
+        };
+        if fence.as_ref().is_some_and(|l| l.left(p.now()).is_zero()) {
+            return lease::lease_lost();
+        }
         match msg.downcast::<Request>() {
             Ok(Request::Begin { reply, id }) => {
                 let state = match worker.begin_handoff(&p) {

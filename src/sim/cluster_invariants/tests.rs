@@ -577,6 +577,19 @@ fn i7_a_conflict_hands_the_losers_state_over_once_per_heal() {
         twice.check(Consistency::Ap),
         Err(Invariant::ConflictResolution)
     );
+    // Two losers of one heal go to the same winner; two winners are two picks.
+    let two_losers = T::default().dist(conflict(true)).dist(other_loser.clone());
+    assert_eq!(two_losers.check(Consistency::Ap), Ok(()));
+    let two_winners = T::default().dist(conflict(true)).dist(DistEvent::Conflict {
+        name: K.into(),
+        winner: Pid::new(3, 0, 10),
+        loser: Pid::new(3, 0, 9),
+        state_delivered: true,
+    });
+    assert_eq!(
+        two_winners.check(Consistency::Ap),
+        Err(Invariant::ConflictResolution)
+    );
     // A resume ends a split as a heal does; but one loser's state is delivered once, whatever
     // came between (the CP supervisor in AP mode, docs/cp.md "AP mode").
     let resumed = T::default()
@@ -625,6 +638,15 @@ fn i7_a_conflict_hands_the_losers_state_over_once_per_heal() {
         .exit(a())
         .rest();
     assert_eq!(terminated.check(Consistency::Ap), Ok(()));
+    // Terminated and started again: a new child, which the old loser's state does not reach.
+    let anew = T::default()
+        .desired(true)
+        .dist(lost())
+        .desired(false)
+        .desired(true)
+        .start(a())
+        .rest();
+    assert_eq!(anew.check(Consistency::Ap), Ok(()));
 }
 
 fn call(timeout_ms: u64) -> DistEvent {

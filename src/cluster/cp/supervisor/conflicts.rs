@@ -9,11 +9,13 @@
 //! - **The loser's state, once.** The loser's supervisor asks it for its state (as for a move:
 //!   [`Request::Begin`]; it answers and stops, or is killed after the handoff timeout), then
 //!   sends the state to the owner's supervisor at each reconciliation until its own applied
-//!   state shows the loser resolved. The owner commits [`Command::Resolve`] first, and gives
-//!   the state to the instance it runs ([`Request::Resolve`]) only if that commit was the
-//!   loser's first: once cluster-wide, even when a copy reaches another owner after the shard
-//!   moved. While the name does not run there (it restarts, say), nothing is committed and the
-//!   loser's node sends it again later. A name no longer desired drops its losers' states.
+//!   state shows the loser resolved. The owner commits [`Command::Resolve`] first (at its
+//!   next reconciliation, not while it handles the copy), and gives the state to the instance
+//!   it runs ([`Request::Resolve`]) only if the group took that commit as the loser's first
+//!   and from the owner of the name: once cluster-wide, even when a copy reaches a node that
+//!   owned the name before (a stale node is refused, whatever it believes). While the name
+//!   does not run there (it restarts, say), nothing is committed and the copy waits. A name no
+//!   longer desired drops its losers' states.
 
 use super::{DistSupervisor, KillStopping, Peer};
 use crate::cluster::cp::consensus;
@@ -21,6 +23,7 @@ use crate::cluster::cp::control::{Answer, Command, Control, Outcome, Query};
 use crate::cluster::cp::handoff::{Begun, Request};
 use crate::trace::{DistEvent, EventKind};
 use crate::{Pid, Process, Term};
+use std::collections::BTreeSet;
 
 /// An instance of this node that lost a conflict: asked for its state, then holding it until
 /// the winner's node says it was given.
@@ -98,38 +101,79 @@ impl DistSupervisor {
         }
     }
 
-    /// The winner's side: gives `loser`'s state to the instance of `name` this node runs,
-    /// once cluster-wide (the group commits the loser's resolution first). Nothing while the
-    /// name does not run here: the loser's node sends it again.
-    pub(super) async fn resolve(&mut self, p: &Process, name: String, loser: Pid, state: Term) {
-        let (group, me, timeout) = (&self.config.raft.name, p.pid().node(), self.config.timeout);
-        if self.running(p, &name).is_none_or(|w| w == loser) {
-            return;
+    /// The winner's side: a loser's state reached this node (a copy, perhaps again). It is
+    /// given at the next reconciliation ([`resolve_received`](Self::resolve_received)), which
+    /// this does not hasten: a reconciliation sends copies, and one sent to this node itself
+    /// (the loser's shard came back) must not start the next at once.
+    pub(super) fn received_loser(&mut self, name: String, loser: Pid, state: Term) {
+        if self.config.mode == super::Mode::Ap {
+            self.resolving.insert(loser, (name, state));
         }
-        let query = Query::Resolved(loser);
-        if let Ok(Answer::Resolved(true)) =
-            consensus::query::<Control>(p, group, me, query, timeout).await
-        {
-            return;
-        }
-        let command = Command::Resolve {
-            name: name.clone(),
-            loser,
-        };
-        let outcome = consensus::propose::<Control>(p, group, me, command, timeout).await;
-        if outcome.map(|o| o.1) != Ok(Outcome::Resolved { first: true }) {
-            return;
-        }
-        // The instance that runs now: the one asked about may have ended meanwhile.
-        let Some(winner) = self.running(p, &name).filter(|&w| w != loser) else {
-            return;
-        };
-        p.send(winner, Request::Resolve(state));
-        p.node().record(EventKind::Dist(DistEvent::Conflict {
-            name,
-            winner,
-            loser,
-            state_delivered: true,
-        }));
     }
+
+    /// Gives each loser's state received to the instance of its name this node runs, once
+    /// cluster-wide: the group commits the resolution first, and refuses it unless this node
+    /// owns the name (`wanted`) and no other gave it. A state committed while its winner
+    /// ended is owed to the name's next instance here. States of names this node does not
+    /// own are dropped: the loser's node sends them to the owner it knows.
+    pub(super) async fn resolve_received(&mut self, p: &Process, wanted: &BTreeSet<String>) {
+        let (group, me, timeout) = (&self.config.raft.name, p.pid().node(), self.config.timeout);
+        self.owed.retain(|name, _| wanted.contains(name));
+        let owed: Vec<String> = self.owed.keys().cloned().collect();
+        for name in owed {
+            if let Some(winner) = self.live_instance(p, &name) {
+                for (loser, state) in self.owed.remove(&name).unwrap_or_default() {
+                    give(p, &name, winner, loser, state);
+                }
+            }
+        }
+        let received = std::mem::take(&mut self.resolving);
+        for (loser, (name, state)) in received {
+            if !wanted.contains(&name) {
+                continue;
+            }
+            let Some(winner) = self.live_instance(p, &name).filter(|&w| w != loser) else {
+                // Not running here yet: kept for the next reconciliation.
+                self.resolving.insert(loser, (name, state));
+                continue;
+            };
+            let query = Query::Resolved(loser);
+            if let Ok(Answer::Resolved(true)) =
+                consensus::query::<Control>(p, group, me, query, timeout).await
+            {
+                continue;
+            }
+            let command = Command::Resolve {
+                name: name.clone(),
+                loser,
+                node: me,
+            };
+            match consensus::propose::<Control>(p, group, me, command, timeout).await {
+                Ok((_, Outcome::Resolved { first: true })) if p.node().is_alive(winner) => {
+                    give(p, &name, winner, loser, state);
+                }
+                Ok((_, Outcome::Resolved { first: true })) => {
+                    self.owed.entry(name).or_default().push((loser, state));
+                }
+                // Another node's, or not this node's to give; or unknown, and at most once.
+                Ok(_) | Err(_) => {}
+            }
+        }
+    }
+
+    /// The instance of `name` this node runs and names, if it is alive.
+    fn live_instance(&self, p: &Process, name: &str) -> Option<Pid> {
+        self.running(p, name).filter(|&pid| p.node().is_alive(pid))
+    }
+}
+
+/// Gives `loser`'s state to `winner`, and records the conflict resolved.
+fn give(p: &Process, name: &str, winner: Pid, loser: Pid, state: Term) {
+    p.send(winner, Request::Resolve(state));
+    p.node().record(EventKind::Dist(DistEvent::Conflict {
+        name: name.to_string(),
+        winner,
+        loser,
+        state_delivered: true,
+    }));
 }

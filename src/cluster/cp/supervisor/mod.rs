@@ -791,8 +791,11 @@ pub struct DistSupervisor {
     /// The shards this node owned at its last reconciliation, with their epochs.
     shards: BTreeMap<u16, u64>,
     /// AP mode: the instances of this node that lost a conflict, until the group committed
-    /// their resolution.
+    /// their resolution; the losers' states received, to give at the next reconciliation; and
+    /// those committed while their winner ended, owed to the name's next instance.
     losing: BTreeMap<Pid, conflicts::Losing>,
+    resolving: BTreeMap<Pid, (String, Term)>,
+    owed: BTreeMap<String, Vec<(Pid, Term)>>,
 }
 
 /// Runs the supervisor on this node as the calling process, its children under `lease` (see
@@ -878,11 +881,18 @@ impl DistSupervisor {
             // elsewhere while this node was cut off: it loses the conflict, with its state.
             if self.config.mode == Mode::Ap {
                 let query = Query::Desired(name.clone());
-                if let Ok(Answer::Desired(true)) =
-                    consensus::query::<Control>(p, &group, me, query, timeout).await
-                {
-                    self.lose(p, name, running.pid);
-                    continue;
+                match consensus::query::<Control>(p, &group, me, query, timeout).await {
+                    Ok(Answer::Desired(true)) => {
+                        self.lose(p, name, running.pid);
+                        continue;
+                    }
+                    Ok(Answer::Desired(false)) => {}
+                    // Asked again at the next reconciliation: a loser is never stopped
+                    // without being asked for its state.
+                    Ok(_) | Err(_) => {
+                        self.children.insert(name, running);
+                        continue;
+                    }
                 }
             }
             // `shutdown`, then `kill` after a grace, as OTP stops a child: one that traps
@@ -946,6 +956,10 @@ impl DistSupervisor {
             }
         }
         self.start_wanted(p, &wanted).await;
+        if !self.resolving.is_empty() || !self.owed.is_empty() {
+            let names = wanted.keys().cloned().collect();
+            self.resolve_received(p, &names).await;
+        }
         self.join_groups(p, &wanted_groups).await;
         self.route_held(p, &wanted, &incoming).await;
         self.reconciled = self.reconciled.max(status.applied);
@@ -1026,6 +1040,11 @@ impl DistSupervisor {
                         name: name.clone(),
                         pid,
                     }));
+                    // Before any other message: a child run by `handoff::serve` acts on
+                    // nothing once the lease lapsed (in AP mode it outlives the lease).
+                    if !ap {
+                        p.send(pid, handoff::Fence(self.lease.clone()));
+                    }
                     let cache = self.config.cache_name();
                     for &k in &self.config.raft.voters {
                         if p.node().is_alive(pid) {
@@ -1273,6 +1292,8 @@ impl GenServer for DistSupervisor {
             booted: false,
             shards: BTreeMap::new(),
             losing: BTreeMap::new(),
+            resolving: BTreeMap::new(),
+            owed: BTreeMap::new(),
         })
     }
 
@@ -1419,7 +1440,7 @@ impl GenServer for DistSupervisor {
                 }
             }
             Ok(Peer::Resolve { name, loser, state }) => {
-                self.resolve(p, name, loser, state).await;
+                self.received_loser(name, loser, state);
             }
             Err(_) => {}
         }
