@@ -10,7 +10,8 @@
 //! holds; a node that loses its lease stops its children before the majority commits it down
 //! and gives its shards to the others, so a name never has two instances whatever the network
 //! does. A node on the minority side of a partition cannot commit, and its callers get
-//! [`DistError::Unavailable`].
+//! [`DistError::Unavailable`]. In [`Mode::Ap`] a node keeps its children past its lease, and
+//! the conflicts a heal reveals are resolved with the losers' states (`conflicts.rs`).
 //!
 //! The supervisor's side of planned moves (the leader's proposals, an owner's handover, a
 //! target's takeover) is in `moves.rs`, and messages routed by name ([`DistRef::send`]) in
@@ -741,7 +742,7 @@ pub struct DistSupervisor {
     /// scope's process.
     groups: Groups,
     scope: Pid,
-    /// The node's lease: children start only under it, and stop when it lapses.
+    /// The node's lease: children start only under it, and stop when it lapses (in CP mode).
     lease: Lease,
     children: BTreeMap<String, Running>,
     /// Children that crashed, whose crash the group has not counted yet: not restarted until
