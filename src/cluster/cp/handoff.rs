@@ -73,13 +73,19 @@ pub enum Request {
     Resolve(Term),
 }
 
-/// The lease a child runs under, which its supervisor gives it as it starts it (CP mode): a
-/// child run by [`serve`] acts on no message once the lease has lapsed, and stops as the
-/// enforcer would stop it (`{shutdown, lease_lost}`). A node paused past its lease may resume
-/// its children before its enforcer; this keeps them from handling what waited in their
-/// mailboxes meanwhile, fenced (docs/cp.md, "Leases").
+/// The lease a child runs under, which its supervisor gives it when it asks ([`AskFence`], CP
+/// mode): a child run by [`serve`] acts on no message once the lease has lapsed, and stops as
+/// the enforcer would stop it (`{shutdown, lease_lost}`). A node paused past its lease may
+/// resume its children before its enforcer; this keeps them from handling what waited in
+/// their mailboxes meanwhile, fenced (docs/cp.md, "Leases").
 #[derive(Clone, Debug)]
 pub struct Fence(pub Lease);
+
+/// What a child run by [`serve`] sends the process it is linked to as it starts (its
+/// supervisor), which answers with a [`Fence`]. The supervisor sends nothing unasked: a child
+/// that is a plain process gets no message it did not expect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AskFence(pub Pid);
 
 /// A child's answer to [`Request::Begin`]: the state it moves with (`None`: start afresh).
 #[derive(Clone, Debug, PartialEq)]
@@ -99,6 +105,9 @@ pub struct Begun {
 /// other message as [`handle_message`] does.
 pub async fn serve<W: Handoff>(p: Process, mut worker: W) -> ExitReason {
     let mut fence: Option<Lease> = None;
+    if let Some(&supervisor) = p.links().first() {
+        p.send(supervisor, AskFence(p.pid()));
+    }
     loop {
         let msg = p.recv().await;
         let msg = match msg.downcast::<Fence>() {

@@ -1041,11 +1041,6 @@ impl DistSupervisor {
                         name: name.clone(),
                         pid,
                     }));
-                    // Before any other message: a child run by `handoff::serve` acts on
-                    // nothing once the lease lapsed (in AP mode it outlives the lease).
-                    if !ap {
-                        p.send(pid, handoff::Fence(self.lease.clone()));
-                    }
                     let cache = self.config.cache_name();
                     for &k in &self.config.raft.voters {
                         if p.node().is_alive(pid) {
@@ -1374,6 +1369,18 @@ impl GenServer for DistSupervisor {
                 }
                 for o in self.outgoing.values_mut() {
                     o.answered(p, begun.clone());
+                }
+                return Next::Continue;
+            }
+            Err(msg) => msg,
+        };
+        // A child run by `handoff::serve` asks for its lease, and acts on nothing once it
+        // lapsed (in AP mode it outlives the lease: nothing to fence).
+        let msg = match msg.downcast::<handoff::AskFence>() {
+            Ok(handoff::AskFence(child)) => {
+                let ours = self.children.values().any(|r| r.pid == child);
+                if ours && self.config.mode == Mode::Cp {
+                    p.send(child, handoff::Fence(self.lease.clone()));
                 }
                 return Next::Continue;
             }
