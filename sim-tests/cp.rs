@@ -398,7 +398,7 @@ mod supervisor {
             .events()
             .iter()
             .filter_map(|e| match &e.kind {
-                EventKind::Dist(DistEvent::Start { name: n, pid }) if n == name => Some(*pid),
+                EventKind::Dist(DistEvent::Start { name: n, pid, .. }) if n == name => Some(*pid),
                 _ => None,
             })
             .collect()

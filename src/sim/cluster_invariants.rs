@@ -20,7 +20,7 @@
 //! | I7 [`ConflictResolution`](Invariant::ConflictResolution) | a conflict's loser hands its state to the winner, once per name per heal |
 //! | I8 [`RestartIntensity`](Invariant::RestartIntensity) | a desired name is not restarted after crashes more often than its intensity allows, wherever it runs |
 //! | I9 [`BoundedProgress`](Invariant::BoundedProgress) | every API call returns within its timeout (its node's pauses not counted), unless its caller's node crashes first |
-//! | I10 [`MembershipAgreement`](Invariant::MembershipAgreement) | at rest, every live node that keeps a membership counts exactly the live nodes that do |
+//! | I10 [`MembershipAgreement`](Invariant::MembershipAgreement) | at rest, every live node that keeps a membership counts exactly the live nodes that do; in CP, a name's starts that carry an ownership epoch never go back to an older one, and one epoch's are on one node |
 //! | S1 [`MessageRouting`](Invariant::MessageRouting) | a message sent by name is handled at most once, in its sender's order, never by an instance whose state has moved on; one sent during a move is not lost |
 //! | S2 [`Placement`](Invariant::Placement) | at rest, with a placement rule given ([`check_placed`]), every live instance runs on the node the rule names over the live members |
 //! | S3 [`NoResurrection`](Invariant::NoResurrection) | a name whose child was terminated does not start again unless started again |
@@ -32,7 +32,7 @@
 //! use otpsim::trace::{ClusterEvent, DistEvent, EventKind, Trace};
 //! use otpsim::Pid;
 //! let (a, b) = (Pid::new(1, 0, 3), Pid::new(2, 0, 3));
-//! let start = |pid| EventKind::Dist(DistEvent::Start { name: "k1".into(), pid });
+//! let start = |pid| EventKind::Dist(DistEvent::Start { name: "k1".into(), pid, epoch: None });
 //! let mut trace = Trace::default();
 //! trace.push(10, start(a));
 //! trace.push(20, EventKind::Cluster(ClusterEvent::Partition { side: vec![1], one_way: false }));
@@ -109,7 +109,7 @@ pub fn check_placed(
 /// let mut trace = Trace::default();
 /// trace.push(1_000, EventKind::Cluster(ClusterEvent::Heal));
 /// let pid = Pid::new(2, 0, 3);
-/// trace.push(2_500, EventKind::Dist(DistEvent::Start { name: "k1".into(), pid }));
+/// trace.push(2_500, EventKind::Dist(DistEvent::Start { name: "k1".into(), pid, epoch: None }));
 /// trace.push(9_000, EventKind::Cluster(ClusterEvent::AtRest));
 /// assert_eq!(converged_after(&trace), Some(Duration::from_micros(1_500)));
 /// ```
@@ -184,6 +184,9 @@ struct Checker {
     group_views: BTreeMap<(u16, String), GroupView>,
     /// Each node's view of the members, with the event that set it (since its last restart).
     members: BTreeMap<u16, (BTreeSet<u16>, usize)>,
+    /// CP: the latest ownership epoch each name started under, with the node that started it
+    /// there and the event.
+    epochs: BTreeMap<String, (u64, u16, usize)>,
     /// Dead instances, with their end's event.
     dead: BTreeMap<Pid, usize>,
     /// Every instance's start event.
@@ -565,7 +568,10 @@ impl Checker {
 
     fn dist(&mut self, i: usize, at: u64, d: &DistEvent) -> Result<(), Found> {
         match d {
-            DistEvent::Start { name, pid } => {
+            DistEvent::Start { name, pid, epoch } => {
+                if let (Some(epoch), Consistency::Cp) = (*epoch, self.consistency) {
+                    self.owned_at(name, pid.node(), epoch, i)?;
+                }
                 if let Some(&t) = self.terminated.get(name) {
                     if !self.desired.contains_key(name) {
                         self.resurrected.entry(name.clone()).or_insert((*pid, t, i));
@@ -806,6 +812,31 @@ impl Checker {
     /// it, or a `nodedown` of its node, after the death) where its registry had taken the
     /// news before it answered: before the lookup was asked, or while the registry was
     /// holding calls (the lookup waited behind the news).
+    /// I10's fencing clause, CP: `node` starts `name` under ownership `epoch` (event `i`). A
+    /// name's starts never go back to an older epoch (a node that does acts on stale
+    /// ownership: its lease lapsed, or it did not confirm its view), and one epoch's starts
+    /// are all on one node (no two nodes own a shard at one epoch).
+    fn owned_at(&mut self, name: &str, node: u16, epoch: u64, i: usize) -> Result<(), Found> {
+        match self.epochs.get(name) {
+            Some(&(last, _, at)) if epoch < last => Err(found(
+                Invariant::MembershipAgreement,
+                name,
+                format!("n{node} started {name} at epoch {epoch}, after its start at epoch {last}: stale ownership"),
+                vec![at, i],
+            )),
+            Some(&(last, by, at)) if epoch == last && by != node => Err(found(
+                Invariant::MembershipAgreement,
+                name,
+                format!("n{by} and n{node} both started {name} at epoch {epoch}: one epoch has one owner"),
+                vec![at, i],
+            )),
+            _ => {
+                self.epochs.insert(name.to_string(), (epoch, node, i));
+                Ok(())
+            }
+        }
+    }
+
     fn lookup(&self, i: usize, asked: usize, node: u16, name: &str, pid: Pid) -> Result<(), Found> {
         let Some(&died) = self.dead.get(&pid) else {
             return Ok(());

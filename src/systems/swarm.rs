@@ -527,7 +527,7 @@ pub mod flaws {
         let mut live = std::collections::BTreeSet::new();
         for e in events.iter().take(first) {
             match &e.kind {
-                EventKind::Dist(DistEvent::Start { name: n, pid }) if n == name => {
+                EventKind::Dist(DistEvent::Start { name: n, pid, .. }) if n == name => {
                     live.insert(*pid);
                 }
                 EventKind::Exit { pid, .. } => {
@@ -616,7 +616,7 @@ pub mod flaws {
         let mut to_the_dead = false;
         for e in trace.events() {
             match &e.kind {
-                EventKind::Dist(DistEvent::Start { name: n, pid }) => {
+                EventKind::Dist(DistEvent::Start { name: n, pid, .. }) => {
                     live.insert(*pid);
                     if n == name {
                         sent.clear();
@@ -718,7 +718,7 @@ pub mod flaws {
         let mut end = End::Otherwise;
         for e in trace.events() {
             match &e.kind {
-                EventKind::Dist(DistEvent::Start { name: n, pid }) if n == name => {
+                EventKind::Dist(DistEvent::Start { name: n, pid, .. }) if n == name => {
                     (last, end) = (Some(*pid), End::Otherwise);
                 }
                 EventKind::Exit { pid, reason } if Some(*pid) == last => {

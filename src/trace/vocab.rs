@@ -487,6 +487,11 @@ pub enum DistEvent {
         name: String,
         /// The instance.
         pid: Pid,
+        /// The ownership epoch of the name's shard its node started it under (the CP
+        /// supervisor's shard table; `None` for a design without epochs, such as Swarm's).
+        /// I10: a name's starts never go back to an older epoch, and one epoch has one node.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        epoch: Option<u64>,
     },
     /// `name` should run (`on`: a `start_child` succeeded) or not (its `terminate_child` was
     /// acknowledged, or its restart type says it is done).
@@ -726,7 +731,10 @@ impl DistEvent {
     /// The event as a trace line, naming pids with `n`.
     pub fn render(&self, n: &dyn Fn(&Pid) -> String) -> String {
         match self {
-            DistEvent::Start { name, pid } => format!("managed {name} start {}", n(pid)),
+            DistEvent::Start { name, pid, epoch } => match epoch {
+                Some(epoch) => format!("managed {name} start {} (epoch {epoch})", n(pid)),
+                None => format!("managed {name} start {}", n(pid)),
+            },
             DistEvent::Desired { name, on } => {
                 format!("desired {name} {}", if *on { "on" } else { "off" })
             }

@@ -255,7 +255,7 @@ pub enum Outcome {
 pub enum Query {
     /// The owner of a name's shard.
     Owner(String),
-    /// The desired children a node owns.
+    /// The desired children a node owns, each with its shard's epoch.
     Owned(u16),
     /// The members the state knows, and which of them are down.
     Members,
@@ -282,8 +282,8 @@ pub enum Query {
 pub enum Answer {
     /// The owner, if the table is assigned.
     Owner(Option<u16>),
-    /// The children, by name.
-    Owned(Vec<(String, Child)>),
+    /// The children's names, each with its shard's epoch.
+    Owned(Vec<(String, u64)>),
     /// The shards, each with its epoch.
     Shards(Vec<(u16, u64)>),
     /// Whether the child is desired.
@@ -746,7 +746,15 @@ impl Replicated for Control {
     fn query(&self, query: Query) -> Answer {
         match query {
             Query::Owner(name) => Answer::Owner(self.owner(&name)),
-            Query::Owned(node) => Answer::Owned(self.owned(node)),
+            Query::Owned(node) => Answer::Owned(
+                self.owned(node)
+                    .into_iter()
+                    .map(|(name, _)| {
+                        let epoch = self.epoch(self.shard_of(&name));
+                        (name, epoch)
+                    })
+                    .collect(),
+            ),
             Query::Shards(node) => Answer::Shards(self.shards_of(node)),
             Query::View(node) => {
                 let (outgoing, incoming) = self.moves(node);

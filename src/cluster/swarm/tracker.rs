@@ -608,6 +608,7 @@ impl Tracker {
             DistEvent::Start {
                 name: name.into(),
                 pid,
+                epoch: None,
             },
         );
         let entry = Entry {

@@ -35,6 +35,14 @@ impl T {
         self.dist(DistEvent::Start {
             name: K.into(),
             pid,
+            epoch: None,
+        })
+    }
+    fn start_in(self, pid: Pid, epoch: u64) -> T {
+        self.dist(DistEvent::Start {
+            name: K.into(),
+            pid,
+            epoch: Some(epoch),
         })
     }
     fn desired(self, on: bool) -> T {
@@ -133,6 +141,7 @@ fn i1_a_paused_nodes_instance_is_fenced_by_a_start_elsewhere() {
             EventKind::Dist(DistEvent::Start {
                 name: K.into(),
                 pid: b(),
+                epoch: None,
             }),
         )
         .at(
@@ -676,6 +685,7 @@ fn crash_loop(crashes: u32, gap_ms: u64) -> T {
         let start = DistEvent::Start {
             name: K.into(),
             pid: nth(n),
+            epoch: None,
         };
         t = t.at(at, EventKind::Dist(start));
         if n < crashes {
@@ -735,6 +745,7 @@ fn i8_crash_restarts_stay_within_the_names_intensity_across_nodes() {
             EventKind::Dist(DistEvent::Start {
                 name: K.into(),
                 pid: a(),
+                epoch: None,
             }),
         );
     assert_eq!(again.check(Consistency::Cp), Ok(()));
@@ -756,6 +767,7 @@ fn i8_crash_restarts_stay_within_the_names_intensity_across_nodes() {
         let start = DistEvent::Start {
             name: K.into(),
             pid: nth(n),
+            epoch: None,
         };
         late = late.at(at, EventKind::Dist(start));
         if n < 7 {
@@ -776,6 +788,7 @@ fn i8_crash_restarts_stay_within_the_names_intensity_across_nodes() {
         EventKind::Dist(DistEvent::Start {
             name: K.into(),
             pid,
+            epoch: None,
         })
     };
     let crash = |pid| EventKind::Exit {
@@ -865,6 +878,43 @@ fn i10_live_nodes_agree_on_the_members_at_rest() {
         stale.check(Consistency::Ap),
         Err(Invariant::MembershipAgreement)
     );
+}
+
+#[test]
+fn i10_cp_starts_never_go_back_to_an_older_ownership_epoch() {
+    // SWARM.md I10 ("ownership epochs strictly increase over time, and no two nodes hold a
+    // valid lease on the same epoch"), as docs/cluster-invariants.md reads it from the
+    // starts: k1 moves from n1 to n2 at epoch 2, and a restart in place keeps its epoch.
+    let a2 = || Pid::new(1, 0, 5);
+    let moved = T::default()
+        .start_in(a(), 1)
+        .exit(a())
+        .start_in(a2(), 1)
+        .exit(a2())
+        .start_in(b(), 2);
+    assert_eq!(moved.check(Consistency::Cp), Ok(()));
+    // n1 starts it again from its old view, after n2's start at epoch 2.
+    let stale = T::default().start_in(a(), 2).exit(a()).start_in(b(), 1);
+    assert_eq!(
+        stale.check(Consistency::Cp),
+        Err(Invariant::MembershipAgreement)
+    );
+    // Two owners at one epoch.
+    let shared = T::default().start_in(a(), 1).exit(a()).start_in(b(), 1);
+    assert_eq!(
+        shared.check(Consistency::Cp),
+        Err(Invariant::MembershipAgreement)
+    );
+    // AP mode's cut-off side keeps acting on its old ownership until the heal (docs/cp.md,
+    // "AP mode"), and a design without epochs (Swarm's) records none.
+    assert_eq!(stale.check(Consistency::Ap), Ok(()));
+    let unnumbered = T::default()
+        .start(a())
+        .exit(a())
+        .start(b())
+        .exit(b())
+        .start(a2());
+    assert_eq!(unnumbered.check(Consistency::Cp), Ok(()));
 }
 
 #[test]

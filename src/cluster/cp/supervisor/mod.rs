@@ -998,9 +998,14 @@ impl DistSupervisor {
             })
             .map(|(name, child)| (name.clone(), child.clone()))
             .collect();
-        if !to_start.is_empty() && !self.confirmed(p, &to_start).await {
-            return;
-        }
+        let epochs = if to_start.is_empty() {
+            BTreeMap::new()
+        } else {
+            match self.confirmed(p, &to_start).await {
+                Some(epochs) => epochs,
+                None => return,
+            }
+        };
         // Only under a lease that holds a while yet: the enforcer stops them when it lapses
         // (in CP mode; in AP mode they outlive it).
         let ap = self.config.mode == Mode::Ap;
@@ -1040,6 +1045,7 @@ impl DistSupervisor {
                     p.node().record(EventKind::Dist(DistEvent::Start {
                         name: name.clone(),
                         pid,
+                        epoch: epochs.get(&name).copied(),
                     }));
                     let cache = self.config.cache_name();
                     for &k in &self.config.raft.voters {
@@ -1127,25 +1133,32 @@ impl DistSupervisor {
         self.kick(p);
     }
 
-    /// Whether the names of `to_start` are still this node's to start, by a state the
-    /// majority confirms as current.
-    async fn confirmed(&self, p: &Process, to_start: &[(String, Child)]) -> bool {
+    /// The ownership epoch of each name of `to_start`, if all are still this node's to start
+    /// at the epoch its last view read, by a state the majority confirms as current: the epoch
+    /// its start is made under (I10, docs/cluster-invariants.md).
+    async fn confirmed(
+        &self,
+        p: &Process,
+        to_start: &[(String, Child)],
+    ) -> Option<BTreeMap<String, u64>> {
         let (group, me) = (&self.config.raft.name, p.pid().node());
         let wait = FRESH_WITHIN;
-        if consensus::fresh::<Control>(p, group, me, wait)
-            .await
-            .is_err()
-        {
-            return false;
-        }
+        consensus::fresh::<Control>(p, group, me, wait).await.ok()?;
         let query = Query::Owned(me);
         let Ok(Answer::Owned(now)) = consensus::query::<Control>(p, group, me, query, wait).await
         else {
-            return false;
+            return None;
         };
+        let now: BTreeMap<String, u64> = now.into_iter().collect();
+        let shards = self.config.shards;
         to_start
             .iter()
-            .all(|(name, _)| now.iter().any(|(n, _)| n == name))
+            .map(|(name, _)| {
+                let epoch = *now.get(name)?;
+                let viewed = self.shards.get(&super::control::shard_of(name, shards));
+                (viewed == Some(&epoch)).then(|| (name.clone(), epoch))
+            })
+            .collect()
     }
 
     /// The first leader assigns the shard table.
