@@ -807,11 +807,6 @@ impl Checker {
         Ok(())
     }
 
-    /// I4 always: node `node`'s lookup of `name`, asked at event `asked`, answered `pid`
-    /// (event `i`); dangling if `pid` had died and the node had heard it die (a `DOWN` of
-    /// it, or a `nodedown` of its node, after the death) where its registry had taken the
-    /// news before it answered: before the lookup was asked, or while the registry was
-    /// holding calls (the lookup waited behind the news).
     /// I10's fencing clause, CP: `node` starts `name` under ownership `epoch` (event `i`). A
     /// name's starts never go back to an older epoch (a node that does acts on stale
     /// ownership: its lease lapsed, or it did not confirm its view), and one epoch's starts
@@ -837,6 +832,11 @@ impl Checker {
         }
     }
 
+    /// I4 always: node `node`'s lookup of `name`, asked at event `asked`, answered `pid`
+    /// (event `i`); dangling if `pid` had died and the node had heard it die (a `DOWN` of
+    /// it, or a `nodedown` of its node, after the death) where its registry had taken the
+    /// news before it answered: before the lookup was asked, or while the registry was
+    /// holding calls (the lookup waited behind the news).
     fn lookup(&self, i: usize, asked: usize, node: u16, name: &str, pid: Pid) -> Result<(), Found> {
         let Some(&died) = self.dead.get(&pid) else {
             return Ok(());

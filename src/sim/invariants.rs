@@ -94,7 +94,8 @@ pub enum Invariant {
     ConflictResolution,
     /// I9: an API call did not return within its timeout.
     BoundedProgress,
-    /// I10: live nodes disagreed on the cluster's members at rest.
+    /// I10: live nodes disagreed on the cluster's members at rest, or (CP) a name started at
+    /// an older ownership epoch than before, or on two nodes at one epoch.
     MembershipAgreement,
     /// S1: a message sent by name during a move was lost, handled twice, handled out of its
     /// sender's order, or handled after its instance's state had moved on.

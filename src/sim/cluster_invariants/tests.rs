@@ -893,7 +893,7 @@ fn i10_cp_starts_never_go_back_to_an_older_ownership_epoch() {
         .exit(a2())
         .start_in(b(), 2);
     assert_eq!(moved.check(Consistency::Cp), Ok(()));
-    // n1 starts it again from its old view, after n2's start at epoch 2.
+    // n2 starts it from its old view (epoch 1), after n1's start at epoch 2.
     let stale = T::default().start_in(a(), 2).exit(a()).start_in(b(), 1);
     assert_eq!(
         stale.check(Consistency::Cp),
