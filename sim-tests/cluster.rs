@@ -237,6 +237,41 @@ fn e5_a_restarted_nodes_old_pids_answer_noproc() {
     assert_eq!(Pid::new(2, 1, 1).to_string(), "<2.1.1>");
 }
 
+/// A restart heals no network (the partition is the switch's, not the node's): a node
+/// restarted inside a partition reaches nobody across it until the heal. A monitor of a
+/// process across it gets `DOWN noconnection` at once, as E4's unreachable node does, and a
+/// message is lost; after the heal, a send connects again (E2). Found by a campaign where the
+/// restarted node connected across the partition (corpus/cp-restart-heals-no-partition.json).
+#[test]
+fn a_restart_heals_no_partition() {
+    let report = run(0, |ctl| async move {
+        let across = ctl.node(1).spawn(recorder(false));
+        ctl.sleep(ms(10)).await;
+        ctl.partition(&[2]);
+        ctl.sleep(Duration::from_secs(6)).await;
+        ctl.restart(2);
+        let send = move |n: u32| {
+            move |p: Process| async move {
+                p.monitor(across);
+                p.send(across, n);
+                recorder(true)(p).await
+            }
+        };
+        ctl.node(2).spawn(send(1));
+        ctl.sleep(ms(100)).await;
+        ctl.heal();
+        ctl.node(2).spawn(send(2));
+        ctl.sleep(ms(100)).await;
+    });
+    let across = Pid::new(1, 0, 1);
+    assert_eq!(texts(&report, across), ["got 2"]);
+    let before_heal = Pid::new(2, 1, 1);
+    assert_eq!(
+        texts(&report, before_heal),
+        [format!("DOWN {across} noconnection")]
+    );
+}
+
 /// E2 (probe §7, with Erlang's default `dist_auto_connect always`): signals are lost only
 /// when the connection goes down. A partition healed within `net_ticktime` loses nothing
 /// (what waited is delivered, in order); one that outlasts it loses what was sent before the

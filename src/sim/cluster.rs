@@ -496,8 +496,10 @@ struct Frame {
 struct Switch {
     /// Connected pairs of nodes (lower index first).
     up: BTreeSet<(u16, u16)>,
-    /// Directed links that nothing gets through.
-    stalled: BTreeSet<(u16, u16)>,
+    /// Directed links a partition cut: nothing gets through until the heal.
+    cut: BTreeSet<(u16, u16)>,
+    /// Silently crashed nodes: nothing gets to or from them until they restart.
+    silent: BTreeSet<u16>,
     /// Paused nodes: nothing gets to or from them.
     paused: BTreeSet<u16>,
     /// Slow pairs of nodes: until when (µs), and how much later their signals arrive.
@@ -663,10 +665,7 @@ impl Cluster {
         if silent {
             // Its links stall: the peers' ticks go unanswered until net_ticktime.
             let mut sw = lock(&self.switch);
-            for j in self.others(k) {
-                sw.stalled.insert((k, j));
-                sw.stalled.insert((j, k));
-            }
+            sw.silent.insert(k);
             self.arm_deadlines(&mut sw);
         } else {
             let lost = self.disconnect(k);
@@ -695,9 +694,8 @@ impl Cluster {
             s.past.push(past);
             s.down = false;
         });
-        lock(&self.switch)
-            .stalled
-            .retain(|&(a, b)| a != k && b != k);
+        // Its links answer again, except across a partition: a restart heals no network.
+        lock(&self.switch).silent.remove(&k);
         self.note(ClusterEvent::Restart { node: k, creation });
     }
 
@@ -706,9 +704,9 @@ impl Cluster {
         let mut sw = lock(&self.switch);
         for &a in &inside {
             for b in (1..=self.settings.nodes).filter(|b| !inside.contains(b)) {
-                sw.stalled.insert((a, b));
+                sw.cut.insert((a, b));
                 if both_ways {
-                    sw.stalled.insert((b, a));
+                    sw.cut.insert((b, a));
                 }
             }
         }
@@ -722,13 +720,9 @@ impl Cluster {
     }
 
     fn heal(&self) {
-        let down_nodes: BTreeSet<u16> = (1..=self.settings.nodes)
-            .filter(|&k| self.live(k).is_none())
-            .collect();
         let mut sw = lock(&self.switch);
         // A silently crashed node's links stay stalled: nothing answers there.
-        sw.stalled
-            .retain(|(a, b)| down_nodes.contains(a) || down_nodes.contains(b));
+        sw.cut.clear();
         sw.disarm_deadlines();
         // What waited on the healed links is due: it goes on, in order.
         drop(sw);
@@ -770,11 +764,6 @@ impl Cluster {
         let lost = missed.into_iter().map(|peer| (k, peer)).collect();
         self.lose(lost, NodeDownReason::ConnectionClosed);
         self.wake.notify_one();
-    }
-
-    /// The cluster's nodes other than `k`.
-    fn others(&self, k: u16) -> impl Iterator<Item = u16> {
-        (1..=self.settings.nodes).filter(move |&j| j != k)
     }
 
     /// Every connected pair with a blocked link gets a deadline (if it has none).
@@ -984,7 +973,10 @@ impl Switch {
 
     /// Whether nothing gets through from node `a` to node `b` now.
     fn blocked(&self, a: u16, b: u16) -> bool {
-        self.stalled.contains(&(a, b)) || self.paused.contains(&a) || self.paused.contains(&b)
+        self.cut.contains(&(a, b))
+            || [a, b]
+                .iter()
+                .any(|k| self.silent.contains(k) || self.paused.contains(k))
     }
 
     /// The pair `p` is connected from now on; both nodes will hear `nodeup`.

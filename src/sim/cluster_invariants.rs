@@ -413,6 +413,10 @@ impl Checker {
                 self.groups.remove(node);
                 self.group_views.retain(|(k, _), _| k != node);
                 self.members.remove(node);
+                // Nor has it heard anything die (I4 judges what a node's lookups knew).
+                self.seen_dead.remove(node);
+                self.seen_down.remove(node);
+                self.holding.remove(node);
             }
             ClusterEvent::Heal => self.conflicts.clear(),
             ClusterEvent::AtRest => {

@@ -279,7 +279,7 @@ fn i4_a_lookup_never_answers_an_instance_its_node_saw_die() {
     let after_down = T::default()
         .start(a())
         .cluster(crash.clone())
-        .at(2, down)
+        .at(2, down.clone())
         .dist(lookup(2, a()));
     assert_eq!(
         after_down.check(Consistency::Ap),
@@ -294,6 +294,19 @@ fn i4_a_lookup_never_answers_an_instance_its_node_saw_die() {
         after_nodedown.check(Consistency::Ap),
         Err(Invariant::NoDanglingEntries)
     );
+    // A lookup from n2's next life, which heard nothing its previous life heard, may answer
+    // stale (its registry rebuilt from a log that still names a: the CP registry, before
+    // n1's `Down` commits; corpus/cp-restart-heals-no-partition.json).
+    let reborn = T::default()
+        .start(a())
+        .cluster(crash.clone())
+        .at(2, down.clone())
+        .cluster(ClusterEvent::Restart {
+            node: 2,
+            creation: 1,
+        })
+        .dist(lookup(2, a()));
+    assert_eq!(reborn.check(Consistency::Ap), Ok(()));
     // Before its node heard of it, a stale answer is allowed; so is a live instance.
     let unaware = T::default().start(a()).cluster(crash).dist(lookup(2, a()));
     assert_eq!(unaware.check(Consistency::Ap), Ok(()));
