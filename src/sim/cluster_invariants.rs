@@ -218,9 +218,11 @@ struct Checker {
     /// Every call's event.
     asked: BTreeMap<u64, usize>,
     /// Whether any fault happened; the last event that may have lost a message in flight
-    /// (any fault, a process fault, a resume, a connection lost to the tick).
+    /// (any fault, a process fault, a resume, a connection lost to the tick); and the last
+    /// that wiped a node's memory (a crash, a restart, a power failure).
     faulted: bool,
     last_fault: Option<usize>,
+    last_amnesia: Option<usize>,
     /// S1: messages sent by name (sender, number) with their name and event; those not yet
     /// handled, per instance they went to; those handled, with the event; per sender and
     /// name, the send event of the latest message handled, and the handling event.
@@ -367,6 +369,14 @@ impl Checker {
         }
         if !matches!(c, ClusterEvent::AtRest) {
             self.last_fault = Some(i);
+        }
+        if matches!(
+            c,
+            ClusterEvent::Crash { .. }
+                | ClusterEvent::Restart { .. }
+                | ClusterEvent::PowerFail { .. }
+        ) {
+            self.last_amnesia = Some(i);
         }
         match c {
             ClusterEvent::Pause { node } => {
@@ -1175,21 +1185,22 @@ impl Checker {
         self.placed()?;
         self.group_membership()?;
         self.group_members()?;
-        // I7, exactly once when nothing failed: a loser that gave its state after the last
-        // fault has had it delivered by the time the cluster is at rest, unless its name is
-        // no longer desired.
+        // I7, exactly once unless a node forgot: a loser that gave its state has had it
+        // delivered by the time the cluster is at rest, unless its name is no longer desired
+        // or a node lost its memory since (crashed, restarted or lost power: the state may
+        // have been held there). Partitions, pauses, slow links and clocks do not excuse it.
         for (loser, (name, lost)) in &self.lost {
-            let unfaulted = self.last_fault.is_none_or(|f| f < *lost);
+            let remembered = self.last_amnesia.is_none_or(|f| f < *lost);
             // Desired since before the loss: a name terminated and started again is a new
             // child, which the old one's state does not reach.
             let desired = self.desired.get(name).is_some_and(|&d| d < *lost);
-            if unfaulted && desired && !self.resolved_losers.contains(loser) {
+            if remembered && desired && !self.resolved_losers.contains(loser) {
                 return Err(found(
                     Invariant::ConflictResolution,
                     name,
                     format!(
                         "{loser} lost a conflict and gave its state, which never reached the \
-                         winner, and no fault came after"
+                         winner, and no node lost its memory after"
                     ),
                     vec![*lost],
                 ));

@@ -247,6 +247,9 @@ pub enum Outcome {
     Resolved {
         /// The first.
         first: bool,
+        /// The node the loser's state is given to, by this command or an earlier one: a
+        /// proposer that did not hear the answer to its first learns from a later one.
+        to: Option<u16>,
     },
 }
 
@@ -316,8 +319,8 @@ pub enum Answer {
         /// Those down.
         down: Vec<u16>,
     },
-    /// Whether the loser was resolved.
-    Resolved(bool),
+    /// The node the loser's state was given to, if it was resolved.
+    Resolved(Option<u16>),
 }
 
 /// What a node runs, owns and moves, as one state says (so that its parts agree).
@@ -371,8 +374,8 @@ pub struct Control {
     crashes: BTreeMap<String, Vec<(Lead, CrashId)>>,
     /// The cluster registry.
     names: NameTable,
-    /// AP mode: the conflicts' losers whose state was given.
-    resolved: BTreeSet<Pid>,
+    /// AP mode: the conflicts' losers whose state was given, each with the node it went to.
+    resolved: BTreeMap<Pid, u16>,
     /// The log position last applied (named in the trace's registry events, so that a
     /// position applied on two leaders in turn counts once).
     applied: u64,
@@ -695,9 +698,12 @@ impl Replicated for Control {
                 let placed = self.owner(&name) == Some(node)
                     && !self.transit.contains_key(&self.shard_of(&name))
                     && self.desired.contains_key(&name);
-                Outcome::Resolved {
-                    first: placed && self.resolved.insert(loser),
+                let first = placed && !self.resolved.contains_key(&loser);
+                if first {
+                    self.resolved.insert(loser, node);
                 }
+                let to = self.resolved.get(&loser).copied();
+                Outcome::Resolved { first, to }
             }
             Command::Crashed { name, crash, lead } => {
                 if !self.desired.contains_key(&name) {
@@ -786,7 +792,7 @@ impl Replicated for Control {
                 Answer::Moves { outgoing, incoming }
             }
             Query::Desired(name) => Answer::Desired(self.desired.contains_key(&name)),
-            Query::Resolved(loser) => Answer::Resolved(self.resolved.contains(&loser)),
+            Query::Resolved(loser) => Answer::Resolved(self.resolved.get(&loser).copied()),
             Query::Plan => Answer::Plan {
                 wanted: self.wanted_moves(),
                 transit: self.transit.keys().map(|&s| (s, self.epoch(s))).collect(),

@@ -16,6 +16,11 @@
 //!   owned the name before (a stale node is refused, whatever it believes). While the name
 //!   does not run there (it restarts, say), nothing is committed and the copy waits. A name no
 //!   longer desired drops its losers' states.
+//! - **Exactly once unless a node forgets.** A commit whose answer the owner did not hear is
+//!   *unsure*: its state is given once the log names the owner for that loser, by the node's
+//!   life that proposed it only. An owner whose own instance then loses gives it what the
+//!   group gave it first, so that it goes on with its state. Only a crash loses a state: the
+//!   loser's node's before the commit, or the owner's before it gave it.
 
 use super::{DistSupervisor, KillStopping, Peer};
 use crate::cluster::cp::consensus;
@@ -23,7 +28,7 @@ use crate::cluster::cp::control::{Answer, Command, Control, Outcome, Query};
 use crate::cluster::cp::handoff::{Begun, Request};
 use crate::trace::{DistEvent, EventKind};
 use crate::{Pid, Process, Term};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// An instance of this node that lost a conflict: asked for its state, then holding it until
 /// the winner's node says it was given.
@@ -90,7 +95,8 @@ impl DistSupervisor {
             let query = |q| consensus::query::<Control>(p, group, me, q, timeout);
             let resolved = query(Query::Resolved(loser)).await;
             let desired = query(Query::Desired(name.clone())).await;
-            if resolved == Ok(Answer::Resolved(true)) || desired == Ok(Answer::Desired(false)) {
+            let given = matches!(resolved, Ok(Answer::Resolved(Some(_))));
+            if given || desired == Ok(Answer::Desired(false)) {
                 self.losing.remove(&loser);
                 continue;
             }
@@ -113,11 +119,15 @@ impl DistSupervisor {
 
     /// Gives each loser's state received to the instance of its name this node runs, once
     /// cluster-wide: the group commits the resolution first, and refuses it unless this node
-    /// owns the name (`wanted`) and no other gave it. A state committed while its winner
-    /// ended is owed to the name's next instance here. States of names this node does not
-    /// own are dropped: the loser's node sends them to the owner it knows.
+    /// owns the name (`wanted`) and no other gave it. A resolution whose answer this node did
+    /// not hear (the proposal timed out, and may yet have committed) is *unsure*: its state is
+    /// given once the log names this node for it, and only by this node's current life, which
+    /// is the one that proposed it. A state committed while its winner ended is owed to the
+    /// name's next instance here. States of names this node does not own are dropped: the
+    /// loser's node sends them to the owner it knows.
     pub(super) async fn resolve_received(&mut self, p: &Process, wanted: &BTreeSet<String>) {
-        let (group, me, timeout) = (&self.config.raft.name, p.pid().node(), self.config.timeout);
+        let (group, timeout) = (self.config.raft.name.clone(), self.config.timeout);
+        let (group, me) = (&group, p.pid().node());
         self.owed.retain(|name, _| wanted.contains(name));
         let owed: Vec<String> = self.owed.keys().cloned().collect();
         for name in owed {
@@ -127,20 +137,30 @@ impl DistSupervisor {
                 }
             }
         }
-        let received = std::mem::take(&mut self.resolving);
-        for (loser, (name, state)) in received {
+        // One entry per loser: an unsure one, or else the latest copy received.
+        let mut received: BTreeMap<Pid, (String, Term, bool)> = std::mem::take(&mut self.resolving)
+            .into_iter()
+            .map(|(loser, (name, state))| (loser, (name, state, false)))
+            .collect();
+        for (loser, (name, state)) in std::mem::take(&mut self.unsure) {
+            received.insert(loser, (name, state, true));
+        }
+        for (loser, (name, state, unsure)) in received {
             if !wanted.contains(&name) {
                 continue;
             }
             let Some(winner) = self.live_instance(p, &name).filter(|&w| w != loser) else {
                 // Not running here yet: kept for the next reconciliation.
-                self.resolving.insert(loser, (name, state));
+                self.keep(loser, name, state, unsure);
                 continue;
             };
             let query = Query::Resolved(loser);
-            if let Ok(Answer::Resolved(true)) =
+            if let Ok(Answer::Resolved(Some(to))) =
                 consensus::query::<Control>(p, group, me, query, timeout).await
             {
+                if unsure && to == me {
+                    self.settle(p, &name, winner, loser, state);
+                }
                 continue;
             }
             let command = Command::Resolve {
@@ -149,15 +169,64 @@ impl DistSupervisor {
                 node: me,
             };
             match consensus::propose::<Control>(p, group, me, command, timeout).await {
-                Ok((_, Outcome::Resolved { first: true })) if p.node().is_alive(winner) => {
-                    give(p, &name, winner, loser, state);
+                Ok((_, Outcome::Resolved { first, to })) if first || (unsure && to == Some(me)) => {
+                    self.settle(p, &name, winner, loser, state);
                 }
-                Ok((_, Outcome::Resolved { first: true })) => {
-                    self.owed.entry(name).or_default().push((loser, state));
-                }
-                // Another node's, or not this node's to give; or unknown, and at most once.
-                Ok(_) | Err(_) => {}
+                // Another node's, or not this node's to give.
+                Ok(_) => {}
+                // Unknown: it may have committed.
+                Err(_) => self.keep(loser, name, state, true),
             }
+        }
+    }
+
+    /// Before this node's own instance of `name` loses a conflict (the name's shard went
+    /// elsewhere while the node was cut off), the states the group gave this node for it
+    /// reach it, so that they go on with its own state to the next winner: those owed, and
+    /// the unsure ones the log names this node for.
+    pub(super) async fn give_before_losing(&mut self, p: &Process, name: &str, instance: Pid) {
+        let (group, me, timeout) = (&self.config.raft.name, p.pid().node(), self.config.timeout);
+        for (loser, state) in self.owed.remove(name).unwrap_or_default() {
+            give(p, name, instance, loser, state);
+        }
+        let unsure: Vec<Pid> = self
+            .unsure
+            .iter()
+            .filter(|(_, (n, _))| n == name)
+            .map(|(&loser, _)| loser)
+            .collect();
+        for loser in unsure {
+            let query = Query::Resolved(loser);
+            if let Ok(Answer::Resolved(Some(to))) =
+                consensus::query::<Control>(p, group, me, query, timeout).await
+            {
+                if let Some((_, state)) = self.unsure.remove(&loser).filter(|_| to == me) {
+                    give(p, name, instance, loser, state);
+                }
+            }
+        }
+    }
+
+    /// A received state kept for the next reconciliation, unsure or not.
+    fn keep(&mut self, loser: Pid, name: String, state: Term, unsure: bool) {
+        let kept = if unsure {
+            &mut self.unsure
+        } else {
+            &mut self.resolving
+        };
+        kept.insert(loser, (name, state));
+    }
+
+    /// A resolution committed for this node: the state goes to `winner`, or, if it ended
+    /// meanwhile, to the name's next instance here.
+    fn settle(&mut self, p: &Process, name: &str, winner: Pid, loser: Pid, state: Term) {
+        if p.node().is_alive(winner) {
+            give(p, name, winner, loser, state);
+        } else {
+            self.owed
+                .entry(name.to_string())
+                .or_default()
+                .push((loser, state));
         }
     }
 

@@ -792,10 +792,12 @@ pub struct DistSupervisor {
     /// The shards this node owned at its last reconciliation, with their epochs.
     shards: BTreeMap<u16, u64>,
     /// AP mode: the instances of this node that lost a conflict, until the group committed
-    /// their resolution; the losers' states received, to give at the next reconciliation; and
+    /// their resolution; the losers' states received, to give at the next reconciliation;
+    /// those whose resolution this node proposed without hearing the outcome (unsure); and
     /// those committed while their winner ended, owed to the name's next instance.
     losing: BTreeMap<Pid, conflicts::Losing>,
     resolving: BTreeMap<Pid, (String, Term)>,
+    unsure: BTreeMap<Pid, (String, Term)>,
     owed: BTreeMap<String, Vec<(Pid, Term)>>,
 }
 
@@ -884,6 +886,7 @@ impl DistSupervisor {
                 let query = Query::Desired(name.clone());
                 match consensus::query::<Control>(p, &group, me, query, timeout).await {
                     Ok(Answer::Desired(true)) => {
+                        self.give_before_losing(p, &name, running.pid).await;
                         self.lose(p, name, running.pid);
                         continue;
                     }
@@ -957,7 +960,7 @@ impl DistSupervisor {
             }
         }
         self.start_wanted(p, &wanted).await;
-        if !self.resolving.is_empty() || !self.owed.is_empty() {
+        if !self.resolving.is_empty() || !self.unsure.is_empty() || !self.owed.is_empty() {
             let names = wanted.keys().cloned().collect();
             self.resolve_received(p, &names).await;
         }
@@ -1302,6 +1305,7 @@ impl GenServer for DistSupervisor {
             shards: BTreeMap::new(),
             losing: BTreeMap::new(),
             resolving: BTreeMap::new(),
+            unsure: BTreeMap::new(),
             owed: BTreeMap::new(),
         })
     }
