@@ -770,9 +770,13 @@ impl Checker {
                         vec![i],
                     ));
                 }
-                // One winner per name and heal: every node picks the same.
+                // One winner per name and heal: every node picks the same. A winner that
+                // loses in turn hands on what it won (the CP supervisor in AP mode gives its
+                // instance the states it won before it loses): the new winner is the name's.
                 let first = *self.conflicts.entry(name.clone()).or_insert(*winner);
-                if first != *winner {
+                if first != *winner && first == *loser {
+                    self.conflicts.insert(name.clone(), *winner);
+                } else if first != *winner {
                     return Err(found(
                         Invariant::ConflictResolution,
                         name,

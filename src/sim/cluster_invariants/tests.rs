@@ -612,6 +612,14 @@ fn i7_a_conflict_hands_the_losers_state_over_once_per_heal() {
         two_winners.check(Consistency::Ap),
         Err(Invariant::ConflictResolution)
     );
+    // A winner that loses in turn hands on what it won: a chain, not a second winner.
+    let chained = T::default().dist(conflict(true)).dist(DistEvent::Conflict {
+        name: K.into(),
+        winner: Pid::new(3, 0, 10),
+        loser: a(),
+        state_delivered: true,
+    });
+    assert_eq!(chained.check(Consistency::Ap), Ok(()));
     // A resume ends a split as a heal does; but one loser's state is delivered once, whatever
     // came between (the CP supervisor in AP mode, docs/cp.md "AP mode").
     let resumed = T::default()

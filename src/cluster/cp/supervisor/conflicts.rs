@@ -133,7 +133,7 @@ impl DistSupervisor {
         for name in owed {
             if let Some(winner) = self.live_instance(p, &name) {
                 for (loser, state) in self.owed.remove(&name).unwrap_or_default() {
-                    give(p, &name, winner, loser, state);
+                    self.give_once(p, &name, winner, loser, state);
                 }
             }
         }
@@ -146,7 +146,7 @@ impl DistSupervisor {
             received.insert(loser, (name, state, true));
         }
         for (loser, (name, state, unsure)) in received {
-            if !wanted.contains(&name) {
+            if !wanted.contains(&name) || self.given.contains(&loser) {
                 continue;
             }
             let Some(winner) = self.live_instance(p, &name).filter(|&w| w != loser) else {
@@ -185,9 +185,10 @@ impl DistSupervisor {
     /// reach it, so that they go on with its own state to the next winner: those owed, and
     /// the unsure ones the log names this node for.
     pub(super) async fn give_before_losing(&mut self, p: &Process, name: &str, instance: Pid) {
-        let (group, me, timeout) = (&self.config.raft.name, p.pid().node(), self.config.timeout);
+        let (group, timeout) = (self.config.raft.name.clone(), self.config.timeout);
+        let (group, me) = (&group, p.pid().node());
         for (loser, state) in self.owed.remove(name).unwrap_or_default() {
-            give(p, name, instance, loser, state);
+            self.give_once(p, name, instance, loser, state);
         }
         let unsure: Vec<Pid> = self
             .unsure
@@ -201,7 +202,7 @@ impl DistSupervisor {
                 consensus::query::<Control>(p, group, me, query, timeout).await
             {
                 if let Some((_, state)) = self.unsure.remove(&loser).filter(|_| to == me) {
-                    give(p, name, instance, loser, state);
+                    self.give_once(p, name, instance, loser, state);
                 }
             }
         }
@@ -221,12 +222,21 @@ impl DistSupervisor {
     /// meanwhile, to the name's next instance here.
     fn settle(&mut self, p: &Process, name: &str, winner: Pid, loser: Pid, state: Term) {
         if p.node().is_alive(winner) {
-            give(p, name, winner, loser, state);
+            self.give_once(p, name, winner, loser, state);
         } else {
             self.owed
                 .entry(name.to_string())
                 .or_default()
                 .push((loser, state));
+        }
+    }
+
+    /// Gives `loser`'s state to `winner` unless this life gave it already: a copy that comes
+    /// again before this node has applied its own resolution, and whose proposal then fails,
+    /// must not be given twice.
+    fn give_once(&mut self, p: &Process, name: &str, winner: Pid, loser: Pid, state: Term) {
+        if self.given.insert(loser) {
+            give(p, name, winner, loser, state);
         }
     }
 

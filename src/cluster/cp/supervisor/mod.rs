@@ -799,6 +799,8 @@ pub struct DistSupervisor {
     resolving: BTreeMap<Pid, (String, Term)>,
     unsure: BTreeMap<Pid, (String, Term)>,
     owed: BTreeMap<String, Vec<(Pid, Term)>>,
+    /// AP mode: the losers whose state this life gave.
+    given: BTreeSet<Pid>,
 }
 
 /// Runs the supervisor on this node as the calling process, its children under `lease` (see
@@ -1307,6 +1309,7 @@ impl GenServer for DistSupervisor {
             resolving: BTreeMap::new(),
             unsure: BTreeMap::new(),
             owed: BTreeMap::new(),
+            given: BTreeSet::new(),
         })
     }
 
