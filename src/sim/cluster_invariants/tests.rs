@@ -642,46 +642,29 @@ fn i7_a_conflict_hands_the_losers_state_over_once_per_heal() {
         name: K.into(),
         loser: b(),
     };
-    let delivered = T::default()
-        .desired(true)
-        .start(a())
-        .dist(lost())
-        .dist(conflict(true))
-        .rest();
+    // Desired, running, and a loser gave its state.
+    let after_loss = || T::default().desired(true).start(a()).dist(lost());
+    let delivered = after_loss().dist(conflict(true)).rest();
     assert_eq!(delivered.check(Consistency::Ap), Ok(()));
-    let never = T::default().desired(true).start(a()).dist(lost()).rest();
+    let never = after_loss().rest();
     assert_eq!(
         never.check(Consistency::Ap),
         Err(Invariant::ConflictResolution)
     );
     // A partition (here its heal) loses messages, not states: they are sent again.
-    let partitioned = T::default()
-        .desired(true)
-        .start(a())
-        .dist(lost())
-        .cluster(ClusterEvent::Heal)
-        .rest();
+    let partitioned = after_loss().cluster(ClusterEvent::Heal).rest();
     assert_eq!(
         partitioned.check(Consistency::Ap),
         Err(Invariant::ConflictResolution)
     );
-    let forgotten = T::default()
-        .desired(true)
-        .start(a())
-        .dist(lost())
+    let forgotten = after_loss()
         .cluster(ClusterEvent::Crash {
             node: 2,
             silent: false,
         })
         .rest();
     assert_eq!(forgotten.check(Consistency::Ap), Ok(()));
-    let terminated = T::default()
-        .desired(true)
-        .start(a())
-        .dist(lost())
-        .desired(false)
-        .exit(a())
-        .rest();
+    let terminated = after_loss().desired(false).exit(a()).rest();
     assert_eq!(terminated.check(Consistency::Ap), Ok(()));
     // Terminated and started again: a new child, which the old loser's state does not reach.
     let anew = T::default()
