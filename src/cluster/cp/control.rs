@@ -958,6 +958,17 @@ mod tests {
         }
     }
 
+    /// Three nodes with the shard table assigned, and a child to start.
+    fn assigned() -> (Control, Child) {
+        let mut c = Control::new(3, 3, 5);
+        c.apply(0, Command::Assign(vec![1, 2, 3]));
+        let child = Child {
+            start: "w".into(),
+            arg: Term::atom("nil"),
+        };
+        (c, child)
+    }
+
     /// A planned move: in transit at the next epoch (its children no longer run on the owner),
     /// completed by the target at that epoch only; aborted, the owner keeps the shard at the
     /// epoch after; a lost owner's move completes without state, a lost target's is aborted;
@@ -965,12 +976,7 @@ mod tests {
     /// (docs/cp.md, "Handoff"; SWARM.md §4.2 item 8).
     #[test]
     fn moves_change_owners_at_higher_epochs_only() {
-        let mut c = Control::new(3, 3, 5);
-        c.apply(0, Command::Assign(vec![1, 2, 3]));
-        let child = Child {
-            start: "w".into(),
-            arg: Term::atom("nil"),
-        };
+        let (mut c, child) = assigned();
         let name = (0..100)
             .map(|i| format!("k{i}"))
             .find(|n| c.shard_of(n) == 0)
@@ -1052,5 +1058,55 @@ mod tests {
         );
         c.apply(0, Command::Join(1));
         assert!(plan(&c).contains(&(0, 1)));
+    }
+
+    /// AP mode's resolutions (docs/cp.md, "AP mode"; SWARM.md §4.2 item 9): only the name's
+    /// owner resolves a loser, only the first time; every answer after names the node it went
+    /// to, so an owner that did not hear its first answer learns from a later one (or from
+    /// `Query::Resolved`), and no other node is told the state is its to give.
+    #[test]
+    fn a_loser_is_resolved_once_and_every_answer_names_its_winner() {
+        let (mut c, child) = assigned();
+        let name = "k1".to_string();
+        c.apply(
+            0,
+            Command::Start {
+                name: name.clone(),
+                child,
+            },
+        );
+        let owner = c.owner(&name).unwrap();
+        let other = if owner == 1 { 2 } else { 1 };
+        let loser = Pid::new(other, 0, 9);
+        let resolve = |node| Command::Resolve {
+            name: name.clone(),
+            loser,
+            node,
+        };
+        assert_eq!(c.query(Query::Resolved(loser)), Answer::Resolved(None));
+        // Another node is refused, and told nothing is decided.
+        assert_eq!(
+            c.apply(0, resolve(other)),
+            Outcome::Resolved {
+                first: false,
+                to: None
+            }
+        );
+        let decided = Outcome::Resolved {
+            first: true,
+            to: Some(owner),
+        };
+        assert_eq!(c.apply(0, resolve(owner)), decided);
+        // Asked again, by the owner or by anyone: not first, and the owner named.
+        let again = Outcome::Resolved {
+            first: false,
+            to: Some(owner),
+        };
+        assert_eq!(c.apply(0, resolve(owner)), again);
+        assert_eq!(c.apply(0, resolve(other)), again);
+        assert_eq!(
+            c.query(Query::Resolved(loser)),
+            Answer::Resolved(Some(owner))
+        );
     }
 }
