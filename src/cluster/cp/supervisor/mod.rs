@@ -871,6 +871,11 @@ impl DistSupervisor {
         self.complete(p, &incoming).await;
         let expected = &self.incoming;
         self.received.retain(|key, _| expected.contains(key));
+        // Shards in transit from here: a move not begun yet (`hand_over` waits for the lease)
+        // leaves their children, and the states handed in for them, as they are.
+        let count = self.config.shards;
+        let in_transit: BTreeSet<u16> = outgoing.iter().map(|&(shard, _, _)| shard).collect();
+        let waits = |name: &str| in_transit.contains(&super::control::shard_of(name, count));
         let in_move = |o: &BTreeMap<u16, Outgoing>, pid: Pid| o.values().any(|o| o.stopping(pid));
         let unwanted: Vec<String> = self
             .children
@@ -887,6 +892,12 @@ impl DistSupervisor {
             if self.config.mode == Mode::Ap {
                 let query = Query::Desired(name.clone());
                 match consensus::query::<Control>(p, &group, me, query, timeout).await {
+                    // Its shard's move waits for this node's lease (`hand_over`): it runs
+                    // on until the move begins, or the shard goes elsewhere without it.
+                    Ok(Answer::Desired(true)) if waits(&name) => {
+                        self.children.insert(name, running);
+                        continue;
+                    }
                     Ok(Answer::Desired(true)) => {
                         self.give_before_losing(p, &name, running.pid).await;
                         self.lose(p, name, running.pid);
@@ -920,7 +931,7 @@ impl DistSupervisor {
         let gone: Vec<String> = self
             .handed_in
             .keys()
-            .filter(|name| !wanted.contains_key(*name))
+            .filter(|name| !wanted.contains_key(*name) && !waits(name))
             .cloned()
             .collect();
         for name in gone {
@@ -966,7 +977,7 @@ impl DistSupervisor {
             let names = wanted.keys().cloned().collect();
             self.resolve_received(p, &names).await;
         }
-        self.join_groups(p, &wanted_groups).await;
+        self.join_groups(p, &wanted_groups, &in_transit).await;
         self.route_held(p, &wanted, &incoming).await;
         self.reconciled = self.reconciled.max(status.applied);
         let reconciled = self.reconciled;
@@ -1090,14 +1101,17 @@ impl DistSupervisor {
     /// Each child this node runs joins the groups the cluster wants it in, and leaves the
     /// others, in the node's process groups (a new instance joins them all). A child whose
     /// shard is in transit keeps its groups until it stops.
-    async fn join_groups(&mut self, p: &Process, wanted: &BTreeMap<String, BTreeSet<String>>) {
+    async fn join_groups(
+        &mut self,
+        p: &Process,
+        wanted: &BTreeMap<String, BTreeSet<String>>,
+        in_transit: &BTreeSet<u16>,
+    ) {
         let none = BTreeSet::new();
         let shards = self.config.shards;
         for (name, running) in &mut self.children {
-            if self
-                .outgoing
-                .contains_key(&super::control::shard_of(name, shards))
-            {
+            let shard = super::control::shard_of(name, shards);
+            if self.outgoing.contains_key(&shard) || in_transit.contains(&shard) {
                 continue;
             }
             let want = wanted.get(name).unwrap_or(&none);

@@ -6,6 +6,7 @@ use super::{DistSupervisor, HandoffTimeout, Peer};
 use crate::cluster::cp::consensus;
 use crate::cluster::cp::control::{self, Answer, Child, Command, Control, Query, Transit};
 use crate::cluster::cp::handoff::{self, Handover, Outgoing};
+use crate::cluster::cp::lease;
 use crate::rt::Duration;
 use crate::{Pid, Process};
 use std::collections::{BTreeMap, BTreeSet};
@@ -77,9 +78,18 @@ impl DistSupervisor {
     /// Begins the moves of this node's shards not begun yet (each child running asked for
     /// its state, with a deadline), and sends each target the handover of the moves whose
     /// children have all stopped (again at each reconciliation, until the move is settled).
+    ///
+    /// A move begins only under the lease, with the margin a start needs. A node whose lease
+    /// lapsed may be committed down any moment (the leader revoked it, or an old leader's
+    /// `Down` waits in a log), which completes the move without its states: it keeps its
+    /// children (AP mode; in CP mode the lapse stopped them) until it is granted again, and
+    /// begins then, or until the move is aborted, or its shards go to their heirs and its
+    /// instances lose the conflict, with their states
+    /// (`corpus/ap-lapsed-owner-begins-no-move.json`).
     pub(super) fn hand_over(&mut self, p: &Process, outgoing: &[Transit]) {
+        let leased = self.lease.left(p.now()) >= lease::START_WITHIN;
         for &(shard, to, epoch) in outgoing {
-            if self.outgoing.contains_key(&shard) {
+            if self.outgoing.contains_key(&shard) || !leased {
                 continue;
             }
             let of_shard = |name: &str| control::shard_of(name, self.config.shards) == shard;
