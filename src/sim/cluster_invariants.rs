@@ -773,8 +773,10 @@ impl Checker {
                 // One winner per name and heal: every node picks the same. A winner that
                 // loses in turn hands on what it won (the CP supervisor in AP mode gives its
                 // instance the states it won before it loses): the new winner is the name's.
+                // So does one that ended: the states of later losers go to the name's next
+                // instance (owed on its node, or passed on to the name's next owner).
                 let first = *self.conflicts.entry(name.clone()).or_insert(*winner);
-                if first != *winner && first == *loser {
+                if first != *winner && (first == *loser || self.dead.contains_key(&first)) {
                     self.conflicts.insert(name.clone(), *winner);
                 } else if first != *winner {
                     return Err(found(

@@ -612,6 +612,19 @@ fn i7_a_conflict_hands_the_losers_state_over_once_per_heal() {
         two_winners.check(Consistency::Ap),
         Err(Invariant::ConflictResolution)
     );
+    // A winner that ended hands the name on: a later loser's state goes to the next
+    // instance (docs/cp.md, "AP mode": owed, or released and passed on).
+    let ended = T::default()
+        .start(a())
+        .dist(conflict(true))
+        .exit(a())
+        .dist(DistEvent::Conflict {
+            name: K.into(),
+            winner: Pid::new(3, 0, 10),
+            loser: Pid::new(3, 0, 9),
+            state_delivered: true,
+        });
+    assert_eq!(ended.check(Consistency::Ap), Ok(()));
     // A winner that loses in turn hands on what it won: a chain, not a second winner.
     let chained = T::default().dist(conflict(true)).dist(DistEvent::Conflict {
         name: K.into(),
