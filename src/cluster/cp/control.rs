@@ -176,17 +176,29 @@ pub enum Command {
         /// The process that must hold it, if any.
         pid: Option<Pid>,
     },
-    /// AP mode: node `node` gives the state of `loser`, an instance of `name` that lost a
-    /// conflict, to the instance it runs. Only the first for the loser, and only from the
-    /// owner of `name`'s shard, not in transit, while `name` is desired: the log makes the
-    /// winner one and the same for every node, and the delivery once.
+    /// AP mode: the supervisor `by` gives the state of `loser`, an instance of `name` that
+    /// lost a conflict, to the instance it runs. Only the first for the loser, and only from
+    /// the owner of `name`'s shard, not in transit, while `name` is desired: the log makes the
+    /// winner one and the same for every node, and the delivery once. The supervisor's pid
+    /// names the node's life: a later life did not propose it, and is not told it is its own.
     Resolve {
         /// The name.
         name: String,
         /// The instance that lost.
         loser: Pid,
-        /// The node that asks.
-        node: u16,
+        /// The supervisor that asks (on the node that owns the name).
+        by: Pid,
+    },
+    /// AP mode: the supervisor `by`, which the group gave `loser`'s state to, did not give it
+    /// and no longer can (the name left its node: its shard moved, or is moving, elsewhere):
+    /// `loser` is unresolved again, and `by`
+    /// passes the state on to the name's owner, which resolves it as a loser's copy. Only
+    /// from the supervisor it was given to.
+    Release {
+        /// The instance that lost.
+        loser: Pid,
+        /// The supervisor it was given to.
+        by: Pid,
     },
 }
 
@@ -247,10 +259,13 @@ pub enum Outcome {
     Resolved {
         /// The first.
         first: bool,
-        /// The node the loser's state is given to, by this command or an earlier one: a
-        /// proposer that did not hear the answer to its first learns from a later one.
-        to: Option<u16>,
+        /// The supervisor the loser's state is given to, by this command or an earlier one:
+        /// a proposer that did not hear the answer to its first learns from a later one.
+        to: Option<Pid>,
     },
+    /// What a [`Command::Release`] left: the supervisor the loser's state is given to now
+    /// (none: released, or never resolved).
+    Released(Option<Pid>),
 }
 
 /// A question to a node's applied state.
@@ -319,8 +334,8 @@ pub enum Answer {
         /// Those down.
         down: Vec<u16>,
     },
-    /// The node the loser's state was given to, if it was resolved.
-    Resolved(Option<u16>),
+    /// The supervisor the loser's state was given to, if it is resolved.
+    Resolved(Option<Pid>),
 }
 
 /// What a node runs, owns and moves, as one state says (so that its parts agree).
@@ -374,8 +389,9 @@ pub struct Control {
     crashes: BTreeMap<String, Vec<(Lead, CrashId)>>,
     /// The cluster registry.
     names: NameTable,
-    /// AP mode: the conflicts' losers whose state was given, each with the node it went to.
-    resolved: BTreeMap<Pid, u16>,
+    /// AP mode: the conflicts' losers whose state was given, each with the supervisor (a
+    /// node's life) it went to.
+    resolved: BTreeMap<Pid, Pid>,
     /// The log position last applied (named in the trace's registry events, so that a
     /// position applied on two leaders in turn counts once).
     applied: u64,
@@ -694,16 +710,22 @@ impl Replicated for Control {
             Command::Unregister { name, pid } => {
                 Outcome::Unregistered(self.names.unregister(&name, pid))
             }
-            Command::Resolve { name, loser, node } => {
-                let placed = self.owner(&name) == Some(node)
+            Command::Resolve { name, loser, by } => {
+                let placed = self.owner(&name) == Some(by.node())
                     && !self.transit.contains_key(&self.shard_of(&name))
                     && self.desired.contains_key(&name);
                 let first = placed && !self.resolved.contains_key(&loser);
                 if first {
-                    self.resolved.insert(loser, node);
+                    self.resolved.insert(loser, by);
                 }
                 let to = self.resolved.get(&loser).copied();
                 Outcome::Resolved { first, to }
+            }
+            Command::Release { loser, by } => {
+                if self.resolved.get(&loser) == Some(&by) {
+                    self.resolved.remove(&loser);
+                }
+                Outcome::Released(self.resolved.get(&loser).copied())
             }
             Command::Crashed { name, crash, lead } => {
                 if !self.desired.contains_key(&name) {
@@ -1061,9 +1083,10 @@ mod tests {
     }
 
     /// AP mode's resolutions (docs/cp.md, "AP mode"; SWARM.md §4.2 item 9): only the name's
-    /// owner resolves a loser, only the first time; every answer after names the node it went
-    /// to, so an owner that did not hear its first answer learns from a later one (or from
-    /// `Query::Resolved`), and no other node is told the state is its to give.
+    /// owner resolves a loser, only the first time; every answer after names the supervisor
+    /// it went to, so an owner that did not hear its first answer learns from a later one (or
+    /// from `Query::Resolved`), and no other node, nor a later life of the owner, is told the
+    /// state is its to give.
     #[test]
     fn a_loser_is_resolved_once_and_every_answer_names_its_winner() {
         let (mut c, child) = assigned();
@@ -1078,15 +1101,16 @@ mod tests {
         let owner = c.owner(&name).unwrap();
         let other = if owner == 1 { 2 } else { 1 };
         let loser = Pid::new(other, 0, 9);
-        let resolve = |node| Command::Resolve {
+        let (life, next_life) = (Pid::new(owner, 0, 6), Pid::new(owner, 1, 6));
+        let resolve = |by| Command::Resolve {
             name: name.clone(),
             loser,
-            node,
+            by,
         };
         assert_eq!(c.query(Query::Resolved(loser)), Answer::Resolved(None));
         // Another node is refused, and told nothing is decided.
         assert_eq!(
-            c.apply(0, resolve(other)),
+            c.apply(0, resolve(Pid::new(other, 0, 6))),
             Outcome::Resolved {
                 first: false,
                 to: None
@@ -1094,19 +1118,67 @@ mod tests {
         );
         let decided = Outcome::Resolved {
             first: true,
-            to: Some(owner),
+            to: Some(life),
         };
-        assert_eq!(c.apply(0, resolve(owner)), decided);
-        // Asked again, by the owner or by anyone: not first, and the owner named.
+        assert_eq!(c.apply(0, resolve(life)), decided);
+        // Asked again, by the owner, its next life or anyone: not first, the life named.
         let again = Outcome::Resolved {
             first: false,
-            to: Some(owner),
+            to: Some(life),
         };
-        assert_eq!(c.apply(0, resolve(owner)), again);
-        assert_eq!(c.apply(0, resolve(other)), again);
+        assert_eq!(c.apply(0, resolve(life)), again);
+        assert_eq!(c.apply(0, resolve(next_life)), again);
+        assert_eq!(c.apply(0, resolve(Pid::new(other, 0, 6))), again);
         assert_eq!(
             c.query(Query::Resolved(loser)),
-            Answer::Resolved(Some(owner))
+            Answer::Resolved(Some(life))
+        );
+    }
+
+    /// A resolution released by the supervisor it went to (the name left its node before it
+    /// gave the state: docs/cp.md, "AP mode") leaves the loser to be resolved again, once;
+    /// no other supervisor can release it.
+    #[test]
+    fn a_resolution_is_released_only_by_its_supervisor_and_then_resolved_once_again() {
+        let (mut c, child) = assigned();
+        let name = "k1".to_string();
+        c.apply(
+            0,
+            Command::Start {
+                name: name.clone(),
+                child,
+            },
+        );
+        let owner = c.owner(&name).unwrap();
+        let loser = Pid::new(if owner == 1 { 2 } else { 1 }, 0, 9);
+        let (life, next_life) = (Pid::new(owner, 0, 6), Pid::new(owner, 1, 6));
+        let resolve = |by| Command::Resolve {
+            name: name.clone(),
+            loser,
+            by,
+        };
+        let release = |by| Command::Release { loser, by };
+        // Nothing to release yet.
+        assert_eq!(c.apply(0, release(life)), Outcome::Released(None));
+        c.apply(0, resolve(life));
+        // Another life of the node cannot release it.
+        assert_eq!(
+            c.apply(0, release(next_life)),
+            Outcome::Released(Some(life))
+        );
+        assert_eq!(c.apply(0, release(life)), Outcome::Released(None));
+        assert_eq!(c.query(Query::Resolved(loser)), Answer::Resolved(None));
+        let first = Outcome::Resolved {
+            first: true,
+            to: Some(next_life),
+        };
+        assert_eq!(c.apply(0, resolve(next_life)), first);
+        assert_eq!(
+            c.apply(0, resolve(life)),
+            Outcome::Resolved {
+                first: false,
+                to: Some(next_life)
+            }
         );
     }
 }

@@ -17,10 +17,14 @@
 //!   does not run there (it restarts, say), nothing is committed and the copy waits. A name no
 //!   longer desired drops its losers' states.
 //! - **Exactly once unless a node forgets.** A commit whose answer the owner did not hear is
-//!   *unsure*: its state is given once the log names the owner for that loser, by the node's
-//!   life that proposed it only. An owner whose own instance then loses gives it what the
-//!   group gave it first, so that it goes on with its state. Only a crash loses a state: the
-//!   loser's node's before the commit, or the owner's before it gave it.
+//!   *unsure*: its state is given once the log names the owner's supervisor for that loser
+//!   (a pid: the node's life that proposed it, not a later one). An owner whose own instance
+//!   then loses gives it what the group gave it first, so that it goes on with its state. A
+//!   state the group gave an owner whose name then left it before it gave the state (the
+//!   shard moved, or went to an heir while the owner was cut off) is released
+//!   ([`Command::Release`]) and passed on to the name's owner like a loser's copy. Only a
+//!   crash loses a state: the loser's node's before the commit, or the owner's after it and
+//!   before it gave it, or before the next owner resolved what it passed on.
 
 use super::{DistSupervisor, KillStopping, Peer};
 use crate::cluster::cp::consensus;
@@ -38,6 +42,19 @@ pub(super) struct Losing {
     id: u64,
     /// The state, once the loser answered.
     state: Option<Term>,
+    /// Passed on after a release ([`DistSupervisor::return_states`]): until a fresh read, this
+    /// node's applied state may predate the release, and name the resolution it undid.
+    released: bool,
+}
+
+/// A state the group gave this node's life for a name that then left the node before the
+/// state was given: to release and pass on ([`DistSupervisor::return_states`]).
+pub(super) struct Returning {
+    name: String,
+    state: Term,
+    /// Whether the log named this life for it (owed, or an unsure one since confirmed): a
+    /// loser found unresolved then was released by this life, whatever its answer said.
+    certain: bool,
 }
 
 impl DistSupervisor {
@@ -49,8 +66,16 @@ impl DistSupervisor {
         p.send(pid, Request::Begin { reply: p.pid(), id });
         p.send_after(self.config.handoff_timeout, p.pid(), KillStopping(pid));
         self.stopping.insert(pid, name.clone());
-        let state = None;
-        self.losing.insert(pid, Losing { name, id, state });
+        let (state, released) = (None, false);
+        self.losing.insert(
+            pid,
+            Losing {
+                name,
+                id,
+                state,
+                released,
+            },
+        );
     }
 
     /// A loser's answer: `false` if `begun` answers no conflict. A loser that gave a state
@@ -83,19 +108,29 @@ impl DistSupervisor {
     }
 
     /// Sends each loser's state to the owner of its name, as this node's applied state names
-    /// it; forgets those resolved, and those of names no longer desired.
+    /// it; forgets those resolved, and those of names no longer desired. A state passed on
+    /// after a release is forgot only once a fresh read shows this node applied the release.
     pub(super) async fn send_losers(&mut self, p: &Process) {
         let (group, me, timeout) = (&self.config.raft.name, p.pid().node(), self.config.timeout);
-        let answered: Vec<(Pid, String, Term)> = self
+        if self.losing.values().any(|l| l.released)
+            && consensus::fresh::<Control>(p, group, me, timeout)
+                .await
+                .is_ok()
+        {
+            for l in self.losing.values_mut() {
+                l.released = false;
+            }
+        }
+        let answered: Vec<(Pid, String, Term, bool)> = self
             .losing
             .iter()
-            .filter_map(|(&pid, l)| Some((pid, l.name.clone(), l.state.clone()?)))
+            .filter_map(|(&pid, l)| Some((pid, l.name.clone(), l.state.clone()?, l.released)))
             .collect();
-        for (loser, name, state) in answered {
+        for (loser, name, state, released) in answered {
             let query = |q| consensus::query::<Control>(p, group, me, q, timeout);
             let resolved = query(Query::Resolved(loser)).await;
             let desired = query(Query::Desired(name.clone())).await;
-            let given = matches!(resolved, Ok(Answer::Resolved(Some(_))));
+            let given = !released && matches!(resolved, Ok(Answer::Resolved(Some(_))));
             if given || desired == Ok(Answer::Desired(false)) {
                 self.losing.remove(&loser);
                 continue;
@@ -121,14 +156,25 @@ impl DistSupervisor {
     /// cluster-wide: the group commits the resolution first, and refuses it unless this node
     /// owns the name (`wanted`) and no other gave it. A resolution whose answer this node did
     /// not hear (the proposal timed out, and may yet have committed) is *unsure*: its state is
-    /// given once the log names this node for it, and only by this node's current life, which
-    /// is the one that proposed it. A state committed while its winner ended is owed to the
-    /// name's next instance here. States of names this node does not own are dropped: the
-    /// loser's node sends them to the owner it knows.
+    /// given once the log names this supervisor (this life, which proposed it) for it. A state
+    /// committed while its winner ended is owed to the name's next instance here. Copies of
+    /// names this node does not own are dropped (the loser's node sends them to the owner it
+    /// knows); owed and unsure states of such names are passed on
+    /// ([`return_states`](Self::return_states)).
     pub(super) async fn resolve_received(&mut self, p: &Process, wanted: &BTreeSet<String>) {
         let (group, timeout) = (self.config.raft.name.clone(), self.config.timeout);
         let (group, me) = (&group, p.pid().node());
-        self.owed.retain(|name, _| wanted.contains(name));
+        let left: Vec<String> = self
+            .owed
+            .keys()
+            .filter(|name| !wanted.contains(*name))
+            .cloned()
+            .collect();
+        for name in left {
+            for (loser, state) in self.owed.remove(&name).unwrap_or_default() {
+                self.pass_on(loser, name.clone(), state, true);
+            }
+        }
         let owed: Vec<String> = self.owed.keys().cloned().collect();
         for name in owed {
             if let Some(winner) = self.live_instance(p, &name) {
@@ -146,7 +192,15 @@ impl DistSupervisor {
             received.insert(loser, (name, state, true));
         }
         for (loser, (name, state, unsure)) in received {
-            if !wanted.contains(&name) || self.given.contains(&loser) {
+            if self.given.contains(&loser) {
+                continue;
+            }
+            // A copy of a name that is not this node's goes to the owner its loser's node
+            // knows; an unsure one may be this life's to give, and is passed on then.
+            if !wanted.contains(&name) {
+                if unsure {
+                    self.pass_on(loser, name, state, false);
+                }
                 continue;
             }
             let Some(winner) = self.live_instance(p, &name).filter(|&w| w != loser) else {
@@ -158,7 +212,7 @@ impl DistSupervisor {
             if let Ok(Answer::Resolved(Some(to))) =
                 consensus::query::<Control>(p, group, me, query, timeout).await
             {
-                if unsure && to == me {
+                if unsure && to == p.pid() {
                     self.settle(p, &name, winner, loser, state);
                 }
                 continue;
@@ -166,10 +220,11 @@ impl DistSupervisor {
             let command = Command::Resolve {
                 name: name.clone(),
                 loser,
-                node: me,
+                by: p.pid(),
             };
+            let mine = Some(p.pid());
             match consensus::propose::<Control>(p, group, me, command, timeout).await {
-                Ok((_, Outcome::Resolved { first, to })) if first || (unsure && to == Some(me)) => {
+                Ok((_, Outcome::Resolved { first, to })) if first || (unsure && to == mine) => {
                     self.settle(p, &name, winner, loser, state);
                 }
                 // Another node's, or not this node's to give.
@@ -201,11 +256,91 @@ impl DistSupervisor {
             if let Ok(Answer::Resolved(Some(to))) =
                 consensus::query::<Control>(p, group, me, query, timeout).await
             {
-                if let Some((_, state)) = self.unsure.remove(&loser).filter(|_| to == me) {
+                if let Some((_, state)) = self.unsure.remove(&loser).filter(|_| to == p.pid()) {
                     self.give_once(p, name, instance, loser, state);
                 }
             }
         }
+    }
+
+    /// Releases and passes on the states the group gave this life for names that left this
+    /// node before it gave them: once [`Command::Release`] committed, each goes to the name's
+    /// owner like a loser's own ([`send_losers`](Self::send_losers)), and is resolved there
+    /// once. One the log names another supervisor for was given there (or lost with that
+    /// life); an unsure one the log names nobody for waits, as its resolution may commit yet
+    /// (the loser's node still sends its copies meanwhile).
+    pub(super) async fn return_states(&mut self, p: &Process) {
+        let (group, timeout) = (self.config.raft.name.clone(), self.config.timeout);
+        let (group, me, life) = (&group, p.pid().node(), p.pid());
+        // Read only at or after every commit this life heard of: an owed state's resolution,
+        // a release it proposed.
+        if consensus::fresh::<Control>(p, group, me, timeout)
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let given = &self.given;
+        self.returning.retain(|loser, _| !given.contains(loser));
+        let returning: Vec<(Pid, String)> = self
+            .returning
+            .iter()
+            .map(|(&loser, r)| (loser, r.name.clone()))
+            .collect();
+        for (loser, name) in returning {
+            let query = |q| consensus::query::<Control>(p, group, me, q, timeout);
+            if query(Query::Desired(name)).await == Ok(Answer::Desired(false)) {
+                self.returning.remove(&loser);
+                continue;
+            }
+            let Ok(Answer::Resolved(to)) = query(Query::Resolved(loser)).await else {
+                continue;
+            };
+            let certain = self.returning.get(&loser).is_some_and(|r| r.certain);
+            let released = match to {
+                Some(by) if by == life => {
+                    if let Some(r) = self.returning.get_mut(&loser) {
+                        r.certain = true;
+                    }
+                    let command = Command::Release { loser, by };
+                    match consensus::propose::<Control>(p, group, me, command, timeout).await {
+                        Ok((_, Outcome::Released(None))) => true,
+                        // Asked again at the next reconciliation.
+                        Ok(_) | Err(_) => continue,
+                    }
+                }
+                // Given by another supervisor (or lost with its life).
+                Some(_) => false,
+                // Released by this life, whose answer it did not hear.
+                None if certain => true,
+                // Its resolution may commit yet; the loser's node sends copies meanwhile.
+                None => continue,
+            };
+            let Some(Returning { name, state, .. }) = self.returning.remove(&loser) else {
+                continue;
+            };
+            if released {
+                let (id, state) = (p.make_ref().0, Some(state));
+                let losing = Losing {
+                    name,
+                    id,
+                    state,
+                    released: true,
+                };
+                self.losing.insert(loser, losing);
+            }
+        }
+    }
+
+    /// A state the group gave this life (`certain`), or may have, for a name that left this
+    /// node: released and passed on at the next reconciliation.
+    fn pass_on(&mut self, loser: Pid, name: String, state: Term, certain: bool) {
+        let returning = self.returning.entry(loser).or_insert(Returning {
+            name,
+            state,
+            certain,
+        });
+        returning.certain |= certain;
     }
 
     /// A received state kept for the next reconciliation, unsure or not.
@@ -221,6 +356,8 @@ impl DistSupervisor {
     /// A resolution committed for this node: the state goes to `winner`, or, if it ended
     /// meanwhile, to the name's next instance here.
     fn settle(&mut self, p: &Process, name: &str, winner: Pid, loser: Pid, state: Term) {
+        // This life's to give here again, whatever waited to be passed on.
+        self.returning.remove(&loser);
         if p.node().is_alive(winner) {
             self.give_once(p, name, winner, loser, state);
         } else {

@@ -794,11 +794,13 @@ pub struct DistSupervisor {
     /// AP mode: the instances of this node that lost a conflict, until the group committed
     /// their resolution; the losers' states received, to give at the next reconciliation;
     /// those whose resolution this node proposed without hearing the outcome (unsure); and
-    /// those committed while their winner ended, owed to the name's next instance.
+    /// those committed while their winner ended, owed to the name's next instance; and those
+    /// of the last two kinds whose name left this node, to pass on.
     losing: BTreeMap<Pid, conflicts::Losing>,
     resolving: BTreeMap<Pid, (String, Term)>,
     unsure: BTreeMap<Pid, (String, Term)>,
     owed: BTreeMap<String, Vec<(Pid, Term)>>,
+    returning: BTreeMap<Pid, conflicts::Returning>,
     /// AP mode: the losers whose state this life gave.
     given: BTreeSet<Pid>,
 }
@@ -976,6 +978,9 @@ impl DistSupervisor {
         if !self.resolving.is_empty() || !self.unsure.is_empty() || !self.owed.is_empty() {
             let names = wanted.keys().cloned().collect();
             self.resolve_received(p, &names).await;
+        }
+        if !self.returning.is_empty() {
+            self.return_states(p).await;
         }
         self.join_groups(p, &wanted_groups, &in_transit).await;
         self.route_held(p, &wanted, &incoming).await;
@@ -1323,6 +1328,7 @@ impl GenServer for DistSupervisor {
             resolving: BTreeMap::new(),
             unsure: BTreeMap::new(),
             owed: BTreeMap::new(),
+            returning: BTreeMap::new(),
             given: BTreeSet::new(),
         })
     }
