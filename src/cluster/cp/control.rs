@@ -991,6 +991,24 @@ mod tests {
         (c, child)
     }
 
+    /// `k1` desired, with an instance on another node than its owner's that lost a conflict,
+    /// and two lives of its owner's supervisor: (state, name, [loser, life, next life]).
+    fn in_conflict() -> (Control, String, [Pid; 3]) {
+        let (mut c, child) = assigned();
+        let name = "k1".to_string();
+        c.apply(
+            0,
+            Command::Start {
+                name: name.clone(),
+                child,
+            },
+        );
+        let owner = c.owner(&name).unwrap();
+        let loser = Pid::new(if owner == 1 { 2 } else { 1 }, 0, 9);
+        let lives = [Pid::new(owner, 0, 6), Pid::new(owner, 1, 6)];
+        (c, name, [loser, lives[0], lives[1]])
+    }
+
     /// A planned move: in transit at the next epoch (its children no longer run on the owner),
     /// completed by the target at that epoch only; aborted, the owner keeps the shard at the
     /// epoch after; a lost owner's move completes without state, a lost target's is aborted;
@@ -1089,19 +1107,8 @@ mod tests {
     /// state is its to give.
     #[test]
     fn a_loser_is_resolved_once_and_every_answer_names_its_winner() {
-        let (mut c, child) = assigned();
-        let name = "k1".to_string();
-        c.apply(
-            0,
-            Command::Start {
-                name: name.clone(),
-                child,
-            },
-        );
-        let owner = c.owner(&name).unwrap();
-        let other = if owner == 1 { 2 } else { 1 };
-        let loser = Pid::new(other, 0, 9);
-        let (life, next_life) = (Pid::new(owner, 0, 6), Pid::new(owner, 1, 6));
+        let (mut c, name, [loser, life, next_life]) = in_conflict();
+        let other = loser.node();
         let resolve = |by| Command::Resolve {
             name: name.clone(),
             loser,
@@ -1140,18 +1147,7 @@ mod tests {
     /// no other supervisor can release it.
     #[test]
     fn a_resolution_is_released_only_by_its_supervisor_and_then_resolved_once_again() {
-        let (mut c, child) = assigned();
-        let name = "k1".to_string();
-        c.apply(
-            0,
-            Command::Start {
-                name: name.clone(),
-                child,
-            },
-        );
-        let owner = c.owner(&name).unwrap();
-        let loser = Pid::new(if owner == 1 { 2 } else { 1 }, 0, 9);
-        let (life, next_life) = (Pid::new(owner, 0, 6), Pid::new(owner, 1, 6));
+        let (mut c, name, [loser, life, next_life]) = in_conflict();
         let resolve = |by| Command::Resolve {
             name: name.clone(),
             loser,
