@@ -26,7 +26,7 @@
 //!   crash loses a state: the loser's node's before the commit, or the owner's after it and
 //!   before it gave it, or before the next owner resolved what it passed on.
 
-use super::{DistSupervisor, KillStopping, Peer};
+use super::{DistSupervisor, KillStopping, Peer, FRESH_WITHIN};
 use crate::cluster::cp::consensus;
 use crate::cluster::cp::control::{Answer, Command, Control, Outcome, Query};
 use crate::cluster::cp::handoff::{Begun, Request};
@@ -113,7 +113,7 @@ impl DistSupervisor {
     pub(super) async fn send_losers(&mut self, p: &Process) {
         let (group, me, timeout) = (&self.config.raft.name, p.pid().node(), self.config.timeout);
         if self.losing.values().any(|l| l.released)
-            && consensus::fresh::<Control>(p, group, me, timeout)
+            && consensus::fresh::<Control>(p, group, me, FRESH_WITHIN)
                 .await
                 .is_ok()
         {
@@ -268,13 +268,14 @@ impl DistSupervisor {
     /// owner like a loser's own ([`send_losers`](Self::send_losers)), and is resolved there
     /// once. One the log names another supervisor for was given there (or lost with that
     /// life); an unsure one the log names nobody for waits, as its resolution may commit yet
-    /// (the loser's node still sends its copies meanwhile).
+    /// (the loser's node still sends its copies meanwhile), until the loser is resolved
+    /// elsewhere or its name is no longer desired (for ever, if the loser's node forgot it).
     pub(super) async fn return_states(&mut self, p: &Process) {
         let (group, timeout) = (self.config.raft.name.clone(), self.config.timeout);
         let (group, me, life) = (&group, p.pid().node(), p.pid());
         // Read only at or after every commit this life heard of: an owed state's resolution,
         // a release it proposed.
-        if consensus::fresh::<Control>(p, group, me, timeout)
+        if consensus::fresh::<Control>(p, group, me, FRESH_WITHIN)
             .await
             .is_err()
         {
@@ -319,6 +320,10 @@ impl DistSupervisor {
             let Some(Returning { name, state, .. }) = self.returning.remove(&loser) else {
                 continue;
             };
+            // Not this life's to give any more, whatever a read that predates the release
+            // says: only the copy passed on goes on.
+            self.unsure.remove(&loser);
+            self.resolving.remove(&loser);
             if released {
                 let (id, state) = (p.make_ref().0, Some(state));
                 let losing = Losing {
