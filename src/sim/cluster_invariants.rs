@@ -17,7 +17,7 @@
 //! | I4 [`NoDanglingEntries`](Invariant::NoDanglingEntries) | a lookup never answers an instance its node has seen die (its `DOWN`, or its node's `nodedown`); at rest, no live node's registry maps a name to a dead instance |
 //! | I5 [`RegistrationFidelity`](Invariant::RegistrationFidelity) | at rest, every live instance is registered under its name in some live node's registry (no orphan that nothing can find or stop) |
 //! | I6 [`Handoff`](Invariant::Handoff) | a handoff's state is delivered at most once, to an instance that starts after the old one stopped, never after the handoff was aborted; exactly once when no fault came after it began |
-//! | I7 [`ConflictResolution`](Invariant::ConflictResolution) | a conflict's loser hands its state to the winner, once per name per heal |
+//! | I7 [`ConflictResolution`](Invariant::ConflictResolution) | a conflict's loser hands its state to the winner: one winner per name per heal (a winner that loses in turn, or ends, hands the name on), never twice for one loser |
 //! | I8 [`RestartIntensity`](Invariant::RestartIntensity) | a desired name is not restarted after crashes more often than its intensity allows, wherever it runs |
 //! | I9 [`BoundedProgress`](Invariant::BoundedProgress) | every API call returns within its timeout (its node's pauses not counted), unless its caller's node crashes first |
 //! | I10 [`MembershipAgreement`](Invariant::MembershipAgreement) | at rest, every live node that keeps a membership counts exactly the live nodes that do; in CP, a name's starts that carry an ownership epoch never go back to an older one, and one epoch's are on one node |

@@ -191,9 +191,8 @@ pub enum Command {
     },
     /// AP mode: the supervisor `by`, which the group gave `loser`'s state to, did not give it
     /// and no longer can (the name left its node: its shard moved, or is moving, elsewhere):
-    /// `loser` is unresolved again, and `by`
-    /// passes the state on to the name's owner, which resolves it as a loser's copy. Only
-    /// from the supervisor it was given to.
+    /// `loser` is unresolved again, and `by` passes the state on to the name's owner, which
+    /// resolves it as a loser's copy. Only from the supervisor it was given to.
     Release {
         /// The instance that lost.
         loser: Pid,

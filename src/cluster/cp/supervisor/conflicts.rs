@@ -34,8 +34,9 @@ use crate::trace::{DistEvent, EventKind};
 use crate::{Pid, Process, Term};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// An instance of this node that lost a conflict: asked for its state, then holding it until
-/// the winner's node says it was given.
+/// A loser's state this node sends to the name's owner until its own applied state shows the
+/// loser resolved: of an instance of this node that lost a conflict (asked for its state
+/// first), or one passed on after a release ([`DistSupervisor::return_states`]).
 pub(super) struct Losing {
     name: String,
     /// The request's id.
@@ -47,8 +48,9 @@ pub(super) struct Losing {
     released: bool,
 }
 
-/// A state the group gave this node's life for a name that then left the node before the
-/// state was given: to release and pass on ([`DistSupervisor::return_states`]).
+/// A state the group gave this node's life (or may have: unsure) for a name that then left
+/// the node before the state was given: to release and pass on
+/// ([`DistSupervisor::return_states`]).
 pub(super) struct Returning {
     name: String,
     state: Term,
@@ -109,7 +111,7 @@ impl DistSupervisor {
 
     /// Sends each loser's state to the owner of its name, as this node's applied state names
     /// it; forgets those resolved, and those of names no longer desired. A state passed on
-    /// after a release is forgot only once a fresh read shows this node applied the release.
+    /// after a release is forgotten only once a fresh read shows this node applied the release.
     pub(super) async fn send_losers(&mut self, p: &Process) {
         let (group, me, timeout) = (&self.config.raft.name, p.pid().node(), self.config.timeout);
         if self.losing.values().any(|l| l.released)

@@ -791,11 +791,12 @@ pub struct DistSupervisor {
     booted: bool,
     /// The shards this node owned at its last reconciliation, with their epochs.
     shards: BTreeMap<u16, u64>,
-    /// AP mode: the instances of this node that lost a conflict, until the group committed
-    /// their resolution; the losers' states received, to give at the next reconciliation;
-    /// those whose resolution this node proposed without hearing the outcome (unsure); and
-    /// those committed while their winner ended, owed to the name's next instance; and those
-    /// of the last two kinds whose name left this node, to pass on.
+    /// AP mode: the losers' states this node sends to their name's owner until the group
+    /// resolved them (of its own instances that lost a conflict, and those it passed on);
+    /// the losers' states received, to give at the next reconciliation; those whose
+    /// resolution this node proposed without hearing the outcome (unsure); those committed
+    /// while their winner ended, owed to the name's next instance; and those of the last two
+    /// kinds whose name left this node, to release and pass on.
     losing: BTreeMap<Pid, conflicts::Losing>,
     resolving: BTreeMap<Pid, (String, Term)>,
     unsure: BTreeMap<Pid, (String, Term)>,
@@ -889,13 +890,15 @@ impl DistSupervisor {
             let Some(running) = self.children.remove(&name) else {
                 continue;
             };
-            // AP mode: a desired child this node runs and no longer owns was started
-            // elsewhere while this node was cut off: it loses the conflict, with its state.
-            if self.config.mode == Mode::Ap {
+            // Its shard's move waits for this node's lease (`hand_over`): a desired child
+            // runs on until the move begins (in CP mode, unless the lease lapses first), or
+            // the shard goes elsewhere without it. AP mode: a desired child this node runs
+            // and no longer owns was started elsewhere while this node was cut off: it loses
+            // the conflict, with its state.
+            let ap = self.config.mode == Mode::Ap;
+            if ap || waits(&name) {
                 let query = Query::Desired(name.clone());
                 match consensus::query::<Control>(p, &group, me, query, timeout).await {
-                    // Its shard's move waits for this node's lease (`hand_over`): it runs
-                    // on until the move begins, or the shard goes elsewhere without it.
                     Ok(Answer::Desired(true)) if waits(&name) => {
                         self.children.insert(name, running);
                         continue;
@@ -906,8 +909,8 @@ impl DistSupervisor {
                         continue;
                     }
                     Ok(Answer::Desired(false)) => {}
-                    // Asked again at the next reconciliation: a loser is never stopped
-                    // without being asked for its state.
+                    // Asked again at the next reconciliation: a loser, or a child whose move
+                    // waits, is never stopped without being asked for its state.
                     Ok(_) | Err(_) => {
                         self.children.insert(name, running);
                         continue;
@@ -937,9 +940,15 @@ impl DistSupervisor {
             .cloned()
             .collect();
         for name in gone {
+            let shard = super::control::shard_of(&name, count);
+            let why = if self.shards.contains_key(&shard) {
+                "no longer desired"
+            } else {
+                "its shard went to another node"
+            };
             if let Some(h) = self.handed_in.remove(&name) {
                 if h.state.is_some() {
-                    handoff::aborted(p, h.id, &name, "no longer desired");
+                    handoff::aborted(p, h.id, &name, why);
                 }
             }
         }

@@ -81,10 +81,10 @@ impl DistSupervisor {
     ///
     /// A move begins only under the lease, with the margin a start needs. A node whose lease
     /// lapsed may be committed down any moment (the leader revoked it, or an old leader's
-    /// `Down` waits in a log), which completes the move without its states: it keeps its
-    /// children (AP mode; in CP mode the lapse stopped them) until it is granted again, and
-    /// begins then, or until the move is aborted, or its shards go to their heirs and its
-    /// instances lose the conflict, with their states
+    /// `Down` waits in a log), which completes the move without its states: it keeps the
+    /// shard's children (until the lapse stops them, in CP mode) until it is granted again,
+    /// and begins then, or until the move is aborted, or the shard goes to an heir and, in AP
+    /// mode, its instances lose the conflict, with their states
     /// (`corpus/ap-lapsed-owner-begins-no-move.json`).
     pub(super) fn hand_over(&mut self, p: &Process, outgoing: &[Transit]) {
         let leased = self.lease.left(p.now()) >= lease::START_WITHIN;
