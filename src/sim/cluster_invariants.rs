@@ -156,6 +156,8 @@ struct Checker {
     /// (it may be the start of that very instance: a start returns after its instance
     /// started).
     desired: BTreeMap<String, usize>,
+    /// When each desired name became desired, in µs.
+    desired_at_us: BTreeMap<String, u64>,
     terminated: BTreeMap<String, usize>,
     resurrected: BTreeMap<String, (Pid, usize, usize)>,
     /// Each node's registry: name -> (instance, the event that set it); the nodes that ever
@@ -623,6 +625,7 @@ impl Checker {
             }
             DistEvent::Desired { name, on: true } => {
                 self.desired.insert(name.clone(), i);
+                self.desired_at_us.insert(name.clone(), at);
                 self.terminated.remove(name);
                 // A new child: an instance of the old desire that crashes after the give-up
                 // (fenced on a paused node) is no crash of this one (docs/cp.md, "Restarts
@@ -639,6 +642,7 @@ impl Checker {
             }
             DistEvent::Desired { name, on: false } => {
                 self.desired.remove(name);
+                self.desired_at_us.remove(name);
                 // A name wanted again later is a new child: its restarts count afresh (a
                 // supervisor that gave up on it, or a terminate_child, ended the old one).
                 self.restarts.remove(name);
@@ -679,7 +683,8 @@ impl Checker {
                 seq,
                 name,
                 to,
-            } => self.sent(i, *from, *seq, name, *to)?,
+                made_us,
+            } => self.sent(i, (*from, *seq), name, *to, *made_us)?,
             DistEvent::Handled { pid, from, seq } => {
                 if let Some(&successor) = self.fenced.get(pid) {
                     let name = self.names.get(pid).cloned().unwrap_or_default();
@@ -971,15 +976,17 @@ impl Checker {
         Ok(())
     }
 
-    /// S1: `from` sent its message `seq` to `name` (event `i`), to instance `to` or, with
-    /// none registered, nowhere: lost, if the name was moving then.
+    /// S1: `from` sent its message `seq` to `name` (event `i`, the send made at `made_us`),
+    /// to instance `to` or, with none registered, nowhere: lost, if the name was moving
+    /// then, and desired when the send was made (a "none" answered before it was desired
+    /// may come back late, over a slow link, while the name moves).
     fn sent(
         &mut self,
         i: usize,
-        from: Pid,
-        seq: u64,
+        (from, seq): (Pid, u64),
         name: &str,
         to: Option<Pid>,
+        made_us: Option<u64>,
     ) -> Result<(), Found> {
         self.sent.insert((from, seq), (name.to_string(), i));
         // Handled before its sender recorded the send (a send answered once delivered):
@@ -994,6 +1001,11 @@ impl Checker {
             }
             // A move that a fault may have cut short (its nodes lost, a message dropped) is
             // judged by I2 and I6, not here.
+            None if made_us
+                .is_some_and(|m| self.desired_at_us.get(name).is_none_or(|&since| since > m)) =>
+            {
+                Ok(())
+            }
             None => match self.moving.values().find(|(n, ..)| n == name) {
                 Some(&(_, begin, _)) if self.last_fault.is_none_or(|f| f < begin) => Err(found(
                     Invariant::MessageRouting,

@@ -82,6 +82,7 @@ where
 {
     for seq in 0..3 {
         let from = p.pid();
+        let made_us = Some(p.node().elapsed_us());
         if let Ok(to) = deliver(Bump { from, seq }).await {
             let name = name.to_string();
             let sent = DistEvent::Sent {
@@ -89,6 +90,7 @@ where
                 seq,
                 name,
                 to,
+                made_us,
             };
             p.node().record(EventKind::Dist(sent));
         }

@@ -593,6 +593,10 @@ pub enum DistEvent {
         name: String,
         /// The instance it went to.
         to: Option<Pid>,
+        /// When the send was made, in µs of the trace's time, if known: a send answered
+        /// "none" before its name was desired is not lost (not rendered).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        made_us: Option<u64>,
     },
     /// Instance `pid` handled message number `seq` of `from` (one sent by name: [`Sent`](DistEvent::Sent)).
     Handled {
@@ -786,6 +790,7 @@ impl DistEvent {
                 seq,
                 name,
                 to,
+                ..
             } => {
                 let to = to.as_ref().map_or_else(|| "none".into(), n);
                 format!("sent {} #{seq} {name} -> {to}", n(from))

@@ -372,6 +372,7 @@ fn s1_messages_sent_by_name_survive_a_move_once_and_in_order() {
         seq,
         name: K.into(),
         to,
+        made_us: None,
     };
     let handled = |pid, seq| DistEvent::Handled {
         pid,
@@ -411,6 +412,28 @@ fn s1_messages_sent_by_name_survive_a_move_once_and_in_order() {
         .dist(sent(0, None));
     assert_eq!(
         dropped.check(Consistency::Cp),
+        Err(Invariant::MessageRouting)
+    );
+    // A "none" answered before the name was desired, whose answer came back while it
+    // moved (corpus/cp-send-answered-before-its-name-was-desired.json), is not lost; one
+    // made once it was desired is.
+    let answered_late = |made_us| {
+        T::default()
+            .start(a())
+            .desired(true)
+            .dist(handoff(begin.clone()))
+            .exit(a())
+            .dist(DistEvent::Sent {
+                from: client,
+                seq: 0,
+                name: K.into(),
+                to: None,
+                made_us: Some(made_us),
+            })
+    };
+    assert_eq!(answered_late(0).check(Consistency::Cp), Ok(()));
+    assert_eq!(
+        answered_late(2_000).check(Consistency::Cp),
         Err(Invariant::MessageRouting)
     );
     let after_state = T::default()
